@@ -1,0 +1,1 @@
+"""Example and default configurations (installed as ``obsctl.configs``)."""

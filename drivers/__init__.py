@@ -1,0 +1,1 @@
+"""Device implementations for real hardware (installed as ``obsctl.drivers``)."""

@@ -1,0 +1,128 @@
+"""What every Alpaca driver shares: naming, connection handling and deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from obsctl.drivers.alpaca._http import AlpacaClient
+from obsctl.errors import DeviceError, DeviceNotImplementedError, DeviceTimeoutError
+
+log = logging.getLogger(__name__)
+
+_CONNECT_POLL_S = 0.05
+
+
+class AlpacaDevice:
+    """Base of the Alpaca drivers: one device on one Alpaca server.
+
+    Parameters
+    ----------
+    name : str
+        The device's configured name (used in errors and logs).
+    client : AlpacaClient
+        The server's client, shared with the server's other devices.
+    device_number : int
+        Device number on the server.
+    timeout_s : float
+        Deadline of one control call in seconds.
+    connect_timeout_s : float
+        Deadline of connecting in seconds.
+    """
+
+    device_type = ""
+
+    def __init__(
+        self,
+        name: str,
+        client: AlpacaClient,
+        device_number: int = 0,
+        *,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        self._name = name
+        self._client = client
+        self._number = device_number
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+
+    @property
+    def name(self) -> str:
+        """The device's configured name."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, {self._client.address}, #{self._number})"
+
+    async def _get(self, member: str, **params: str) -> Any:
+        return await self._client.get(
+            self.device_type,
+            self._number,
+            member,
+            device=self._name,
+            timeout_s=self.timeout_s,
+            params=params,
+        )
+
+    async def _put(self, member: str, **data: str) -> Any:
+        return await self._client.put(
+            self.device_type,
+            self._number,
+            member,
+            device=self._name,
+            timeout_s=self.timeout_s,
+            data=data,
+        )
+
+    async def _get_optional(self, member: str) -> Any:
+        """Read a property that a device may not implement; None when it does not."""
+        try:
+            return await self._get(member)
+        except DeviceNotImplementedError:
+            return None
+
+    async def connect(self) -> None:
+        """Connect, by Platform 7 ``Connect``/``Connecting`` or else ``Connected = True``.
+
+        Raises
+        ------
+        DeviceTimeoutError
+            When the device is not connected within ``connect_timeout_s``.
+        DeviceConnectionError
+            When the server cannot be reached.
+        """
+        try:
+            await self._put("connect")
+        except DeviceNotImplementedError:
+            await self._put("connected", Connected="True")
+        deadline = time.monotonic() + self.connect_timeout_s
+        while True:
+            try:
+                connecting = bool(await self._get("connecting"))
+            except DeviceNotImplementedError:
+                connecting = False
+            if not connecting and await self.is_connected():
+                log.info("%s connected", self._name)
+                return
+            if time.monotonic() > deadline:
+                raise DeviceTimeoutError(
+                    f"not connected after {self.connect_timeout_s:g} s", device=self._name
+                )
+            await asyncio.sleep(_CONNECT_POLL_S)
+
+    async def disconnect(self) -> None:
+        """Disconnect; an unreachable device is logged, not raised."""
+        try:
+            try:
+                await self._put("disconnect")
+            except DeviceNotImplementedError:
+                await self._put("connected", Connected="False")
+        except DeviceError as exc:
+            log.warning("%s: disconnect failed: %s", self._name, exc)
+
+    async def is_connected(self) -> bool:
+        """Return the device's ``Connected`` property."""
+        return bool(await self._get("connected"))

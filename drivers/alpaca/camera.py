@@ -1,0 +1,288 @@
+"""`AlpacaCamera`: the `obsctl.devices.Camera` protocol over ASCOM Alpaca (ICameraV4)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from obsctl.devices import (
+    CameraImage,
+    CameraInfo,
+    CameraState,
+    CameraStatus,
+    ExposureSettings,
+    ImageMetadata,
+)
+from obsctl.drivers.alpaca._device import AlpacaDevice
+from obsctl.drivers.alpaca._http import AlpacaClient
+from obsctl.drivers.alpaca.imagebytes import download_image
+from obsctl.errors import DeviceBusyError, DeviceNotImplementedError
+
+__all__ = ["AlpacaCamera", "parse_ascom_time"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_ascom_time(text: str) -> datetime:
+    """Parse an ASCOM FITS-style UTC time (``YYYY-MM-DDTHH:MM:SS[.fffffff]``).
+
+    ASCOM allows up to seven fractional digits, more than `datetime.fromisoformat` takes
+    in every Python version, so the fraction is cut to microseconds.
+
+    Parameters
+    ----------
+    text : str
+        The time string, optionally ending in ``Z``.
+
+    Returns
+    -------
+    datetime
+        A timezone-aware UTC datetime.
+    """
+    text = text.strip().removesuffix("Z")
+    if "." in text:
+        main, frac = text.split(".", 1)
+        text = f"{main}.{(frac + '000000')[:6]}"
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class AlpacaCamera(AlpacaDevice):
+    """A camera on an Alpaca server.
+
+    Parameters
+    ----------
+    name, client, device_number, timeout_s, connect_timeout_s
+        See `AlpacaDevice`.
+    download_timeout_s : float
+        Deadline of one image download in seconds.
+    prefer_imagebytes : bool
+        Ask for ImageBytes; False forces the JSON ImageArray.
+    """
+
+    device_type = "camera"
+
+    def __init__(
+        self,
+        name: str,
+        client: AlpacaClient,
+        device_number: int = 0,
+        *,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 30.0,
+        download_timeout_s: float = 120.0,
+        prefer_imagebytes: bool = True,
+    ) -> None:
+        super().__init__(
+            name, client, device_number, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+        )
+        self.download_timeout_s = download_timeout_s
+        self.prefer_imagebytes = prefer_imagebytes
+        self._info: CameraInfo | None = None
+        # Alpaca does not report whether the last exposure was a light frame; we started it.
+        self._last_light = True
+
+    async def info(self) -> CameraInfo:
+        """Read the camera's fixed properties once and cache them."""
+        if self._info is not None:
+            return self._info
+        required = (
+            "sensorname",
+            "cameraxsize",
+            "cameraysize",
+            "pixelsizex",
+            "pixelsizey",
+            "maxbinx",
+            "maxbiny",
+            "maxadu",
+            "fullwellcapacity",
+            "exposuremin",
+            "exposuremax",
+            "canabortexposure",
+            "canstopexposure",
+            "cansetccdtemperature",
+        )
+        optional = ("gainmin", "gainmax", "offsetmin", "offsetmax", "readoutmodes")
+        values = await asyncio.gather(
+            *(self._get(m) for m in required), *(self._get_optional(m) for m in optional)
+        )
+        v: dict[str, Any] = dict(zip(required + optional, values, strict=True))
+        self._info = CameraInfo(
+            sensor_name=str(v["sensorname"]),
+            width_px=int(v["cameraxsize"]),
+            height_px=int(v["cameraysize"]),
+            pixel_size_x_um=float(v["pixelsizex"]),
+            pixel_size_y_um=float(v["pixelsizey"]),
+            max_bin_x=int(v["maxbinx"]),
+            max_bin_y=int(v["maxbiny"]),
+            max_adu=int(v["maxadu"]),
+            full_well_e=float(v["fullwellcapacity"]),
+            exposure_min_s=float(v["exposuremin"]),
+            exposure_max_s=float(v["exposuremax"]),
+            gain_min=None if v["gainmin"] is None else int(v["gainmin"]),
+            gain_max=None if v["gainmax"] is None else int(v["gainmax"]),
+            offset_min=None if v["offsetmin"] is None else int(v["offsetmin"]),
+            offset_max=None if v["offsetmax"] is None else int(v["offsetmax"]),
+            readout_modes=tuple(str(m) for m in (v["readoutmodes"] or ("Default",))),
+            can_abort=bool(v["canabortexposure"]),
+            can_stop=bool(v["canstopexposure"]),
+            can_set_temperature=bool(v["cansetccdtemperature"]),
+        )
+        return self._info
+
+    async def connect(self) -> None:
+        """Connect and forget cached properties (the camera may have changed)."""
+        self._info = None
+        await super().connect()
+
+    async def configure(self, settings: ExposureSettings) -> None:
+        """Apply binning, subframe, gain, offset and readout mode.
+
+        Binning is set first because ASCOM defines StartX/NumX in binned pixels.
+        """
+        info = await self.info()
+        await self._put("binx", BinX=str(settings.bin_x))
+        await self._put("biny", BinY=str(settings.bin_y))
+        if settings.subframe is None:
+            start_x, start_y = 0, 0
+            num_x, num_y = info.width_px // settings.bin_x, info.height_px // settings.bin_y
+        else:
+            start_x, start_y, num_x, num_y = settings.subframe
+        await asyncio.gather(
+            self._put("startx", StartX=str(start_x)),
+            self._put("starty", StartY=str(start_y)),
+            self._put("numx", NumX=str(num_x)),
+            self._put("numy", NumY=str(num_y)),
+        )
+        if settings.gain is not None:
+            await self._put("gain", Gain=str(settings.gain))
+        if settings.offset is not None:
+            await self._put("offset", Offset=str(settings.offset))
+        if settings.readout_mode is not None:
+            await self._put("readoutmode", ReadoutMode=str(settings.readout_mode))
+
+    async def start_exposure(self, exposure_s: float, *, light: bool = True) -> None:
+        """Start an exposure (``StartExposure``) and return at once."""
+        await self._put("startexposure", Duration=repr(float(exposure_s)), Light=str(light))
+        self._last_light = light
+
+    async def status(self) -> CameraStatus:
+        """Read state, progress, readiness and cooler values concurrently."""
+        info = await self.info()
+        state, ready, temp, cooler, power = await asyncio.gather(
+            self._get("camerastate"),
+            self._get("imageready"),
+            self._get_optional("ccdtemperature"),
+            self._get_optional("cooleron"),
+            self._get_optional("coolerpower"),
+        )
+        set_point = (
+            await self._get_optional("setccdtemperature") if info.can_set_temperature else None
+        )
+        try:
+            percent = float(await self._get("percentcompleted"))
+        except DeviceBusyError:
+            # ICameraV4 raises InvalidOperation when no exposure is running.
+            percent = 100.0 if ready else 0.0
+        return CameraStatus(
+            state=CameraState(int(state)),
+            percent_completed=percent,
+            image_ready=bool(ready),
+            ccd_temperature_c=None if temp is None else float(temp),
+            set_temperature_c=None if set_point is None else float(set_point),
+            cooler_on=bool(cooler),
+            cooler_power_pct=None if power is None else float(power),
+        )
+
+    async def abort_exposure(self) -> None:
+        """Abort and discard the running exposure (``AbortExposure``)."""
+        await self._put("abortexposure")
+
+    async def stop_exposure(self) -> None:
+        """End the exposure early and keep the image (``StopExposure``)."""
+        await self._put("stopexposure")
+
+    async def set_cooler(self, *, on: bool, set_point_c: float | None = None) -> None:
+        """Set the cooler's set point (if given) and switch it."""
+        if set_point_c is not None:
+            await self._put("setccdtemperature", SetCCDTemperature=repr(float(set_point_c)))
+        await self._put("cooleron", CoolerOn=str(on))
+
+    async def _metadata(self) -> ImageMetadata:
+        info = await self.info()
+        names = (
+            "lastexposureduration",
+            "lastexposurestarttime",
+            "binx",
+            "biny",
+            "startx",
+            "starty",
+            "electronsperadu",
+            "readoutmode",
+        )
+        optional = ("gain", "offset", "ccdtemperature", "setccdtemperature", "cooleron")
+        values = await asyncio.gather(
+            *(self._get(m) for m in names), *(self._get_optional(m) for m in optional)
+        )
+        v: dict[str, Any] = dict(zip(names + optional, values, strict=True))
+        try:
+            start: datetime | None = parse_ascom_time(str(v["lastexposurestarttime"]))
+        except ValueError:
+            log.warning(
+                "%s: unparseable LastExposureStartTime %r", self.name, v["lastexposurestarttime"]
+            )
+            start = None
+        mode = int(v["readoutmode"])
+        return ImageMetadata(
+            exposure_s=float(v["lastexposureduration"]),
+            start_time=start,
+            light=self._last_light,
+            bin_x=int(v["binx"]),
+            bin_y=int(v["biny"]),
+            start_x=int(v["startx"]),
+            start_y=int(v["starty"]),
+            gain=None if v["gain"] is None else int(v["gain"]),
+            offset=None if v["offset"] is None else int(v["offset"]),
+            electrons_per_adu=float(v["electronsperadu"]),
+            ccd_temperature_c=None if v["ccdtemperature"] is None else float(v["ccdtemperature"]),
+            set_temperature_c=(
+                None if v["setccdtemperature"] is None else float(v["setccdtemperature"])
+            ),
+            cooler_on=bool(v["cooleron"]),
+            pixel_size_x_um=info.pixel_size_x_um,
+            pixel_size_y_um=info.pixel_size_y_um,
+            readout_mode=info.readout_modes[mode] if mode < len(info.readout_modes) else str(mode),
+            sensor_name=info.sensor_name,
+            camera_name=self.name,
+        )
+
+    async def download(self) -> CameraImage:
+        """Download the ready image by ImageBytes (JSON fallback) under its deadline.
+
+        Raises
+        ------
+        DeviceBusyError
+            When no image is ready.
+        DeviceTimeoutError
+            When the download misses ``download_timeout_s``.
+        ImageDownloadError
+            When the data is corrupted or truncated.
+        """
+        if not await self._get("imageready"):
+            raise DeviceBusyError("no image ready to download", device=self.name)
+        metadata = await self._metadata()
+        info = await self.info()
+        data = await download_image(
+            self._client,
+            self._number,
+            device=self.name,
+            timeout_s=self.download_timeout_s,
+            max_adu=info.max_adu,
+            prefer_imagebytes=self.prefer_imagebytes,
+        )
+        if data.ndim != 2:
+            raise DeviceNotImplementedError(
+                f"colour (rank {data.ndim}) images are not supported yet", device=self.name
+            )
+        return CameraImage(data=data, metadata=metadata)

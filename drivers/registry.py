@@ -1,0 +1,135 @@
+"""Build devices from a config: an explicit map from a ``driver`` name to a factory.
+
+Config never names a class path to import; a new driver is one entry in `FACTORIES`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from obsctl.config import AlpacaDeviceConfig, Config, SimulatorDeviceConfig
+from obsctl.devices import DeviceSet
+from obsctl.drivers.alpaca import (
+    AlpacaCamera,
+    AlpacaClient,
+    AlpacaFilterWheel,
+    AlpacaMount,
+    AlpacaSafetyMonitor,
+)
+
+if TYPE_CHECKING:
+    from obsctl.simulators.observatory import SimulatedObservatory
+
+__all__ = ["ROLES", "build_devices", "open_devices"]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("camera", "filter_wheel", "mount", "safety_monitor")
+
+_ALPACA_CLASSES: dict[str, Callable[..., Any]] = {
+    "camera": AlpacaCamera,
+    "filter_wheel": AlpacaFilterWheel,
+    "mount": AlpacaMount,
+    "safety_monitor": AlpacaSafetyMonitor,
+}
+
+
+@dataclass
+class _BuildContext:
+    config: Config
+    observatory: SimulatedObservatory | None
+    clients: dict[str, AlpacaClient] = field(default_factory=dict)
+
+    def client(self, address: str) -> AlpacaClient:
+        # One client per server: the server's devices share its connection pool.
+        if address not in self.clients:
+            self.clients[address] = AlpacaClient(address)
+        return self.clients[address]
+
+    def simulated(self) -> SimulatedObservatory:
+        if self.observatory is None:
+            from obsctl.clock import ScaledClock
+            from obsctl.simulators.observatory import SimulatedObservatory
+
+            sim = self.config.simulator
+            assert sim is not None  # Config validation guarantees a [simulator] section
+            self.observatory = SimulatedObservatory.from_config(
+                sim, self.config.site, self.config.telescope, ScaledClock(sim.speed)
+            )
+        return self.observatory
+
+
+def _alpaca(role: str, cfg: AlpacaDeviceConfig, ctx: _BuildContext) -> Any:
+    kwargs: dict[str, Any] = {
+        "timeout_s": cfg.timeout_s,
+        "connect_timeout_s": cfg.connect_timeout_s,
+    }
+    if role == "camera":
+        kwargs["download_timeout_s"] = cfg.download_timeout_s
+    return _ALPACA_CLASSES[role](role, ctx.client(cfg.address), cfg.device_number, **kwargs)
+
+
+def _simulator(role: str, cfg: SimulatorDeviceConfig, ctx: _BuildContext) -> Any:
+    from obsctl.simulators import devices as sim_devices
+
+    observatory = ctx.simulated()
+    factories: dict[str, Callable[[], Any]] = {
+        "camera": lambda: sim_devices.SimulatedCamera(observatory.camera, name=role),
+        "filter_wheel": lambda: sim_devices.SimulatedFilterWheel(
+            observatory.filter_wheel, name=role
+        ),
+        "mount": lambda: sim_devices.SimulatedMount(observatory.mount, name=role),
+        "safety_monitor": lambda: sim_devices.SimulatedSafetyMonitor(
+            observatory.safety_monitor, name=role
+        ),
+    }
+    return factories[role]()
+
+
+FACTORIES: dict[str, Callable[[str, Any, _BuildContext], Any]] = {
+    "alpaca": _alpaca,
+    "simulator": _simulator,
+}
+
+
+def build_devices(
+    config: Config, *, observatory: SimulatedObservatory | None = None
+) -> tuple[DeviceSet, list[AlpacaClient]]:
+    """Build the configured devices (not yet connected).
+
+    Parameters
+    ----------
+    config : Config
+        The observatory configuration.
+    observatory : SimulatedObservatory or None
+        Models for ``driver = "simulator"`` devices; None builds them from the config.
+
+    Returns
+    -------
+    tuple
+        The devices, and the Alpaca clients to close when done.
+    """
+    ctx = _BuildContext(config, observatory)
+    built: dict[str, Any] = {}
+    for role in ROLES:
+        cfg = getattr(config.devices, role)
+        if cfg is not None:
+            built[role] = FACTORIES[cfg.driver](role, cfg, ctx)
+    return DeviceSet(**built), list(ctx.clients.values())
+
+
+@asynccontextmanager
+async def open_devices(
+    config: Config, *, observatory: SimulatedObservatory | None = None
+) -> AsyncIterator[DeviceSet]:
+    """Build the devices and close their transports on exit (they are not connected here)."""
+    devices, clients = build_devices(config, observatory=observatory)
+    try:
+        yield devices
+    finally:
+        for client in clients:
+            await client.close()

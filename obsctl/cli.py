@@ -1,0 +1,213 @@
+"""The ``obsctl`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from obsctl.config import Config, load_config
+from obsctl.devices import Camera, CameraState, DeviceSet, ExposureSettings, FilterWheel
+from obsctl.errors import ConfigError, DeviceError, DeviceTimeoutError, ObsctlError
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_POLL_S = 0.05
+_FILTER_MOVE_TIMEOUT_S = 60.0
+_READOUT_MARGIN_S = 60.0
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def _deadline(coro: Awaitable[T], seconds: float, device: str, what: str) -> T:
+    try:
+        async with asyncio.timeout(seconds):
+            return await coro
+    except TimeoutError as exc:
+        raise DeviceTimeoutError(f"{what} not done within {seconds:g} s", device=device) from exc
+
+
+async def _describe(role: str, devices: DeviceSet) -> str:
+    device = getattr(devices, role)
+    await device.connect()
+    try:
+        if role == "camera":
+            info = await device.info()
+            st = await device.status()
+            temp = "n/a" if st.ccd_temperature_c is None else f"{st.ccd_temperature_c:.1f} C"
+            return (
+                f"{info.sensor_name} {info.width_px}x{info.height_px} "
+                f"{info.pixel_size_x_um:g} um, state {st.state.name}, sensor {temp}, "
+                f"cooler {'on' if st.cooler_on else 'off'}"
+            )
+        if role == "filter_wheel":
+            names = await device.names()
+            position = await device.position()
+            current = "moving" if position is None else names[position]
+            return f"filters {', '.join(names)}; current {current}"
+        if role == "mount":
+            ms = await device.status()
+            return (
+                f"RA {ms.ra_deg:.4f} Dec {ms.dec_deg:+.4f} deg, alt {ms.alt_deg:.2f} "
+                f"az {ms.az_deg:.2f}, tracking {'on' if ms.tracking else 'off'}, "
+                f"{'parked' if ms.at_park else 'unparked'}, pier {ms.pier_side.name}"
+            )
+        return "SAFE" if await device.is_safe() else "UNSAFE"
+    finally:
+        await device.disconnect()
+
+
+async def _devices(config: Config) -> int:
+    from obsctl.drivers.registry import ROLES
+    from obsctl.embedded import session
+
+    failures = 0
+    async with session(config) as devices:
+        for role in ROLES:
+            if getattr(devices, role) is None:
+                continue
+            try:
+                _out(f"{role:15s} {await _describe(role, devices)}")
+            except DeviceError as exc:
+                failures += 1
+                _out(f"{role:15s} ERROR {type(exc).__name__}: {exc}")
+    return 1 if failures else 0
+
+
+async def _select_filter(wheel: FilterWheel, name: str) -> None:
+    names = await wheel.names()
+    matches = [i for i, n in enumerate(names) if n.lower() == name.lower()]
+    if not matches:
+        raise DeviceError(
+            f"no filter {name!r}; the wheel holds {', '.join(names)}", device=wheel.name
+        )
+    await wheel.move(matches[0])
+
+    async def arrived() -> None:
+        while await wheel.position() != matches[0]:
+            await asyncio.sleep(_POLL_S)
+
+    await _deadline(arrived(), _FILTER_MOVE_TIMEOUT_S, wheel.name, "filter move")
+
+
+async def _wait_for_image(camera: Camera, exposure_s: float) -> None:
+    async def ready() -> None:
+        while True:
+            st = await camera.status()
+            if st.image_ready:
+                return
+            if st.state == CameraState.ERROR:
+                raise DeviceError("camera reports state Error", device=camera.name)
+            await asyncio.sleep(_POLL_S)
+
+    await _deadline(ready(), exposure_s + _READOUT_MARGIN_S, camera.name, "exposure")
+
+
+async def _expose(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.embedded import session
+    from obsctl.fitsfile import basic_header, write_fits_atomic
+
+    image_type = args.type.upper()
+    async with session(config) as devices:
+        camera = devices.camera
+        await camera.connect()
+        filter_name: str | None = None
+        try:
+            if args.filter:
+                if devices.filter_wheel is None:
+                    raise ConfigError("--filter given but no filter_wheel is configured")
+                await devices.filter_wheel.connect()
+                await _select_filter(devices.filter_wheel, args.filter)
+                filter_name = args.filter
+            await camera.configure(ExposureSettings(bin_x=args.bin, bin_y=args.bin))
+            light = image_type in ("LIGHT", "FLAT")
+            exposure_s = 0.0 if image_type == "BIAS" else args.exptime
+            if image_type == "BIAS":
+                exposure_s = (await camera.info()).exposure_min_s
+            await camera.start_exposure(exposure_s, light=light)
+            await _wait_for_image(camera, exposure_s)
+            image = await camera.download()
+        finally:
+            await camera.disconnect()
+            if devices.filter_wheel is not None:
+                await devices.filter_wheel.disconnect()
+    header = basic_header(image, image_type=image_type, filter_name=filter_name)
+    path = write_fits_atomic(args.out, image.data, header)
+    data = image.data
+    _out(
+        f"wrote {path}: {image_type} {data.shape[1]}x{data.shape[0]} {data.dtype}, "
+        f"{image.metadata.exposure_s:g} s, median {float(np.median(data)):.1f} ADU, "
+        f"max {int(data.max())} ADU"
+    )
+    return 0
+
+
+async def _simulate(config: Config) -> int:
+    from obsctl.simulators.observatory import serve_forever
+
+    await serve_forever(config)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obsctl", description="Observatory-control daemon.")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML config (default: the embedded simulated observatory)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("simulate", help="serve the configured Alpaca simulators until Ctrl-C")
+    sub.add_parser("devices", help="connect to each configured device and print its state")
+    expose = sub.add_parser("expose", help="take one exposure and write it as FITS")
+    expose.add_argument("--exptime", type=float, required=True, help="exposure time in seconds")
+    expose.add_argument("--filter", default=None, help="filter name (needs a filter wheel)")
+    expose.add_argument("--out", type=Path, required=True, help="output FITS file")
+    expose.add_argument("--bin", type=int, default=1, help="binning factor (default 1)")
+    expose.add_argument(
+        "--type", default="light", choices=["light", "dark", "bias", "flat"], help="image type"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    args = _parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    commands: dict[str, Callable[[Config], Awaitable[int]]] = {
+        "simulate": _simulate,
+        "devices": _devices,
+        "expose": lambda config: _expose(config, args),
+    }
+    try:
+        config = load_config(args.config)
+        return asyncio.run(commands[args.command](config))
+    except ConfigError as exc:
+        sys.stderr.write(f"obsctl: {exc}\n")
+        return 2
+    except ObsctlError as exc:
+        sys.stderr.write(f"obsctl: {type(exc).__name__}: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

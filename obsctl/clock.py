@@ -1,0 +1,77 @@
+"""Clocks shared by the simulators, the sequencer and the scheduler.
+
+A `ScaledClock` runs faster than real time so that a simulated exposure, slew or night takes
+a fraction of its nominal duration; tests use it instead of sleeping for real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+__all__ = ["Clock", "ScaledClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    """A source of time that can also wait."""
+
+    def now(self) -> datetime:
+        """Return the current time as a timezone-aware UTC datetime."""
+        ...
+
+    def monotonic(self) -> float:
+        """Return a monotonic time in (simulated) seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait for ``seconds`` of (simulated) time."""
+        ...
+
+
+class SystemClock:
+    """Real time."""
+
+    def now(self) -> datetime:
+        """Return the current UTC time."""
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Return `time.monotonic`."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep for real."""
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class ScaledClock:
+    """Time that passes ``speed`` times faster than real time, from a chosen start.
+
+    Parameters
+    ----------
+    speed : float
+        Simulated seconds per real second (> 0).
+    start : datetime or None
+        Simulated UTC time at construction; None starts at the real current time.
+    """
+
+    def __init__(self, speed: float = 1.0, start: datetime | None = None) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.speed = speed
+        self._start = start if start is not None else datetime.now(UTC)
+        self._real0 = time.monotonic()
+
+    def monotonic(self) -> float:
+        """Return simulated seconds since construction."""
+        return (time.monotonic() - self._real0) * self.speed
+
+    def now(self) -> datetime:
+        """Return the simulated UTC time."""
+        return self._start + timedelta(seconds=self.monotonic())
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds / speed`` of real time."""
+        await asyncio.sleep(max(0.0, seconds) / self.speed)

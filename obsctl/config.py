@@ -1,0 +1,337 @@
+"""Configuration: TOML files validated into frozen pydantic models.
+
+`load_config` is the one entry point. Every failure (missing file, TOML syntax, unknown key,
+wrong type, unsupported version) becomes a `ConfigError` that names the file, the key path and
+what was expected. Relative paths inside a config (the data directory) are relative to the
+current working directory, so the packaged default config writes beside the user, not into
+the installation.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from obsctl.errors import ConfigError
+
+__all__ = [
+    "AlpacaDeviceConfig",
+    "Config",
+    "DataConfig",
+    "DeviceConfig",
+    "DevicesConfig",
+    "PipelineConfig",
+    "ServerConfig",
+    "SimulatedCameraConfig",
+    "SimulatedFilterWheelConfig",
+    "SimulatedMountConfig",
+    "SimulatedSkyConfig",
+    "SimulatorConfig",
+    "SimulatorDeviceConfig",
+    "SiteConfig",
+    "TelescopeConfig",
+    "default_config_path",
+    "load_config",
+]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = (1,)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SiteConfig(_Model):
+    """Where the observatory is."""
+
+    name: str
+    latitude_deg: float = Field(ge=-90, le=90)
+    longitude_deg: float = Field(ge=-180, le=180, description="east positive")
+    elevation_m: float = Field(default=0.0, ge=-500, le=9000)
+
+
+class TelescopeConfig(_Model):
+    """The optical tube, for headers and the approximate WCS."""
+
+    name: str = "telescope"
+    focal_length_mm: float = Field(gt=0)
+    aperture_mm: float = Field(gt=0)
+    observer: str = ""
+
+
+class AlpacaDeviceConfig(_Model):
+    """A device reached over ASCOM Alpaca (HTTP)."""
+
+    driver: Literal["alpaca"]
+    address: str = Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$", description="host:port")
+    device_number: int = Field(default=0, ge=0)
+    timeout_s: float = Field(default=5.0, gt=0, description="deadline of one control call")
+    download_timeout_s: float = Field(default=120.0, gt=0, description="deadline of a download")
+    connect_timeout_s: float = Field(default=30.0, gt=0, description="deadline of connecting")
+
+
+class SimulatorDeviceConfig(_Model):
+    """A simulated device run inside the obsctl process, without HTTP."""
+
+    driver: Literal["simulator"]
+
+
+DeviceConfig = Annotated[AlpacaDeviceConfig | SimulatorDeviceConfig, Field(discriminator="driver")]
+
+
+class DevicesConfig(_Model):
+    """The devices of the observatory; only a camera is required."""
+
+    camera: DeviceConfig
+    filter_wheel: DeviceConfig | None = None
+    mount: DeviceConfig | None = None
+    safety_monitor: DeviceConfig | None = None
+
+
+class DataConfig(_Model):
+    """Where frames and the database live."""
+
+    directory: Path = Path("data")
+
+
+class ServerConfig(_Model):
+    """The daemon's HTTP server (control API and quick-look)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: str | None = Field(default=None, description="bearer token for mutating calls")
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> ServerConfig:
+        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.token:
+            raise ValueError(f"a token is required when the server binds to {self.host!r}")
+        return self
+
+
+class PipelineConfig(_Model):
+    """Per-frame processing."""
+
+    enabled: bool = True
+    workers: int = Field(default=2, ge=1, le=64)
+
+
+class SimulatedCameraConfig(_Model):
+    """Sensor and electronics of the simulated camera."""
+
+    name: str = "Simulated camera"
+    sensor_name: str = "SIM-CMOS"
+    width_px: int = Field(default=1024, ge=16, le=16384)
+    height_px: int = Field(default=768, ge=16, le=16384)
+    pixel_size_um: float = Field(default=3.76, gt=0)
+    max_bin: int = Field(default=4, ge=1, le=16)
+    max_adu: int = Field(default=65535, ge=255, le=65535)
+    full_well_e: float = Field(default=51000.0, gt=0)
+    electrons_per_adu: float = Field(default=0.8, gt=0, description="at gain 0")
+    read_noise_e: float = Field(default=3.5, ge=0)
+    bias_adu: float = Field(default=500.0, ge=0, description="bias level at offset 0")
+    adu_per_offset: float = Field(default=10.0, ge=0)
+    dark_current_e_s: float = Field(default=0.002, ge=0, description="at -10 C")
+    dark_doubling_c: float = Field(default=6.3, gt=0)
+    hot_pixel_fraction: float = Field(default=2e-4, ge=0, le=0.01)
+    cosmic_rate_cm2_s: float = Field(default=0.02, ge=0, description="hits per cm2 per second")
+    readout_time_s: float = Field(default=1.0, ge=0)
+    exposure_min_s: float = Field(default=1e-5, gt=0)
+    exposure_max_s: float = Field(default=3600.0, gt=0)
+    gain_min: int = 0
+    gain_max: int = 300
+    offset_min: int = 0
+    offset_max: int = 100
+    ambient_c: float = 15.0
+    cooler_max_delta_c: float = Field(default=35.0, ge=0)
+    cooler_tau_s: float = Field(default=60.0, gt=0)
+    seed: int = 11
+
+
+class SimulatedSkyConfig(_Model):
+    """The synthetic sky the simulated camera renders."""
+
+    seed: int = 2024
+    seeing_arcsec: float = Field(default=2.2, gt=0)
+    moffat_beta: float = Field(default=3.0, gt=1)
+    star_density_per_deg2: float = Field(default=2500.0, ge=0, description="down to mag_limit")
+    mag_bright: float = 8.0
+    mag_limit: float = 19.5
+    sky_mag_arcsec2: float = Field(default=20.5, description="V-band sky brightness")
+    zero_point_mag: float = Field(
+        default=21.0, description="V magnitude giving 1 e-/s at the telescope and sensor"
+    )
+    flat_panel_e_s: float = Field(default=20000.0, gt=0, description="lamp level per pixel")
+
+
+class SimulatedFilterWheelConfig(_Model):
+    """The simulated filter wheel."""
+
+    names: tuple[str, ...] = ("L", "B", "V", "R", "I")
+    focus_offsets: tuple[int, ...] = (0, 35, 20, 10, -15)
+    move_time_s: float = Field(default=0.5, ge=0, description="per slot")
+
+    @model_validator(mode="after")
+    def _same_length(self) -> SimulatedFilterWheelConfig:
+        if len(self.names) != len(self.focus_offsets):
+            raise ValueError(
+                f"names has {len(self.names)} entries but focus_offsets has "
+                f"{len(self.focus_offsets)}; they must match"
+            )
+        return self
+
+
+class SimulatedMountConfig(_Model):
+    """The simulated German equatorial mount."""
+
+    slew_rate_deg_s: float = Field(default=4.0, gt=0)
+    settle_s: float = Field(default=1.0, ge=0)
+    min_alt_deg: float = Field(default=10.0, ge=-90, le=90)
+    park_alt_deg: float = 0.0
+    park_az_deg: float = 0.0
+    field_rotation_deg: float = Field(default=0.0, description="camera angle on the sky")
+
+
+class SimulatorConfig(_Model):
+    """Alpaca simulators that stand in for the hardware."""
+
+    start: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="auto: start in-process unless something already serves the port",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=11111, ge=0, le=65535)
+    discovery_port: int | None = Field(default=32227, ge=0, le=65535)
+    speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+    camera: SimulatedCameraConfig = SimulatedCameraConfig()
+    sky: SimulatedSkyConfig = SimulatedSkyConfig()
+    filter_wheel: SimulatedFilterWheelConfig = SimulatedFilterWheelConfig()
+    mount: SimulatedMountConfig = SimulatedMountConfig()
+    safe: bool = True
+
+
+class Config(_Model):
+    """A whole observatory."""
+
+    version: int
+    site: SiteConfig
+    telescope: TelescopeConfig
+    devices: DevicesConfig
+    data: DataConfig = DataConfig()
+    server: ServerConfig = ServerConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    simulator: SimulatorConfig | None = None
+
+    @model_validator(mode="after")
+    def _simulator_present_when_used(self) -> Config:
+        roles = ("camera", "filter_wheel", "mount", "safety_monitor")
+        used = [r for r in roles if isinstance(getattr(self.devices, r), SimulatorDeviceConfig)]
+        if used and self.simulator is None:
+            raise ValueError(
+                f"devices {', '.join(used)} use driver 'simulator' but there is no "
+                "[simulator] section"
+            )
+        return self
+
+
+def default_config_path() -> Path:
+    """Return the path of the embedded default, ``configs/simulated.toml``."""
+    return Path(str(resources.files("obsctl.configs").joinpath("simulated.toml")))
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("alpaca", "simulator") and parts:
+            continue  # discriminated-union tag, not a key in the file
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({exc.error_count()} problem(s))"]
+    for err in exc.errors():
+        where = _format_location(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+        lines.append(f"  {where}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], *, path: Path) -> Config:
+    """Validate an already-parsed TOML mapping.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed TOML document.
+    path : pathlib.Path
+        The file it came from, for error messages.
+
+    Returns
+    -------
+    Config
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        When the version is unsupported or any key is invalid.
+    """
+    version = data.get("version")
+    if version not in SUPPORTED_VERSIONS:
+        raise ConfigError(
+            f"{path}: version: expected one of {list(SUPPORTED_VERSIONS)}, got {version!r}",
+            path=str(path),
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc), path=str(path)) from exc
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a configuration file.
+
+    Parameters
+    ----------
+    path : str, pathlib.Path or None
+        The TOML file; None loads the embedded default ``configs/simulated.toml``.
+
+    Returns
+    -------
+    Config
+        The validated, frozen configuration.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path and what was expected.
+    """
+    file = Path(path) if path is not None else default_config_path()
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror}", path=str(file)) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text: {exc}", path=str(file)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: TOML syntax error: {exc}", path=str(file)) from exc
+    config = parse_config(data, path=file)
+    log.debug("loaded config %s", file)
+    return config

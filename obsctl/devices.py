@@ -1,0 +1,484 @@
+"""Device protocols and the value types they exchange.
+
+One small async `typing.Protocol` per device role. Implementations (Alpaca, serial, in-process
+simulators) do not inherit from these classes; the contract tests in ``tests/contract/`` and
+mypy prove that they conform. Units are in the names: ``exposure_s``, ``ra_deg``,
+``temperature_c``. Every method may raise a `obsctl.errors.DeviceError` subclass; the ones
+listed in a docstring are those a caller is expected to handle.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "Camera",
+    "CameraImage",
+    "CameraInfo",
+    "CameraState",
+    "CameraStatus",
+    "Device",
+    "DeviceSet",
+    "ExposureSettings",
+    "FilterWheel",
+    "ImageMetadata",
+    "Mount",
+    "MountStatus",
+    "PierSide",
+    "SafetyMonitor",
+]
+
+
+class CameraState(enum.IntEnum):
+    """Camera states, numbered as ASCOM ``CameraStates``."""
+
+    IDLE = 0
+    WAITING = 1
+    EXPOSING = 2
+    READING = 3
+    DOWNLOAD = 4
+    ERROR = 5
+
+
+class PierSide(enum.IntEnum):
+    """Side of the pier, numbered as ASCOM ``PierSide``."""
+
+    EAST = 0
+    WEST = 1
+    UNKNOWN = -1
+
+
+@dataclass(frozen=True, slots=True)
+class CameraInfo:
+    """Fixed properties of a camera, read once after connecting.
+
+    Attributes
+    ----------
+    sensor_name : str
+        Sensor model (for example ``"IMX455"``).
+    width_px, height_px : int
+        Unbinned sensor size in pixels.
+    pixel_size_x_um, pixel_size_y_um : float
+        Unbinned pixel pitch in micrometres.
+    max_bin_x, max_bin_y : int
+        Largest binning factors.
+    max_adu : int
+        Largest pixel value the camera produces.
+    full_well_e : float
+        Full-well capacity in electrons.
+    exposure_min_s, exposure_max_s : float
+        Shortest and longest exposure in seconds.
+    gain_min, gain_max : int or None
+        Gain setting range, None when the camera has no settable gain.
+    offset_min, offset_max : int or None
+        Offset setting range, None when the camera has no settable offset.
+    readout_modes : tuple of str
+        Readout mode names, indexed by the mode number.
+    can_abort, can_stop : bool
+        Whether an exposure can be aborted (discarded) or stopped early (kept).
+    can_set_temperature : bool
+        Whether the camera has a regulated cooler.
+    """
+
+    sensor_name: str
+    width_px: int
+    height_px: int
+    pixel_size_x_um: float
+    pixel_size_y_um: float
+    max_bin_x: int
+    max_bin_y: int
+    max_adu: int
+    full_well_e: float
+    exposure_min_s: float
+    exposure_max_s: float
+    gain_min: int | None
+    gain_max: int | None
+    offset_min: int | None
+    offset_max: int | None
+    readout_modes: tuple[str, ...]
+    can_abort: bool
+    can_stop: bool
+    can_set_temperature: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureSettings:
+    """Readout geometry and electronics settings applied before an exposure.
+
+    Attributes
+    ----------
+    bin_x, bin_y : int
+        Binning factors.
+    subframe : tuple of int or None
+        ``(start_x, start_y, num_x, num_y)`` in binned pixels; None for the full frame.
+    gain : int or None
+        Gain setting; None leaves the camera's present value.
+    offset : int or None
+        Offset setting; None leaves the camera's present value.
+    readout_mode : int or None
+        Readout mode index; None leaves the camera's present value.
+    """
+
+    bin_x: int = 1
+    bin_y: int = 1
+    subframe: tuple[int, int, int, int] | None = None
+    gain: int | None = None
+    offset: int | None = None
+    readout_mode: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """A camera's changing state, read together.
+
+    Attributes
+    ----------
+    state : CameraState
+        What the camera is doing.
+    percent_completed : float
+        Progress of the running exposure or readout, 0 to 100.
+    image_ready : bool
+        Whether an image is ready to download.
+    ccd_temperature_c : float or None
+        Sensor temperature in degrees Celsius, None when unknown.
+    set_temperature_c : float or None
+        Cooler set point in degrees Celsius, None without a cooler.
+    cooler_on : bool
+        Whether the cooler runs.
+    cooler_power_pct : float or None
+        Cooler power in percent, None when unknown.
+    """
+
+    state: CameraState
+    percent_completed: float
+    image_ready: bool
+    ccd_temperature_c: float | None
+    set_temperature_c: float | None
+    cooler_on: bool
+    cooler_power_pct: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageMetadata:
+    """What a FITS header needs to know about one downloaded image, read from the camera.
+
+    Attributes
+    ----------
+    exposure_s : float
+        Actual duration of the exposure in seconds.
+    start_time : datetime or None
+        UTC start of the exposure (timezone-aware), None when the camera does not report it.
+    light : bool
+        True for a light frame (shutter open), False for a dark or bias.
+    bin_x, bin_y : int
+        Binning factors.
+    start_x, start_y : int
+        Subframe origin in binned pixels.
+    gain, offset : int or None
+        Gain and offset settings, None when the camera has none.
+    electrons_per_adu : float
+        Conversion gain in electrons per ADU.
+    ccd_temperature_c : float or None
+        Sensor temperature at download, degrees Celsius.
+    set_temperature_c : float or None
+        Cooler set point, degrees Celsius.
+    cooler_on : bool
+        Whether the cooler ran.
+    pixel_size_x_um, pixel_size_y_um : float
+        Unbinned pixel pitch in micrometres.
+    readout_mode : str
+        Readout mode name.
+    sensor_name : str
+        Sensor model.
+    camera_name : str
+        The device's own name.
+    """
+
+    exposure_s: float
+    start_time: datetime | None
+    light: bool
+    bin_x: int
+    bin_y: int
+    start_x: int
+    start_y: int
+    gain: int | None
+    offset: int | None
+    electrons_per_adu: float
+    ccd_temperature_c: float | None
+    set_temperature_c: float | None
+    cooler_on: bool
+    pixel_size_x_um: float
+    pixel_size_y_um: float
+    readout_mode: str
+    sensor_name: str
+    camera_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CameraImage:
+    """A downloaded image and its metadata.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Pixel values in ADU, shape ``(height, width)`` (row = y), native byte order,
+        C-contiguous; ``uint16`` for cameras of up to 16 bits, otherwise ``int32``.
+    metadata : ImageMetadata
+        Camera state at download.
+    """
+
+    data: NDArray[np.uint16] | NDArray[np.int32]
+    metadata: ImageMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class MountStatus:
+    """A mount's position and motion, read together.
+
+    Attributes
+    ----------
+    ra_deg, dec_deg : float
+        Pointing in ICRS/J2000 degrees.
+    alt_deg, az_deg : float
+        Topocentric altitude and azimuth (north = 0, east = 90) in degrees.
+    slewing : bool
+        Whether the mount is moving to a target.
+    tracking : bool
+        Whether sidereal tracking is on.
+    at_park : bool
+        Whether the mount is parked.
+    pier_side : PierSide
+        Side of the pier the tube is on.
+    sidereal_time_h : float or None
+        Local apparent sidereal time in hours, None when unknown.
+    """
+
+    ra_deg: float
+    dec_deg: float
+    alt_deg: float
+    az_deg: float
+    slewing: bool
+    tracking: bool
+    at_park: bool
+    pier_side: PierSide
+    sidereal_time_h: float | None
+
+
+class Device(Protocol):
+    """What every device has: a name and a connection."""
+
+    @property
+    def name(self) -> str:
+        """The device's configured name, used in errors and logs."""
+        ...
+
+    async def connect(self) -> None:
+        """Connect to the device; returns when it is connected.
+
+        Raises
+        ------
+        DeviceTimeoutError, DeviceConnectionError
+            When the device cannot be reached.
+        """
+        ...
+
+    async def disconnect(self) -> None:
+        """Disconnect from the device. Never raises for an unreachable device."""
+        ...
+
+    async def is_connected(self) -> bool:
+        """Return whether the device reports itself connected."""
+        ...
+
+
+@runtime_checkable
+class Camera(Device, Protocol):
+    """An imaging camera."""
+
+    async def info(self) -> CameraInfo:
+        """Return the camera's fixed properties."""
+        ...
+
+    async def configure(self, settings: ExposureSettings) -> None:
+        """Apply binning, subframe, gain, offset and readout mode for the next exposure.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When a setting is out of the camera's range.
+        """
+        ...
+
+    async def start_exposure(self, exposure_s: float, *, light: bool = True) -> None:
+        """Start an exposure and return at once.
+
+        Parameters
+        ----------
+        exposure_s : float
+            Duration in seconds (0 or the camera's minimum for a bias).
+        light : bool
+            True opens the shutter (light or flat frame), False keeps it closed (dark, bias).
+
+        Raises
+        ------
+        DeviceBusyError
+            When an exposure is already running.
+        InvalidDeviceValueError
+            When the duration is out of range.
+        """
+        ...
+
+    async def status(self) -> CameraStatus:
+        """Return the camera state, progress, readiness and temperatures."""
+        ...
+
+    async def abort_exposure(self) -> None:
+        """Abort the running exposure and discard it."""
+        ...
+
+    async def stop_exposure(self) -> None:
+        """End the running exposure early and keep the image for download."""
+        ...
+
+    async def download(self) -> CameraImage:
+        """Download the ready image.
+
+        Raises
+        ------
+        DeviceBusyError
+            When no image is ready.
+        DeviceTimeoutError
+            When the download does not finish within its deadline.
+        ImageDownloadError
+            When the image data is corrupted or truncated.
+        """
+        ...
+
+    async def set_cooler(self, *, on: bool, set_point_c: float | None = None) -> None:
+        """Switch the cooler and optionally change its set point in degrees Celsius.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the camera has no regulated cooler.
+        """
+        ...
+
+
+@runtime_checkable
+class FilterWheel(Device, Protocol):
+    """A filter wheel."""
+
+    async def names(self) -> list[str]:
+        """Return the filter names, indexed by slot (0-based)."""
+        ...
+
+    async def focus_offsets(self) -> list[int]:
+        """Return the focuser offsets in focuser steps, indexed by slot."""
+        ...
+
+    async def position(self) -> int | None:
+        """Return the current slot (0-based), or None while the wheel moves."""
+        ...
+
+    async def move(self, position: int) -> None:
+        """Start moving to a slot and return at once; poll `position` for arrival.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the slot does not exist.
+        """
+        ...
+
+
+@runtime_checkable
+class Mount(Device, Protocol):
+    """A telescope mount."""
+
+    async def status(self) -> MountStatus:
+        """Return position, motion and park state."""
+        ...
+
+    async def slew_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """Start a slew to ICRS/J2000 coordinates in degrees and return at once.
+
+        Raises
+        ------
+        DeviceBusyError
+            When the mount is parked.
+        InvalidDeviceValueError
+            When the target is out of range or below the mount's limits.
+        """
+        ...
+
+    async def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
+        """Start a slew to topocentric altitude and azimuth in degrees and return at once.
+
+        Raises
+        ------
+        DeviceBusyError
+            When the mount is parked.
+        InvalidDeviceValueError
+            When the target is out of the mount's limits.
+        """
+        ...
+
+    async def abort_slew(self) -> None:
+        """Stop any slew at once."""
+        ...
+
+    async def set_tracking(self, on: bool) -> None:
+        """Switch sidereal tracking on or off."""
+        ...
+
+    async def park(self) -> None:
+        """Start moving to the park position and return at once; `status` tells arrival."""
+        ...
+
+    async def unpark(self) -> None:
+        """Leave the park state so that the mount accepts slews."""
+        ...
+
+
+@runtime_checkable
+class SafetyMonitor(Device, Protocol):
+    """A safety monitor (roof, weather, or any combined safe/unsafe signal)."""
+
+    async def is_safe(self) -> bool:
+        """Return whether it is safe to observe."""
+        ...
+
+
+@dataclass(slots=True)
+class DeviceSet:
+    """The devices of one observatory, as built from a config.
+
+    Attributes
+    ----------
+    camera : Camera
+        The imaging camera.
+    filter_wheel, mount, safety_monitor : device or None
+        Optional devices.
+    """
+
+    camera: Camera
+    filter_wheel: FilterWheel | None = None
+    mount: Mount | None = None
+    safety_monitor: SafetyMonitor | None = None
+
+    def all(self) -> list[Device]:
+        """Return the configured devices in a fixed order."""
+        found: list[Device | None] = [
+            self.camera,
+            self.filter_wheel,
+            self.mount,
+            self.safety_monitor,
+        ]
+        return [d for d in found if d is not None]

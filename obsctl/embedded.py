@@ -1,0 +1,56 @@
+"""Start the simulators a config asks for, inside this process, and build its devices."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from obsctl.config import Config
+from obsctl.devices import DeviceSet
+
+__all__ = ["port_in_use", "session"]
+
+log = logging.getLogger(__name__)
+
+
+async def port_in_use(host: str, port: int, *, timeout_s: float = 0.5) -> bool:
+    """Return whether something accepts TCP connections on ``host:port``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+@asynccontextmanager
+async def session(config: Config) -> AsyncIterator[DeviceSet]:
+    """Yield the config's devices (built, not connected), with embedded simulators running.
+
+    With ``[simulator] start = "auto"`` the Alpaca simulators start in this process unless
+    something already serves their port (for example ``obsctl simulate`` in another
+    terminal); ``"always"`` starts them regardless and ``"never"`` not at all.
+    """
+    from obsctl.drivers.registry import open_devices
+
+    async with AsyncExitStack() as stack:
+        observatory = None
+        sim = config.simulator
+        if sim is not None and sim.start != "never":
+            busy = sim.start == "auto" and await port_in_use(sim.host, sim.port)
+            if busy:
+                log.info("simulator port %s:%d is served already; using it", sim.host, sim.port)
+            else:
+                from obsctl.simulators.observatory import running_simulators
+
+                sims = await stack.enter_async_context(
+                    running_simulators(sim, config.site, config.telescope)
+                )
+                observatory = sims.observatory
+                log.info("embedded simulators at %s", sims.url)
+        devices = await stack.enter_async_context(open_devices(config, observatory=observatory))
+        yield devices

@@ -1,0 +1,149 @@
+"""The obsctl error tree.
+
+Every error obsctl raises on purpose derives from `ObsctlError`::
+
+    ObsctlError
+    ├── ConfigError
+    ├── DeviceError
+    │   ├── DeviceTimeoutError
+    │   ├── DeviceConnectionError
+    │   ├── DeviceNotConnectedError
+    │   ├── DeviceBusyError
+    │   ├── InvalidDeviceValueError
+    │   ├── DeviceNotImplementedError
+    │   └── ImageDownloadError
+    ├── PipelineError
+    │   └── StageError
+    └── ScheduleError
+
+Built-in ``ValueError``/``TypeError`` are reserved for programming errors at API boundaries.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DeviceBusyError",
+    "DeviceConnectionError",
+    "DeviceError",
+    "DeviceNotConnectedError",
+    "DeviceNotImplementedError",
+    "DeviceTimeoutError",
+    "ImageDownloadError",
+    "InvalidDeviceValueError",
+    "ObsctlError",
+    "PipelineError",
+    "ScheduleError",
+    "StageError",
+]
+
+
+class ObsctlError(Exception):
+    """Root of every error obsctl raises deliberately."""
+
+
+class ConfigError(ObsctlError):
+    """A configuration or plan file is missing, unreadable or invalid.
+
+    Raised at start, before any hardware moves. The caller should print the message (it names
+    the file, the key path and what was expected) and exit.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the file and key path.
+    path : str or None
+        The file that failed.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DeviceError(ObsctlError):
+    """A device call failed.
+
+    The sequencer's policy decides what to do: retry, reconnect, skip or park.
+
+    Parameters
+    ----------
+    message : str
+        What failed.
+    device : str
+        The device's configured name (for example ``"camera"``).
+    ascom_error : int or None
+        The ASCOM error number, when the device reported one.
+    """
+
+    def __init__(self, message: str, *, device: str, ascom_error: int | None = None) -> None:
+        super().__init__(f"{device}: {message}")
+        self.device = device
+        self.ascom_error = ascom_error
+
+
+class DeviceTimeoutError(DeviceError):
+    """A device did not answer within its deadline (a hang, a silent line, a stuck download).
+
+    Retry with back-off, then reconnect.
+    """
+
+
+class DeviceConnectionError(DeviceError):
+    """The transport to the device failed: refused, reset, dropped, or a server error (HTTP 5xx).
+
+    Reconnect, then retry.
+    """
+
+
+class DeviceNotConnectedError(DeviceError):
+    """The device reports that it is not connected (ASCOM 0x407). Call ``connect()`` again."""
+
+
+class DeviceBusyError(DeviceError):
+    """The device refused an operation in its present state (ASCOM 0x40B, 0x408 parked).
+
+    Wait for the running operation to end or change state, then retry.
+    """
+
+
+class InvalidDeviceValueError(DeviceError):
+    """The device rejected a value as out of range or malformed (ASCOM 0x401, HTTP 400).
+
+    Retrying the same call will fail again: fix the request.
+    """
+
+
+class DeviceNotImplementedError(DeviceError):
+    """The device does not implement this member (ASCOM 0x400). Do without the feature."""
+
+
+class ImageDownloadError(DeviceError):
+    """Image data arrived corrupted, truncated or undecodable. Take the frame again."""
+
+
+class PipelineError(ObsctlError):
+    """A pipeline run failed as a whole (queue or worker pool broken)."""
+
+
+class StageError(PipelineError):
+    """One pipeline stage failed on one frame.
+
+    Parameters
+    ----------
+    message : str
+        What failed.
+    stage : str
+        The stage name.
+    frame_id : int or None
+        The frame's database id, when known.
+    """
+
+    def __init__(self, message: str, *, stage: str, frame_id: int | None = None) -> None:
+        super().__init__(f"stage {stage}, frame {frame_id}: {message}")
+        self.stage = stage
+        self.frame_id = frame_id
+
+
+class ScheduleError(ObsctlError):
+    """A plan cannot be scheduled (no observable target, invalid constraint combination)."""
