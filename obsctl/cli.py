@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -118,9 +119,11 @@ async def _wait_for_image(camera: Camera, exposure_s: float) -> None:
 
 async def _expose(config: Config, args: argparse.Namespace) -> int:
     from obsctl.embedded import session
-    from obsctl.fitsfile import basic_header, write_fits_atomic
+    from obsctl.fitsfile import write_fits_atomic
+    from obsctl.headers import FrameContext, raw_header
 
     image_type = args.type.upper()
+    mount_status = None
     async with session(config) as devices:
         camera = devices.camera
         await camera.connect()
@@ -134,9 +137,14 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
                 filter_name = args.filter
             await camera.configure(ExposureSettings(bin_x=args.bin, bin_y=args.bin))
             light = image_type in ("LIGHT", "FLAT")
-            exposure_s = 0.0 if image_type == "BIAS" else args.exptime
+            exposure_s = args.exptime
             if image_type == "BIAS":
                 exposure_s = (await camera.info()).exposure_min_s
+            if devices.mount is not None:
+                await devices.mount.connect()
+                mount_status = await devices.mount.status()
+                await devices.mount.disconnect()
+            start = datetime.now(UTC)
             await camera.start_exposure(exposure_s, light=light)
             await _wait_for_image(camera, exposure_s)
             image = await camera.download()
@@ -144,7 +152,18 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
             await camera.disconnect()
             if devices.filter_wheel is not None:
                 await devices.filter_wheel.disconnect()
-    header = basic_header(image, image_type=image_type, filter_name=filter_name)
+    header = raw_header(
+        FrameContext(
+            image=image,
+            image_type=image_type,
+            site=config.site,
+            telescope=config.telescope,
+            frame_number=1,
+            start_time=image.metadata.start_time or start,
+            filter_name=filter_name,
+            mount=mount_status,
+        )
+    )
     path = write_fits_atomic(args.out, image.data, header)
     data = image.data
     _out(
@@ -153,6 +172,118 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
         f"max {int(data.max())} ADU"
     )
     return 0
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.daemon import Daemon
+    from obsctl.sequence import load_sequence
+
+    sequences = [load_sequence(path) for path in args.sequence]
+    daemon = Daemon(config)
+
+    async def announce() -> None:
+        await daemon.started.wait()
+        if daemon.api_url:
+            _out(f"obsctl running; control API at {daemon.api_url} (Ctrl-C stops)")
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await daemon.run(sequences, until_idle=args.until_idle)
+    finally:
+        announcer.cancel()
+    return 0
+
+
+async def _status(config: Config, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    url = args.url or f"http://{config.server.host}:{config.server.port}"
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            asyncio.timeout(5),
+            http.get(f"{url}/api/status") as resp,
+        ):
+            status = await resp.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ObsctlError(f"no obsctl daemon answers at {url}: {exc}") from exc
+    a = status["activity"]
+    safety = status["safety"]
+    _out(
+        f"activity  {a['state']}"
+        + (
+            f"  sequence {a['sequence_name']} (#{a['sequence_id']}) step {a['step_index']} "
+            f"frame {a['frame_index']}"
+            if a.get("sequence_id") is not None
+            else ""
+        )
+    )
+    _out(f"safety    {'SAFE' if safety['safe'] else 'UNSAFE'} ({safety['reason']})")
+    for role, value in status["devices"].items():
+        _out(f"{role:9s} {_format_status(value)}")
+    queue = status["queue"]
+    names = ", ".join(f"{q['name']} ({q['state']})" for q in queue["sequences"]) or "empty"
+    _out(f"queue     {names}; frames waiting for disk: {queue['frames_to_store']}")
+    return 0
+
+
+def _format_status(value: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+
+
+async def _log(config: Config, args: argparse.Namespace) -> int:
+    import csv
+
+    from obsctl.daemon import DB_NAME
+    from obsctl.exposure_log import ExposureLog
+
+    path = Path(config.data.directory) / DB_NAME
+    if not path.exists():
+        raise ObsctlError(f"no exposure log at {path}")
+    db = ExposureLog(path)
+    try:
+        rows = db.exposures(
+            night=args.night,
+            target=args.target,
+            filter_name=args.filter,
+            image_type=args.type,
+            limit=args.limit,
+        )
+    finally:
+        db.close()
+    columns = [
+        "id",
+        "night",
+        "date_obs",
+        "image_type",
+        "target",
+        "filter",
+        "exposure_s",
+        "airmass",
+        "ccd_temp_c",
+        "status",
+        "file_path",
+    ]
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    table = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    _out("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in table:
+        _out("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    _out(f"{len(rows)} exposure(s)")
+    return 0
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
 
 
 async def _simulate(config: Config) -> int:
@@ -174,6 +305,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help="serve the configured Alpaca simulators until Ctrl-C")
+    run = sub.add_parser("run", help="run the daemon: sequencer, safety supervisor, control API")
+    run.add_argument(
+        "--sequence",
+        action="append",
+        default=[],
+        type=Path,
+        help="sequence TOML to queue at start (repeatable)",
+    )
+    run.add_argument("--until-idle", action="store_true", help="exit when no sequence is left")
+    status = sub.add_parser("status", help="ask the running daemon what it is doing")
+    status.add_argument("--url", default=None, help="daemon URL (default: from the config)")
+    log_cmd = sub.add_parser("log", help="query the exposure log")
+    log_cmd.add_argument("--night", help="night as YYYY-MM-DD")
+    log_cmd.add_argument("--target")
+    log_cmd.add_argument("--filter")
+    log_cmd.add_argument("--type", type=str.upper, choices=["LIGHT", "DARK", "BIAS", "FLAT"])
+    log_cmd.add_argument("--limit", type=int, default=None, help="newest N only")
+    log_cmd.add_argument("--csv", action="store_true", help="CSV with every column")
     sub.add_parser("devices", help="connect to each configured device and print its state")
     expose = sub.add_parser("expose", help="take one exposure and write it as FITS")
     expose.add_argument("--exptime", type=float, required=True, help="exposure time in seconds")
@@ -191,9 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commands: dict[str, Callable[[Config], Awaitable[int]]] = {
+    commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
         "simulate": _simulate,
         "devices": _devices,
+        "run": lambda config: _run(config, args),
+        "status": lambda config: _status(config, args),
+        "log": lambda config: _log(config, args),
         "expose": lambda config: _expose(config, args),
     }
     try:

@@ -26,6 +26,8 @@ __all__ = [
     "DeviceConfig",
     "DevicesConfig",
     "PipelineConfig",
+    "SafetyConfig",
+    "SequencerConfig",
     "ServerConfig",
     "SimulatedCameraConfig",
     "SimulatedFilterWheelConfig",
@@ -36,7 +38,9 @@ __all__ = [
     "SiteConfig",
     "TelescopeConfig",
     "default_config_path",
+    "format_validation_error",
     "load_config",
+    "read_toml",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +124,37 @@ class PipelineConfig(_Model):
 
     enabled: bool = True
     workers: int = Field(default=2, ge=1, le=64)
+
+
+class SequencerConfig(_Model):
+    """How sequences run and how device faults are handled."""
+
+    retries: int = Field(default=2, ge=0, le=20, description="retries before reconnecting")
+    backoff_s: float = Field(default=2.0, ge=0, description="first wait between retries")
+    backoff_factor: float = Field(default=2.0, ge=1)
+    reconnect: bool = True
+    poll_s: float = Field(default=0.1, gt=0, description="[real s] device polling interval")
+    readout_margin_s: float = Field(
+        default=60.0, gt=0, description="time allowed after the exposure for readout"
+    )
+    slew_timeout_s: float = Field(default=300.0, gt=0)
+    filter_timeout_s: float = Field(default=60.0, gt=0)
+    shutdown: Literal["abort", "finish"] = Field(
+        default="abort", description="what to do with a running exposure at shutdown"
+    )
+    park_at_shutdown: bool = True
+
+
+class SafetyConfig(_Model):
+    """The safety supervisor, which runs beside the sequencer."""
+
+    enabled: bool = True
+    poll_s: float = Field(default=0.2, gt=0, description="[real s] safety monitor polling")
+    read_timeout_s: float = Field(default=1.0, gt=0, description="an unanswered read is unsafe")
+    resume_delay_s: float = Field(
+        default=300.0, ge=0, description="how long it must stay safe before resuming"
+    )
+    park_when_unsafe: bool = True
 
 
 class SimulatedCameraConfig(_Model):
@@ -226,6 +261,8 @@ class Config(_Model):
     data: DataConfig = DataConfig()
     server: ServerConfig = ServerConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    sequencer: SequencerConfig = SequencerConfig()
+    safety: SafetyConfig = SafetyConfig()
     simulator: SimulatorConfig | None = None
 
     @model_validator(mode="after")
@@ -257,8 +294,11 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration ({exc.error_count()} problem(s))"]
+def format_validation_error(
+    path: Path, exc: ValidationError, *, what: str = "configuration"
+) -> str:
+    """Return one line per problem: the file, the key path, and what was expected."""
+    lines = [f"{path}: invalid {what} ({exc.error_count()} problem(s))"]
     for err in exc.errors():
         where = _format_location(tuple(err["loc"]))
         msg = err["msg"]
@@ -300,7 +340,27 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc), path=str(path)) from exc
+        raise ConfigError(format_validation_error(path, exc), path=str(path)) from exc
+
+
+def read_toml(file: Path) -> dict[str, Any]:
+    """Read a TOML file.
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read, is not UTF-8, or is not valid TOML (with line and column).
+    """
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}", path=str(file)) from exc
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text: {exc}", path=str(file)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: TOML syntax error: {exc}", path=str(file)) from exc
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -322,16 +382,6 @@ def load_config(path: str | Path | None = None) -> Config:
         Naming the file, the key path and what was expected.
     """
     file = Path(path) if path is not None else default_config_path()
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config: {exc.strerror}", path=str(file)) from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: not UTF-8 text: {exc}", path=str(file)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: TOML syntax error: {exc}", path=str(file)) from exc
-    config = parse_config(data, path=file)
+    config = parse_config(read_toml(file), path=file)
     log.debug("loaded config %s", file)
     return config

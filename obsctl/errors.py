@@ -14,7 +14,8 @@ Every error obsctl raises on purpose derives from `ObsctlError`::
     │   └── ImageDownloadError
     ├── PipelineError
     │   └── StageError
-    └── ScheduleError
+    ├── ScheduleError
+    └── StorageError
 
 Built-in ``ValueError``/``TypeError`` are reserved for programming errors at API boundaries.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "PipelineError",
     "ScheduleError",
     "StageError",
+    "StorageError",
 ]
 
 
@@ -147,3 +149,10 @@ class StageError(PipelineError):
 
 class ScheduleError(ObsctlError):
     """A plan cannot be scheduled (no observable target, invalid constraint combination)."""
+
+
+class StorageError(ObsctlError):
+    """The raw store or the exposure log cannot be opened or written.
+
+    Nothing can be stored safely: stop acquiring and alert the operator.
+    """

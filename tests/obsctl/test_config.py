@@ -114,7 +114,7 @@ def test_toml_syntax_error_gives_line(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read config: No such file"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read: No such file"):
         load_config(tmp_path / "nope.toml")
 
 

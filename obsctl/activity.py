@@ -1,0 +1,50 @@
+"""What the observatory is doing right now, shared by the sequencer, supervisor and API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Activity"]
+
+
+@dataclass
+class Activity:
+    """The sequencer's current step, read by the safety supervisor and the control API.
+
+    Attributes
+    ----------
+    state : str
+        ``idle``, ``slewing``, ``filter``, ``exposing``, ``downloading``, ``waiting_safe``.
+    sequence_id, sequence_name : int or None, str or None
+        The running sequence.
+    step_index, frame_index : int or None
+        Position within it (0-based).
+    image_type : str or None
+        Type of the frame being taken.
+    exposure_s : float or None
+        Duration of the running exposure.
+    exposure_start : datetime or None
+        UTC start of the running exposure.
+    safety_abort : bool
+        Set by the supervisor when it aborted the running exposure; the sequencer retakes
+        the frame once it is safe again.
+    """
+
+    state: str = "idle"
+    sequence_id: int | None = None
+    sequence_name: str | None = None
+    step_index: int | None = None
+    frame_index: int | None = None
+    image_type: str | None = None
+    exposure_s: float | None = None
+    exposure_start: datetime | None = None
+    safety_abort: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly copy."""
+        out = asdict(self)
+        if self.exposure_start is not None:
+            out["exposure_start"] = self.exposure_start.isoformat()
+        return out

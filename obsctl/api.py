@@ -1,0 +1,239 @@
+"""The control API: status, sequences, exposure log and server-sent events, over aiohttp.
+
+aiohttp rather than a second web stack: the simulators and the Alpaca drivers already use it,
+and it streams server-sent events natively. The server binds to 127.0.0.1 unless configured
+otherwise; when a token is configured (required beyond loopback), every mutating request
+needs ``Authorization: Bearer <token>`` and gets 401 without it.
+
+| method | path | what |
+| --- | --- | --- |
+| GET | /api/status | activity, safety, devices, queue |
+| GET | /api/sequences | all sequences and their states |
+| POST | /api/sequences | queue a sequence (JSON body); 201 with its id |
+| POST | /api/sequences/{id}/stop | stop a pending or running sequence |
+| POST | /api/abort | abort the running exposure and its sequence |
+| GET | /api/exposures | the exposure log (night, target, filter, type, limit) |
+| GET | /api/failures | recorded failures |
+| GET | /api/events | server-sent events (activity, frame, safety, failure...) |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from obsctl.errors import ConfigError, DeviceError
+from obsctl.sequence import parse_sequence
+
+if TYPE_CHECKING:
+    from obsctl.daemon import DaemonState
+
+__all__ = ["build_app", "start_api"]
+
+log = logging.getLogger(__name__)
+
+STATE: web.AppKey[DaemonState] = web.AppKey("state")
+_STATUS_TIMEOUT_S = 1.0
+_MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[STATE].config.server.token
+    if token and request.method in _MUTATING:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _json({"error": "a valid bearer token is required"}, status=401)
+    return await handler(request)
+
+
+async def _read(name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, Any]:
+    try:
+        async with asyncio.timeout(_STATUS_TIMEOUT_S):
+            value = await call()
+    except (DeviceError, TimeoutError) as exc:
+        return name, {"error": str(exc) or type(exc).__name__}
+    return name, value
+
+
+async def device_status(state: DaemonState) -> dict[str, Any]:
+    """Read every device's state concurrently, each under a short deadline."""
+    d = state.devices
+    calls: list[Awaitable[tuple[str, Any]]] = []
+
+    async def camera() -> dict[str, Any]:
+        st = await d.camera.status()
+        return {
+            "name": d.camera.name,
+            "state": st.state.name,
+            "percent_completed": st.percent_completed,
+            "image_ready": st.image_ready,
+            "ccd_temperature_c": st.ccd_temperature_c,
+            "set_temperature_c": st.set_temperature_c,
+            "cooler_on": st.cooler_on,
+            "cooler_power_pct": st.cooler_power_pct,
+        }
+
+    calls.append(_read("camera", camera))
+    if d.filter_wheel is not None:
+        wheel = d.filter_wheel
+
+        async def filter_wheel() -> dict[str, Any]:
+            names, position = await asyncio.gather(wheel.names(), wheel.position())
+            current = None if position is None else names[position]
+            return {"name": wheel.name, "position": position, "filter": current, "names": names}
+
+        calls.append(_read("filter_wheel", filter_wheel))
+    if d.mount is not None:
+        mount = d.mount
+
+        async def mount_status() -> dict[str, Any]:
+            ms = await mount.status()
+            return {
+                "name": mount.name,
+                "ra_deg": ms.ra_deg,
+                "dec_deg": ms.dec_deg,
+                "alt_deg": ms.alt_deg,
+                "az_deg": ms.az_deg,
+                "slewing": ms.slewing,
+                "tracking": ms.tracking,
+                "at_park": ms.at_park,
+                "pier_side": ms.pier_side.name,
+            }
+
+        calls.append(_read("mount", mount_status))
+    return dict(await asyncio.gather(*calls))
+
+
+async def _status(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    queued = state.log_db.sequences(states=("running", "pending"))
+    return _json(
+        {
+            "activity": state.activity.as_dict(),
+            "safety": {"safe": state.supervisor.is_safe, "reason": state.supervisor.reason},
+            "devices": await device_status(state),
+            "queue": {
+                "sequences": [
+                    {"id": q["id"], "name": q["name"], "state": q["state"]} for q in queued
+                ],
+                "frames_to_store": state.writer.pending,
+            },
+        }
+    )
+
+
+async def _sequences(request: web.Request) -> web.Response:
+    rows = request.app[STATE].log_db.sequences()
+    for row in rows:
+        row["definition"] = json.loads(row["definition"])
+    return _json(rows)
+
+
+async def _add_sequence(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+    except ValueError:
+        return _json({"error": "body must be a JSON sequence"}, status=400)
+    if not isinstance(body, dict):
+        return _json({"error": "body must be a JSON object"}, status=400)
+    try:
+        sequence = parse_sequence(body, source="request")
+    except ConfigError as exc:
+        return _json({"error": str(exc)}, status=400)
+    sid = state.daemon.enqueue(sequence)
+    return _json({"id": sid, "name": sequence.name, "state": "pending"}, status=201)
+
+
+async def _stop_sequence(request: web.Request) -> web.Response:
+    try:
+        sid = int(request.match_info["id"])
+    except ValueError:
+        return _json({"error": "sequence id must be an integer"}, status=400)
+    if not request.app[STATE].daemon.stop_sequence(sid):
+        return _json({"error": f"no pending or running sequence {sid}"}, status=404)
+    return _json({"id": sid, "state": "stopped"})
+
+
+async def _abort(request: web.Request) -> web.Response:
+    await request.app[STATE].daemon.abort_exposure()
+    return _json({"aborted": True})
+
+
+async def _exposures(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        limit = int(q["limit"]) if "limit" in q else None
+    except ValueError:
+        return _json({"error": "limit must be an integer"}, status=400)
+    rows = request.app[STATE].log_db.exposures(
+        night=q.get("night"),
+        target=q.get("target"),
+        filter_name=q.get("filter"),
+        image_type=q.get("type"),
+        limit=limit,
+    )
+    return _json(rows)
+
+
+async def _failures(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].log_db.failures())
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    async with state.events.subscribe() as queue:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=15.0)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")  # lets proxies and clients see life
+                continue
+            payload = json.dumps(event, default=str)
+            await response.write(f"event: {event['kind']}\ndata: {payload}\n\n".encode())
+
+
+def build_app(state: DaemonState) -> web.Application:
+    """Return the control API application for a running daemon."""
+    app = web.Application(middlewares=[_auth])
+    app[STATE] = state
+    app.router.add_get("/api/status", _status)
+    app.router.add_get("/api/sequences", _sequences)
+    app.router.add_post("/api/sequences", _add_sequence)
+    app.router.add_post("/api/sequences/{id}/stop", _stop_sequence)
+    app.router.add_post("/api/abort", _abort)
+    app.router.add_get("/api/exposures", _exposures)
+    app.router.add_get("/api/failures", _failures)
+    app.router.add_get("/api/events", _events)
+    return app
+
+
+async def start_api(state: DaemonState) -> tuple[web.AppRunner, str]:
+    """Serve the API on the configured host and port; return the runner and its URL."""
+    server = state.config.server
+    runner = web.AppRunner(build_app(state), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, server.host, server.port)
+    await site.start()
+    port = server.port
+    if runner.addresses:
+        port = int(runner.addresses[0][1])
+    return runner, f"http://{server.host}:{port}"

@@ -1,0 +1,324 @@
+"""``obsctl run``: the long-running daemon that ties devices, sequencer, safety and storage.
+
+Start-up makes the stored state consistent before anything moves: partial files from an
+interrupted write are removed, frames on disk that the database does not know (a crash
+between the file and its row) are logged from their headers, and sequences that were running
+resume at the first frame not stored. Shutdown (SIGINT/SIGTERM) aborts or finishes the
+running exposure by policy, stores what was downloaded, parks the mount and closes the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+from obsctl.activity import Activity
+from obsctl.clock import Clock, ScaledClock, SystemClock
+from obsctl.config import Config
+from obsctl.devices import DeviceSet
+from obsctl.errors import DeviceError, ObsctlError
+from obsctl.events import EventBus
+from obsctl.exposure_log import ExposureLog, ExposureRecord
+from obsctl.raw_store import RawStore
+from obsctl.safety import SafetySupervisor
+from obsctl.sequence import Sequence
+from obsctl.sequencer import FrameWriter, Sequencer
+
+__all__ = ["Daemon", "DaemonState", "recover_orphans"]
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "obsctl.sqlite"
+
+
+def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
+    """Log frames that are on disk but not in the database (a crash between the two).
+
+    Returns
+    -------
+    list of str
+        The recovered files, relative to the data directory.
+    """
+    recovered = []
+    for path in store.frames():
+        rel = store.relative(path)
+        if log_db.has_file(rel):
+            continue
+        try:
+            h = fits.getheader(path)
+            record = ExposureRecord(
+                night=str(h["DAY-OBS"]),
+                file_path=rel,
+                image_type=str(h["IMAGETYP"]),
+                exposure_s=float(h["EXPTIME"]),
+                date_obs=str(h["DATE-OBS"]),
+                mjd_start=float(h["MJD-OBS"]),
+                mjd_mid=float(h["MJD-MID"]),
+                bin_x=int(h.get("XBINNING", 1)),
+                bin_y=int(h.get("YBINNING", 1)),
+                status="recovered",
+                target=h.get("OBJECT"),
+                filter=h.get("FILTER"),
+                ra_deg=h.get("RA"),
+                dec_deg=h.get("DEC"),
+                alt_deg=h.get("ALT"),
+                az_deg=h.get("AZ"),
+                airmass=h.get("AIRMASS"),
+                gain=h.get("GAIN"),
+                offset=h.get("OFFSET"),
+                ccd_temp_c=h.get("CCD-TEMP"),
+                camera=h.get("CAMERA"),
+                sequence_id=h.get("SEQ-ID"),
+                step_index=h.get("SEQ-STEP"),
+                frame_index=h.get("SEQ-FRAM"),
+            )
+        except (OSError, KeyError, ValueError) as exc:
+            log.error("cannot recover %s (%s); left out of the log", rel, exc)
+            continue
+        log_db.add_exposure(record)
+        recovered.append(rel)
+        log.warning("recovered %s into the exposure log", rel)
+    return recovered
+
+
+@dataclass
+class DaemonState:
+    """What the control API reads and acts on."""
+
+    config: Config
+    devices: DeviceSet
+    log_db: ExposureLog
+    activity: Activity
+    events: EventBus
+    supervisor: SafetySupervisor
+    writer: FrameWriter
+    daemon: Daemon
+
+
+class Daemon:
+    """The observatory daemon.
+
+    Parameters
+    ----------
+    config : Config
+        The observatory configuration.
+    clock : Clock or None
+        Time source; None uses a `ScaledClock` at the simulator's speed when the config has
+        simulators, else real time.
+    serve_api : bool
+        Whether to serve the control API.
+    """
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, serve_api: bool = True):
+        self.config = config
+        if clock is None:
+            sim = config.simulator
+            clock = ScaledClock(sim.speed) if sim is not None and sim.speed != 1 else SystemClock()
+        self.clock = clock
+        self.serve_api = serve_api
+        self.data_dir = Path(config.data.directory)
+        self.state: DaemonState | None = None
+        self.api_url: str | None = None
+        self._stop = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._runner: asyncio.Task[str] | None = None
+        self.started = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Ask the daemon to shut down (signal handlers call this)."""
+        log.info("shutdown requested")
+        self._stop.set()
+        self._wakeup.set()
+
+    def enqueue(self, sequence: Sequence) -> int:
+        """Store a sequence for running; return its id."""
+        assert self.state is not None, "daemon not started"
+        sid = self.state.log_db.add_sequence(sequence.name, sequence.model_dump_json())
+        self.state.events.publish("sequence", id=sid, name=sequence.name, state="pending")
+        self._wakeup.set()
+        return sid
+
+    def stop_sequence(self, sequence_id: int) -> bool:
+        """Mark a pending or running sequence stopped; the runner ends it at a frame boundary."""
+        assert self.state is not None
+        row = self.state.log_db.sequence(sequence_id)
+        if row is None or row["state"] not in ("pending", "running"):
+            return False
+        self.state.log_db.set_sequence_state(sequence_id, "stopped")
+        if self.state.activity.sequence_id == sequence_id and self._runner is not None:
+            self._runner.cancel()
+        return True
+
+    async def abort_exposure(self) -> None:
+        """Abort the running exposure and mark the running sequence aborted."""
+        assert self.state is not None
+        sid = self.state.activity.sequence_id
+        if sid is not None:
+            self.state.log_db.set_sequence_state(sid, "aborted")
+        if self._runner is not None:
+            self._runner.cancel()
+        with contextlib.suppress(DeviceError):
+            await self.state.devices.camera.abort_exposure()
+
+    async def _connect_all(self, devices: DeviceSet) -> None:
+        for device in devices.all():
+            for attempt in range(self.config.sequencer.retries + 1):
+                try:
+                    await device.connect()
+                    break
+                except DeviceError as exc:
+                    if attempt == self.config.sequencer.retries:
+                        raise
+                    log.warning("connecting %s failed (%s); retrying", device.name, exc)
+                    await asyncio.sleep(1.0)
+
+    async def _run_queue(self, sequencer: Sequencer, until_idle: bool) -> None:
+        assert self.state is not None
+        while not self._stop.is_set():
+            queued = self.state.log_db.sequences(states=("running", "pending"))
+            if not queued:
+                if until_idle:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            sid = int(queued[0]["id"])
+            self._runner = asyncio.create_task(sequencer.run(sid), name=f"sequence-{sid}")
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if self._stop.is_set() or (me is not None and me.cancelling()):
+                    raise  # shutdown, not a stop or abort of this one sequence
+                log.warning("sequence %d interrupted", sid)
+                sequencer.reset()
+            finally:
+                self._runner = None
+
+    async def run(
+        self,
+        sequences: Seq[Sequence] = (),
+        *,
+        until_idle: bool = False,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        """Run until stopped (or, with ``until_idle``, until no sequence is left).
+
+        Parameters
+        ----------
+        sequences : sequence of Sequence
+            Sequences to add to the queue at start.
+        until_idle : bool
+            Exit when the queue is empty.
+        install_signal_handlers : bool
+            Shut down cleanly on SIGINT/SIGTERM.
+        """
+        from obsctl.embedded import session
+
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop)
+        log_db = ExposureLog(self.data_dir / DB_NAME)
+        store = RawStore(self.data_dir / "raw")
+        store.clean_partial()
+        recover_orphans(store, log_db)
+        try:
+            async with session(self.config) as devices:
+                await self._run_with(devices, log_db, store, sequences, until_idle)
+        finally:
+            log_db.close()
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    async def _run_with(
+        self,
+        devices: DeviceSet,
+        log_db: ExposureLog,
+        store: RawStore,
+        sequences: Seq[Sequence],
+        until_idle: bool,
+    ) -> None:
+        await self._connect_all(devices)
+        activity = Activity()
+        events = EventBus()
+        supervisor = SafetySupervisor(devices, self.config.safety, activity, self.clock, events)
+        writer = FrameWriter(store, log_db, events)
+        writer.start()
+        self.state = DaemonState(
+            self.config, devices, log_db, activity, events, supervisor, writer, self
+        )
+        sequencer = Sequencer(
+            devices, self.config, log_db, writer, supervisor, activity, self.clock, events
+        )
+        for sequence in sequences:
+            self.enqueue(sequence)
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(supervisor.run(), name="safety-supervisor")
+        ]
+        api_runner = None
+        if self.serve_api:
+            from obsctl.api import start_api
+
+            api_runner, self.api_url = await start_api(self.state)
+            log.info("control API at %s", self.api_url)
+        queue = asyncio.create_task(self._run_queue(sequencer, until_idle), name="queue")
+        stop = asyncio.create_task(self._stop.wait(), name="stop")
+        self.started.set()
+        try:
+            await asyncio.wait({queue, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if queue.done():
+                queue.result()  # re-raise a failure of the queue runner
+            else:
+                await self._shutdown_exposure(activity, devices)
+                queue.cancel()
+                await asyncio.gather(queue, return_exceptions=True)
+        finally:
+            stop.cancel()
+            await writer.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if api_runner is not None:
+                await api_runner.cleanup()
+            await self._park_and_disconnect(devices)
+
+    async def _shutdown_exposure(self, activity: Activity, devices: DeviceSet) -> None:
+        if activity.state not in ("exposing", "downloading"):
+            return
+        if self.config.sequencer.shutdown == "finish":
+            log.info("finishing the running exposure before shutdown")
+            margin = (activity.exposure_s or 0) + self.config.sequencer.readout_margin_s
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(margin / getattr(self.clock, "speed", 1.0)):
+                    while activity.state in ("exposing", "downloading"):
+                        await asyncio.sleep(0.05)
+            return
+        if activity.state == "exposing":
+            log.info("aborting the running exposure for shutdown")
+            with contextlib.suppress(DeviceError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await devices.camera.abort_exposure()
+
+    async def _park_and_disconnect(self, devices: DeviceSet) -> None:
+        if devices.mount is not None and self.config.sequencer.park_at_shutdown:
+            try:
+                async with asyncio.timeout(10):
+                    await devices.mount.park()
+                log.info("mount parked")
+            except (DeviceError, TimeoutError) as exc:
+                log.error("could not park at shutdown: %s", exc)
+        for device in devices.all():
+            with contextlib.suppress(ObsctlError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await device.disconnect()

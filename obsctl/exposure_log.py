@@ -1,0 +1,370 @@
+"""The exposure log: a SQLite database (WAL) with one row per stored frame.
+
+The database is the searchable record of the night: every raw frame on disk has a row, every
+failed step has a row with its reason, and sequences keep their progress here so that a
+restart resumes where it stopped. The schema carries a version and is migrated forward on
+open; a database from a newer obsctl is refused rather than damaged.
+
+The class is synchronous and cheap per call (milliseconds); the daemon runs it through
+``asyncio.to_thread`` so that a slow disk never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from obsctl.errors import StorageError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ExposureLog",
+    "ExposureRecord",
+    "FailureRecord",
+]
+
+log = logging.getLogger(__name__)
+
+# Each entry migrates from version i to i + 1. Append; never edit a released step.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE exposures (
+        id INTEGER PRIMARY KEY,
+        night TEXT NOT NULL,
+        file_path TEXT NOT NULL UNIQUE,
+        target TEXT,
+        image_type TEXT NOT NULL,
+        filter TEXT,
+        exposure_s REAL NOT NULL,
+        date_obs TEXT NOT NULL,
+        mjd_start REAL NOT NULL,
+        mjd_mid REAL NOT NULL,
+        ra_deg REAL,
+        dec_deg REAL,
+        alt_deg REAL,
+        az_deg REAL,
+        airmass REAL,
+        bin_x INTEGER NOT NULL,
+        bin_y INTEGER NOT NULL,
+        gain INTEGER,
+        offset INTEGER,
+        ccd_temp_c REAL,
+        camera TEXT,
+        mount TEXT,
+        filter_wheel TEXT,
+        sequence_id INTEGER,
+        step_index INTEGER,
+        frame_index INTEGER,
+        status TEXT NOT NULL,
+        created_utc TEXT NOT NULL
+    );
+    CREATE INDEX exposures_night ON exposures (night);
+    CREATE INDEX exposures_target ON exposures (target, night);
+    CREATE INDEX exposures_filter ON exposures (filter, night);
+    CREATE INDEX exposures_type ON exposures (image_type, night);
+    CREATE INDEX exposures_step ON exposures (sequence_id, step_index);
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY,
+        time_utc TEXT NOT NULL,
+        night TEXT,
+        sequence_id INTEGER,
+        step_index INTEGER,
+        device TEXT,
+        operation TEXT NOT NULL,
+        error_type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        action TEXT NOT NULL
+    );
+    CREATE INDEX failures_sequence ON failures (sequence_id);
+    CREATE TABLE sequences (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_utc TEXT NOT NULL,
+        updated_utc TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureRecord:
+    """One stored frame, as logged. Field meanings match the FITS keywords of the frame."""
+
+    night: str
+    file_path: str
+    image_type: str
+    exposure_s: float
+    date_obs: str
+    mjd_start: float
+    mjd_mid: float
+    bin_x: int
+    bin_y: int
+    status: str = "stored"
+    target: str | None = None
+    filter: str | None = None
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    alt_deg: float | None = None
+    az_deg: float | None = None
+    airmass: float | None = None
+    gain: int | None = None
+    offset: int | None = None
+    ccd_temp_c: float | None = None
+    camera: str | None = None
+    mount: str | None = None
+    filter_wheel: str | None = None
+    sequence_id: int | None = None
+    step_index: int | None = None
+    frame_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """A failed operation: what failed, why, and what the policy did about it."""
+
+    operation: str
+    error_type: str
+    message: str
+    action: str
+    device: str | None = None
+    night: str | None = None
+    sequence_id: int | None = None
+    step_index: int | None = None
+
+
+_EXPOSURE_FIELDS = tuple(f.name for f in fields(ExposureRecord))
+_FAILURE_FIELDS = tuple(f.name for f in fields(FailureRecord))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ExposureLog:
+    """The SQLite exposure log.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The database file; created (with its directory) when missing.
+
+    Raises
+    ------
+    StorageError
+        When the file is not a database or its schema is newer than this obsctl.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the daemon's worker threads, serialised by a lock.
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last transactions but never
+            # corrupts the file; the raw FITS files are fsynced and rescanned at start.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path}: cannot open exposure log: {exc}") from exc
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The database's schema version."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: schema version {version} is newer than this obsctl "
+                f"understands ({SCHEMA_VERSION}); upgrade obsctl"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            log.info("migrating %s to schema version %d", self.path, target)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def add_exposure(self, record: ExposureRecord) -> int:
+        """Insert one exposure and return its id."""
+        values = asdict(record)
+        names = (*_EXPOSURE_FIELDS, "created_utc")
+        sql = f"INSERT INTO exposures ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+        with self._transaction() as db:
+            cursor = db.execute(sql, [values[n] for n in _EXPOSURE_FIELDS] + [_now()])
+            return int(cursor.lastrowid or 0)
+
+    def has_file(self, file_path: str) -> bool:
+        """Return whether a frame file is logged."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM exposures WHERE file_path = ?", (file_path,)
+            ).fetchone()
+        return row is not None
+
+    def set_status(self, exposure_id: int, status: str) -> None:
+        """Change an exposure's status (``stored``, ``processed``, ``failed``...)."""
+        with self._transaction() as db:
+            db.execute("UPDATE exposures SET status = ? WHERE id = ?", (status, exposure_id))
+
+    def exposures(
+        self,
+        *,
+        night: str | None = None,
+        target: str | None = None,
+        filter_name: str | None = None,
+        image_type: str | None = None,
+        sequence_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Query the log; every given criterion must match. Newest last.
+
+        Parameters
+        ----------
+        night : str or None
+            Night as ``YYYY-MM-DD`` (the DAY-OBS of the frames).
+        target : str or None
+            Target name, case-insensitive.
+        filter_name : str or None
+            Filter name, case-insensitive.
+        image_type : str or None
+            ``LIGHT``, ``DARK``, ``BIAS`` or ``FLAT``, case-insensitive.
+        sequence_id : int or None
+            Frames of one sequence.
+        limit : int or None
+            Return only the newest ``limit`` rows.
+
+        Returns
+        -------
+        list of dict
+            One mapping per exposure with every column.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("night", night),
+            ("target", target),
+            ("filter", filter_name),
+            ("image_type", image_type),
+        ):
+            if value is not None:
+                where.append(f"{column} = ? COLLATE NOCASE")
+                args.append(value)
+        if sequence_id is not None:
+            where.append("sequence_id = ?")
+            args.append(sequence_id)
+        sql = "SELECT * FROM exposures"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [dict(r) for r in reversed(rows)]
+
+    def frames_done(self, sequence_id: int) -> dict[int, int]:
+        """Return the number of stored frames per step index of a sequence."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT step_index, COUNT(*) FROM exposures WHERE sequence_id = ? "
+                "GROUP BY step_index",
+                (sequence_id,),
+            ).fetchall()
+        return {int(r[0]): int(r[1]) for r in rows if r[0] is not None}
+
+    def add_failure(self, record: FailureRecord) -> int:
+        """Record a failure and return its id."""
+        values = asdict(record)
+        names = (*_FAILURE_FIELDS, "time_utc")
+        sql = f"INSERT INTO failures ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+        with self._transaction() as db:
+            cursor = db.execute(sql, [values[n] for n in _FAILURE_FIELDS] + [_now()])
+            return int(cursor.lastrowid or 0)
+
+    def failures(self, *, sequence_id: int | None = None) -> list[dict[str, Any]]:
+        """Return recorded failures, oldest first."""
+        sql = "SELECT * FROM failures"
+        args: Sequence[Any] = ()
+        if sequence_id is not None:
+            sql += " WHERE sequence_id = ?"
+            args = (sequence_id,)
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+
+    def add_sequence(self, name: str, definition: str, state: str = "pending") -> int:
+        """Store a sequence definition (JSON text) and return its id."""
+        now = _now()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO sequences (name, definition, state, created_utc, updated_utc) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, definition, state, now, now),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def set_sequence_state(self, sequence_id: int, state: str) -> None:
+        """Change a sequence's state (``pending``, ``running``, ``done``, ``aborted``...)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE sequences SET state = ?, updated_utc = ? WHERE id = ?",
+                (state, _now(), sequence_id),
+            )
+
+    def sequences(self, *, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Return sequences, oldest first, optionally only those in the given states."""
+        sql = "SELECT * FROM sequences"
+        args: list[Any] = []
+        if states:
+            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            args.extend(states)
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+
+    def sequence(self, sequence_id: int) -> Mapping[str, Any] | None:
+        """Return one sequence row, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM sequences WHERE id = ?", (sequence_id,)
+            ).fetchone()
+        return None if row is None else dict(row)

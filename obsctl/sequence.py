@@ -1,0 +1,113 @@
+"""Observing sequences: what to take, validated like the config.
+
+A sequence is a list of steps. A step takes ``count`` frames of one kind (light, dark, bias or
+flat) with one filter, exposure time, binning and gain. An observation sequence has a target
+and its light steps slew there first; a calibration sequence has bias, dark and flat steps and
+no target. Flat steps adjust their exposure time to reach a target level.
+
+Sequences are written in TOML (``[[steps]]`` tables) or built in code, and stored as JSON in
+the exposure log so that a restarted daemon resumes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from obsctl.config import format_validation_error, read_toml
+from obsctl.errors import ConfigError
+
+__all__ = ["ExposureStep", "Sequence", "Target", "load_sequence", "parse_sequence"]
+
+ImageType = Literal["LIGHT", "DARK", "BIAS", "FLAT"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Target(_Model):
+    """A pointing: name and J2000 (ICRS) coordinates in degrees."""
+
+    name: str = Field(min_length=1)
+    ra_deg: float = Field(ge=0, lt=360)
+    dec_deg: float = Field(ge=-90, le=90)
+
+
+class ExposureStep(_Model):
+    """``count`` frames of one kind and one set of camera settings.
+
+    For ``FLAT`` steps ``exposure_s`` is the first guess; the exposure is scaled until the
+    median reaches ``flat_target_adu`` within ``flat_tolerance`` (a fraction) and kept within
+    ``[flat_min_exposure_s, flat_max_exposure_s]``.
+    """
+
+    image_type: ImageType = "LIGHT"
+    filter: str | None = None
+    exposure_s: float = Field(default=0.0, ge=0)
+    count: int = Field(default=1, ge=1, le=100000)
+    bin: int = Field(default=1, ge=1, le=16)
+    gain: int | None = None
+    offset: int | None = None
+    readout_mode: int | None = Field(default=None, ge=0)
+    flat_target_adu: float = Field(default=25000.0, gt=0)
+    flat_tolerance: float = Field(default=0.15, gt=0, lt=1)
+    flat_min_exposure_s: float = Field(default=0.01, gt=0)
+    flat_max_exposure_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exposure_fits_type(self) -> ExposureStep:
+        if self.image_type in ("LIGHT", "DARK", "FLAT") and self.exposure_s <= 0:
+            raise ValueError(f"{self.image_type} steps need exposure_s > 0")
+        return self
+
+
+class Sequence(_Model):
+    """A named list of steps, with a target when it takes light frames of the sky."""
+
+    name: str = Field(min_length=1)
+    target: Target | None = None
+    steps: tuple[ExposureStep, ...] = Field(min_length=1)
+    dither_arcsec: float = Field(default=0.0, ge=0, description="random offset between frames")
+    dither_every: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _lights_need_target(self) -> Sequence:
+        if self.target is None and any(s.image_type == "LIGHT" for s in self.steps):
+            raise ValueError("a sequence with LIGHT steps needs a [target]")
+        return self
+
+    @property
+    def total_frames(self) -> int:
+        """Frames over all steps."""
+        return sum(s.count for s in self.steps)
+
+
+def parse_sequence(data: dict[str, Any], *, source: str = "<sequence>") -> Sequence:
+    """Validate a sequence mapping (from TOML or JSON).
+
+    Raises
+    ------
+    ConfigError
+        Naming the source, the key path and what was expected.
+    """
+    try:
+        return Sequence.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(Path(source), exc, what="sequence"), path=source
+        ) from exc
+
+
+def load_sequence(path: str | Path) -> Sequence:
+    """Load and validate a sequence TOML file.
+
+    Raises
+    ------
+    ConfigError
+        When the file is unreadable or invalid.
+    """
+    file = Path(path)
+    return parse_sequence(read_toml(file), source=str(file))
