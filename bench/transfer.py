@@ -94,7 +94,11 @@ async def time_obsctl(address: str, runs: int, *, imagebytes: bool) -> tuple[lis
         for _ in range(runs):
             start = time.perf_counter()
             image = await download_image(
-                client, 0, device="camera", timeout_s=600.0, max_adu=65535,
+                client,
+                0,
+                device="camera",
+                timeout_s=600.0,
+                max_adu=65535,
                 prefer_imagebytes=imagebytes,
             )
             times.append(time.perf_counter() - start)
@@ -149,12 +153,16 @@ def main() -> None:
 
     mb = nbytes / 1e6
     rows = [("obsctl ImageBytes", ib), ("alpyca ImageArray", alp), ("JSON ImageArray", js)]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"frame: {args.width}x{args.height} uint16 = {mb:.1f} MB")
     for name, times in rows:
         med = statistics.median(times)
-        print(f"{name:20s} median {med:7.3f} s  {mb / med:8.1f} MB/s  "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+        print(
+            f"{name:20s} median {med:7.3f} s  {mb / med:8.1f} MB/s  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
+        )
     ib_med, alp_med, js_med = (statistics.median(t) for _, t in rows)
     print(f"ratio ImageBytes/alpyca: {alp_med / ib_med:.1f}x (goal >= 2x)")
     print(f"ratio ImageBytes/JSON:   {js_med / ib_med:.1f}x (goal >= 15x)")

@@ -229,7 +229,15 @@ def build_app(state: DaemonState) -> web.Application:
 async def start_api(state: DaemonState) -> tuple[web.AppRunner, str]:
     """Serve the API on the configured host and port; return the runner and its URL."""
     server = state.config.server
-    runner = web.AppRunner(build_app(state), handle_signals=False, access_log=None)
+    # handler_cancellation ends an event stream as soon as its client goes; the short
+    # shutdown timeout keeps a lingering stream from delaying the daemon's exit.
+    runner = web.AppRunner(
+        build_app(state),
+        handle_signals=False,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=1.0,
+    )
     await runner.setup()
     site = web.TCPSite(runner, server.host, server.port)
     await site.start()

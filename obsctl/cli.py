@@ -76,7 +76,8 @@ async def _devices(config: Config) -> int:
     from obsctl.embedded import session
 
     failures = 0
-    async with session(config) as devices:
+    async with session(config) as running:
+        devices = running.devices
         for role in ROLES:
             if getattr(devices, role) is None:
                 continue
@@ -124,7 +125,8 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
 
     image_type = args.type.upper()
     mount_status = None
-    async with session(config) as devices:
+    async with session(config) as running:
+        devices = running.devices
         camera = devices.camera
         await camera.connect()
         filter_name: str | None = None

@@ -128,6 +128,8 @@ class Daemon:
         self.data_dir = Path(config.data.directory)
         self.state: DaemonState | None = None
         self.api_url: str | None = None
+        #: The embedded simulators (their ``observatory`` and ``faults``), when started here.
+        self.simulators: Any | None = None
         self._stop = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[str] | None = None
@@ -233,8 +235,9 @@ class Daemon:
         store.clean_partial()
         recover_orphans(store, log_db)
         try:
-            async with session(self.config) as devices:
-                await self._run_with(devices, log_db, store, sequences, until_idle)
+            async with session(self.config, clock=self.clock) as running:
+                self.simulators = running.simulators
+                await self._run_with(running.devices, log_db, store, sequences, until_idle)
         finally:
             log_db.close()
             if install_signal_handlers:

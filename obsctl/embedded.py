@@ -6,11 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
+from obsctl.clock import Clock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
 
-__all__ = ["port_in_use", "session"]
+__all__ = ["Session", "port_in_use", "session"]
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +30,28 @@ async def port_in_use(host: str, port: int, *, timeout_s: float = 0.5) -> bool:
     return True
 
 
+@dataclass
+class Session:
+    """The devices of a config, and the simulators started for them (None when external)."""
+
+    devices: DeviceSet
+    simulators: Any | None = None
+
+
 @asynccontextmanager
-async def session(config: Config) -> AsyncIterator[DeviceSet]:
+async def session(config: Config, *, clock: Clock | None = None) -> AsyncIterator[Session]:
     """Yield the config's devices (built, not connected), with embedded simulators running.
 
     With ``[simulator] start = "auto"`` the Alpaca simulators start in this process unless
     something already serves their port (for example ``obsctl simulate`` in another
-    terminal); ``"always"`` starts them regardless and ``"never"`` not at all.
+    terminal); ``"always"`` starts them regardless and ``"never"`` not at all. ``clock`` is
+    shared with the simulators so that simulated time agrees everywhere.
     """
     from obsctl.drivers.registry import open_devices
 
     async with AsyncExitStack() as stack:
         observatory = None
+        sims = None
         sim = config.simulator
         if sim is not None and sim.start != "never":
             busy = sim.start == "auto" and await port_in_use(sim.host, sim.port)
@@ -48,9 +61,9 @@ async def session(config: Config) -> AsyncIterator[DeviceSet]:
                 from obsctl.simulators.observatory import running_simulators
 
                 sims = await stack.enter_async_context(
-                    running_simulators(sim, config.site, config.telescope)
+                    running_simulators(sim, config.site, config.telescope, clock=clock)
                 )
                 observatory = sims.observatory
                 log.info("embedded simulators at %s", sims.url)
         devices = await stack.enter_async_context(open_devices(config, observatory=observatory))
-        yield devices
+        yield Session(devices, sims)

@@ -85,14 +85,21 @@ def test_short_header() -> None:
 def test_error_reply_becomes_typed_error() -> None:
     header = struct.pack("<11i", 1, 0x40B, 3, 4, 44, 0, 0, 0, 0, 0, 0)
     with pytest.raises(DeviceBusyError, match="0x40B: no image ready") as info:
-        decode_imagebytes(header + "no image ready".encode(), device="cam")
+        decode_imagebytes(header + b"no image ready", device="cam")
     assert info.value.ascom_error == 0x40B and info.value.device == "cam"
 
 
 def test_json_imagearray_is_x_major(image: np.ndarray) -> None:
     body = orjson.dumps(
-        {"Type": 2, "Rank": 2, "Value": image.T.astype(int).tolist(), "ErrorNumber": 0,
-         "ErrorMessage": "", "ClientTransactionID": 1, "ServerTransactionID": 2}
+        {
+            "Type": 2,
+            "Rank": 2,
+            "Value": image.T.astype(int).tolist(),
+            "ErrorNumber": 0,
+            "ErrorMessage": "",
+            "ClientTransactionID": 1,
+            "ServerTransactionID": 2,
+        }
     )
     out = decode_json_imagearray(body, max_adu=65535)
     assert out.dtype == np.uint16

@@ -77,8 +77,9 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
             r"devices\.camera\.address: String should match pattern",
         ),
         (
-            lambda t: t.replace('driver = "alpaca"\naddress = "127.0.0.1:11111"',
-                                'driver = "simulator"'),
+            lambda t: t.replace(
+                'driver = "alpaca"\naddress = "127.0.0.1:11111"', 'driver = "simulator"'
+            ),
             r"use driver 'simulator' but there is no \[simulator\] section",
         ),
         (

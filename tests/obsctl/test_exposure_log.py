@@ -66,8 +66,14 @@ def test_frames_done_per_step(db) -> None:
 def test_failures_and_sequences(db) -> None:
     sid = db.add_sequence("m51", '{"target": "M51"}')
     db.add_failure(
-        FailureRecord(operation="download", error_type="DeviceTimeoutError",
-                      message="no answer", action="retry", device="camera", sequence_id=sid)
+        FailureRecord(
+            operation="download",
+            error_type="DeviceTimeoutError",
+            message="no answer",
+            action="retry",
+            device="camera",
+            sequence_id=sid,
+        )
     )
     assert db.failures(sequence_id=sid)[0]["action"] == "retry"
     db.set_sequence_state(sid, "running")

@@ -1,0 +1,1104 @@
+"""ASCOM Alpaca HTTP server for the simulated observatory (aiohttp).
+
+Devices: ``camera/0`` (ICameraV4), ``filterwheel/0`` (IFilterWheelV3), ``telescope/0``
+(ITelescopeV4) and ``safetymonitor/0`` (ISafetyMonitorV3) under ``/api/v1/``, plus the
+management API, minimal setup pages, and a non-Alpaca control API under ``/sim/v1/``.
+
+Protocol rules followed (Alpaca API v1):
+
+* GET query keys are matched case-insensitively; PUT form keys are case-sensitive. A missing
+  (or wrongly cased) required PUT key, or a value that does not parse, is HTTP 400 with a
+  plain-text message naming the key.
+* An unknown device type, device number or member is HTTP 404 (the spec allows 400 or 404;
+  404 tells a client the path, not the content, is wrong). A known member with the wrong
+  HTTP method is HTTP 405.
+* ``ClientTransactionID`` is echoed (0 when missing or not a uint32);
+  ``ServerTransactionID`` increases on every Alpaca reply, server-wide.
+* Device errors are HTTP 200 with ``ErrorNumber``/``ErrorMessage``.
+* ``imagearray`` answers ImageBytes when the Accept header includes
+  ``application/imagebytes``, else JSON; both are built in worker threads and streamed in
+  chunks with a Content-Length, so a 61-megapixel download never stalls other devices.
+
+Control API (JSON bodies): ``PUT/DELETE/GET /sim/v1/{type}/{n}/fault`` sets, clears or lists
+the device's fault (see `obsctl.simulators.faults`), ``PUT /sim/v1/safetymonitor/0/safe``
+``{"safe": bool}``, ``PUT /sim/v1/camera/0/flatpanel`` ``{"on": bool}`` and
+``GET /sim/v1/camera/0/truth``: ``{"stars": [{id, ra_deg, dec_deg, mag, x, y, flux_e}, ...],
+"cosmic_count": n, "hot_pixel_count": n}`` for the ready image (x, y zero-based in it; empty
+stars and null counts when there is none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import inspect
+import itertools
+import logging
+import math
+import struct
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
+import orjson
+from aiohttp import web
+from numpy.typing import NDArray
+
+from obsctl.clock import Clock
+from obsctl.config import TelescopeConfig
+from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
+from obsctl.simulators.faults import Fault, FaultInjector
+from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.models import (
+    INVALID_VALUE,
+    NOT_IMPLEMENTED,
+    AscomError,
+    ConnectableModel,
+    ascom_datetime,
+)
+from obsctl.simulators.mount_model import MountModel
+from obsctl.simulators.safety_model import SafetyMonitorModel
+
+if TYPE_CHECKING:
+    from obsctl.simulators.observatory import SimulatedObservatory
+
+__all__ = ["AlpacaServer"]
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=ConnectableModel)
+
+_IMAGEBYTES = "application/imagebytes"
+_IMAGEBYTES_HEADER = struct.Struct("<11i")
+_ELEMENT_INT32 = 2
+_ELEMENT_UINT16 = 8
+_CHUNK_BYTES = 2 * 1024 * 1024
+_THROTTLE_TICK_S = 0.05
+_UINT32_MAX = 2**32 - 1
+
+try:
+    _VERSION = metadata.version("obsctl")
+except metadata.PackageNotFoundError:  # running from a source tree without installing
+    _VERSION = "0.0.0"
+
+
+class _BadRequest(Exception):
+    """A malformed request: HTTP 400 with the message as plain text."""
+
+
+# --- request parameters ----------------------------------------------------------------
+
+
+class _Params:
+    """Request parameters: case-insensitive keys for GET, case-sensitive for PUT."""
+
+    def __init__(self, values: Mapping[str, str], *, case_sensitive: bool) -> None:
+        self._case_sensitive = case_sensitive
+        self._values: dict[str, str] = {}
+        for key, value in values.items():
+            self._values.setdefault(key if case_sensitive else key.lower(), value)
+
+    def get(self, key: str) -> str | None:
+        return self._values.get(key if self._case_sensitive else key.lower())
+
+    def text(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            how = " (PUT parameter names are case-sensitive)" if self._case_sensitive else ""
+            raise _BadRequest(f"missing parameter {key}{how}")
+        return value
+
+    def integer(self, key: str) -> int:
+        text = self.text(key)
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise _BadRequest(f"parameter {key}={text!r} is not an integer") from None
+
+    def number(self, key: str) -> float:
+        text = self.text(key)
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise _BadRequest(f"parameter {key}={text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise _BadRequest(f"parameter {key}={text!r} is not a finite number")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        text = self.text(key).strip().lower()
+        if text == "true":
+            return True
+        if text == "false":
+            return False
+        raise _BadRequest(f"parameter {key}={text!r} is not True or False")
+
+    def transaction_id(self) -> int:
+        text = self.get("ClientTransactionID")
+        try:
+            value = int(text) if text is not None else 0
+        except ValueError:
+            return 0
+        return value if 0 <= value <= _UINT32_MAX else 0
+
+
+# --- member tables ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Member(Generic[M]):
+    get: Callable[[M, _Params], object] | None = None
+    put: Callable[[M, _Params], object] | None = None
+    needs_connection: bool = True
+
+
+def _not_implemented(name: str) -> Callable[[Any, _Params], object]:
+    def fail(_model: Any, _params: _Params) -> object:
+        raise AscomError(NOT_IMPLEMENTED, f"{name} is not implemented by this simulator")
+
+    return fail
+
+
+def _ni_property(name: str, *, writable: bool = False) -> _Member[Any]:
+    fail = _not_implemented(name)
+    return _Member(get=fail, put=fail if writable else None)
+
+
+def _ni_method(name: str) -> _Member[Any]:
+    return _Member(put=_not_implemented(name))
+
+
+def _const(value: object) -> _Member[Any]:
+    return _Member(get=lambda _m, _p: value)
+
+
+def _camera_members(telescope: TelescopeConfig) -> dict[str, _Member[CameraModel]]:
+    def start_exposure(c: CameraModel, p: _Params) -> None:
+        duration = p.number("Duration")
+        light = p.boolean("Light")
+        c.start_exposure(duration, light)
+
+    def set_attr(attr: str, key: str) -> Callable[[CameraModel, _Params], None]:
+        return lambda c, p: setattr(c, attr, p.integer(key))
+
+    m: dict[str, _Member[CameraModel]] = {
+        "bayeroffsetx": _ni_property("BayerOffsetX"),
+        "bayeroffsety": _ni_property("BayerOffsetY"),
+        "binx": _Member(get=lambda c, p: c.bin_x, put=lambda c, p: c.set_bin_x(p.integer("BinX"))),
+        "biny": _Member(get=lambda c, p: c.bin_y, put=lambda c, p: c.set_bin_y(p.integer("BinY"))),
+        "camerastate": _Member(get=lambda c, p: int(c.state)),
+        "cameraxsize": _Member(get=lambda c, p: c.config.width_px),
+        "cameraysize": _Member(get=lambda c, p: c.config.height_px),
+        "canabortexposure": _const(True),
+        "canasymmetricbin": _const(True),
+        "canfastreadout": _const(False),
+        "cangetcoolerpower": _const(True),
+        "canpulseguide": _const(False),
+        "cansetccdtemperature": _const(True),
+        "canstopexposure": _const(True),
+        "ccdtemperature": _Member(get=lambda c, p: c.ccd_temperature_c),
+        "cooleron": _Member(
+            get=lambda c, p: c.cooler_on, put=lambda c, p: c.set_cooler_on(p.boolean("CoolerOn"))
+        ),
+        "coolerpower": _Member(get=lambda c, p: c.cooler_power_pct),
+        "electronsperadu": _Member(get=lambda c, p: c.electrons_per_adu),
+        "exposuremax": _Member(get=lambda c, p: c.config.exposure_max_s),
+        "exposuremin": _Member(get=lambda c, p: c.config.exposure_min_s),
+        "exposureresolution": _const(1e-6),
+        "fastreadout": _ni_property("FastReadout", writable=True),
+        "fullwellcapacity": _Member(get=lambda c, p: c.config.full_well_e),
+        "gain": _Member(get=lambda c, p: c.gain, put=lambda c, p: c.set_gain(p.integer("Gain"))),
+        "gainmax": _Member(get=lambda c, p: c.config.gain_max),
+        "gainmin": _Member(get=lambda c, p: c.config.gain_min),
+        "gains": _ni_property("Gains"),
+        "hasshutter": _const(True),
+        "heatsinktemperature": _Member(get=lambda c, p: c.config.ambient_c),
+        "imagearray": _Member(get=lambda c, p: c.image),  # served by `_image_reply`
+        "imagearrayvariant": _ni_property("ImageArrayVariant"),
+        "imageready": _Member(get=lambda c, p: c.image_ready),
+        "ispulseguiding": _ni_property("IsPulseGuiding"),
+        "lastexposureduration": _Member(get=lambda c, p: c.last_exposure.duration_s),
+        "lastexposurestarttime": _Member(
+            get=lambda c, p: ascom_datetime(c.last_exposure.start_time)
+        ),
+        "maxadu": _Member(get=lambda c, p: c.config.max_adu),
+        "maxbinx": _Member(get=lambda c, p: c.config.max_bin),
+        "maxbiny": _Member(get=lambda c, p: c.config.max_bin),
+        "numx": _Member(get=lambda c, p: c.num_x, put=set_attr("num_x", "NumX")),
+        "numy": _Member(get=lambda c, p: c.num_y, put=set_attr("num_y", "NumY")),
+        "offset": _Member(
+            get=lambda c, p: c.offset, put=lambda c, p: c.set_offset(p.integer("Offset"))
+        ),
+        "offsetmax": _Member(get=lambda c, p: c.config.offset_max),
+        "offsetmin": _Member(get=lambda c, p: c.config.offset_min),
+        "offsets": _ni_property("Offsets"),
+        "percentcompleted": _Member(get=lambda c, p: round(c.percent_completed)),
+        "pixelsizex": _Member(get=lambda c, p: c.config.pixel_size_um),
+        "pixelsizey": _Member(get=lambda c, p: c.config.pixel_size_um),
+        "readoutmode": _Member(
+            get=lambda c, p: c.readout_mode,
+            put=lambda c, p: c.set_readout_mode(p.integer("ReadoutMode")),
+        ),
+        "readoutmodes": _const(list(READOUT_MODES)),
+        "sensorname": _Member(get=lambda c, p: c.config.sensor_name),
+        "sensortype": _const(0),  # monochrome
+        "setccdtemperature": _Member(
+            get=lambda c, p: c.set_point_c,
+            put=lambda c, p: c.set_set_point_c(p.number("SetCCDTemperature")),
+        ),
+        "startx": _Member(get=lambda c, p: c.start_x, put=set_attr("start_x", "StartX")),
+        "starty": _Member(get=lambda c, p: c.start_y, put=set_attr("start_y", "StartY")),
+        "subexposureduration": _ni_property("SubExposureDuration", writable=True),
+        "abortexposure": _Member(put=lambda c, p: c.abort_exposure()),
+        "pulseguide": _ni_method("PulseGuide"),
+        "startexposure": _Member(put=start_exposure),
+        "stopexposure": _Member(put=lambda c, p: c.stop_exposure()),
+    }
+    return m
+
+
+def _filterwheel_members() -> dict[str, _Member[FilterWheelModel]]:
+    return {
+        "focusoffsets": _Member(get=lambda w, p: w.focus_offsets),
+        "names": _Member(get=lambda w, p: w.names),
+        "position": _Member(
+            get=lambda w, p: w.position, put=lambda w, p: w.move(p.integer("Position"))
+        ),
+    }
+
+
+def _safety_members() -> dict[str, _Member[SafetyMonitorModel]]:
+    # ASCOM: IsSafe answers False (not an error) while disconnected.
+    return {"issafe": _Member(get=lambda s, p: s.is_safe, needs_connection=False)}
+
+
+def _axis(p: _Params) -> int:
+    axis = p.integer("Axis")
+    if axis not in (0, 1, 2):
+        raise AscomError(INVALID_VALUE, f"Axis {axis} is not 0, 1 or 2")
+    return axis
+
+
+async def _wait_slew(mount: MountModel) -> None:
+    while mount.slewing:
+        await asyncio.sleep(0.01)
+
+
+def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountModel]]:
+    aperture_m = telescope.aperture_mm / 1000.0
+
+    def set_tracking_rate(_m: MountModel, p: _Params) -> None:
+        if p.integer("TrackingRate") != 0:
+            raise AscomError(INVALID_VALUE, "only sidereal tracking (0) is supported")
+
+    def slew_radec(m: MountModel, p: _Params) -> None:
+        m.slew_to_radec(p.number("RightAscension") * 15.0, p.number("Declination"))
+
+    def slew_altaz(m: MountModel, p: _Params) -> None:
+        m.slew_to_altaz(p.number("Altitude"), p.number("Azimuth"))
+
+    async def slew_radec_sync(m: MountModel, p: _Params) -> None:
+        slew_radec(m, p)
+        await _wait_slew(m)
+
+    async def slew_altaz_sync(m: MountModel, p: _Params) -> None:
+        slew_altaz(m, p)
+        await _wait_slew(m)
+
+    async def slew_target_sync(m: MountModel, _p: _Params) -> None:
+        m.slew_to_target()
+        await _wait_slew(m)
+
+    def destination(m: MountModel, p: _Params) -> int:
+        ra = p.number("RightAscension") * 15.0
+        return int(m.destination_side_of_pier(ra, p.number("Declination")))
+
+    def axis_rates(_m: MountModel, p: _Params) -> list[object]:
+        _axis(p)
+        return []  # MoveAxis is not simulated: no rates
+
+    def can_move_axis(_m: MountModel, p: _Params) -> bool:
+        _axis(p)
+        return False
+
+    def sync_target(m: MountModel, _p: _Params) -> None:
+        m.sync_to_radec(m.target_ra_deg, m.target_dec_deg)
+
+    return {
+        "alignmentmode": _const(2),  # algGermanPolar
+        "altitude": _Member(get=lambda m, p: m.pointing().alt_deg),
+        "aperturearea": _const(math.pi * (aperture_m / 2.0) ** 2),
+        "aperturediameter": _const(aperture_m),
+        "athome": _const(False),
+        "atpark": _Member(get=lambda m, p: m.at_park),
+        "axisrates": _Member(get=axis_rates),
+        "azimuth": _Member(get=lambda m, p: m.pointing().az_deg),
+        "canfindhome": _const(False),
+        "canmoveaxis": _Member(get=can_move_axis),
+        "canpark": _const(True),
+        "canpulseguide": _const(False),
+        "cansetdeclinationrate": _const(False),
+        "cansetguiderates": _const(False),
+        "cansetpark": _const(False),
+        "cansetpierside": _const(False),
+        "cansetrightascensionrate": _const(False),
+        "cansettracking": _const(True),
+        "canslew": _const(True),
+        "canslewaltaz": _const(True),
+        "canslewaltazasync": _const(True),
+        "canslewasync": _const(True),
+        "cansync": _const(True),
+        "cansyncaltaz": _const(False),
+        "canunpark": _const(True),
+        "declination": _Member(get=lambda m, p: m.pointing().dec_deg),
+        "declinationrate": _Member(
+            get=lambda m, p: 0.0, put=_not_implemented("DeclinationRate write")
+        ),
+        "destinationsideofpier": _Member(get=destination),
+        "doesrefraction": _Member(
+            get=lambda m, p: False, put=_not_implemented("DoesRefraction write")
+        ),
+        "equatorialsystem": _const(2),  # equJ2000
+        "focallength": _const(telescope.focal_length_mm / 1000.0),
+        "guideratedeclination": _ni_property("GuideRateDeclination", writable=True),
+        "guideraterightascension": _ni_property("GuideRateRightAscension", writable=True),
+        "ispulseguiding": _const(False),
+        "rightascension": _Member(get=lambda m, p: m.pointing().ra_deg / 15.0),
+        "rightascensionrate": _Member(
+            get=lambda m, p: 0.0, put=_not_implemented("RightAscensionRate write")
+        ),
+        "sideofpier": _Member(
+            get=lambda m, p: int(m.side_of_pier), put=_not_implemented("SideOfPier write")
+        ),
+        "siderealtime": _Member(get=lambda m, p: m.sidereal_time_h),
+        "siteelevation": _Member(
+            get=lambda m, p: m.site.elevation_m, put=_not_implemented("SiteElevation write")
+        ),
+        "sitelatitude": _Member(
+            get=lambda m, p: m.site.latitude_deg, put=_not_implemented("SiteLatitude write")
+        ),
+        "sitelongitude": _Member(
+            get=lambda m, p: m.site.longitude_deg, put=_not_implemented("SiteLongitude write")
+        ),
+        "slewing": _Member(get=lambda m, p: m.slewing),
+        "slewsettletime": _Member(
+            get=lambda m, p: round(m.config.settle_s), put=_not_implemented("SlewSettleTime write")
+        ),
+        "targetdeclination": _Member(
+            get=lambda m, p: m.target_dec_deg,
+            put=lambda m, p: m.set_target_dec_deg(p.number("TargetDeclination")),
+        ),
+        "targetrightascension": _Member(
+            get=lambda m, p: m.target_ra_deg / 15.0,
+            put=lambda m, p: m.set_target_ra_deg(p.number("TargetRightAscension") * 15.0),
+        ),
+        "tracking": _Member(
+            get=lambda m, p: m.tracking, put=lambda m, p: m.set_tracking(p.boolean("Tracking"))
+        ),
+        "trackingrate": _Member(get=lambda m, p: 0, put=set_tracking_rate),  # driveSidereal
+        "trackingrates": _const([0]),
+        "utcdate": _Member(
+            get=lambda m, p: ascom_datetime(m.utc_now) + "Z", put=_not_implemented("UTCDate write")
+        ),
+        "abortslew": _Member(put=lambda m, p: m.abort_slew()),
+        "findhome": _ni_method("FindHome"),
+        "moveaxis": _ni_method("MoveAxis"),
+        "park": _Member(put=lambda m, p: m.park()),
+        "pulseguide": _ni_method("PulseGuide"),
+        "setpark": _ni_method("SetPark"),
+        "slewtoaltaz": _Member(put=slew_altaz_sync),
+        "slewtoaltazasync": _Member(put=slew_altaz),
+        "slewtocoordinates": _Member(put=slew_radec_sync),
+        "slewtocoordinatesasync": _Member(put=slew_radec),
+        "slewtotarget": _Member(put=slew_target_sync),
+        "slewtotargetasync": _Member(put=lambda m, p: m.slew_to_target()),
+        "synctoaltaz": _ni_method("SyncToAltAz"),
+        "synctocoordinates": _Member(
+            put=lambda m, p: m.sync_to_radec(
+                p.number("RightAscension") * 15.0, p.number("Declination")
+            )
+        ),
+        "synctotarget": _Member(put=sync_target),
+        "unpark": _Member(put=lambda m, p: m.unpark()),
+    }
+
+
+# --- devices ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Device(Generic[M]):
+    device_type: str  # lower-case, as in the URL
+    ascom_type: str  # as in the management API
+    number: int
+    name: str
+    interface_version: int
+    model: M
+    members: Mapping[str, _Member[M]]
+    state_names: Sequence[tuple[str, str]]  # (DeviceState name, member)
+    unique_id: str
+    faults: FaultInjector
+    clock: Clock
+    description: str = field(default="")
+
+
+_COMMON_UNCONNECTED = frozenset(
+    {
+        "connected",
+        "connect",
+        "disconnect",
+        "connecting",
+        "description",
+        "driverinfo",
+        "driverversion",
+        "interfaceversion",
+        "name",
+        "supportedactions",
+    }
+)
+
+
+def _common_members(device: _Device[Any]) -> dict[str, _Member[Any]]:
+    def set_connected(model: ConnectableModel, p: _Params) -> None:
+        model.connected = p.boolean("Connected")
+        log.info("%s %s", device.name, "connected" if model.connected else "disconnected")
+
+    def connect(model: ConnectableModel, _p: _Params) -> None:
+        model.connected = True
+
+    def disconnect(model: ConnectableModel, _p: _Params) -> None:
+        model.connected = False
+
+    def device_state(_model: ConnectableModel, p: _Params) -> list[dict[str, object]]:
+        values: list[dict[str, object]] = []
+        for state_name, member in device.state_names:
+            getter = device.members[member].get
+            assert getter is not None
+            try:
+                values.append({"Name": state_name, "Value": getter(device.model, p)})
+            except AscomError:
+                continue  # ASCOM: omit what cannot be read
+        values.append({"Name": "TimeStamp", "Value": ascom_datetime(device.clock.now())})
+        return values
+
+    unconnected = {
+        "connected": _Member(get=lambda m, p: m.connected, put=set_connected),
+        "connect": _Member(put=connect),
+        "disconnect": _Member(put=disconnect),
+        "connecting": _const(False),
+        "description": _const(device.description),
+        "driverinfo": _const(f"obsctl simulated {device.ascom_type}, obsctl {_VERSION}"),
+        "driverversion": _const(_VERSION),
+        "interfaceversion": _const(device.interface_version),
+        "name": _const(device.name),
+        "supportedactions": _const([]),
+    }
+    members: dict[str, _Member[Any]] = {
+        k: _Member(get=v.get, put=v.put, needs_connection=False) for k, v in unconnected.items()
+    }
+    members["devicestate"] = _Member(get=device_state)
+    for method in ("action", "commandblind", "commandbool", "commandstring"):
+        members[method] = _ni_method(method)
+    return members
+
+
+# --- image encoding --------------------------------------------------------------------
+
+
+def _element_codes(image: NDArray[Any], max_adu: int) -> tuple[int, np.dtype[Any]]:
+    """Return (TransmissionElementType, pixel dtype on the wire)."""
+    if max_adu <= 65535 and image.dtype == np.uint16:
+        return _ELEMENT_UINT16, np.dtype("<u2")
+    return _ELEMENT_INT32, np.dtype("<i4")
+
+
+def _imagebytes_header(
+    *,
+    error: int,
+    client_id: int,
+    server_id: int,
+    image_type: int,
+    transmission_type: int,
+    dim1: int,
+    dim2: int,
+) -> bytes:
+    rank = 2 if dim1 else 0
+    return _IMAGEBYTES_HEADER.pack(
+        1, error, client_id, server_id, 44, image_type, transmission_type, rank, dim1, dim2, 0
+    )
+
+
+def _column_blocks(image: NDArray[Any], dtype: Any) -> Iterator[tuple[int, int]]:
+    """Column ranges of about `_CHUNK_BYTES` in the x-major stream."""
+    num_y, num_x = image.shape
+    columns = max(1, _CHUNK_BYTES // max(1, num_y * np.dtype(dtype).itemsize))
+    for x0 in range(0, num_x, columns):
+        yield x0, min(num_x, x0 + columns)
+
+
+def _xmajor_bytes(image: NDArray[Any], dtype: Any, x0: int, x1: int) -> bytes:
+    """Pixels of columns x0..x1 as ImageBytes wants them: index [x][y], y fastest."""
+    return np.ascontiguousarray(image[:, x0:x1].T, dtype=dtype).tobytes()
+
+
+def _encode_json_image(image: NDArray[Any], head: dict[str, object]) -> list[bytes]:
+    """Encode a JSON ImageArray reply in x-major blocks (no full transposed copy)."""
+    parts = [orjson.dumps(head)[:-1] + b',"Value":[']
+    blocks = list(_column_blocks(image, np.int32))
+    for i, (x0, x1) in enumerate(blocks):
+        block = orjson.dumps(
+            np.ascontiguousarray(image[:, x0:x1].T), option=orjson.OPT_SERIALIZE_NUMPY
+        )
+        parts.append(block[1:-1])
+        if i < len(blocks) - 1:
+            parts.append(b",")
+    parts.append(b"]}")
+    return parts
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+class AlpacaServer:
+    """The Alpaca HTTP server of one simulated observatory.
+
+    Parameters
+    ----------
+    observatory : SimulatedObservatory
+        The models the devices expose.
+    host : str
+        Address to bind (127.0.0.1 keeps it local).
+    port : int
+        TCP port; 0 picks a free one (see `port` after `start`).
+    server_name : str
+        ``ServerName`` in the management description.
+    """
+
+    def __init__(
+        self,
+        observatory: SimulatedObservatory,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        server_name: str = "obsctl simulators",
+    ) -> None:
+        self.observatory = observatory
+        self.host = host
+        self._requested_port = port
+        self.server_name = server_name
+        self._transaction = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._devices: dict[tuple[str, int], _Device[Any]] = {}
+        self._common: dict[tuple[str, int], dict[str, _Member[Any]]] = {}
+        self._build_devices()
+        self.app = self._build_app()
+
+    # --- setup ---
+
+    def _unique_id(self, device_type: str, number: int) -> str:
+        key = f"obsctl-simulator/{self.observatory.site.name}/{device_type}/{number}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+    def _add(self, device: _Device[Any]) -> None:
+        key = (device.device_type, device.number)
+        self._devices[key] = device
+        self._common[key] = _common_members(device)
+
+    def _build_devices(self) -> None:
+        obs = self.observatory
+        camera = obs.camera
+
+        def camera_fault_changed(fault: Fault | None) -> None:
+            camera.hold_readout(fault is not None and fault.kind == "image_never_ready")
+
+        self._add(
+            _Device(
+                device_type="camera",
+                ascom_type="Camera",
+                number=0,
+                name=obs.config.camera.name,
+                interface_version=4,
+                model=camera,
+                members=_camera_members(obs.telescope),
+                state_names=(
+                    ("CameraState", "camerastate"),
+                    ("CCDTemperature", "ccdtemperature"),
+                    ("CoolerPower", "coolerpower"),
+                    ("HeatSinkTemperature", "heatsinktemperature"),
+                    ("ImageReady", "imageready"),
+                    ("PercentCompleted", "percentcompleted"),
+                ),
+                unique_id=self._unique_id("camera", 0),
+                faults=FaultInjector("camera", 0, camera_fault_changed),
+                clock=obs.clock,
+                description=f"Simulated {obs.config.camera.sensor_name} camera",
+            )
+        )
+        self._add(
+            _Device(
+                device_type="filterwheel",
+                ascom_type="FilterWheel",
+                number=0,
+                name="Simulated filter wheel",
+                interface_version=3,
+                model=obs.filter_wheel,
+                members=_filterwheel_members(),
+                state_names=(("Position", "position"),),
+                unique_id=self._unique_id("filterwheel", 0),
+                faults=FaultInjector("filterwheel", 0),
+                clock=obs.clock,
+                description="Simulated filter wheel",
+            )
+        )
+        self._add(
+            _Device(
+                device_type="telescope",
+                ascom_type="Telescope",
+                number=0,
+                name="Simulated mount",
+                interface_version=4,
+                model=obs.mount,
+                members=_telescope_members(obs.telescope),
+                state_names=(
+                    ("Altitude", "altitude"),
+                    ("AtHome", "athome"),
+                    ("AtPark", "atpark"),
+                    ("Azimuth", "azimuth"),
+                    ("Declination", "declination"),
+                    ("IsPulseGuiding", "ispulseguiding"),
+                    ("RightAscension", "rightascension"),
+                    ("SideOfPier", "sideofpier"),
+                    ("SiderealTime", "siderealtime"),
+                    ("Slewing", "slewing"),
+                    ("Tracking", "tracking"),
+                    ("UTCDate", "utcdate"),
+                ),
+                unique_id=self._unique_id("telescope", 0),
+                faults=FaultInjector("telescope", 0),
+                clock=obs.clock,
+                description="Simulated German equatorial mount",
+            )
+        )
+        self._add(
+            _Device(
+                device_type="safetymonitor",
+                ascom_type="SafetyMonitor",
+                number=0,
+                name="Simulated safety monitor",
+                interface_version=3,
+                model=obs.safety_monitor,
+                members=_safety_members(),
+                state_names=(("IsSafe", "issafe"),),
+                unique_id=self._unique_id("safetymonitor", 0),
+                faults=FaultInjector("safetymonitor", 0),
+                clock=obs.clock,
+                description="Simulated safety monitor",
+            )
+        )
+
+    def _build_app(self) -> web.Application:
+        app = web.Application()
+        r = app.router
+        r.add_get("/management/apiversions", self._api_versions)
+        r.add_get("/management/v1/description", self._description)
+        r.add_get("/management/v1/configureddevices", self._configured_devices)
+        r.add_get("/setup", self._setup_page)
+        r.add_get("/setup/v1/{device_type}/{device_number}/setup", self._device_setup_page)
+        r.add_route("*", "/api/v1/{device_type}/{device_number}/{member}", self._api)
+        r.add_get("/sim/v1/{device_type}/{device_number}/fault", self._get_fault)
+        r.add_put("/sim/v1/{device_type}/{device_number}/fault", self._put_fault)
+        r.add_delete("/sim/v1/{device_type}/{device_number}/fault", self._delete_fault)
+        r.add_put("/sim/v1/safetymonitor/0/safe", self._put_safe)
+        r.add_put("/sim/v1/camera/0/flatpanel", self._put_flat_panel)
+        r.add_get("/sim/v1/camera/0/truth", self._get_truth)
+        return app
+
+    # --- lifecycle ---
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (valid after `start`)."""
+        if self._port is None:
+            raise RuntimeError("the Alpaca server is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, for example ``http://127.0.0.1:11111``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start serving.
+
+        Raises
+        ------
+        OSError
+            When the address cannot be bound.
+        """
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("alpaca simulators serving on %s", self.url)
+
+    async def stop(self) -> None:
+        """Release hung requests, stop serving and stop the models' background work."""
+        for device in self._devices.values():
+            device.faults.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.observatory.close()
+
+    def faults(self, device_type: str, number: int = 0) -> FaultInjector:
+        """Return the fault injector of one device.
+
+        Parameters
+        ----------
+        device_type : str
+            ``camera``, ``filterwheel``, ``telescope`` or ``safetymonitor`` (any case).
+        number : int
+            Device number.
+
+        Raises
+        ------
+        KeyError
+            When there is no such device.
+        """
+        return self._devices[(device_type.lower(), number)].faults
+
+    # --- replies ---
+
+    def _reply(
+        self,
+        client_id: int,
+        *,
+        value: object = None,
+        has_value: bool = False,
+        error: int = 0,
+        message: str = "",
+    ) -> web.Response:
+        body: dict[str, object] = {}
+        if has_value:
+            body["Value"] = value
+        body["ClientTransactionID"] = client_id
+        body["ServerTransactionID"] = next(self._transaction)
+        body["ErrorNumber"] = error
+        body["ErrorMessage"] = message
+        return web.Response(
+            body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+            content_type="application/json",
+        )
+
+    def _imagebytes_error(self, client_id: int, error: int, message: str) -> web.Response:
+        header = _imagebytes_header(
+            error=error,
+            client_id=client_id,
+            server_id=next(self._transaction),
+            image_type=0,
+            transmission_type=0,
+            dim1=0,
+            dim2=0,
+        )
+        return web.Response(body=header + message.encode("utf-8"), content_type=_IMAGEBYTES)
+
+    def _error(
+        self, request: web.Request, member: str, client_id: int, error: int, message: str
+    ) -> web.Response:
+        if member == "imagearray" and _IMAGEBYTES in request.headers.get("Accept", "").lower():
+            return self._imagebytes_error(client_id, error, message)
+        return self._reply(client_id, error=error, message=message)
+
+    # --- management and setup ---
+
+    async def _api_versions(self, request: web.Request) -> web.Response:
+        params = _Params(request.query, case_sensitive=False)
+        return self._reply(params.transaction_id(), value=[1], has_value=True)
+
+    async def _description(self, request: web.Request) -> web.Response:
+        params = _Params(request.query, case_sensitive=False)
+        value = {
+            "ServerName": self.server_name,
+            "Manufacturer": "obsctl",
+            "ManufacturerVersion": _VERSION,
+            "Location": self.observatory.site.name,
+        }
+        return self._reply(params.transaction_id(), value=value, has_value=True)
+
+    async def _configured_devices(self, request: web.Request) -> web.Response:
+        params = _Params(request.query, case_sensitive=False)
+        value = [
+            {
+                "DeviceName": d.name,
+                "DeviceType": d.ascom_type,
+                "DeviceNumber": d.number,
+                "UniqueID": d.unique_id,
+            }
+            for d in self._devices.values()
+        ]
+        return self._reply(params.transaction_id(), value=value, has_value=True)
+
+    async def _setup_page(self, request: web.Request) -> web.Response:
+        items = "".join(
+            f'<li><a href="/setup/v1/{d.device_type}/{d.number}/setup">'
+            f"{html.escape(d.name)}</a> ({d.ascom_type} {d.number})</li>"
+            for d in self._devices.values()
+        )
+        page = (
+            f"<!doctype html><title>{html.escape(self.server_name)}</title>"
+            f"<h1>{html.escape(self.server_name)}</h1><ul>{items}</ul>"
+            "<p>The simulators are configured in the obsctl configuration file.</p>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def _device_setup_page(self, request: web.Request) -> web.Response:
+        device = self._lookup(request)
+        page = (
+            f"<!doctype html><title>{html.escape(device.name)}</title>"
+            f"<h1>{html.escape(device.name)}</h1><p>{html.escape(device.description)}</p>"
+            "<p>Settings come from the obsctl configuration file; nothing to set here.</p>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    def _lookup(self, request: web.Request) -> _Device[Any]:
+        device_type = request.match_info["device_type"].lower()
+        try:
+            number = int(request.match_info["device_number"])
+        except ValueError:
+            raise web.HTTPNotFound(text="device number must be an integer") from None
+        device = self._devices.get((device_type, number))
+        if device is None:
+            raise web.HTTPNotFound(text=f"no device {device_type}/{number} on this server")
+        return device
+
+    # --- the device API ---
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        device = self._lookup(request)
+        member_name = request.match_info["member"].lower()
+        key = (device.device_type, device.number)
+        member = self._common[key].get(member_name) or device.members.get(member_name)
+        if member is None:
+            raise web.HTTPNotFound(text=f"{device.device_type} has no member {member_name!r}")
+        if request.method == "GET":
+            params = _Params(request.query, case_sensitive=False)
+            action = member.get
+        elif request.method == "PUT":
+            form = await request.post()
+            params = _Params(
+                {k: v for k, v in form.items() if isinstance(v, str)}, case_sensitive=True
+            )
+            action = member.put
+        else:
+            action = None
+        if action is None:
+            allowed = [m for m, f in (("GET", member.get), ("PUT", member.put)) if f is not None]
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        client_id = params.transaction_id()
+
+        fault = device.faults.take(member_name)
+        if fault is not None:
+            early = await self._apply_fault(request, device, member_name, client_id, fault)
+            if early is not None:
+                return early
+        try:
+            if member.needs_connection:
+                device.model.require_connected()
+            if member_name == "imagearray" and request.method == "GET":
+                return await self._image_reply(request, device.model, client_id, fault)
+            result = action(device.model, params)
+            if inspect.isawaitable(result):
+                result = await result
+        except _BadRequest as exc:
+            return web.Response(status=400, text=str(exc))
+        except AscomError as exc:
+            log.debug("%s.%s: ASCOM error 0x%X %s", key, member_name, exc.number, exc.message)
+            return self._error(request, member_name, client_id, exc.number, exc.message)
+        if request.method == "GET":
+            return self._reply(client_id, value=result, has_value=True)
+        return self._reply(client_id)
+
+    async def _apply_fault(
+        self,
+        request: web.Request,
+        device: _Device[Any],
+        member: str,
+        client_id: int,
+        fault: Fault,
+    ) -> web.StreamResponse | None:
+        """Apply a request-level fault; return a reply to send instead, or None to go on."""
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+        elif fault.kind == "hang":
+            await device.faults.wait_released()
+        elif fault.kind == "drop":
+            if request.transport is not None:
+                request.transport.close()
+            # aiohttp cannot write this to the closed transport and drops it quietly.
+            return web.Response(status=204)
+        elif fault.kind == "http500":
+            return web.Response(status=500, text=fault.message)
+        elif fault.kind == "ascom_error":
+            return self._error(request, member, client_id, fault.error_number, fault.message)
+        return None
+
+    async def _image_reply(
+        self,
+        request: web.Request,
+        camera: CameraModel,
+        client_id: int,
+        fault: Fault | None,
+    ) -> web.StreamResponse:
+        image = camera.image  # AscomError 0x40B when none is ready
+        server_id = next(self._transaction)
+        if _IMAGEBYTES in request.headers.get("Accept", "").lower():
+            transmission, dtype = _element_codes(image, camera.config.max_adu)
+            num_y, num_x = image.shape
+            corrupt = fault is not None and fault.kind == "corrupt_image"
+            header = _imagebytes_header(
+                error=0,
+                client_id=client_id,
+                server_id=server_id,
+                image_type=_ELEMENT_INT32,
+                transmission_type=transmission,
+                dim1=num_x + 1 if corrupt else num_x,
+                dim2=num_y,
+            )
+            total = len(header) + image.size * np.dtype(dtype).itemsize
+
+            async def imagebytes_parts() -> AsyncIterator[bytes]:
+                yield header
+                for x0, x1 in _column_blocks(image, dtype):
+                    yield await asyncio.to_thread(_xmajor_bytes, image, dtype, x0, x1)
+
+            return await self._stream(request, imagebytes_parts(), total, _IMAGEBYTES, fault)
+
+        head = {
+            "Type": 2,
+            "Rank": 2,
+            "ClientTransactionID": client_id,
+            "ServerTransactionID": server_id,
+            "ErrorNumber": 0,
+            "ErrorMessage": "",
+        }
+        parts = await asyncio.to_thread(_encode_json_image, image, head)
+        total = sum(len(p) for p in parts)
+        if fault is not None and fault.kind == "corrupt_image":
+            total //= 2  # the body stops mid-array: a complete HTTP reply, broken JSON
+
+        async def json_parts() -> AsyncIterator[bytes]:
+            for part in parts:
+                yield part
+
+        return await self._stream(request, json_parts(), total, "application/json", fault)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        parts: AsyncIterator[bytes],
+        total: int,
+        content_type: str,
+        fault: Fault | None,
+    ) -> web.StreamResponse:
+        """Stream ``total`` bytes of ``parts``, applying an image fault."""
+        truncate = fault is not None and fault.kind == "truncate_image"
+        rate = fault.rate_mb_s * 1e6 if fault is not None and fault.kind == "throttle_image" else 0
+        limit = total // 2 if truncate else total
+        piece = max(1024, int(rate * _THROTTLE_TICK_S)) if rate else _CHUNK_BYTES
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.content_length = total
+        await response.prepare(request)
+        sent = 0
+        async for part in parts:
+            view = memoryview(part)
+            for i in range(0, len(view), piece):
+                chunk = view[i : min(i + piece, i + limit - sent)]
+                if not chunk:
+                    break
+                await response.write(chunk)
+                sent += len(chunk)
+                if rate:
+                    await asyncio.sleep(len(chunk) / rate)
+            if sent >= limit:
+                break
+        if truncate and request.transport is not None:
+            # Close after the partial body: the client sees a short read, not an HTTP error.
+            request.transport.close()
+        return response
+
+    # --- simulator control ---
+
+    def _control_device(self, request: web.Request) -> _Device[Any]:
+        return self._lookup(request)
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            data = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            raise web.HTTPBadRequest(text=f"body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(text="body must be a JSON object")
+        return data
+
+    @staticmethod
+    def _fault_list(injector: FaultInjector) -> web.Response:
+        fault = injector.fault
+        faults = [] if fault is None else [fault.to_dict() | {"remaining": injector.remaining}]
+        return web.json_response(faults, dumps=lambda v: orjson.dumps(v).decode())
+
+    async def _get_fault(self, request: web.Request) -> web.Response:
+        return self._fault_list(self._control_device(request).faults)
+
+    async def _put_fault(self, request: web.Request) -> web.Response:
+        device = self._control_device(request)
+        data = await self._json_body(request)
+        try:
+            fault = Fault.from_mapping(data)
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        device.faults.set(fault)
+        return self._fault_list(device.faults)
+
+    async def _delete_fault(self, request: web.Request) -> web.Response:
+        device = self._control_device(request)
+        device.faults.clear()
+        return self._fault_list(device.faults)
+
+    async def _put_safe(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        safe = data.get("safe")
+        if not isinstance(safe, bool):
+            raise web.HTTPBadRequest(text='expected {"safe": true|false}')
+        self.observatory.safety_monitor.set_safe(safe)
+        return web.json_response({"safe": safe})
+
+    async def _put_flat_panel(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        on = data.get("on")
+        if not isinstance(on, bool):
+            raise web.HTTPBadRequest(text='expected {"on": true|false}')
+        self.observatory.camera.flat_panel_on = on
+        return web.json_response({"on": on})
+
+    async def _get_truth(self, request: web.Request) -> web.Response:
+        truth = self.observatory.camera.last_truth
+        body: dict[str, object] = {"stars": [], "cosmic_count": None, "hot_pixel_count": None}
+        if truth is not None:
+            names = truth.stars.dtype.names or ()
+            body = {
+                "stars": [{name: row[name].item() for name in names} for row in truth.stars],
+                "cosmic_count": truth.cosmic_count,
+                "hot_pixel_count": len(truth.hot_pixels),
+            }
+        return web.json_response(body, dumps=lambda v: orjson.dumps(v).decode())

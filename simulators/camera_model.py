@@ -1,0 +1,591 @@
+"""Simulated camera: ASCOM ``ICameraV4`` state machine over the sky renderer.
+
+Time comes from the injected clock: an exposure lasts its duration in simulated time, the
+readout ``readout_time_s`` (a third of it in the Fast mode), while the frame renders in a
+worker thread so the event loop stays free. The cooler temperature is computed lazily from
+the clock as an exponential relaxation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from obsctl.clock import Clock
+from obsctl.config import SimulatedCameraConfig, SimulatedSkyConfig
+from obsctl.devices import CameraState
+from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.models import (
+    INVALID_OPERATION,
+    INVALID_VALUE,
+    VALUE_NOT_SET,
+    AscomError,
+    ConnectableModel,
+)
+from obsctl.simulators.mount_model import MountModel
+from obsctl.simulators.render import (
+    ExposureSpec,
+    RenderResult,
+    SensorModel,
+    SkyScene,
+    render_exposure,
+)
+from obsctl.simulators.sky import BANDS, pixel_scale_arcsec
+
+__all__ = ["READOUT_MODES", "CameraModel", "ExposureRecord"]
+
+log = logging.getLogger(__name__)
+
+READOUT_MODES: tuple[str, ...] = ("Normal", "Fast")
+_FAST = 1
+# Pointing used when the observatory has no mount.
+_DEFAULT_RA_DEG = 180.0
+_DEFAULT_DEC_DEG = 30.0
+_SET_POINT_RANGE_C = (-100.0, 50.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureRecord:
+    """Settings and timing of the last exposure, for ``LastExposure*`` and image metadata.
+
+    Attributes
+    ----------
+    duration_s : float
+        Actual exposure time in seconds (shorter than requested after a stop).
+    requested_s : float
+        Requested exposure time in seconds.
+    start_time : datetime.datetime
+        UTC start of the exposure.
+    light : bool
+        Whether the shutter was open.
+    bin_x, bin_y, start_x, start_y, num_x, num_y : int
+        Readout geometry in binned pixels.
+    gain, offset : int
+        Electronics settings.
+    electrons_per_adu : float
+        Conversion gain in electrons per ADU.
+    readout_mode : str
+        Readout mode name.
+    band : str
+        Filter band the scene was rendered in.
+    """
+
+    duration_s: float
+    requested_s: float
+    start_time: datetime
+    light: bool
+    bin_x: int
+    bin_y: int
+    start_x: int
+    start_y: int
+    num_x: int
+    num_y: int
+    gain: int
+    offset: int
+    electrons_per_adu: float
+    readout_mode: str
+    band: str
+
+
+class CameraModel(ConnectableModel):
+    """A cooled monochrome camera rendering a synthetic sky.
+
+    Parameters
+    ----------
+    config : SimulatedCameraConfig
+        Sensor, electronics, timing and cooler.
+    sky : SimulatedSkyConfig
+        The synthetic sky: seeing, star counts, sky brightness, zero point, flat panel.
+    focal_length_mm : float
+        Telescope focal length in millimetres (sets the pixel scale).
+    clock : Clock
+        Source of simulated time.
+    mount : MountModel or None
+        Gives the pointing and the field rotation at exposure start.
+    filter_wheel : FilterWheelModel or None
+        Gives the band (the current filter name); "L" without a wheel.
+    """
+
+    def __init__(
+        self,
+        config: SimulatedCameraConfig,
+        sky: SimulatedSkyConfig,
+        *,
+        focal_length_mm: float,
+        clock: Clock,
+        mount: MountModel | None = None,
+        filter_wheel: FilterWheelModel | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.sky = sky
+        self.focal_length_mm = focal_length_mm
+        self.clock = clock
+        self.mount = mount
+        self.filter_wheel = filter_wheel
+        self.sensor = SensorModel(
+            width_px=config.width_px,
+            height_px=config.height_px,
+            pixel_size_um=config.pixel_size_um,
+            full_well_e=config.full_well_e,
+            read_noise_e=config.read_noise_e,
+            bias_adu=config.bias_adu,
+            adu_per_offset=config.adu_per_offset,
+            dark_current_e_s=config.dark_current_e_s,
+            dark_doubling_c=config.dark_doubling_c,
+            hot_pixel_fraction=config.hot_pixel_fraction,
+            cosmic_rate_cm2_s=config.cosmic_rate_cm2_s,
+            max_adu=config.max_adu,
+            seed=config.seed,
+        )
+        self.bin_x = 1
+        self.bin_y = 1
+        self.start_x = 0
+        self.start_y = 0
+        self.num_x = config.width_px
+        self.num_y = config.height_px
+        self._gain = config.gain_min
+        self._offset = config.offset_min
+        self._readout_mode = 0
+        self.flat_panel_on = False
+        # Cooler: temperature relaxes from (_temp0_c at _temp_t0) toward the current goal.
+        self._cooler_on = False
+        self._set_point_c = config.ambient_c
+        self._temp0_c = config.ambient_c
+        self._temp_t0 = clock.monotonic()
+        # Exposure state.
+        self._state = CameraState.IDLE
+        self._phase_start = 0.0
+        self._phase_s = 0.0
+        self._image: NDArray[np.integer[Any]] | None = None
+        self._truth: RenderResult | None = None
+        self._record: ExposureRecord | None = None
+        self._sequence = 0
+        self._generation = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._readout_gate = asyncio.Event()
+        self._readout_gate.set()
+
+    # --- electronics -------------------------------------------------------------------
+
+    @property
+    def gain(self) -> int:
+        """Gain setting (``gain_min`` .. ``gain_max``)."""
+        return self._gain
+
+    def set_gain(self, gain: int) -> None:
+        """Set the gain; AscomError 0x401 when out of range."""
+        if not self.config.gain_min <= gain <= self.config.gain_max:
+            raise AscomError(
+                INVALID_VALUE,
+                f"gain {gain} not in {self.config.gain_min}..{self.config.gain_max}",
+            )
+        self._gain = gain
+
+    @property
+    def offset(self) -> int:
+        """Offset setting (``offset_min`` .. ``offset_max``)."""
+        return self._offset
+
+    def set_offset(self, offset: int) -> None:
+        """Set the offset; AscomError 0x401 when out of range."""
+        if not self.config.offset_min <= offset <= self.config.offset_max:
+            raise AscomError(
+                INVALID_VALUE,
+                f"offset {offset} not in {self.config.offset_min}..{self.config.offset_max}",
+            )
+        self._offset = offset
+
+    @property
+    def readout_mode(self) -> int:
+        """Readout mode index into `READOUT_MODES`."""
+        return self._readout_mode
+
+    def set_readout_mode(self, mode: int) -> None:
+        """Set the readout mode; AscomError 0x401 when not an index of `READOUT_MODES`."""
+        if not 0 <= mode < len(READOUT_MODES):
+            raise AscomError(INVALID_VALUE, f"readout mode {mode} not in 0..1")
+        self._readout_mode = mode
+
+    def set_bin_x(self, value: int) -> None:
+        """Set the horizontal binning; AscomError 0x401 outside 1..max_bin."""
+        self.bin_x = self._check_bin(value)
+
+    def set_bin_y(self, value: int) -> None:
+        """Set the vertical binning; AscomError 0x401 outside 1..max_bin."""
+        self.bin_y = self._check_bin(value)
+
+    def _check_bin(self, value: int) -> int:
+        if not 1 <= value <= self.config.max_bin:
+            raise AscomError(INVALID_VALUE, f"binning {value} not in 1..{self.config.max_bin}")
+        return value
+
+    @property
+    def electrons_per_adu(self) -> float:
+        """Conversion gain in electrons per ADU: the base value falls 10x per 200 gain."""
+        return float(self.config.electrons_per_adu * 10.0 ** (-self._gain / 200.0))
+
+    def check_geometry(self) -> None:
+        """Validate binning and subframe as ASCOM does at ``StartExposure``.
+
+        Raises
+        ------
+        AscomError
+            0x401 when the subframe does not fit the binned sensor.
+        """
+        self._check_bin(self.bin_x)
+        self._check_bin(self.bin_y)
+        width = self.config.width_px // self.bin_x
+        height = self.config.height_px // self.bin_y
+        for axis, start, num, size in (
+            ("X", self.start_x, self.num_x, width),
+            ("Y", self.start_y, self.num_y, height),
+        ):
+            if start < 0 or num < 1 or start + num > size:
+                raise AscomError(
+                    INVALID_VALUE,
+                    f"Start{axis}={start}, Num{axis}={num} do not fit the binned size {size}",
+                )
+
+    # --- cooler ------------------------------------------------------------------------
+
+    def _cooler_goal_c(self) -> float:
+        if not self._cooler_on:
+            return self.config.ambient_c
+        return max(self._set_point_c, self.config.ambient_c - self.config.cooler_max_delta_c)
+
+    @property
+    def ccd_temperature_c(self) -> float:
+        """Sensor temperature in degrees Celsius at the current simulated time."""
+        elapsed = max(0.0, self.clock.monotonic() - self._temp_t0)
+        goal = self._cooler_goal_c()
+        return goal + (self._temp0_c - goal) * math.exp(-elapsed / self.config.cooler_tau_s)
+
+    def _restart_relaxation(self) -> None:
+        self._temp0_c = self.ccd_temperature_c
+        self._temp_t0 = self.clock.monotonic()
+
+    @property
+    def cooler_on(self) -> bool:
+        """Whether the cooler runs."""
+        return self._cooler_on
+
+    def set_cooler_on(self, on: bool) -> None:
+        """Switch the cooler on or off."""
+        self._restart_relaxation()
+        self._cooler_on = on
+
+    @property
+    def set_point_c(self) -> float:
+        """Cooler set point in degrees Celsius."""
+        return self._set_point_c
+
+    def set_set_point_c(self, value: float) -> None:
+        """Set the cooler set point; AscomError 0x401 outside -100..50 C."""
+        lo, hi = _SET_POINT_RANGE_C
+        if not lo <= value <= hi:
+            raise AscomError(INVALID_VALUE, f"set point {value} C not in {lo}..{hi} C")
+        self._restart_relaxation()
+        self._set_point_c = value
+
+    @property
+    def cooler_power_pct(self) -> float:
+        """Cooler power in percent, proportional to the cooling below ambient."""
+        if not self._cooler_on or self.config.cooler_max_delta_c <= 0:
+            return 0.0
+        delta = self.config.ambient_c - self.ccd_temperature_c
+        return min(100.0, max(0.0, 100.0 * delta / self.config.cooler_max_delta_c))
+
+    # --- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> CameraState:
+        """ASCOM camera state."""
+        return self._state
+
+    @property
+    def image_ready(self) -> bool:
+        """Whether an image waits for download."""
+        return self._image is not None
+
+    @property
+    def percent_completed(self) -> float:
+        """Progress of the current phase (exposure, then readout) in percent.
+
+        When idle: 100 with an image ready, else 0.
+        """
+        if self._state in (CameraState.EXPOSING, CameraState.READING):
+            if self._phase_s <= 0:
+                return 100.0
+            done = (self.clock.monotonic() - self._phase_start) / self._phase_s
+            return min(100.0, max(0.0, 100.0 * done))
+        return 100.0 if self._image is not None else 0.0
+
+    @property
+    def image(self) -> NDArray[np.integer[Any]]:
+        """The last image, shape ``(num_y, num_x)``, read-only.
+
+        Raises
+        ------
+        AscomError
+            0x40B when no image is ready.
+        """
+        if self._image is None:
+            raise AscomError(INVALID_OPERATION, "no image is ready")
+        return self._image
+
+    @property
+    def last_image(self) -> NDArray[np.integer[Any]] | None:
+        """The ready image (read-only, shape ``(num_y, num_x)``), or None."""
+        return self._image
+
+    @property
+    def last_truth(self) -> RenderResult | None:
+        """The render result (truth stars, cosmics, hot pixels) of the ready image."""
+        return self._truth
+
+    @property
+    def last_exposure(self) -> ExposureRecord:
+        """Record of the last exposure; AscomError 0x402 before the first one."""
+        if self._record is None:
+            raise AscomError(VALUE_NOT_SET, "no exposure has been taken yet")
+        return self._record
+
+    @property
+    def readout_time_s(self) -> float:
+        """Readout time in simulated seconds for the current mode."""
+        t = self.config.readout_time_s
+        return t / 3.0 if self._readout_mode == _FAST else t
+
+    def hold_readout(self, hold: bool) -> None:
+        """Keep (or stop keeping) the camera in Reading with no image: a stuck readout.
+
+        Parameters
+        ----------
+        hold : bool
+            True stalls every readout until called again with False.
+        """
+        if hold:
+            self._readout_gate.clear()
+        else:
+            self._readout_gate.set()
+
+    # --- scene -------------------------------------------------------------------------
+
+    def _band(self) -> str:
+        if self.filter_wheel is None:
+            return "L"
+        name = self.filter_wheel.current_filter
+        # Filters the renderer does not know (Ha, OIII, ...) render as luminance.
+        return name.upper() if name.upper() in BANDS else "L"
+
+    def scene(self) -> SkyScene:
+        """Build the sky scene for the current pointing, filter and flat-panel state."""
+        if self.mount is not None:
+            pointing = self.mount.pointing()
+            ra, dec = pointing.ra_deg, pointing.dec_deg
+            rotation = self.mount.config.field_rotation_deg
+        else:
+            ra, dec, rotation = _DEFAULT_RA_DEG, _DEFAULT_DEC_DEG, 0.0
+        scale = pixel_scale_arcsec(self.config.pixel_size_um, self.focal_length_mm)
+        sky_e_s_px = 10.0 ** (-0.4 * (self.sky.sky_mag_arcsec2 - self.sky.zero_point_mag)) * (
+            scale * scale
+        )
+        return SkyScene(
+            ra_deg=ra,
+            dec_deg=dec,
+            rotation_deg=rotation,
+            pixel_scale_arcsec=scale,
+            seeing_arcsec=self.sky.seeing_arcsec,
+            moffat_beta=self.sky.moffat_beta,
+            sky_e_s_px=sky_e_s_px,
+            zero_point_mag=self.sky.zero_point_mag,
+            band=self._band(),
+            catalog_seed=self.sky.seed,
+            density_per_deg2=self.sky.star_density_per_deg2,
+            mag_bright=self.sky.mag_bright,
+            mag_limit=self.sky.mag_limit,
+            flat_panel_e_s=self.sky.flat_panel_e_s if self.flat_panel_on else None,
+        )
+
+    # --- exposure ----------------------------------------------------------------------
+
+    def start_exposure(self, duration_s: float, light: bool) -> None:
+        """Start an exposure; must be called from the event loop.
+
+        Parameters
+        ----------
+        duration_s : float
+            Exposure time in seconds, within ``exposure_min_s`` .. ``exposure_max_s``.
+        light : bool
+            True opens the shutter, False renders a dark (no sky).
+
+        Raises
+        ------
+        AscomError
+            0x407 when not connected, 0x40B when not idle, 0x401 for an invalid duration
+            or subframe.
+        """
+        self.require_connected()
+        if self._state != CameraState.IDLE:
+            raise AscomError(INVALID_OPERATION, f"camera is busy ({self._state.name})")
+        lo, hi = self.config.exposure_min_s, self.config.exposure_max_s
+        if not lo <= duration_s <= hi:
+            raise AscomError(INVALID_VALUE, f"duration {duration_s} s not in {lo}..{hi} s")
+        self.check_geometry()
+        scene = self.scene() if light else None
+        self._sequence += 1
+        self._generation += 1
+        self._image = None
+        self._truth = None
+        self._record = ExposureRecord(
+            duration_s=duration_s,
+            requested_s=duration_s,
+            start_time=self.clock.now(),
+            light=light,
+            bin_x=self.bin_x,
+            bin_y=self.bin_y,
+            start_x=self.start_x,
+            start_y=self.start_y,
+            num_x=self.num_x,
+            num_y=self.num_y,
+            gain=self._gain,
+            offset=self._offset,
+            electrons_per_adu=self.electrons_per_adu,
+            readout_mode=READOUT_MODES[self._readout_mode],
+            band=scene.band if scene is not None else "dark",
+        )
+        self._stop = asyncio.Event()
+        self._enter(CameraState.EXPOSING, duration_s)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(self._generation, self._record, scene, self._stop),
+            name=f"simulated exposure {self._sequence}",
+        )
+        log.debug("simulated exposure %d started: %.3f s", self._sequence, duration_s)
+
+    def _enter(self, state: CameraState, phase_s: float) -> None:
+        self._state = state
+        self._phase_start = self.clock.monotonic()
+        self._phase_s = phase_s
+
+    async def _expose(self, duration_s: float, stop: asyncio.Event) -> float:
+        """Wait out the exposure or a stop request; return the actual duration."""
+        start = self.clock.monotonic()
+        timer = asyncio.ensure_future(self.clock.sleep(duration_s))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({timer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (timer, stopper):
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+        if stop.is_set():
+            return min(duration_s, max(self.config.exposure_min_s, self.clock.monotonic() - start))
+        return duration_s
+
+    async def _run(
+        self,
+        generation: int,
+        record: ExposureRecord,
+        scene: SkyScene | None,
+        stop: asyncio.Event,
+    ) -> None:
+        fast = record.readout_mode == READOUT_MODES[_FAST]
+        readout_s = self.config.readout_time_s / 3.0 if fast else self.config.readout_time_s
+        seed = self.config.seed + self._sequence
+        try:
+            actual_s = await self._expose(record.requested_s, stop)
+            spec = ExposureSpec(
+                exposure_s=actual_s,
+                light=record.light,
+                bin_x=record.bin_x,
+                bin_y=record.bin_y,
+                start_x=record.start_x,
+                start_y=record.start_y,
+                num_x=record.num_x,
+                num_y=record.num_y,
+                electrons_per_adu=record.electrons_per_adu,
+                offset=record.offset,
+                ccd_temperature_c=self.ccd_temperature_c,
+                read_noise_e=self.config.read_noise_e * (1.5 if fast else 1.0),
+                seed=seed,
+            )
+            self._record = replace(record, duration_s=actual_s)
+            self._enter(CameraState.READING, readout_s)
+            render = asyncio.ensure_future(
+                asyncio.to_thread(render_exposure, self.sensor, spec, scene)
+            )
+            try:
+                await self.clock.sleep(readout_s)
+                result = await render
+            finally:
+                render.cancel()  # on abort: drop the result, the thread finishes on its own
+            await self._readout_gate.wait()
+            if generation != self._generation:
+                return
+            image = result.image
+            image.setflags(write=False)  # shared with downloads until the next exposure
+            self._image = image
+            self._truth = result
+            self._enter(CameraState.IDLE, 0.0)
+            log.debug("simulated exposure %d ready", self._sequence)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("simulated exposure %d failed", self._sequence)
+            if generation == self._generation:
+                self._enter(CameraState.ERROR, 0.0)
+
+    def abort_exposure(self) -> None:
+        """Abort the running exposure or readout and discard it; back to Idle.
+
+        Aborting when idle does nothing. An Error state is cleared.
+
+        Raises
+        ------
+        AscomError
+            0x407 when not connected.
+        """
+        self.require_connected()
+        if self._state == CameraState.IDLE:
+            return
+        self._generation += 1
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._image = None
+        self._truth = None
+        self._enter(CameraState.IDLE, 0.0)
+        log.debug("simulated exposure %d aborted", self._sequence)
+
+    def stop_exposure(self) -> None:
+        """End the exposure early and keep it (readout follows); no effect otherwise.
+
+        Raises
+        ------
+        AscomError
+            0x407 when not connected.
+        """
+        self.require_connected()
+        if self._state == CameraState.EXPOSING:
+            self._stop.set()
+
+    async def close(self) -> None:
+        """Cancel a running exposure task (at server shutdown)."""
+        task, self._task = self._task, None
+        self._generation += 1
+        self._readout_gate.set()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,462 @@
+"""In-process device Protocol implementations over the simulator models (no HTTP).
+
+`SimulatedCamera`, `SimulatedFilterWheel`, `SimulatedMount` and `SimulatedSafetyMonitor`
+satisfy `obsctl.devices.Camera`, `FilterWheel`, `Mount` and `SafetyMonitor` structurally.
+Model `AscomError` numbers become obsctl errors: 0x400 → `DeviceNotImplementedError`,
+0x401/0x402 → `InvalidDeviceValueError`, 0x407 → `DeviceNotConnectedError`, 0x408/0x40B →
+`DeviceBusyError`, anything else → `DeviceError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from obsctl.devices import (
+    CameraImage,
+    CameraInfo,
+    CameraStatus,
+    ExposureSettings,
+    ImageMetadata,
+    MountStatus,
+)
+from obsctl.errors import (
+    DeviceBusyError,
+    DeviceError,
+    DeviceNotConnectedError,
+    DeviceNotImplementedError,
+    InvalidDeviceValueError,
+)
+from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
+from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.models import (
+    INVALID_OPERATION,
+    INVALID_VALUE,
+    INVALID_WHILE_PARKED,
+    NOT_CONNECTED,
+    NOT_IMPLEMENTED,
+    VALUE_NOT_SET,
+    AscomError,
+    ConnectableModel,
+)
+from obsctl.simulators.mount_model import MountModel
+from obsctl.simulators.safety_model import SafetyMonitorModel
+
+__all__ = [
+    "SimulatedCamera",
+    "SimulatedFilterWheel",
+    "SimulatedMount",
+    "SimulatedSafetyMonitor",
+    "translate_ascom_error",
+]
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[int, type[DeviceError]] = {
+    NOT_IMPLEMENTED: DeviceNotImplementedError,
+    INVALID_VALUE: InvalidDeviceValueError,
+    VALUE_NOT_SET: InvalidDeviceValueError,
+    NOT_CONNECTED: DeviceNotConnectedError,
+    INVALID_WHILE_PARKED: DeviceBusyError,
+    INVALID_OPERATION: DeviceBusyError,
+}
+
+
+def translate_ascom_error(exc: AscomError, device: str) -> DeviceError:
+    """Return the obsctl error for a model's ASCOM error.
+
+    Parameters
+    ----------
+    exc : AscomError
+        The model's error.
+    device : str
+        The device's name, for the error's context.
+
+    Returns
+    -------
+    DeviceError
+        The matching subclass, carrying the ASCOM number.
+    """
+    cls = _ERRORS.get(exc.number, DeviceError)
+    return cls(exc.message, device=device, ascom_error=exc.number)
+
+
+class _SimulatedDevice:
+    """Name, connection and error translation shared by the in-process devices."""
+
+    def __init__(self, model: ConnectableModel, name: str) -> None:
+        self._model = model
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The device's configured name."""
+        return self._name
+
+    @contextmanager
+    def _ascom(self) -> Iterator[None]:
+        try:
+            yield
+        except AscomError as exc:
+            raise translate_ascom_error(exc, self._name) from exc
+
+    async def connect(self) -> None:
+        """Connect (immediately)."""
+        self._model.connected = True
+
+    async def disconnect(self) -> None:
+        """Disconnect; never raises."""
+        self._model.connected = False
+
+    async def is_connected(self) -> bool:
+        """Return whether the device is connected."""
+        return self._model.connected
+
+
+class SimulatedCamera(_SimulatedDevice):
+    """The simulated camera as an `obsctl.devices.Camera`.
+
+    Parameters
+    ----------
+    model : CameraModel
+        The camera model.
+    name : str
+        Configured device name.
+    """
+
+    def __init__(self, model: CameraModel, *, name: str = "camera") -> None:
+        super().__init__(model, name)
+        self.model = model
+
+    async def info(self) -> CameraInfo:
+        """Return the camera's fixed properties.
+
+        Raises
+        ------
+        DeviceNotConnectedError
+            When not connected.
+        """
+        with self._ascom():
+            self.model.require_connected()
+        c = self.model.config
+        return CameraInfo(
+            sensor_name=c.sensor_name,
+            width_px=c.width_px,
+            height_px=c.height_px,
+            pixel_size_x_um=c.pixel_size_um,
+            pixel_size_y_um=c.pixel_size_um,
+            max_bin_x=c.max_bin,
+            max_bin_y=c.max_bin,
+            max_adu=c.max_adu,
+            full_well_e=c.full_well_e,
+            exposure_min_s=c.exposure_min_s,
+            exposure_max_s=c.exposure_max_s,
+            gain_min=c.gain_min,
+            gain_max=c.gain_max,
+            offset_min=c.offset_min,
+            offset_max=c.offset_max,
+            readout_modes=READOUT_MODES,
+            can_abort=True,
+            can_stop=True,
+            can_set_temperature=True,
+        )
+
+    async def configure(self, settings: ExposureSettings) -> None:
+        """Apply binning, subframe (None: full frame), gain, offset and readout mode.
+
+        All settings apply or none do.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When a setting is out of range or the subframe does not fit.
+        DeviceNotConnectedError
+            When not connected.
+        """
+        m = self.model
+        saved = (m.bin_x, m.bin_y, m.start_x, m.start_y, m.num_x, m.num_y)
+        saved_electronics = (m.gain, m.offset, m.readout_mode)
+        with self._ascom():
+            m.require_connected()
+            try:
+                m.set_bin_x(settings.bin_x)
+                m.set_bin_y(settings.bin_y)
+                if settings.subframe is None:
+                    m.start_x, m.start_y = 0, 0
+                    m.num_x = m.config.width_px // settings.bin_x
+                    m.num_y = m.config.height_px // settings.bin_y
+                else:
+                    m.start_x, m.start_y, m.num_x, m.num_y = settings.subframe
+                m.check_geometry()
+                if settings.gain is not None:
+                    m.set_gain(settings.gain)
+                if settings.offset is not None:
+                    m.set_offset(settings.offset)
+                if settings.readout_mode is not None:
+                    m.set_readout_mode(settings.readout_mode)
+            except AscomError:
+                m.bin_x, m.bin_y, m.start_x, m.start_y, m.num_x, m.num_y = saved
+                m.set_gain(saved_electronics[0])
+                m.set_offset(saved_electronics[1])
+                m.set_readout_mode(saved_electronics[2])
+                raise
+
+    async def start_exposure(self, exposure_s: float, *, light: bool = True) -> None:
+        """Start an exposure; 0 s takes the shortest one (a bias).
+
+        Raises
+        ------
+        DeviceBusyError
+            When an exposure is already running.
+        InvalidDeviceValueError
+            When the duration is out of range.
+        DeviceNotConnectedError
+            When not connected.
+        """
+        if exposure_s == 0:
+            exposure_s = self.model.config.exposure_min_s
+        with self._ascom():
+            self.model.start_exposure(exposure_s, light)
+
+    async def status(self) -> CameraStatus:
+        """Return state, progress, readiness and temperatures.
+
+        Raises
+        ------
+        DeviceNotConnectedError
+            When not connected.
+        """
+        m = self.model
+        with self._ascom():
+            m.require_connected()
+        return CameraStatus(
+            state=m.state,
+            percent_completed=m.percent_completed,
+            image_ready=m.image_ready,
+            ccd_temperature_c=m.ccd_temperature_c,
+            set_temperature_c=m.set_point_c,
+            cooler_on=m.cooler_on,
+            cooler_power_pct=m.cooler_power_pct,
+        )
+
+    async def abort_exposure(self) -> None:
+        """Abort and discard the running exposure."""
+        with self._ascom():
+            self.model.abort_exposure()
+
+    async def stop_exposure(self) -> None:
+        """End the running exposure early and keep it."""
+        with self._ascom():
+            self.model.stop_exposure()
+
+    async def download(self) -> CameraImage:
+        """Return the ready image (a read-only array shared with the model, not a copy).
+
+        Raises
+        ------
+        DeviceBusyError
+            When no image is ready.
+        DeviceNotConnectedError
+            When not connected.
+        """
+        m = self.model
+        with self._ascom():
+            m.require_connected()
+            image = m.image
+            record = m.last_exposure
+        metadata = ImageMetadata(
+            exposure_s=record.duration_s,
+            start_time=record.start_time,
+            light=record.light,
+            bin_x=record.bin_x,
+            bin_y=record.bin_y,
+            start_x=record.start_x,
+            start_y=record.start_y,
+            gain=record.gain,
+            offset=record.offset,
+            electrons_per_adu=record.electrons_per_adu,
+            ccd_temperature_c=m.ccd_temperature_c,
+            set_temperature_c=m.set_point_c,
+            cooler_on=m.cooler_on,
+            pixel_size_x_um=m.config.pixel_size_um,
+            pixel_size_y_um=m.config.pixel_size_um,
+            readout_mode=record.readout_mode,
+            sensor_name=m.config.sensor_name,
+            camera_name=self.name,
+        )
+        data = cast(NDArray[np.uint16] | NDArray[np.int32], image)
+        return CameraImage(data=data, metadata=metadata)
+
+    async def set_cooler(self, *, on: bool, set_point_c: float | None = None) -> None:
+        """Switch the cooler, optionally changing the set point in degrees Celsius.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the set point is out of range.
+        DeviceNotConnectedError
+            When not connected.
+        """
+        with self._ascom():
+            self.model.require_connected()
+            if set_point_c is not None:
+                self.model.set_set_point_c(set_point_c)
+            self.model.set_cooler_on(on)
+
+
+class SimulatedFilterWheel(_SimulatedDevice):
+    """The simulated filter wheel as an `obsctl.devices.FilterWheel`.
+
+    Parameters
+    ----------
+    model : FilterWheelModel
+        The wheel model.
+    name : str
+        Configured device name.
+    """
+
+    def __init__(self, model: FilterWheelModel, *, name: str = "filter_wheel") -> None:
+        super().__init__(model, name)
+        self.model = model
+
+    async def names(self) -> list[str]:
+        """Return the filter names, indexed by slot."""
+        with self._ascom():
+            self.model.require_connected()
+        return self.model.names
+
+    async def focus_offsets(self) -> list[int]:
+        """Return the focus offsets in focuser steps, indexed by slot."""
+        with self._ascom():
+            self.model.require_connected()
+        return self.model.focus_offsets
+
+    async def position(self) -> int | None:
+        """Return the current slot, or None while moving."""
+        with self._ascom():
+            self.model.require_connected()
+        position = self.model.position
+        return None if position < 0 else position
+
+    async def move(self, position: int) -> None:
+        """Start moving to a slot.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the slot does not exist.
+        """
+        with self._ascom():
+            self.model.move(position)
+
+
+class SimulatedMount(_SimulatedDevice):
+    """The simulated mount as an `obsctl.devices.Mount`.
+
+    Parameters
+    ----------
+    model : MountModel
+        The mount model.
+    name : str
+        Configured device name.
+    """
+
+    def __init__(self, model: MountModel, *, name: str = "mount") -> None:
+        super().__init__(model, name)
+        self.model = model
+
+    async def status(self) -> MountStatus:
+        """Return position (degrees), motion and park state."""
+        m = self.model
+        with self._ascom():
+            m.require_connected()
+        p = m.pointing()
+        return MountStatus(
+            ra_deg=p.ra_deg,
+            dec_deg=p.dec_deg,
+            alt_deg=p.alt_deg,
+            az_deg=p.az_deg,
+            slewing=m.slewing,
+            tracking=m.tracking,
+            at_park=m.at_park,
+            pier_side=m.side_of_pier,
+            sidereal_time_h=p.lst_deg / 15.0,
+        )
+
+    async def slew_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """Start a slew to J2000 coordinates in degrees.
+
+        Raises
+        ------
+        DeviceBusyError
+            When parked.
+        InvalidDeviceValueError
+            When out of range or below the altitude limit.
+        """
+        with self._ascom():
+            self.model.slew_to_radec(ra_deg % 360.0, dec_deg)
+
+    async def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
+        """Switch tracking off (ASCOM requires it) and start a slew to alt/az in degrees.
+
+        Raises
+        ------
+        DeviceBusyError
+            When parked.
+        InvalidDeviceValueError
+            When out of range or below the altitude limit.
+        """
+        with self._ascom():
+            was_tracking = self.model.tracking
+            self.model.set_tracking(False)
+            try:
+                self.model.slew_to_altaz(alt_deg, az_deg % 360.0)
+            except AscomError:
+                if was_tracking:  # a refused slew leaves the mount as it was
+                    self.model.set_tracking(True)
+                raise
+
+    async def abort_slew(self) -> None:
+        """Stop any slew."""
+        with self._ascom():
+            self.model.abort_slew()
+
+    async def set_tracking(self, on: bool) -> None:
+        """Switch sidereal tracking."""
+        with self._ascom():
+            self.model.set_tracking(on)
+
+    async def park(self) -> None:
+        """Start moving to the park position."""
+        with self._ascom():
+            self.model.park()
+
+    async def unpark(self) -> None:
+        """Leave the park state."""
+        with self._ascom():
+            self.model.unpark()
+
+
+class SimulatedSafetyMonitor(_SimulatedDevice):
+    """The simulated safety monitor as an `obsctl.devices.SafetyMonitor`.
+
+    Parameters
+    ----------
+    model : SafetyMonitorModel
+        The safety model.
+    name : str
+        Configured device name.
+    """
+
+    def __init__(self, model: SafetyMonitorModel, *, name: str = "safety_monitor") -> None:
+        super().__init__(model, name)
+        self.model = model
+
+    async def is_safe(self) -> bool:
+        """Return whether it is safe (False while disconnected)."""
+        return self.model.is_safe

@@ -1,0 +1,542 @@
+"""Simulated German equatorial mount at the configured site.
+
+Coordinates: the mount takes J2000 right ascension and declination and treats them as
+coordinates of date. There is no precession, nutation, aberration or refraction: the
+simulator only has to be self-consistent (a star rendered at RA/Dec lands where the mount
+points), and a client comparing with a full astrometric model sees the neglected precession
+(about 0.35 deg by 2025) as a pointing offset. Sidereal time is Greenwich *mean* sidereal
+time (Meeus, eq. 12.4) plus the east longitude, with UTC standing in for UT1 (<1 s, i.e.
+<0.004 deg); no network or IERS data is needed.
+
+All positions are computed lazily from the injected clock: a slew is a start pose, a target
+and a time window, and every read interpolates along the mechanical axes (hour angle and
+declination) at the current simulated time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from obsctl.clock import Clock
+from obsctl.config import SimulatedMountConfig, SiteConfig
+from obsctl.devices import PierSide
+from obsctl.simulators.models import (
+    INVALID_OPERATION,
+    INVALID_VALUE,
+    INVALID_WHILE_PARKED,
+    VALUE_NOT_SET,
+    AscomError,
+    ConnectableModel,
+)
+
+__all__ = [
+    "MountModel",
+    "MountPointing",
+    "altaz_to_hadec",
+    "hadec_to_altaz",
+    "local_sidereal_time_deg",
+]
+
+log = logging.getLogger(__name__)
+
+# Sidereal degrees per SI second of UT (Meeus, eq. 12.4 coefficient / 86400).
+_SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
+_JD_UNIX_EPOCH = 2440587.5
+_JD_J2000 = 2451545.0
+
+
+def _wrap360(angle_deg: float) -> float:
+    return angle_deg % 360.0
+
+
+def _wrap180(angle_deg: float) -> float:
+    return (angle_deg + 180.0) % 360.0 - 180.0
+
+
+def local_sidereal_time_deg(when: datetime, longitude_deg: float) -> float:
+    """Return the local mean sidereal time.
+
+    Parameters
+    ----------
+    when : datetime.datetime
+        Timezone-aware UTC time (used as UT1).
+    longitude_deg : float
+        Site longitude in degrees, east positive.
+
+    Returns
+    -------
+    float
+        Local mean sidereal time in degrees, in [0, 360).
+    """
+    jd = when.timestamp() / 86400.0 + _JD_UNIX_EPOCH
+    d = jd - _JD_J2000
+    t = d / 36525.0
+    gmst = 280.46061837 + 360.98564736629 * d + 0.000387933 * t * t - t**3 / 38710000.0
+    return _wrap360(gmst + longitude_deg)
+
+
+def hadec_to_altaz(ha_deg: float, dec_deg: float, latitude_deg: float) -> tuple[float, float]:
+    """Convert hour angle and declination to altitude and azimuth.
+
+    Parameters
+    ----------
+    ha_deg, dec_deg : float
+        Hour angle (west positive) and declination in degrees.
+    latitude_deg : float
+        Site latitude in degrees.
+
+    Returns
+    -------
+    tuple of float
+        ``(alt_deg, az_deg)`` with azimuth north = 0, east = 90, in [0, 360).
+    """
+    ha, dec, lat = math.radians(ha_deg), math.radians(dec_deg), math.radians(latitude_deg)
+    sin_alt = math.sin(dec) * math.sin(lat) + math.cos(dec) * math.cos(lat) * math.cos(ha)
+    alt = math.asin(max(-1.0, min(1.0, sin_alt)))
+    az = math.atan2(
+        -math.cos(dec) * math.sin(ha),
+        math.sin(dec) * math.cos(lat) - math.cos(dec) * math.sin(lat) * math.cos(ha),
+    )
+    return math.degrees(alt), _wrap360(math.degrees(az))
+
+
+def altaz_to_hadec(alt_deg: float, az_deg: float, latitude_deg: float) -> tuple[float, float]:
+    """Convert altitude and azimuth to hour angle and declination.
+
+    Parameters
+    ----------
+    alt_deg, az_deg : float
+        Altitude and azimuth (north = 0, east = 90) in degrees.
+    latitude_deg : float
+        Site latitude in degrees.
+
+    Returns
+    -------
+    tuple of float
+        ``(ha_deg, dec_deg)``, hour angle west positive in [-180, 180).
+    """
+    # The transform is its own inverse with (alt, az) and (dec, ha) swapped.
+    dec_deg, ha_deg = hadec_to_altaz(az_deg, alt_deg, latitude_deg)
+    return _wrap180(ha_deg), dec_deg
+
+
+@dataclass(frozen=True, slots=True)
+class MountPointing:
+    """Where the mount points at one instant.
+
+    Attributes
+    ----------
+    ra_deg, dec_deg : float
+        Right ascension in [0, 360) and declination, degrees.
+    ha_deg : float
+        Hour angle in [-180, 180), degrees, west positive.
+    alt_deg, az_deg : float
+        Altitude and azimuth (north = 0, east = 90), degrees.
+    lst_deg : float
+        Local sidereal time, degrees.
+    """
+
+    ra_deg: float
+    dec_deg: float
+    ha_deg: float
+    alt_deg: float
+    az_deg: float
+    lst_deg: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Slew:
+    start_ha_deg: float
+    start_dec_deg: float
+    target_dec_deg: float
+    target_ra_deg: float | None  # an equatorial target: its hour angle grows with time
+    target_ha_deg: float | None  # a horizontal target: fixed hour angle
+    t_start: float
+    t_arrive: float
+    t_end: float  # arrival plus settling
+    park: bool
+
+    def target_ha(self, lst_deg: float) -> float:
+        if self.target_ha_deg is not None:
+            return self.target_ha_deg
+        assert self.target_ra_deg is not None
+        return _wrap180(lst_deg - self.target_ra_deg)
+
+
+class MountModel(ConnectableModel):
+    """A German equatorial mount with ASCOM ``ITelescopeV4`` semantics.
+
+    It starts unparked, not tracking, pointing at the park position, so a client can slew
+    after connecting without unparking first.
+
+    Parameters
+    ----------
+    config : SimulatedMountConfig
+        Slew rate, settle time, altitude limit, park position, field rotation.
+    site : SiteConfig
+        Latitude, longitude (east positive) and elevation.
+    clock : Clock
+        Source of simulated time.
+    """
+
+    def __init__(self, config: SimulatedMountConfig, site: SiteConfig, clock: Clock) -> None:
+        super().__init__()
+        self.config = config
+        self.site = site
+        self.clock = clock
+        self._tracking = False
+        self._at_park = False
+        ha, dec = altaz_to_hadec(config.park_alt_deg, config.park_az_deg, site.latitude_deg)
+        self._hold_ha_deg = ha  # authoritative while not tracking
+        self._hold_dec_deg = dec
+        self._hold_ra_deg = _wrap360(self._lst_now()[1] - ha)  # authoritative while tracking
+        self._slew: _Slew | None = None
+        self._target_ra_deg: float | None = None
+        self._target_dec_deg: float | None = None
+
+    # --- time and state ----------------------------------------------------------------
+
+    def _lst_now(self) -> tuple[float, float]:
+        """Return (monotonic simulated seconds, local sidereal time in degrees) for now."""
+        mono = self.clock.monotonic()
+        return mono, local_sidereal_time_deg(self.clock.now(), self.site.longitude_deg)
+
+    def _settle(self, mono: float, lst: float) -> None:
+        """Finish a slew whose end time has passed."""
+        slew = self._slew
+        if slew is None or mono < slew.t_end:
+            return
+        lst_end = _wrap360(lst + (slew.t_end - mono) * _SIDEREAL_DEG_PER_S)
+        ha = slew.target_ha(lst_end)
+        self._hold_dec_deg = slew.target_dec_deg
+        self._hold_ha_deg = ha
+        self._hold_ra_deg = _wrap360(lst_end - ha)
+        self._slew = None
+        if slew.park:
+            self._at_park = True
+            log.info("simulated mount parked")
+
+    def _hadec(self, mono: float, lst: float) -> tuple[float, float]:
+        self._settle(mono, lst)
+        slew = self._slew
+        if slew is not None:
+            span = slew.t_arrive - slew.t_start
+            f = 1.0 if span <= 0 else min(1.0, max(0.0, (mono - slew.t_start) / span))
+            ha = slew.start_ha_deg + f * _wrap180(slew.target_ha(lst) - slew.start_ha_deg)
+            dec = slew.start_dec_deg + f * (slew.target_dec_deg - slew.start_dec_deg)
+            return _wrap180(ha), dec
+        if self._tracking:
+            return _wrap180(lst - self._hold_ra_deg), self._hold_dec_deg
+        return self._hold_ha_deg, self._hold_dec_deg
+
+    def _hold_current(self) -> None:
+        """Freeze the present position as the settled position (ends any slew)."""
+        mono, lst = self._lst_now()
+        ha, dec = self._hadec(mono, lst)
+        self._slew = None
+        self._hold_ha_deg, self._hold_dec_deg = ha, dec
+        self._hold_ra_deg = _wrap360(lst - ha)
+
+    # --- properties --------------------------------------------------------------------
+
+    def pointing(self) -> MountPointing:
+        """Return the current pointing, all coordinates read at one instant."""
+        mono, lst = self._lst_now()
+        ha, dec = self._hadec(mono, lst)
+        alt, az = hadec_to_altaz(ha, dec, self.site.latitude_deg)
+        return MountPointing(
+            ra_deg=_wrap360(lst - ha), dec_deg=dec, ha_deg=ha, alt_deg=alt, az_deg=az, lst_deg=lst
+        )
+
+    @property
+    def sidereal_time_h(self) -> float:
+        """Local mean sidereal time in hours."""
+        return self._lst_now()[1] / 15.0
+
+    @property
+    def slewing(self) -> bool:
+        """Whether the mount moves or settles after a slew (including a park)."""
+        self._settle(*self._lst_now())
+        return self._slew is not None
+
+    @property
+    def tracking(self) -> bool:
+        """Whether sidereal tracking is on."""
+        return self._tracking
+
+    @property
+    def at_park(self) -> bool:
+        """Whether the mount is parked (set when a park slew ends)."""
+        self._settle(*self._lst_now())
+        return self._at_park
+
+    @property
+    def side_of_pier(self) -> PierSide:
+        """Pier side from the current hour angle: west for HA < 0, east otherwise."""
+        return PierSide.WEST if self.pointing().ha_deg < 0 else PierSide.EAST
+
+    def destination_side_of_pier(self, ra_deg: float, dec_deg: float) -> PierSide:
+        """Pier side the mount would take for a target, by the same hour-angle rule.
+
+        Parameters
+        ----------
+        ra_deg, dec_deg : float
+            Target in degrees.
+
+        Returns
+        -------
+        PierSide
+            West for a target east of the meridian, east otherwise.
+
+        Raises
+        ------
+        AscomError
+            0x401 when the coordinates are out of range.
+        """
+        _check_radec(ra_deg, dec_deg)
+        _, lst = self._lst_now()
+        return PierSide.WEST if _wrap180(lst - ra_deg) < 0 else PierSide.EAST
+
+    @property
+    def target_ra_deg(self) -> float:
+        """Target right ascension in degrees; AscomError 0x402 when never set."""
+        if self._target_ra_deg is None:
+            raise AscomError(VALUE_NOT_SET, "TargetRightAscension has not been set")
+        return self._target_ra_deg
+
+    @property
+    def target_dec_deg(self) -> float:
+        """Target declination in degrees; AscomError 0x402 when never set."""
+        if self._target_dec_deg is None:
+            raise AscomError(VALUE_NOT_SET, "TargetDeclination has not been set")
+        return self._target_dec_deg
+
+    def set_target_ra_deg(self, ra_deg: float) -> None:
+        """Set the target right ascension in degrees, [0, 360).
+
+        Raises
+        ------
+        AscomError
+            0x401 when out of range.
+        """
+        _check_radec(ra_deg, 0.0)
+        self._target_ra_deg = ra_deg
+
+    def set_target_dec_deg(self, dec_deg: float) -> None:
+        """Set the target declination in degrees, [-90, 90].
+
+        Raises
+        ------
+        AscomError
+            0x401 when out of range.
+        """
+        _check_radec(0.0, dec_deg)
+        self._target_dec_deg = dec_deg
+
+    @property
+    def utc_now(self) -> datetime:
+        """The simulated UTC time."""
+        return self.clock.now()
+
+    # --- commands ----------------------------------------------------------------------
+
+    def set_tracking(self, on: bool) -> None:
+        """Switch sidereal tracking on or off.
+
+        Raises
+        ------
+        AscomError
+            0x407 when not connected.
+        """
+        self.require_connected()
+        if on == self._tracking:
+            return
+        if self._slew is None:
+            self._hold_current()
+        # During a slew only the flag changes; `_settle` keeps RA or HA from then on.
+        self._tracking = on
+
+    def _check_can_slew(self) -> None:
+        self.require_connected()
+        if self.at_park:
+            raise AscomError(INVALID_WHILE_PARKED, "the mount is parked; unpark it first")
+
+    def _start_slew(
+        self,
+        *,
+        target_dec_deg: float,
+        target_ra_deg: float | None = None,
+        target_ha_deg: float | None = None,
+        park: bool = False,
+    ) -> None:
+        mono, lst = self._lst_now()
+        ha, dec = self._hadec(mono, lst)
+        if target_ha_deg is not None:
+            target_ha = target_ha_deg
+        else:
+            assert target_ra_deg is not None
+            target_ha = _wrap180(lst - target_ra_deg)
+        # Both axes move at the same rate at once, so the longer axis sets the time.
+        distance = max(abs(_wrap180(target_ha - ha)), abs(target_dec_deg - dec))
+        move_s = distance / self.config.slew_rate_deg_s
+        self._slew = _Slew(
+            start_ha_deg=ha,
+            start_dec_deg=dec,
+            target_dec_deg=target_dec_deg,
+            target_ra_deg=target_ra_deg,
+            target_ha_deg=target_ha_deg,
+            t_start=mono,
+            t_arrive=mono + move_s,
+            t_end=mono + move_s + self.config.settle_s,
+            park=park,
+        )
+        log.debug("simulated mount slewing %.2f deg in %.2f s", distance, move_s)
+
+    def _check_altitude(self, alt_deg: float) -> None:
+        if alt_deg < self.config.min_alt_deg:
+            raise AscomError(
+                INVALID_VALUE,
+                f"target altitude {alt_deg:.1f} deg is below the limit "
+                f"{self.config.min_alt_deg} deg",
+            )
+
+    def slew_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """Start a slew to equatorial coordinates (also sets the target).
+
+        The tracking state is left as it is: with tracking off the mount arrives at the
+        coordinates and then drifts with the sky.
+
+        Parameters
+        ----------
+        ra_deg, dec_deg : float
+            Target right ascension in [0, 360) and declination in degrees.
+
+        Raises
+        ------
+        AscomError
+            0x408 when parked, 0x401 when out of range or below ``min_alt_deg``,
+            0x407 when not connected.
+        """
+        self._check_can_slew()
+        _check_radec(ra_deg, dec_deg)
+        _, lst = self._lst_now()
+        alt, _ = hadec_to_altaz(_wrap180(lst - ra_deg), dec_deg, self.site.latitude_deg)
+        self._check_altitude(alt)
+        self._target_ra_deg, self._target_dec_deg = ra_deg, dec_deg
+        self._start_slew(target_dec_deg=dec_deg, target_ra_deg=ra_deg)
+
+    def slew_to_target(self) -> None:
+        """Start a slew to the target coordinates.
+
+        Raises
+        ------
+        AscomError
+            0x402 when no target is set, otherwise as `slew_to_radec`.
+        """
+        self.slew_to_radec(self.target_ra_deg, self.target_dec_deg)
+
+    def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
+        """Start a slew to a horizontal position.
+
+        Parameters
+        ----------
+        alt_deg, az_deg : float
+            Target altitude and azimuth (north = 0, east = 90) in degrees.
+
+        Raises
+        ------
+        AscomError
+            0x408 when parked, 0x40B while tracking (ASCOM requires tracking off),
+            0x401 when out of range or below ``min_alt_deg``, 0x407 when not connected.
+        """
+        self._check_can_slew()
+        if self._tracking:
+            raise AscomError(INVALID_OPERATION, "SlewToAltAz requires tracking to be off")
+        if not 0.0 <= az_deg < 360.0 or alt_deg > 90.0:
+            raise AscomError(INVALID_VALUE, f"alt {alt_deg:g} / az {az_deg:g} out of range")
+        self._check_altitude(alt_deg)
+        ha, dec = altaz_to_hadec(alt_deg, az_deg, self.site.latitude_deg)
+        self._start_slew(target_dec_deg=dec, target_ha_deg=ha)
+
+    def abort_slew(self) -> None:
+        """Stop any slew (including a park) where the mount is.
+
+        Raises
+        ------
+        AscomError
+            0x408 when parked, 0x407 when not connected.
+        """
+        self._check_can_slew()
+        if self.slewing:
+            self._hold_current()
+            log.info("simulated mount slew aborted")
+
+    def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """Declare that the mount points at the given coordinates.
+
+        Parameters
+        ----------
+        ra_deg, dec_deg : float
+            Coordinates in degrees.
+
+        Raises
+        ------
+        AscomError
+            0x408 when parked, 0x40B while slewing, 0x401 when out of range,
+            0x407 when not connected.
+        """
+        self._check_can_slew()
+        _check_radec(ra_deg, dec_deg)
+        if self.slewing:
+            raise AscomError(INVALID_OPERATION, "cannot sync while slewing")
+        _, lst = self._lst_now()
+        self._target_ra_deg, self._target_dec_deg = ra_deg, dec_deg
+        self._hold_ra_deg = ra_deg
+        self._hold_ha_deg = _wrap180(lst - ra_deg)
+        self._hold_dec_deg = dec_deg
+
+    def park(self) -> None:
+        """Switch tracking off and start the slew to the park position.
+
+        `at_park` becomes True when the slew ends. Parking when parked does nothing.
+
+        Raises
+        ------
+        AscomError
+            0x407 when not connected.
+        """
+        self.require_connected()
+        if self.at_park:
+            return
+        self.set_tracking(False)
+        ha, dec = altaz_to_hadec(
+            self.config.park_alt_deg, self.config.park_az_deg, self.site.latitude_deg
+        )
+        # The park position may lie below min_alt_deg (a horizontal tube): no limit check.
+        self._start_slew(target_dec_deg=dec, target_ha_deg=ha, park=True)
+        log.info("simulated mount parking")
+
+    def unpark(self) -> None:
+        """Leave the park state; a park slew in progress stops where it is.
+
+        Raises
+        ------
+        AscomError
+            0x407 when not connected.
+        """
+        self.require_connected()
+        self._settle(*self._lst_now())
+        slew = self._slew
+        if slew is not None and slew.park:
+            self._hold_current()
+        self._at_park = False
+
+
+def _check_radec(ra_deg: float, dec_deg: float) -> None:
+    if not 0.0 <= ra_deg < 360.0:
+        raise AscomError(INVALID_VALUE, f"right ascension {ra_deg / 15:g} h not in [0, 24)")
+    if not -90.0 <= dec_deg <= 90.0:
+        raise AscomError(INVALID_VALUE, f"declination {dec_deg:g} not in [-90, 90]")

@@ -1,0 +1,215 @@
+"""The simulated observatory: the four device models wired together, and running them.
+
+`SimulatedObservatory` holds the models (for in-process devices); `running_simulators` serves
+them over Alpaca HTTP (plus UDP discovery) for a block, `serve_forever` for ``obsctl
+simulate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from obsctl.clock import Clock, ScaledClock
+from obsctl.config import Config, SimulatorConfig, SiteConfig, TelescopeConfig
+from obsctl.simulators.alpaca_server import AlpacaServer
+from obsctl.simulators.camera_model import CameraModel
+from obsctl.simulators.discovery import DiscoveryResponder
+from obsctl.simulators.faults import FaultInjector
+from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.mount_model import MountModel
+from obsctl.simulators.safety_model import SafetyMonitorModel
+
+__all__ = ["RunningSimulators", "SimulatedObservatory", "running_simulators", "serve_forever"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatedObservatory:
+    """Camera, filter wheel, mount and safety monitor sharing one clock.
+
+    The camera reads its pointing and field rotation from the mount and its band from the
+    filter wheel, so a rendered frame shows the stars where the mount points.
+
+    Attributes
+    ----------
+    camera : CameraModel
+    filter_wheel : FilterWheelModel
+    mount : MountModel
+    safety_monitor : SafetyMonitorModel
+    clock : Clock
+        Simulated time shared by all models.
+    config : SimulatorConfig
+    site : SiteConfig
+    telescope : TelescopeConfig
+    """
+
+    camera: CameraModel
+    filter_wheel: FilterWheelModel
+    mount: MountModel
+    safety_monitor: SafetyMonitorModel
+    clock: Clock
+    config: SimulatorConfig
+    site: SiteConfig
+    telescope: TelescopeConfig
+
+    @classmethod
+    def from_config(
+        cls, sim: SimulatorConfig, site: SiteConfig, telescope: TelescopeConfig, clock: Clock
+    ) -> SimulatedObservatory:
+        """Build and wire the models.
+
+        Parameters
+        ----------
+        sim : SimulatorConfig
+            Camera, sky, filter wheel, mount and initial safety settings.
+        site : SiteConfig
+            Where the mount stands.
+        telescope : TelescopeConfig
+            Focal length (pixel scale) and aperture.
+        clock : Clock
+            Source of simulated time.
+
+        Returns
+        -------
+        SimulatedObservatory
+            Models in their initial state, all disconnected.
+        """
+        mount = MountModel(sim.mount, site, clock)
+        wheel = FilterWheelModel(sim.filter_wheel, clock)
+        camera = CameraModel(
+            sim.camera,
+            sim.sky,
+            focal_length_mm=telescope.focal_length_mm,
+            clock=clock,
+            mount=mount,
+            filter_wheel=wheel,
+        )
+        return cls(
+            camera=camera,
+            filter_wheel=wheel,
+            mount=mount,
+            safety_monitor=SafetyMonitorModel(sim.safe),
+            clock=clock,
+            config=sim,
+            site=site,
+            telescope=telescope,
+        )
+
+    async def close(self) -> None:
+        """Stop background work (a running exposure)."""
+        await self.camera.close()
+
+
+@dataclass
+class RunningSimulators:
+    """Handle on running simulators, yielded by `running_simulators`.
+
+    Attributes
+    ----------
+    server : AlpacaServer
+        The HTTP server.
+    discovery : DiscoveryResponder or None
+        The UDP discovery responder, when configured.
+    """
+
+    server: AlpacaServer
+    discovery: DiscoveryResponder | None
+
+    @property
+    def host(self) -> str:
+        """Bound address."""
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        """Actual HTTP port."""
+        return self.server.port
+
+    @property
+    def discovery_port(self) -> int | None:
+        """Actual UDP discovery port, or None without discovery."""
+        return self.discovery.port if self.discovery is not None else None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the Alpaca server."""
+        return self.server.url
+
+    @property
+    def observatory(self) -> SimulatedObservatory:
+        """The device models."""
+        return self.server.observatory
+
+    def faults(self, device_type: str, number: int = 0) -> FaultInjector:
+        """Return one device's fault injector (see `AlpacaServer.faults`)."""
+        return self.server.faults(device_type, number)
+
+
+@contextlib.asynccontextmanager
+async def running_simulators(
+    sim: SimulatorConfig,
+    site: SiteConfig,
+    telescope: TelescopeConfig,
+    *,
+    clock: Clock | None = None,
+    port: int | None = None,
+    discovery_port: int | None = None,
+) -> AsyncIterator[RunningSimulators]:
+    """Run the simulated observatory's Alpaca server (and discovery) for a block.
+
+    Parameters
+    ----------
+    sim : SimulatorConfig
+        Devices, host, ports and speed.
+    site, telescope : SiteConfig, TelescopeConfig
+        Where the mount stands and the optics.
+    clock : Clock or None
+        Simulated time; None uses ``ScaledClock(sim.speed)``.
+    port : int or None
+        HTTP port overriding ``sim.port`` (0 picks a free one).
+    discovery_port : int or None
+        UDP port overriding ``sim.discovery_port`` (0 picks a free one); discovery runs
+        only when one of them is set.
+
+    Yields
+    ------
+    RunningSimulators
+        Host, actual ports, URL, models and fault injectors.
+    """
+    observatory = SimulatedObservatory.from_config(
+        sim, site, telescope, clock if clock is not None else ScaledClock(sim.speed)
+    )
+    server = AlpacaServer(observatory, host=sim.host, port=sim.port if port is None else port)
+    udp_port = sim.discovery_port if discovery_port is None else discovery_port
+    discovery: DiscoveryResponder | None = None
+    await server.start()
+    try:
+        if udp_port is not None:
+            discovery = DiscoveryResponder(server.port, host=sim.host, port=udp_port)
+            await discovery.start()
+        yield RunningSimulators(server=server, discovery=discovery)
+    finally:
+        if discovery is not None:
+            await discovery.stop()
+        await server.stop()
+
+
+async def serve_forever(config: Config) -> None:
+    """Run the simulators of a configuration until cancelled (``obsctl simulate``).
+
+    Parameters
+    ----------
+    config : Config
+        A configuration; its ``[simulator]`` section (or the defaults) configures them.
+    """
+    sim = config.simulator if config.simulator is not None else SimulatorConfig()
+    async with running_simulators(sim, config.site, config.telescope) as running:
+        log.info("simulated observatory at %s", running.url)
+        if running.discovery_port is not None:
+            log.info("alpaca discovery on udp port %d", running.discovery_port)
+        await asyncio.Event().wait()

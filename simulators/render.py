@@ -1,0 +1,1075 @@
+"""Image formation for one exposure of the simulated CCD/CMOS camera.
+
+Everything is computed in electrons and converted to ADU at the end, in the order the charge
+travels: photons (stars and sky, or a flat lamp) times the flat-field response, dark current
+and hot pixels, cosmic-ray deposits, charge binning, shot noise, read noise, saturation, gain,
+bias with column structure and row noise. Fixed-pattern features (flat field, hot pixels,
+column bias) depend only on the sensor's seed; noise and cosmic rays also depend on the
+exposure's seed. Only the read area (subframe times binning) is ever computed.
+
+All functions are pure numeric code with no I/O and no printing; `render_exposure` digitises
+row blocks on two worker threads (numpy releases the GIL), with results independent of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from obsctl.simulators.sky import BANDS, field_wcs, synthetic_catalog
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "STAR_TRUTH_DTYPE",
+    "ExposureSpec",
+    "RenderResult",
+    "SensorModel",
+    "SkyScene",
+    "add_cosmic_rays",
+    "add_stars",
+    "bin_charge",
+    "column_bias",
+    "dark_current_e_s",
+    "flat_response",
+    "hot_pixel_map",
+    "moffat_stamp",
+    "render_exposure",
+    "stamp_radius_px",
+]
+
+STAR_TRUTH_DTYPE = np.dtype(
+    [
+        ("id", np.int64),
+        ("ra_deg", np.float64),
+        ("dec_deg", np.float64),
+        ("mag", np.float64),
+        ("x", np.float64),
+        ("y", np.float64),
+        ("flux_e", np.float64),
+    ]
+)
+"""Row type of `RenderResult.stars`: x, y are zero-based output pixels, flux_e in electrons."""
+
+# Independent random streams, mixed into every seed so that no two features share draws.
+_STREAM_FLAT = 1
+_STREAM_PRNU = 2
+_STREAM_HOT = 3
+_STREAM_COLUMNS = 4
+_STREAM_COSMICS = 5
+_STREAM_ROWS = 6
+_STREAM_NOISE = 7
+
+_PRNU_BLOCK_ROWS = 64  # PRNU is drawn per fixed row block so any subframe sees the same pixels
+_NOISE_BLOCK_ROWS = 256  # rows digitised at a time: bounds temporaries, keeps them in cache
+_DIGITISE_THREADS = 2  # the simulator's target is a 2-core machine
+_STAR_CHUNK = 2048  # stars whose stamps are built at once
+
+_PSF_TABLE_STEPS = 16  # sub-pixel phases per pixel in the PSF look-up table
+_MIN_STAMP_RADIUS_PX = 3
+_MAX_STAMP_RADIUS_FWHM = 8.0
+_STAMP_LOST_FLUX = 0.01  # flux allowed outside the stamp when the wings are heavy
+
+# Shot noise is drawn exactly (Poisson) below this mean; above it one Gaussian of variance
+# (signal + read noise^2) stands in for shot and read noise together (Poisson skewness there is
+# under 0.2 and shrinks further under the read noise). numpy's own Poisson sampler would take
+# several seconds per full frame, so small means use inverse-CDF look-up tables instead.
+_POISSON_BELOW_E = 25.0
+_POISSON_LEVELS_PER_E = 32  # table resolution in the mean
+_POISSON_MAX_COUNT = 63  # P(K > 63 | mean 25) ~ 1e-9
+_POISSON_GUIDE_BUCKETS = 32
+
+_DARK_REFERENCE_C = -10.0
+_ROW_NOISE_FRACTION = 0.1  # row-noise sigma as a fraction of the read noise
+_COLUMN_BIAS_SIGMA_ADU = 2.0
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    """Fixed properties of a simulated sensor.
+
+    Parameters
+    ----------
+    width_px, height_px : int
+        Full sensor size in unbinned pixels.
+    pixel_size_um : float
+        Pixel pitch (micrometre).
+    full_well_e : float
+        Full-well capacity of one unbinned pixel (electrons).
+    read_noise_e : float
+        Nominal read noise (electrons RMS); the exposure's own value is what is used.
+    bias_adu : float
+        Bias level at offset 0 (ADU).
+    adu_per_offset : float
+        Bias added per unit of the camera's offset setting (ADU).
+    dark_current_e_s : float
+        Mean dark current at -10 degC (electrons per second per unbinned pixel).
+    dark_doubling_c : float
+        Temperature rise that doubles the dark current (degC).
+    hot_pixel_fraction : float
+        Fraction of pixels that are hot, in [0, 1).
+    cosmic_rate_cm2_s : float
+        Cosmic-ray hits per square centimetre per second.
+    max_adu : int
+        Largest value the ADC produces (ADU), e.g. 65535.
+    seed : int
+        Non-negative seed of the fixed-pattern features (flat field, hot pixels, column bias).
+    """
+
+    width_px: int
+    height_px: int
+    pixel_size_um: float
+    full_well_e: float
+    read_noise_e: float
+    bias_adu: float
+    adu_per_offset: float
+    dark_current_e_s: float
+    dark_doubling_c: float
+    hot_pixel_fraction: float
+    cosmic_rate_cm2_s: float
+    max_adu: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.width_px <= 0 or self.height_px <= 0:
+            raise ValueError("sensor width_px and height_px must be positive")
+        if self.pixel_size_um <= 0.0 or self.full_well_e <= 0.0 or self.dark_doubling_c <= 0.0:
+            raise ValueError("pixel_size_um, full_well_e and dark_doubling_c must be positive")
+        if min(self.read_noise_e, self.dark_current_e_s, self.cosmic_rate_cm2_s) < 0.0:
+            raise ValueError("read_noise_e, dark_current_e_s and cosmic_rate_cm2_s must be >= 0")
+        if not 0.0 <= self.hot_pixel_fraction < 1.0:
+            raise ValueError("hot_pixel_fraction must be within [0, 1)")
+        if not 0 < self.max_adu <= 2**31 - 1:
+            raise ValueError("max_adu must be within [1, 2**31 - 1]")
+        if self.seed < 0:
+            raise ValueError("sensor seed must be non-negative")
+
+
+@dataclass(frozen=True)
+class ExposureSpec:
+    """One exposure request, with the subframe as ASCOM defines it.
+
+    Parameters
+    ----------
+    exposure_s : float
+        Exposure time (s), >= 0. A bias is a dark of the camera's minimum exposure time.
+    light : bool
+        True for an open shutter; False renders a dark.
+    bin_x, bin_y : int
+        Binning factors (unbinned pixels per output pixel).
+    start_x, start_y, num_x, num_y : int
+        Subframe origin and size in binned pixels (ASCOM ``StartX``, ``StartY``, ``NumX``,
+        ``NumY``); the read area is ``num_x * bin_x`` by ``num_y * bin_y`` unbinned pixels
+        starting at ``(start_x * bin_x, start_y * bin_y)``.
+    electrons_per_adu : float
+        Gain of the readout mode (electrons per ADU).
+    offset : int
+        Offset setting; adds ``offset * adu_per_offset`` ADU of bias.
+    ccd_temperature_c : float
+        Sensor temperature during the exposure (degC).
+    read_noise_e : float
+        Read noise of the readout mode (electrons RMS).
+    seed : int
+        Non-negative per-exposure seed of the noise, cosmic rays and row noise.
+    """
+
+    exposure_s: float
+    light: bool
+    bin_x: int
+    bin_y: int
+    start_x: int
+    start_y: int
+    num_x: int
+    num_y: int
+    electrons_per_adu: float
+    offset: int
+    ccd_temperature_c: float
+    read_noise_e: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.exposure_s < 0.0:
+            raise ValueError("exposure_s must be >= 0")
+        if self.bin_x < 1 or self.bin_y < 1:
+            raise ValueError("bin_x and bin_y must be >= 1")
+        if self.start_x < 0 or self.start_y < 0 or self.num_x < 1 or self.num_y < 1:
+            raise ValueError("start_x/start_y must be >= 0 and num_x/num_y >= 1")
+        if self.electrons_per_adu <= 0.0 or self.read_noise_e < 0.0:
+            raise ValueError("electrons_per_adu must be positive and read_noise_e >= 0")
+        if self.seed < 0:
+            raise ValueError("exposure seed must be non-negative")
+
+
+@dataclass(frozen=True)
+class SkyScene:
+    """What the telescope sees during a light exposure.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : float
+        Pointing at the centre of the full sensor (deg, ICRS).
+    rotation_deg : float
+        Sky rotation on the sensor (deg, as FITS ``CROTA2``).
+    pixel_scale_arcsec : float
+        Unbinned pixel scale (arcsec per pixel).
+    seeing_arcsec : float
+        FWHM of the stellar profile (arcsec).
+    moffat_beta : float
+        Moffat beta of the stellar profile, > 1 (2.5-4.8 is typical).
+    sky_e_s_px : float
+        Sky background (electrons per second per unbinned pixel).
+    zero_point_mag : float
+        Magnitude that gives 1 electron per second in total.
+    band : str
+        Filter band for the catalog magnitudes (see `obsctl.simulators.sky.StarCatalog.mag`).
+    catalog_seed : int
+        Seed of the synthetic catalog.
+    density_per_deg2 : float
+        Star density between the magnitude limits (stars per square degree).
+    mag_bright, mag_limit : float
+        Magnitude range of the synthetic catalog (mag, V).
+    flat_panel_e_s : float or None, optional
+        When set, the telescope sees a uniform flat lamp of this level (electrons per second
+        per unbinned pixel) instead of sky and stars.
+    """
+
+    ra_deg: float
+    dec_deg: float
+    rotation_deg: float
+    pixel_scale_arcsec: float
+    seeing_arcsec: float
+    moffat_beta: float
+    sky_e_s_px: float
+    zero_point_mag: float
+    band: str
+    catalog_seed: int
+    density_per_deg2: float
+    mag_bright: float
+    mag_limit: float
+    flat_panel_e_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.pixel_scale_arcsec <= 0.0 or self.seeing_arcsec <= 0.0:
+            raise ValueError("pixel_scale_arcsec and seeing_arcsec must be positive")
+        if self.moffat_beta <= 1.0:
+            raise ValueError("moffat_beta must be > 1 for the profile to have finite flux")
+        if self.sky_e_s_px < 0.0 or (self.flat_panel_e_s is not None and self.flat_panel_e_s < 0):
+            raise ValueError("sky_e_s_px and flat_panel_e_s must be >= 0")
+        if self.band.strip().upper() not in BANDS:
+            raise ValueError(f"unknown band {self.band!r}; expected one of {', '.join(BANDS)}")
+
+
+@dataclass(frozen=True, eq=False)
+class RenderResult:
+    """One rendered exposure and its ground truth.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Raw frame (ADU), shape ``(num_y, num_x)``, C-contiguous, native byte order; uint16 when
+        ``max_adu <= 65535``, else int32.
+    stars : numpy.ndarray of STAR_TRUTH_DTYPE
+        Stars whose centres fall inside the image: ``x``, ``y`` are zero-based coordinates in
+        the returned (binned, subframed) image with pixel centres at integers; ``flux_e`` is
+        the total expected electrons from the star before the flat field.
+    cosmic_count : int
+        Number of cosmic-ray hits deposited in the read area.
+    hot_pixels : numpy.ndarray of int64
+        ``(N, 2)`` unbinned ``(y, x)`` sensor coordinates (zero-based, full-sensor origin) of
+        the hot pixels inside the read area. Output pixel: ``((y - start_y * bin_y) // bin_y,
+        (x - start_x * bin_x) // bin_x)``.
+    """
+
+    image: NDArray[np.integer[Any]]
+    stars: NDArray[np.void]
+    cosmic_count: int
+    hot_pixels: NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class _ReadArea:
+    """The unbinned sensor region an exposure reads."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+
+
+def _read_area(sensor: SensorModel, exposure: ExposureSpec) -> _ReadArea:
+    area = _ReadArea(
+        x0=exposure.start_x * exposure.bin_x,
+        y0=exposure.start_y * exposure.bin_y,
+        width=exposure.num_x * exposure.bin_x,
+        height=exposure.num_y * exposure.bin_y,
+    )
+    if area.x0 + area.width > sensor.width_px or area.y0 + area.height > sensor.height_px:
+        raise ValueError(
+            f"subframe {exposure.num_x}x{exposure.num_y} at ({exposure.start_x}, "
+            f"{exposure.start_y}) binned {exposure.bin_x}x{exposure.bin_y} exceeds the "
+            f"{sensor.width_px}x{sensor.height_px} sensor"
+        )
+    return area
+
+
+# --------------------------------------------------------------------------- stellar profile
+
+
+def _moffat_alpha(fwhm_px: float, beta: float) -> float:
+    return fwhm_px / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def stamp_radius_px(fwhm_px: float, beta: float) -> int:
+    """Return the half-size of the square stamp a star is drawn in.
+
+    At least 4 FWHM, widened for heavy wings until at most 1 % of the flux falls outside,
+    but never beyond 8 FWHM.
+
+    Parameters
+    ----------
+    fwhm_px : float
+        Profile FWHM (pixel).
+    beta : float
+        Moffat beta, > 1.
+
+    Returns
+    -------
+    int
+        Stamp radius (pixel); the stamp is ``2 * radius + 1`` pixels square.
+    """
+    alpha = _moffat_alpha(fwhm_px, beta)
+    # Flux outside radius r of a Moffat profile is (1 + r^2/alpha^2)^(1 - beta).
+    r_wings = alpha * math.sqrt(_STAMP_LOST_FLUX ** (1.0 / (1.0 - beta)) - 1.0)
+    radius = min(max(4.0 * fwhm_px, r_wings), _MAX_STAMP_RADIUS_FWHM * fwhm_px)
+    return max(_MIN_STAMP_RADIUS_PX, math.ceil(radius))
+
+
+def moffat_stamp(
+    dx: float,
+    dy: float,
+    *,
+    fwhm_px: float,
+    beta: float,
+    radius_px: int,
+    oversample: int,
+) -> NDArray[np.float64]:
+    """Return a pixel-integrated Moffat profile of unit total flux.
+
+    The stamp is ``2 * radius_px + 1`` pixels square; its centre pixel is at index
+    ``(radius_px, radius_px)`` and the star sits at ``(radius_px + dy, radius_px + dx)``.
+    Each pixel is the mean of ``oversample**2`` evaluations on a regular sub-pixel grid,
+    so undersampled profiles keep the right pixel values and centroid.
+
+    Parameters
+    ----------
+    dx, dy : float
+        Offset of the star from the centre pixel (pixel), normally within [-0.5, 0.5].
+    fwhm_px : float
+        Profile FWHM (pixel).
+    beta : float
+        Moffat beta, > 1.
+    radius_px : int
+        Stamp half-size (pixel).
+    oversample : int
+        Sub-pixel samples per pixel along each axis, >= 1.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Fraction of the star's flux landing in each pixel, shape ``(2r + 1, 2r + 1)``, indexed
+        ``[y, x]``. It sums to the fraction of the profile inside the stamp (analytic
+        normalisation, not renormalised to 1).
+    """
+    if beta <= 1.0 or fwhm_px <= 0.0 or radius_px < 0 or oversample < 1:
+        raise ValueError("need beta > 1, fwhm_px > 0, radius_px >= 0 and oversample >= 1")
+    alpha = _moffat_alpha(fwhm_px, beta)
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    grid = (np.arange(-radius_px, radius_px + 1)[:, None] + sub[None, :]).ravel()
+    u2 = ((grid - dx) / alpha) ** 2
+    v2 = ((grid - dy) / alpha) ** 2
+    profile = (beta - 1.0) / (math.pi * alpha**2) * (1.0 + v2[:, None] + u2[None, :]) ** (-beta)
+    size = 2 * radius_px + 1
+    pixels: NDArray[np.float64] = profile.reshape(size, oversample, size, oversample).mean(
+        axis=(1, 3)
+    )
+    return pixels
+
+
+@lru_cache(maxsize=8)
+def _psf_table(fwhm_px: float, beta: float) -> tuple[NDArray[np.float32], int]:
+    """Stamps for a grid of sub-pixel phases, interpolated bilinearly per star.
+
+    Building one oversampled stamp per star would dominate a full-frame render; stamps at
+    1/16-pixel phases interpolate to well under 0.01 pixel of centroid error.
+    """
+    radius = stamp_radius_px(fwhm_px, beta)
+    oversample = min(25, max(3, math.ceil(10.0 / fwhm_px)))
+    phases = np.arange(_PSF_TABLE_STEPS + 1) / _PSF_TABLE_STEPS - 0.5
+    size = 2 * radius + 1
+    table = np.empty((phases.size, phases.size, size, size), dtype=np.float32)
+    for iy, dy in enumerate(phases):
+        for ix, dx in enumerate(phases):
+            table[iy, ix] = moffat_stamp(
+                float(dx),
+                float(dy),
+                fwhm_px=fwhm_px,
+                beta=beta,
+                radius_px=radius,
+                oversample=oversample,
+            )
+    table.flags.writeable = False
+    return table, radius
+
+
+def add_stars(
+    image: NDArray[np.float32],
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    flux_e: NDArray[np.float64],
+    *,
+    fwhm_px: float,
+    beta: float,
+) -> None:
+    """Add Moffat stars to an image in place.
+
+    Parameters
+    ----------
+    image : numpy.ndarray of float32
+        C-contiguous image (electrons), modified in place. Parts of stamps falling outside it
+        are dropped.
+    x, y : numpy.ndarray of float64
+        Star centres in zero-based pixel coordinates of `image` (pixel centres at integers).
+    flux_e : numpy.ndarray of float64
+        Total flux of each star (electrons).
+    fwhm_px : float
+        Profile FWHM (pixel).
+    beta : float
+        Moffat beta, > 1.
+    """
+    if image.dtype != np.float32 or not image.flags.c_contiguous or image.ndim != 2:
+        raise ValueError("image must be a two-dimensional C-contiguous float32 array")
+    if x.size == 0:
+        return
+    table, radius = _psf_table(float(fwhm_px), float(beta))
+    height, width = image.shape
+    offsets = np.arange(-radius, radius + 1)
+    flat_image = image.reshape(-1)
+    steps = _PSF_TABLE_STEPS
+
+    cx = np.floor(x + 0.5).astype(np.int64)
+    cy = np.floor(y + 0.5).astype(np.int64)
+    tx = (x - cx + 0.5) * steps
+    ty = (y - cy + 0.5) * steps
+    ix = np.clip(np.floor(tx).astype(np.intp), 0, steps - 1)
+    iy = np.clip(np.floor(ty).astype(np.intp), 0, steps - 1)
+    wx = (tx - ix).astype(np.float32)[:, None, None]
+    wy = (ty - iy).astype(np.float32)[:, None, None]
+
+    for start in range(0, x.size, _STAR_CHUNK):
+        s = slice(start, start + _STAR_CHUNK)
+        a, b, fx, fy = iy[s], ix[s], wx[s], wy[s]
+        stamps = (table[a, b] * (1 - fx) + table[a, b + 1] * fx) * (1 - fy)
+        stamps += (table[a + 1, b] * (1 - fx) + table[a + 1, b + 1] * fx) * fy
+        stamps *= flux_e[s].astype(np.float32)[:, None, None]
+        rows = cy[s, None, None] + offsets[None, :, None]
+        cols = cx[s, None, None] + offsets[None, None, :]
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        index = rows * width + cols
+        # add.at, not fancy +=, because neighbouring stars' stamps overlap.
+        np.add.at(flat_image, index[inside], stamps[inside])
+
+
+# ------------------------------------------------------------------------ fixed patterns
+
+
+def _rng(*entropy: int) -> np.random.Generator:
+    return np.random.default_rng(list(entropy))
+
+
+@lru_cache(maxsize=2)
+def _flat_region(
+    width_px: int, height_px: int, seed: int, x0: int, y0: int, width: int, height: int
+) -> NDArray[np.float32]:
+    rng = _rng(seed, _STREAM_FLAT)
+    diag = math.hypot(width_px, height_px)
+    # Optical axis slightly off the sensor centre, as in any real train.
+    axis_x = (width_px - 1) / 2.0 + rng.uniform(-0.03, 0.03) * width_px
+    axis_y = (height_px - 1) / 2.0 + rng.uniform(-0.03, 0.03) * height_px
+    corner_loss = rng.uniform(0.10, 0.20)
+    prnu_sigma = rng.uniform(0.005, 0.01)
+
+    xs = np.arange(x0, x0 + width, dtype=np.float32)
+    ys = np.arange(y0, y0 + height, dtype=np.float32)
+    half_diag = np.float32(diag / 2.0)
+    rho2_x = ((xs - np.float32(axis_x)) / half_diag) ** 2
+    rho2_y = ((ys - np.float32(axis_y)) / half_diag) ** 2
+    # cos^4-like fall-off (1 + k rho^2)^-2, with k set so a corner loses `corner_loss`.
+    k = np.float32((1.0 - corner_loss) ** -0.5 - 1.0)
+    flat = rho2_y[:, None] + rho2_x[None, :]
+    flat *= k
+    flat += np.float32(1.0)
+    np.square(flat, out=flat)
+    np.reciprocal(flat, out=flat)
+
+    _apply_dust(flat, rng, width_px=width_px, height_px=height_px, x0=x0, y0=y0)
+    _apply_prnu(flat, seed, prnu_sigma, width_px=width_px, x0=x0, y0=y0)
+    flat.flags.writeable = False
+    return flat
+
+
+def _apply_dust(
+    flat: NDArray[np.float32],
+    rng: np.random.Generator,
+    *,
+    width_px: int,
+    height_px: int,
+    x0: int,
+    y0: int,
+) -> None:
+    """Multiply in the out-of-focus shadows of dust on the filter or sensor window."""
+    diag = math.hypot(width_px, height_px)
+    height, width = flat.shape
+    n_donuts = int(rng.integers(3, 7))
+    for _ in range(n_donuts):
+        cx = rng.uniform(0, width_px)
+        cy = rng.uniform(0, height_px)
+        outer = max(6.0, 0.003 * diag) * rng.uniform(0.8, 1.4)
+        depth = rng.uniform(0.02, 0.04)
+        reach = math.ceil(1.4 * outer)
+        bx0 = max(x0, math.floor(cx) - reach) - x0
+        bx1 = min(x0 + width, math.floor(cx) + reach + 1) - x0
+        by0 = max(y0, math.floor(cy) - reach) - y0
+        by1 = min(y0 + height, math.floor(cy) + reach + 1) - y0
+        if bx0 >= bx1 or by0 >= by1:
+            continue
+        dx = np.arange(bx0 + x0, bx1 + x0) - cx
+        dy = np.arange(by0 + y0, by1 + y0) - cy
+        r = np.hypot(dy[:, None], dx[None, :])
+        # A ring (the shadow of the secondary mirror's annulus), darkest at 0.72 of its radius.
+        ring = depth * np.exp(-(((r - 0.72 * outer) / (0.15 * outer)) ** 2))
+        flat[by0:by1, bx0:bx1] *= (1.0 - ring).astype(np.float32)
+
+
+def _apply_prnu(
+    flat: NDArray[np.float32], seed: int, sigma: float, *, width_px: int, x0: int, y0: int
+) -> None:
+    """Multiply in pixel response non-uniformity, the same per pixel for any subframe."""
+    height, width = flat.shape
+    first = y0 // _PRNU_BLOCK_ROWS
+    last = (y0 + height - 1) // _PRNU_BLOCK_ROWS
+    for block in range(first, last + 1):
+        rng = _rng(seed, _STREAM_PRNU, block)
+        block_y0 = block * _PRNU_BLOCK_ROWS
+        # Always draw whole-width full blocks so the values do not depend on the subframe.
+        noise = rng.standard_normal((_PRNU_BLOCK_ROWS, width_px), dtype=np.float32)
+        r0 = max(y0, block_y0)
+        r1 = min(y0 + height, block_y0 + _PRNU_BLOCK_ROWS)
+        part = noise[r0 - block_y0 : r1 - block_y0, x0 : x0 + width]
+        part *= np.float32(sigma)
+        part += np.float32(1.0)
+        flat[r0 - y0 : r1 - y0] *= part
+
+
+def flat_response(
+    sensor: SensorModel, *, x0: int, y0: int, width: int, height: int
+) -> NDArray[np.float32]:
+    """Return the flat-field response of part of the sensor.
+
+    Vignetting (a smooth radial fall-off of 10-20 % to the corners around a slightly
+    off-centre optical axis), 3-6 dust donuts 2-4 % deep whose size scales with the sensor,
+    and 0.5-1 % pixel response non-uniformity. It depends only on the sensor's size and seed,
+    and a pixel has the same response whichever region is asked for. Recent regions are
+    cached.
+
+    Parameters
+    ----------
+    sensor : SensorModel
+        The sensor.
+    x0, y0 : int
+        Zero-based unbinned origin of the region (pixel).
+    width, height : int
+        Region size (unbinned pixels).
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        Read-only relative response (1 at the optical axis, before dust and PRNU), shape
+        ``(height, width)``.
+
+    Raises
+    ------
+    ValueError
+        If the region is empty or not on the sensor.
+    """
+    if x0 < 0 or y0 < 0 or width < 1 or height < 1:
+        raise ValueError("region must have a non-negative origin and a positive size")
+    if x0 + width > sensor.width_px or y0 + height > sensor.height_px:
+        raise ValueError("region exceeds the sensor")
+    return _flat_region(sensor.width_px, sensor.height_px, sensor.seed, x0, y0, width, height)
+
+
+@lru_cache(maxsize=4)
+def _hot_pixels(
+    width_px: int, height_px: int, seed: int, fraction: float
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    rng = _rng(seed, _STREAM_HOT)
+    n_pixels = width_px * height_px
+    count = round(fraction * n_pixels)
+    flat_index = np.sort(rng.choice(n_pixels, size=count, replace=False))
+    positions = np.stack(np.divmod(flat_index, width_px), axis=1).astype(np.int64)
+    # Log-uniform: most hot pixels are warm, a few are very hot.
+    factors = np.exp(rng.uniform(math.log(50.0), math.log(500.0), count)).astype(np.float32)
+    positions.flags.writeable = False
+    factors.flags.writeable = False
+    return positions, factors
+
+
+def hot_pixel_map(sensor: SensorModel) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Return the sensor's fixed hot pixels.
+
+    Parameters
+    ----------
+    sensor : SensorModel
+        The sensor; the set depends on its size, seed and ``hot_pixel_fraction``.
+
+    Returns
+    -------
+    positions : numpy.ndarray of int64
+        Read-only ``(N, 2)`` zero-based unbinned ``(y, x)`` sensor coordinates, sorted by
+        row then column.
+    factors : numpy.ndarray of float32
+        Read-only dark current of each hot pixel in units of the normal dark current,
+        50-500.
+    """
+    return _hot_pixels(sensor.width_px, sensor.height_px, sensor.seed, sensor.hot_pixel_fraction)
+
+
+@lru_cache(maxsize=4)
+def _column_bias(width_px: int, seed: int) -> NDArray[np.float32]:
+    offsets = _rng(seed, _STREAM_COLUMNS).normal(0.0, _COLUMN_BIAS_SIGMA_ADU, width_px)
+    result = offsets.astype(np.float32)
+    result.flags.writeable = False
+    return result
+
+
+def column_bias(sensor: SensorModel) -> NDArray[np.float32]:
+    """Return the fixed per-column bias offsets of the sensor.
+
+    Parameters
+    ----------
+    sensor : SensorModel
+        The sensor; the offsets depend on its width and seed.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        Read-only offset of each unbinned column (ADU), zero-mean, a few ADU RMS, added on
+        top of the bias level. A binned column gets the mean of its unbinned columns.
+    """
+    return _column_bias(sensor.width_px, sensor.seed)
+
+
+def dark_current_e_s(sensor: SensorModel, temperature_c: float) -> float:
+    """Return the mean dark current at a sensor temperature.
+
+    Parameters
+    ----------
+    sensor : SensorModel
+        The sensor.
+    temperature_c : float
+        Sensor temperature (degC).
+
+    Returns
+    -------
+    float
+        Dark current (electrons per second per unbinned pixel), doubling every
+        ``dark_doubling_c`` degrees above -10 degC.
+    """
+    doublings = (temperature_c - _DARK_REFERENCE_C) / sensor.dark_doubling_c
+    return float(sensor.dark_current_e_s * math.pow(2.0, doublings))
+
+
+# ------------------------------------------------------------------------- charge handling
+
+
+def add_cosmic_rays(
+    electrons: NDArray[np.float32],
+    rng: np.random.Generator,
+    *,
+    count: int,
+    bin_x: int = 1,
+    bin_y: int = 1,
+) -> None:
+    """Deposit cosmic-ray hits into a (possibly binned) charge image, in place.
+
+    Half the hits are single pixels and half straight tracks 2-15 unbinned pixels long in a
+    random direction; each deposits 500-20000 electrons (log-uniform) shared along its track.
+    Hits are placed on the unbinned grid under the image and summed into binned pixels.
+
+    Parameters
+    ----------
+    electrons : numpy.ndarray of float32
+        Charge image (electrons), shape ``(ny, nx)`` covering ``ny * bin_y`` by
+        ``nx * bin_x`` unbinned pixels; modified in place.
+    rng : numpy.random.Generator
+        Source of randomness.
+    count : int
+        Number of hits.
+    bin_x, bin_y : int, optional
+        Binning of `electrons`.
+    """
+    if count <= 0:
+        return
+    ny, nx = electrons.shape
+    height, width = ny * bin_y, nx * bin_x
+    y0 = rng.uniform(0, height, count)
+    x0 = rng.uniform(0, width, count)
+    length = np.where(rng.random(count) < 0.5, rng.uniform(2.0, 15.0, count), 0.0)
+    angle = rng.uniform(0.0, math.pi, count)
+    energy = np.exp(rng.uniform(math.log(500.0), math.log(20000.0), count))
+
+    all_y: list[NDArray[np.int64]] = []
+    all_x: list[NDArray[np.int64]] = []
+    all_e: list[NDArray[np.float64]] = []
+    for i in range(count):
+        t = np.linspace(-0.5, 0.5, 2 * math.ceil(length[i]) + 1) * length[i]
+        py = np.floor(y0[i] + t * math.sin(angle[i])).astype(np.int64)
+        px = np.floor(x0[i] + t * math.cos(angle[i])).astype(np.int64)
+        # Sampling at half-pixel steps visits most pixels twice; keep each once, in order.
+        _, first = np.unique(py * (width + 32) + px, return_index=True)
+        keep = np.sort(first)
+        py, px = py[keep], px[keep]
+        share = rng.uniform(0.7, 1.3, py.size)
+        all_y.append(py)
+        all_x.append(px)
+        all_e.append(energy[i] * share / share.sum())
+    ys = np.concatenate(all_y)
+    xs = np.concatenate(all_x)
+    es = np.concatenate(all_e)
+    inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+    np.add.at(electrons, (ys[inside] // bin_y, xs[inside] // bin_x), es[inside].astype(np.float32))
+
+
+def bin_charge(electrons: NDArray[np.float32], bin_x: int, bin_y: int) -> NDArray[np.float32]:
+    """Sum the charge of ``bin_x`` by ``bin_y`` pixel blocks.
+
+    Parameters
+    ----------
+    electrons : numpy.ndarray of float32
+        Unbinned charge (electrons); both dimensions must be multiples of the bin factors.
+    bin_x, bin_y : int
+        Binning factors.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        Binned charge (electrons), shape ``(ny // bin_y, nx // bin_x)``; the input itself when
+        both factors are 1.
+    """
+    ny, nx = electrons.shape
+    if ny % bin_y or nx % bin_x:
+        raise ValueError(f"shape {electrons.shape} is not a multiple of the {bin_x}x{bin_y} bin")
+    if bin_x == 1 and bin_y == 1:
+        return electrons
+    binned: NDArray[np.float32] = electrons.reshape(ny // bin_y, bin_y, nx // bin_x, bin_x).sum(
+        axis=(1, 3), dtype=np.float32
+    )
+    return binned
+
+
+@lru_cache(maxsize=1)
+def _poisson_tables() -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+    """Poisson CDFs on a grid of means, and a guide table into each (Chen & Asau 1974)."""
+    n_levels = round(_POISSON_BELOW_E * _POISSON_LEVELS_PER_E) + 2
+    mean = np.arange(n_levels, dtype=np.float64) / _POISSON_LEVELS_PER_E
+    k = np.arange(1, _POISSON_MAX_COUNT + 1, dtype=np.float64)
+    ratios = np.concatenate([np.ones((n_levels, 1)), mean[:, None] / k[None, :]], axis=1)
+    pmf = np.exp(-mean)[:, None] * np.cumprod(ratios, axis=1)
+    cdf = np.cumsum(pmf, axis=1)
+    cdf[:, -1] = 1.0  # truncation: the loop in _poisson_small always stops here
+    cdf32 = cdf.astype(np.float32)
+    thresholds = np.arange(_POISSON_GUIDE_BUCKETS, dtype=np.float32) / _POISSON_GUIDE_BUCKETS
+    guide = (cdf32[:, None, :] < thresholds[None, :, None]).sum(axis=2).astype(np.int32)
+    cdf32.flags.writeable = False
+    guide.flags.writeable = False
+    return cdf32, guide
+
+
+def _poisson_small(lam: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    """Draw Poisson counts for means below `_POISSON_BELOW_E` by table look-up.
+
+    The mean is rounded at random to one of its two neighbouring table levels, with the
+    probabilities that keep the expectation exact; the variance grows by at most
+    (1/32)^2 / 4 electrons^2, which no measurement can see.
+    """
+    cdf, guide = _poisson_tables()
+    n_counts = cdf.shape[1]
+    scaled = lam.ravel() * np.float32(_POISSON_LEVELS_PER_E)
+    level = scaled.astype(np.int32)
+    scaled -= level
+    level += rng.random(scaled.size, dtype=np.float32) < scaled
+    u = rng.random(scaled.size, dtype=np.float32)
+    bucket = (u * np.float32(_POISSON_GUIDE_BUCKETS)).astype(np.int32)
+    bucket += level * _POISSON_GUIDE_BUCKETS
+    counts = np.take(guide.ravel(), bucket)
+    base = level * n_counts
+    flat_cdf = cdf.ravel()
+    todo = np.flatnonzero(np.take(flat_cdf, base + counts) < u)
+    # The guide lands within a step or two of the answer; walk up the CDF for the rest.
+    while todo.size:
+        counts[todo] += 1
+        todo = todo[np.take(flat_cdf, base[todo] + counts[todo]) < u[todo]]
+    return counts.astype(np.float32).reshape(lam.shape)
+
+
+def _shot_and_read_noise(
+    lam: NDArray[np.float32], read_noise_e: float, rng: np.random.Generator
+) -> NDArray[np.float32]:
+    """Return charge with shot noise and read noise added to the expected charge `lam`."""
+    z = rng.standard_normal(lam.shape, dtype=np.float32)
+    rn = np.float32(read_noise_e)
+    low = lam < np.float32(_POISSON_BELOW_E)
+    n_low = int(np.count_nonzero(low))
+    gaussian = None
+    if n_low < lam.size:
+        gaussian = lam + rn * rn
+        np.sqrt(gaussian, out=gaussian)
+        gaussian *= z
+        gaussian += lam
+        if n_low == 0:
+            return gaussian
+    if not lam.any():
+        return rn * z  # a bias: no charge at all, skip the sampler
+    # Clipping only bounds the table index for the (discarded) Gaussian-regime pixels.
+    counts = _poisson_small(np.minimum(lam, np.float32(_POISSON_BELOW_E - 1e-3)), rng)
+    counts += rn * z
+    if gaussian is None:
+        return counts
+    result: NDArray[np.float32] = np.where(low, counts, gaussian)
+    return result
+
+
+def _digitise(
+    expected: NDArray[np.float32],
+    sensor: SensorModel,
+    exposure: ExposureSpec,
+    area: _ReadArea,
+) -> NDArray[np.integer[Any]]:
+    """Add shot and read noise, saturate and convert expected charge to raw ADU."""
+    ny, nx = expected.shape
+    n_bin = exposure.bin_x * exposure.bin_y
+    out_dtype = np.uint16 if sensor.max_adu <= 65535 else np.int32
+    image = np.empty((ny, nx), dtype=out_dtype)
+
+    rn = exposure.read_noise_e
+    gain = exposure.electrons_per_adu
+    columns = column_bias(sensor)[area.x0 : area.x0 + area.width]
+    columns = columns.reshape(nx, exposure.bin_x).mean(axis=1, dtype=np.float32)
+    level = sensor.bias_adu + exposure.offset * sensor.adu_per_offset
+    rows = np.empty((ny, 1), dtype=np.float32)
+    _rng(sensor.seed, exposure.seed, _STREAM_ROWS).standard_normal(dtype=np.float32, out=rows)
+    rows *= np.float32(_ROW_NOISE_FRACTION * rn / gain)
+    rows += np.float32(level)
+    full_well = np.float32(sensor.full_well_e * n_bin)
+    inv_gain = np.float32(1.0 / gain)
+
+    def digitise_block(block: int) -> None:
+        r0 = block * _NOISE_BLOCK_ROWS
+        r1 = min(ny, r0 + _NOISE_BLOCK_ROWS)
+        lam = expected[r0:r1]
+        rng = _rng(sensor.seed, exposure.seed, _STREAM_NOISE, block)
+        charge = _shot_and_read_noise(lam, rn, rng)
+        np.minimum(charge, full_well, out=charge)
+        charge *= inv_gain
+        charge += columns[None, :]
+        charge += rows[r0:r1]
+        np.clip(charge, 0.0, np.float32(sensor.max_adu), out=charge)
+        np.rint(charge, out=charge)
+        image[r0:r1] = charge
+
+    n_blocks = -(-ny // _NOISE_BLOCK_ROWS)
+    if n_blocks == 1:
+        digitise_block(0)
+    else:
+        # numpy releases the GIL in these loops; each block has its own generator, so the
+        # result does not depend on which thread runs which block.
+        with ThreadPoolExecutor(min(_DIGITISE_THREADS, n_blocks)) as pool:
+            list(pool.map(digitise_block, range(n_blocks)))
+    return image
+
+
+# ------------------------------------------------------------------------------ the frame
+
+
+def _star_truth(
+    scene: SkyScene, sensor: SensorModel, exposure: ExposureSpec, area: _ReadArea, radius_px: int
+) -> tuple[NDArray[np.void], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Project the catalog onto the read area.
+
+    Returns the truth table (stars centred in the output image) and the read-area coordinates
+    and fluxes of every star whose stamp touches the read area.
+    """
+    wcs = field_wcs(
+        scene.ra_deg,
+        scene.dec_deg,
+        width_px=sensor.width_px,
+        height_px=sensor.height_px,
+        pixel_scale_arcsec=scene.pixel_scale_arcsec,
+        rotation_deg=scene.rotation_deg,
+    )
+    centre_x = area.x0 + (area.width - 1) / 2.0
+    centre_y = area.y0 + (area.height - 1) / 2.0
+    ra_c, dec_c = wcs.wcs_pix2world(centre_x, centre_y, 0)
+    # TAN magnifies every length, so pixel distance times scale bounds the angular distance.
+    reach_px = math.hypot(area.width, area.height) / 2.0 + radius_px + 2.0
+    catalog = synthetic_catalog(
+        float(ra_c),
+        float(dec_c),
+        min(180.0, reach_px * scene.pixel_scale_arcsec / 3600.0),
+        seed=scene.catalog_seed,
+        density_per_deg2=scene.density_per_deg2,
+        mag_bright=scene.mag_bright,
+        mag_limit=scene.mag_limit,
+    )
+    x_sensor, y_sensor = wcs.wcs_world2pix(catalog.ra_deg, catalog.dec_deg, 0)
+    x = np.asarray(x_sensor, dtype=np.float64) - area.x0
+    y = np.asarray(y_sensor, dtype=np.float64) - area.y0
+    touching = (
+        np.isfinite(x)
+        & np.isfinite(y)
+        & (x > -radius_px - 1)
+        & (x < area.width + radius_px)
+        & (y > -radius_px - 1)
+        & (y < area.height + radius_px)
+    )
+    catalog = catalog.take(touching)
+    x, y = x[touching], y[touching]
+    mag = catalog.mag(scene.band)
+    flux_e = 10.0 ** (-0.4 * (mag - scene.zero_point_mag)) * exposure.exposure_s
+
+    # Binned output pixel j spans unbinned [j * bin - 0.5, (j + 1) * bin - 0.5).
+    x_out = (x - (exposure.bin_x - 1) / 2.0) / exposure.bin_x
+    y_out = (y - (exposure.bin_y - 1) / 2.0) / exposure.bin_y
+    centred = (
+        (x_out >= -0.5) & (x_out < exposure.num_x - 0.5) & (y_out >= -0.5)
+        & (y_out < exposure.num_y - 0.5)
+    )  # fmt: skip
+    truth = np.empty(int(centred.sum()), dtype=STAR_TRUTH_DTYPE)
+    truth["id"] = catalog.id[centred]
+    truth["ra_deg"] = catalog.ra_deg[centred]
+    truth["dec_deg"] = catalog.dec_deg[centred]
+    truth["mag"] = mag[centred]
+    truth["x"] = x_out[centred]
+    truth["y"] = y_out[centred]
+    truth["flux_e"] = flux_e[centred]
+    return truth, x, y, flux_e
+
+
+def _photon_charge(
+    sensor: SensorModel, exposure: ExposureSpec, scene: SkyScene, area: _ReadArea
+) -> tuple[NDArray[np.float32], NDArray[np.void]]:
+    """Return the expected photo-electrons in the unbinned read area and the star truth."""
+    charge = np.zeros((area.height, area.width), dtype=np.float32)
+    if scene.flat_panel_e_s is not None:
+        charge += np.float32(scene.flat_panel_e_s * exposure.exposure_s)
+        truth = np.empty(0, dtype=STAR_TRUTH_DTYPE)
+    else:
+        fwhm_px = scene.seeing_arcsec / scene.pixel_scale_arcsec
+        radius = stamp_radius_px(fwhm_px, scene.moffat_beta)
+        truth, x, y, flux_e = _star_truth(scene, sensor, exposure, area, radius)
+        add_stars(charge, x, y, flux_e, fwhm_px=fwhm_px, beta=scene.moffat_beta)
+        charge += np.float32(scene.sky_e_s_px * exposure.exposure_s)
+        log.debug("rendered %d stars (%d centred in the frame)", x.size, truth.size)
+    charge *= flat_response(sensor, x0=area.x0, y0=area.y0, width=area.width, height=area.height)
+    return charge, truth
+
+
+def render_exposure(
+    sensor: SensorModel, exposure: ExposureSpec, scene: SkyScene | None
+) -> RenderResult:
+    """Render one raw exposure of the simulated camera.
+
+    Parameters
+    ----------
+    sensor : SensorModel
+        The sensor.
+    exposure : ExposureSpec
+        Exposure time, shutter, binning, subframe, readout mode, temperature and seed.
+    scene : SkyScene or None
+        What the telescope sees; None (or ``exposure.light`` False) renders a dark.
+
+    Returns
+    -------
+    RenderResult
+        The raw image with its truth: stars, cosmic-ray count and hot pixels.
+
+    Raises
+    ------
+    ValueError
+        If the subframe does not fit on the sensor.
+
+    Notes
+    -----
+    Photo-electrons (Moffat stars with ``FWHM = seeing / pixel scale`` and sky, or a flat
+    lamp) are multiplied by `flat_response`; dark current (`dark_current_e_s`, hot pixels 50-
+    500 times hotter) and cosmic rays (Poisson with mean ``rate * read area * exposure``) are
+    added; charge is binned; shot noise and read noise are added once per binned pixel
+    (exact Poisson at low, skewed signal, else a Gaussian of the same variance); charge is
+    clipped at ``full_well_e * bin_x * bin_y``, divided by the gain and put on the bias level
+    ``bias_adu + offset * adu_per_offset`` with `column_bias` and per-exposure row noise, then
+    clipped to ``[0, max_adu]`` and rounded.
+    """
+    area = _read_area(sensor, exposure)
+    t_s = exposure.exposure_s
+    n_bin = exposure.bin_x * exposure.bin_y
+    dark_e = dark_current_e_s(sensor, exposure.ccd_temperature_c) * t_s
+
+    if exposure.light and scene is not None:
+        photons, truth = _photon_charge(sensor, exposure, scene, area)
+        expected = bin_charge(photons, exposure.bin_x, exposure.bin_y)
+        del photons
+        expected += np.float32(dark_e * n_bin)
+    else:
+        truth = np.empty(0, dtype=STAR_TRUTH_DTYPE)
+        expected = np.full((exposure.num_y, exposure.num_x), dark_e * n_bin, dtype=np.float32)
+
+    positions, factors = hot_pixel_map(sensor)
+    hy, hx = positions[:, 0], positions[:, 1]
+    in_area = (
+        (hy >= area.y0) & (hy < area.y0 + area.height) & (hx >= area.x0)
+        & (hx < area.x0 + area.width)
+    )  # fmt: skip
+    hot = positions[in_area].copy()
+    # The pixel's normal dark current is already in `expected`; add the excess.
+    np.add.at(
+        expected,
+        ((hot[:, 0] - area.y0) // exposure.bin_y, (hot[:, 1] - area.x0) // exposure.bin_x),
+        (factors[in_area] - np.float32(1.0)) * np.float32(dark_e),
+    )
+
+    rng = _rng(sensor.seed, exposure.seed, _STREAM_COSMICS)
+    area_cm2 = area.width * area.height * (sensor.pixel_size_um * 1e-4) ** 2
+    cosmic_count = int(rng.poisson(sensor.cosmic_rate_cm2_s * area_cm2 * t_s))
+    # A deposit is itself a random draw; the shot noise added to it later is immaterial.
+    add_cosmic_rays(expected, rng, count=cosmic_count, bin_x=exposure.bin_x, bin_y=exposure.bin_y)
+
+    image = _digitise(expected, sensor, exposure, area)
+    log.debug(
+        "rendered %dx%d frame (bin %dx%d, %.3f s, light=%s): %d cosmic rays, %d hot pixels",
+        exposure.num_x,
+        exposure.num_y,
+        exposure.bin_x,
+        exposure.bin_y,
+        t_s,
+        exposure.light and scene is not None,
+        cosmic_count,
+        hot.shape[0],
+    )
+    return RenderResult(image=image, stars=truth, cosmic_count=cosmic_count, hot_pixels=hot)

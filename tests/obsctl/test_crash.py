@@ -1,0 +1,171 @@
+"""SIGKILL mid-sequence, restart: consistent database, every frame kept, resumed, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .daemon_helpers import LONGITUDE, free_port, overhead_target
+
+CONFIG = """
+version = 1
+[site]
+name = "Crash test"
+latitude_deg = 28.76
+longitude_deg = {longitude}
+[telescope]
+focal_length_mm = 800
+aperture_mm = 200
+[data]
+directory = "{data}"
+[server]
+port = {api_port}
+[devices.camera]
+driver = "alpaca"
+address = "127.0.0.1:{port}"
+timeout_s = 2
+[devices.filter_wheel]
+driver = "alpaca"
+address = "127.0.0.1:{port}"
+[devices.mount]
+driver = "alpaca"
+address = "127.0.0.1:{port}"
+[sequencer]
+poll_s = 0.005
+[simulator]
+start = "always"
+port = {port}
+discovery_port = {discovery}
+speed = 20.0
+[simulator.camera]
+width_px = 128
+height_px = 96
+readout_time_s = 0.2
+"""
+
+SEQUENCE = """
+name = "crash"
+[target]
+name = "Field"
+ra_deg = {ra}
+dec_deg = {dec}
+[[steps]]
+filter = "V"
+exposure_s = 1
+count = 12
+[[steps]]
+filter = "R"
+exposure_s = 1
+count = 6
+"""
+
+
+def count_rows(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM exposures").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0  # schema not created yet
+
+
+def start(tmp: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "obsctl.cli", "--config", str(tmp / "obsctl.toml"), "run", *args],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_sigkill_then_restart(tmp_path) -> None:
+    data = tmp_path / "data"
+    (tmp_path / "obsctl.toml").write_text(
+        CONFIG.format(
+            longitude=LONGITUDE,
+            data=data,
+            api_port=free_port(),
+            port=free_port(),
+            discovery=free_port(),
+        )
+    )
+    target = overhead_target()
+    (tmp_path / "seq.toml").write_text(SEQUENCE.format(ra=target.ra_deg, dec=target.dec_deg))
+    db = data / "obsctl.sqlite"
+
+    first = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"))
+    try:
+        deadline = time.monotonic() + 60
+        while count_rows(db) < 5:
+            assert first.poll() is None, first.stdout.read().decode()
+            assert time.monotonic() < deadline, "no frames stored in time"
+            time.sleep(0.02)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        first.stdout.close()
+    before = count_rows(db)
+    night_dir = next((data / "raw").iterdir())
+    # What an interrupted write leaves: a hidden temporary file.
+    (night_dir / ".2026-01-01_9999_LIGHT_x.fits.abc.tmp").write_bytes(b"partial")
+
+    second = start(tmp_path, "--until-idle")
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, out.decode()
+
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = con.execute(
+            "SELECT step_index, frame_index, file_path FROM exposures ORDER BY id"
+        ).fetchall()
+        states = [r[0] for r in con.execute("SELECT state FROM sequences")]
+    finally:
+        con.close()
+    assert before >= 5
+    assert len(rows) == 18
+    assert len({(s, f) for s, f, _ in rows}) == 18  # resumed, nothing taken twice
+    assert all((data / p).exists() for _, _, p in rows)
+    assert len(list((data / "raw").glob("*/*.fits"))) == 18
+    assert not list((data / "raw").glob("*/.*.tmp"))
+    assert states == ["done"]
+
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "obsctl.cli",
+            "--config",
+            str(tmp_path / "obsctl.toml"),
+            "log",
+            "--filter",
+            "R",
+            "--csv",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = listing.stdout.strip().splitlines()
+    assert lines[0].startswith("id,night,")
+    assert len(lines) == 1 + 6
+    table = subprocess.run(
+        [sys.executable, "-m", "obsctl.cli", "--config", str(tmp_path / "obsctl.toml"), "log"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert table.stdout.strip().endswith("18 exposure(s)")
