@@ -116,7 +116,8 @@ def time_alpyca(address: str, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        image = np.array(cam.ImageArray, dtype=np.uint16).T  # what a user has to do
+        # What a user has to do to get the same C-contiguous [y, x] array as obsctl gives.
+        image = np.ascontiguousarray(np.array(cam.ImageArray, dtype=np.uint16).T)
         times.append(time.perf_counter() - start)
         del image
     return times

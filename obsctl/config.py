@@ -28,6 +28,8 @@ __all__ = [
     "PipelineConfig",
     "SafetyConfig",
     "SequencerConfig",
+    "SerialDeviceConfig",
+    "SerialSimulatorConfig",
     "ServerConfig",
     "SimulatedCameraConfig",
     "SimulatedFilterWheelConfig",
@@ -87,7 +89,40 @@ class SimulatorDeviceConfig(_Model):
     driver: Literal["simulator"]
 
 
-DeviceConfig = Annotated[AlpacaDeviceConfig | SimulatorDeviceConfig, Field(discriminator="driver")]
+class SerialDeviceConfig(_Model):
+    """A device on a serial line (RS-232, USB-serial, or serial over TCP), reached by pyserial."""
+
+    driver: Literal["serial"]
+    protocol: Literal["lx200", "qhycfw"] = Field(
+        description="lx200: an LX200/OnStep mount; qhycfw: a QHY CFW filter wheel"
+    )
+    url: str = Field(
+        min_length=1, description="pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://..."
+    )
+    baudrate: int = Field(default=9600, gt=0, description="bits per second")
+    timeout_s: float = Field(default=2.0, gt=0, description="deadline of one command")
+    move_timeout_s: float = Field(default=60.0, gt=0, description="deadline of a filter move")
+    filter_names: tuple[str, ...] = Field(default=(), description="qhycfw: names by slot")
+    focus_offsets: tuple[int, ...] = Field(default=(), description="qhycfw: steps by slot")
+
+    @model_validator(mode="after")
+    def _filters_match(self) -> SerialDeviceConfig:
+        if self.protocol != "qhycfw" and (self.filter_names or self.focus_offsets):
+            raise ValueError("filter_names and focus_offsets apply to protocol 'qhycfw' only")
+        if self.focus_offsets and len(self.focus_offsets) != len(self.filter_names):
+            raise ValueError(
+                f"focus_offsets has {len(self.focus_offsets)} entries but filter_names has "
+                f"{len(self.filter_names)}; they must match"
+            )
+        return self
+
+
+DeviceConfig = Annotated[
+    AlpacaDeviceConfig | SimulatorDeviceConfig | SerialDeviceConfig, Field(discriminator="driver")
+]
+
+# The device role each serial protocol can serve.
+_SERIAL_PROTOCOL_ROLES = {"lx200": "mount", "qhycfw": "filter_wheel"}
 
 
 class DevicesConfig(_Model):
@@ -97,6 +132,19 @@ class DevicesConfig(_Model):
     filter_wheel: DeviceConfig | None = None
     mount: DeviceConfig | None = None
     safety_monitor: DeviceConfig | None = None
+
+    @model_validator(mode="after")
+    def _serial_protocol_suits_role(self) -> DevicesConfig:
+        for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
+            cfg = getattr(self, role)
+            if isinstance(cfg, SerialDeviceConfig):
+                suits = _SERIAL_PROTOCOL_ROLES[cfg.protocol]
+                if suits != role:
+                    raise ValueError(
+                        f"devices.{role}: serial protocol {cfg.protocol!r} drives a "
+                        f"{suits.replace('_', ' ')}, not a {role.replace('_', ' ')}"
+                    )
+        return self
 
 
 class DataConfig(_Model):
@@ -233,6 +281,18 @@ class SimulatedMountConfig(_Model):
     field_rotation_deg: float = Field(default=0.0, description="camera angle on the sky")
 
 
+class SerialSimulatorConfig(_Model):
+    """Serial simulators of the mount (LX200, OnStep flavour) and filter wheel (QHY CFW).
+
+    They drive the same models as the Alpaca simulators, on pseudo-terminals and/or TCP ports
+    for pyserial's ``socket://host:port`` (bound to the simulator's ``host``).
+    """
+
+    mount_tcp_port: int | None = Field(default=None, ge=0, le=65535, description="0: any")
+    filter_wheel_tcp_port: int | None = Field(default=None, ge=0, le=65535, description="0: any")
+    pty: bool = Field(default=True, description="also open pseudo-terminals")
+
+
 class SimulatorConfig(_Model):
     """Alpaca simulators that stand in for the hardware."""
 
@@ -249,6 +309,7 @@ class SimulatorConfig(_Model):
     filter_wheel: SimulatedFilterWheelConfig = SimulatedFilterWheelConfig()
     mount: SimulatedMountConfig = SimulatedMountConfig()
     safe: bool = True
+    serial: SerialSimulatorConfig | None = None
 
 
 class Config(_Model):
@@ -284,11 +345,13 @@ def default_config_path() -> Path:
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
         elif item in ("alpaca", "simulator") and parts:
             continue  # discriminated-union tag, not a key in the file
+        elif item == "serial" and index == 2 and loc[0] == "devices":
+            continue  # the serial device tag, unlike the [simulator.serial] table
         else:
             parts.append(("." if parts else "") + item)
     return "".join(parts) or "(top level)"

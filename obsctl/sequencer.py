@@ -406,6 +406,7 @@ class Sequencer:
                     exposure_s = scaled
                     continue  # a test exposure: not stored
             break
+        sky = step.image_type == "LIGHT"
         frame = StoredFrame(
             context=FrameContext(
                 image=image,
@@ -414,8 +415,9 @@ class Sequencer:
                 telescope=self.config.telescope,
                 frame_number=0,  # assigned by the writer, in storage order
                 start_time=start,
-                target=sequence.target.name if sequence.target else None,
-                filter_name=self._filter,
+                # Calibration frames belong to no object; darks and biases see no filter.
+                target=sequence.target.name if sky and sequence.target else None,
+                filter_name=self._filter if step.image_type in ("LIGHT", "FLAT") else None,
                 mount=mount,
             ),
             sequence_id=self.activity.sequence_id,
@@ -521,6 +523,7 @@ class Sequencer:
         )
         self._set("downloading")
         image = await camera.download()
+        self.events.publish("downloaded", shape=list(image.data.shape))
         start = image.metadata.start_time or start
         return image, start, pointing
 

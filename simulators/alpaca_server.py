@@ -1020,18 +1020,23 @@ class AlpacaServer:
         response.content_length = total
         await response.prepare(request)
         sent = 0
-        async for part in parts:
-            view = memoryview(part)
-            for i in range(0, len(view), piece):
-                chunk = view[i : min(i + piece, i + limit - sent)]
-                if not chunk:
+        try:
+            async for part in parts:
+                view = memoryview(part)
+                for i in range(0, len(view), piece):
+                    chunk = view[i : min(i + piece, i + limit - sent)]
+                    if not chunk:
+                        break
+                    await response.write(chunk)
+                    sent += len(chunk)
+                    if rate:
+                        await asyncio.sleep(len(chunk) / rate)
+                if sent >= limit:
                     break
-                await response.write(chunk)
-                sent += len(chunk)
-                if rate:
-                    await asyncio.sleep(len(chunk) / rate)
-            if sent >= limit:
-                break
+        except ConnectionError:
+            # The client gave up (its deadline, or a cancelled download): nothing to answer.
+            log.debug("client left during an image download after %d bytes", sent)
+            return response
         if truncate and request.transport is not None:
             # Close after the partial body: the client sees a short read, not an HTTP error.
             request.transport.close()

@@ -1,0 +1,181 @@
+"""Acquisition figures of the daemon on the Alpaca simulators, in real time (speed 1).
+
+1. Per-frame overhead: time from the end of one download to the start of the next exposure,
+   for a sequence of short light frames (the camera should never wait for disk or pipeline).
+2. Safety latency: time from the safety monitor turning unsafe to the park command, measured
+   while a 61 MP (9576x6388) image download is in flight, repeated several times.
+
+The simulators run in this process, as ``obsctl run`` does with the default config.
+Prints medians and ranges; nothing is asserted.
+
+Usage: ``python bench/acquisition.py [--frames N] [--trials N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from obsctl.config import Config
+from obsctl.daemon import Daemon
+from obsctl.sequence import ExposureStep, Sequence, Target
+from obsctl.simulators.faults import Fault
+from obsctl.simulators.mount_model import local_sidereal_time_deg
+
+LONGITUDE = -17.88
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(data: Path, width: int, height: int) -> Config:
+    port = free_port()
+    alpaca = {
+        "driver": "alpaca",
+        "address": f"127.0.0.1:{port}",
+        "timeout_s": 5.0,
+        "download_timeout_s": 120.0,
+    }
+    return Config.model_validate(
+        {
+            "version": 1,
+            "site": {"name": "bench", "latitude_deg": 28.76, "longitude_deg": LONGITUDE},
+            "telescope": {"focal_length_mm": 800, "aperture_mm": 200},
+            "data": {"directory": str(data)},
+            "server": {"port": free_port()},
+            "devices": {
+                r: dict(alpaca) for r in ("camera", "filter_wheel", "mount", "safety_monitor")
+            },
+            "sequencer": {"poll_s": 0.02},
+            "safety": {"poll_s": 0.1, "read_timeout_s": 1.0, "resume_delay_s": 0.0},
+            "simulator": {
+                "start": "always",
+                "port": port,
+                "discovery_port": None,
+                "speed": 1.0,
+                "camera": {"width_px": width, "height_px": height, "readout_time_s": 0.0},
+                "mount": {"slew_rate_deg_s": 30.0, "settle_s": 0.0},
+            },
+        }
+    )
+
+
+def target() -> Target:
+    lst = local_sidereal_time_deg(datetime.now(UTC), LONGITUDE)
+    return Target(name="bench field", ra_deg=(lst + 5.0) % 360.0, dec_deg=30.0)
+
+
+async def overhead(frames: int, width: int, height: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(config(Path(tmp), width, height), serve_api=False)
+        seq = Sequence(
+            name="overhead",
+            target=target(),
+            steps=(ExposureStep(filter="V", exposure_s=1.0, count=frames),),
+        )
+        run = asyncio.create_task(daemon.run(install_signal_handlers=False))
+        await daemon.started.wait()
+        assert daemon.state is not None
+        gaps: list[float] = []
+        downloaded: float | None = None
+        async with daemon.state.events.subscribe() as events:
+            daemon.enqueue(seq)
+            while len(gaps) < frames - 1:
+                event: dict[str, Any] = await events.get()
+                now = time.perf_counter()
+                if event["kind"] == "downloaded":
+                    downloaded = now
+                elif (
+                    event["kind"] == "activity"
+                    and event["state"] == "exposing"
+                    and downloaded is not None
+                ):
+                    gaps.append(now - downloaded)
+                    downloaded = None
+        daemon.request_stop()
+        await run
+    return gaps
+
+
+async def safety_latency(trials: int) -> list[float]:
+    latencies = []
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(config(Path(tmp), 9576, 6388), serve_api=False)
+        run = asyncio.create_task(daemon.run(install_signal_handlers=False))
+        await daemon.started.wait()
+        state = daemon.state
+        sims = daemon.simulators
+        assert state is not None and sims is not None
+        obs = sims.observatory
+        # Stretch each download to ~2 s so that the unsafe moment falls inside one.
+        sims.faults("camera", 0).set(Fault(kind="throttle_image", rate_mb_s=60.0))
+        for _ in range(trials):
+            sid = daemon.enqueue(
+                Sequence(
+                    name="safety",
+                    target=target(),
+                    steps=(ExposureStep(filter="V", exposure_s=1.0, count=3),),
+                )
+            )
+            while state.activity.state != "downloading":
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.3)  # well inside the download
+            park_before = state.supervisor.last_park_sent
+            unsafe_at = time.monotonic()
+            obs.safety_monitor.set_safe(False)
+            while state.supervisor.last_park_sent in (None, park_before):
+                await asyncio.sleep(0.001)
+            assert state.supervisor.last_park_sent is not None
+            latencies.append(state.supervisor.last_park_sent - unsafe_at)
+            daemon.stop_sequence(sid)
+            obs.safety_monitor.set_safe(True)
+            while not state.supervisor.is_safe or state.activity.state != "idle":
+                await asyncio.sleep(0.01)
+        daemon.request_stop()
+        await run
+    return latencies
+
+
+def report(name: str, values: list[float]) -> None:
+    ms = [1e3 * v for v in values]
+    print(
+        f"{name}: median {statistics.median(ms):.1f} ms, min {min(ms):.1f}, "
+        f"max {max(ms):.1f} (n={len(ms)})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=5)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    report(
+        "overhead download end -> next exposure start, 3008x2008",
+        asyncio.run(overhead(args.frames, 3008, 2008)),
+    )
+    report(
+        "overhead download end -> next exposure start, 9576x6388",
+        asyncio.run(overhead(max(4, args.frames // 3), 9576, 6388)),
+    )
+    report(
+        "unsafe -> park command during a 61 MP download", asyncio.run(safety_latency(args.trials))
+    )
+
+
+if __name__ == "__main__":
+    main()
