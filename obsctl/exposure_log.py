@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -91,6 +91,73 @@ _MIGRATIONS: tuple[str, ...] = (
         created_utc TEXT NOT NULL,
         updated_utc TEXT NOT NULL
     );
+    """,
+    # 2: the per-frame pipeline: processing queue, frame metrics, source measurements, masters.
+    """
+    CREATE TABLE processing (
+        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
+        state TEXT NOT NULL,
+        stage TEXT,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        calibrated_path TEXT,
+        catalog_path TEXT,
+        updated_utc TEXT NOT NULL
+    );
+    CREATE INDEX processing_state ON processing (state);
+    CREATE TABLE frame_metrics (
+        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
+        fwhm_px REAL,
+        fwhm_arcsec REAL,
+        hfr_px REAL,
+        hfr_arcsec REAL,
+        ellipticity REAL,
+        star_count INTEGER,
+        background REAL,
+        background_rms REAL,
+        zero_point REAL,
+        zero_point_err REAL,
+        limiting_mag REAL,
+        wcs_rms_arcsec REAL,
+        flags TEXT
+    );
+    CREATE TABLE measurements (
+        id INTEGER PRIMARY KEY,
+        exposure_id INTEGER NOT NULL REFERENCES exposures (id),
+        x REAL NOT NULL,
+        y REAL NOT NULL,
+        ra_deg REAL,
+        dec_deg REAL,
+        flux REAL,
+        flux_err REAL,
+        flux_auto REAL,
+        flux_auto_err REAL,
+        mag REAL,
+        mag_err REAL,
+        fwhm_px REAL,
+        flags INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX measurements_frame ON measurements (exposure_id);
+    CREATE INDEX measurements_sky ON measurements (dec_deg, ra_deg);
+    CREATE TABLE masters (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        file_path TEXT NOT NULL UNIQUE,
+        night TEXT,
+        camera TEXT,
+        bin_x INTEGER,
+        bin_y INTEGER,
+        readout_mode TEXT,
+        gain INTEGER,
+        offset INTEGER,
+        ccd_temp_c REAL,
+        exposure_s REAL,
+        filter TEXT,
+        n_frames INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        created_utc TEXT NOT NULL
+    );
+    CREATE INDEX masters_kind ON masters (kind, camera, bin_x, filter);
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -223,6 +290,21 @@ class ExposureLog:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read-only statement and return its rows as dicts (for modules with tables)."""
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one writing statement in its own transaction; return the last row id."""
+        with self._transaction() as db:
+            return int(db.execute(sql, args).lastrowid or 0)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many rows in a single transaction."""
+        with self._transaction() as db:
+            db.executemany(sql, rows)
 
     def add_exposure(self, record: ExposureRecord) -> int:
         """Insert one exposure and return its id."""

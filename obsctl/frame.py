@@ -1,0 +1,62 @@
+"""The `Frame`: one image and everything the pipeline learns about it.
+
+Stages never mutate a frame; they return an updated copy (`dataclasses.replace`). Pixel data
+is native-endian, C-contiguous float32 from the calibration stage on, which is what SEP needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from numpy.typing import NDArray
+
+__all__ = ["Frame"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An image moving through the pipeline.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Pixels, shape ``(ny, nx)``; raw ADU before calibration, float32 electrons-or-ADU after
+        (see ``header["BUNIT"]``).
+    header : astropy.io.fits.Header
+        The FITS header, updated by stages (calibration masters used, WCS, zero point).
+    exposure_id : int or None
+        The frame's row in the exposure log, None for files from elsewhere.
+    path : str or None
+        The raw file the frame came from.
+    mask : numpy.ndarray or None
+        Boolean bad-pixel mask (True = bad), same shape as ``data``.
+    sources : numpy.ndarray or None
+        The source catalog (a structured array), once detected.
+    metrics : dict
+        Frame-level measurements (FWHM, background, zero point...).
+    flags : tuple of str
+        Warnings a stage raised without failing (for example ``"no master flat"``).
+    provenance : tuple of str
+        One entry per stage applied, in order.
+    """
+
+    data: NDArray[Any]
+    header: fits.Header
+    exposure_id: int | None = None
+    path: str | None = None
+    mask: NDArray[np.bool_] | None = None
+    sources: NDArray[Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    provenance: tuple[str, ...] = ()
+
+    def with_stage(self, stage: str, **changes: Any) -> Frame:
+        """Return a copy with ``changes`` applied and ``stage`` appended to the provenance."""
+        return replace(self, provenance=(*self.provenance, stage), **changes)
+
+    def flagged(self, flag: str) -> Frame:
+        """Return a copy with one more warning flag."""
+        return replace(self, flags=(*self.flags, flag))

@@ -1,0 +1,1 @@
+"""Pure numeric functions over numpy arrays and tables: no I/O, no logging, no asyncio."""
