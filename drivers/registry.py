@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from obsctl.config import AlpacaDeviceConfig, Config, SimulatorDeviceConfig
+from obsctl.config import AlpacaDeviceConfig, Config, SerialDeviceConfig, SimulatorDeviceConfig
 from obsctl.devices import DeviceSet
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
@@ -90,9 +90,29 @@ def _simulator(role: str, cfg: SimulatorDeviceConfig, ctx: _BuildContext) -> Any
     return factories[role]()
 
 
+def _serial(role: str, cfg: SerialDeviceConfig, ctx: _BuildContext) -> Any:
+    from obsctl.drivers.serial import PySerialTransport, SerialFilterWheel, SerialLX200Mount
+
+    # The port opens on connect(); the device's disconnect() closes it.
+    transport = PySerialTransport(
+        cfg.url, baudrate=cfg.baudrate, timeout_s=cfg.timeout_s, device=role
+    )
+    if cfg.protocol == "lx200":
+        return SerialLX200Mount(role, transport, timeout_s=cfg.timeout_s, site=ctx.config.site)
+    return SerialFilterWheel(
+        role,
+        transport,
+        names=cfg.filter_names,
+        focus_offsets=cfg.focus_offsets,
+        timeout_s=cfg.timeout_s,
+        move_timeout_s=cfg.move_timeout_s,
+    )
+
+
 FACTORIES: dict[str, Callable[[str, Any, _BuildContext], Any]] = {
     "alpaca": _alpaca,
     "simulator": _simulator,
+    "serial": _serial,
 }
 
 

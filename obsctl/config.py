@@ -167,11 +167,28 @@ class ServerConfig(_Model):
         return self
 
 
+StageName = Literal["calibrate", "photometry", "astrometry", "zeropoint"]
+FailureAction = Literal["abort", "skip", "mark"]
+_DEFAULT_ON_FAILURE: dict[StageName, FailureAction] = {
+    "calibrate": "mark",  # no masters: measure the raw frame, flagged
+    "photometry": "abort",  # nothing after it makes sense without sources
+    "astrometry": "mark",  # keep the approximate WCS
+    "zeropoint": "mark",
+}
+
+
 class PipelineConfig(_Model):
-    """Per-frame processing."""
+    """Per-frame processing: which stages run, in order, and what a stage failure does."""
 
     enabled: bool = True
     workers: int = Field(default=2, ge=1, le=64)
+    stages: tuple[StageName, ...] = ("calibrate", "photometry", "astrometry", "zeropoint")
+    on_failure: dict[StageName, FailureAction] = Field(
+        default_factory=lambda: dict(_DEFAULT_ON_FAILURE),
+        description="abort: stop the frame; skip: go on; mark: go on and flag the frame",
+    )
+    read_noise_e: float = Field(default=3.5, ge=0, description="for photometric errors")
+    saturation_adu: float = Field(default=60000.0, gt=0)
 
 
 class SequencerConfig(_Model):

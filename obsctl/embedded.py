@@ -12,6 +12,7 @@ from typing import Any
 from obsctl.clock import Clock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
+from obsctl.errors import ConfigError
 
 __all__ = ["Session", "port_in_use", "session"]
 
@@ -60,9 +61,15 @@ async def session(config: Config, *, clock: Clock | None = None) -> AsyncIterato
             else:
                 from obsctl.simulators.observatory import running_simulators
 
-                sims = await stack.enter_async_context(
-                    running_simulators(sim, config.site, config.telescope, clock=clock)
-                )
+                try:
+                    sims = await stack.enter_async_context(
+                        running_simulators(sim, config.site, config.telescope, clock=clock)
+                    )
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot start the simulators on {sim.host}:{sim.port}: {exc.strerror}"
+                        " (another program holds the port? set [simulator] port or start)"
+                    ) from exc
                 observatory = sims.observatory
                 log.info("embedded simulators at %s", sims.url)
         devices = await stack.enter_async_context(open_devices(config, observatory=observatory))

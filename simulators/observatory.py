@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from obsctl.clock import Clock, ScaledClock
 from obsctl.config import Config, SimulatorConfig, SiteConfig, TelescopeConfig
@@ -22,6 +23,9 @@ from obsctl.simulators.faults import FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.safety_model import SafetyMonitorModel
+
+if TYPE_CHECKING:
+    from obsctl.simulators.serial_server import RunningSerialSimulators
 
 __all__ = ["RunningSimulators", "SimulatedObservatory", "running_simulators", "serve_forever"]
 
@@ -115,10 +119,13 @@ class RunningSimulators:
         The HTTP server.
     discovery : DiscoveryResponder or None
         The UDP discovery responder, when configured.
+    serial : RunningSerialSimulators or None
+        The serial (pty and TCP) mount and filter-wheel simulators, when configured.
     """
 
     server: AlpacaServer
     discovery: DiscoveryResponder | None
+    serial: RunningSerialSimulators | None = None
 
     @property
     def host(self) -> str:
@@ -192,7 +199,15 @@ async def running_simulators(
         if udp_port is not None:
             discovery = DiscoveryResponder(server.port, host=sim.host, port=udp_port)
             await discovery.start()
-        yield RunningSimulators(server=server, discovery=discovery)
+        async with contextlib.AsyncExitStack() as stack:
+            serial = None
+            if sim.serial is not None:
+                from obsctl.simulators.serial_server import running_serial_simulators
+
+                serial = await stack.enter_async_context(
+                    running_serial_simulators(observatory, sim.serial, host=sim.host)
+                )
+            yield RunningSimulators(server=server, discovery=discovery, serial=serial)
     finally:
         if discovery is not None:
             await discovery.stop()
@@ -210,6 +225,13 @@ async def serve_forever(config: Config) -> None:
     sim = config.simulator if config.simulator is not None else SimulatorConfig()
     async with running_simulators(sim, config.site, config.telescope) as running:
         log.info("simulated observatory at %s", running.url)
+        if running.serial is not None:
+            for name, device in (
+                ("mount", running.serial.mount),
+                ("filter wheel", running.serial.filter_wheel),
+            ):
+                if device is not None:
+                    log.info("serial %s at %s and %s", name, device.path, device.tcp_url)
         if running.discovery_port is not None:
             log.info("alpaca discovery on udp port %d", running.discovery_port)
         await asyncio.Event().wait()

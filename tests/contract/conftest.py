@@ -15,12 +15,35 @@ from obsctl.drivers.alpaca import (
     AlpacaSafetyMonitor,
 )
 
-IMPLEMENTATIONS = ["simulator", "alpaca"]
+IMPLEMENTATIONS = ["simulator", "alpaca", "serial"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-async def devices(request, sims) -> AsyncIterator[DeviceSet]:
+async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
     """The observatory's devices through one implementation, all connected."""
+    if request.param == "serial":
+        # Mount and filter wheel over pyserial to the pty simulators; the camera and safety
+        # monitor have no serial implementation and stay in-process.
+        from obsctl.simulators.devices import SimulatedCamera, SimulatedSafetyMonitor
+
+        from .serial_impl import serial_devices
+
+        obs = sims.observatory
+        async with serial_devices(obs.mount, obs.filter_wheel, clock) as (mount, wheel):
+            others = [
+                SimulatedCamera(obs.camera, name="camera"),
+                SimulatedSafetyMonitor(obs.safety_monitor, name="safety_monitor"),
+            ]
+            for device in others:
+                await device.connect()
+            try:
+                yield DeviceSet(
+                    camera=others[0], filter_wheel=wheel, mount=mount, safety_monitor=others[1]
+                )
+            finally:
+                for device in others:
+                    await device.disconnect()
+        return
     if request.param == "alpaca":
         client = AlpacaClient(f"127.0.0.1:{sims.port}")
         timeouts = {"timeout_s": 2.0, "connect_timeout_s": 2.0}
