@@ -8,6 +8,7 @@ from obsctl.drivers.alpaca import (
     AlpacaMount,
     AlpacaSafetyMonitor,
 )
+from obsctl.drivers.serial import SerialFilterWheel, SerialLX200Mount
 from obsctl.simulators.devices import (
     SimulatedCamera,
     SimulatedFilterWheel,
@@ -39,3 +40,7 @@ def test_runtime_protocols() -> None:
     camera, wheel, mount, monitor = alpaca_devices(client)
     assert isinstance(camera, Camera) and isinstance(wheel, FilterWheel)
     assert isinstance(mount, Mount) and isinstance(monitor, SafetyMonitor)
+
+
+def serial_devices(mount: SerialLX200Mount, wheel: SerialFilterWheel) -> tuple[Mount, FilterWheel]:
+    return mount, wheel
