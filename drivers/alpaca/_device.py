@@ -8,7 +8,12 @@ import time
 from typing import Any
 
 from obsctl.drivers.alpaca._http import AlpacaClient
-from obsctl.errors import DeviceError, DeviceNotImplementedError, DeviceTimeoutError
+from obsctl.errors import (
+    DeviceError,
+    DeviceNotImplementedError,
+    DeviceTimeoutError,
+    InvalidDeviceValueError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +99,16 @@ class AlpacaDevice:
         DeviceConnectionError
             When the server cannot be reached.
         """
+        # Platform 6 servers lack Connect/Connecting; they answer 404 or 400 for them.
         try:
             await self._put("connect")
-        except DeviceNotImplementedError:
+        except (DeviceNotImplementedError, InvalidDeviceValueError):
             await self._put("connected", Connected="True")
         deadline = time.monotonic() + self.connect_timeout_s
         while True:
             try:
                 connecting = bool(await self._get("connecting"))
-            except DeviceNotImplementedError:
+            except (DeviceNotImplementedError, InvalidDeviceValueError):
                 connecting = False
             if not connecting and await self.is_connected():
                 log.info("%s connected", self._name)
@@ -118,7 +124,7 @@ class AlpacaDevice:
         try:
             try:
                 await self._put("disconnect")
-            except DeviceNotImplementedError:
+            except (DeviceNotImplementedError, InvalidDeviceValueError):
                 await self._put("connected", Connected="False")
         except DeviceError as exc:
             log.warning("%s: disconnect failed: %s", self._name, exc)

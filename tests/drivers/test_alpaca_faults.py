@@ -161,3 +161,16 @@ async def test_unreachable_server_is_a_connection_error() -> None:
         await raises_within(DeviceConnectionError, mon.is_safe(), TIMEOUT_S)
     finally:
         await client.close()
+
+
+async def test_connect_failure_is_not_mistaken_for_an_old_server(sims, client) -> None:
+    # Only 400/404 mean "no Connect method here"; a 500 is a failure to report.
+    sims.faults("safetymonitor", 0).set(
+        Fault(kind="http500", members=frozenset({"connect", "connecting"}))
+    )
+    mon = AlpacaSafetyMonitor("safety_monitor", client, 0, timeout_s=TIMEOUT_S)
+    with pytest.raises(DeviceConnectionError):
+        await mon.connect()  # a 500 is a server failure, not a missing method
+    sims.faults("safetymonitor", 0).clear()
+    await mon.connect()
+    assert await mon.is_connected()
