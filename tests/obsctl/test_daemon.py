@@ -254,17 +254,35 @@ async def test_flats_reach_the_target_level(tmp_path) -> None:
     data = tmp_path / "data"
     async with running_daemon(daemon_config(data)) as daemon:
         daemon.simulators.observatory.camera.flat_panel_on = True
-        flats = Sequence(name="flats", steps=(
-            ExposureStep(image_type="FLAT", filter="V", exposure_s=0.05, count=2,
-                         flat_target_adu=30000, flat_tolerance=0.1),
-            ExposureStep(image_type="FLAT", filter="B", exposure_s=20.0, count=1,
-                         flat_target_adu=20000, flat_tolerance=0.1),
-        ))
+        flats = Sequence(
+            name="flats",
+            steps=(
+                ExposureStep(
+                    image_type="FLAT",
+                    filter="V",
+                    exposure_s=0.05,
+                    count=2,
+                    flat_target_adu=30000,
+                    flat_tolerance=0.1,
+                ),
+                ExposureStep(
+                    image_type="FLAT",
+                    filter="B",
+                    exposure_s=20.0,
+                    count=1,
+                    flat_target_adu=20000,
+                    flat_tolerance=0.1,
+                ),
+            ),
+        )
         sid = daemon.enqueue(flats)
         await wait_for(lambda: daemon.state.log_db.sequence(sid)["state"] == "done")
     rows = logged(data)
     assert [(r["image_type"], r["filter"]) for r in rows] == [
-        ("FLAT", "V"), ("FLAT", "V"), ("FLAT", "B")]
+        ("FLAT", "V"),
+        ("FLAT", "V"),
+        ("FLAT", "B"),
+    ]
     for row, target in zip(rows, (30000, 30000, 20000), strict=True):
         level = float(np.median(fits.getdata(data / row["file_path"])))
         assert abs(level / target - 1) < 0.1, (level, target)
@@ -276,14 +294,19 @@ async def test_flats_reach_the_target_level(tmp_path) -> None:
 async def test_dither_moves_between_frames(tmp_path) -> None:
     data = tmp_path / "data"
     base = standard_sequence(lights=3)
-    sequence = Sequence(name="dither", target=base.target, steps=base.steps[:1],
-                        dither_arcsec=60.0)
-    await Daemon(daemon_config(data)).run([sequence], until_idle=True,
-                                          install_signal_handlers=False)
+    sequence = Sequence(name="dither", target=base.target, steps=base.steps[:1], dither_arcsec=60.0)
+    await Daemon(daemon_config(data)).run(
+        [sequence], until_idle=True, install_signal_handlers=False
+    )
     rows = logged(data)
     t = sequence.target
-    offsets = [3600 * np.hypot((r["ra_deg"] - t.ra_deg) * np.cos(np.radians(t.dec_deg)),
-                               r["dec_deg"] - t.dec_deg) for r in rows]
+    offsets = [
+        3600
+        * np.hypot(
+            (r["ra_deg"] - t.ra_deg) * np.cos(np.radians(t.dec_deg)), r["dec_deg"] - t.dec_deg
+        )
+        for r in rows
+    ]
     assert len(rows) == 3
     assert all(o <= 60.5 for o in offsets)
     assert len({round(o, 3) for o in offsets[1:]}) == 2  # each later frame moved
