@@ -78,9 +78,19 @@ def count_rows(db: Path) -> int:
         return 0  # schema not created yet
 
 
-def start(tmp: Path, *args: str) -> subprocess.Popen[bytes]:
+def start(tmp: Path, *args: str, verbose: bool = False) -> subprocess.Popen[bytes]:
+    logging = ["-v"] if verbose else []
     return subprocess.Popen(
-        [sys.executable, "-m", "obsctl.cli", "--config", str(tmp / "obsctl.toml"), "run", *args],
+        [
+            sys.executable,
+            "-m",
+            "obsctl.cli",
+            "--config",
+            str(tmp / "obsctl.toml"),
+            *logging,
+            "run",
+            *args,
+        ],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -169,3 +179,41 @@ def test_sigkill_then_restart(tmp_path) -> None:
         check=True,
     )
     assert table.stdout.strip().endswith("18 exposure(s)")
+
+
+def test_sigterm_shuts_down_cleanly_and_resumes(tmp_path) -> None:
+    data = tmp_path / "data"
+    (tmp_path / "obsctl.toml").write_text(
+        CONFIG.format(
+            longitude=LONGITUDE,
+            data=data,
+            api_port=free_port(),
+            port=free_port(),
+            discovery=free_port(),
+        )
+    )
+    target = overhead_target()
+    (tmp_path / "seq.toml").write_text(SEQUENCE.format(ra=target.ra_deg, dec=target.dec_deg))
+    db = data / "obsctl.sqlite"
+    daemon = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"), verbose=True)
+    deadline = time.monotonic() + 60
+    while count_rows(db) < 3:
+        assert daemon.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    daemon.send_signal(signal.SIGTERM)
+    out, _ = daemon.communicate(timeout=60)
+    text = out.decode()
+    assert daemon.returncode == 0, text
+    assert "shutdown requested" in text and "mount parked" in text
+    con = sqlite3.connect(db)
+    try:
+        state = con.execute("SELECT state FROM sequences").fetchone()[0]
+        stored = con.execute("SELECT COUNT(*) FROM exposures").fetchone()[0]
+    finally:
+        con.close()
+    assert state == "running"  # interrupted, to be resumed
+    assert stored == len(list((data / "raw").glob("*/*.fits")))  # every download was stored
+    again = start(tmp_path, "--until-idle")
+    again.communicate(timeout=120)
+    assert again.returncode == 0
+    assert count_rows(db) == 18
