@@ -21,6 +21,7 @@ from obsctl.errors import ConfigError
 
 __all__ = [
     "AlpacaDeviceConfig",
+    "CalibrationConfig",
     "Config",
     "DataConfig",
     "DeviceConfig",
@@ -191,6 +192,18 @@ class PipelineConfig(_Model):
     saturation_adu: float = Field(default=60000.0, gt=0)
 
 
+class CalibrationConfig(_Model):
+    """Calibration masters: how they are built and which ones a frame may use."""
+
+    max_age_days: float = Field(default=30, ge=0, description="[d] master's night to frame's")
+    temperature_tolerance_c: float = Field(default=2.0, ge=0, description="[C] sensor temperature")
+    method: Literal["median", "sigma"] = Field(
+        default="sigma", description="median, or sigma-clipped mean around the median"
+    )
+    sigma: float = Field(default=3.0, gt=0, description="clipping threshold in std deviations")
+    tile_rows: int = Field(default=256, ge=1, description="rows of every frame in memory at once")
+
+
 class SequencerConfig(_Model):
     """How sequences run and how device faults are handled."""
 
@@ -339,6 +352,7 @@ class Config(_Model):
     data: DataConfig = DataConfig()
     server: ServerConfig = ServerConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     sequencer: SequencerConfig = SequencerConfig()
     safety: SafetyConfig = SafetyConfig()
     simulator: SimulatorConfig | None = None
