@@ -288,6 +288,117 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+async def _calib(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.calibration import build_masters
+    from obsctl.daemon import DB_NAME
+    from obsctl.exposure_log import ExposureLog
+
+    data_dir = Path(config.data.directory)
+    path = data_dir / DB_NAME
+    if not path.exists():
+        raise ObsctlError(f"no exposure log at {path}")
+    cal = config.calibration
+    db = ExposureLog(path)
+    try:
+        masters = await asyncio.to_thread(
+            build_masters,
+            db,
+            data_dir,
+            night=args.night,
+            method=args.method or cal.method,
+            sigma=cal.sigma,
+            tile_rows=cal.tile_rows,
+            temperature_tolerance_c=cal.temperature_tolerance_c,
+            max_age_days=cal.max_age_days,
+        )
+    finally:
+        db.close()
+    for m in masters:
+        _out(f"{m.kind:5s} {m.n_frames:3d} frames  {m.method:6s}  {m.file_path}")
+    _out(f"{len(masters)} master(s) built")
+    return 0
+
+
+async def _catalog(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.config import SimulatedSkyConfig
+    from obsctl.refcat import RefCatalog
+
+    path = Path(config.data.directory) / "catalog.sqlite"
+    with RefCatalog(path) as catalog:
+        if args.catalog_command == "import":
+            columns: dict[str, str] = {}
+            for item in args.column:
+                target, sep, source = item.partition("=")
+                if not sep or not target or not source:
+                    raise ConfigError(f"--column {item!r}: expected TABLE_COLUMN=FILE_COLUMN")
+                columns[target.strip()] = source.strip()
+            n = catalog.import_table(args.file, catalog=args.name, columns=columns)
+            what = str(args.file)
+        else:
+            sky = config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()
+            n = catalog.import_synthetic(
+                args.ra,
+                args.dec,
+                args.radius,
+                seed=sky.seed if args.seed is None else args.seed,
+                density_per_deg2=sky.star_density_per_deg2,
+                mag_bright=sky.mag_bright,
+                mag_limit=sky.mag_limit,
+            )
+            what = f"the synthetic sky within {args.radius:g} deg of ({args.ra:g}, {args.dec:+g})"
+        total = len(catalog)
+    _out(f"imported {n} stars from {what} into {path}; it now holds {total} stars")
+    return 0
+
+
+async def _reduce(config: Config, args: argparse.Namespace) -> int:
+    import functools
+
+    from obsctl.pipeline.runner import FrameResult, process_file, worker_pool
+    from obsctl.pipeline.stages import build_stages
+
+    data_dir = str(config.data.directory)
+    factory = functools.partial(build_stages, config, data_dir)
+    workers = max(1, min(args.workers or config.pipeline.workers, len(args.files)))
+    loop = asyncio.get_running_loop()
+    results: list[FrameResult] = []
+    with worker_pool(workers, factory, data_dir) as pool:
+        pending = [loop.run_in_executor(pool, process_file, str(path)) for path in args.files]
+        for done, future in enumerate(asyncio.as_completed(pending), start=1):
+            result = await future
+            results.append(result)
+            _progress(done, len(pending), result)
+    failed = [r for r in results if r.failed_stage is not None]
+    _out(
+        f"{len(results) - len(failed)} of {len(results)} frame(s) reduced"
+        + (f"; {len(failed)} failed" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _progress(done: int, total: int, result: Any) -> None:
+    width = 24
+    bar = "#" * (width * done // total) + "." * (width - width * done // total)
+    name = Path(result.path).name
+    if result.failed_stage is not None:
+        what = f"FAILED in {result.failed_stage}: {result.reason}"
+    else:
+        m = result.metrics
+        parts = [f"{0 if result.sources is None else len(result.sources)} sources"]
+        for key, label, fmt in (
+            ("fwhm_arcsec", "FWHM", '{:.2f}"'),
+            ("zero_point", "ZP", "{:.3f}"),
+            ("wcs_rms_arcsec", "WCS rms", '{:.2f}"'),
+        ):
+            if isinstance(m.get(key), float):
+                parts.append(f"{label} {fmt.format(m[key])}")
+        if result.flags:
+            parts.append(f"flags: {'; '.join(result.flags)}")
+        what = ", ".join(parts)
+    sys.stderr.write(f"[{bar}] {done}/{total} {name}: {what}\n")
+    sys.stderr.flush()
+
+
 async def _simulate(config: Config) -> int:
     from obsctl.simulators.observatory import serve_forever
 
@@ -334,6 +445,37 @@ def _parser() -> argparse.ArgumentParser:
     expose.add_argument(
         "--type", default="light", choices=["light", "dark", "bias", "flat"], help="image type"
     )
+    reduce = sub.add_parser("reduce", help="run the per-frame pipeline on FITS files")
+    reduce.add_argument("files", nargs="+", type=Path, help="FITS files (from any tool)")
+    reduce.add_argument("--workers", type=int, default=None, help="default: from the config")
+    calib = sub.add_parser("calib", help="calibration masters")
+    calib_sub = calib.add_subparsers(dest="calib_command", required=True)
+    calib_build = calib_sub.add_parser("build", help="combine logged bias/dark/flat frames")
+    calib_build.add_argument("--night", help="night as YYYY-MM-DD (default: every night)")
+    calib_build.add_argument(
+        "--method", choices=["median", "sigma"], default=None, help="default: from the config"
+    )
+    catalog = sub.add_parser("catalog", help="fill the local reference-star catalog")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    cat_import = catalog_sub.add_parser(
+        "import", help="load a CSV/ECSV/FITS/VOTable extract (Gaia, APASS, ...)"
+    )
+    cat_import.add_argument("file", type=Path, help="the table file")
+    cat_import.add_argument("--name", default=None, help="catalog name (default: file name)")
+    cat_import.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="TABLE=FILE",
+        help="map a table column to a file column, e.g. mag_v=Vmag (repeatable)",
+    )
+    cat_synth = catalog_sub.add_parser(
+        "import-synthetic", help="load the simulated sky's stars around a position"
+    )
+    cat_synth.add_argument("--ra", type=float, required=True, help="centre RA in degrees")
+    cat_synth.add_argument("--dec", type=float, required=True, help="centre Dec in degrees")
+    cat_synth.add_argument("--radius", type=float, required=True, help="radius in degrees")
+    cat_synth.add_argument("--seed", type=int, default=None, help="sky seed (default: config)")
     return parser
 
 
@@ -349,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": lambda config: _status(config, args),
         "log": lambda config: _log(config, args),
         "expose": lambda config: _expose(config, args),
+        "catalog": lambda config: _catalog(config, args),
+        "calib": lambda config: _calib(config, args),
+        "reduce": lambda config: _reduce(config, args),
     }
     try:
         config = load_config(args.config)

@@ -188,7 +188,17 @@ class PipelineConfig(_Model):
         default_factory=lambda: dict(_DEFAULT_ON_FAILURE),
         description="abort: stop the frame; skip: go on; mark: go on and flag the frame",
     )
+    reference_catalog: Literal["file", "synthetic"] = Field(
+        default="file",
+        description="file: <data>/catalog.sqlite (obsctl catalog import); "
+        "synthetic: the simulators' sky, generated on demand",
+    )
     read_noise_e: float = Field(default=3.5, ge=0, description="for photometric errors")
+    gain_e_per_adu: float | None = Field(
+        default=None,
+        gt=0,
+        description="overrides the header's EGAIN (for files from tools that omit it)",
+    )
     saturation_adu: float = Field(default=60000.0, gt=0)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,8 @@ from obsctl.devices import DeviceSet
 from obsctl.errors import DeviceError, ObsctlError
 from obsctl.events import EventBus
 from obsctl.exposure_log import ExposureLog, ExposureRecord
+from obsctl.pipeline.runner import PipelineRunner
+from obsctl.pipeline.stages import build_stages
 from obsctl.raw_store import RawStore
 from obsctl.safety import SafetySupervisor
 from obsctl.sequence import Sequence
@@ -37,7 +41,7 @@ __all__ = ["Daemon", "DaemonState", "recover_orphans"]
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "obsctl.sqlite"
+DB_NAME = "obsctl.sqlite"  # the same name `obsctl.pipeline.stages` opens in workers
 
 
 def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
@@ -133,6 +137,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[str] | None = None
+        #: The pipeline runner, when the config enables the pipeline.
+        self.pipeline: PipelineRunner | None = None
         self.started = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -189,6 +195,7 @@ class Daemon:
             queued = self.state.log_db.sequences(states=("running", "pending"))
             if not queued:
                 if until_idle:
+                    await self._pipeline_drained()
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -256,7 +263,8 @@ class Daemon:
         activity = Activity()
         events = EventBus()
         supervisor = SafetySupervisor(devices, self.config.safety, activity, self.clock, events)
-        writer = FrameWriter(store, log_db, events)
+        runner = self._pipeline(log_db, events)
+        writer = FrameWriter(store, log_db, events, on_stored=self._on_stored(runner, log_db))
         writer.start()
         self.state = DaemonState(
             self.config, devices, log_db, activity, events, supervisor, writer, self
@@ -269,6 +277,8 @@ class Daemon:
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(supervisor.run(), name="safety-supervisor")
         ]
+        if runner is not None:
+            tasks.append(asyncio.create_task(runner.run(), name="pipeline"))
         api_runner = None
         if self.serve_api:
             from obsctl.api import start_api
@@ -295,6 +305,40 @@ class Daemon:
             if api_runner is not None:
                 await api_runner.cleanup()
             await self._park_and_disconnect(devices)
+
+    async def _pipeline_drained(self) -> None:
+        """Wait until every stored frame has been processed (for ``--until-idle``)."""
+        assert self.state is not None
+        await self.state.writer.drain()
+        if self.pipeline is None:
+            return
+        while True:
+            counts = await asyncio.to_thread(self.pipeline.queue.counts)
+            if not counts.get("queued") and not counts.get("running"):
+                return
+            await asyncio.sleep(0.1)
+
+    def _pipeline(self, log_db: ExposureLog, events: EventBus) -> PipelineRunner | None:
+        if not self.config.pipeline.enabled:
+            return None
+        factory = functools.partial(build_stages, self.config, str(self.data_dir))
+        self.pipeline = PipelineRunner(
+            log_db, self.data_dir, factory, workers=self.config.pipeline.workers, events=events
+        )
+        return self.pipeline
+
+    @staticmethod
+    def _on_stored(
+        runner: PipelineRunner | None, log_db: ExposureLog
+    ) -> Callable[[int, str], Awaitable[None]]:
+        async def stored(exposure_id: int, file_path: str) -> None:
+            if runner is None:
+                return
+            rows = log_db.query("SELECT image_type FROM exposures WHERE id = ?", (exposure_id,))
+            if rows and rows[0]["image_type"] == "LIGHT":
+                runner.notify(exposure_id)  # calibration frames wait for `obsctl calib build`
+
+        return stored
 
     async def _shutdown_exposure(self, activity: Activity, devices: DeviceSet) -> None:
         if activity.state not in ("exposing", "downloading"):

@@ -50,6 +50,8 @@ def daemon_config(data_dir: Path, *, token: str | None = None, **sections: Any) 
             role: dict(alpaca) for role in ("camera", "filter_wheel", "mount", "safety_monitor")
         },
         "sequencer": {"poll_s": 0.005, "backoff_s": 1.0, "readout_margin_s": 60.0},
+        # Pipeline tests turn it on; elsewhere its worker processes only cost start-up time.
+        "pipeline": {"enabled": False, "workers": 1, "reference_catalog": "synthetic"},
         "safety": {"poll_s": 0.02, "read_timeout_s": 0.5, "resume_delay_s": 10.0},
         "simulator": {
             "start": "always",

@@ -37,6 +37,8 @@ driver = "alpaca"
 address = "127.0.0.1:{port}"
 [sequencer]
 poll_s = 0.005
+[pipeline]
+enabled = false
 [simulator]
 start = "always"
 port = {port}

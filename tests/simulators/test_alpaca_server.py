@@ -340,7 +340,8 @@ async def test_filterwheel_and_safety_over_http() -> None:
 
 
 async def test_flat_panel_and_truth_control() -> None:
-    async with served() as (running, session):
+    # 512 px: enough sky that the truth list is never empty, whatever the sidereal time.
+    async with served(width_px=512, height_px=512) as (running, session):
         async with session.put("/sim/v1/camera/0/flatpanel", json={"on": True}) as r:
             assert r.status == 200
         assert running.observatory.camera.flat_panel_on is True
