@@ -99,7 +99,8 @@ def start(tmp: Path, *args: str, verbose: bool = False) -> subprocess.Popen[byte
     )
 
 
-def test_sigkill_then_restart(tmp_path) -> None:
+def prepare(tmp_path: Path) -> tuple[Path, Path]:
+    """Write the config and the sequence; return the data directory and the database path."""
     data = tmp_path / "data"
     (tmp_path / "obsctl.toml").write_text(
         CONFIG.format(
@@ -112,7 +113,11 @@ def test_sigkill_then_restart(tmp_path) -> None:
     )
     target = overhead_target()
     (tmp_path / "seq.toml").write_text(SEQUENCE.format(ra=target.ra_deg, dec=target.dec_deg))
-    db = data / "obsctl.sqlite"
+    return data, data / "obsctl.sqlite"
+
+
+def test_sigkill_then_restart(tmp_path) -> None:
+    data, db = prepare(tmp_path)
 
     first = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"))
     try:
@@ -184,19 +189,7 @@ def test_sigkill_then_restart(tmp_path) -> None:
 
 
 def test_sigterm_shuts_down_cleanly_and_resumes(tmp_path) -> None:
-    data = tmp_path / "data"
-    (tmp_path / "obsctl.toml").write_text(
-        CONFIG.format(
-            longitude=LONGITUDE,
-            data=data,
-            api_port=free_port(),
-            port=free_port(),
-            discovery=free_port(),
-        )
-    )
-    target = overhead_target()
-    (tmp_path / "seq.toml").write_text(SEQUENCE.format(ra=target.ra_deg, dec=target.dec_deg))
-    db = data / "obsctl.sqlite"
+    data, db = prepare(tmp_path)
     daemon = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"), verbose=True)
     deadline = time.monotonic() + 60
     while count_rows(db) < 3:
