@@ -22,6 +22,8 @@ def write_fits_atomic(
     path: str | Path,
     data: NDArray[Any],
     header: fits.Header | Iterable[tuple[str, Any]] | None = None,
+    *,
+    durable: bool = True,
 ) -> Path:
     """Write a primary-HDU FITS file: temporary name, fsync, rename, fsync of the directory.
 
@@ -33,6 +35,9 @@ def write_fits_atomic(
         Pixels; ``uint16`` is stored the FITS way (int16 with BZERO = 32768).
     header : astropy.io.fits.Header, iterable of (key, value) or None
         Extra header cards.
+    durable : bool
+        fsync the file and its directory (raw frames). Derived products that can be made
+        again from the raw frame skip it: on a 61 MP float32 frame it costs tens of ms.
 
     Returns
     -------
@@ -47,11 +52,14 @@ def write_fits_atomic(
         with os.fdopen(fd, "wb") as fh:
             hdu.writeto(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp_name, final)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    if not durable:
+        return final
     dir_fd = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

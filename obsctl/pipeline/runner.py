@@ -188,7 +188,9 @@ def process_file(
         header["PIPEPROV"] = (",".join(frame.provenance), "pipeline stages applied")
         for i, flag in enumerate(frame.flags):
             header[f"PIPEFLG{i + 1}"] = (flag[:68], "pipeline warning")
-        write_fits_atomic(calibrated, np.asarray(frame.data, dtype=np.float32), header)
+        write_fits_atomic(
+            calibrated, np.asarray(frame.data, dtype=np.float32), header, durable=False
+        )
         result.calibrated_path = str(calibrated)
         if frame.sources is not None:
             table = Table(frame.sources)
