@@ -139,7 +139,7 @@ async def safety_latency(trials: int) -> list[float]:
                 await asyncio.sleep(0.001)
             assert state.supervisor.last_park_sent is not None
             latencies.append(state.supervisor.last_park_sent - unsafe_at)
-            daemon.stop_sequence(sid)
+            await daemon.stop_sequence(sid)
             obs.safety_monitor.set_safe(True)
             while not state.supervisor.is_safe or state.activity.state != "idle":
                 await asyncio.sleep(0.01)

@@ -163,7 +163,7 @@ async def _stop_sequence(request: web.Request) -> web.Response:
         sid = int(request.match_info["id"])
     except ValueError:
         return _json({"error": "sequence id must be an integer"}, status=400)
-    if not request.app[STATE].daemon.stop_sequence(sid):
+    if not await request.app[STATE].daemon.stop_sequence(sid):
         return _json({"error": f"no pending or running sequence {sid}"}, status=404)
     return _json({"id": sid, "state": "stopped"})
 
@@ -240,7 +240,14 @@ async def start_api(state: DaemonState) -> tuple[web.AppRunner, str]:
     )
     await runner.setup()
     site = web.TCPSite(runner, server.host, server.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot serve the control API on {server.host}:{server.port}: {exc.strerror} "
+            "(another daemon there? set [server] port)"
+        ) from exc
     port = server.port
     if runner.addresses:
         port = int(runner.addresses[0][1])

@@ -193,6 +193,11 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         await daemon.run(sequences, until_idle=args.until_idle)
     finally:
         announcer.cancel()
+    left = ", ".join(daemon.left_running)
+    _out(
+        f"obsctl stopped: {daemon.frames_stored} frame(s) stored this run"
+        + (f"; left to resume at the next start: {left}" if left else "")
+    )
     return 0
 
 
@@ -401,6 +406,9 @@ def _progress(done: int, total: int, result: Any) -> None:
 
 async def _simulate(config: Config) -> int:
     from obsctl.simulators.observatory import serve_forever
+
+    # Where the simulators listen is the point of this command: say it without -v.
+    logging.getLogger("obsctl.simulators.observatory").setLevel(logging.INFO)
 
     await serve_forever(config)
     return 0

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ from astropy.io import fits
 from obsctl.activity import Activity
 from obsctl.clock import Clock, ScaledClock, SystemClock
 from obsctl.config import Config
-from obsctl.devices import DeviceSet
-from obsctl.errors import DeviceError, ObsctlError
+from obsctl.devices import DeviceSet, Mount
+from obsctl.errors import DeviceError, ObsctlError, StorageError
 from obsctl.events import EventBus
 from obsctl.exposure_log import ExposureLog, ExposureRecord
 from obsctl.pipeline.runner import PipelineRunner
@@ -42,6 +43,23 @@ __all__ = ["Daemon", "DaemonState", "recover_orphans"]
 log = logging.getLogger(__name__)
 
 DB_NAME = "obsctl.sqlite"  # the same name `obsctl.pipeline.stages` opens in workers
+LOCK_NAME = "obsctl.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` so that two daemons never share a data directory."""
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StorageError(
+                f"another obsctl daemon is running on {path.parent} (it holds {path})"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
@@ -139,6 +157,9 @@ class Daemon:
         self._runner: asyncio.Task[str] | None = None
         #: The pipeline runner, when the config enables the pipeline.
         self.pipeline: PipelineRunner | None = None
+        #: Frames stored in this run, and sequences left to resume when it ended.
+        self.frames_stored = 0
+        self.left_running: list[str] = []
         self.started = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -155,15 +176,19 @@ class Daemon:
         self._wakeup.set()
         return sid
 
-    def stop_sequence(self, sequence_id: int) -> bool:
-        """Mark a pending or running sequence stopped; the runner ends it at a frame boundary."""
+    async def stop_sequence(self, sequence_id: int) -> bool:
+        """Stop a pending or running sequence now; a running exposure of it is aborted.
+
+        Frames already downloaded are stored. Returns False when there is no such pending or
+        running sequence.
+        """
         assert self.state is not None
         row = self.state.log_db.sequence(sequence_id)
         if row is None or row["state"] not in ("pending", "running"):
             return False
         self.state.log_db.set_sequence_state(sequence_id, "stopped")
-        if self.state.activity.sequence_id == sequence_id and self._runner is not None:
-            self._runner.cancel()
+        if self.state.activity.sequence_id == sequence_id:
+            await self._interrupt()
         return True
 
     async def abort_exposure(self) -> None:
@@ -172,10 +197,20 @@ class Daemon:
         sid = self.state.activity.sequence_id
         if sid is not None:
             self.state.log_db.set_sequence_state(sid, "aborted")
+        await self._interrupt()
+
+    async def _interrupt(self) -> None:
+        """Cancel the running sequence and abort its exposure, so the camera is free."""
+        assert self.state is not None
+        exposing = self.state.activity.state == "exposing"
         if self._runner is not None:
             self._runner.cancel()
-        with contextlib.suppress(DeviceError):
-            await self.state.devices.camera.abort_exposure()
+        if exposing:
+            try:
+                async with asyncio.timeout(10):
+                    await self.state.devices.camera.abort_exposure()
+            except (DeviceError, TimeoutError) as exc:
+                log.error("could not abort the exposure: %s", exc)
 
     async def _connect_all(self, devices: DeviceSet) -> None:
         for device in devices.all():
@@ -233,23 +268,28 @@ class Daemon:
         """
         from obsctl.embedded import session
 
-        loop = asyncio.get_running_loop()
-        if install_signal_handlers:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.request_stop)
-        log_db = ExposureLog(self.data_dir / DB_NAME)
-        store = RawStore(self.data_dir / "raw")
-        store.clean_partial()
-        recover_orphans(store, log_db)
-        try:
-            async with session(self.config, clock=self.clock) as running:
-                self.simulators = running.simulators
-                await self._run_with(running.devices, log_db, store, sequences, until_idle)
-        finally:
-            log_db.close()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.data_dir / LOCK_NAME):
+            loop = asyncio.get_running_loop()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
+                    loop.add_signal_handler(sig, self.request_stop)
+            log_db = ExposureLog(self.data_dir / DB_NAME)
+            store = RawStore(self.data_dir / "raw")
+            store.clean_partial()
+            recover_orphans(store, log_db)
+            try:
+                async with session(self.config, clock=self.clock) as running:
+                    self.simulators = running.simulators
+                    await self._run_with(running.devices, log_db, store, sequences, until_idle)
+            finally:
+                self.left_running = [
+                    str(r["name"]) for r in log_db.sequences(states=("running", "pending"))
+                ]
+                log_db.close()
+                if install_signal_handlers:
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        loop.remove_signal_handler(sig)
 
     async def _run_with(
         self,
@@ -265,43 +305,40 @@ class Daemon:
         supervisor = SafetySupervisor(devices, self.config.safety, activity, self.clock, events)
         runner = self._pipeline(log_db, events)
         writer = FrameWriter(store, log_db, events, on_stored=self._on_stored(runner, log_db))
-        writer.start()
         self.state = DaemonState(
             self.config, devices, log_db, activity, events, supervisor, writer, self
         )
         sequencer = Sequencer(
             devices, self.config, log_db, writer, supervisor, activity, self.clock, events
         )
-        for sequence in sequences:
-            self.enqueue(sequence)
-        tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(supervisor.run(), name="safety-supervisor")
-        ]
-        if runner is not None:
-            tasks.append(asyncio.create_task(runner.run(), name="pipeline"))
+        tasks: list[asyncio.Task[Any]] = []
         api_runner = None
-        if self.serve_api:
-            from obsctl.api import start_api
-
-            api_runner, self.api_url = await start_api(self.state)
-            log.info("control API at %s", self.api_url)
-        queue = asyncio.create_task(self._run_queue(sequencer, until_idle), name="queue")
-        stop = asyncio.create_task(self._stop.wait(), name="stop")
-        self.started.set()
         try:
+            writer.start()
+            if self.serve_api:
+                from obsctl.api import start_api
+
+                api_runner, self.api_url = await start_api(self.state)
+                log.info("control API at %s", self.api_url)
+            tasks.append(asyncio.create_task(supervisor.run(), name="safety-supervisor"))
+            if runner is not None:
+                tasks.append(asyncio.create_task(runner.run(), name="pipeline"))
+            for sequence in sequences:
+                self.enqueue(sequence)
+            queue = asyncio.create_task(self._run_queue(sequencer, until_idle), name="queue")
+            stop = asyncio.create_task(self._stop.wait(), name="stop")
+            tasks += [queue, stop]
+            self.started.set()
             await asyncio.wait({queue, stop}, return_when=asyncio.FIRST_COMPLETED)
             if queue.done():
                 queue.result()  # re-raise a failure of the queue runner
             else:
                 await self._shutdown_exposure(activity, devices)
-                queue.cancel()
-                await asyncio.gather(queue, return_exceptions=True)
         finally:
-            stop.cancel()
-            await writer.close()
-            for task in tasks:
+            for task in reversed(tasks):  # the queue first: no new exposure starts
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(task, return_exceptions=True)
+            await writer.close()
             if api_runner is not None:
                 await api_runner.cleanup()
             await self._park_and_disconnect(devices)
@@ -327,11 +364,11 @@ class Daemon:
         )
         return self.pipeline
 
-    @staticmethod
     def _on_stored(
-        runner: PipelineRunner | None, log_db: ExposureLog
+        self, runner: PipelineRunner | None, log_db: ExposureLog
     ) -> Callable[[int, str], Awaitable[None]]:
         async def stored(exposure_id: int, file_path: str) -> None:
+            self.frames_stored += 1
             if runner is None:
                 return
             rows = log_db.query("SELECT image_type FROM exposures WHERE id = ?", (exposure_id,))
@@ -358,14 +395,28 @@ class Daemon:
                     await devices.camera.abort_exposure()
 
     async def _park_and_disconnect(self, devices: DeviceSet) -> None:
-        if devices.mount is not None and self.config.sequencer.park_at_shutdown:
+        mount = devices.mount
+        if mount is not None and self.config.sequencer.park_at_shutdown:
             try:
                 async with asyncio.timeout(10):
-                    await devices.mount.park()
-                log.info("mount parked")
+                    await mount.park()
+                await self._until_parked(mount)
             except (DeviceError, TimeoutError) as exc:
                 log.error("could not park at shutdown: %s", exc)
         for device in devices.all():
             with contextlib.suppress(ObsctlError, TimeoutError):
                 async with asyncio.timeout(5):
                     await device.disconnect()
+
+    async def _until_parked(self, mount: Mount) -> None:
+        """Wait (in simulated time when simulating) until the mount reports itself parked."""
+        deadline = self.clock.monotonic() + self.config.sequencer.slew_timeout_s
+        while not (await mount.status()).at_park:
+            if self.clock.monotonic() > deadline:
+                log.error(
+                    "mount not parked %g s after the park command",
+                    self.config.sequencer.slew_timeout_s,
+                )
+                return
+            await asyncio.sleep(self.config.sequencer.poll_s)
+        log.info("mount parked")

@@ -18,6 +18,16 @@ __all__ = ["write_fits_atomic"]
 log = logging.getLogger(__name__)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which races with threads.
+_UMASK = _umask()
+
+
 def write_fits_atomic(
     path: str | Path,
     data: NDArray[Any],
@@ -48,6 +58,8 @@ def write_fits_atomic(
     final.parent.mkdir(parents=True, exist_ok=True)
     hdu = fits.PrimaryHDU(np.asarray(data), header=fits.Header(header) if header else None)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    # mkstemp creates 0600; frames are for everyone the umask allows, like any new file.
+    os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "wb") as fh:
             hdu.writeto(fh)

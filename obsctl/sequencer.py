@@ -323,7 +323,7 @@ class Sequencer:
     # -- running ------------------------------------------------------------------------
 
     async def run(self, sequence_id: int) -> str:
-        """Run (or resume) a stored sequence; return its final state (``done``)."""
+        """Run (or resume) a stored sequence; return ``done``, or ``incomplete`` if it skipped."""
         row = self.log_db.sequence(sequence_id)
         if row is None:
             raise ValueError(f"no sequence {sequence_id}")
@@ -333,6 +333,7 @@ class Sequencer:
         self._set("starting", sequence_id=sequence_id, sequence_name=sequence.name)
         self.events.publish("sequence", id=sequence_id, name=sequence.name, state="running")
         rng = random.Random(sequence_id)
+        skipped = 0
         for step_index, step in enumerate(sequence.steps):
             first = done.get(step_index, 0)
             if first >= step.count:
@@ -352,15 +353,18 @@ class Sequencer:
                     self._set("preparing", step_index=step_index, frame_index=frame_index)
                     await self._take_frame(sequence, step, step_index, frame_index, rng)
             except _StepSkipped as exc:
+                skipped += 1
                 log.error("sequence %s step %d skipped: %s", sequence.name, step_index, exc)
                 self.events.publish(
                     "step_skipped", id=sequence_id, step=step_index, reason=str(exc)
                 )
         await self.writer.drain()
-        self.log_db.set_sequence_state(sequence_id, "done")
+        # "incomplete": some step was skipped after its failures (see the failures table).
+        final = "incomplete" if skipped else "done"
+        self.log_db.set_sequence_state(sequence_id, final)
         self.reset()
-        self.events.publish("sequence", id=sequence_id, name=sequence.name, state="done")
-        return "done"
+        self.events.publish("sequence", id=sequence_id, name=sequence.name, state=final)
+        return final
 
     async def _take_frame(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from astropy.io import fits
 
 from obsctl.daemon import DB_NAME, Daemon
+from obsctl.errors import StorageError
 from obsctl.exposure_log import ExposureLog
 from obsctl.sequence import ExposureStep, Sequence
 from obsctl.simulators.faults import Fault
@@ -216,7 +218,7 @@ async def test_permanent_fault_skips_the_step_not_the_night(tmp_path) -> None:
             )
         )
         sid = daemon.enqueue(standard_sequence(lights=1))
-        await wait_for(lambda: daemon.state.log_db.sequence(sid)["state"] == "done")
+        await wait_for(lambda: daemon.state.log_db.sequence(sid)["state"] == "incomplete")
     rows = logged(data)
     assert [r["image_type"] for r in rows] == ["DARK", "DARK", "BIAS", "BIAS"]
     actions = [f["action"] for f in failures(data)]
@@ -310,3 +312,45 @@ async def test_dither_moves_between_frames(tmp_path) -> None:
     assert len(rows) == 3
     assert all(o <= 60.5 for o in offsets)
     assert len({round(o, 3) for o in offsets[1:]}) == 2  # each later frame moved
+
+
+async def test_stop_aborts_the_exposure_and_frees_the_camera(tmp_path) -> None:
+    data = tmp_path / "data"
+    async with running_daemon(daemon_config(data)) as daemon:
+        long_dark = Sequence(
+            name="long dark", steps=(ExposureStep(image_type="DARK", exposure_s=600.0),)
+        )
+        first = daemon.enqueue(long_dark)
+        await wait_for(lambda: daemon.state.activity.state == "exposing")
+        assert await daemon.stop_sequence(first)
+        assert not await daemon.stop_sequence(first)  # already stopped
+        biases = Sequence(name="biases", steps=(ExposureStep(image_type="BIAS", count=2),))
+        second = daemon.enqueue(biases)
+        await wait_for(lambda: daemon.state.log_db.sequence(second)["state"] == "done")
+        assert daemon.state.log_db.sequence(first)["state"] == "stopped"
+        assert daemon.state.log_db.failures() == []  # the camera was free for the biases
+    assert [r["image_type"] for r in logged(data)] == ["BIAS", "BIAS"]
+
+
+async def test_a_second_daemon_on_the_same_data_is_refused(tmp_path) -> None:
+    data = tmp_path / "data"
+    async with running_daemon(daemon_config(data)):
+        (data / "raw" / "night").mkdir(parents=True)
+        partial = data / "raw" / "night" / ".frame.fits.x.tmp"
+        partial.write_bytes(b"a write in progress")
+        with pytest.raises(StorageError, match="another obsctl daemon is running on"):
+            await Daemon(daemon_config(data)).run(install_signal_handlers=False)
+        assert partial.exists()  # the refused daemon touched nothing
+
+
+async def test_frames_are_readable_by_others(tmp_path) -> None:
+    data = tmp_path / "data"
+    await Daemon(daemon_config(data)).run(
+        [Sequence(name="b", steps=(ExposureStep(image_type="BIAS"),))],
+        until_idle=True,
+        install_signal_handlers=False,
+    )
+    (frame,) = (data / "raw").glob("*/*.fits")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert frame.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not mkstemp's 0600
