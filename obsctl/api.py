@@ -14,6 +14,7 @@ needs ``Authorization: Bearer <token>`` and gets 401 without it.
 | POST | /api/abort | abort the running exposure and its sequence |
 | GET | /api/exposures | the exposure log (night, target, filter, type, limit) |
 | GET | /api/failures | recorded failures |
+| GET | /api/metrics | per-frame metrics (FWHM, background, zero point, transparency...) |
 | GET | /api/events | server-sent events (activity, frame, safety, failure...) |
 """
 
@@ -189,6 +190,46 @@ async def _exposures(request: web.Request) -> web.Response:
     return _json(rows)
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    night = request.query.get("night")
+    sql = (
+        "SELECT e.id AS exposure_id, e.night, e.date_obs, e.mjd_mid, e.target, e.filter, "
+        "e.airmass, m.fwhm_arcsec, m.hfr_arcsec, m.ellipticity, m.star_count, m.background, "
+        "m.background_rms, m.zero_point, m.zero_point_err, m.limiting_mag, m.wcs_rms_arcsec, "
+        "m.flags FROM frame_metrics m JOIN exposures e ON e.id = m.exposure_id"
+    )
+    args: tuple[str, ...] = ()
+    if night is not None:
+        sql += " WHERE e.night = ?"
+        args = (night,)
+    rows = state.log_db.query(sql + " ORDER BY e.id", args)
+    add_transparency(rows, state.config.pipeline.nominal_zero_point)
+    return _json(rows)
+
+
+def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> None:
+    """Add ``transparency`` to frame-metric rows: the zero point's trend as a cloud indicator.
+
+    Transparency is ``10**(-0.4 * (reference - zero_point))``: 1 under a clear sky, 0.5 when
+    clouds take half the light. The reference is the configured clear-sky zero point of the
+    filter, or else the best zero point of that filter and night.
+    """
+    best: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row.get("zero_point") is not None:
+            key = (str(row.get("night")), str(row.get("filter")))
+            best[key] = max(best.get(key, -99.0), float(row["zero_point"]))
+    for row in rows:
+        zp = row.get("zero_point")
+        reference = nominal.get(str(row.get("filter")))
+        if reference is None:
+            reference = best.get((str(row.get("night")), str(row.get("filter"))))
+        row["transparency"] = (
+            None if zp is None or reference is None else 10.0 ** (-0.4 * (reference - zp))
+        )
+
+
 async def _failures(request: web.Request) -> web.Response:
     return _json(request.app[STATE].log_db.failures())
 
@@ -222,6 +263,7 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_post("/api/abort", _abort)
     app.router.add_get("/api/exposures", _exposures)
     app.router.add_get("/api/failures", _failures)
+    app.router.add_get("/api/metrics", _metrics)
     app.router.add_get("/api/events", _events)
     return app
 

@@ -194,6 +194,11 @@ class PipelineConfig(_Model):
         "synthetic: the simulators' sky, generated on demand",
     )
     read_noise_e: float = Field(default=3.5, ge=0, description="for photometric errors")
+    nominal_zero_point: dict[str, float] = Field(
+        default_factory=dict,
+        description="clear-sky zero point per filter (mag, e-/s); transparency is measured "
+        "against it, else against the night's best frame in that filter",
+    )
     gain_e_per_adu: float | None = Field(
         default=None,
         gt=0,

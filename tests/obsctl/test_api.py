@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
 from obsctl.cli import main as cli_main
 
@@ -82,3 +83,20 @@ async def test_obsctl_status_command(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "activity  idle" in out and "SAFE" in out and "camera" in out
+
+
+def test_transparency_from_zero_points() -> None:
+    from obsctl.api import add_transparency
+
+    rows = [
+        {"night": "n1", "filter": "V", "zero_point": 21.0},
+        {"night": "n1", "filter": "V", "zero_point": 20.2474},  # half the light: 0.7526 mag
+        {"night": "n1", "filter": "R", "zero_point": 21.5},
+        {"night": "n1", "filter": "R", "zero_point": None},
+    ]
+    add_transparency(rows, {})
+    assert [r["transparency"] for r in rows[:3]] == pytest.approx([1.0, 0.5, 1.0], abs=1e-4)
+    assert rows[3]["transparency"] is None
+    add_transparency(rows, {"V": 21.7526})  # a clear-sky reference: even the best was 0.5
+    assert rows[0]["transparency"] == pytest.approx(0.5, abs=1e-4)
+    assert rows[2]["transparency"] == pytest.approx(1.0)  # no reference for R: night's best

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -15,7 +16,7 @@ from obsctl.daemon import DB_NAME, Daemon
 from obsctl.frame import Frame
 from obsctl.pipeline.runner import output_paths, run_stages
 
-from .daemon_helpers import daemon_config, standard_sequence
+from .daemon_helpers import daemon_config, running_daemon, standard_sequence
 
 PIPELINE = {"enabled": True, "workers": 1, "reference_catalog": "synthetic"}
 # A 512 px frame of a rich field: a few hundred stars for astrometry and the zero point.
@@ -68,6 +69,14 @@ async def test_every_light_frame_is_processed(tmp_path) -> None:
     assert n_measured[0] > 100 and n_measured[1] == n_measured[0] and n_measured[2] > 50
     catalog = Table.read(data / lights[0][3])
     assert {"x", "y", "ra_deg", "dec_deg", "flux", "mag"} <= set(catalog.colnames)
+    async with (
+        running_daemon(config_with_pipeline(data, enabled=False)) as daemon,
+        aiohttp.ClientSession() as http,
+        http.get(f"{daemon.api_url}/api/metrics") as reply,
+    ):
+        trend = await reply.json()
+    assert len(trend) == 2 and all(0.9 < t["transparency"] <= 1.0 for t in trend)
+    assert {t["filter"] for t in trend} == {"V", "R"}
     header = fits.getheader(data / lights[0][2])
     assert "PHOTZP" in header and header["CTYPE1"].startswith("RA---TAN")
     assert fits.getdata(data / lights[0][2]).dtype == np.dtype(">f4")
