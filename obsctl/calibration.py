@@ -45,6 +45,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 from numpy.typing import NDArray
 
+from obsctl.config import CalibrationConfig
 from obsctl.errors import StageError
 from obsctl.exposure_log import ExposureLog
 from obsctl.fitsfile import write_fits_atomic
@@ -918,6 +919,42 @@ def build_masters(
             if record is not None:
                 built.append(record)
     return built
+
+
+def build_configured_masters(
+    log_db: ExposureLog,
+    data_dir: str | Path,
+    settings: CalibrationConfig,
+    *,
+    night: str | None = None,
+    method: CombineMethod | None = None,
+) -> list[MasterRecord]:
+    """Build masters with the ``[calibration]`` settings (see `build_masters`)."""
+    return build_masters(
+        log_db,
+        data_dir,
+        night=night,
+        method=method or settings.method,
+        sigma=settings.sigma,
+        tile_rows=settings.tile_rows,
+        temperature_tolerance_c=settings.temperature_tolerance_c,
+        max_age_days=settings.max_age_days,
+    )
+
+
+def frames_missing_masters(log_db: ExposureLog, night: str) -> list[int]:
+    """Return the ids of a night's processed light frames flagged for a missing master.
+
+    After new masters are built these are worth processing again: a frame taken before the
+    night's darks (which come at dawn) was calibrated without them.
+    """
+    rows = log_db.query(
+        "SELECT e.id FROM exposures e JOIN frame_metrics m ON m.exposure_id = e.id "
+        "WHERE e.night = ? AND e.image_type = 'LIGHT' AND m.flags LIKE '%no master%' "
+        "ORDER BY e.id",
+        (night,),
+    )
+    return [int(r["id"]) for r in rows]
 
 
 # --------------------------------------------------------------------------- the stage

@@ -294,7 +294,7 @@ def _cell(value: object) -> str:
 
 
 async def _calib(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.calibration import build_masters
+    from obsctl.calibration import build_configured_masters
     from obsctl.daemon import DB_NAME
     from obsctl.exposure_log import ExposureLog
 
@@ -302,19 +302,15 @@ async def _calib(config: Config, args: argparse.Namespace) -> int:
     path = data_dir / DB_NAME
     if not path.exists():
         raise ObsctlError(f"no exposure log at {path}")
-    cal = config.calibration
     db = ExposureLog(path)
     try:
         masters = await asyncio.to_thread(
-            build_masters,
+            build_configured_masters,
             db,
             data_dir,
+            config.calibration,
             night=args.night,
-            method=args.method or cal.method,
-            sigma=cal.sigma,
-            tile_rows=cal.tile_rows,
-            temperature_tolerance_c=cal.temperature_tolerance_c,
-            max_age_days=cal.max_age_days,
+            method=args.method,
         )
     finally:
         db.close()

@@ -217,6 +217,11 @@ class CalibrationConfig(_Model):
     )
     sigma: float = Field(default=3.0, gt=0, description="clipping threshold in std deviations")
     tile_rows: int = Field(default=256, ge=1, description="rows of every frame in memory at once")
+    auto_build: bool = Field(
+        default=True,
+        description="build masters when a sequence that took calibration frames ends, then "
+        "process again the night's light frames that lacked a master",
+    )
 
 
 class SequencerConfig(_Model):

@@ -25,12 +25,14 @@ from typing import Any
 from astropy.io import fits
 
 from obsctl.activity import Activity
+from obsctl.calibration import build_configured_masters, frames_missing_masters
 from obsctl.clock import Clock, ScaledClock, SystemClock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet, Mount
 from obsctl.errors import DeviceError, ObsctlError, StorageError
 from obsctl.events import EventBus
 from obsctl.exposure_log import ExposureLog, ExposureRecord
+from obsctl.fitsfile import remove_partial_writes
 from obsctl.pipeline.runner import PipelineRunner
 from obsctl.pipeline.stages import build_stages
 from obsctl.raw_store import RawStore
@@ -161,6 +163,9 @@ class Daemon:
         self.frames_stored = 0
         self.left_running: list[str] = []
         self.started = asyncio.Event()
+        #: Master builds started when a sequence with calibration frames ended.
+        self._builds: set[asyncio.Task[None]] = set()
+        self._build_lock = asyncio.Lock()
 
     def request_stop(self) -> None:
         """Ask the daemon to shut down (signal handlers call this)."""
@@ -247,6 +252,7 @@ class Daemon:
                 sequencer.reset()
             finally:
                 self._runner = None
+            self._after_sequence(sid)
 
     async def run(
         self,
@@ -277,12 +283,15 @@ class Daemon:
             log_db = ExposureLog(self.data_dir / DB_NAME)
             store = RawStore(self.data_dir / "raw")
             store.clean_partial()
+            for derived in ("reduced", "masters"):
+                remove_partial_writes(self.data_dir / derived)
             recover_orphans(store, log_db)
             try:
                 async with session(self.config, clock=self.clock) as running:
                     self.simulators = running.simulators
                     await self._run_with(running.devices, log_db, store, sequences, until_idle)
             finally:
+                await self._builds_done()
                 self.left_running = [
                     str(r["name"]) for r in log_db.sequences(states=("running", "pending"))
                 ]
@@ -343,10 +352,78 @@ class Daemon:
                 await api_runner.cleanup()
             await self._park_and_disconnect(devices)
 
+    def _after_sequence(self, sequence_id: int) -> None:
+        """Build masters from the calibration frames a finished sequence took.
+
+        The build runs in the background: the next sequence starts at once.
+        """
+        assert self.state is not None
+        if not self.config.calibration.auto_build:
+            return
+        rows = self.state.log_db.query(
+            "SELECT DISTINCT night FROM exposures WHERE sequence_id = ? "
+            "AND image_type IN ('BIAS', 'DARK', 'FLAT')",
+            (sequence_id,),
+        )
+        for row in rows:
+            night = str(row["night"])
+            task = asyncio.create_task(self._build_masters(night), name=f"masters-{night}")
+            self._builds.add(task)
+            task.add_done_callback(self._builds.discard)
+
+    async def _build_masters(self, night: str) -> None:
+        """Build a night's masters, then queue again its lights that lacked one."""
+        state = self.state
+        assert state is not None
+        async with self._build_lock:  # one build at a time: they replace the same files
+            await state.writer.drain()
+            try:
+                built = await asyncio.to_thread(
+                    build_configured_masters,
+                    state.log_db,
+                    self.data_dir,
+                    self.config.calibration,
+                    night=night,
+                )
+            except (ObsctlError, OSError, ValueError) as exc:
+                log.error("building the masters of %s failed: %s", night, exc)
+                return
+        if not built:
+            return
+        log.info("built %d master(s) for %s", len(built), night)
+        state.events.publish("masters", night=night, kinds=[m.kind for m in built])
+        if self.pipeline is not None:
+            # A frame being processed now may have chosen its masters before these existed:
+            # let it finish, then look at the flags.
+            await self._night_processed(night)
+            redo = await asyncio.to_thread(frames_missing_masters, state.log_db, night)
+            for exposure_id in redo:
+                self.pipeline.notify(exposure_id)
+            if redo:
+                log.info("%d frame(s) of %s queued again for the new masters", len(redo), night)
+
+    async def _night_processed(self, night: str, timeout_s: float = 600.0) -> None:
+        """Wait until no frame of the night is being processed (or the timeout passes)."""
+        assert self.state is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.state.log_db.query(
+                    "SELECT 1 FROM processing p JOIN exposures e ON e.id = p.exposure_id "
+                    "WHERE e.night = ? AND p.state = 'running' LIMIT 1",
+                    (night,),
+                ):
+                    await asyncio.sleep(0.2)
+
+    async def _builds_done(self) -> None:
+        """Wait for the master builds in progress (they are never cancelled half-way)."""
+        while self._builds:
+            await asyncio.gather(*self._builds, return_exceptions=True)
+
     async def _pipeline_drained(self) -> None:
         """Wait until every stored frame has been processed (for ``--until-idle``)."""
         assert self.state is not None
         await self.state.writer.drain()
+        await self._builds_done()
         if self.pipeline is None:
             return
         while True:

@@ -13,7 +13,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-__all__ = ["write_fits_atomic"]
+__all__ = ["remove_partial_writes", "write_fits_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +79,17 @@ def write_fits_atomic(
         os.close(dir_fd)
     log.debug("wrote %s", final)
     return final
+
+
+def remove_partial_writes(root: str | Path) -> list[Path]:
+    """Remove the hidden ``.*.tmp`` files interrupted writes left in ``root``'s night folders.
+
+    `write_fits_atomic` (and the catalog writer) only ever leave such files behind, never a
+    partial file under a final name. Returns what was removed.
+    """
+    removed = []
+    for tmp in sorted(Path(root).glob("*/.*.tmp")):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+        log.warning("removed partial file %s left by an interrupted write", tmp)
+    return removed

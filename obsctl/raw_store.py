@@ -19,7 +19,7 @@ from typing import Any
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from obsctl.fitsfile import write_fits_atomic
+from obsctl.fitsfile import remove_partial_writes, write_fits_atomic
 
 __all__ = ["RawStore", "safe_name"]
 
@@ -55,12 +55,7 @@ class RawStore:
 
     def clean_partial(self) -> list[Path]:
         """Remove temporary files that a crash left behind; return what was removed."""
-        removed = []
-        for tmp in self.root.glob("*/.*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-            log.warning("removed partial file %s left by an interrupted write", tmp)
-        return removed
+        return remove_partial_writes(self.root)
 
     def frames(self, night: str | None = None) -> Iterator[Path]:
         """Yield stored frame files, of one night or all, in name order."""

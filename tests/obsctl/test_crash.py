@@ -134,6 +134,9 @@ def test_sigkill_then_restart(tmp_path) -> None:
     night_dir = next((data / "raw").iterdir())
     # What an interrupted write leaves: a hidden temporary file.
     (night_dir / ".2026-01-01_9999_LIGHT_x.fits.abc.tmp").write_bytes(b"partial")
+    for derived in ("reduced", "masters"):  # and what it leaves among the derived products
+        (data / derived / night_dir.name).mkdir(parents=True, exist_ok=True)
+        (data / derived / night_dir.name / ".x_cal.fits.abc.tmp").write_bytes(b"partial")
 
     second = start(tmp_path, "--until-idle")
     out, _ = second.communicate(timeout=120)
@@ -153,7 +156,7 @@ def test_sigkill_then_restart(tmp_path) -> None:
     assert len({(s, f) for s, f, _ in rows}) == 18  # resumed, nothing taken twice
     assert all((data / p).exists() for _, _, p in rows)
     assert len(list((data / "raw").glob("*/*.fits"))) == 18
-    assert not list((data / "raw").glob("*/.*.tmp"))
+    assert not list(data.glob("*/*/.*.tmp"))
     assert states == ["done"]
 
     listing = subprocess.run(

@@ -15,6 +15,7 @@ from obsctl.cli import main
 from obsctl.daemon import DB_NAME, Daemon
 from obsctl.frame import Frame
 from obsctl.pipeline.runner import output_paths, run_stages
+from obsctl.sequence import ExposureStep
 
 from .daemon_helpers import daemon_config, running_daemon, standard_sequence
 
@@ -80,6 +81,34 @@ async def test_every_light_frame_is_processed(tmp_path) -> None:
     header = fits.getheader(data / lights[0][2])
     assert "PHOTZP" in header and header["CTYPE1"].startswith("RA---TAN")
     assert fits.getdata(data / lights[0][2]).dtype == np.dtype(">f4")
+
+
+async def test_masters_are_built_after_calibration_frames_and_lights_redone(tmp_path) -> None:
+    data = tmp_path / "data"
+    light = standard_sequence(lights=1, exposure_s=30.0)
+    sequence = light.model_copy(
+        update={
+            "steps": (
+                light.steps[0],
+                ExposureStep(image_type="DARK", exposure_s=30.0, count=3),
+                ExposureStep(image_type="BIAS", count=3),
+            )
+        }
+    )
+    await Daemon(config_with_pipeline(data)).run(
+        [sequence], until_idle=True, install_signal_handlers=False
+    )
+    assert sorted(rows(data, "SELECT kind, n_frames FROM masters")) == [("bias", 3), ("dark", 3)]
+    # The light frame came before the darks: it was processed again once they were combined.
+    ((calibrated, flags),) = rows(
+        data,
+        "SELECT p.calibrated_path, m.flags FROM processing p "
+        "JOIN frame_metrics m ON m.exposure_id = p.exposure_id",
+    )
+    assert "no master bias" not in flags and "no master dark" not in flags
+    assert "no master flat" in flags  # no flats were taken
+    header = fits.getheader(data / calibrated)
+    assert header["CALSTAT"] == "BD" and header["MBIAS"] and header["MDARK"]
 
 
 async def test_restart_processes_what_was_left(tmp_path) -> None:
