@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from obsctl.frame import Frame
 from obsctl.processing.astrometry import AstrometryResult, NoSolution, match_and_fit
+from obsctl.processing.tables import with_columns
 from obsctl.refcat import MAG_COLUMNS, RefCatalog, band_magnitudes, filter_band
 
 __all__ = ["Astrometry", "ConeQuery", "strip_wcs"]
@@ -253,15 +254,13 @@ class Astrometry:
 
 def _with_columns(sources: NDArray[Any]) -> NDArray[Any]:
     """Return a copy of the sources with the stage's columns added (or reset) as NaN / -1."""
-    names = sources.dtype.names or ()
-    kept = [(n, sources.dtype[n]) for n in names if n not in dict(_NEW_COLUMNS)]
-    dtype = np.dtype([*kept, *_NEW_COLUMNS])
-    out = np.empty(len(sources), dtype=dtype)
-    for n, _ in kept:
-        out[n] = sources[n]
-    for n, kind in _NEW_COLUMNS:
-        out[n] = -1 if kind is np.int64 else np.nan
-    return out
+    return with_columns(
+        sources,
+        {
+            n: np.full(len(sources), -1 if kind is np.int64 else np.nan, kind)
+            for n, kind in _NEW_COLUMNS
+        },
+    )
 
 
 def _solved_header(header: fits.Header, result: AstrometryResult) -> fits.Header:

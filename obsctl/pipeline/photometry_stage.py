@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from numpy.lib import recfunctions as rfn
 from numpy.typing import NDArray
 
 from obsctl.errors import StageError
@@ -29,6 +28,7 @@ from obsctl.processing.photometry import (
     FLAG_WINPOS_FAILED,
     measure_sources,
 )
+from obsctl.processing.tables import with_columns
 from obsctl.processing.zeropoint import (
     calibrated_magnitudes,
     fit_zero_point,
@@ -323,7 +323,7 @@ class ZeroPoint:
             colour_term=fit.colour_term,
             default_colour=default_colour,
         )
-        catalog = _with_columns(sources, {"mag": mag, "mag_err": mag_err, "zp_used": used})
+        catalog = with_columns(sources, {"mag": mag, "mag_err": mag_err, "zp_used": used})
 
         # The zero point of the frame's typical star (its colour term included).
         zero_point = fit.zero_point + fit.colour_term * default_colour
@@ -378,16 +378,3 @@ class ZeroPoint:
             minarea=self.minarea,
             back_size=self.back_size,
         )
-
-
-def _with_columns(table: NDArray[Any], columns: dict[str, NDArray[Any]]) -> NDArray[Any]:
-    """Return a copy of a structured array with columns added (replaced if present)."""
-    present = [name for name in columns if name in (table.dtype.names or ())]
-    base = rfn.drop_fields(table, present, usemask=False) if present else table
-    result: NDArray[Any] = rfn.append_fields(
-        base,
-        list(columns),
-        [np.asarray(v) for v in columns.values()],
-        usemask=False,
-    )
-    return result

@@ -470,9 +470,18 @@ def _place(
     if bad is not None:
         clear &= ~bad[cy, cx]
     positions: list[tuple[int, int]] = []
+    # Greedy, in draw order; a point closer than `spacing` lies in one of the 3x3 grid cells
+    # of side `spacing` around it, so only those are searched (not every earlier point).
+    cells: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    min_d2 = spacing**2
     for py, px in zip(cy[clear].tolist(), cx[clear].tolist(), strict=True):
-        if all((px - qx) ** 2 + (py - qy) ** 2 >= spacing**2 for qy, qx in positions):
+        gy, gx = int(py // spacing), int(px // spacing)
+        near = (
+            q for dy in (-1, 0, 1) for dx in (-1, 0, 1) for q in cells.get((gy + dy, gx + dx), ())
+        )
+        if all((px - qx) ** 2 + (py - qy) ** 2 >= min_d2 for qy, qx in near):
             positions.append((py, px))
+            cells.setdefault((gy, gx), []).append((py, px))
             if len(positions) == n:
                 break
     return positions
