@@ -50,6 +50,7 @@ from obsctl.errors import StageError
 from obsctl.exposure_log import ExposureLog
 from obsctl.fitsfile import write_fits_atomic
 from obsctl.frame import Frame
+from obsctl.headers import set_text_card
 from obsctl.processing.calibrate import calibrate_image
 from obsctl.processing.combine import (
     CombineResult,
@@ -219,12 +220,6 @@ def _frame_night(header: Mapping[str, Any]) -> date | None:
         if key in header and (night := _night_date(header[key])) is not None:
             return night
     return None
-
-
-def _set_name_card(header: fits.Header, key: str, value: str, comment: str) -> None:
-    """Set a card holding a file name, dropping its comment when both do not fit one card."""
-    # 80 columns: keyword (8), "= ", quotes, " / " leave 65 for the value and the comment.
-    header[key] = (value, comment) if len(value) + len(comment) <= 65 else value
 
 
 def _same_exposure(a: float, b: float) -> bool:
@@ -679,7 +674,7 @@ def _master_header(
     else:
         h["FLATNORM"] = (True, "inputs and master normalised to median 1")
     for key, name in used.items():
-        _set_name_card(h, key, name, f"master {key[1:].lower()} used on the inputs")
+        set_text_card(h, key, name, f"master {key[1:].lower()} used on the inputs")
     h.add_history(f"obsctl calib build: {_METHOD_NAME[method]} of {len(group)} frames:")
     for item in group:
         h.add_history(item.path.name)
@@ -1103,7 +1098,7 @@ class Calibrate:
             ("MFLAT", "F", flat),
         ):
             if entry is not None:
-                _set_name_card(out, key, Path(entry[0].file_path).name, "master used")
+                set_text_card(out, key, Path(entry[0].file_path).name, "master used")
                 applied += letter
         if result.dark_scale is not None:
             out["MDARKSCL"] = (result.dark_scale, "master dark scaled by this factor")

@@ -24,6 +24,7 @@ __all__ = [
     "mjd",
     "night_of",
     "raw_header",
+    "set_text_card",
     "sexagesimal",
 ]
 
@@ -222,3 +223,12 @@ def raw_header(ctx: FrameContext) -> fits.Header:
     if ctx.mount is not None and ctx.image_type.upper() in ("LIGHT", "FLAT"):
         _approximate_wcs(h, ctx)
     return h
+
+
+def set_text_card(header: fits.Header, key: str, value: str, comment: str) -> None:
+    """Set a text card, dropping its comment when value and comment do not fit one card.
+
+    astropy would truncate the comment with a warning on every write instead.
+    """
+    # 80 columns: keyword (8), "= ", quotes, " / " leave 65 for the value and the comment.
+    header[key] = (value, comment) if len(value) + len(comment) <= 65 else value

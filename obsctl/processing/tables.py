@@ -24,11 +24,10 @@ def with_columns(table: NDArray[Any], columns: Mapping[str, ArrayLike]) -> NDArr
     """
     new = {name: np.asarray(values) for name, values in columns.items()}
     kept = [name for name in table.dtype.names or () if name not in new]
-    fields = [(name, table.dtype[name]) for name in kept]
-    fields += [
-        (name, values.dtype, values.shape[1:]) if values.ndim > 1 else (name, values.dtype)
-        for name, values in new.items()
+    fields: list[tuple[str, np.dtype[Any], tuple[int, ...]]] = [
+        (name, table.dtype[name], ()) for name in kept
     ]
+    fields += [(name, values.dtype, values.shape[1:]) for name, values in new.items()]
     out = np.empty(len(table), dtype=fields)
     for name in kept:
         out[name] = table[name]
