@@ -1,0 +1,153 @@
+"""The ONNX source classifier: loading, input-spec checks and batched inference."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from obsctl.classify.cutouts import CUTOUT_SIZE, N_CHANNELS, N_FEATURES
+from obsctl.classify.labels import CLASSES
+from obsctl.errors import ConfigError
+
+__all__ = [
+    "MODEL_CARD",
+    "SHIPPED_MODEL",
+    "ModelInputError",
+    "SourceClassifier",
+    "load_model_card",
+]
+
+log = logging.getLogger(__name__)
+
+_HERE = Path(__file__).resolve().parent / "shipped"
+#: The model `obsctl model train` produced and the package ships.
+SHIPPED_MODEL = _HERE / "sources.onnx"
+#: Its model card (JSON): classes, input spec, training recipe, metrics, sha256 of the file.
+MODEL_CARD = _HERE / "model_card.json"
+
+_INPUTS = {"cutouts": (N_CHANNELS, CUTOUT_SIZE, CUTOUT_SIZE), "features": (N_FEATURES,)}
+_OUTPUT = "probabilities"
+
+
+class ModelInputError(ConfigError):
+    """The configured ONNX model does not take the classifier's input spec.
+
+    Raised when the classify stage is built (at start), naming the model file and the
+    mismatching input or output. Fix the model or the ``[pipeline] classifier_model`` path.
+    """
+
+
+def load_model_card(path: str | Path = MODEL_CARD) -> dict[str, Any]:
+    """Return a model card (JSON) as a dict."""
+    card: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return card
+
+
+def _check_dims(path: Path, what: str, shape: list[Any], expected: tuple[int, ...]) -> None:
+    tail = list(shape[1:])
+    if len(shape) != len(expected) + 1 or any(
+        isinstance(d, int) and d != e for d, e in zip(tail, expected, strict=True)
+    ):
+        raise ModelInputError(
+            f"{path}: {what} has shape {shape}, expected [batch, {', '.join(map(str, expected))}]"
+            " (see obsctl.classify.cutouts for the input spec)"
+        )
+
+
+class SourceClassifier:
+    """Batched classification of detections with an ONNX model run by onnxruntime.
+
+    The model takes ``cutouts`` (float32 ``[N, 3, 11, 11]``) and ``features`` (float32
+    ``[N, 4]``) as built by `obsctl.classify.cutouts.model_inputs` and returns
+    ``probabilities`` (float32 ``[N, 5]``, in `obsctl.classify.labels.CLASSES` order, each
+    row summing to 1).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        The ONNX file; by default the shipped model.
+    threads : int, optional
+        onnxruntime intra-op threads. One by default: the pipeline already runs one worker
+        process per core.
+
+    Raises
+    ------
+    ModelInputError
+        If the file is missing, not a loadable ONNX model, or its inputs and output do not
+        match the spec.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path) if path is not None else SHIPPED_MODEL
+        if not self.path.is_file():
+            raise ModelInputError(f"{self.path}: classifier model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelInputError(f"{self.path}: not a loadable ONNX model: {exc}") from exc
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        if set(inputs) != set(_INPUTS):
+            raise ModelInputError(
+                f"{self.path}: model inputs are {sorted(inputs)}, expected {sorted(_INPUTS)}"
+            )
+        for name, expected in _INPUTS.items():
+            if inputs[name].type != "tensor(float)":
+                raise ModelInputError(
+                    f"{self.path}: input {name!r} is {inputs[name].type}, expected tensor(float)"
+                )
+            _check_dims(self.path, f"input {name!r}", list(inputs[name].shape), expected)
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if _OUTPUT not in outputs:
+            raise ModelInputError(
+                f"{self.path}: no output {_OUTPUT!r} (outputs: {sorted(outputs)})"
+            )
+        _check_dims(self.path, f"output {_OUTPUT!r}", list(outputs[_OUTPUT].shape), (len(CLASSES),))
+        meta = self._session.get_modelmeta().custom_metadata_map
+        declared = meta.get("classes")
+        if declared is not None and tuple(declared.split(",")) != CLASSES:
+            raise ModelInputError(
+                f"{self.path}: model classes {declared!r}, expected {','.join(CLASSES)}"
+            )
+        self.version = meta.get("version", "unknown")
+
+    def predict(
+        self, cutouts: NDArray[np.float32], features: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Return the class probabilities, ``[N, 5]``, of a batch of detections.
+
+        Parameters
+        ----------
+        cutouts : numpy.ndarray of float32
+            ``[N, 3, 11, 11]``.
+        features : numpy.ndarray of float32
+            ``[N, 4]``.
+
+        Returns
+        -------
+        numpy.ndarray of float32
+            Probabilities in `obsctl.classify.labels.CLASSES` order.
+        """
+        if len(cutouts) == 0:
+            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+        out = self._session.run(
+            [_OUTPUT],
+            {
+                "cutouts": np.ascontiguousarray(cutouts, dtype=np.float32),
+                "features": np.ascontiguousarray(features, dtype=np.float32),
+            },
+        )
+        probabilities: NDArray[np.float32] = np.asarray(out[0], dtype=np.float32)
+        return probabilities
