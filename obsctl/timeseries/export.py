@@ -1,0 +1,137 @@
+"""Light-curve exports (CSV, ECSV, AAVSO Extended File Format) and a PNG plot."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+__all__ = ["plot_light_curve", "to_aavso", "to_table", "write_light_curve"]
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = ("mjd", "bjd_tdb", "mag", "mag_err", "filter", "flag", "airmass", "exposure_id",
+            "quality")  # fmt: skip
+_UNITS = {"mjd": "d", "bjd_tdb": "d", "mag": "mag", "mag_err": "mag"}
+
+
+def to_table(target: str, points: Sequence[dict[str, Any]]) -> Table:
+    """Return the points as an astropy Table with units and the target in its meta."""
+    table = Table(rows=[[p.get(c) for c in _COLUMNS] for p in points] or None, names=_COLUMNS)
+    for name, unit in _UNITS.items():
+        table[name].unit = unit
+    table.meta["target"] = target
+    table.meta["comments"] = [
+        "mag: differential magnitude on the calibrated scale; flag 0 is good "
+        "(1 photometry flagged, 2 bad frame, 4 no comparison ensemble)"
+    ]
+    return table
+
+
+def to_aavso(
+    target: str,
+    points: Sequence[dict[str, Any]],
+    *,
+    observer_code: str = "XXX",
+    software: str = "obsctl",
+    comp_name: str = "ENSEMBLE",
+) -> str:
+    """Return the light curve in the AAVSO Extended File Format (BJD dates, ensemble).
+
+    Points without a magnitude are left out; flagged points are kept with a note.
+    """
+    lines = [
+        "#TYPE=EXTENDED",
+        f"#OBSCODE={observer_code}",
+        f"#SOFTWARE={software}",
+        "#DELIM=,",
+        "#DATE=BJD",
+        "#OBSTYPE=CCD",
+        "#NAME,DATE,MAG,MERR,FILT,TRANS,MTYPE,CNAME,CMAG,KNAME,KMAG,AMASS,GROUP,CHART,NOTES",
+    ]
+    for p in points:
+        if p.get("mag") is None:
+            continue
+        airmass = p.get("airmass")
+        note = "na" if not p.get("flag") else f"flag={p['flag']}"
+        lines.append(
+            ",".join([
+                target, f"{p['bjd_tdb']:.6f}", f"{p['mag']:.4f}", f"{p['mag_err']:.4f}",
+                str(p.get("filter") or "CV"), "NO", "STD", comp_name, "na", "na", "na",
+                "na" if airmass is None else f"{airmass:.4f}", "na", "na", note,
+            ])
+        )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_light_curve(
+    target: str, points: Sequence[dict[str, Any]], fmt: str, out: Path | None = None
+) -> str:
+    """Render the light curve as ``csv``, ``ecsv`` or ``aavso``; write it when `out` is given.
+
+    Raises
+    ------
+    ValueError
+        For an unknown format.
+    """
+    if fmt == "aavso":
+        text = to_aavso(target, points)
+    elif fmt in ("csv", "ecsv"):
+        buffer = io.StringIO()
+        to_table(target, points).write(buffer, format="ascii." + fmt)
+        text = buffer.getvalue()
+    else:
+        raise ValueError(f"unknown format {fmt!r}; expected csv, ecsv or aavso")
+    if out is not None:
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+    return text
+
+
+def plot_light_curve(
+    target: str, points: Sequence[dict[str, Any]], out: Path, *, period_d: float | None = None
+) -> None:
+    """Write a PNG of the light curve: errors, one colour per filter, flagged points hollow.
+
+    With a period the curve is folded (phase from the first point, BJD_TDB).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    good = [p for p in points if p.get("mag") is not None]
+    t0 = min((p["bjd_tdb"] for p in good), default=0.0)
+    for k, name in enumerate(sorted({str(p.get("filter")) for p in good})):
+        sel = [p for p in good if str(p.get("filter")) == name]
+        t = np.array([p["bjd_tdb"] for p in sel]) - (t0 if period_d else 2400000.5)
+        x = np.mod(t / period_d, 1.0) if period_d else t
+        mag = np.array([p["mag"] for p in sel])
+        err = np.array([p["mag_err"] or 0.0 for p in sel])
+        bad = np.array([bool(p.get("flag")) for p in sel])
+        colour = f"C{k}"
+        ax.errorbar(x[~bad], mag[~bad], err[~bad], fmt="o", ms=3, color=colour, label=name)
+        if bad.any():
+            ax.errorbar(x[bad], mag[bad], err[bad], fmt="o", ms=3, mfc="none", color=colour,
+                        label=f"{name} (flagged)")  # fmt: skip
+    ax.invert_yaxis()
+    ax.set_ylabel("mag")
+    if period_d and math.isfinite(period_d):
+        ax.set_xlabel(f"phase (P = {period_d:.6f} d)")
+    else:
+        ax.set_xlabel("BJD_TDB - 2400000.5")
+    ax.set_title(target)
+    if good:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")

@@ -1,0 +1,549 @@
+"""Per-frame light-curve bookkeeping in the exposure log: points, ensemble, statistics, alerts.
+
+`LightCurveMonitor.process_exposure` runs after the pipeline stored a frame's measurements.
+It matches the frame's sources to the field's known objects by sky position (new ones become
+objects), stores one point per object, solves the differential-photometry ensemble of the
+field in that filter, rewrites the points of this frame and of the monitored targets with the
+new solution, updates the targets' variability statistics and periodograms, and evaluates
+the alert rules. It is synchronous and touches only the database; the daemon runs it in a
+thread, off the acquisition path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from obsctl.config import MonitoredTargetConfig, MonitoringConfig, SiteConfig
+from obsctl.exposure_log import ExposureLog
+from obsctl.pipeline.photometry_stage import CALIBRATION_REJECT_FLAGS
+from obsctl.processing.photometry import FLAG_CROWDED
+from obsctl.timeseries.alerts import Alert, baseline, brightness_change, transit_dip
+from obsctl.timeseries.differential import choose_comparisons, differential_photometry
+from obsctl.timeseries.matching import match_positions, separation_arcsec
+from obsctl.timeseries.stats import find_period, variability_stats
+from obsctl.timeseries.times import bjd_tdb
+
+__all__ = [
+    "FLAG_BAD_FRAME",
+    "FLAG_NO_ENSEMBLE",
+    "FLAG_PHOTOMETRY",
+    "LightCurveMonitor",
+    "frame_is_bad",
+]
+
+log = logging.getLogger(__name__)
+
+FLAG_PHOTOMETRY = 1
+"""The source's photometry is flagged (saturated, blended, truncated, ...)."""
+FLAG_BAD_FRAME = 2
+"""The frame has a bad quality grade or a failed pipeline stage."""
+FLAG_NO_ENSEMBLE = 4
+"""Too few comparison stars in the frame for a differential magnitude."""
+
+_MIN_SNR_NEW_OBJECT = 5.0
+_NEW_SOURCE_REJECT_FLAGS = CALIBRATION_REJECT_FLAGS & ~FLAG_CROWDED
+_LOG10 = 2.5 / math.log(10.0)  # magnitude error per fractional flux error
+_GRADE_COLUMN = "quality_grade"  # filled by the classification stage when it runs
+# Frames whose ensemble is solved together: enough history to weigh the comparison stars,
+# bounded so a frame's work does not grow with the archive.
+_ENSEMBLE_FRAMES = 400
+
+
+def frame_is_bad(grade: str | None, flags: str | None, bad_grades: Collection[str]) -> bool:
+    """Return True for a bad frame: a bad grade, or (without a grade) a failed stage.
+
+    Parameters
+    ----------
+    grade : str or None
+        The frame's quality grade (``A`` best .. ``D``), None when it was not graded.
+    flags : str or None
+        The frame's pipeline flags ("; "-separated), where a stage run under the ``mark``
+        policy leaves ``"<stage> failed: ..."``.
+    bad_grades : collection of str
+        Grades that make a frame bad (case-insensitive).
+    """
+    if grade is not None:
+        return grade.strip().upper() in {g.upper() for g in bad_grades}
+    return flags is not None and "failed" in flags
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    field: str
+    ra_deg: float
+    dec_deg: float
+
+
+def _night(mjd: float, longitude_deg: float) -> int:
+    """Local night number: the MJD of local noon before the observation."""
+    return math.floor(mjd + longitude_deg / 360.0 - 0.5)
+
+
+class LightCurveMonitor:
+    """Keep the light curves of monitored fields in the exposure log.
+
+    Parameters
+    ----------
+    log_db : ExposureLog
+        The exposure log (with its measurements).
+    config : MonitoringConfig
+        Targets, thresholds.
+    site : SiteConfig
+        Where the observatory is (for BJD_TDB and night boundaries).
+    """
+
+    def __init__(self, log_db: ExposureLog, config: MonitoringConfig, site: SiteConfig) -> None:
+        self.db = log_db
+        self.config = config
+        self.site = site
+        self._grade_column: str | bool | None = False  # False: not looked up yet
+
+    # --- targets -------------------------------------------------------------------------
+
+    def _targets_for(self, exposure: dict[str, Any]) -> list[_Target]:
+        name = exposure.get("target")
+        if name is None:
+            return []
+        out = [
+            _Target(t.name, t.field or t.name, t.ra_deg, t.dec_deg)
+            for t in self.config.targets
+            if (t.field or t.name) == name
+        ]
+        if not out and self.config.auto and exposure.get("ra_deg") is not None:
+            out = [_Target(name, name, float(exposure["ra_deg"]), float(exposure["dec_deg"]))]
+        return out
+
+    def target_config(self, name: str) -> MonitoredTargetConfig | None:
+        """Return the configured target of that name, if any."""
+        return next((t for t in self.config.targets if t.name == name), None)
+
+    def _grade(self, exposure_id: int) -> tuple[str | None, str | None]:
+        if self._grade_column is False:
+            cols = {r["name"] for r in self.db.query("PRAGMA table_info(frame_metrics)")}
+            self._grade_column = _GRADE_COLUMN if _GRADE_COLUMN in cols else None
+        column = self._grade_column if isinstance(self._grade_column, str) else None
+        sql = (
+            f"SELECT flags{', ' + column if column else ''} FROM frame_metrics WHERE exposure_id=?"
+        )
+        rows = self.db.query(sql, (exposure_id,))
+        if not rows:
+            return None, None
+        grade = rows[0].get(column) if column else None
+        return (None if grade is None else str(grade)), rows[0]["flags"]
+
+    # --- the frame -----------------------------------------------------------------------
+
+    def pending_exposures(self) -> list[int]:
+        """Return the processed light frames of monitored fields without points, oldest first.
+
+        After a crash between storing a frame's measurements and adding its points, these
+        are the frames to add again.
+        """
+        fields = {t.field or t.name for t in self.config.targets}
+        rows = self.db.query(
+            "SELECT e.id, e.target FROM exposures e JOIN processing p ON p.exposure_id = e.id "
+            "WHERE p.state = 'done' AND e.image_type = 'LIGHT' AND NOT EXISTS "
+            "(SELECT 1 FROM lc_points l WHERE l.exposure_id = e.id) ORDER BY e.mjd_mid"
+        )
+        return [int(r["id"]) for r in rows if self.config.auto or r["target"] in fields]
+
+    def process_exposure(self, exposure_id: int) -> list[Alert]:
+        """Add a processed frame's points to its field's light curves; return new alerts.
+
+        Parameters
+        ----------
+        exposure_id : int
+            A frame whose measurements are stored.
+
+        Returns
+        -------
+        list of Alert
+            Alerts raised by this frame that were not raised before (already stored).
+        """
+        rows = self.db.query("SELECT * FROM exposures WHERE id = ?", (exposure_id,))
+        if not rows or rows[0]["image_type"] != "LIGHT":
+            return []
+        exposure = rows[0]
+        targets = self._targets_for(exposure)
+        if not targets:
+            return []
+        field = targets[0].field
+        grade, frame_flags = self._grade(exposure_id)
+        bad_frame = frame_is_bad(grade, frame_flags, self.config.bad_grades)
+        quality = grade if grade is not None else ("bad" if bad_frame else "good")
+        meas = self.db.query(
+            "SELECT id, ra_deg, dec_deg, flux, flux_err, mag, flags FROM measurements "
+            "WHERE exposure_id = ? AND ra_deg IS NOT NULL AND flux > 0 AND flux_err > 0",
+            (exposure_id,),
+        )
+        mjd = float(exposure["mjd_mid"])
+        n_prior = self._frames_in_field(field, exposure["filter"], before_mjd=mjd)
+        objects = self._objects(field)
+        alerts: list[Alert] = []
+        ra = np.array([m["ra_deg"] for m in meas], dtype=np.float64)
+        dec = np.array([m["dec_deg"] for m in meas], dtype=np.float64)
+        snr = np.array([m["flux"] / m["flux_err"] for m in meas], dtype=np.float64)
+        index = match_positions(
+            ra,
+            dec,
+            objects["ra_deg"],
+            objects["dec_deg"],
+            radius_arcsec=self.config.match_radius_arcsec,
+        )
+        object_ids = [int(objects["id"][i]) if i >= 0 else -1 for i in index]
+        first_seen: set[int] = {
+            int(objects["id"][i]) for i in index if i >= 0 and objects["n_points"][i] == 0
+        }
+        for k, m in enumerate(meas):
+            if object_ids[k] < 0 and snr[k] >= _MIN_SNR_NEW_OBJECT:
+                object_ids[k] = self.db.execute(
+                    "INSERT INTO lc_objects (field, ra_deg, dec_deg, ref_mag, first_exposure_id, "
+                    "first_mjd) VALUES (?, ?, ?, ?, ?, ?)",
+                    (field, m["ra_deg"], m["dec_deg"], m["mag"], exposure_id, mjd),
+                )
+                first_seen.add(object_ids[k])
+        self._assign_targets(targets, field, exposure_id, mjd)
+        bjd = float(
+            bjd_tdb(
+                mjd,
+                float(exposure["ra_deg"] if exposure["ra_deg"] is not None else targets[0].ra_deg),
+                float(
+                    exposure["dec_deg"] if exposure["dec_deg"] is not None else targets[0].dec_deg
+                ),
+                latitude_deg=self.site.latitude_deg,
+                longitude_deg=self.site.longitude_deg,
+                elevation_m=self.site.elevation_m,
+            )[0]
+        )
+        calibrated = all(m["mag"] is not None for m in meas)
+        points = []
+        for k, m in enumerate(meas):
+            if object_ids[k] < 0:
+                continue
+            flagged = m["flags"] & CALIBRATION_REJECT_FLAGS
+            flags = (FLAG_PHOTOMETRY if flagged else 0) | (FLAG_BAD_FRAME if bad_frame else 0)
+            # The frame's own magnitude: calibrated with its zero point when it has one (the
+            # ensemble then lands on the calibrated scale of this filter), else instrumental;
+            # either way a per-frame constant the ensemble takes out.
+            inst = m["mag"] if calibrated else -2.5 * math.log10(m["flux"])
+            inst_err = _LOG10 * m["flux_err"] / m["flux"]
+            points.append(
+                (object_ids[k], mjd, exposure_id, bjd, exposure["filter"], exposure["airmass"],
+                 inst, inst_err, quality, flags)
+            )  # fmt: skip
+        self.db.execute("DELETE FROM lc_points WHERE exposure_id = ?", (exposure_id,))
+        self.db.executemany(
+            "INSERT INTO lc_points (object_id, mjd, exposure_id, bjd_tdb, filter, airmass, "
+            "inst_mag, inst_mag_err, quality, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            points,
+        )
+        self.db.execute(
+            "UPDATE lc_objects SET n_points = (SELECT COUNT(*) FROM lc_points p WHERE "
+            "p.object_id = lc_objects.id) WHERE id IN (SELECT object_id FROM lc_points WHERE "
+            "exposure_id = ?)",
+            (exposure_id,),
+        )
+        self._solve_ensemble(field, exposure["filter"], exposure_id)
+        # New sources near a target, once the field has a reference of earlier frames.
+        if n_prior >= self.config.min_reference_frames and not bad_frame:
+            alerts += self._new_sources(
+                field, targets, exposure_id, mjd, first_seen, meas, object_ids, snr
+            )
+        for target in targets:
+            alerts += self._target_alerts(target, exposure_id, exposure["filter"], mjd)
+            self.update_stats(target.name)
+        return [a for a in alerts if self._store_alert(a)]
+
+    def _frames_in_field(self, field: str, filter_name: str | None, *, before_mjd: float) -> int:
+        rows = self.db.query(
+            "SELECT COUNT(DISTINCT p.exposure_id) AS n FROM lc_points p JOIN lc_objects o "
+            "ON o.id = p.object_id WHERE o.field = ? AND p.filter IS ? AND p.mjd < ?",
+            (field, filter_name, before_mjd),
+        )
+        return int(rows[0]["n"])
+
+    def _objects(self, field: str) -> dict[str, NDArray[Any]]:
+        rows = self.db.query(
+            "SELECT id, ra_deg, dec_deg, n_points, target FROM lc_objects WHERE field = ?",
+            (field,),
+        )
+        return {
+            "id": np.array([r["id"] for r in rows], dtype=np.int64),
+            "ra_deg": np.array([r["ra_deg"] for r in rows], dtype=np.float64),
+            "dec_deg": np.array([r["dec_deg"] for r in rows], dtype=np.float64),
+            "n_points": np.array([r["n_points"] for r in rows], dtype=np.int64),
+        }
+
+    def _assign_targets(
+        self, targets: list[_Target], field: str, exposure_id: int, mjd: float
+    ) -> None:
+        """Give each target its object: the nearest object, else one at its position."""
+        for t in targets:
+            if self.db.query("SELECT id FROM lc_objects WHERE target = ?", (t.name,)):
+                continue
+            objects = self._objects(field)
+            if objects["id"].size:
+                sep = separation_arcsec(t.ra_deg, t.dec_deg, objects["ra_deg"], objects["dec_deg"])
+                k = int(np.argmin(sep))
+                if sep[k] <= self.config.match_radius_arcsec:
+                    self.db.execute(
+                        "UPDATE lc_objects SET target = ? WHERE id = ?",
+                        (t.name, int(objects["id"][k])),
+                    )
+                    continue
+            # Not detected (yet): the object waits at the target's position.
+            self.db.execute(
+                "INSERT INTO lc_objects (field, target, ra_deg, dec_deg) VALUES (?, ?, ?, ?)",
+                (field, t.name, t.ra_deg, t.dec_deg),
+            )
+
+    # --- the ensemble --------------------------------------------------------------------
+
+    def _solve_ensemble(self, field: str, filter_name: str | None, exposure_id: int) -> None:
+        frames = self.db.query(
+            "SELECT DISTINCT p.exposure_id AS e, p.mjd FROM lc_points p JOIN lc_objects o ON "
+            "o.id = p.object_id WHERE o.field = ? AND p.filter IS ? ORDER BY p.mjd DESC LIMIT ?",
+            (field, filter_name, _ENSEMBLE_FRAMES),
+        )
+        frame_ids = [int(r["e"]) for r in frames]
+        if not frame_ids:
+            return
+        marks = ", ".join("?" for _ in frame_ids)
+        pts = self.db.query(
+            f"SELECT p.object_id, p.exposure_id, p.inst_mag, p.inst_mag_err, p.flags, "
+            f"o.target FROM lc_points p JOIN lc_objects o ON o.id = p.object_id "
+            f"WHERE o.field = ? AND p.exposure_id IN ({marks})",
+            (field, *frame_ids),
+        )
+        obj_ids = sorted({int(p["object_id"]) for p in pts})
+        col = {o: j for j, o in enumerate(obj_ids)}
+        row = {e: i for i, e in enumerate(frame_ids)}
+        shape = (len(frame_ids), len(obj_ids))
+        m = np.full(shape, np.nan)
+        e = np.full(shape, np.nan)
+        usable = np.zeros(shape, dtype=bool)
+        targets: set[int] = set()
+        for p in pts:
+            i, j = row[int(p["exposure_id"])], col[int(p["object_id"])]
+            m[i, j], e[i, j] = p["inst_mag"], p["inst_mag_err"]
+            # The ensemble's own verdict (no comparison stars yet) is not a reason to leave out.
+            usable[i, j] = (p["flags"] & ~FLAG_NO_ENSEMBLE) == 0
+            if p["target"] is not None:
+                targets.add(j)
+        comps = choose_comparisons(
+            m,
+            e,
+            usable,
+            exclude=np.array(sorted(targets), dtype=np.intp),
+            max_count=self.config.max_comparisons,
+        )
+        if comps.size < 2:
+            return
+        # Each star's typical magnitude in this filter anchors the scale (a median, so frames
+        # without a zero point, on the instrumental scale, do not move it).
+        ref = np.full(m.shape[1], np.nan)
+        seen = (usable & np.isfinite(m)).any(axis=0)
+        ref[seen] = np.nanmedian(np.where(usable, m, np.nan)[:, seen], axis=0)
+        result = differential_photometry(m, e, usable, comps, ref_mag=ref)
+        self.db.executemany(
+            "UPDATE lc_objects SET comp_weight = ? WHERE id = ?",
+            [(float(result.weights[j]), o) for o, j in col.items()],
+        )
+        # This frame's points and every point of the targets get the new solution.
+        updates = []
+        for p in pts:
+            i, j = row[int(p["exposure_id"])], col[int(p["object_id"])]
+            if int(p["exposure_id"]) != exposure_id and j not in targets:
+                continue
+            mag = result.mag[i, j]
+            no_ensemble = not math.isfinite(result.frame_offset[i])
+            updates.append(
+                (_finite(mag), _finite(result.mag_err[i, j]),
+                 FLAG_NO_ENSEMBLE if no_ensemble else 0, int(p["object_id"]),
+                 int(p["exposure_id"]))
+            )  # fmt: skip
+        self.db.executemany(
+            f"UPDATE lc_points SET mag = ?, mag_err = ?, flags = (flags & ~{FLAG_NO_ENSEMBLE}) | ? "
+            "WHERE object_id = ? AND exposure_id = ?",
+            updates,
+        )
+
+    # --- statistics ----------------------------------------------------------------------
+
+    def light_curve(self, target: str) -> list[dict[str, Any]]:
+        """Return a target's points in time order (see `obsctl.timeseries.store`)."""
+        from obsctl.timeseries.store import load_light_curve
+
+        return load_light_curve(self.db, target)
+
+    def update_stats(self, target: str) -> None:
+        """Recompute a target's variability statistics and period from its good points."""
+        pts = [p for p in self.light_curve(target) if p["flag"] == 0 and p["mag"] is not None]
+        if not pts:
+            return
+        t = np.array([p["bjd_tdb"] - 2400000.5 for p in pts])
+        mag = np.array([p["mag"] for p in pts])
+        err = np.array([p["mag_err"] for p in pts])
+        stats = variability_stats(t, mag, err)
+        period: tuple[float | None, float | None, float | None] = (None, None, None)
+        if stats.n_points >= self.config.periodogram_min_points:
+            try:
+                best = find_period(t, mag, err, min_period_d=self.config.min_period_d)
+                period = (best.period_d, best.power, best.amplitude_mag)
+            except ValueError as exc:  # too short a span so far
+                log.debug("%s: no periodogram yet: %s", target, exc)
+        self.db.execute(
+            "UPDATE lc_objects SET wmean_mag = ?, wscatter_mag = ?, expected_mag = ?, "
+            "chi2_red = ?, stetson_j = ?, period_d = ?, period_power = ?, amplitude_mag = ?, "
+            "updated_utc = ? WHERE target = ?",
+            (
+                _finite(stats.wmean_mag),
+                _finite(stats.wscatter_mag),
+                _finite(stats.expected_mag),
+                _finite(stats.chi2_red),
+                _finite(stats.stetson_j),
+                *period,
+                datetime.now(UTC).isoformat(timespec="seconds"),
+                target,
+            ),
+        )
+
+    # --- alerts --------------------------------------------------------------------------
+
+    def _target_alerts(
+        self, target: _Target, exposure_id: int, filter_name: str | None, mjd: float
+    ) -> list[Alert]:
+        pts = [
+            p
+            for p in self.light_curve(target.name)
+            if p["filter"] == filter_name and p["flag"] == 0 and p["mag"] is not None
+        ]
+        if not pts or pts[-1]["exposure_id"] != exposure_id:
+            return []  # not measured (or flagged) in this frame
+        mag = np.array([p["mag"] for p in pts])
+        err = np.array([p["mag_err"] for p in pts])
+        night = _night(mjd, self.site.longitude_deg)
+        obj = int(pts[-1]["object_id"])
+        out: list[Alert] = []
+        base = baseline(mag[:-1], err[:-1])
+        if base is None:
+            return out
+        cfg = self.config
+        change = brightness_change(
+            float(mag[-1]), float(err[-1]), base, threshold_mag=cfg.brighten_fade_mag,
+            sigma=cfg.alert_sigma,
+        )  # fmt: skip
+        if change is not None:
+            kind, delta, sig = change
+            out.append(
+                Alert(kind, target.field, target.name, obj, exposure_id, mjd, float(mag[-1]),
+                      delta, sig,
+                      f"{target.name} {'brightened' if kind == 'brighten' else 'faded'} by "
+                      f"{abs(delta):.3f} mag to {mag[-1]:.3f} ({sig:.1f} sigma)",
+                      f"{kind}:{obj}:{night}")
+            )  # fmt: skip
+        tonight = np.flatnonzero([_night(p["mjd"], self.site.longitude_deg) == night for p in pts])
+        # A dip is measured against the same night's earlier points when there are enough
+        # (nights differ by a few mmag of calibration), else against all earlier points.
+        faint_tail = 0
+        while faint_tail < tonight.size and mag[tonight[-1 - faint_tail]] > base.mag:
+            faint_tail += 1
+        local = tonight[: tonight.size - faint_tail]
+        ref = baseline(mag[local], err[local]) if local.size >= 3 else None
+        dip = transit_dip(
+            mag[tonight], err[tonight], ref if ref is not None else base,
+            min_points=cfg.dip_min_points, depth_mag=cfg.dip_depth_mag, sigma=cfg.dip_sigma,
+        )  # fmt: skip
+        if dip is not None and change is None:
+            depth, sig = dip
+            out.append(
+                Alert("dip", target.field, target.name, obj, exposure_id, mjd, float(mag[-1]),
+                      depth, sig,
+                      f"{target.name}: transit-like dip of {1000 * depth:.1f} mmag "
+                      f"({sig:.1f} sigma)", f"dip:{obj}:{night}")
+            )  # fmt: skip
+        return out
+
+    def _new_sources(
+        self,
+        field: str,
+        targets: list[_Target],
+        exposure_id: int,
+        mjd: float,
+        first_seen: set[int],
+        meas: list[dict[str, Any]],
+        object_ids: list[int],
+        snr: NDArray[np.float64],
+    ) -> list[Alert]:
+        out: list[Alert] = []
+        rows = self.db.query(
+            "SELECT limiting_mag FROM frame_metrics WHERE exposure_id = ?", (exposure_id,)
+        )
+        limit = rows[0]["limiting_mag"] if rows else None
+        for k, m in enumerate(meas):
+            obj = object_ids[k]
+            if obj not in first_seen or snr[k] < self.config.new_source_snr:
+                continue
+            # A new source may well sit beside a star (crowded), but not be saturated, cut by
+            # the edge, sharper than a star (a cosmic ray) or split off a blend (a known star
+            # that good seeing separated from its neighbour).
+            if m["flags"] & _NEW_SOURCE_REJECT_FLAGS:
+                continue
+            # Near the frame's 50 % completeness limit a known faint star caught by its noise
+            # is as likely as anything new; the margin asks for near-complete detection.
+            if limit is None or m["mag"] is None:
+                continue
+            if m["mag"] > limit - self.config.new_source_margin_mag:
+                continue
+            for t in targets:
+                sep = float(separation_arcsec(t.ra_deg, t.dec_deg, m["ra_deg"], m["dec_deg"]))
+                if sep <= self.config.new_source_radius_arcsec:
+                    out.append(
+                        Alert("new_source", field, t.name, obj, exposure_id, mjd, m["mag"], None,
+                              float(snr[k]),
+                              f"new source {sep:.1f} arcsec from {t.name}, mag "
+                              f"{m['mag'] if m['mag'] is not None else float('nan'):.2f} "
+                              f"(S/N {snr[k]:.0f})", f"new_source:{obj}")
+                    )  # fmt: skip
+                    break
+        return out
+
+    def _store_alert(self, alert: Alert) -> bool:
+        """Store an alert unless its key is known; True when it is new."""
+        before = self.db.query("SELECT id FROM alerts WHERE dedup_key = ?", (alert.dedup_key,))
+        if before:
+            return False
+        self.db.execute(
+            "INSERT OR IGNORE INTO alerts (created_utc, kind, field, target, object_id, "
+            "exposure_id, mjd, mag, delta_mag, significance, message, dedup_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                datetime.now(UTC).isoformat(timespec="milliseconds"),
+                alert.kind,
+                alert.field,
+                alert.target,
+                alert.object_id,
+                alert.exposure_id,
+                alert.mjd,
+                alert.mag,
+                alert.delta_mag,
+                alert.significance,
+                alert.message,
+                alert.dedup_key,
+            ),
+        )
+        log.warning("alert: %s", alert.message)
+        return True
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
