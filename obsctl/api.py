@@ -16,6 +16,8 @@ needs ``Authorization: Bearer <token>`` and gets 401 without it.
 | GET | /api/failures | recorded failures |
 | GET | /api/metrics | per-frame metrics (FWHM, background, zero point, transparency...) |
 | GET | /api/events | server-sent events (activity, frame, safety, failure...) |
+
+The quick-look page (``/``) and its data routes come from `obsctl.web`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from aiohttp import web
 
 from obsctl.errors import ConfigError, DeviceError
 from obsctl.sequence import parse_sequence
+from obsctl.web import QuickLook, add_quicklook
 
 if TYPE_CHECKING:
     from obsctl.daemon import DaemonState
@@ -131,9 +134,18 @@ async def _status(request: web.Request) -> web.Response:
                     {"id": q["id"], "name": q["name"], "state": q["state"]} for q in queued
                 ],
                 "frames_to_store": state.writer.pending,
+                "processing": _processing_counts(state),
             },
         }
     )
+
+
+def _processing_counts(state: DaemonState) -> dict[str, int] | None:
+    """Frames per pipeline state (queued, running, done, failed); None without a pipeline."""
+    if not state.config.pipeline.enabled:
+        return None
+    rows = state.log_db.query("SELECT state, COUNT(*) AS n FROM processing GROUP BY state")
+    return {str(r["state"]): int(r["n"]) for r in rows}
 
 
 async def _sequences(request: web.Request) -> web.Response:
@@ -234,6 +246,34 @@ async def _failures(request: web.Request) -> web.Response:
     return _json(request.app[STATE].log_db.failures())
 
 
+async def _lightcurves(request: web.Request) -> web.Response:
+    from obsctl.timeseries.store import list_light_curves
+
+    return _json(await asyncio.to_thread(list_light_curves, request.app[STATE].log_db))
+
+
+async def _lightcurve(request: web.Request) -> web.Response:
+    from obsctl.timeseries.store import load_light_curve
+
+    target = request.query.get("target")
+    if not target:
+        return _json({"error": "target is required (?target=NAME)"}, status=400)
+    points = await asyncio.to_thread(load_light_curve, request.app[STATE].log_db, target)
+    if not points:
+        return _json({"error": f"no light curve for target {target!r}"}, status=404)
+    return _json({"target": target, "points": points})
+
+
+async def _alerts(request: web.Request) -> web.Response:
+    from obsctl.timeseries.store import list_alerts
+
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return _json({"error": "limit must be an integer"}, status=400)
+    return _json(await asyncio.to_thread(list_alerts, request.app[STATE].log_db, limit=limit))
+
+
 async def _events(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     response = web.StreamResponse(
@@ -241,15 +281,19 @@ async def _events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     async with state.events.subscribe() as queue:
-        await response.write(b": connected\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=15.0)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")  # lets proxies and clients see life
-                continue
-            payload = json.dumps(event, default=str)
-            await response.write(f"event: {event['kind']}\ndata: {payload}\n\n".encode())
+        try:
+            await response.write(b": connected\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15.0)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")  # lets clients see life
+                    continue
+                payload = json.dumps(event, default=str)
+                await response.write(f"event: {event['kind']}\ndata: {payload}\n\n".encode())
+        except ConnectionResetError:  # the client went away (a closed page): no error
+            log.debug("event stream client gone")
+    return response
 
 
 def build_app(state: DaemonState) -> web.Application:
@@ -265,6 +309,19 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_get("/api/failures", _failures)
     app.router.add_get("/api/metrics", _metrics)
     app.router.add_get("/api/events", _events)
+    app.router.add_get("/api/lightcurves", _lightcurves)
+    app.router.add_get("/api/lightcurve", _lightcurve)
+    app.router.add_get("/api/alerts", _alerts)
+    # The quick-look page and its data (/, /static/, /api/quicklook/..., /data/...).
+    add_quicklook(
+        app,
+        QuickLook(
+            log_db=state.log_db,
+            data_dir=state.daemon.data_dir,
+            events=state.events,
+            pipeline_enabled=state.config.pipeline.enabled,
+        ),
+    )
     return app
 
 

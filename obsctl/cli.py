@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -187,6 +187,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         await daemon.started.wait()
         if daemon.api_url:
             _out(f"obsctl running; control API at {daemon.api_url} (Ctrl-C stops)")
+            _out(f"quick-look: {daemon.api_url}/")
 
     announcer = asyncio.create_task(announce())
     try:
@@ -236,6 +237,51 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
 
 def _format_status(value: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+
+
+async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.daemon import DB_NAME
+    from obsctl.exposure_log import ExposureLog
+    from obsctl.timeseries.export import plot_light_curve, write_light_curve
+    from obsctl.timeseries.store import load_light_curve, object_for_target
+
+    path = Path(config.data.directory) / DB_NAME
+    if not path.exists():
+        raise ObsctlError(f"no exposure log at {path}")
+    db = ExposureLog(path)
+    try:
+        points = load_light_curve(db, args.target)
+        obj = object_for_target(db, args.target)
+    finally:
+        db.close()
+    if not points:
+        raise ObsctlError(f"no light curve for target {args.target!r} in {path}")
+    text = write_light_curve(args.target, points, args.format, args.out)
+    if args.out is None:
+        sys.stdout.write(text)
+    if args.plot is not None:
+        known = next((t.period_d for t in config.monitoring.targets if t.name == args.target), None)
+        period = known if known is not None else (obj or {}).get("period_d") if args.fold else None
+        plot_light_curve(args.target, points, args.plot, period_d=period)
+    return 0
+
+
+async def _alerts(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.daemon import DB_NAME
+    from obsctl.exposure_log import ExposureLog
+    from obsctl.timeseries.store import list_alerts
+
+    path = Path(config.data.directory) / DB_NAME
+    if not path.exists():
+        raise ObsctlError(f"no exposure log at {path}")
+    db = ExposureLog(path)
+    try:
+        rows = list_alerts(db, limit=args.limit)
+    finally:
+        db.close()
+    for row in rows:
+        sys.stdout.write(f"{row['created_utc']}  {row['kind']:<10}  {row['message']}\n")
+    return 0
 
 
 async def _log(config: Config, args: argparse.Namespace) -> int:
@@ -320,6 +366,24 @@ async def _calib(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _model(config: Config, args: argparse.Namespace) -> int:
+    try:
+        from obsctl.classify.train import train_model
+    except ImportError as exc:  # torch and onnx come with the optional extra only
+        raise ConfigError(
+            f"obsctl model train needs the training extra (pip install 'obsctl[train]'): {exc}"
+        ) from exc
+    card = await asyncio.to_thread(train_model, args.out, seed=args.seed)
+    m = card["metrics_test"]
+    _out(
+        f"wrote {card['file']} ({card['size_bytes']} bytes, sha256 {card['sha256'][:12]}) and "
+        f"its card; held-out macro-F1 (S/N > 20) {m['macro_f1_snr_gt_20']}, cosmic-ray recall "
+        f"(S/N > 10) {m['cosmic_ray_recall_snr_gt_10']}, star->cosmic ray "
+        f"{m['star_to_cosmic_ray_snr_gt_10']}"
+    )
+    return 0
+
+
 async def _catalog(config: Config, args: argparse.Namespace) -> int:
     from obsctl.config import SimulatedSkyConfig
     from obsctl.refcat import RefCatalog
@@ -400,6 +464,50 @@ def _progress(done: int, total: int, result: Any) -> None:
     sys.stderr.flush()
 
 
+def _night_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"night {text!r}: expected a date as YYYY-MM-DD") from exc
+
+
+async def _plan(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.night import check_plan
+
+    _out(await asyncio.to_thread(check_plan, config, args.plan, _night_date(args.night)))
+    return 0
+
+
+async def _night(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.daemon import Daemon
+    from obsctl.night import NightRunner, night_clock, run_night, simulation_config
+    from obsctl.plan import load_plan
+
+    plan = load_plan(args.plan)
+    night = _night_date(args.date) if args.date else None
+    clock, night = await asyncio.to_thread(night_clock, config, plan, night, speed=args.speed)
+    daemon = Daemon(simulation_config(config, args.speed), clock=clock)
+    _out(f"night {night} of plan {plan.name!r}, clock at {clock.now():%Y-%m-%d %H:%M} UTC")
+
+    async def announce() -> None:
+        await daemon.started.wait()
+        if daemon.api_url:
+            _out(f"obsctl running; control API at {daemon.api_url} (Ctrl-C stops)")
+            _out(f"quick-look: {daemon.api_url}/")
+
+    announcer = asyncio.create_task(announce())
+    try:
+        summary = await run_night(NightRunner(daemon, plan, night))
+    finally:
+        announcer.cancel()
+    for name, when in summary.events:
+        _out(f"  {when:%H:%M:%S}  {name}")
+    visits = ", ".join(f"{n} {k}" for k, n in sorted(summary.visits.items()))
+    frames = ", ".join(f"{n} {k}" for k, n in sorted(summary.frames.items()))
+    _out(f"night {summary.night} done: visits: {visits or 'none'}; frames: {frames or 'none'}")
+    return 0
+
+
 async def _simulate(config: Config) -> int:
     from obsctl.simulators.observatory import serve_forever
 
@@ -459,6 +567,20 @@ def _parser() -> argparse.ArgumentParser:
     calib_build.add_argument(
         "--method", choices=["median", "sigma"], default=None, help="default: from the config"
     )
+    plan = sub.add_parser("plan", help="night plans")
+    plan_sub = plan.add_subparsers(dest="plan_command", required=True)
+    plan_check = plan_sub.add_parser("check", help="validate a plan and print its night")
+    plan_check.add_argument("plan", type=Path, help="plan TOML")
+    plan_check.add_argument("--night", required=True, help="night as YYYY-MM-DD")
+    night = sub.add_parser("night", help="run the daemon through one night of a plan")
+    night.add_argument("--plan", type=Path, required=True, help="plan TOML")
+    night.add_argument("--date", default=None, help="night as YYYY-MM-DD (default: tonight)")
+    night.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per real second (!= 1: a simulated clock from dusk)",
+    )
     catalog = sub.add_parser("catalog", help="fill the local reference-star catalog")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
     cat_import = catalog_sub.add_parser(
@@ -480,6 +602,25 @@ def _parser() -> argparse.ArgumentParser:
     cat_synth.add_argument("--dec", type=float, required=True, help="centre Dec in degrees")
     cat_synth.add_argument("--radius", type=float, required=True, help="radius in degrees")
     cat_synth.add_argument("--seed", type=int, default=None, help="sky seed (default: config)")
+    lc = sub.add_parser("lightcurve", help="print or write a monitored target's light curve")
+    lc.add_argument("target", help="monitored target name")
+    lc.add_argument("--format", choices=("csv", "ecsv", "aavso"), default="csv")
+    lc.add_argument("--out", type=Path, default=None, help="write to this file")
+    lc.add_argument("--plot", type=Path, default=None, help="also write a PNG plot")
+    lc.add_argument(
+        "--fold", action="store_true", help="fold the plot on the measured period if none is set"
+    )
+    alerts = sub.add_parser("alerts", help="list the latest light-curve alerts")
+    alerts.add_argument("--limit", type=int, default=50)
+    model = sub.add_parser("model", help="the ONNX source classifier")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    model_train = model_sub.add_parser(
+        "train", help="train it on simulated frames, export ONNX and its model card"
+    )
+    model_train.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: the shipped model's)"
+    )
+    model_train.add_argument("--seed", type=int, default=0, help="training seed")
     return parser
 
 
@@ -498,6 +639,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "catalog": lambda config: _catalog(config, args),
         "calib": lambda config: _calib(config, args),
         "reduce": lambda config: _reduce(config, args),
+        "plan": lambda config: _plan(config, args),
+        "night": lambda config: _night(config, args),
+        "model": lambda config: _model(config, args),
+        "lightcurve": lambda config: _lightcurve(config, args),
+        "alerts": lambda config: _alerts(config, args),
     }
     try:
         config = load_config(args.config)

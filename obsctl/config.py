@@ -15,17 +15,28 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from obsctl.errors import ConfigError
 
 __all__ = [
     "AlpacaDeviceConfig",
     "CalibrationConfig",
+    "CommandSinkConfig",
     "Config",
     "DataConfig",
     "DeviceConfig",
     "DevicesConfig",
+    "MonitoredTargetConfig",
+    "MonitoringConfig",
+    "NightConfig",
     "PipelineConfig",
     "SafetyConfig",
     "SequencerConfig",
@@ -36,10 +47,12 @@ __all__ = [
     "SimulatedFilterWheelConfig",
     "SimulatedMountConfig",
     "SimulatedSkyConfig",
+    "SimulatedVariableConfig",
     "SimulatorConfig",
     "SimulatorDeviceConfig",
     "SiteConfig",
     "TelescopeConfig",
+    "WebhookSinkConfig",
     "default_config_path",
     "format_validation_error",
     "load_config",
@@ -168,11 +181,12 @@ class ServerConfig(_Model):
         return self
 
 
-StageName = Literal["calibrate", "photometry", "astrometry", "zeropoint"]
+StageName = Literal["calibrate", "photometry", "classify", "astrometry", "zeropoint"]
 FailureAction = Literal["abort", "skip", "mark"]
 _DEFAULT_ON_FAILURE: dict[StageName, FailureAction] = {
     "calibrate": "mark",  # no masters: measure the raw frame, flagged
     "photometry": "abort",  # nothing after it makes sense without sources
+    "classify": "mark",  # unclassified sources are still measured, flagged
     "astrometry": "mark",  # keep the approximate WCS
     "zeropoint": "mark",
 }
@@ -183,7 +197,14 @@ class PipelineConfig(_Model):
 
     enabled: bool = True
     workers: int = Field(default=2, ge=1, le=64)
-    stages: tuple[StageName, ...] = ("calibrate", "photometry", "astrometry", "zeropoint")
+    # classify before astrometry and zeropoint: they must not fit cosmic rays and hot pixels.
+    stages: tuple[StageName, ...] = (
+        "calibrate",
+        "photometry",
+        "classify",
+        "astrometry",
+        "zeropoint",
+    )
     on_failure: dict[StageName, FailureAction] = Field(
         default_factory=lambda: dict(_DEFAULT_ON_FAILURE),
         description="abort: stop the frame; skip: go on; mark: go on and flag the frame",
@@ -205,6 +226,24 @@ class PipelineConfig(_Model):
         description="overrides the header's EGAIN (for files from tools that omit it)",
     )
     saturation_adu: float = Field(default=60000.0, gt=0)
+    classifier_model: Path | None = Field(
+        default=None,
+        description="ONNX source classifier with obsctl's input spec (obsctl.classify.cutouts);"
+        " default: the shipped model",
+    )
+
+    @field_validator("classifier_model")
+    @classmethod
+    def _classifier_matches_spec(cls, value: Path | None) -> Path | None:
+        # Checked here, at start, so a wrong model fails before any frame is taken.
+        if value is not None:
+            from obsctl.classify.model import SourceClassifier
+
+            try:
+                SourceClassifier(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
 
 class CalibrationConfig(_Model):
@@ -255,6 +294,18 @@ class SafetyConfig(_Model):
     park_when_unsafe: bool = True
 
 
+class NightConfig(_Model):
+    """Scheduled nights (``obsctl night``): what happens at the ends of the night."""
+
+    cooler_set_point_c: float | None = Field(
+        default=None, ge=-60, le=40, description="cool the camera to this at dusk"
+    )
+    warm_up: bool = Field(default=True, description="at dawn: warm the sensor, cooler off")
+    warm_up_c: float = Field(default=10.0, ge=-40, le=40, description="warm-up set point")
+    warm_up_timeout_s: float = Field(default=1800.0, gt=0, description="[s] then cooler off")
+    park_at_dawn: bool = True
+
+
 class SimulatedCameraConfig(_Model):
     """Sensor and electronics of the simulated camera."""
 
@@ -287,6 +338,24 @@ class SimulatedCameraConfig(_Model):
     seed: int = 11
 
 
+class SimulatedVariableConfig(_Model):
+    """A variable star or transient of the simulated sky (see `obsctl.simulators.variables`)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["constant", "sine", "eclipsing", "rrlyrae", "transit", "transient"]
+    ra_deg: float = Field(ge=0, lt=360)
+    dec_deg: float = Field(ge=-90, le=90)
+    mag_v: float = Field(description="quiescent V magnitude; a transient's peak")
+    b_v: float = 0.6
+    period_d: float = Field(default=1.0, gt=0)
+    epoch_mjd: float = Field(default=0.0, description="phase zero, mid-eclipse or peak (MJD)")
+    amplitude_mag: float = Field(default=0.0, ge=0)
+    depth: float = Field(default=0.0, ge=0, lt=1, description="transit depth, flux fraction")
+    duration_d: float = Field(default=0.1, gt=0)
+    rise_d: float = Field(default=1.0, gt=0)
+    fade_d: float = Field(default=5.0, gt=0)
+
+
 class SimulatedSkyConfig(_Model):
     """The synthetic sky the simulated camera renders."""
 
@@ -301,6 +370,14 @@ class SimulatedSkyConfig(_Model):
         default=21.0, description="V magnitude giving 1 e-/s at the telescope and sensor"
     )
     flat_panel_e_s: float = Field(default=20000.0, gt=0, description="lamp level per pixel")
+    variables: tuple[SimulatedVariableConfig, ...] = Field(
+        default=(), description="variable stars and transients added to the synthetic sky"
+    )
+    follow_sun_moon: bool = Field(
+        default=False,
+        description="sky brightness follows twilight and moonlight at the simulated time "
+        "(obsctl.ephemeris); false: a constant sky_mag_arcsec2",
+    )
 
 
 class SimulatedFilterWheelConfig(_Model):
@@ -362,6 +439,66 @@ class SimulatorConfig(_Model):
     serial: SerialSimulatorConfig | None = None
 
 
+class MonitoredTargetConfig(_Model):
+    """A star whose light curve is kept and watched for alerts."""
+
+    name: str = Field(min_length=1)
+    ra_deg: float = Field(ge=0, lt=360)
+    dec_deg: float = Field(ge=-90, le=90)
+    field: str | None = Field(
+        default=None, description="exposure target (OBJECT) of its frames; default: name"
+    )
+    period_d: float | None = Field(default=None, gt=0, description="known period, for plots")
+
+
+class WebhookSinkConfig(_Model):
+    """Alerts are POSTed as JSON to a URL."""
+
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class CommandSinkConfig(_Model):
+    """Alerts run a command (no shell), the alert as JSON on its standard input."""
+
+    kind: Literal["command"]
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+AlertSinkConfig = Annotated[WebhookSinkConfig | CommandSinkConfig, Field(discriminator="kind")]
+
+
+class MonitoringConfig(_Model):
+    """Light curves of monitored targets, variability and alerts (obsctl.timeseries)."""
+
+    enabled: bool = True
+    auto: bool = Field(
+        default=False, description="monitor every light-frame target, star at the field centre"
+    )
+    targets: tuple[MonitoredTargetConfig, ...] = ()
+    match_radius_arcsec: float = Field(default=2.0, gt=0)
+    brighten_fade_mag: float = Field(default=0.3, gt=0, description="alert threshold")
+    alert_sigma: float = Field(default=5.0, gt=0)
+    dip_depth_mag: float = Field(default=0.005, gt=0, description="smallest transit-like dip")
+    dip_min_points: int = Field(default=3, ge=2)
+    dip_sigma: float = Field(default=4.0, gt=0)
+    new_source_radius_arcsec: float = Field(default=60.0, gt=0)
+    new_source_snr: float = Field(default=7.0, gt=0)
+    new_source_margin_mag: float = Field(
+        default=0.2, ge=0, description="new sources must beat the 50 % limit by this"
+    )
+    min_reference_frames: int = Field(default=3, ge=1)
+    bad_grades: tuple[str, ...] = Field(
+        default=("D",), description="frame quality grades whose points are flagged"
+    )
+    max_comparisons: int = Field(default=30, ge=2)
+    periodogram_min_points: int = Field(default=20, ge=5)
+    min_period_d: float = Field(default=0.05, gt=0)
+    sinks: tuple[AlertSinkConfig, ...] = ()
+
+
 class Config(_Model):
     """A whole observatory."""
 
@@ -375,7 +512,9 @@ class Config(_Model):
     calibration: CalibrationConfig = CalibrationConfig()
     sequencer: SequencerConfig = SequencerConfig()
     safety: SafetyConfig = SafetyConfig()
+    night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _simulator_present_when_used(self) -> Config:

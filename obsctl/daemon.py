@@ -196,6 +196,23 @@ class Daemon:
             await self._interrupt()
         return True
 
+    def resume_sequence(self, sequence_id: int) -> bool:
+        """Put a stopped or aborted sequence back in the queue.
+
+        It resumes at its first frame not stored (the night runner resumes a visit that bad
+        weather interrupted).
+
+        Returns False when there is no such stopped or aborted sequence.
+        """
+        assert self.state is not None, "daemon not started"
+        row = self.state.log_db.sequence(sequence_id)
+        if row is None or row["state"] not in ("stopped", "aborted"):
+            return False
+        self.state.log_db.set_sequence_state(sequence_id, "pending")
+        self.state.events.publish("sequence", id=sequence_id, name=row["name"], state="pending")
+        self._wakeup.set()
+        return True
+
     async def abort_exposure(self) -> None:
         """Abort the running exposure and mark the running sequence aborted."""
         assert self.state is not None
@@ -235,7 +252,7 @@ class Daemon:
             queued = self.state.log_db.sequences(states=("running", "pending"))
             if not queued:
                 if until_idle:
-                    await self._pipeline_drained()
+                    await self.drain()
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -395,32 +412,34 @@ class Daemon:
         if self.pipeline is not None:
             # A frame being processed now may have chosen its masters before these existed:
             # let it finish, then look at the flags.
-            await self._night_processed(night)
+            await self._in_flight_done()
             redo = await asyncio.to_thread(frames_missing_masters, state.log_db, night)
             for exposure_id in redo:
                 self.pipeline.notify(exposure_id)
             if redo:
                 log.info("%d frame(s) of %s queued again for the new masters", len(redo), night)
 
-    async def _night_processed(self, night: str, timeout_s: float = 600.0) -> None:
-        """Wait until no frame of the night is being processed (or the timeout passes)."""
-        assert self.state is not None
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                while self.state.log_db.query(
-                    "SELECT 1 FROM processing p JOIN exposures e ON e.id = p.exposure_id "
-                    "WHERE e.night = ? AND p.state = 'running' LIMIT 1",
-                    (night,),
-                ):
-                    await asyncio.sleep(0.2)
+    async def _in_flight_done(self) -> None:
+        """Wait until the frames now in the workers are stored (not when shutting down).
+
+        They may have chosen their masters before the new ones existed. Frames a shutdown
+        leaves half-processed are processed again at the next start anyway.
+        """
+        assert self.pipeline is not None
+        pending = set(self.pipeline.in_flight)
+        while pending & self.pipeline.in_flight and not self._stop.is_set():
+            await asyncio.sleep(0.1)
 
     async def _builds_done(self) -> None:
         """Wait for the master builds in progress (they are never cancelled half-way)."""
         while self._builds:
             await asyncio.gather(*self._builds, return_exceptions=True)
 
-    async def _pipeline_drained(self) -> None:
-        """Wait until every stored frame has been processed (for ``--until-idle``)."""
+    async def drain(self) -> None:
+        """Wait until every stored frame has been processed (``--until-idle``, a night's end).
+
+        Returns at once when the pipeline is disabled.
+        """
         assert self.state is not None
         await self.state.writer.drain()
         await self._builds_done()
@@ -428,7 +447,8 @@ class Daemon:
             return
         while True:
             counts = await asyncio.to_thread(self.pipeline.queue.counts)
-            if not counts.get("queued") and not counts.get("running"):
+            idle = not counts.get("queued") and not counts.get("running")
+            if idle and not self.pipeline.finishing:
                 return
             await asyncio.sleep(0.1)
 
@@ -437,9 +457,47 @@ class Daemon:
             return None
         factory = functools.partial(build_stages, self.config, str(self.data_dir))
         self.pipeline = PipelineRunner(
-            log_db, self.data_dir, factory, workers=self.config.pipeline.workers, events=events
+            log_db,
+            self.data_dir,
+            factory,
+            workers=self.config.pipeline.workers,
+            events=events,
+            after_store=self._light_curves(log_db, events),
         )
         return self.pipeline
+
+    def _light_curves(
+        self, log_db: ExposureLog, events: EventBus
+    ) -> Callable[[int], Awaitable[None]] | None:
+        """Return the step that adds a processed frame to the light curves (issue 8)."""
+        monitoring = self.config.monitoring
+        if not monitoring.enabled or not (monitoring.targets or monitoring.auto):
+            return None
+        from obsctl.timeseries.alerts import Alert
+        from obsctl.timeseries.monitor import LightCurveMonitor
+        from obsctl.timeseries.sinks import deliver_alerts
+
+        monitor = LightCurveMonitor(log_db, monitoring, self.config.site)
+        caught_up = False
+
+        def add(exposure_id: int) -> list[Alert]:
+            nonlocal caught_up
+            alerts: list[Alert] = []
+            if not caught_up:  # frames a crash left without points come first
+                caught_up = True
+                for eid in monitor.pending_exposures():
+                    if eid != exposure_id:
+                        alerts += monitor.process_exposure(eid)
+            return alerts + monitor.process_exposure(exposure_id)
+
+        async def add_frame(exposure_id: int) -> None:
+            alerts = await asyncio.to_thread(add, exposure_id)
+            for alert in alerts:
+                events.publish("alert", alert=alert.to_dict())
+            if alerts and monitoring.sinks:
+                await deliver_alerts(alerts, monitoring.sinks, log_db)
+
+        return add_frame
 
     def _on_stored(
         self, runner: PipelineRunner | None, log_db: ExposureLog

@@ -159,6 +159,103 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX masters_kind ON masters (kind, camera, bin_x, filter);
     """,
+    # light curves (obsctl.timeseries): objects per field, their points, alerts. Points are
+    # clustered by object and time (WITHOUT ROWID) so that one light curve is one range scan.
+    """
+    CREATE TABLE lc_objects (
+        id INTEGER PRIMARY KEY,
+        field TEXT NOT NULL,
+        target TEXT,
+        ra_deg REAL NOT NULL,
+        dec_deg REAL NOT NULL,
+        ref_mag REAL,
+        first_exposure_id INTEGER,
+        first_mjd REAL,
+        n_points INTEGER NOT NULL DEFAULT 0,
+        comp_weight REAL NOT NULL DEFAULT 0,
+        wmean_mag REAL,
+        wscatter_mag REAL,
+        expected_mag REAL,
+        chi2_red REAL,
+        stetson_j REAL,
+        period_d REAL,
+        period_power REAL,
+        amplitude_mag REAL,
+        updated_utc TEXT
+    );
+    CREATE INDEX lc_objects_field ON lc_objects (field, dec_deg);
+    CREATE UNIQUE INDEX lc_objects_target ON lc_objects (target) WHERE target IS NOT NULL;
+    CREATE TABLE lc_points (
+        object_id INTEGER NOT NULL,
+        mjd REAL NOT NULL,
+        exposure_id INTEGER NOT NULL,
+        bjd_tdb REAL,
+        filter TEXT,
+        airmass REAL,
+        inst_mag REAL,
+        inst_mag_err REAL,
+        mag REAL,
+        mag_err REAL,
+        quality TEXT,
+        flags INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (object_id, mjd, exposure_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX lc_points_exposure ON lc_points (exposure_id);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        created_utc TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        field TEXT,
+        target TEXT,
+        object_id INTEGER,
+        exposure_id INTEGER,
+        mjd REAL,
+        mag REAL,
+        delta_mag REAL,
+        significance REAL,
+        message TEXT NOT NULL,
+        dedup_key TEXT NOT NULL UNIQUE,
+        delivered TEXT
+    );
+    CREATE INDEX alerts_mjd ON alerts (mjd);
+    """,
+    # night plans (obsctl.night): one row per visit of a target or calibration block, in
+    # observatory (possibly simulated) time, so that a restart or the next night continues.
+    """
+    CREATE TABLE plan_visits (
+        id INTEGER PRIMARY KEY,
+        plan TEXT NOT NULL,
+        night TEXT NOT NULL,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sequence_id INTEGER,
+        state TEXT NOT NULL,
+        frames_planned INTEGER NOT NULL,
+        started_utc TEXT NOT NULL,
+        ended_utc TEXT,
+        reason TEXT
+    );
+    CREATE INDEX plan_visits_target ON plan_visits (plan, target, night);
+    CREATE INDEX plan_visits_night ON plan_visits (plan, night, state);
+    """,
+    # source classification (obsctl.classify): class and calibrated probabilities per
+    # measurement; class counts and the quality grade per frame.
+    """
+    ALTER TABLE measurements ADD COLUMN source_class TEXT;
+    ALTER TABLE measurements ADD COLUMN p_star REAL;
+    ALTER TABLE measurements ADD COLUMN p_galaxy REAL;
+    ALTER TABLE measurements ADD COLUMN p_cosmic_ray REAL;
+    ALTER TABLE measurements ADD COLUMN p_hot_pixel REAL;
+    ALTER TABLE measurements ADD COLUMN p_artifact REAL;
+    ALTER TABLE frame_metrics ADD COLUMN n_star INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_galaxy INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_cosmic_ray INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_hot_pixel INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_artifact INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN artifact_fraction REAL;
+    ALTER TABLE frame_metrics ADD COLUMN quality_score REAL;
+    ALTER TABLE frame_metrics ADD COLUMN quality_grade TEXT;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -34,6 +34,7 @@ def write_fits_atomic(
     header: fits.Header | Iterable[tuple[str, Any]] | None = None,
     *,
     durable: bool = True,
+    extensions: Iterable[fits.ImageHDU] = (),
 ) -> Path:
     """Write a primary-HDU FITS file: temporary name, fsync, rename, fsync of the directory.
 
@@ -48,6 +49,8 @@ def write_fits_atomic(
     durable : bool
         fsync the file and its directory (raw frames). Derived products that can be made
         again from the raw frame skip it: on a 61 MP float32 frame it costs tens of ms.
+    extensions : iterable of astropy.io.fits.ImageHDU, optional
+        Image extensions written after the primary HDU (for example a mask).
 
     Returns
     -------
@@ -62,7 +65,7 @@ def write_fits_atomic(
     os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "wb") as fh:
-            hdu.writeto(fh)
+            fits.HDUList([hdu, *extensions]).writeto(fh)
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())

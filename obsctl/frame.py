@@ -41,6 +41,9 @@ class Frame:
         Warnings a stage raised without failing (for example ``"no master flat"``).
     provenance : tuple of str
         One entry per stage applied, in order.
+    cosmic_mask : numpy.ndarray or None
+        Pixels of detections the classifier called cosmic rays or hot pixels (True), same
+        shape as ``data``; written with the calibrated frame. They are in ``mask`` too.
     """
 
     data: NDArray[Any]
@@ -52,6 +55,7 @@ class Frame:
     metrics: dict[str, float] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     provenance: tuple[str, ...] = ()
+    cosmic_mask: NDArray[np.bool_] | None = None
 
     def with_stage(self, stage: str, **changes: Any) -> Frame:
         """Return a copy with ``changes`` applied and ``stage`` appended to the provenance."""

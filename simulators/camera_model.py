@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from numpy.typing import NDArray
 
 from obsctl.clock import Clock
 from obsctl.config import SimulatedCameraConfig, SimulatedSkyConfig
+from obsctl.coords import julian_date
 from obsctl.devices import CameraState
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
@@ -39,6 +41,7 @@ from obsctl.simulators.render import (
     render_exposure,
 )
 from obsctl.simulators.sky import BANDS, pixel_scale_arcsec
+from obsctl.simulators.variables import variables_from_config
 
 __all__ = ["READOUT_MODES", "CameraModel", "ExposureRecord"]
 
@@ -127,8 +130,12 @@ class CameraModel(ConnectableModel):
         super().__init__()
         self.config = config
         self.sky = sky
+        self._variables = variables_from_config(sky.variables)
         self.focal_length_mm = focal_length_mm
         self.clock = clock
+        #: Sky brightness (mag/arcsec2) at ``(time, ra_deg, dec_deg)``; None keeps the
+        #: configured constant ``sky_mag_arcsec2`` (see `SimulatedObservatory.from_config`).
+        self.sky_brightness: Callable[[datetime, float, float], float] | None = None
         self.mount = mount
         self.filter_wheel = filter_wheel
         self.sensor = SensorModel(
@@ -388,8 +395,12 @@ class CameraModel(ConnectableModel):
         # Filters the renderer does not know (Ha, OIII, ...) render as luminance.
         return name.upper() if name.upper() in BANDS else "L"
 
-    def scene(self) -> SkyScene:
-        """Build the sky scene for the current pointing, filter and flat-panel state."""
+    def scene(self, duration_s: float = 0.0) -> SkyScene:
+        """Build the sky scene for the current pointing, filter and flat-panel state.
+
+        Variable stars are evaluated at the middle of an exposure of `duration_s` seconds
+        starting now.
+        """
         if self.mount is not None:
             pointing = self.mount.pointing()
             ra, dec = pointing.ra_deg, pointing.dec_deg
@@ -397,9 +408,10 @@ class CameraModel(ConnectableModel):
         else:
             ra, dec, rotation = _DEFAULT_RA_DEG, _DEFAULT_DEC_DEG, 0.0
         scale = pixel_scale_arcsec(self.config.pixel_size_um, self.focal_length_mm)
-        sky_e_s_px = 10.0 ** (-0.4 * (self.sky.sky_mag_arcsec2 - self.sky.zero_point_mag)) * (
-            scale * scale
-        )
+        sky_mag = self.sky.sky_mag_arcsec2
+        if self.sky_brightness is not None:
+            sky_mag = self.sky_brightness(self.clock.now(), ra, dec)
+        sky_e_s_px = 10.0 ** (-0.4 * (sky_mag - self.sky.zero_point_mag)) * (scale * scale)
         return SkyScene(
             ra_deg=ra,
             dec_deg=dec,
@@ -415,6 +427,8 @@ class CameraModel(ConnectableModel):
             mag_bright=self.sky.mag_bright,
             mag_limit=self.sky.mag_limit,
             flat_panel_e_s=self.sky.flat_panel_e_s if self.flat_panel_on else None,
+            variables=self._variables,
+            time_mjd=julian_date(self.clock.now()) - 2400000.5 + 0.5 * duration_s / 86400.0,
         )
 
     # --- exposure ----------------------------------------------------------------------
@@ -442,7 +456,7 @@ class CameraModel(ConnectableModel):
         if not lo <= duration_s <= hi:
             raise AscomError(INVALID_VALUE, f"duration {duration_s} s not in {lo}..{hi} s")
         self.check_geometry()
-        scene = self.scene() if light else None
+        scene = self.scene(duration_s) if light else None
         self._sequence += 1
         self._generation += 1
         self._image = None

@@ -93,6 +93,10 @@ class SimulatedObservatory:
             mount=mount,
             filter_wheel=wheel,
         )
+        if sim.sky.follow_sun_moon:
+            from obsctl.simulators.sky_brightness import SunMoonSky
+
+            camera.sky_brightness = SunMoonSky(site, sim.sky.sky_mag_arcsec2)
         return cls(
             camera=camera,
             filter_wheel=wheel,

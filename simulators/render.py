@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from obsctl.simulators.sky import BANDS, field_wcs, synthetic_catalog
+from obsctl.simulators.variables import VariableStar, add_variable_stars
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,10 @@ class SkyScene:
     flat_panel_e_s : float or None, optional
         When set, the telescope sees a uniform flat lamp of this level (electrons per second
         per unbinned pixel) instead of sky and stars.
+    variables : tuple of VariableStar, optional
+        Variable stars and transients added to the catalog (see `obsctl.simulators.variables`).
+    time_mjd : float or None, optional
+        Middle of the exposure (MJD, UTC), where the variables are evaluated.
     """
 
     ra_deg: float
@@ -254,6 +259,8 @@ class SkyScene:
     mag_bright: float
     mag_limit: float
     flat_panel_e_s: float | None = None
+    variables: tuple[VariableStar, ...] = ()
+    time_mjd: float | None = None
 
     def __post_init__(self) -> None:
         if self.pixel_scale_arcsec <= 0.0 or self.seeing_arcsec <= 0.0:
@@ -938,6 +945,7 @@ def _star_truth(
         mag_bright=scene.mag_bright,
         mag_limit=scene.mag_limit,
     )
+    catalog = add_variable_stars(catalog, scene.variables, scene.time_mjd)
     x_sensor, y_sensor = wcs.wcs_world2pix(catalog.ra_deg, catalog.dec_deg, 0)
     x = np.asarray(x_sensor, dtype=np.float64) - area.x0
     y = np.asarray(y_sensor, dtype=np.float64) - area.y0

@@ -24,6 +24,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
+from obsctl.classify.labels import FLAG_NOT_CELESTIAL
 from obsctl.frame import Frame
 from obsctl.processing.astrometry import AstrometryResult, NoSolution, match_and_fit
 from obsctl.processing.tables import with_columns
@@ -164,6 +165,9 @@ class Astrometry:
             else np.zeros(len(sources))
         )
         order = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind="stable")
+        if "flags" in names:
+            # Cosmic rays, hot pixels and artifacts (classify stage) are not in any catalog.
+            order = order[(sources["flags"][order] & FLAG_NOT_CELESTIAL) == 0]
         xy = np.column_stack([sources["x"], sources["y"]]).astype(np.float64)[order]
         sky = np.column_stack([refs["ra_deg"], refs["dec_deg"]]).astype(np.float64)
         try:

@@ -16,6 +16,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from obsctl.classify.labels import FLAG_NOT_CELESTIAL
 from obsctl.errors import StageError
 from obsctl.frame import Frame
 from obsctl.processing.metrics import frame_metrics, limiting_magnitude
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 CALIBRATION_REJECT_FLAGS = (
     FLAG_SATURATED | FLAG_EDGE | FLAG_BLENDED | FLAG_CROWDED | FLAG_SHARP | FLAG_WINPOS_FAILED
     | 0x02 | 0x04 | 0x10 | 0x20 | 0x40 | 0x80  # SEP: OBJ_TRUNC, OBJ_DOVERFLOW, APER_*
+    | FLAG_NOT_CELESTIAL  # classify: cosmic ray, hot pixel or artifact
 )  # fmt: skip
 
 _ELECTRON_UNITS = {"ELECTRON", "ELECTRONS", "E-", "E"}

@@ -15,7 +15,7 @@ import logging
 import math
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,12 @@ from astropy.io import fits
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from obsctl.classify.quality import grade_frame
 from obsctl.events import EventBus
 from obsctl.exposure_log import ExposureLog
 from obsctl.fitsfile import write_fits_atomic
 from obsctl.frame import Frame
+from obsctl.headers import set_text_card
 from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.pipeline.stage import FailurePolicy, Stage
 
@@ -185,11 +187,21 @@ def process_file(
     if write_outputs and result.failed_stage is None:
         calibrated, catalog = output_paths(Path(path), data_dir)
         header = frame.header.copy()
-        header["PIPEPROV"] = (",".join(frame.provenance), "pipeline stages applied")
+        set_text_card(header, "PIPEPROV", ",".join(frame.provenance), "pipeline stages applied")
         for i, flag in enumerate(frame.flags):
             header[f"PIPEFLG{i + 1}"] = (flag[:68], "pipeline warning")
+        extensions = []
+        if frame.cosmic_mask is not None:
+            # Cosmic rays and hot pixels the classifier found (1 = masked), for stacking tools.
+            crmask = fits.ImageHDU(frame.cosmic_mask.astype(np.uint8), name="CRMASK")
+            crmask.header["COMMENT"] = "1 = cosmic-ray hit or hot pixel (obsctl classify)"
+            extensions.append(crmask)
         write_fits_atomic(
-            calibrated, np.asarray(frame.data, dtype=np.float32), header, durable=False
+            calibrated,
+            np.asarray(frame.data, dtype=np.float32),
+            header,
+            durable=False,
+            extensions=extensions,
         )
         result.calibrated_path = str(calibrated)
         if frame.sources is not None:
@@ -223,6 +235,13 @@ _METRIC_COLUMNS = (
     "zero_point_err",
     "limiting_mag",
     "wcs_rms_arcsec",
+    # classify stage
+    "n_star",
+    "n_galaxy",
+    "n_cosmic_ray",
+    "n_hot_pixel",
+    "n_artifact",
+    "artifact_fraction",
 )
 _MEASUREMENT_COLUMNS = (
     "x",
@@ -237,6 +256,13 @@ _MEASUREMENT_COLUMNS = (
     "mag_err",
     "fwhm_px",
     "flags",
+    # classify stage
+    "source_class",
+    "p_star",
+    "p_galaxy",
+    "p_cosmic_ray",
+    "p_hot_pixel",
+    "p_artifact",
 )
 
 
@@ -255,6 +281,12 @@ def store_result(log_db: ExposureLog, queue: ProcessingQueue, result: FrameResul
         f"flags) VALUES ({', '.join('?' for _ in range(len(_METRIC_COLUMNS) + 2))})",
         [eid, *values, "; ".join(result.flags) or None],
     )
+    if "classify" in result.provenance:
+        score, grade = grade_frame(log_db.query, eid, m)
+        log_db.execute(
+            "UPDATE frame_metrics SET quality_score = ?, quality_grade = ? WHERE exposure_id = ?",
+            (score if math.isfinite(score) else None, grade, eid),
+        )
     log_db.execute("DELETE FROM measurements WHERE exposure_id = ?", (eid,))
     if result.sources is not None and len(result.sources):
         src = result.sources
@@ -304,6 +336,9 @@ class PipelineRunner:
         Worker processes.
     events : EventBus or None
         Publishes a ``processed`` event per frame.
+    after_store : callable or None
+        Awaited with the exposure id after a frame's results are stored (light curves and
+        alerts); its errors are logged, never raised.
     """
 
     def __init__(
@@ -314,7 +349,11 @@ class PipelineRunner:
         *,
         workers: int = 2,
         events: EventBus | None = None,
+        after_store: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
+        self.after_store = after_store
+        # Frames whose after-store step is running: done in the queue, not yet finished.
+        self.finishing = 0
         self.log_db = log_db
         self.data_dir = data_dir
         self.queue = ProcessingQueue(log_db)
@@ -323,6 +362,8 @@ class PipelineRunner:
         self.events = events
         self._wake = asyncio.Event()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        #: Exposure ids handed to a worker and not stored yet.
+        self.in_flight: set[int] = set()
         self.idle = asyncio.Event()
 
     def notify(self, exposure_id: int) -> None:
@@ -346,6 +387,7 @@ class PipelineRunner:
                     rows = self.log_db.query("SELECT file_path FROM exposures WHERE id = ?", (eid,))
                     path = str(self.data_dir / rows[0]["file_path"])
                     running[loop.run_in_executor(self._pool, process_file, path, eid)] = eid
+                    self.in_flight.add(eid)
                 if not running:
                     self.idle.set()
                     self._wake.clear()
@@ -362,6 +404,7 @@ class PipelineRunner:
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+            self.in_flight.clear()  # left 'running' in the queue: recovered at the next start
 
     async def _store(self, eid: int, future: asyncio.Future[FrameResult]) -> None:
         try:
@@ -374,9 +417,21 @@ class PipelineRunner:
                 failed_stage="worker",
                 reason=f"{type(exc).__name__}: {exc}",
             )
-        await asyncio.to_thread(store_result, self.log_db, self.queue, result)
-        if result.failed_stage:
-            log.warning("exposure %d: %s failed: %s", eid, result.failed_stage, result.reason)
+        # Counted from before the frame is marked done, so that no one sees the queue idle
+        # while its after-store step is still to run.
+        self.finishing += 1
+        try:
+            await asyncio.to_thread(store_result, self.log_db, self.queue, result)
+            self.in_flight.discard(eid)
+            if result.failed_stage:
+                log.warning("exposure %d: %s failed: %s", eid, result.failed_stage, result.reason)
+            elif self.after_store is not None:
+                try:
+                    await self.after_store(eid)
+                except Exception:  # light curves must never stop frame processing
+                    log.exception("exposure %d: after-store step failed", eid)
+        finally:
+            self.finishing -= 1
         if self.events is not None:
             self.events.publish(
                 "processed",

@@ -96,6 +96,14 @@ def _photometry(config: Config, data_dir: Path) -> Stage:
     )
 
 
+def _classify(config: Config, data_dir: Path) -> Stage:
+    from obsctl.pipeline.classify_stage import OnnxClassify
+
+    return OnnxClassify(
+        config.pipeline.classifier_model, masters_db=data_dir / DB_NAME, data_dir=data_dir
+    )
+
+
 def _astrometry(config: Config, data_dir: Path) -> Stage:
     from obsctl.pipeline.astrometry_stage import Astrometry
     from obsctl.refcat import RefCatalog
@@ -115,6 +123,7 @@ def _zeropoint(config: Config, data_dir: Path) -> Stage:
 FACTORIES: dict[str, Callable[[Config, Path], Stage]] = {
     "calibrate": _calibrate,
     "photometry": _photometry,
+    "classify": _classify,
     "astrometry": _astrometry,
     "zeropoint": _zeropoint,
 }

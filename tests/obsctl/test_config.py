@@ -33,6 +33,15 @@ def test_every_shipped_config_loads(path: Path) -> None:
     assert isinstance(load_config(path), Config)
 
 
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs" / "plans").glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_shipped_plan_loads(path: Path) -> None:
+    from obsctl.plan import Plan, load_plan
+
+    assert isinstance(load_plan(path), Plan)
+
+
 def test_default_is_the_simulated_observatory() -> None:
     config = load_config()
     assert default_config_path().name == "simulated.toml"

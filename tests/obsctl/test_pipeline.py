@@ -81,6 +81,22 @@ async def test_every_light_frame_is_processed(tmp_path) -> None:
     header = fits.getheader(data / lights[0][2])
     assert "PHOTZP" in header and header["CTYPE1"].startswith("RA---TAN")
     assert fits.getdata(data / lights[0][2]).dtype == np.dtype(">f4")
+    # Classification: every measurement has a class; counts and a grade per frame; a mask.
+    n, n_class, n_p = rows(
+        data, "SELECT COUNT(*), COUNT(source_class), COUNT(p_star) FROM measurements"
+    )[0]
+    assert n == n_class == n_p
+    graded = rows(
+        data,
+        "SELECT n_star, n_cosmic_ray, star_count, quality_score, quality_grade FROM frame_metrics",
+    )
+    for n_star, n_cosmic, stars, score, grade in graded:
+        # star_count leaves out the few stars SEP also flags as too sharp.
+        assert n_star >= stars > 50 and n_star - stars <= 0.05 * n_star and n_cosmic is not None
+        assert 0.0 < score <= 1.0 and grade in {"A", "B", "C", "D"}
+    with fits.open(data / lights[0][2]) as hdul:
+        assert hdul["CRMASK"].data.shape == hdul[0].data.shape
+    assert "classify" in header["PIPEPROV"]
 
 
 async def test_masters_are_built_after_calibration_frames_and_lights_redone(tmp_path) -> None:
