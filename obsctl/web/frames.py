@@ -23,6 +23,7 @@ from obsctl.exposure_log import ExposureLog
 
 __all__ = [
     "FITS_SUFFIXES",
+    "METRIC_COLUMNS",
     "FrameImage",
     "catalog_count",
     "class_column",
@@ -78,7 +79,8 @@ _WCS_CARD = re.compile(
     r"^(CTYPE[12]|CUNIT[12]|CRVAL[12]|CRPIX[12]|CDELT[12]|CROTA2|CD[12]_[12]|PC[12]_[12]|"
     r"LONPOLE|LATPOLE|RADESYS|EQUINOX|[AB]_ORDER|[AB]_\d+_\d+)$"
 )
-_METRIC_COLUMNS = (
+#: The frame metrics the page shows (trends and the frame panel).
+METRIC_COLUMNS = (
     "fwhm_px",
     "fwhm_arcsec",
     "hfr_arcsec",
@@ -159,7 +161,7 @@ def night_log(log_db: ExposureLog, night: str | None) -> list[dict[str, Any]]:
 
 def frame_row(log_db: ExposureLog, exposure_id: int) -> dict[str, Any] | None:
     """Return one exposure with its processing state and frame metrics, or None."""
-    metrics = ", ".join(f"m.{c}" for c in _METRIC_COLUMNS)
+    metrics = ", ".join(f"m.{c}" for c in METRIC_COLUMNS)
     rows = log_db.query(
         f"SELECT e.*, p.state AS processing, p.stage AS failed_stage, p.reason, "
         f"p.calibrated_path, p.catalog_path, m.flags AS metric_flags, {metrics} "

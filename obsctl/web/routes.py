@@ -172,24 +172,11 @@ async def _frame_info(request: web.Request) -> web.Response:
     count = None
     if catalog:
         count = await asyncio.to_thread(frames.catalog_count, ql.data_dir / catalog)
-    metric_keys = (
-        "fwhm_px",
-        "fwhm_arcsec",
-        "hfr_arcsec",
-        "ellipticity",
-        "star_count",
-        "background",
-        "background_rms",
-        "zero_point",
-        "zero_point_err",
-        "limiting_mag",
-        "wcs_rms_arcsec",
-    )
     return _json(
         {
             "exposure_id": eid,
-            "exposure": {k: v for k, v in row.items() if k not in metric_keys},
-            "metrics": {k: row.get(k) for k in metric_keys},
+            "exposure": {k: v for k, v in row.items() if k not in frames.METRIC_COLUMNS},
+            "metrics": {k: row.get(k) for k in frames.METRIC_COLUMNS},
             "image": kind,
             "shape": header["shape"],
             "cards": header["cards"],
