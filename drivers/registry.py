@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from obsctl.clock import Clock
 from obsctl.config import AlpacaDeviceConfig, Config, SerialDeviceConfig, SimulatorDeviceConfig
 from obsctl.devices import DeviceSet
 from obsctl.drivers.alpaca import (
@@ -42,6 +43,7 @@ _ALPACA_CLASSES: dict[str, Callable[..., Any]] = {
 class _BuildContext:
     config: Config
     observatory: SimulatedObservatory | None
+    clock: Clock | None = None
     clients: dict[str, AlpacaClient] = field(default_factory=dict)
 
     def client(self, address: str) -> AlpacaClient:
@@ -58,7 +60,7 @@ class _BuildContext:
             sim = self.config.simulator
             assert sim is not None  # Config validation guarantees a [simulator] section
             self.observatory = SimulatedObservatory.from_config(
-                sim, self.config.site, self.config.telescope, ScaledClock(sim.speed)
+                sim, self.config.site, self.config.telescope, self.clock or ScaledClock(sim.speed)
             )
         return self.observatory
 
@@ -117,7 +119,10 @@ FACTORIES: dict[str, Callable[[str, Any, _BuildContext], Any]] = {
 
 
 def build_devices(
-    config: Config, *, observatory: SimulatedObservatory | None = None
+    config: Config,
+    *,
+    observatory: SimulatedObservatory | None = None,
+    clock: Clock | None = None,
 ) -> tuple[DeviceSet, list[AlpacaClient]]:
     """Build the configured devices (not yet connected).
 
@@ -127,13 +132,16 @@ def build_devices(
         The observatory configuration.
     observatory : SimulatedObservatory or None
         Models for ``driver = "simulator"`` devices; None builds them from the config.
+    clock : Clock or None
+        Time of the models built here, shared with the daemon (a night on a simulated
+        clock); None runs them at the simulator's configured speed.
 
     Returns
     -------
     tuple
         The devices, and the Alpaca clients to close when done.
     """
-    ctx = _BuildContext(config, observatory)
+    ctx = _BuildContext(config, observatory, clock)
     built: dict[str, Any] = {}
     for role in ROLES:
         cfg = getattr(config.devices, role)
@@ -144,10 +152,13 @@ def build_devices(
 
 @asynccontextmanager
 async def open_devices(
-    config: Config, *, observatory: SimulatedObservatory | None = None
+    config: Config,
+    *,
+    observatory: SimulatedObservatory | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[DeviceSet]:
     """Build the devices and close their transports on exit (they are not connected here)."""
-    devices, clients = build_devices(config, observatory=observatory)
+    devices, clients = build_devices(config, observatory=observatory, clock=clock)
     try:
         yield devices
     finally:

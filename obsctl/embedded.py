@@ -72,5 +72,7 @@ async def session(config: Config, *, clock: Clock | None = None) -> AsyncIterato
                     ) from exc
                 observatory = sims.observatory
                 log.info("embedded simulators at %s", sims.url)
-        devices = await stack.enter_async_context(open_devices(config, observatory=observatory))
+        devices = await stack.enter_async_context(
+            open_devices(config, observatory=observatory, clock=clock)
+        )
         yield Session(devices, sims)
