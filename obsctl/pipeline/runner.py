@@ -189,7 +189,7 @@ def process_file(
         header = frame.header.copy()
         set_text_card(header, "PIPEPROV", ",".join(frame.provenance), "pipeline stages applied")
         for i, flag in enumerate(frame.flags):
-            header[f"PIPEFLG{i + 1}"] = (flag[:68], "pipeline warning")
+            set_text_card(header, f"PIPEFLG{i + 1}", flag[:68], "pipeline warning")
         extensions = []
         if frame.cosmic_mask is not None:
             # Cosmic rays and hot pixels the classifier found (1 = masked), for stacking tools.

@@ -14,7 +14,7 @@ from astropy.table import Table
 from obsctl.cli import main
 from obsctl.daemon import DB_NAME, Daemon
 from obsctl.frame import Frame
-from obsctl.pipeline.runner import output_paths, run_stages
+from obsctl.pipeline.runner import output_paths, process_file, run_stages
 from obsctl.sequence import ExposureStep
 
 from .daemon_helpers import daemon_config, running_daemon, standard_sequence
@@ -180,6 +180,26 @@ def test_failure_policies(policy, failed, provenance, flags) -> None:
     assert out.provenance == provenance and out.flags == flags
     assert (reason is None) == (failed is None)
     assert set(seconds) <= {"a", "boom", "b"}
+
+
+class LongFailure:
+    name = "verbose"
+
+    def process(self, frame: Frame) -> Frame:
+        raise RuntimeError("a reason far too long to share one header card with a comment " * 2)
+
+
+def test_long_flags_are_written_without_a_warning(tmp_path) -> None:
+    # filterwarnings = error: astropy's "Card is too long" truncation warning would fail this.
+    raw = tmp_path / "frame.fits"
+    fits.writeto(raw, np.zeros((8, 8), np.float32))
+    result = process_file(
+        str(raw), stages=[(LongFailure(), "mark"), (Mark("b"), "abort")], data_dir=tmp_path
+    )
+    assert result.calibrated_path is not None
+    header = fits.getheader(result.calibrated_path)
+    assert header["PIPEFLG1"].startswith("verbose failed: RuntimeError: a reason far too long")
+    assert header["PIPEPROV"] == "b"
 
 
 def test_output_paths(tmp_path) -> None:
