@@ -923,6 +923,7 @@ def build_configured_masters(
     *,
     night: str | None = None,
     method: CombineMethod | None = None,
+    kinds: Sequence[MasterKind] = _KINDS,
 ) -> list[MasterRecord]:
     """Build masters with the ``[calibration]`` settings (see `build_masters`)."""
     return build_masters(
@@ -934,7 +935,19 @@ def build_configured_masters(
         tile_rows=settings.tile_rows,
         temperature_tolerance_c=settings.temperature_tolerance_c,
         max_age_days=settings.max_age_days,
+        kinds=kinds,
     )
+
+
+def kinds_affected(image_types: Iterable[str]) -> list[MasterKind]:
+    """Return the master kinds to build again after new frames of these image types.
+
+    A master is combined from bias-subtracted (darks) and dark-subtracted (flats) frames,
+    so new biases call for new darks and flats, new darks for new flats.
+    """
+    types = {t.upper() for t in image_types}
+    first = next((i for i, kind in enumerate(_KINDS) if kind.upper() in types), len(_KINDS))
+    return list(_KINDS[first:])
 
 
 def frames_missing_masters(log_db: ExposureLog, night: str) -> list[int]:

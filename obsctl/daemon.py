@@ -25,7 +25,12 @@ from typing import Any
 from astropy.io import fits
 
 from obsctl.activity import Activity
-from obsctl.calibration import build_configured_masters, frames_missing_masters
+from obsctl.calibration import (
+    MasterKind,
+    build_configured_masters,
+    frames_missing_masters,
+    kinds_affected,
+)
 from obsctl.clock import Clock, ScaledClock, SystemClock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet, Mount
@@ -378,18 +383,20 @@ class Daemon:
         if not self.config.calibration.auto_build:
             return
         rows = self.state.log_db.query(
-            "SELECT DISTINCT night FROM exposures WHERE sequence_id = ? "
-            "AND image_type IN ('BIAS', 'DARK', 'FLAT')",
+            "SELECT night, GROUP_CONCAT(DISTINCT image_type) AS types FROM exposures "
+            "WHERE sequence_id = ? AND image_type IN ('BIAS', 'DARK', 'FLAT') GROUP BY night",
             (sequence_id,),
         )
         for row in rows:
             night = str(row["night"])
-            task = asyncio.create_task(self._build_masters(night), name=f"masters-{night}")
+            kinds = kinds_affected(str(row["types"]).split(","))
+            build = self._build_masters(night, kinds)
+            task = asyncio.create_task(build, name=f"masters-{night}")
             self._builds.add(task)
             task.add_done_callback(self._builds.discard)
 
-    async def _build_masters(self, night: str) -> None:
-        """Build a night's masters, then queue again its lights that lacked one."""
+    async def _build_masters(self, night: str, kinds: list[MasterKind]) -> None:
+        """Build a night's masters of these kinds, then queue again its lights that lacked one."""
         state = self.state
         assert state is not None
         async with self._build_lock:  # one build at a time: they replace the same files
@@ -401,6 +408,7 @@ class Daemon:
                     self.data_dir,
                     self.config.calibration,
                     night=night,
+                    kinds=kinds,
                 )
             except (ObsctlError, OSError, ValueError) as exc:
                 log.error("building the masters of %s failed: %s", night, exc)

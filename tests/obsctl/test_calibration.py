@@ -582,3 +582,12 @@ def test_masters_of_other_geometry_are_not_used(observatory: Observatory, master
     shifted["XORGSUBF"] = 8  # same size, other pixels
     assert stage.process(replace(full, header=shifted)).header["CALSTAT"] == "none"
     assert stage.process(full).header["CALSTAT"] == "BDF"
+
+
+def test_new_frames_rebuild_the_masters_made_from_them() -> None:
+    from obsctl.calibration import kinds_affected
+
+    assert kinds_affected(["FLAT"]) == ["flat"]
+    assert kinds_affected(["DARK", "FLAT"]) == ["dark", "flat"]
+    assert kinds_affected(["bias"]) == ["bias", "dark", "flat"]
+    assert kinds_affected(["LIGHT"]) == []
