@@ -98,7 +98,7 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int:
         return default
     try:
         return int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or inf / 1e400
         raise web.HTTPBadRequest(
             text=orjson.dumps({"error": f"{name} must be a number, got {raw!r}"}).decode(),
             content_type="application/json",
@@ -109,6 +109,8 @@ async def _frame(request: web.Request) -> tuple[QuickLook, int, dict[str, Any]]:
     ql = request.app[QUICKLOOK]
     try:
         eid = int(request.match_info["id"])
+        if not 0 < eid < 2**63:  # SQLite's integer range
+            raise ValueError(eid)
     except ValueError:
         raise web.HTTPNotFound(
             text='{"error": "frame id must be an integer"}', content_type="application/json"

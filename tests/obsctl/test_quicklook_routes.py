@@ -163,6 +163,15 @@ async def test_pixel_values_are_physical(site) -> None:
     assert reply["image"] == "raw" and reply["value"] == float(raw[30, 45])
 
 
+async def test_out_of_range_numbers_are_client_errors(site) -> None:
+    client, _, _, ids = site
+    for query in ("x=inf&y=1", "x=1e400&y=1", "x=abc&y=1"):
+        reply = await client.get(f"/api/quicklook/frames/{ids[0]}/pixel?{query}")
+        assert reply.status == 400, query
+    huge = await client.get("/api/quicklook/frames/99999999999999999999999/sources")
+    assert huge.status == 404
+
+
 async def test_sources_and_their_classes_from_the_schema(site) -> None:
     client, _, log_db, ids = site
     existing = class_column(log_db)
