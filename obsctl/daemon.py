@@ -119,6 +119,21 @@ def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
     return recovered
 
 
+async def _restarting(run: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run a background service until cancelled; log a failure and start it again.
+
+    Without this a failed pipeline would leave frames queued with no one to process them
+    (and ``--until-idle`` waiting for ever), with the error seen only at shutdown.
+    """
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            log.exception("%s failed; starting it again", name)
+            await asyncio.sleep(1.0)
+
+
 @dataclass
 class DaemonState:
     """What the control API reads and acts on."""
@@ -353,7 +368,8 @@ class Daemon:
                 log.info("control API at %s", self.api_url)
             tasks.append(asyncio.create_task(supervisor.run(), name="safety-supervisor"))
             if runner is not None:
-                tasks.append(asyncio.create_task(runner.run(), name="pipeline"))
+                pipeline = _restarting(runner.run, "the pipeline")
+                tasks.append(asyncio.create_task(pipeline, name="pipeline"))
             for sequence in sequences:
                 self.enqueue(sequence)
             queue = asyncio.create_task(self._run_queue(sequencer, until_idle), name="queue")

@@ -364,6 +364,8 @@ class PipelineRunner:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         #: Exposure ids handed to a worker and not stored yet.
         self.in_flight: set[int] = set()
+        # Frames that were in a worker when one died, so each is retried once, not forever.
+        self._crashed: set[int] = set()
         self.idle = asyncio.Event()
 
     def notify(self, exposure_id: int) -> None:
@@ -384,9 +386,19 @@ class PipelineRunner:
                 free = self.workers - len(running)
                 claimed = await asyncio.to_thread(self.queue.claim, free) if free > 0 else []
                 for eid in claimed:
-                    rows = self.log_db.query("SELECT file_path FROM exposures WHERE id = ?", (eid,))
-                    path = str(self.data_dir / rows[0]["file_path"])
-                    running[loop.run_in_executor(self._pool, process_file, path, eid)] = eid
+                    path = await asyncio.to_thread(self._raw_path, eid)
+                    if path is None:
+                        self.queue.finish(eid, state="failed", stage="queue", reason="not logged")
+                        continue
+                    try:
+                        future = loop.run_in_executor(self._pool, process_file, path, eid)
+                    except concurrent.futures.BrokenExecutor:
+                        # A worker died (killed, out of memory): the pool is unusable.
+                        log.error("a pipeline worker died; starting new workers")
+                        self._pool.shutdown(wait=False, cancel_futures=True)
+                        self._pool = worker_pool(self.workers, self.stage_factory, self.data_dir)
+                        future = loop.run_in_executor(self._pool, process_file, path, eid)
+                    running[future] = eid
                     self.in_flight.add(eid)
                 if not running:
                     self.idle.set()
@@ -406,10 +418,25 @@ class PipelineRunner:
             self._pool = None
             self.in_flight.clear()  # left 'running' in the queue: recovered at the next start
 
+    def _raw_path(self, exposure_id: int) -> str | None:
+        rows = self.log_db.query("SELECT file_path FROM exposures WHERE id = ?", (exposure_id,))
+        return str(self.data_dir / rows[0]["file_path"]) if rows else None
+
     async def _store(self, eid: int, future: asyncio.Future[FrameResult]) -> None:
         try:
             result = future.result()
-        except Exception as exc:  # a worker died: mark the frame, keep the pool going
+        except concurrent.futures.BrokenExecutor as exc:
+            if eid not in self._crashed:  # it may only have shared the pool with the culprit
+                self._crashed.add(eid)
+                self.in_flight.discard(eid)
+                log.warning("exposure %d was in a worker that died; queued again", eid)
+                self.notify(eid)
+                return
+            log.error("exposure %d: its worker died twice: %s", eid, exc)
+            result = FrameResult(
+                path="", exposure_id=eid, failed_stage="worker", reason="worker died twice"
+            )
+        except Exception as exc:  # the stage code raised past its policy: mark the frame
             log.error("processing exposure %d crashed: %s", eid, exc)
             result = FrameResult(
                 path="",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from obsctl.frame import Frame
 from obsctl.pipeline.runner import output_paths, process_file, run_stages
 from obsctl.sequence import ExposureStep
 
-from .daemon_helpers import daemon_config, running_daemon, standard_sequence
+from .daemon_helpers import daemon_config, running_daemon, standard_sequence, wait_for
 
 PIPELINE = {"enabled": True, "workers": 1, "reference_catalog": "synthetic"}
 # A 512 px frame of a rich field: a few hundred stars for astrometry and the zero point.
@@ -125,6 +127,23 @@ async def test_masters_are_built_after_calibration_frames_and_lights_redone(tmp_
     assert "no master flat" in flags  # no flats were taken
     header = fits.getheader(data / calibrated)
     assert header["CALSTAT"] == "BD" and header["MBIAS"] and header["MDARK"]
+
+
+async def test_a_killed_worker_costs_no_frame(tmp_path) -> None:
+    # The OOM killer takes a worker: the frames it held are retried on a new pool.
+    data = tmp_path / "data"
+    async with running_daemon(config_with_pipeline(data)) as daemon:
+        daemon.enqueue(standard_sequence(lights=2, exposure_s=30.0))
+        await wait_for(lambda: bool(rows(data, "SELECT 1 FROM processing WHERE state = 'running'")))
+        assert daemon.pipeline is not None and daemon.pipeline._pool is not None
+        for pid in list(daemon.pipeline._pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        await wait_for(
+            lambda: (
+                rows(data, "SELECT state, COUNT(*) FROM processing GROUP BY state") == [("done", 4)]
+            ),
+            timeout_s=90,
+        )
 
 
 async def test_restart_processes_what_was_left(tmp_path) -> None:
