@@ -366,6 +366,7 @@ class PipelineRunner:
         self.in_flight: set[int] = set()
         # Frames that were in a worker when one died, so each is retried once, not forever.
         self._crashed: set[int] = set()
+        self._after_queue: asyncio.Queue[int] = asyncio.Queue()
         self.idle = asyncio.Event()
 
     def notify(self, exposure_id: int) -> None:
@@ -381,6 +382,7 @@ class PipelineRunner:
         self._pool = worker_pool(self.workers, self.stage_factory, self.data_dir)
         loop = asyncio.get_running_loop()
         running: dict[asyncio.Future[FrameResult], int] = {}
+        after = None if self.after_store is None else asyncio.create_task(self._after_stored())
         try:
             while True:
                 free = self.workers - len(running)
@@ -414,9 +416,29 @@ class PipelineRunner:
                 for future in [f for f in running if f.done()]:
                     await self._store(running.pop(future), future)
         finally:
+            if after is not None:  # frames left without light-curve points are caught up later
+                after.cancel()
+                self.finishing -= self._after_queue.qsize()
+                self._after_queue = asyncio.Queue()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             self.in_flight.clear()  # left 'running' in the queue: recovered at the next start
+
+    async def _after_stored(self) -> None:
+        """Run the after-store step of stored frames, one at a time and in order.
+
+        Apart from the storing itself, so that light curves and alert delivery (a webhook
+        may take seconds) never hold up the next frame or its ``processed`` event.
+        """
+        assert self.after_store is not None
+        while True:
+            eid = await self._after_queue.get()
+            try:
+                await self.after_store(eid)
+            except Exception:  # light curves must never stop frame processing
+                log.exception("exposure %d: after-store step failed", eid)
+            finally:
+                self.finishing -= 1
 
     def _raw_path(self, exposure_id: int) -> str | None:
         rows = self.log_db.query("SELECT file_path FROM exposures WHERE id = ?", (exposure_id,))
@@ -447,18 +469,18 @@ class PipelineRunner:
         # Counted from before the frame is marked done, so that no one sees the queue idle
         # while its after-store step is still to run.
         self.finishing += 1
+        handed_on = False
         try:
             await asyncio.to_thread(store_result, self.log_db, self.queue, result)
             self.in_flight.discard(eid)
             if result.failed_stage:
                 log.warning("exposure %d: %s failed: %s", eid, result.failed_stage, result.reason)
             elif self.after_store is not None:
-                try:
-                    await self.after_store(eid)
-                except Exception:  # light curves must never stop frame processing
-                    log.exception("exposure %d: after-store step failed", eid)
+                self._after_queue.put_nowait(eid)  # `_after_stored` counts it down
+                handed_on = True
         finally:
-            self.finishing -= 1
+            if not handed_on:
+                self.finishing -= 1
         if self.events is not None:
             self.events.publish(
                 "processed",
