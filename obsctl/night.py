@@ -284,6 +284,10 @@ class NightRunner:
                 f"night {self.night}: the sun does not reach "
                 f"{self.plan.night.start_sun_alt_deg:g} deg at {site.name}"
             )
+        if state.devices.filter_wheel is not None:
+            async with asyncio.timeout(30):
+                wheel = await state.devices.filter_wheel.names()
+            check_filters(self.plan, wheel)
         self.progress = PlanProgress(state.log_db, self.plan.name, self.night.isoformat())
         await self._adopt()
         flats = self.plan.calibration.flats
@@ -688,6 +692,27 @@ async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True
             await asyncio.gather(night_task, return_exceptions=True)
         daemon.request_stop()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def check_filters(plan: Plan, wheel: list[str]) -> None:
+    """Raise ScheduleError naming the first target step or flat filter the wheel lacks.
+
+    Checked when the night starts, so that a typo costs no observing time.
+    """
+    names = set(wheel)
+    for t, target in enumerate(plan.targets):
+        for s, step in enumerate(target.steps):
+            if step.filter is not None and step.filter not in names:
+                raise ScheduleError(
+                    f"targets[{t}] ({target.name}).steps[{s}].filter: no filter "
+                    f"{step.filter!r} in the wheel ({', '.join(wheel)})"
+                )
+    flats = plan.calibration.flats
+    for name in flats.filters if flats is not None else ():
+        if name not in names:
+            raise ScheduleError(
+                f"calibration.flats.filters: no filter {name!r} in the wheel ({', '.join(wheel)})"
+            )
 
 
 def check_plan(config: Config, plan_path: str | Path, night: date) -> str:

@@ -136,3 +136,16 @@ def test_plan_check_fails_on_an_invalid_plan(
     err = capsys.readouterr().err
     assert "targets[1] (Beta).constraints.min_alt_deg" in err
     assert main(["plan", "check", str(DEMO), "--night", "25/11/2026"]) == 2
+
+
+def test_filters_the_wheel_lacks_are_named_before_the_night() -> None:
+    from obsctl.errors import ScheduleError
+    from obsctl.night import check_filters
+
+    plan = load_plan(DEMO)
+    check_filters(plan, ["L", "B", "V", "R", "I"])
+    with pytest.raises(ScheduleError, match=r"targets\[0\] \(.+\)\.steps\[0\]\.filter: no filter"):
+        check_filters(plan, ["L", "B"])
+    flats_only = plan.model_copy(update={"targets": plan.targets[1:2]})  # M 42: V only
+    with pytest.raises(ScheduleError, match=r"calibration\.flats\.filters: no filter 'R'"):
+        check_filters(flats_only, ["V"])
