@@ -123,7 +123,9 @@ async def device_status(state: DaemonState) -> dict[str, Any]:
 
 async def _status(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    queued = state.log_db.sequences(states=("running", "pending"))
+    # Off the event loop: a worker thread may hold the database for a while.
+    queued = await asyncio.to_thread(state.log_db.sequences, states=("running", "pending"))
+    processing = await asyncio.to_thread(_processing_counts, state)
     return _json(
         {
             "activity": state.activity.as_dict(),
@@ -134,7 +136,7 @@ async def _status(request: web.Request) -> web.Response:
                     {"id": q["id"], "name": q["name"], "state": q["state"]} for q in queued
                 ],
                 "frames_to_store": state.writer.pending,
-                "processing": _processing_counts(state),
+                "processing": processing,
             },
         }
     )

@@ -530,9 +530,12 @@ class Daemon:
             self.frames_stored += 1
             if runner is None:
                 return
-            rows = log_db.query("SELECT image_type FROM exposures WHERE id = ?", (exposure_id,))
+            # Off the event loop: a worker thread may hold the database for a while.
+            rows = await asyncio.to_thread(
+                log_db.query, "SELECT image_type FROM exposures WHERE id = ?", (exposure_id,)
+            )
             if rows and rows[0]["image_type"] == "LIGHT":
-                runner.notify(exposure_id)  # calibration frames wait for `obsctl calib build`
+                runner.notify(exposure_id)  # calibration frames make masters instead
 
         return stored
 
