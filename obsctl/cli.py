@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
@@ -259,10 +260,13 @@ async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
     text = write_light_curve(args.target, points, args.format, args.out)
     if args.out is None:
         sys.stdout.write(text)
+    else:
+        sys.stderr.write(f"{len(points)} point(s) of {args.target} written to {args.out}\n")
     if args.plot is not None:
         known = next((t.period_d for t in config.monitoring.targets if t.name == args.target), None)
         period = known if known is not None else (obj or {}).get("period_d") if args.fold else None
         plot_light_curve(args.target, points, args.plot, period_d=period)
+        sys.stderr.write(f"plot written to {args.plot}\n")
     return 0
 
 
@@ -281,6 +285,8 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
         db.close()
     for row in rows:
         sys.stdout.write(f"{row['created_utc']}  {row['kind']:<10}  {row['message']}\n")
+    if not rows:
+        _out("no alerts")
     return 0
 
 
@@ -656,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `obsctl log | head`: the reader has gone, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
