@@ -17,64 +17,23 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from simulated import bench_config, overhead_target
+
 from obsctl.config import Config
 from obsctl.daemon import Daemon
-from obsctl.sequence import ExposureStep, Sequence, Target
+from obsctl.sequence import ExposureStep, Sequence
 from obsctl.simulators.faults import Fault
-from obsctl.simulators.mount_model import local_sidereal_time_deg
-
-LONGITUDE = -17.88
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(data: Path, width: int, height: int) -> Config:
-    port = free_port()
-    alpaca = {
-        "driver": "alpaca",
-        "address": f"127.0.0.1:{port}",
-        "timeout_s": 5.0,
-        "download_timeout_s": 120.0,
-    }
-    return Config.model_validate(
-        {
-            "version": 1,
-            "site": {"name": "bench", "latitude_deg": 28.76, "longitude_deg": LONGITUDE},
-            "telescope": {"focal_length_mm": 800, "aperture_mm": 200},
-            "data": {"directory": str(data)},
-            "server": {"port": free_port()},
-            "devices": {
-                r: dict(alpaca) for r in ("camera", "filter_wheel", "mount", "safety_monitor")
-            },
-            "sequencer": {"poll_s": 0.02},
-            "safety": {"poll_s": 0.1, "read_timeout_s": 1.0, "resume_delay_s": 0.0},
-            "simulator": {
-                "start": "always",
-                "port": port,
-                "discovery_port": None,
-                "speed": 1.0,
-                "camera": {"width_px": width, "height_px": height, "readout_time_s": 0.0},
-                "mount": {"slew_rate_deg_s": 30.0, "settle_s": 0.0},
-            },
-        }
-    )
-
-
-def target() -> Target:
-    lst = local_sidereal_time_deg(datetime.now(UTC), LONGITUDE)
-    return Target(name="bench field", ra_deg=(lst + 5.0) % 360.0, dec_deg=30.0)
+    safety = {"poll_s": 0.1, "read_timeout_s": 1.0, "resume_delay_s": 0.0}
+    return bench_config(data, width, height, safety=safety)
 
 
 async def overhead(frames: int, width: int, height: int) -> list[float]:
@@ -82,7 +41,7 @@ async def overhead(frames: int, width: int, height: int) -> list[float]:
         daemon = Daemon(config(Path(tmp), width, height), serve_api=False)
         seq = Sequence(
             name="overhead",
-            target=target(),
+            target=overhead_target(),
             steps=(ExposureStep(filter="V", exposure_s=1.0, count=frames),),
         )
         run = asyncio.create_task(daemon.run(install_signal_handlers=False))
@@ -125,7 +84,7 @@ async def safety_latency(trials: int) -> list[float]:
             sid = daemon.enqueue(
                 Sequence(
                     name="safety",
-                    target=target(),
+                    target=overhead_target(),
                     steps=(ExposureStep(filter="V", exposure_s=1.0, count=3),),
                 )
             )

@@ -19,25 +19,22 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from simulated import bench_config, overhead_target
 
 from obsctl.config import Config
 from obsctl.daemon import Daemon
 from obsctl.fitsfile import write_fits_atomic
 from obsctl.preview import block_mean, encode_png, render
-from obsctl.sequence import ExposureStep, Sequence, Target
-from obsctl.simulators.mount_model import local_sidereal_time_deg
+from obsctl.sequence import ExposureStep, Sequence
 from obsctl.web.previews import bin_frame
 
 WIDTH, HEIGHT = 9576, 6388
-LONGITUDE = -17.88
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PAGE_SIZE = 1280  # what the page asks for in a 1400 px wide window
@@ -89,54 +86,17 @@ def preview_generation(repeat: int) -> None:
         report("  stretch + PNG", png)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def config(data: Path, stages: list[str] | None) -> Config:
-    port = free_port()
-    alpaca = {
-        "driver": "alpaca",
-        "address": f"127.0.0.1:{port}",
-        "timeout_s": 5.0,
-        "download_timeout_s": 120.0,
-    }
-    return Config.model_validate(
-        {
-            "version": 1,
-            "site": {"name": "bench", "latitude_deg": 28.76, "longitude_deg": LONGITUDE},
-            "telescope": {"focal_length_mm": 800, "aperture_mm": 200},
-            "data": {"directory": str(data)},
-            "server": {"port": free_port()},
-            "devices": {
-                r: dict(alpaca) for r in ("camera", "filter_wheel", "mount", "safety_monitor")
-            },
-            "sequencer": {"poll_s": 0.02},
-            "pipeline": {
-                "enabled": True,
-                "workers": 1,
-                "reference_catalog": "synthetic",
-                **({} if stages is None else {"stages": stages}),
-            },
-            "simulator": {
-                "start": "always",
-                "port": port,
-                "discovery_port": None,
-                "speed": 1.0,
-                "camera": {"width_px": WIDTH, "height_px": HEIGHT, "readout_time_s": 0.0},
-                "mount": {"slew_rate_deg_s": 30.0, "settle_s": 0.0},
-            },
-        }
-    )
+    pipeline = {"enabled": True, "workers": 1, "reference_catalog": "synthetic"}
+    if stages is not None:
+        pipeline["stages"] = stages
+    return bench_config(data, WIDTH, HEIGHT, pipeline=pipeline)
 
 
 async def end_to_end(frames: int, stages: list[str] | None) -> None:
     from playwright.async_api import async_playwright
 
-    lst = local_sidereal_time_deg(datetime.now(UTC), LONGITUDE)
-    field = Target(name="bench field", ra_deg=(lst + 5.0) % 360.0, dec_deg=30.0)
+    field = overhead_target()
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(config(Path(tmp), stages))
         run = asyncio.create_task(daemon.run(install_signal_handlers=False))
