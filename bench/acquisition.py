@@ -25,9 +25,9 @@ from typing import Any
 
 from simulated import bench_config, overhead_target
 
+from obsctl.acquisition.sequence import ExposureStep, Sequence
 from obsctl.config import Config
 from obsctl.daemon import Daemon
-from obsctl.sequence import ExposureStep, Sequence
 from obsctl.simulators.faults import Fault
 
 

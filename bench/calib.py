@@ -40,10 +40,11 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from obsctl.calibration import FitsRows, build_masters
-from obsctl.exposure_log import ExposureLog, ExposureRecord
-from obsctl.fitsfile import write_fits_atomic
+from obsctl.calibration.build import build_masters
+from obsctl.calibration.fitsrows import FitsRows
 from obsctl.processing.combine import median_combine, sigma_clipped_mean
+from obsctl.store.exposure_log import ExposureLog, ExposureRecord
+from obsctl.store.fitsfile import write_fits_atomic
 
 NIGHT = "2026-11-25"
 

@@ -37,8 +37,8 @@ from astropy.io import fits
 from obsctl.classify.cutouts import model_inputs
 from obsctl.classify.model import SourceClassifier
 from obsctl.frame import Frame
-from obsctl.pipeline.classify_stage import OnnxClassify
-from obsctl.pipeline.photometry_stage import SepPhotometry
+from obsctl.pipeline.classify import OnnxClassify
+from obsctl.pipeline.photometry import SepPhotometry
 from obsctl.simulators.render import (
     ExposureSpec,
     SensorModel,

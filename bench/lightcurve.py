@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from obsctl.exposure_log import ExposureLog
+from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.store import load_light_curve
 
 

@@ -56,16 +56,13 @@ import sep
 from astropy.io import fits
 from scipy.spatial import cKDTree
 
-from obsctl.calibration import build_masters
+from obsctl.calibration.build import build_masters
 from obsctl.config import Config
 from obsctl.devices import CameraImage, ImageMetadata, MountStatus, PierSide
-from obsctl.exposure_log import ExposureLog, ExposureRecord
-from obsctl.headers import FrameContext, raw_header
-from obsctl.pipeline import runner
-from obsctl.pipeline.runner import FrameResult, load_frame, process_file, worker_pool
+from obsctl.pipeline import worker
 from obsctl.pipeline.stages import DB_NAME, build_stages
+from obsctl.pipeline.worker import FrameResult, load_frame, process_file, worker_pool
 from obsctl.processing.photometry import detect_sources
-from obsctl.raw_store import RawStore
 from obsctl.simulators.render import (
     ExposureSpec,
     SensorModel,
@@ -73,6 +70,9 @@ from obsctl.simulators.render import (
     render_exposure,
 )
 from obsctl.simulators.sky import pixel_scale_arcsec
+from obsctl.store.exposure_log import ExposureLog, ExposureRecord
+from obsctl.store.headers import FrameContext, raw_header
+from obsctl.store.raw_store import RawStore
 
 SIZE = 4096
 FOCAL_LENGTH_MM = 800.0
@@ -386,7 +386,7 @@ def latency(path: Path, config: Config, data_dir: Path, runs: int) -> FrameResul
 
 def _warm_up(path: str) -> int:
     """Process one frame in a pool worker; return the worker's pid."""
-    runner.process_file(path)
+    worker.process_file(path)
     return os.getpid()
 
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from simulated import bench_config, overhead_target
 
+from obsctl.acquisition.sequence import ExposureStep, Sequence
 from obsctl.config import Config
 from obsctl.daemon import Daemon
-from obsctl.fitsfile import write_fits_atomic
-from obsctl.preview import block_mean, encode_png, render
-from obsctl.sequence import ExposureStep, Sequence
+from obsctl.processing.display import block_mean, encode_png, render
+from obsctl.store.fitsfile import write_fits_atomic
 from obsctl.web.previews import bin_frame
 
 WIDTH, HEIGHT = 9576, 6388

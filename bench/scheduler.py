@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 
 from obsctl.config import SiteConfig
-from obsctl.ephemeris import NightEphemeris
-from obsctl.plan import parse_plan
-from obsctl.scheduler import NightSchedule, TargetHistory
+from obsctl.night.ephemeris import NightEphemeris
+from obsctl.night.plan import parse_plan
+from obsctl.night.schedule import NightSchedule, TargetHistory
 
 SITE = SiteConfig(name="bench", latitude_deg=28.76, longitude_deg=-17.88, elevation_m=2326)
 NIGHT = date(2026, 11, 25)

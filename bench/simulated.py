@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from obsctl.acquisition.sequence import Target
 from obsctl.config import Config
-from obsctl.sequence import Target
 from obsctl.simulators.mount_model import local_sidereal_time_deg
 
 LONGITUDE = -17.88

@@ -121,8 +121,8 @@ async def _wait_for_image(camera: Camera, exposure_s: float) -> None:
 
 async def _expose(config: Config, args: argparse.Namespace) -> int:
     from obsctl.embedded import session
-    from obsctl.fitsfile import write_fits_atomic
-    from obsctl.headers import FrameContext, raw_header
+    from obsctl.store.fitsfile import write_fits_atomic
+    from obsctl.store.headers import FrameContext, raw_header
 
     image_type = args.type.upper()
     mount_status = None
@@ -178,8 +178,8 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.acquisition.sequence import load_sequence
     from obsctl.daemon import Daemon
-    from obsctl.sequence import load_sequence
 
     sequences = [load_sequence(path) for path in args.sequence]
     daemon = Daemon(config)
@@ -242,7 +242,7 @@ def _format_status(value: dict[str, object]) -> str:
 
 async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
     from obsctl.daemon import DB_NAME
-    from obsctl.exposure_log import ExposureLog
+    from obsctl.store.exposure_log import ExposureLog
     from obsctl.timeseries.export import plot_light_curve, write_light_curve
     from obsctl.timeseries.store import load_light_curve, object_for_target
 
@@ -272,7 +272,7 @@ async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
 
 async def _alerts(config: Config, args: argparse.Namespace) -> int:
     from obsctl.daemon import DB_NAME
-    from obsctl.exposure_log import ExposureLog
+    from obsctl.store.exposure_log import ExposureLog
     from obsctl.timeseries.store import list_alerts
 
     path = Path(config.data.directory) / DB_NAME
@@ -294,7 +294,7 @@ async def _log(config: Config, args: argparse.Namespace) -> int:
     import csv
 
     from obsctl.daemon import DB_NAME
-    from obsctl.exposure_log import ExposureLog
+    from obsctl.store.exposure_log import ExposureLog
 
     path = Path(config.data.directory) / DB_NAME
     if not path.exists():
@@ -346,9 +346,9 @@ def _cell(value: object) -> str:
 
 
 async def _calib(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.calibration import build_configured_masters
+    from obsctl.calibration.build import build_configured_masters
     from obsctl.daemon import DB_NAME
-    from obsctl.exposure_log import ExposureLog
+    from obsctl.store.exposure_log import ExposureLog
 
     data_dir = Path(config.data.directory)
     path = data_dir / DB_NAME
@@ -374,7 +374,7 @@ async def _calib(config: Config, args: argparse.Namespace) -> int:
 
 async def _model(config: Config, args: argparse.Namespace) -> int:
     try:
-        from obsctl.classify.train import train_model
+        from obsctl.classify.training.train import train_model
     except ImportError as exc:  # torch and onnx come with the optional extra only
         raise ConfigError(
             f"obsctl model train needs the training extra (pip install 'obsctl[train]'): {exc}"
@@ -392,7 +392,7 @@ async def _model(config: Config, args: argparse.Namespace) -> int:
 
 async def _catalog(config: Config, args: argparse.Namespace) -> int:
     from obsctl.config import SimulatedSkyConfig
-    from obsctl.refcat import RefCatalog
+    from obsctl.store.refcat import RefCatalog
 
     path = Path(config.data.directory) / "catalog.sqlite"
     with RefCatalog(path) as catalog:
@@ -425,8 +425,8 @@ async def _catalog(config: Config, args: argparse.Namespace) -> int:
 async def _reduce(config: Config, args: argparse.Namespace) -> int:
     import functools
 
-    from obsctl.pipeline.runner import FrameResult, process_file, worker_pool
     from obsctl.pipeline.stages import build_stages
+    from obsctl.pipeline.worker import FrameResult, process_file, worker_pool
 
     data_dir = str(config.data.directory)
     factory = functools.partial(build_stages, config, data_dir)
@@ -478,7 +478,7 @@ def _night_date(text: str) -> date:
 
 
 async def _plan(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.night import check_plan
+    from obsctl.night.timeline import check_plan
 
     _out(await asyncio.to_thread(check_plan, config, args.plan, _night_date(args.night)))
     return 0
@@ -486,8 +486,9 @@ async def _plan(config: Config, args: argparse.Namespace) -> int:
 
 async def _night(config: Config, args: argparse.Namespace) -> int:
     from obsctl.daemon import Daemon
-    from obsctl.night import NightRunner, night_clock, run_night, simulation_config
-    from obsctl.plan import load_plan
+    from obsctl.night.plan import load_plan
+    from obsctl.night.runner import NightRunner, run_night
+    from obsctl.night.timeline import night_clock, simulation_config
 
     plan = load_plan(args.plan)
     night = _night_date(args.date) if args.date else None

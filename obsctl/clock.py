@@ -1,4 +1,4 @@
-"""Clocks shared by the simulators, the sequencer and the scheduler.
+"""Clocks shared by the simulators, the sequencer and the scheduler, and the night a moment is in.
 
 A `ScaledClock` runs faster than real time so that a simulated exposure, slew or night takes
 a fraction of its nominal duration; tests use it instead of sleeping for real time.
@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ScaledClock", "SystemClock"]
+__all__ = ["Clock", "ScaledClock", "SystemClock", "night_of"]
 
 
 class Clock(Protocol):
@@ -75,3 +75,20 @@ class ScaledClock:
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds / speed`` of real time."""
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+
+def night_of(when: datetime, longitude_deg: float) -> str:
+    """Return the night's date, ``YYYY-MM-DD``: the local-mean-time date at the night's start.
+
+    The night runs from local noon to local noon, so a frame taken at 02:00 belongs to the
+    previous evening's date (the DAY-OBS convention).
+
+    Parameters
+    ----------
+    when : datetime
+        Timezone-aware time.
+    longitude_deg : float
+        Site longitude in degrees, east positive.
+    """
+    local_mean = when + timedelta(hours=longitude_deg / 15.0 - 12.0)
+    return local_mean.strftime("%Y-%m-%d")

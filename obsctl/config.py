@@ -376,7 +376,7 @@ class SimulatedSkyConfig(_Model):
     follow_sun_moon: bool = Field(
         default=False,
         description="sky brightness follows twilight and moonlight at the simulated time "
-        "(obsctl.ephemeris); false: a constant sky_mag_arcsec2",
+        "(obsctl.night.ephemeris); false: a constant sky_mag_arcsec2",
     )
 
 

@@ -24,26 +24,27 @@ from typing import Any
 
 from astropy.io import fits
 
-from obsctl.activity import Activity
-from obsctl.calibration import (
-    MasterKind,
+from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.safety import SafetySupervisor
+from obsctl.acquisition.sequence import Sequence
+from obsctl.acquisition.sequencer import Sequencer
+from obsctl.calibration.build import (
     build_configured_masters,
     frames_missing_masters,
     kinds_affected,
 )
+from obsctl.calibration.masters import MasterKind
 from obsctl.clock import Clock, ScaledClock, SystemClock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet, Mount
 from obsctl.errors import DeviceError, ObsctlError, StorageError
 from obsctl.events import EventBus
-from obsctl.exposure_log import ExposureLog, ExposureRecord
-from obsctl.fitsfile import remove_partial_writes
 from obsctl.pipeline.runner import PipelineRunner
 from obsctl.pipeline.stages import build_stages
-from obsctl.raw_store import RawStore
-from obsctl.safety import SafetySupervisor
-from obsctl.sequence import Sequence
-from obsctl.sequencer import FrameWriter, Sequencer
+from obsctl.store.exposure_log import ExposureLog, ExposureRecord
+from obsctl.store.fitsfile import remove_partial_writes
+from obsctl.store.raw_store import RawStore
+from obsctl.store.writer import FrameWriter
 
 __all__ = ["Daemon", "DaemonState", "recover_orphans"]
 
@@ -362,7 +363,7 @@ class Daemon:
         try:
             writer.start()
             if self.serve_api:
-                from obsctl.api import start_api
+                from obsctl.web.api import start_api
 
                 api_runner, self.api_url = await start_api(self.state)
                 log.info("control API at %s", self.api_url)

@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from obsctl.config import SiteConfig
-from obsctl.ephemeris import NightEphemeris, cached_night
+from obsctl.night.ephemeris import NightEphemeris, cached_night
 
 __all__ = ["SunMoonSky"]
 

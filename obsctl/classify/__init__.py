@@ -4,7 +4,7 @@ Every detection of a frame is classified as a star, a galaxy, a cosmic-ray hit, 
 or an artifact (trail segment, diffraction spike, saturation bleed) by a small CNN run with
 onnxruntime. `obsctl.classify.cutouts` defines the model's input (the contract a user's own
 model must meet), `obsctl.classify.model` wraps the ONNX session, `obsctl.classify.quality`
-grades frames. Training (`obsctl.classify.train`, the ``train`` extra) is never imported at
+grades frames. Training (`obsctl.classify.training.train`, the ``train`` extra) is never imported at
 run time.
 """
 

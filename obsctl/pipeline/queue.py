@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from obsctl.exposure_log import ExposureLog
+from obsctl.store.exposure_log import ExposureLog
 
 __all__ = ["ProcessingQueue"]
 

@@ -71,7 +71,8 @@ class SyntheticCone:
 
 
 def _calibrate(config: Config, data_dir: Path) -> Stage:
-    from obsctl.calibration import Calibrate, MasterSelection
+    from obsctl.calibration.masters import MasterSelection
+    from obsctl.pipeline.calibrate import Calibrate
 
     db = data_dir / DB_NAME
     cal = config.calibration
@@ -87,7 +88,7 @@ def _calibrate(config: Config, data_dir: Path) -> Stage:
 
 
 def _photometry(config: Config, data_dir: Path) -> Stage:
-    from obsctl.pipeline.photometry_stage import SepPhotometry
+    from obsctl.pipeline.photometry import SepPhotometry
 
     return SepPhotometry(
         read_noise_e=config.pipeline.read_noise_e,
@@ -97,7 +98,7 @@ def _photometry(config: Config, data_dir: Path) -> Stage:
 
 
 def _classify(config: Config, data_dir: Path) -> Stage:
-    from obsctl.pipeline.classify_stage import OnnxClassify
+    from obsctl.pipeline.classify import OnnxClassify
 
     return OnnxClassify(
         config.pipeline.classifier_model, masters_db=data_dir / DB_NAME, data_dir=data_dir
@@ -105,8 +106,8 @@ def _classify(config: Config, data_dir: Path) -> Stage:
 
 
 def _astrometry(config: Config, data_dir: Path) -> Stage:
-    from obsctl.pipeline.astrometry_stage import Astrometry
-    from obsctl.refcat import RefCatalog
+    from obsctl.pipeline.astrometry import Astrometry
+    from obsctl.store.refcat import RefCatalog
 
     if config.pipeline.reference_catalog == "synthetic":
         sky = config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()
@@ -115,7 +116,7 @@ def _astrometry(config: Config, data_dir: Path) -> Stage:
 
 
 def _zeropoint(config: Config, data_dir: Path) -> Stage:
-    from obsctl.pipeline.photometry_stage import ZeroPoint
+    from obsctl.pipeline.zeropoint import ZeroPoint
 
     return ZeroPoint(gain_e_per_adu=config.pipeline.gain_e_per_adu)
 

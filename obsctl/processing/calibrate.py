@@ -1,6 +1,6 @@
 """Bias, dark and flat correction of one frame.
 
-Conventions of the masters (see `obsctl.calibration`):
+Conventions of the masters (see `obsctl.calibration.masters`):
 
 - the master bias is in ADU and holds the bias level with its fixed column/row structure;
 - the master dark is *thermal only*: bias-subtracted, in ADU accumulated over its own exposure

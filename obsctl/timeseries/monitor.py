@@ -22,9 +22,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from obsctl.config import MonitoredTargetConfig, MonitoringConfig, SiteConfig
-from obsctl.exposure_log import ExposureLog
-from obsctl.pipeline.photometry_stage import CALIBRATION_REJECT_FLAGS
+from obsctl.pipeline.zeropoint import CALIBRATION_REJECT_FLAGS
 from obsctl.processing.photometry import FLAG_CROWDED
+from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.alerts import Alert, baseline, brightness_change, transit_dip
 from obsctl.timeseries.differential import choose_comparisons, differential_photometry
 from obsctl.timeseries.matching import match_positions, separation_arcsec

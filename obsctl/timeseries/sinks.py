@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from obsctl.config import AlertSinkConfig, CommandSinkConfig, WebhookSinkConfig
-from obsctl.exposure_log import ExposureLog
+from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.alerts import Alert
 
 __all__ = ["deliver_alert", "deliver_alerts"]

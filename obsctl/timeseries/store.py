@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from obsctl.exposure_log import ExposureLog
+from obsctl.store.exposure_log import ExposureLog
 
 __all__ = ["list_alerts", "list_light_curves", "load_light_curve", "object_for_target"]
 

@@ -19,7 +19,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from obsctl.exposure_log import ExposureLog
+from obsctl.store.exposure_log import ExposureLog
 
 __all__ = [
     "FITS_SUFFIXES",

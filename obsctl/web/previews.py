@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from obsctl.preview import (
+from obsctl.processing.display import (
     STRETCHES,
     Stretch,
     block_factor,
@@ -97,8 +97,9 @@ def bin_region(
 ) -> Tile:
     """Render the part ``box = (x0, y0, x1, y1)`` of a frame at up to ``size_px`` per side.
 
-    The box is clipped to the frame; ``scale`` (see `obsctl.preview.display_limits`) is the
-    whole frame's, so tiles match the overview.
+    The box is clipped to the frame; ``scale`` (see
+    `obsctl.processing.display.display_limits`) is the whole frame's, so tiles match the
+    overview.
     """
     with open_image(path) as image:
         ny, nx = image.data.shape

@@ -19,20 +19,21 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from obsctl.activity import Activity
+from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.safety import SafetySupervisor
+from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
+from obsctl.acquisition.sequencer import Sequencer
 from obsctl.config import Config, SerialSimulatorConfig, parse_config
 from obsctl.devices import DeviceSet, ExposureSettings
 from obsctl.drivers.alpaca import AlpacaCamera
 from obsctl.drivers.registry import open_devices
 from obsctl.drivers.serial import PySerialTransport, SerialFilterWheel, SerialLX200Mount
 from obsctl.events import EventBus
-from obsctl.exposure_log import ExposureLog
-from obsctl.raw_store import RawStore
-from obsctl.safety import SafetySupervisor
-from obsctl.sequence import ExposureStep, Sequence, Target
-from obsctl.sequencer import FrameWriter, Sequencer
 from obsctl.simulators.observatory import SimulatedObservatory, running_simulators
 from obsctl.simulators.serial_server import running_serial_simulators
+from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.raw_store import RawStore
+from obsctl.store.writer import FrameWriter
 
 CONFIG = Path(__file__).parents[3] / "configs" / "serial-mount.toml"
 SPEED = 100.0

@@ -1,0 +1,1 @@
+"""Acquisition: sequences, the sequencer, the fault policy and the safety supervisor."""

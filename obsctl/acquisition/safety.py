@@ -1,0 +1,167 @@
+"""The safety supervisor: runs beside the sequencer and acts on its own.
+
+It polls the safety monitor on its own connection and deadline. When the monitor says unsafe,
+or does not answer within its deadline (device health), it aborts a running light or flat
+exposure (darks and biases may go on), stops tracking and parks the mount, and closes the
+gate that the sequencer passes before every light frame. The gate opens again once the
+monitor has said safe for ``resume_delay_s`` without a break. None of this waits for the
+sequencer, so a stuck sequencer or a download in flight cannot delay the park.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from obsctl.acquisition.activity import Activity
+from obsctl.clock import Clock
+from obsctl.config import SafetyConfig
+from obsctl.devices import DeviceSet
+from obsctl.errors import DeviceError
+from obsctl.events import EventBus
+
+__all__ = ["SafetySupervisor"]
+
+log = logging.getLogger(__name__)
+
+_SAFE_TYPES_WHEN_UNSAFE = ("DARK", "BIAS")
+_ACTION_TIMEOUT_S = 10.0
+
+
+class SafetySupervisor:
+    """Watch the safety monitor; abort, stop tracking and park when unsafe.
+
+    Parameters
+    ----------
+    devices : DeviceSet
+        The observatory's devices (a missing safety monitor means always safe).
+    config : SafetyConfig
+        Poll interval, read deadline, resume delay.
+    activity : Activity
+        The sequencer's current activity, to know whether an exposure must be aborted.
+    clock : Clock
+        Simulated or real time, for the resume delay.
+    events : EventBus
+        Where state changes are published.
+    """
+
+    def __init__(
+        self,
+        devices: DeviceSet,
+        config: SafetyConfig,
+        activity: Activity,
+        clock: Clock,
+        events: EventBus,
+    ) -> None:
+        self.devices = devices
+        self.config = config
+        self.activity = activity
+        self.clock = clock
+        self.events = events
+        self.is_safe = False
+        self.reason = "not checked yet"
+        self._gate = asyncio.Event()
+        self._safe_since: float | None = None
+        self._checked = asyncio.Event()
+        #: Real (monotonic) time when the last unsafe reading was acted on and the park
+        #: command was sent, for latency measurements.
+        self.last_unsafe_detected: float | None = None
+        self.last_park_sent: float | None = None
+
+    async def wait_safe(self, image_type: str) -> None:
+        """Return when frames of ``image_type`` may be taken (darks and biases always)."""
+        await self._checked.wait()
+        if image_type.upper() in _SAFE_TYPES_WHEN_UNSAFE:
+            return
+        await self._gate.wait()
+
+    async def _read(self) -> tuple[bool, str]:
+        monitor = self.devices.safety_monitor
+        if monitor is None:
+            return True, "no safety monitor configured"
+        try:
+            async with asyncio.timeout(self.config.read_timeout_s):
+                safe = await monitor.is_safe()
+        except TimeoutError:
+            return False, f"safety monitor silent for {self.config.read_timeout_s:g} s"
+        except DeviceError as exc:
+            return False, f"safety monitor failed: {exc}"
+        return safe, "safety monitor says safe" if safe else "safety monitor says unsafe"
+
+    async def check(self) -> bool:
+        """Read the monitor once and act on the result; return whether it is safe."""
+        safe, reason = await self._read()
+        now = self.clock.monotonic()
+        first = not self._checked.is_set()
+        if not safe:
+            self._safe_since = None
+            if self.is_safe or first:
+                await self._go_unsafe(reason)
+        else:
+            if self._safe_since is None:
+                self._safe_since = now
+            if not self.is_safe and (first or now - self._safe_since >= self.config.resume_delay_s):
+                self._go_safe(reason)
+        self._checked.set()
+        return safe
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        if not self.config.enabled:
+            self._go_safe("safety supervision disabled in config")
+            self._checked.set()
+            return
+        while True:
+            await self.check()
+            await asyncio.sleep(self.config.poll_s)
+
+    def _go_safe(self, reason: str) -> None:
+        self.is_safe = True
+        self.reason = reason
+        self._gate.set()
+        log.info("safe: %s", reason)
+        self.events.publish("safety", safe=True, reason=reason)
+
+    async def _go_unsafe(self, reason: str) -> None:
+        self.last_unsafe_detected = time.monotonic()
+        self.is_safe = False
+        self.reason = reason
+        self._gate.clear()
+        log.warning("UNSAFE: %s", reason)
+        self.events.publish("safety", safe=False, reason=reason)
+        await asyncio.gather(self._abort_exposure(), self._secure_mount())
+
+    async def _abort_exposure(self) -> None:
+        activity = self.activity
+        if activity.state not in ("exposing", "downloading") or activity.image_type in (
+            _SAFE_TYPES_WHEN_UNSAFE
+        ):
+            return
+        activity.safety_abort = True
+        if activity.state == "downloading":
+            return  # the light already ended; keep the frame
+        try:
+            async with asyncio.timeout(_ACTION_TIMEOUT_S):
+                await self.devices.camera.abort_exposure()
+            log.warning("aborted the running %s exposure", activity.image_type)
+        except (DeviceError, TimeoutError) as exc:
+            log.error("could not abort the exposure: %s", exc)
+
+    async def _secure_mount(self) -> None:
+        mount = self.devices.mount
+        if mount is None or not self.config.park_when_unsafe:
+            return
+        try:
+            async with asyncio.timeout(_ACTION_TIMEOUT_S):
+                await mount.set_tracking(False)
+        except (DeviceError, TimeoutError) as exc:
+            log.error("could not stop tracking: %s", exc)  # parking stops it too
+        try:
+            async with asyncio.timeout(_ACTION_TIMEOUT_S):
+                self.last_park_sent = time.monotonic()
+                await mount.park()
+            self.events.publish("mount", action="park", reason=self.reason)
+            log.warning("mount parking")
+        except (DeviceError, TimeoutError) as exc:
+            log.error("could not park the mount: %s", exc)

@@ -1,0 +1,1 @@
+"""Nights: plans, ephemeris, the schedule, plan progress and the night runner."""

@@ -1,0 +1,293 @@
+"""Night plans: targets, their sequences, constraints and repetition, and calibration blocks.
+
+A plan is TOML validated like the config (frozen pydantic models, unknown keys rejected). A
+bad plan fails with the file, the target's name and the field, for example
+``targets[1] (M 13).constraints.min_alt_deg: Input should be less than or equal to 90``.
+
+Targets give J2000 coordinates or a ``catalog`` name from the small built-in list of named
+objects (`NAMED_OBJECTS`); nothing is resolved over the network.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from obsctl.acquisition.sequence import ExposureStep
+from obsctl.config import format_validation_error, read_toml
+from obsctl.errors import ConfigError
+
+__all__ = [
+    "NAMED_OBJECTS",
+    "Constraints",
+    "DarkBlock",
+    "FlatBlock",
+    "NightLimits",
+    "Plan",
+    "PlanTarget",
+    "Repeat",
+    "load_plan",
+    "parse_plan",
+]
+
+SUPPORTED_PLAN_VERSIONS = (1,)
+
+#: Named objects a plan may use instead of coordinates: ICRS (J2000) degrees.
+NAMED_OBJECTS: dict[str, tuple[float, float]] = {
+    "M 1": (83.6331, 22.0145),
+    "M 13": (250.4217, 36.4597),
+    "M 31": (10.6847, 41.2692),
+    "M 42": (83.8221, -5.3911),
+    "M 45": (56.8500, 24.1167),
+    "M 51": (202.4696, 47.1953),
+    "M 57": (283.3963, 33.0292),
+    "M 67": (132.8250, 11.8000),
+    "M 81": (148.8883, 69.0653),
+    "NGC 188": (12.1100, 85.2550),
+    "NGC 7789": (359.3500, 56.7080),
+}
+
+
+def _catalog_key(name: str) -> str:
+    return "".join(name.split()).upper()
+
+
+_CATALOG_INDEX = {_catalog_key(k): k for k in NAMED_OBJECTS}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Constraints(_Model):
+    """When a target may be observed; every given limit must hold for the whole visit."""
+
+    min_alt_deg: float | None = Field(default=None, ge=0, le=90)
+    max_airmass: float | None = Field(default=None, ge=1)
+    max_sun_alt_deg: float | None = Field(
+        default=None, ge=-90, le=0, description="stricter than the night's limits"
+    )
+    min_moon_sep_deg: float | None = Field(default=None, ge=0, le=180)
+    max_moon_illumination: float | None = Field(default=None, ge=0, le=1)
+    min_hour_angle_h: float | None = Field(default=None, ge=-12, le=12)
+    max_hour_angle_h: float | None = Field(default=None, ge=-12, le=12)
+    windows: tuple[tuple[datetime, datetime], ...] = Field(
+        default=(), description="UTC [start, end] pairs; none means any time"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Constraints:
+        lo, hi = self.min_hour_angle_h, self.max_hour_angle_h
+        if lo is not None and hi is not None and lo >= hi:
+            raise ValueError(f"min_hour_angle_h ({lo}) must be below max_hour_angle_h ({hi})")
+        for start, end in self.windows:
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError("windows need UTC offsets (write e.g. 2026-11-25T21:00:00Z)")
+            if start >= end:
+                raise ValueError(f"window starts ({start}) after it ends ({end})")
+        return self
+
+
+class Repeat(_Model):
+    """How often a target is visited; without a ``[repeat]`` a target is observed once."""
+
+    every_min: float | None = Field(
+        default=None, gt=0, description="monitoring: minutes between visits within a night"
+    )
+    per_night: int | None = Field(default=None, ge=1, description="at most this many a night")
+    total: int | None = Field(default=None, ge=1, description="at most this many visits")
+    until: date | None = Field(default=None, description="no visits on nights after this date")
+
+    @model_validator(mode="after")
+    def _something(self) -> Repeat:
+        if (self.every_min, self.per_night, self.total, self.until) == (None,) * 4:
+            raise ValueError("give every_min, per_night, total or until")
+        return self
+
+
+class PlanTarget(_Model):
+    """A target, what to take on each visit, and when it may be observed."""
+
+    name: str = Field(min_length=1)
+    ra_deg: float | None = Field(default=None, ge=0, lt=360, description="ICRS (J2000)")
+    dec_deg: float | None = Field(default=None, ge=-90, le=90, description="ICRS (J2000)")
+    catalog: str | None = Field(default=None, description="a name of NAMED_OBJECTS")
+    priority: int = Field(default=1, ge=1, le=100, description="higher is observed first")
+    steps: tuple[ExposureStep, ...] = Field(min_length=1)
+    constraints: Constraints = Constraints()
+    repeat: Repeat | None = None
+    dither_arcsec: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _position_and_lights(self) -> PlanTarget:
+        given = self.ra_deg is not None, self.dec_deg is not None
+        if self.catalog is not None:
+            if any(given):
+                raise ValueError("give either catalog or ra_deg/dec_deg, not both")
+            if _catalog_key(self.catalog) not in _CATALOG_INDEX:
+                raise ValueError(
+                    f"catalog name {self.catalog!r} is not in the local catalog "
+                    f"({', '.join(NAMED_OBJECTS)})"
+                )
+        elif not all(given):
+            raise ValueError("give ra_deg and dec_deg (J2000 degrees) or a catalog name")
+        for i, step in enumerate(self.steps):
+            if step.image_type != "LIGHT":
+                raise ValueError(
+                    f"steps[{i}]: target steps take LIGHT frames (calibration goes in "
+                    "[calibration])"
+                )
+        return self
+
+    @property
+    def coordinates(self) -> tuple[float, float]:
+        """ICRS right ascension and declination in degrees."""
+        if self.catalog is not None:
+            return NAMED_OBJECTS[_CATALOG_INDEX[_catalog_key(self.catalog)]]
+        assert self.ra_deg is not None and self.dec_deg is not None
+        return self.ra_deg, self.dec_deg
+
+    @property
+    def visit_exposure_s(self) -> float:
+        """Open-shutter time of one visit in seconds."""
+        return sum(s.exposure_s * s.count for s in self.steps)
+
+    @property
+    def visit_frames(self) -> int:
+        """Frames in one visit."""
+        return sum(s.count for s in self.steps)
+
+
+class NightLimits(_Model):
+    """Sun altitudes that start and end the observing night (deg)."""
+
+    start_sun_alt_deg: float = Field(default=-12.0, ge=-30, le=0)
+    end_sun_alt_deg: float = Field(default=-12.0, ge=-30, le=0)
+    overhead_s: float = Field(
+        default=20.0, ge=0, description="per frame: readout, download, filter (for planning)"
+    )
+    slew_s: float = Field(default=60.0, ge=0, description="per visit (for planning)")
+
+
+class FlatBlock(_Model):
+    """Sky flats while the sun is between two altitudes, at dusk and/or dawn."""
+
+    when: tuple[Literal["dusk", "dawn"], ...] = ("dusk",)
+    sun_alt_max_deg: float = Field(default=-1.0, ge=-20, le=10)
+    sun_alt_min_deg: float = Field(default=-10.0, ge=-20, le=10)
+    filters: tuple[str, ...] = Field(min_length=1)
+    count: int = Field(default=5, ge=1, le=1000, description="per filter")
+    exposure_s: float = Field(default=1.0, gt=0, description="first guess")
+    bin: int = Field(default=1, ge=1, le=16)
+    flat_target_adu: float = Field(default=25000.0, gt=0)
+    flat_tolerance: float = Field(default=0.3, gt=0, lt=1)
+    min_exposure_s: float = Field(default=0.01, gt=0)
+    max_exposure_s: float = Field(default=30.0, gt=0)
+    field_ra_offset_h: float = Field(
+        default=-3.0, description="flat field at this hour angle (east: away from the sun)"
+    )
+    field_dec_deg: float = Field(default=30.0, ge=-90, le=90)
+
+    @model_validator(mode="after")
+    def _order(self) -> FlatBlock:
+        if self.sun_alt_min_deg >= self.sun_alt_max_deg:
+            raise ValueError(
+                f"sun_alt_min_deg ({self.sun_alt_min_deg}) must be below sun_alt_max_deg "
+                f"({self.sun_alt_max_deg})"
+            )
+        return self
+
+
+class DarkBlock(_Model):
+    """Bias and darks, after the night: darks at every exposure time of the night's lights."""
+
+    bias_count: int = Field(default=10, ge=0, le=1000)
+    dark_count: int = Field(default=5, ge=0, le=1000, description="per exposure time")
+    extra_exposures_s: tuple[float, ...] = Field(default=(), description="darks also at these")
+    bin: int = Field(default=1, ge=1, le=16)
+
+
+class Calibration(_Model):
+    """Calibration blocks of the night."""
+
+    flats: FlatBlock | None = None
+    darks: DarkBlock | None = None
+
+
+class Plan(_Model):
+    """A night plan."""
+
+    version: int
+    name: str = Field(min_length=1)
+    night: NightLimits = NightLimits()
+    calibration: Calibration = Calibration()
+    targets: tuple[PlanTarget, ...] = Field(min_length=1)
+    requeue_failed: int = Field(
+        default=1, ge=0, le=10, description="retries of a failed visit within the night"
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Plan:
+        seen: set[str] = set()
+        for t in self.targets:
+            if t.name in seen:
+                raise ValueError(f"target name {t.name!r} is used twice")
+            seen.add(t.name)
+        return self
+
+    def light_exposures_s(self) -> tuple[float, ...]:
+        """Distinct light exposure times of all targets, in seconds, ascending."""
+        return tuple(sorted({s.exposure_s for t in self.targets for s in t.steps}))
+
+
+def _target_label(data: dict[str, Any], index: int) -> str:
+    """Return ``targets[1] (M 13)`` for messages: the index and the name, when it has one."""
+    targets = data.get("targets")
+    name = None
+    if isinstance(targets, list) and index < len(targets) and isinstance(targets[index], dict):
+        name = targets[index].get("name")
+    return f"targets[{index}]" + (f" ({name})" if name else "")
+
+
+def parse_plan(data: dict[str, Any], *, source: str = "<plan>") -> Plan:
+    """Validate a plan mapping.
+
+    Raises
+    ------
+    ConfigError
+        Naming the source, the target (index and name), the field and what was expected.
+    """
+    version = data.get("version")
+    if version not in SUPPORTED_PLAN_VERSIONS:
+        raise ConfigError(
+            f"{source}: version: expected one of {list(SUPPORTED_PLAN_VERSIONS)}, got {version!r}",
+            path=source,
+        )
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        text = format_validation_error(Path(source), exc, what="plan")
+        # Put the target's name beside its index: "targets[1] (M 13).steps[0]...".
+        text = re.sub(r"targets\[(\d+)\]", lambda m: _target_label(data, int(m[1])), text)
+        raise ConfigError(text, path=source) from exc
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Load and validate a plan TOML file.
+
+    Raises
+    ------
+    ConfigError
+        When the file is unreadable or invalid.
+    """
+    file = Path(path)
+    return parse_plan(read_toml(file), source=str(file))
+
+
+def utc(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime (naive values are taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,592 @@
+"""The night runner: runs a plan through a whole night on the daemon, driven by APScheduler.
+
+Three one-shot jobs make a night, each waiting for the one before it:
+
+- **dusk** (at the start of the dusk flat window, or at night start without flats): cool the
+  camera if configured, then sky flats while the sun is between the block's altitudes;
+- **night** (when the sun reaches the plan's start altitude): the dispatch loop. At each
+  decision point it asks `obsctl.night.schedule.NightSchedule` for the highest-merit target that
+  can complete a visit under its constraints, queues the visit as a sequence on the daemon
+  and waits for it. While the safety supervisor says unsafe, dispatching pauses: the
+  running visit is stopped (its stored frames are kept) and resumed, from its first frame
+  not stored, once it is safe again and still the best choice. A failed visit is re-queued
+  up to the plan's ``requeue_failed`` times;
+- **dawn** (when the sun reaches the plan's end altitude): dawn flats if configured, then
+  bias frames and darks at every light exposure time of the night, then park and cooler
+  warm-up (``[night]`` in the config).
+
+Every visit (target or calibration block) is a row of ``plan_visits``, so a restarted
+runner adopts the visit that was running, does not repeat finished ones, and the monitoring
+cadence carries across nights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
+from obsctl.clock import Clock, night_of
+from obsctl.daemon import Daemon
+from obsctl.devices import CameraState
+from obsctl.errors import DeviceError, ScheduleError
+from obsctl.night.ephemeris import cached_night
+from obsctl.night.plan import Plan, PlanTarget
+from obsctl.night.progress import PlanProgress, iso_utc
+from obsctl.night.schedule import NightSchedule
+
+__all__ = ["NightRunner", "NightSummary", "check_filters", "run_night", "wall_time"]
+
+log = logging.getLogger(__name__)
+
+#: Sequence states after which the daemon no longer works on a sequence.
+_FINISHED = ("done", "incomplete", "stopped", "aborted")
+#: Real seconds between looks at the database while a visit runs (not simulated time: this
+#: only bounds how late a finished visit is noticed).
+_POLL_REAL_S = 0.02
+#: Simulated seconds to wait when nothing can be observed, or while unsafe.
+_IDLE_S = 120.0
+
+
+def wall_time(clock: Clock, when: datetime) -> datetime:
+    """Return the wall-clock instant at which ``clock`` will show ``when``.
+
+    APScheduler 3 computes its waits from the wall clock (``datetime.now``) and cannot be
+    given another clock. Under a `ScaledClock` simulated time runs ``speed`` times faster,
+    so a simulated fire time is mapped to the real instant when the simulated clock
+    reaches it; the jobs then check the simulated time themselves, so the few milliseconds
+    of timer jitter (a few simulated seconds at high speed) cannot make them run early.
+    """
+    speed = float(getattr(clock, "speed", 1.0))
+    return datetime.now(UTC) + (when - clock.now()) / speed
+
+
+@dataclass
+class NightSummary:
+    """What a night did."""
+
+    night: str
+    visits: dict[str, int] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)
+    unsafe_pauses: int = 0
+    events: list[tuple[str, datetime]] = field(default_factory=list)
+
+
+class NightRunner:
+    """Runs one night of a plan on a started daemon.
+
+    Parameters
+    ----------
+    daemon : Daemon
+        A daemon whose ``run`` is in progress (``started`` set, or soon).
+    plan : Plan
+        What to observe.
+    night : datetime.date or None
+        The night to run; None takes the night containing the daemon clock's current time.
+    """
+
+    def __init__(self, daemon: Daemon, plan: Plan, night: date | None = None) -> None:
+        self.daemon = daemon
+        self.plan = plan
+        self.clock = daemon.clock
+        site = daemon.config.site
+        self.night = night or date.fromisoformat(night_of(self.clock.now(), site.longitude_deg))
+        self.summary = NightSummary(self.night.isoformat())
+        self._done: dict[str, asyncio.Event] = {}
+        self.schedule: NightSchedule | None = None
+        self.progress: PlanProgress | None = None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _event(self, name: str) -> None:
+        now = self.clock.now()
+        self.summary.events.append((name, now))
+        log.info("night %s: %s at %s", self.night, name, f"{now:%H:%M:%S} UTC")
+        assert self.daemon.state is not None
+        self.daemon.state.events.publish("night", event=name, observatory_time=iso_utc(now))
+
+    async def _sleep_until(self, when: datetime) -> None:
+        delta = (when - self.clock.now()).total_seconds()
+        if delta > 0:
+            await self.clock.sleep(delta)
+
+    async def _wait_sequence(
+        self, sequence_id: int, stop_when: Callable[[], str | None]
+    ) -> tuple[str, str | None]:
+        """Wait until a sequence finishes; stop it when ``stop_when`` gives a reason."""
+        assert self.daemon.state is not None
+        log_db = self.daemon.state.log_db
+        while True:
+            row = await asyncio.to_thread(log_db.sequence, sequence_id)
+            state = "missing" if row is None else str(row["state"])
+            if state in _FINISHED or row is None:
+                return state, None
+            reason = stop_when()
+            if reason is not None:
+                await self.daemon.stop_sequence(sequence_id)
+                await self._camera_idle()
+                return "stopped", reason
+            await asyncio.sleep(_POLL_REAL_S)
+
+    async def _camera_idle(self) -> None:
+        """Wait until the camera has finished reading out an interrupted frame.
+
+        Stopping a sequence aborts a running exposure, but a frame already being read out
+        finishes; the next visit's first exposure would find the camera busy.
+        """
+        assert self.daemon.state is not None
+        camera = self.daemon.state.devices.camera
+        config = self.daemon.config.sequencer
+        deadline = self.clock.monotonic() + config.readout_margin_s
+        while self.clock.monotonic() < deadline:
+            try:
+                async with asyncio.timeout(10):
+                    if (await camera.status()).state == CameraState.IDLE:
+                        return
+            except (DeviceError, TimeoutError) as exc:
+                log.warning("cannot read the camera state: %s", exc)
+                return
+            await asyncio.sleep(config.poll_s)
+
+    def _unsafe(self) -> str | None:
+        assert self.daemon.state is not None
+        supervisor = self.daemon.state.supervisor
+        return None if supervisor.is_safe else f"unsafe: {supervisor.reason}"
+
+    # -- the night ------------------------------------------------------------------------
+
+    async def run(self) -> NightSummary:
+        """Run the night to its end (dawn calibration, park, warm-up); return a summary.
+
+        Raises
+        ------
+        ScheduleError
+            When the sun does not reach the plan's night limits on this night.
+        """
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.date import DateTrigger
+
+        await self.daemon.started.wait()
+        state = self.daemon.state
+        assert state is not None
+        site = self.daemon.config.site
+        eph = await asyncio.to_thread(cached_night, site, self.night)
+        self.schedule = schedule = await asyncio.to_thread(NightSchedule, self.plan, eph)
+        if schedule.night_start is None or schedule.night_end is None:
+            raise ScheduleError(
+                f"night {self.night}: the sun does not reach "
+                f"{self.plan.night.start_sun_alt_deg:g} deg at {site.name}"
+            )
+        if state.devices.filter_wheel is not None:
+            async with asyncio.timeout(30):
+                wheel = await state.devices.filter_wheel.names()
+            check_filters(self.plan, wheel)
+        self.progress = PlanProgress(state.log_db, self.plan.name, self.night.isoformat())
+        await self._adopt()
+        flats = self.plan.calibration.flats
+        dusk_at = schedule.night_start
+        if flats is not None and "dusk" in flats.when:
+            window = schedule.flat_window(flats, "dusk")
+            if window is not None:
+                dusk_at = min(window[0], dusk_at)
+        jobs: list[tuple[str, datetime, Callable[[], Awaitable[None]], str | None]] = [
+            ("dusk", dusk_at, self._dusk, None),
+            ("night", schedule.night_start, self._observe, "dusk"),
+            ("dawn", schedule.night_end, self._dawn, "night"),
+        ]
+        self._done = {name: asyncio.Event() for name, *_ in jobs}
+        failures: list[BaseException] = []
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        for name, at, body, after in jobs:
+            run_date = max(wall_time(self.clock, at), datetime.now(UTC))
+            scheduler.add_job(
+                self._job,
+                DateTrigger(run_date=run_date),
+                args=(name, at, body, after, failures),
+                id=name,
+                name=f"{self.plan.name} {self.night} {name}",
+                misfire_grace_time=None,  # late (a restart): run now, not never
+            )
+            log.info("scheduled %s at %s UTC", name, f"{at:%Y-%m-%d %H:%M:%S}")
+        scheduler.start()
+        try:
+            await self._done["dawn"].wait()
+        finally:
+            scheduler.shutdown(wait=False)
+        if failures:
+            raise failures[0]
+        self._summarise()
+        return self.summary
+
+    async def _job(
+        self,
+        name: str,
+        at: datetime,
+        body: Callable[[], Awaitable[None]],
+        after: str | None,
+        failures: list[BaseException],
+    ) -> None:
+        try:
+            if after is not None:
+                await self._done[after].wait()
+            await self._sleep_until(at)  # guards against the timer firing a little early
+            await body()
+        except Exception as exc:
+            log.exception("night job %s failed", name)
+            failures.append(exc)
+            for event in self._done.values():
+                event.set()  # end the night: a broken runner must not hang the daemon
+        finally:
+            self._done[name].set()
+
+    async def _adopt(self) -> None:
+        """Finish the visits a previous run left running (the daemon resumes them)."""
+        assert self.progress is not None
+        for visit in self.progress.visits(state="running"):
+            log.info("adopting visit %d (%s) from a previous run", visit["id"], visit["target"])
+            stop = self._unsafe if visit["kind"] == "light" else (lambda: None)
+            state, reason = await self._wait_sequence(int(visit["sequence_id"]), stop)
+            self._finish_visit(int(visit["id"]), state, reason)
+
+    def _finish_visit(self, visit_id: int, state: str, reason: str | None) -> str:
+        assert self.progress is not None
+        if state == "done":
+            final = "done"
+        elif state == "stopped" and reason is not None and reason.startswith("unsafe"):
+            final = "interrupted"
+        else:
+            final = "failed"
+            reason = reason or f"sequence {state}"
+        self.progress.finish(visit_id, final, self.clock.now(), reason)
+        return final
+
+    # -- dusk -----------------------------------------------------------------------------
+
+    async def _dusk(self) -> None:
+        self._event("dusk")
+        set_point = self.daemon.config.night.cooler_set_point_c
+        if set_point is not None:
+            await self._cooler(on=True, set_point_c=set_point)
+        flats = self.plan.calibration.flats
+        if flats is not None and "dusk" in flats.when:
+            await self._flats("dusk")
+
+    async def _cooler(self, *, on: bool, set_point_c: float | None = None) -> None:
+        assert self.daemon.state is not None
+        camera = self.daemon.state.devices.camera
+        try:
+            async with asyncio.timeout(10):
+                await camera.set_cooler(on=on, set_point_c=set_point_c)
+        except (DeviceError, TimeoutError) as exc:
+            log.warning("cooler command failed: %s", exc)
+
+    async def _flats(self, when: str) -> None:
+        assert self.schedule is not None and self.progress is not None
+        block = self.plan.calibration.flats
+        assert block is not None
+        window = self.schedule.flat_window(block, when)
+        if window is None:
+            log.warning("no %s flat window tonight (the sun never crosses it)", when)
+            return
+        start, end = window
+        if self.clock.now() >= end:
+            log.info("%s flat window already over", when)
+            return
+        await self._sleep_until(start)
+        self._event(f"{when} flats")
+        await self._point_flat_field(when)
+        for name in block.filters:
+            key = f"flats {when} {name}"
+            exposure_s = block.exposure_s
+            while self.clock.now() < end:
+                ids = [int(v["sequence_id"]) for v in self.progress.visits(target=key)]
+                remaining = block.count - self.progress.frames_stored(ids)
+                if remaining <= 0:
+                    break
+                step = ExposureStep(
+                    image_type="FLAT",
+                    filter=name,
+                    exposure_s=min(max(exposure_s, block.min_exposure_s), block.max_exposure_s),
+                    count=remaining,
+                    bin=block.bin,
+                    flat_target_adu=block.flat_target_adu,
+                    flat_tolerance=block.flat_tolerance,
+                    flat_min_exposure_s=block.min_exposure_s,
+                    flat_max_exposure_s=block.max_exposure_s,
+                )
+                sequence = Sequence(name=f"{self.plan.name} {key}", steps=(step,))
+                state, _ = await self._run_visit(
+                    key,
+                    "flats",
+                    sequence,
+                    lambda: "flat window over" if self.clock.now() >= end else None,
+                )
+                exposure_s = self._last_flat_exposure(name) or exposure_s
+                if state != "done" and self.clock.now() < end:
+                    # Sky too bright (dusk) or too faint (dawn) for the limits: wait a little.
+                    await self.clock.sleep(_IDLE_S)
+
+    def _last_flat_exposure(self, filter_name: str) -> float | None:
+        assert self.daemon.state is not None
+        rows = self.daemon.state.log_db.query(
+            "SELECT exposure_s FROM exposures WHERE image_type = 'FLAT' AND filter = ? "
+            "AND night = ? ORDER BY id DESC LIMIT 1",
+            (filter_name, self.night.isoformat()),
+        )
+        return float(rows[0]["exposure_s"]) if rows else None
+
+    async def _point_flat_field(self, when: str) -> None:
+        """Point high in the sky away from the sun (east at dusk, west at dawn)."""
+        assert self.daemon.state is not None
+        mount = self.daemon.state.devices.mount
+        if mount is None:
+            return
+        config = self.daemon.config.sequencer
+        try:
+            async with asyncio.timeout(30):
+                if (await mount.status()).at_park:
+                    await mount.unpark()
+                await mount.set_tracking(False)
+                await mount.slew_to_altaz(75.0, 90.0 if when == "dusk" else 270.0)
+            deadline = self.clock.monotonic() + config.slew_timeout_s
+            while (await mount.status()).slewing and self.clock.monotonic() < deadline:
+                await asyncio.sleep(config.poll_s)
+        except (DeviceError, TimeoutError) as exc:
+            log.warning("cannot point at the flat field (%s); flats where the mount is", exc)
+
+    # -- the observing night ----------------------------------------------------------------
+
+    async def _observe(self) -> None:
+        assert self.schedule is not None and self.progress is not None
+        self._event("night start")
+        end = self.schedule.night_end
+        assert end is not None
+        paused = False
+        while (now := self.clock.now()) < end:
+            if self._unsafe() is not None:
+                if not paused:
+                    paused = True
+                    self.summary.unsafe_pauses += 1
+                    self._event("dispatch paused (unsafe)")
+                await self.clock.sleep(min(_IDLE_S / 4, (end - now).total_seconds()))
+                continue
+            if paused:
+                paused = False
+                self._event("dispatch resumed (safe)")
+            history = await asyncio.to_thread(self.progress.history)
+            choice = self.schedule.choose(now, history)
+            if choice is None:
+                await self.clock.sleep(min(_IDLE_S, (end - now).total_seconds()))
+                continue
+            log.info(
+                "next: %s (merit %.2f, alt %.1f deg, airmass %.2f)",
+                choice.target.name,
+                choice.merit,
+                choice.alt_deg,
+                choice.airmass,
+            )
+            await self._visit(choice.target, end)
+
+    async def _visit(self, target: PlanTarget, night_end: datetime) -> None:
+        assert self.progress is not None
+        grace = timedelta(seconds=self.plan.night.slew_s)
+
+        def stop_when() -> str | None:
+            if self.clock.now() > night_end + grace:
+                return "night over"
+            return self._unsafe()
+
+        interrupted = self.progress.visits(state="interrupted", target=target.name, kind="light")
+        if interrupted and self.daemon.resume_sequence(int(interrupted[-1]["sequence_id"])):
+            visit = interrupted[-1]
+            log.info("resuming visit %d of %s", visit["id"], target.name)
+            self.progress.reopen(int(visit["id"]))
+            state, reason = await self._wait_sequence(int(visit["sequence_id"]), stop_when)
+            self._finish_visit(int(visit["id"]), state, reason)
+            return
+        ra, dec = target.coordinates
+        sequence = Sequence(
+            name=f"{self.plan.name}: {target.name}",
+            target=Target(name=target.name, ra_deg=ra, dec_deg=dec),
+            steps=target.steps,
+            dither_arcsec=target.dither_arcsec,
+        )
+        await self._run_visit(target.name, "light", sequence, stop_when)
+
+    async def _run_visit(
+        self, name: str, kind: str, sequence: Sequence, stop_when: Callable[[], str | None]
+    ) -> tuple[str, str | None]:
+        assert self.progress is not None
+        sid = self.daemon.enqueue(sequence)
+        vid = self.progress.start(name, kind, sid, sequence.total_frames, self.clock.now())
+        state, reason = await self._wait_sequence(sid, stop_when)
+        final = self._finish_visit(vid, state, reason)
+        log.info("visit %s: %s%s", name, final, f" ({reason})" if reason else "")
+        return final, reason
+
+    # -- dawn -----------------------------------------------------------------------------
+
+    async def _dawn(self) -> None:
+        self._event("night end")
+        flats = self.plan.calibration.flats
+        if flats is not None and "dawn" in flats.when:
+            await self._flats("dawn")
+        config = self.daemon.config.night
+        if config.park_at_dawn:
+            await self._park()
+        darks = self.plan.calibration.darks
+        if darks is not None:
+            await self._darks()
+        if config.warm_up:
+            await self._warm_up()
+        self._event("night done")
+
+    async def _park(self) -> None:
+        assert self.daemon.state is not None
+        mount = self.daemon.state.devices.mount
+        if mount is None:
+            return
+        config = self.daemon.config.sequencer
+        try:
+            async with asyncio.timeout(10):
+                await mount.park()
+            deadline = self.clock.monotonic() + config.slew_timeout_s
+            while not (await mount.status()).at_park:
+                if self.clock.monotonic() > deadline:
+                    log.error("mount not parked %g s after the park command", config.slew_timeout_s)
+                    return
+                await asyncio.sleep(config.poll_s)
+            self._event("parked")
+        except (DeviceError, TimeoutError) as exc:
+            log.error("could not park at dawn: %s", exc)
+
+    def _night_exposures(self) -> list[float]:
+        assert self.daemon.state is not None
+        rows = self.daemon.state.log_db.query(
+            "SELECT DISTINCT exposure_s FROM exposures WHERE image_type = 'LIGHT' AND night = ?",
+            (self.night.isoformat(),),
+        )
+        return [float(r["exposure_s"]) for r in rows]
+
+    async def _darks(self) -> None:
+        assert self.progress is not None
+        block = self.plan.calibration.darks
+        assert block is not None
+        if self.progress.visits(kind="darks", state="done"):
+            return
+        taken = await asyncio.to_thread(self._night_exposures)
+        # Darks for what the night took; a night without lights gets the plan's times.
+        times = sorted({*(taken or self.plan.light_exposures_s()), *block.extra_exposures_s})
+        steps = [
+            ExposureStep(image_type="DARK", exposure_s=t, count=block.dark_count, bin=block.bin)
+            for t in times
+            if block.dark_count > 0
+        ]
+        if block.bias_count > 0:
+            steps.append(ExposureStep(image_type="BIAS", count=block.bias_count, bin=block.bin))
+        if not steps:
+            return
+        self._event("darks and bias")
+        sequence = Sequence(name=f"{self.plan.name} darks", steps=tuple(steps))
+        await self._run_visit("darks", "darks", sequence, lambda: None)
+
+    async def _warm_up(self) -> None:
+        assert self.daemon.state is not None
+        config = self.daemon.config.night
+        camera = self.daemon.state.devices.camera
+        try:
+            async with asyncio.timeout(10):
+                status = await camera.status()
+        except (DeviceError, TimeoutError) as exc:
+            log.warning("cannot read the camera for the warm-up: %s", exc)
+            return
+        if not status.cooler_on:
+            return
+        self._event("cooler warm-up")
+        await self._cooler(on=True, set_point_c=config.warm_up_c)
+        deadline = self.clock.monotonic() + config.warm_up_timeout_s
+        while self.clock.monotonic() < deadline:
+            with contextlib.suppress(DeviceError, TimeoutError):
+                async with asyncio.timeout(10):
+                    temp = (await camera.status()).ccd_temperature_c
+                if temp is None or temp >= config.warm_up_c - 1.0:
+                    break
+            await self.clock.sleep(30.0)
+        await self._cooler(on=False)
+        self._event("cooler off")
+
+    def _summarise(self) -> None:
+        assert self.progress is not None and self.daemon.state is not None
+        for visit in self.progress.visits():
+            key = f"{visit['kind']} {visit['state']}"
+            self.summary.visits[key] = self.summary.visits.get(key, 0) + 1
+        rows = self.daemon.state.log_db.query(
+            "SELECT image_type, COUNT(*) AS n FROM exposures WHERE night = ? GROUP BY image_type",
+            (self.night.isoformat(),),
+        )
+        self.summary.frames = {str(r["image_type"]): int(r["n"]) for r in rows}
+
+
+async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True) -> NightSummary:
+    """Run the runner's daemon for its night and stop it after the dawn calibration.
+
+    Parameters
+    ----------
+    runner : NightRunner
+        The night, on a daemon that is not running yet; it runs here until the night is
+        over. What the night did so far stays in ``runner.summary`` if it is cut short.
+    install_signal_handlers : bool
+        Let SIGINT/SIGTERM shut the daemon down cleanly.
+
+    Raises
+    ------
+    ScheduleError
+        When the daemon stops (a signal, a failure) before the night is over.
+    """
+    daemon = runner.daemon
+    task = asyncio.create_task(
+        daemon.run(install_signal_handlers=install_signal_handlers), name="daemon"
+    )
+    night_task = asyncio.create_task(runner.run(), name="night")
+    try:
+        await asyncio.wait({task, night_task}, return_when=asyncio.FIRST_COMPLETED)
+        if night_task.done():
+            summary = night_task.result()
+            # The night's frames are processed (and the dawn masters applied) before it ends.
+            drained = asyncio.create_task(daemon.drain(), name="drain")
+            await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
+            drained.cancel()
+            return summary
+        task.result()  # re-raise the daemon's failure
+        raise ScheduleError("the daemon stopped before the night ended")
+    finally:
+        if not night_task.done():
+            night_task.cancel()
+            await asyncio.gather(night_task, return_exceptions=True)
+        daemon.request_stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def check_filters(plan: Plan, wheel: list[str]) -> None:
+    """Raise ScheduleError naming the first target step or flat filter the wheel lacks.
+
+    Checked when the night starts, so that a typo costs no observing time.
+    """
+    names = set(wheel)
+    for t, target in enumerate(plan.targets):
+        for s, step in enumerate(target.steps):
+            if step.filter is not None and step.filter not in names:
+                raise ScheduleError(
+                    f"targets[{t}] ({target.name}).steps[{s}].filter: no filter "
+                    f"{step.filter!r} in the wheel ({', '.join(wheel)})"
+                )
+    flats = plan.calibration.flats
+    for name in flats.filters if flats is not None else ():
+        if name not in names:
+            raise ScheduleError(
+                f"calibration.flats.filters: no filter {name!r} in the wheel ({', '.join(wheel)})"
+            )

@@ -1,0 +1,134 @@
+"""The `SepPhotometry` stage: sources and image-quality metrics, measured with SEP.
+
+The stage is thin: the numeric work is in `obsctl.processing.photometry` and
+`obsctl.processing.metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from astropy.io import fits
+
+from obsctl.errors import StageError
+from obsctl.frame import Frame
+from obsctl.processing.metrics import frame_metrics
+from obsctl.processing.photometry import (
+    measure_sources,
+)
+from obsctl.store.headers import pixel_scale_from_header
+
+__all__ = ["SepPhotometry", "conversion_gain"]
+
+log = logging.getLogger(__name__)
+
+_ELECTRON_UNITS = {"ELECTRON", "ELECTRONS", "E-", "E"}
+
+
+def conversion_gain(header: fits.Header, override: float | None, stage: str, frame: Frame) -> float:
+    """Return the gain: configured, else 1 for electron images, else the header's EGAIN."""
+    if override is not None:
+        return override
+    unit = str(header.get("BUNIT", "")).strip().upper()
+    if unit in _ELECTRON_UNITS:
+        return 1.0
+    try:
+        gain = float(header["EGAIN"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StageError(
+            "no usable EGAIN (e-/ADU) in the header and none configured",
+            stage=stage,
+            frame_id=frame.exposure_id,
+        ) from exc
+    if not gain > 0.0:
+        raise StageError(f"EGAIN {gain} is not positive", stage=stage, frame_id=frame.exposure_id)
+    return gain
+
+
+class SepPhotometry:
+    """Pipeline stage: detect and measure sources with SEP; image-quality metrics.
+
+    Stores the `obsctl.processing.photometry.measure_sources` catalog in ``frame.sources``
+    and adds to ``frame.metrics`` the `obsctl.processing.metrics.frame_metrics` values plus
+    ``fwhm_frame_px`` (the FWHM the apertures were scaled with) and ``aperture_radius_px``
+    (the main aperture), which `ZeroPoint` uses.
+
+    Parameters
+    ----------
+    read_noise_e : float
+        Read noise (electrons RMS), a floor for the background noise.
+    saturation_adu : float
+        Saturation level of the calibrated image (ADU).
+    gain_e_per_adu : float, optional
+        Conversion gain; by default 1 for images in electrons (``BUNIT``), else ``EGAIN``.
+    pixel_scale_arcsec : float, optional
+        Binned pixel scale; by default from the header (see `pixel_scale_from_header`).
+    detect_sigma, minarea, back_size, aperture_fwhm, main_aperture
+        Passed to `obsctl.processing.photometry.measure_sources`.
+    """
+
+    name = "photometry"
+
+    def __init__(
+        self,
+        *,
+        read_noise_e: float,
+        saturation_adu: float,
+        gain_e_per_adu: float | None = None,
+        pixel_scale_arcsec: float | None = None,
+        detect_sigma: float = 3.0,
+        minarea: int = 5,
+        back_size: int = 64,
+        aperture_fwhm: Sequence[float] = (1.0, 1.5, 2.0, 3.0),
+        main_aperture: int = 1,
+    ) -> None:
+        self.read_noise_e = read_noise_e
+        self.saturation_adu = saturation_adu
+        self.gain_e_per_adu = gain_e_per_adu
+        self.pixel_scale_arcsec = pixel_scale_arcsec
+        self.detect_sigma = detect_sigma
+        self.minarea = minarea
+        self.back_size = back_size
+        self.aperture_fwhm = tuple(aperture_fwhm)
+        self.main_aperture = main_aperture
+
+    def process(self, frame: Frame) -> Frame:
+        """Return the frame with its source catalog and image-quality metrics.
+
+        Raises
+        ------
+        StageError
+            If the gain is unknown or the image cannot be measured (not 2-D, no noise).
+        """
+        gain = conversion_gain(frame.header, self.gain_e_per_adu, self.name, frame)
+        try:
+            catalog, info = measure_sources(
+                frame.data,
+                gain_e_per_adu=gain,
+                read_noise_e=self.read_noise_e,
+                saturation_adu=self.saturation_adu,
+                mask=frame.mask,
+                detect_sigma=self.detect_sigma,
+                minarea=self.minarea,
+                back_size=self.back_size,
+                aperture_fwhm=self.aperture_fwhm,
+                main_aperture=self.main_aperture,
+            )
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise StageError(str(exc), stage=self.name, frame_id=frame.exposure_id) from exc
+        scale = self.pixel_scale_arcsec or pixel_scale_from_header(frame.header)
+        metrics = frame_metrics(catalog, info, pixel_scale_arcsec=scale)
+        metrics["fwhm_frame_px"] = info.fwhm_px
+        metrics["aperture_radius_px"] = info.aperture_radii_px[info.main_aperture]
+        header = frame.header.copy()
+        if math.isfinite(metrics["fwhm_px"]):
+            header["FWHM"] = (round(metrics["fwhm_px"], 3), "[px] median stellar FWHM")
+        header["NSOURCES"] = (len(catalog), "sources detected")
+        log.debug(
+            "frame %s: %d sources, FWHM %.2f px", frame.exposure_id, len(catalog), info.fwhm_px
+        )
+        return frame.with_stage(
+            self.name, sources=catalog, header=header, metrics={**frame.metrics, **metrics}
+        )

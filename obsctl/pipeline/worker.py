@@ -1,0 +1,218 @@
+"""The pipeline's worker side: one frame through the stages, in a worker process.
+
+SEP holds the GIL, so frames are processed in a pool of worker processes (each builds its
+stages once, `init_worker`). `process_file` reads a FITS file, applies the stages under their
+failure policies, writes the calibrated frame and the source catalog, and sends back a
+picklable `FrameResult`. The raw frame is only ever read.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import multiprocessing
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from numpy.typing import NDArray
+
+from obsctl.frame import Frame
+from obsctl.pipeline.stage import FailurePolicy, Stage
+from obsctl.store.fitsfile import write_fits_atomic
+from obsctl.store.headers import set_text_card
+
+__all__ = [
+    "FrameResult",
+    "StageList",
+    "finite_number",
+    "init_worker",
+    "load_frame",
+    "output_paths",
+    "process_file",
+    "run_stages",
+    "worker_pool",
+]
+
+log = logging.getLogger(__name__)
+
+StageList = list[tuple[Stage, FailurePolicy]]
+
+
+@dataclass
+class FrameResult:
+    """What a worker sends back for one frame (picklable)."""
+
+    path: str
+    exposure_id: int | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    sources: NDArray[Any] | None = None
+    flags: tuple[str, ...] = ()
+    provenance: tuple[str, ...] = ()
+    failed_stage: str | None = None
+    reason: str | None = None
+    calibrated_path: str | None = None
+    catalog_path: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load_frame(path: str | Path, exposure_id: int | None = None) -> Frame:
+    """Read a FITS file (primary HDU or first image extension) into a `Frame`.
+
+    Raises
+    ------
+    OSError, ValueError
+        When the file is unreadable or holds no 2-D image; the caller reports and skips it.
+    """
+    with fits.open(path, memmap=False) as hdul:
+        for hdu in hdul:
+            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
+                return Frame(
+                    data=np.asarray(hdu.data),
+                    header=hdu.header.copy(),
+                    exposure_id=exposure_id,
+                    path=str(path),
+                )
+    raise ValueError(f"{path}: no 2-D image in the file")
+
+
+def run_stages(
+    frame: Frame, stages: StageList
+) -> tuple[Frame, str | None, str | None, dict[str, float]]:
+    """Apply stages in order under their failure policies.
+
+    Returns
+    -------
+    tuple
+        The last good frame, the failed stage and reason (None when none aborted), and the
+        seconds each stage took.
+    """
+    import time
+
+    seconds: dict[str, float] = {}
+    for stage, policy in stages:
+        start = time.perf_counter()
+        try:
+            frame = stage.process(frame)
+        except Exception as exc:  # a stage bug must not end the night: report it per policy
+            reason = f"{type(exc).__name__}: {exc}"
+            if policy == "abort":
+                return frame, stage.name, reason, seconds
+            if policy == "mark":
+                frame = frame.flagged(f"{stage.name} failed: {reason}")
+        finally:
+            seconds[stage.name] = time.perf_counter() - start
+    return frame, None, None, seconds
+
+
+def output_paths(raw: Path, data_dir: Path | None) -> tuple[Path, Path]:
+    """Where the calibrated frame and the catalog of a raw frame go.
+
+    Frames of the raw store go to ``<data>/reduced/<night>/``; files from elsewhere get their
+    outputs beside them.
+    """
+    stem = raw.name.removesuffix(".fits").removesuffix(".fit").removesuffix(".fts")
+    if data_dir is not None and raw.parent.parent == data_dir / "raw":
+        folder = data_dir / "reduced" / raw.parent.name
+    else:
+        folder = raw.parent
+    return folder / f"{stem}_cal.fits", folder / f"{stem}_cat.fits"
+
+
+_STAGES: StageList | None = None
+_DATA_DIR: Path | None = None
+
+
+def init_worker(factory: Callable[[], StageList], data_dir: str | None) -> None:
+    """Build the stages once in a worker process (a process pool's initializer)."""
+    global _STAGES, _DATA_DIR
+    _STAGES = factory()
+    _DATA_DIR = Path(data_dir) if data_dir else None
+
+
+def worker_pool(
+    workers: int, stage_factory: Callable[[], StageList], data_dir: Path | str | None
+) -> concurrent.futures.ProcessPoolExecutor:
+    """Return a pool of worker processes that build the stages once each."""
+    # One BLAS thread per worker: the workers already fill the cores, and threaded BLAS
+    # calls stalled for tens of milliseconds while the other core was busy.
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    # spawn, not fork: the daemon has threads and an event loop that must not be copied.
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(stage_factory, None if data_dir is None else str(data_dir)),
+    )
+
+
+def process_file(
+    path: str,
+    exposure_id: int | None = None,
+    *,
+    stages: StageList | None = None,
+    data_dir: Path | None = None,
+    write_outputs: bool = True,
+) -> FrameResult:
+    """Process one FITS file through the stages; write the calibrated frame and catalog.
+
+    In a worker process the stages built by the pool initializer are used.
+    """
+    stages = stages if stages is not None else _STAGES
+    data_dir = data_dir if data_dir is not None else _DATA_DIR
+    assert stages is not None, "no stages: call through PipelineRunner or pass stages"
+    result = FrameResult(path=path, exposure_id=exposure_id)
+    try:
+        frame = load_frame(path, exposure_id)
+    except (OSError, ValueError) as exc:
+        result.failed_stage, result.reason = "load", f"{type(exc).__name__}: {exc}"
+        return result
+    frame, result.failed_stage, result.reason, result.seconds = run_stages(frame, stages)
+    result.metrics = dict(frame.metrics)
+    result.sources = frame.sources
+    result.flags = frame.flags
+    result.provenance = frame.provenance
+    if write_outputs and result.failed_stage is None:
+        calibrated, catalog = output_paths(Path(path), data_dir)
+        header = frame.header.copy()
+        set_text_card(header, "PIPEPROV", ",".join(frame.provenance), "pipeline stages applied")
+        for i, flag in enumerate(frame.flags):
+            set_text_card(header, f"PIPEFLG{i + 1}", flag[:68], "pipeline warning")
+        extensions = []
+        if frame.cosmic_mask is not None:
+            # Cosmic rays and hot pixels the classifier found (1 = masked), for stacking tools.
+            crmask = fits.ImageHDU(frame.cosmic_mask.astype(np.uint8), name="CRMASK")
+            crmask.header["COMMENT"] = "1 = cosmic-ray hit or hot pixel (obsctl classify)"
+            extensions.append(crmask)
+        write_fits_atomic(
+            calibrated,
+            np.asarray(frame.data, dtype=np.float32),
+            header,
+            durable=False,
+            extensions=extensions,
+        )
+        result.calibrated_path = str(calibrated)
+        if frame.sources is not None:
+            table = Table(frame.sources)
+            # HIERARCH: metric names are longer than FITS's eight characters.
+            table.meta.update(
+                {f"HIERARCH {k.upper()}": v for k, v in frame.metrics.items() if finite_number(v)}
+            )
+            catalog.parent.mkdir(parents=True, exist_ok=True)
+            tmp = catalog.with_name(f".{catalog.name}.tmp")
+            table.write(tmp, format="fits", overwrite=True)
+            tmp.replace(catalog)
+            result.catalog_path = str(catalog)
+    return result
+
+
+def finite_number(value: Any) -> bool:
+    """Return whether ``value`` is an int or a finite float (a storable metric)."""
+    return isinstance(value, int | float) and math.isfinite(value)

@@ -1,0 +1,249 @@
+"""The `ZeroPoint` stage: the frame's zero point from matched reference stars, and its depth.
+
+The numeric work is in `obsctl.processing.zeropoint` and `obsctl.processing.metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from numpy.typing import NDArray
+
+from obsctl.classify.labels import FLAG_NOT_CELESTIAL
+from obsctl.errors import StageError
+from obsctl.frame import Frame
+from obsctl.pipeline.photometry import conversion_gain
+from obsctl.processing.metrics import limiting_magnitude
+from obsctl.processing.photometry import (
+    FLAG_BLENDED,
+    FLAG_CROWDED,
+    FLAG_EDGE,
+    FLAG_SATURATED,
+    FLAG_SHARP,
+    FLAG_WINPOS_FAILED,
+)
+from obsctl.processing.tables import with_columns
+from obsctl.processing.zeropoint import (
+    calibrated_magnitudes,
+    fit_zero_point,
+    instrumental_magnitudes,
+)
+
+__all__ = ["CALIBRATION_REJECT_FLAGS", "ZeroPoint"]
+
+log = logging.getLogger(__name__)
+
+#: Flags that keep a star out of the zero-point fit: its aperture flux is not trustworthy.
+#: (``FLAG_SHAPE_FAILED`` is allowed: faint stars often have too few core pixels to fit.)
+CALIBRATION_REJECT_FLAGS = (
+    FLAG_SATURATED | FLAG_EDGE | FLAG_BLENDED | FLAG_CROWDED | FLAG_SHARP | FLAG_WINPOS_FAILED
+    | 0x02 | 0x04 | 0x10 | 0x20 | 0x40 | 0x80  # SEP: OBJ_TRUNC, OBJ_DOVERFLOW, APER_*
+    | FLAG_NOT_CELESTIAL  # classify: cosmic ray, hot pixel or artifact
+)  # fmt: skip
+
+
+def _exposure_s(header: fits.Header, stage: str, frame: Frame) -> float:
+    try:
+        exposure = float(header.get("EXPTIME", header.get("EXPOSURE")))
+    except (TypeError, ValueError) as exc:
+        raise StageError(
+            "no EXPTIME in the header", stage=stage, frame_id=frame.exposure_id
+        ) from exc
+    if not exposure > 0.0:
+        raise StageError(
+            f"EXPTIME {exposure} s: a zero point needs a light exposure",
+            stage=stage,
+            frame_id=frame.exposure_id,
+        )
+    return exposure
+
+
+class ZeroPoint:
+    """Pipeline stage: the frame's zero point from matched reference stars; calibrated mags.
+
+    Reads the catalog columns ``ref_mag`` (NaN where unmatched) and, when present,
+    ``ref_mag_err`` and ``ref_colour``, which the astrometry stage fills. Adds the columns
+    ``mag``, ``mag_err`` (calibrated, electrons-per-second scale, see
+    `obsctl.processing.zeropoint`) and ``zp_used`` (the star entered the fit), and the metrics
+    ``zero_point``, ``zero_point_err``, ``zero_point_rms``, ``zero_point_stars``,
+    ``colour_term``, ``limiting_mag`` (50 % completeness, when enabled) and, with a nominal
+    zero point, ``transparency`` (``10**(-0.4 * (nominal - zero_point))``, 1 on a clear
+    night) — the cloud indicator. The header gets ``PHOTZP`` and ``PHOTZPER``.
+
+    Parameters
+    ----------
+    fit_colour_term : bool, optional
+        Fit a colour term against ``ref_colour``.
+    clip_sigma : float, optional
+        Outlier rejection threshold.
+    min_stars : int, optional
+        Fewest usable reference stars.
+    min_snr : float, optional
+        Faintest stars used (main-aperture S/N).
+    gain_e_per_adu : float, optional
+        As for `SepPhotometry`.
+    nominal_zero_point : float, optional
+        The site's clear-sky zero point (mag), for ``transparency``.
+    measure_limiting_mag : bool, optional
+        Measure the limiting magnitude by injection (about 0.06-0.1 s per frame).
+    detect_sigma, minarea, back_size
+        The detection settings `SepPhotometry` used, for the injection test.
+    seed : int, optional
+        Seed of the injection positions (the result is reproducible per frame).
+    """
+
+    name = "zeropoint"
+
+    def __init__(
+        self,
+        *,
+        fit_colour_term: bool = False,
+        clip_sigma: float = 3.0,
+        min_stars: int = 5,
+        min_snr: float = 10.0,
+        gain_e_per_adu: float | None = None,
+        nominal_zero_point: float | None = None,
+        measure_limiting_mag: bool = True,
+        detect_sigma: float = 3.0,
+        minarea: int = 5,
+        back_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        self.fit_colour_term = fit_colour_term
+        self.clip_sigma = clip_sigma
+        self.min_stars = min_stars
+        self.min_snr = min_snr
+        self.gain_e_per_adu = gain_e_per_adu
+        self.nominal_zero_point = nominal_zero_point
+        self.measure_limiting_mag = measure_limiting_mag
+        self.detect_sigma = detect_sigma
+        self.minarea = minarea
+        self.back_size = back_size
+        self.seed = seed
+
+    def _fail(self, message: str, frame: Frame) -> StageError:
+        return StageError(message, stage=self.name, frame_id=frame.exposure_id)
+
+    def process(self, frame: Frame) -> Frame:
+        """Return the frame with calibrated magnitudes and its zero point.
+
+        Raises
+        ------
+        StageError
+            Without a catalog, reference magnitudes, exposure time, gain, or with too few
+            usable reference stars.
+        """
+        sources = frame.sources
+        if sources is None:
+            raise self._fail("no source catalog: run the photometry stage first", frame)
+        names = sources.dtype.names or ()
+        if "ref_mag" not in names:
+            raise self._fail("no ref_mag column: run the astrometry stage first", frame)
+        exposure_s = _exposure_s(frame.header, self.name, frame)
+        gain = conversion_gain(frame.header, self.gain_e_per_adu, self.name, frame)
+
+        inst, inst_err = instrumental_magnitudes(
+            sources["flux"], sources["flux_err"], exposure_s, gain_e_per_adu=gain
+        )
+        ref = np.asarray(sources["ref_mag"], dtype=np.float64)
+        ref_err = np.asarray(sources["ref_mag_err"], float) if "ref_mag_err" in names else None
+        colour = np.asarray(sources["ref_colour"], float) if "ref_colour" in names else None
+        if self.fit_colour_term and colour is None:
+            raise self._fail("fit_colour_term is set but there is no ref_colour column", frame)
+        usable = np.isfinite(ref) & np.isfinite(inst) & (sources["snr"] >= self.min_snr)
+        usable &= (sources["flags"] & CALIBRATION_REJECT_FLAGS) == 0
+        if self.fit_colour_term and colour is not None:
+            usable &= np.isfinite(colour)
+        if np.count_nonzero(usable) < self.min_stars:
+            raise self._fail(
+                f"{np.count_nonzero(usable)} usable reference stars, need {self.min_stars}", frame
+            )
+        try:
+            fit = fit_zero_point(
+                inst[usable],
+                inst_err[usable],
+                ref[usable],
+                reference_err=None if ref_err is None else ref_err[usable],
+                colour=None if colour is None else colour[usable],
+                fit_colour_term=self.fit_colour_term,
+                clip_sigma=self.clip_sigma,
+                min_stars=self.min_stars,
+            )
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            raise self._fail(f"zero-point fit failed: {exc}", frame) from exc
+
+        used = np.zeros(len(sources), dtype=bool)
+        used[np.flatnonzero(usable)[fit.mask]] = True
+        default_colour = (
+            float(np.median(colour[used])) if self.fit_colour_term and colour is not None else 0.0
+        )
+        mag, mag_err = calibrated_magnitudes(
+            sources["flux"],
+            sources["flux_err"],
+            exposure_s,
+            fit.zero_point,
+            fit.error,
+            gain_e_per_adu=gain,
+            colour=colour,
+            colour_term=fit.colour_term,
+            default_colour=default_colour,
+        )
+        catalog = with_columns(sources, {"mag": mag, "mag_err": mag_err, "zp_used": used})
+
+        # The zero point of the frame's typical star (its colour term included).
+        zero_point = fit.zero_point + fit.colour_term * default_colour
+        metrics: dict[str, float] = {
+            "zero_point": zero_point,
+            "zero_point_err": fit.error,
+            "zero_point_rms": fit.rms,
+            "zero_point_stars": float(fit.n_used),
+            "colour_term": fit.colour_term,
+        }
+        if self.nominal_zero_point is not None:
+            metrics["transparency"] = 10.0 ** (-0.4 * (self.nominal_zero_point - zero_point))
+        warnings: tuple[str, ...] = ()
+        if self.measure_limiting_mag:
+            try:
+                metrics["limiting_mag"] = self._limiting_mag(
+                    frame, catalog, zero_point, exposure_s, gain
+                )
+            except (ValueError, RuntimeError) as exc:  # the zero point stands without it
+                metrics["limiting_mag"] = math.nan
+                warnings = (f"limiting magnitude failed: {exc}",)
+
+        header = frame.header.copy()
+        header["PHOTZP"] = (round(zero_point, 4), "[mag] zero point, e-/s in main aperture")
+        header["PHOTZPER"] = (round(fit.error, 4), "[mag] zero point error")
+        return frame.with_stage(
+            self.name,
+            sources=catalog,
+            header=header,
+            metrics={**frame.metrics, **metrics},
+            flags=(*frame.flags, *warnings),
+        )
+
+    def _limiting_mag(
+        self, frame: Frame, catalog: NDArray[Any], zero_point: float, exposure_s: float, gain: float
+    ) -> float:
+        fwhm = frame.metrics.get("fwhm_frame_px", frame.metrics.get("fwhm_px", math.nan))
+        if not (isinstance(fwhm, float) and math.isfinite(fwhm) and fwhm > 0):
+            return math.nan
+        return limiting_magnitude(
+            frame.data,
+            catalog,
+            zero_point=zero_point,
+            exposure_s=exposure_s,
+            fwhm_px=fwhm,
+            gain_e_per_adu=gain,
+            rms_adu=frame.metrics.get("background_rms"),
+            aperture_radius_px=frame.metrics.get("aperture_radius_px"),
+            mask=frame.mask,
+            seed=self.seed,
+            detect_sigma=self.detect_sigma,
+            minarea=self.minarea,
+            back_size=self.back_size,
+        )

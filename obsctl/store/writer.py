@@ -1,0 +1,179 @@
+"""The frame writer: every downloaded frame to a FITS file and an exposure row, in order.
+
+The sequencer hands each downloaded frame to the `FrameWriter`, which writes it (FITS,
+atomically, under `obsctl.store.raw_store`) and logs it in the background, so the camera
+starts the next exposure at once instead of waiting for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from obsctl.clock import night_of
+from obsctl.errors import StorageError
+from obsctl.events import EventBus
+from obsctl.store.exposure_log import ExposureLog, ExposureRecord
+from obsctl.store.headers import FrameContext, airmass, raw_header
+from obsctl.store.raw_store import RawStore
+
+__all__ = ["FrameWriter", "StoredFrame"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFrame:
+    """A frame waiting to be written, with where it belongs in its sequence."""
+
+    context: FrameContext
+    sequence_id: int | None
+    step_index: int | None
+    frame_index: int | None
+    devices: dict[str, str | None]
+
+
+class FrameWriter:
+    """Writes frames to the raw store and the exposure log, in order, in the background.
+
+    Parameters
+    ----------
+    store : RawStore
+        Where FITS files go.
+    log_db : ExposureLog
+        Where exposure rows go.
+    events : EventBus
+        Publishes a ``frame`` event for each stored frame.
+    on_stored : callable or None
+        Awaited with ``(exposure_id, path)`` after each frame is stored (the pipeline's
+        entry point).
+    """
+
+    def __init__(
+        self,
+        store: RawStore,
+        log_db: ExposureLog,
+        events: EventBus,
+        on_stored: Callable[[int, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.log_db = log_db
+        self.events = events
+        self.on_stored = on_stored
+        self._queue: asyncio.Queue[StoredFrame] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.error: StorageError | None = None
+
+    @property
+    def pending(self) -> int:
+        """Frames downloaded but not yet stored."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Start the background writer task."""
+        self._task = asyncio.create_task(self._run(), name="frame-writer")
+
+    def submit(self, frame: StoredFrame) -> None:
+        """Queue a frame; raises the storage error that stopped the writer, if any."""
+        if self.error is not None:
+            raise self.error
+        self._queue.put_nowait(frame)
+
+    async def drain(self) -> None:
+        """Wait until every queued frame is stored."""
+        await self._queue.join()
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        """Store what is queued, then stop."""
+        if self._task is None:
+            return
+        try:
+            await self._queue.join()
+        finally:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            try:
+                if self.error is None:
+                    await self.store_frame(frame)
+            except StorageError as exc:
+                # Keep the loop alive so that drain() returns; submit() now raises.
+                self.error = exc
+                log.critical("cannot store frames: %s", exc)
+            finally:
+                self._queue.task_done()
+
+    async def store_frame(self, frame: StoredFrame) -> int:
+        """Write one frame's FITS file, then its exposure row; return the exposure id."""
+        ctx = frame.context
+        m = ctx.image.metadata
+        night = night_of(ctx.start_time, ctx.site.longitude_deg)
+        number = self.store.next_frame_number(night)
+        ctx = replace(ctx, frame_number=number)
+        header = raw_header(ctx)
+        if frame.sequence_id is not None:
+            header["SEQ-ID"] = (frame.sequence_id, "obsctl sequence id")
+            header["SEQ-STEP"] = (frame.step_index, "step within the sequence (0-based)")
+            header["SEQ-FRAM"] = (frame.frame_index, "frame within the step (0-based)")
+        path = self.store.path_for(
+            night=night,
+            frame_number=number,
+            image_type=ctx.image_type,
+            target=ctx.target,
+            filter_name=ctx.filter_name,
+            exposure_s=m.exposure_s,
+        )
+        try:
+            await asyncio.to_thread(self.store.write, path, ctx.image.data, header)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc}") from exc
+        mount = ctx.mount
+        record = ExposureRecord(
+            night=night,
+            file_path=self.store.relative(path),
+            image_type=ctx.image_type,
+            exposure_s=m.exposure_s,
+            date_obs=str(header["DATE-OBS"]),
+            mjd_start=float(header["MJD-OBS"]),
+            mjd_mid=float(header["MJD-MID"]),
+            bin_x=m.bin_x,
+            bin_y=m.bin_y,
+            target=ctx.target,
+            filter=ctx.filter_name,
+            ra_deg=None if mount is None else mount.ra_deg,
+            dec_deg=None if mount is None else mount.dec_deg,
+            alt_deg=None if mount is None else mount.alt_deg,
+            az_deg=None if mount is None else mount.az_deg,
+            airmass=None if mount is None else airmass(mount.alt_deg),
+            gain=m.gain,
+            offset=m.offset,
+            ccd_temp_c=m.ccd_temperature_c,
+            camera=frame.devices.get("camera"),
+            mount=frame.devices.get("mount"),
+            filter_wheel=frame.devices.get("filter_wheel"),
+            sequence_id=frame.sequence_id,
+            step_index=frame.step_index,
+            frame_index=frame.frame_index,
+        )
+        exposure_id = await asyncio.to_thread(self.log_db.add_exposure, record)
+        log.info("stored %s (exposure %d)", record.file_path, exposure_id)
+        self.events.publish(
+            "frame",
+            exposure_id=exposure_id,
+            file_path=record.file_path,
+            image_type=record.image_type,
+            target=record.target,
+            filter=record.filter,
+            exposure_s=record.exposure_s,
+        )
+        if self.on_stored is not None:
+            await self.on_stored(exposure_id, record.file_path)
+        return exposure_id

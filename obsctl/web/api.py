@@ -1,0 +1,355 @@
+"""The control API: status, sequences, exposure log and server-sent events, over aiohttp.
+
+aiohttp rather than a second web stack: the simulators and the Alpaca drivers already use it,
+and it streams server-sent events natively. The server binds to 127.0.0.1 unless configured
+otherwise; when a token is configured (required beyond loopback), every mutating request
+needs ``Authorization: Bearer <token>`` and gets 401 without it.
+
+| method | path | what |
+| --- | --- | --- |
+| GET | /api/status | activity, safety, devices, queue |
+| GET | /api/sequences | all sequences and their states |
+| POST | /api/sequences | queue a sequence (JSON body); 201 with its id |
+| POST | /api/sequences/{id}/stop | stop a pending or running sequence |
+| POST | /api/abort | abort the running exposure and its sequence |
+| GET | /api/exposures | the exposure log (night, target, filter, type, limit) |
+| GET | /api/failures | recorded failures |
+| GET | /api/metrics | per-frame metrics (FWHM, background, zero point, transparency...) |
+| GET | /api/events | server-sent events (activity, frame, safety, failure...) |
+
+The quick-look page (``/``) and its data routes come from `obsctl.web`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from obsctl.acquisition.sequence import parse_sequence
+from obsctl.errors import ConfigError, DeviceError
+from obsctl.web import QuickLook, add_quicklook
+
+if TYPE_CHECKING:
+    from obsctl.daemon import DaemonState
+
+__all__ = ["build_app", "start_api"]
+
+log = logging.getLogger(__name__)
+
+STATE: web.AppKey[DaemonState] = web.AppKey("state")
+_STATUS_TIMEOUT_S = 1.0
+_MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[STATE].config.server.token
+    if token and request.method in _MUTATING:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _json({"error": "a valid bearer token is required"}, status=401)
+    return await handler(request)
+
+
+async def _read(name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, Any]:
+    try:
+        async with asyncio.timeout(_STATUS_TIMEOUT_S):
+            value = await call()
+    except (DeviceError, TimeoutError) as exc:
+        return name, {"error": str(exc) or type(exc).__name__}
+    return name, value
+
+
+async def device_status(state: DaemonState) -> dict[str, Any]:
+    """Read every device's state concurrently, each under a short deadline."""
+    d = state.devices
+    calls: list[Awaitable[tuple[str, Any]]] = []
+
+    async def camera() -> dict[str, Any]:
+        st = await d.camera.status()
+        return {
+            "name": d.camera.name,
+            "state": st.state.name,
+            "percent_completed": st.percent_completed,
+            "image_ready": st.image_ready,
+            "ccd_temperature_c": st.ccd_temperature_c,
+            "set_temperature_c": st.set_temperature_c,
+            "cooler_on": st.cooler_on,
+            "cooler_power_pct": st.cooler_power_pct,
+        }
+
+    calls.append(_read("camera", camera))
+    if d.filter_wheel is not None:
+        wheel = d.filter_wheel
+
+        async def filter_wheel() -> dict[str, Any]:
+            names, position = await asyncio.gather(wheel.names(), wheel.position())
+            current = None if position is None else names[position]
+            return {"name": wheel.name, "position": position, "filter": current, "names": names}
+
+        calls.append(_read("filter_wheel", filter_wheel))
+    if d.mount is not None:
+        mount = d.mount
+
+        async def mount_status() -> dict[str, Any]:
+            ms = await mount.status()
+            return {
+                "name": mount.name,
+                "ra_deg": ms.ra_deg,
+                "dec_deg": ms.dec_deg,
+                "alt_deg": ms.alt_deg,
+                "az_deg": ms.az_deg,
+                "slewing": ms.slewing,
+                "tracking": ms.tracking,
+                "at_park": ms.at_park,
+                "pier_side": ms.pier_side.name,
+            }
+
+        calls.append(_read("mount", mount_status))
+    return dict(await asyncio.gather(*calls))
+
+
+async def _status(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    # Off the event loop: a worker thread may hold the database for a while.
+    queued = await asyncio.to_thread(state.log_db.sequences, states=("running", "pending"))
+    processing = await asyncio.to_thread(_processing_counts, state)
+    return _json(
+        {
+            "activity": state.activity.as_dict(),
+            "safety": {"safe": state.supervisor.is_safe, "reason": state.supervisor.reason},
+            "devices": await device_status(state),
+            "queue": {
+                "sequences": [
+                    {"id": q["id"], "name": q["name"], "state": q["state"]} for q in queued
+                ],
+                "frames_to_store": state.writer.pending,
+                "processing": processing,
+            },
+        }
+    )
+
+
+def _processing_counts(state: DaemonState) -> dict[str, int] | None:
+    """Frames per pipeline state (queued, running, done, failed); None without a pipeline."""
+    if not state.config.pipeline.enabled:
+        return None
+    rows = state.log_db.query("SELECT state, COUNT(*) AS n FROM processing GROUP BY state")
+    return {str(r["state"]): int(r["n"]) for r in rows}
+
+
+async def _sequences(request: web.Request) -> web.Response:
+    rows = request.app[STATE].log_db.sequences()
+    for row in rows:
+        row["definition"] = json.loads(row["definition"])
+    return _json(rows)
+
+
+async def _add_sequence(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+    except ValueError:
+        return _json({"error": "body must be a JSON sequence"}, status=400)
+    if not isinstance(body, dict):
+        return _json({"error": "body must be a JSON object"}, status=400)
+    try:
+        sequence = parse_sequence(body, source="request")
+    except ConfigError as exc:
+        return _json({"error": str(exc)}, status=400)
+    sid = state.daemon.enqueue(sequence)
+    return _json({"id": sid, "name": sequence.name, "state": "pending"}, status=201)
+
+
+async def _stop_sequence(request: web.Request) -> web.Response:
+    try:
+        sid = int(request.match_info["id"])
+    except ValueError:
+        return _json({"error": "sequence id must be an integer"}, status=400)
+    if not await request.app[STATE].daemon.stop_sequence(sid):
+        return _json({"error": f"no pending or running sequence {sid}"}, status=404)
+    return _json({"id": sid, "state": "stopped"})
+
+
+async def _abort(request: web.Request) -> web.Response:
+    await request.app[STATE].daemon.abort_exposure()
+    return _json({"aborted": True})
+
+
+async def _exposures(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        limit = int(q["limit"]) if "limit" in q else None
+    except ValueError:
+        return _json({"error": "limit must be an integer"}, status=400)
+    rows = request.app[STATE].log_db.exposures(
+        night=q.get("night"),
+        target=q.get("target"),
+        filter_name=q.get("filter"),
+        image_type=q.get("type"),
+        limit=limit,
+    )
+    return _json(rows)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    night = request.query.get("night")
+    sql = (
+        "SELECT e.id AS exposure_id, e.night, e.date_obs, e.mjd_mid, e.target, e.filter, "
+        "e.airmass, m.fwhm_arcsec, m.hfr_arcsec, m.ellipticity, m.star_count, m.background, "
+        "m.background_rms, m.zero_point, m.zero_point_err, m.limiting_mag, m.wcs_rms_arcsec, "
+        "m.flags FROM frame_metrics m JOIN exposures e ON e.id = m.exposure_id"
+    )
+    args: tuple[str, ...] = ()
+    if night is not None:
+        sql += " WHERE e.night = ?"
+        args = (night,)
+    rows = state.log_db.query(sql + " ORDER BY e.id", args)
+    add_transparency(rows, state.config.pipeline.nominal_zero_point)
+    return _json(rows)
+
+
+def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> None:
+    """Add ``transparency`` to frame-metric rows: the zero point's trend as a cloud indicator.
+
+    Transparency is ``10**(-0.4 * (reference - zero_point))``: 1 under a clear sky, 0.5 when
+    clouds take half the light. The reference is the configured clear-sky zero point of the
+    filter, or else the best zero point of that filter and night.
+    """
+    best: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row.get("zero_point") is not None:
+            key = (str(row.get("night")), str(row.get("filter")))
+            best[key] = max(best.get(key, -99.0), float(row["zero_point"]))
+    for row in rows:
+        zp = row.get("zero_point")
+        reference = nominal.get(str(row.get("filter")))
+        if reference is None:
+            reference = best.get((str(row.get("night")), str(row.get("filter"))))
+        row["transparency"] = (
+            None if zp is None or reference is None else 10.0 ** (-0.4 * (reference - zp))
+        )
+
+
+async def _failures(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].log_db.failures())
+
+
+async def _lightcurves(request: web.Request) -> web.Response:
+    from obsctl.timeseries.store import list_light_curves
+
+    return _json(await asyncio.to_thread(list_light_curves, request.app[STATE].log_db))
+
+
+async def _lightcurve(request: web.Request) -> web.Response:
+    from obsctl.timeseries.store import load_light_curve
+
+    target = request.query.get("target")
+    if not target:
+        return _json({"error": "target is required (?target=NAME)"}, status=400)
+    points = await asyncio.to_thread(load_light_curve, request.app[STATE].log_db, target)
+    if not points:
+        return _json({"error": f"no light curve for target {target!r}"}, status=404)
+    return _json({"target": target, "points": points})
+
+
+async def _alerts(request: web.Request) -> web.Response:
+    from obsctl.timeseries.store import list_alerts
+
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return _json({"error": "limit must be an integer"}, status=400)
+    return _json(await asyncio.to_thread(list_alerts, request.app[STATE].log_db, limit=limit))
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    async with state.events.subscribe() as queue:
+        try:
+            await response.write(b": connected\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15.0)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")  # lets clients see life
+                    continue
+                payload = json.dumps(event, default=str)
+                await response.write(f"event: {event['kind']}\ndata: {payload}\n\n".encode())
+        except ConnectionResetError:  # the client went away (a closed page): no error
+            log.debug("event stream client gone")
+    return response
+
+
+def build_app(state: DaemonState) -> web.Application:
+    """Return the control API application for a running daemon."""
+    app = web.Application(middlewares=[_auth])
+    app[STATE] = state
+    app.router.add_get("/api/status", _status)
+    app.router.add_get("/api/sequences", _sequences)
+    app.router.add_post("/api/sequences", _add_sequence)
+    app.router.add_post("/api/sequences/{id}/stop", _stop_sequence)
+    app.router.add_post("/api/abort", _abort)
+    app.router.add_get("/api/exposures", _exposures)
+    app.router.add_get("/api/failures", _failures)
+    app.router.add_get("/api/metrics", _metrics)
+    app.router.add_get("/api/events", _events)
+    app.router.add_get("/api/lightcurves", _lightcurves)
+    app.router.add_get("/api/lightcurve", _lightcurve)
+    app.router.add_get("/api/alerts", _alerts)
+    # The quick-look page and its data (/, /static/, /api/quicklook/..., /data/...).
+    add_quicklook(
+        app,
+        QuickLook(
+            log_db=state.log_db,
+            data_dir=state.daemon.data_dir,
+            events=state.events,
+            pipeline_enabled=state.config.pipeline.enabled,
+        ),
+    )
+    return app
+
+
+async def start_api(state: DaemonState) -> tuple[web.AppRunner, str]:
+    """Serve the API on the configured host and port; return the runner and its URL."""
+    server = state.config.server
+    # handler_cancellation ends an event stream as soon as its client goes; the short
+    # shutdown timeout keeps a lingering stream from delaying the daemon's exit.
+    runner = web.AppRunner(
+        build_app(state),
+        handle_signals=False,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=1.0,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, server.host, server.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot serve the control API on {server.host}:{server.port}: {exc.strerror} "
+            "(another daemon there? set [server] port)"
+        ) from exc
+    port = server.port
+    if runner.addresses:
+        port = int(runner.addresses[0][1])
+    return runner, f"http://{server.host}:{port}"

@@ -1,0 +1,305 @@
+"""The quick-look page and its data, served by the daemon beside the control API.
+
+| method | path | what |
+| --- | --- | --- |
+| GET | / | the page (``static/index.html``; its scripts under /static/) |
+| GET | /api/quicklook/info | what the page needs to start: routes present, pipeline, nights |
+| GET | /api/quicklook/log | the exposure log of a night with processing results |
+| GET | /api/quicklook/latest | the frame to show first |
+| GET | /api/quicklook/frames/{id} | one frame: log row, metrics, key header cards, WCS, files |
+| GET | /api/quicklook/frames/{id}/preview.png | the frame stretched (``stretch``, ``size``) |
+| GET | /api/quicklook/frames/{id}/sources | the frame's measured sources and their classes |
+| GET | /api/quicklook/frames/{id}/pixel | one pixel's value (``x``, ``y``, 0-based) |
+| GET | /data/{path} | a FITS file of the data directory (anything else, or outside it: 404) |
+
+A preview with ``x0, y0, x1, y1`` is that part of the frame only, sharper, for zooming in.
+Live updates reach the page through the control API's ``/api/events`` stream; when a frame's
+``processed`` event is published, its preview is made at once at the size and stretch the
+page last asked for, so the page's request finds it made or being made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from obsctl.events import EventBus
+from obsctl.processing.display import STRETCHES
+from obsctl.store.exposure_log import ExposureLog
+from obsctl.web import frames
+from obsctl.web.previews import PreviewCache, bin_region
+
+__all__ = ["QUICKLOOK", "QuickLook", "add_quicklook", "static_dir"]
+
+log = logging.getLogger(__name__)
+
+_MIN_SIZE_PX = 64
+_MAX_SIZE_PX = 4096
+
+
+def static_dir() -> Path:
+    """Return the folder of the page's static files (shipped as package data)."""
+    return Path(str(resources.files("obsctl.web") / "static"))
+
+
+@dataclass
+class QuickLook:
+    """What the quick-look routes read.
+
+    Parameters
+    ----------
+    log_db : ExposureLog
+        The exposure log.
+    data_dir : pathlib.Path
+        The data directory: frames are read and served from here only.
+    events : EventBus
+        The daemon's events (a ``processed`` event triggers the new frame's preview).
+    pipeline_enabled : bool
+        Whether frames get processed (else the page shows raw frames as they arrive).
+    """
+
+    log_db: ExposureLog
+    data_dir: Path
+    events: EventBus
+    pipeline_enabled: bool = True
+    cache: PreviewCache = field(default_factory=PreviewCache)
+
+
+QUICKLOOK: web.AppKey[QuickLook] = web.AppKey("quicklook", QuickLook)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # orjson: a source list of a big frame is tens of thousands of numbers; NaN becomes null.
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status=status)
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise web.HTTPBadRequest(
+                text=orjson.dumps({"error": f"query parameter {name!r} is required"}).decode(),
+                content_type="application/json",
+            )
+        return default
+    try:
+        return int(float(raw))
+    except (ValueError, OverflowError):  # not a number, or inf / 1e400
+        raise web.HTTPBadRequest(
+            text=orjson.dumps({"error": f"{name} must be a number, got {raw!r}"}).decode(),
+            content_type="application/json",
+        ) from None
+
+
+async def _frame(request: web.Request) -> tuple[QuickLook, int, dict[str, Any]]:
+    ql = request.app[QUICKLOOK]
+    try:
+        eid = int(request.match_info["id"])
+        if not 0 < eid < 2**63:  # SQLite's integer range
+            raise ValueError(eid)
+    except ValueError:
+        raise web.HTTPNotFound(
+            text='{"error": "frame id must be an integer"}', content_type="application/json"
+        ) from None
+    row = await asyncio.to_thread(frames.frame_row, ql.log_db, eid)
+    if row is None:
+        raise web.HTTPNotFound(
+            text=orjson.dumps({"error": f"no exposure {eid}"}).decode(),
+            content_type="application/json",
+        )
+    return ql, eid, row
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(static_dir() / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _info(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    routes = sorted(
+        {
+            r.resource.canonical
+            for r in request.app.router.routes()
+            if r.method == "GET" and r.resource is not None
+        }
+    )
+    nights = await asyncio.to_thread(frames.nights, ql.log_db)
+    return _json(
+        {
+            "routes": routes,
+            "pipeline_enabled": ql.pipeline_enabled,
+            "nights": nights,
+            "stretches": list(STRETCHES),
+        }
+    )
+
+
+async def _log(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    night = request.query.get("night") or None
+    return _json(await asyncio.to_thread(frames.night_log, ql.log_db, night))
+
+
+async def _latest(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    return _json({"exposure_id": await asyncio.to_thread(frames.latest_frame, ql.log_db)})
+
+
+def _data_url(relative: str | None) -> str | None:
+    return None if not relative else "/data/" + relative.lstrip("/")
+
+
+async def _frame_info(request: web.Request) -> web.Response:
+    ql, eid, row = await _frame(request)
+    path, kind = frames.image_path(ql.data_dir, row)
+    try:
+        header = await asyncio.to_thread(frames.frame_header, path)
+    except (OSError, ValueError) as exc:
+        return _error(404, f"exposure {eid}: cannot read {path.name}: {exc}")
+    catalog = row.get("catalog_path")
+    count = None
+    if catalog:
+        count = await asyncio.to_thread(frames.catalog_count, ql.data_dir / catalog)
+    return _json(
+        {
+            "exposure_id": eid,
+            "exposure": {k: v for k, v in row.items() if k not in frames.METRIC_COLUMNS},
+            "metrics": {k: row.get(k) for k in frames.METRIC_COLUMNS},
+            "image": kind,
+            "shape": header["shape"],
+            "cards": header["cards"],
+            "wcs": header["wcs"],
+            "catalog_count": count,
+            "files": {
+                "raw": _data_url(row.get("file_path")),
+                "calibrated": _data_url(row.get("calibrated_path")),
+                "catalog": _data_url(catalog),
+            },
+        }
+    )
+
+
+async def _preview(request: web.Request) -> web.Response:
+    ql, eid, row = await _frame(request)
+    stretch = request.query.get("stretch", "zscale")
+    if stretch not in STRETCHES:
+        return _error(400, f"stretch must be one of {', '.join(STRETCHES)}, got {stretch!r}")
+    size = min(_MAX_SIZE_PX, max(_MIN_SIZE_PX, _int(request, "size", ql.cache.last_size_px)))
+    path, _ = frames.image_path(ql.data_dir, row)
+    box = [request.query.get(k) for k in ("x0", "y0", "x1", "y1")]
+    try:
+        if any(v is not None for v in box):
+            x0, y0, x1, y1 = (_int(request, k) for k in ("x0", "y0", "x1", "y1"))
+            overview = await ql.cache.binned(eid, path, ql.cache.last_size_px)
+            tile = await asyncio.to_thread(
+                bin_region, path, (x0, y0, x1, y1), size, stretch, overview.limits[stretch]
+            )
+            headers = {
+                "X-Factor": str(tile.factor),
+                "X-Region": f"{tile.x0},{tile.y0},{tile.x1},{tile.y1}",
+            }
+            return web.Response(body=tile.png, content_type="image/png", headers=headers)
+        ql.cache.last_size_px, ql.cache.last_stretch = size, stretch
+        blob, binned = await ql.cache.png(eid, path, size, stretch)
+    except FileNotFoundError:
+        return _error(404, f"exposure {eid}: {path.name} is not on disk")
+    except (OSError, ValueError) as exc:
+        return _error(422, f"exposure {eid}: cannot show {path.name}: {exc}")
+    ny, nx = binned.data.shape
+    headers = {
+        "X-Factor": str(binned.factor),
+        "X-Region": f"0,0,{nx * binned.factor},{ny * binned.factor}",
+        "Server-Timing": f"bin;dur={binned.seconds * 1000:.1f}",
+        "Cache-Control": "no-cache",
+    }
+    return web.Response(body=blob, content_type="image/png", headers=headers)
+
+
+async def _sources(request: web.Request) -> web.Response:
+    ql, eid, _ = await _frame(request)
+    result = await asyncio.to_thread(frames.sources, ql.log_db, eid)
+    result["exposure_id"] = eid
+    return _json(result)
+
+
+async def _pixel(request: web.Request) -> web.Response:
+    ql, eid, row = await _frame(request)
+    x, y = _int(request, "x"), _int(request, "y")
+    path, kind = frames.image_path(ql.data_dir, row)
+    try:
+        value = await asyncio.to_thread(frames.pixel_value, path, x, y)
+    except (OSError, ValueError) as exc:
+        return _error(404, f"exposure {eid}: cannot read {path.name}: {exc}")
+    return _json({"exposure_id": eid, "x": x, "y": y, "value": value, "image": kind})
+
+
+async def _data_file(request: web.Request) -> web.StreamResponse:
+    ql = request.app[QUICKLOOK]
+    path = frames.resolve_data_file(ql.data_dir, request.match_info["path"])
+    if path is None:
+        log.info("refused to serve %r (not a FITS file inside the data directory)", request.path)
+        return _error(404, "no such frame file")
+    return web.FileResponse(
+        path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
+    )
+
+
+async def _watch(ql: QuickLook) -> None:
+    """Make each newly processed frame's preview at once, for the page's coming request."""
+    async with ql.events.subscribe() as queue:
+        while True:
+            event = await queue.get()
+            kind = event.get("kind")
+            wanted = (kind == "processed" and not event.get("failed_stage")) or (
+                kind == "frame" and not ql.pipeline_enabled and event.get("image_type") == "LIGHT"
+            )
+            if not wanted:
+                continue
+            try:
+                eid = int(event["exposure_id"])
+                row = await asyncio.to_thread(frames.frame_row, ql.log_db, eid)
+                if row is not None:
+                    path, _ = frames.image_path(ql.data_dir, row)
+                    await ql.cache.png(eid, path, ql.cache.last_size_px, ql.cache.last_stretch)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("no preview for exposure %s: %s", event.get("exposure_id"), exc)
+            except Exception:  # a bug here must not end previews for the rest of the night
+                log.exception("making the preview of exposure %s", event.get("exposure_id"))
+
+
+async def _watcher(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_watch(app[QUICKLOOK]), name="quicklook-previews")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def add_quicklook(app: web.Application, quicklook: QuickLook) -> None:
+    """Serve the quick-look page and its data from ``app``."""
+    app[QUICKLOOK] = quicklook
+    app.router.add_get("/", _index)
+    app.router.add_static("/static/", static_dir(), name="static")
+    app.router.add_get("/api/quicklook/info", _info)
+    app.router.add_get("/api/quicklook/log", _log)
+    app.router.add_get("/api/quicklook/latest", _latest)
+    app.router.add_get("/api/quicklook/frames/{id}", _frame_info)
+    app.router.add_get("/api/quicklook/frames/{id}/preview.png", _preview)
+    app.router.add_get("/api/quicklook/frames/{id}/sources", _sources)
+    app.router.add_get("/api/quicklook/frames/{id}/pixel", _pixel)
+    app.router.add_get("/data/{path:.+}", _data_file)
+    app.cleanup_ctx.append(_watcher)

@@ -1,0 +1,109 @@
+"""Building blocks for daemon tests: a tiny fast observatory config and target picking."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
+from obsctl.config import Config
+from obsctl.daemon import Daemon
+from obsctl.simulators.mount_model import local_sidereal_time_deg
+
+SPEED = 100.0
+LONGITUDE = -17.88
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def daemon_config(data_dir: Path, *, token: str | None = None, **sections: Any) -> Config:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    alpaca = {
+        "driver": "alpaca",
+        "address": address,
+        "timeout_s": 1.0,
+        "connect_timeout_s": 2.0,
+        "download_timeout_s": 5.0,
+    }
+    data: dict[str, Any] = {
+        "version": 1,
+        "site": {
+            "name": "Test",
+            "latitude_deg": 28.76,
+            "longitude_deg": LONGITUDE,
+            "elevation_m": 2326,
+        },
+        "telescope": {"name": "Test scope", "focal_length_mm": 800, "aperture_mm": 200},
+        "data": {"directory": str(data_dir)},
+        "server": {"host": "127.0.0.1", "port": free_port(), "token": token},
+        "devices": {
+            role: dict(alpaca) for role in ("camera", "filter_wheel", "mount", "safety_monitor")
+        },
+        "sequencer": {"poll_s": 0.005, "backoff_s": 1.0, "readout_margin_s": 60.0},
+        # Pipeline tests turn it on; elsewhere its worker processes only cost start-up time.
+        "pipeline": {"enabled": False, "workers": 1, "reference_catalog": "synthetic"},
+        "safety": {"poll_s": 0.02, "read_timeout_s": 0.5, "resume_delay_s": 10.0},
+        "simulator": {
+            "start": "always",
+            "port": port,
+            "discovery_port": None,
+            "speed": SPEED,
+            "camera": {"width_px": 128, "height_px": 96, "readout_time_s": 0.5},
+        },
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return Config.model_validate(data)
+
+
+def overhead_target(name: str = "Zenith field") -> Target:
+    """A target on the meridian, high in the sky now (the simulated clock starts at now)."""
+    lst = local_sidereal_time_deg(datetime.now(UTC), LONGITUDE)
+    return Target(name=name, ra_deg=(lst + 10.0) % 360.0, dec_deg=30.0)
+
+
+def standard_sequence(lights: int = 2, exposure_s: float = 1.0) -> Sequence:
+    return Sequence(
+        name="test-sequence",
+        target=overhead_target(),
+        steps=(
+            ExposureStep(image_type="LIGHT", filter="V", exposure_s=exposure_s, count=lights),
+            ExposureStep(image_type="LIGHT", filter="R", exposure_s=exposure_s, count=lights),
+            ExposureStep(image_type="DARK", exposure_s=exposure_s, count=2),
+            ExposureStep(image_type="BIAS", count=2),
+        ),
+    )
+
+
+@asynccontextmanager
+async def running_daemon(config: Config, **run_kwargs: Any) -> AsyncIterator[Daemon]:
+    """Start a daemon in the background; stop it and re-raise its failure on exit."""
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run(install_signal_handlers=False, **run_kwargs))
+    try:
+        async with asyncio.timeout(30):
+            started = asyncio.create_task(daemon.started.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()
+        yield daemon
+    finally:
+        daemon.request_stop()
+        async with asyncio.timeout(30):
+            await task
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.01)

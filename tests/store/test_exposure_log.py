@@ -1,0 +1,107 @@
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from obsctl.errors import StorageError
+from obsctl.store.exposure_log import SCHEMA_VERSION, ExposureLog, ExposureRecord, FailureRecord
+
+BASE = ExposureRecord(
+    night="2026-11-25",
+    file_path="raw/2026-11-25/m51_V_0001.fits",
+    image_type="LIGHT",
+    exposure_s=30.0,
+    date_obs="2026-11-25T22:00:00.000",
+    mjd_start=61004.9166667,
+    mjd_mid=61004.9168403,
+    bin_x=1,
+    bin_y=1,
+    target="M51",
+    filter="V",
+    sequence_id=1,
+    step_index=0,
+    frame_index=0,
+)
+
+
+@pytest.fixture
+def db(tmp_path):
+    log = ExposureLog(tmp_path / "obsctl.sqlite")
+    yield log
+    log.close()
+
+
+def test_schema_and_wal(db, tmp_path) -> None:
+    assert db.schema_version == SCHEMA_VERSION
+    raw = sqlite3.connect(tmp_path / "obsctl.sqlite")
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_query_by_night_target_filter_type(db) -> None:
+    db.add_exposure(BASE)
+    db.add_exposure(replace(BASE, file_path="b.fits", filter="R", frame_index=1))
+    db.add_exposure(replace(BASE, file_path="c.fits", night="2026-11-26", target="M101"))
+    db.add_exposure(replace(BASE, file_path="d.fits", image_type="DARK", target=None))
+    assert len(db.exposures(night="2026-11-25")) == 3
+    assert [r["file_path"] for r in db.exposures(target="m51", filter_name="r")] == ["b.fits"]
+    assert [r["file_path"] for r in db.exposures(image_type="dark")] == ["d.fits"]
+    assert [r["file_path"] for r in db.exposures(limit=2)] == ["c.fits", "d.fits"]
+    assert db.has_file("b.fits") and not db.has_file("zzz.fits")
+
+
+def test_duplicate_file_is_refused(db) -> None:
+    db.add_exposure(BASE)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.add_exposure(BASE)
+
+
+def test_frames_done_per_step(db) -> None:
+    for i in range(3):
+        db.add_exposure(replace(BASE, file_path=f"{i}.fits", frame_index=i))
+    db.add_exposure(replace(BASE, file_path="x.fits", step_index=1))
+    assert db.frames_done(1) == {0: 3, 1: 1}
+    assert db.frames_done(2) == {}
+
+
+def test_failures_and_sequences(db) -> None:
+    sid = db.add_sequence("m51", '{"target": "M51"}')
+    db.add_failure(
+        FailureRecord(
+            operation="download",
+            error_type="DeviceTimeoutError",
+            message="no answer",
+            action="retry",
+            device="camera",
+            sequence_id=sid,
+        )
+    )
+    assert db.failures(sequence_id=sid)[0]["action"] == "retry"
+    db.set_sequence_state(sid, "running")
+    assert db.sequences(states=["running"])[0]["id"] == sid
+    assert db.sequence(sid)["name"] == "m51"
+
+
+def test_reopen_keeps_rows(tmp_path) -> None:
+    path = tmp_path / "obsctl.sqlite"
+    log = ExposureLog(path)
+    log.add_exposure(BASE)
+    log.close()
+    again = ExposureLog(path)
+    assert len(again.exposures()) == 1
+    again.close()
+
+
+def test_newer_schema_is_refused(tmp_path) -> None:
+    path = tmp_path / "future.sqlite"
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StorageError, match="newer than this obsctl"):
+        ExposureLog(path)
+
+
+def test_not_a_database(tmp_path) -> None:
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="cannot open exposure log"):
+        ExposureLog(path)

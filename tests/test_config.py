@@ -1,0 +1,138 @@
+from pathlib import Path
+
+import pytest
+
+from obsctl.config import Config, default_config_path, load_config
+from obsctl.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+MINIMAL = """
+version = 1
+[site]
+name = "Test"
+latitude_deg = 45.0
+longitude_deg = 7.0
+[telescope]
+focal_length_mm = 500
+aperture_mm = 100
+[devices.camera]
+driver = "alpaca"
+address = "127.0.0.1:11111"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "obsctl.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    assert isinstance(load_config(path), Config)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs" / "plans").glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_shipped_plan_loads(path: Path) -> None:
+    from obsctl.night.plan import Plan, load_plan
+
+    assert isinstance(load_plan(path), Plan)
+
+
+def test_default_is_the_simulated_observatory() -> None:
+    config = load_config()
+    assert default_config_path().name == "simulated.toml"
+    assert config.simulator is not None
+    assert config.devices.camera.driver == "alpaca"
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.server.host == "127.0.0.1"
+    assert config.devices.mount is None
+    assert config.devices.camera.driver == "alpaca"
+    with pytest.raises(Exception, match="frozen"):
+        config.site.name = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (
+            lambda t: t.replace('name = "Test"', 'name = "Test"\nlatitud_deg = 3'),
+            r"site\.latitud_deg: unknown key",
+        ),
+        (
+            lambda t: t.replace("latitude_deg = 45.0", "latitude_deg = 145.0"),
+            r"site\.latitude_deg: Input should be less than or equal to 90 \(got 145\.0\)",
+        ),
+        (
+            lambda t: t.replace("focal_length_mm = 500", 'focal_length_mm = "long"'),
+            r"telescope\.focal_length_mm: Input should be a valid number",
+        ),
+        (
+            lambda t: t.replace("aperture_mm = 100\n", ""),
+            r"telescope\.aperture_mm: required key is missing",
+        ),
+        (
+            lambda t: t.replace('driver = "alpaca"', 'driver = "ascom"'),
+            r"devices\.camera: .*'alpaca', 'simulator'",
+        ),
+        (
+            lambda t: t.replace('"127.0.0.1:11111"', '"localhost"'),
+            r"devices\.camera\.address: String should match pattern",
+        ),
+        (
+            lambda t: t.replace(
+                'driver = "alpaca"\naddress = "127.0.0.1:11111"', 'driver = "simulator"'
+            ),
+            r"use driver 'simulator' but there is no \[simulator\] section",
+        ),
+        (
+            lambda t: t + '[server]\nhost = "0.0.0.0"\n',
+            r"server: Value error, a token is required when the server binds to '0\.0\.0\.0'",
+        ),
+        (
+            lambda t: t + '[simulator.filter_wheel]\nnames = ["L", "R"]\nfocus_offsets = [0]\n',
+            r"simulator\.filter_wheel: Value error, names has 2 entries but focus_offsets has 1",
+        ),
+        (
+            lambda t: t.replace("version = 1", "version = 7"),
+            r"version: expected one of \[1\], got 7",
+        ),
+        (
+            lambda t: t.replace("version = 1\n", ""),
+            r"version: expected one of \[1\], got None",
+        ),
+    ],
+)
+def test_bad_config_names_file_key_and_expectation(tmp_path, edit, pattern) -> None:
+    path = write(tmp_path, edit(MINIMAL))
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert info.value.path == str(path)
+
+
+def test_toml_syntax_error_gives_line(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("[site]", "[site"))
+    with pytest.raises(ConfigError, match=r"TOML syntax error: .*line 3"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read: No such file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_several_problems_are_all_reported(tmp_path: Path) -> None:
+    text = MINIMAL.replace("latitude_deg = 45.0", "latitude_deg = 99").replace(
+        "aperture_mm = 100", "aperture_mm = -1"
+    )
+    with pytest.raises(ConfigError, match=r"2 problem\(s\)") as info:
+        load_config(write(tmp_path, text))
+    assert "site.latitude_deg" in str(info.value)
+    assert "telescope.aperture_mm" in str(info.value)
