@@ -59,8 +59,9 @@ from scipy.spatial import cKDTree
 from obsctl.calibration.build import build_masters
 from obsctl.config import Config
 from obsctl.devices import CameraImage, ImageMetadata, MountStatus, PierSide
+from obsctl.embedded import reference_catalog
 from obsctl.pipeline import worker
-from obsctl.pipeline.stages import DB_NAME, build_stages
+from obsctl.pipeline.stages import build_stages
 from obsctl.pipeline.worker import FrameResult, load_frame, process_file, worker_pool
 from obsctl.processing.photometry import detect_sources
 from obsctl.simulators.render import (
@@ -70,9 +71,9 @@ from obsctl.simulators.render import (
     render_exposure,
 )
 from obsctl.simulators.sky import pixel_scale_arcsec
-from obsctl.store.exposure_log import ExposureLog, ExposureRecord
+from obsctl.store.datadir import DataDir
+from obsctl.store.exposure_log import ExposureRecord
 from obsctl.store.headers import FrameContext, raw_header
-from obsctl.store.raw_store import RawStore
 
 SIZE = 4096
 FOCAL_LENGTH_MM = 800.0
@@ -170,8 +171,8 @@ class Observatory:
         self.config = config
         self.camera = config.simulator.camera
         self.sensor = sensor_of(config)
-        self.store = RawStore(data_dir / "raw")
-        self.db = ExposureLog(data_dir / DB_NAME)
+        self.store = DataDir(data_dir).raw_store()
+        self.db = DataDir(data_dir).open_log()
         self.count = 0
 
     def take(
@@ -330,7 +331,7 @@ def match_truth(xy: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
 
 
 def latency(path: Path, config: Config, data_dir: Path, runs: int) -> FrameResult:
-    stages = build_stages(config, data_dir)
+    stages = build_stages(config, data_dir, reference_catalog(config))
     process_file(str(path), stages=stages, data_dir=data_dir)  # warm-up: imports, master cache
     names = [stage.name for stage, _ in stages]
     per_stage: dict[str, list[float]] = {name: [] for name in ["load", *names, "write"]}
@@ -487,7 +488,7 @@ def compare_photutils(
     except ImportError:
         print("   photutils is not installed (pip install -e .[bench]); skipped")
         return
-    stages = build_stages(config, data_dir)
+    stages = build_stages(config, data_dir, reference_catalog(config))
     calibrate = next(stage for stage, _ in stages if stage.name == "calibrate")
     photometry = next(stage for stage, _ in stages if stage.name == "photometry")
     frame = calibrate.process(load_frame(path))
@@ -590,7 +591,7 @@ def main() -> None:
         )
         result = latency(light, config, data_dir, args.runs)
         sanity(result, truth)
-        factory = functools.partial(build_stages, config, data_dir)
+        factory = functools.partial(build_stages, config, data_dir, reference_catalog(config))
         throughput(light, factory, data_dir, args.workers, args.frames)
         compare_photutils(light, config, data_dir, result, truth, args.photutils_runs)
 

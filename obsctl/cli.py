@@ -17,6 +17,7 @@ import numpy as np
 from obsctl.config import Config, load_config
 from obsctl.devices import Camera, CameraState, DeviceSet, ExposureSettings, FilterWheel
 from obsctl.errors import ConfigError, DeviceError, DeviceTimeoutError, ObsctlError
+from obsctl.store.datadir import DataDir
 
 __all__ = ["main"]
 
@@ -406,8 +407,11 @@ async def _catalog(config: Config, args: argparse.Namespace) -> int:
             n = catalog.import_table(args.file, catalog=args.name, columns=columns)
             what = str(args.file)
         else:
+            from obsctl.simulators.sky import import_synthetic
+
             sky = config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()
-            n = catalog.import_synthetic(
+            n = import_synthetic(
+                catalog,
                 args.ra,
                 args.dec,
                 args.radius,
@@ -425,11 +429,12 @@ async def _catalog(config: Config, args: argparse.Namespace) -> int:
 async def _reduce(config: Config, args: argparse.Namespace) -> int:
     import functools
 
+    from obsctl.embedded import reference_catalog
     from obsctl.pipeline.stages import build_stages
     from obsctl.pipeline.worker import FrameResult, process_file, worker_pool
 
-    data_dir = str(config.data.directory)
-    factory = functools.partial(build_stages, config, data_dir)
+    data_dir = DataDir(config.data.directory)
+    factory = functools.partial(build_stages, config, data_dir, reference_catalog(config))
     workers = max(1, min(args.workers or config.pipeline.workers, len(args.files)))
     loop = asyncio.get_running_loop()
     results: list[FrameResult] = []

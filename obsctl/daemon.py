@@ -480,7 +480,10 @@ class Daemon:
     def _pipeline(self, log_db: ExposureLog, events: EventBus) -> PipelineRunner | None:
         if not self.config.pipeline.enabled:
             return None
-        factory = functools.partial(build_stages, self.config, str(self.data_dir))
+        from obsctl.embedded import reference_catalog
+
+        reference = reference_catalog(self.config)
+        factory = functools.partial(build_stages, self.config, self.data_dir, reference)
         self.pipeline = PipelineRunner(
             log_db,
             self.data_dir,

@@ -1,4 +1,10 @@
-"""Start the simulators a config asks for, inside this process, and build its devices."""
+"""The embedded default: the simulators a config asks for, started inside this process.
+
+`session` builds the config's devices with the Alpaca simulators running in this process;
+`reference_catalog` gives the pipeline the simulators' synthetic sky as its reference stars.
+This module (with `obsctl.classify.training`) is the only core code that imports the
+simulators.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,9 @@ from obsctl.clock import Clock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
 from obsctl.errors import ConfigError
+from obsctl.pipeline.astrometry import ConeQuery
 
-__all__ = ["Session", "port_in_use", "session"]
+__all__ = ["Session", "port_in_use", "reference_catalog", "session"]
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +83,16 @@ async def session(config: Config, *, clock: Clock | None = None) -> AsyncIterato
             open_devices(config, observatory=observatory, clock=clock)
         )
         yield Session(devices, sims)
+
+
+def reference_catalog(config: Config) -> ConeQuery | None:
+    """Return the synthetic sky's cone query when the config asks for it, else None.
+
+    None means the pipeline reads the data directory's reference catalog.
+    """
+    if config.pipeline.reference_catalog != "synthetic":
+        return None
+    from obsctl.config import SimulatedSkyConfig
+    from obsctl.simulators.sky import SyntheticCone
+
+    return SyntheticCone(config.simulator.sky if config.simulator else SimulatedSkyConfig())

@@ -11,17 +11,23 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from astropy.wcs import WCS
 from numpy.typing import NDArray
+
+from obsctl.config import SimulatedSkyConfig
+from obsctl.store.refcat import RefCatalog
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BANDS",
     "StarCatalog",
+    "SyntheticCone",
     "field_wcs",
+    "import_synthetic",
     "pixel_scale_arcsec",
     "synthetic_catalog",
 ]
@@ -104,6 +110,10 @@ class StarCatalog:
         if key == "L":
             return 0.5 * (self.mag_v + self.mag_r)
         raise ValueError(f"unknown band {band!r}; expected one of {', '.join(BANDS)}")
+
+    def magnitudes(self) -> dict[str, NDArray[np.float64]]:
+        """Return the magnitude columns keyed as the reference catalog names them (``mag_v``)."""
+        return {"mag_b": self.mag_b, "mag_v": self.mag_v, "mag_r": self.mag_r, "mag_i": self.mag_i}
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> StarCatalog:
         """Return the stars selected by a boolean mask or an index array.
@@ -292,6 +302,102 @@ def synthetic_catalog(
         len(parts),
     )
     return catalog
+
+
+@dataclass(frozen=True)
+class SyntheticCone:
+    """Reference stars from the synthetic sky, generated on demand (a cone query).
+
+    With simulated cameras the sky is this deterministic catalog, so the pipeline reads it as
+    it would read a catalog file, with no import step and nothing downloaded. Picklable: it
+    crosses to the pipeline's worker processes.
+    """
+
+    sky: SimulatedSkyConfig
+
+    def __call__(self, ra_deg: float, dec_deg: float, radius_deg: float) -> NDArray[Any]:
+        """Return the stars within ``radius_deg`` of the centre, brightest (V) first.
+
+        Returns
+        -------
+        numpy.ndarray
+            Structured: ``ra_deg``, ``dec_deg`` (deg), ``mag_b``, ``mag_v``, ``mag_r``,
+            ``mag_i`` (mag), the columns `obsctl.store.refcat` names.
+        """
+        cat = synthetic_catalog(
+            ra_deg,
+            dec_deg,
+            radius_deg,
+            seed=self.sky.seed,
+            density_per_deg2=self.sky.star_density_per_deg2,
+            mag_bright=self.sky.mag_bright,
+            mag_limit=self.sky.mag_limit,
+        )
+        mags = cat.magnitudes()
+        out = np.zeros(
+            len(cat), dtype=[("ra_deg", "f8"), ("dec_deg", "f8")] + [(c, "f8") for c in mags]
+        )
+        out["ra_deg"], out["dec_deg"] = cat.ra_deg, cat.dec_deg
+        for column, values in mags.items():
+            out[column] = values
+        return out[np.argsort(out["mag_v"])]
+
+
+def import_synthetic(
+    catalog: RefCatalog,
+    ra_deg: float,
+    dec_deg: float,
+    radius_deg: float,
+    *,
+    seed: int,
+    density_per_deg2: float,
+    mag_bright: float,
+    mag_limit: float,
+    name: str = "synthetic",
+) -> int:
+    """Load the synthetic stars within a circle into a reference catalog.
+
+    Parameters
+    ----------
+    catalog : obsctl.store.refcat.RefCatalog
+        Where the stars go.
+    ra_deg, dec_deg : float
+        Circle centre (deg).
+    radius_deg : float
+        Circle radius (deg).
+    seed, density_per_deg2, mag_bright, mag_limit
+        As for `synthetic_catalog`; use the simulated sky's values so the catalog holds the
+        stars the simulated camera renders.
+    name : str, optional
+        Catalog name stored with the rows. Source ids are the synthetic star ids, so
+        overlapping imports do not duplicate stars.
+
+    Returns
+    -------
+    int
+        Number of stars stored.
+    """
+    stars = synthetic_catalog(
+        ra_deg,
+        dec_deg,
+        radius_deg,
+        seed=seed,
+        density_per_deg2=density_per_deg2,
+        mag_bright=mag_bright,
+        mag_limit=mag_limit,
+    )
+    where = "synthetic catalog"
+    n = catalog.insert_stars(
+        name, stars.id.astype(str), stars.ra_deg, stars.dec_deg, stars.magnitudes(), {}, where=where
+    )
+    log.info(
+        "imported %d synthetic stars within %.3f deg of (%.4f, %.4f)",
+        n,
+        radius_deg,
+        ra_deg,
+        dec_deg,
+    )
+    return n
 
 
 def _within(

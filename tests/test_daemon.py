@@ -12,9 +12,10 @@ import pytest
 from astropy.io import fits
 
 from obsctl.acquisition.sequence import ExposureStep, Sequence
-from obsctl.daemon import DB_NAME, Daemon
+from obsctl.daemon import Daemon
 from obsctl.errors import StorageError
 from obsctl.simulators.faults import Fault
+from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 
 from .daemon_helpers import daemon_config, running_daemon, standard_sequence, wait_for
@@ -74,7 +75,7 @@ HEADER_KEYS = (
 
 
 def logged(data_dir: Path) -> list[dict]:
-    db = ExposureLog(data_dir / DB_NAME)
+    db = ExposureLog(DataDir(data_dir).log_path)
     try:
         return db.exposures()
     finally:
@@ -82,7 +83,7 @@ def logged(data_dir: Path) -> list[dict]:
 
 
 def failures(data_dir: Path) -> list[dict]:
-    db = ExposureLog(data_dir / DB_NAME)
+    db = ExposureLog(DataDir(data_dir).log_path)
     try:
         return db.failures()
     finally:

@@ -1,93 +1,46 @@
 """Build the configured stage list: an explicit map from a stage name to its factory.
 
 `build_stages` runs once in every worker process, so it takes only picklable arguments (the
-config and the data directory) and opens its own read-only handles there.
+config, the data directory and the reference catalog's cone query) and opens its own
+read-only handles there.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from obsctl.config import Config, SimulatedSkyConfig
+from obsctl.config import Config
+from obsctl.errors import ConfigError
+from obsctl.pipeline.astrometry import ConeQuery
 from obsctl.pipeline.stage import FailurePolicy, Stage
+from obsctl.store.datadir import DataDir
 
-__all__ = ["DB_NAME", "REFCAT_NAME", "SyntheticCone", "build_stages"]
+__all__ = ["build_stages"]
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "obsctl.sqlite"
-REFCAT_NAME = "catalog.sqlite"
+_Factory = Callable[[Config, DataDir, "ConeQuery | None"], Stage]
 
 
-@dataclass(frozen=True)
-class SyntheticCone:
-    """Reference stars from the simulators' synthetic sky, generated on demand.
-
-    With simulated cameras the sky is this deterministic catalog, so the pipeline reads it
-    as it would read a catalog file, with no import step and nothing downloaded.
-    """
-
-    sky: SimulatedSkyConfig
-
-    def __call__(self, ra_deg: float, dec_deg: float, radius_deg: float) -> NDArray[Any]:
-        """Return the stars within ``radius_deg`` of the centre (ConeQuery)."""
-        from obsctl.simulators.sky import synthetic_catalog
-
-        cat = synthetic_catalog(
-            ra_deg,
-            dec_deg,
-            radius_deg,
-            seed=self.sky.seed,
-            density_per_deg2=self.sky.star_density_per_deg2,
-            mag_bright=self.sky.mag_bright,
-            mag_limit=self.sky.mag_limit,
-        )
-        out = np.zeros(
-            len(cat),
-            dtype=[
-                ("ra_deg", "f8"),
-                ("dec_deg", "f8"),
-                ("mag_b", "f8"),
-                ("mag_v", "f8"),
-                ("mag_r", "f8"),
-                ("mag_i", "f8"),
-            ],
-        )
-        out["ra_deg"], out["dec_deg"] = cat.ra_deg, cat.dec_deg
-        out["mag_b"], out["mag_v"], out["mag_r"], out["mag_i"] = (
-            cat.mag_b,
-            cat.mag_v,
-            cat.mag_r,
-            cat.mag_i,
-        )
-        return out[np.argsort(out["mag_v"])]
-
-
-def _calibrate(config: Config, data_dir: Path) -> Stage:
+def _calibrate(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
     from obsctl.calibration.masters import MasterSelection
     from obsctl.pipeline.calibrate import Calibrate
 
-    db = data_dir / DB_NAME
     cal = config.calibration
-    if not db.exists():
+    if not data_dir.has_log():
         # Files from elsewhere, no exposure log: no masters, the frame is flagged.
-        return Calibrate(lambda header: MasterSelection(None, None, None), data_dir)
+        return Calibrate(lambda header: MasterSelection(None, None, None), data_dir.root)
     return Calibrate(
-        db,
-        data_dir,
+        data_dir.log_path,
+        data_dir.root,
         max_age_days=cal.max_age_days,
         temperature_tolerance_c=cal.temperature_tolerance_c,
     )
 
 
-def _photometry(config: Config, data_dir: Path) -> Stage:
+def _photometry(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
     from obsctl.pipeline.photometry import SepPhotometry
 
     return SepPhotometry(
@@ -97,31 +50,35 @@ def _photometry(config: Config, data_dir: Path) -> Stage:
     )
 
 
-def _classify(config: Config, data_dir: Path) -> Stage:
+def _classify(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
     from obsctl.pipeline.classify import OnnxClassify
 
     return OnnxClassify(
-        config.pipeline.classifier_model, masters_db=data_dir / DB_NAME, data_dir=data_dir
+        config.pipeline.classifier_model, masters_db=data_dir.log_path, data_dir=data_dir.root
     )
 
 
-def _astrometry(config: Config, data_dir: Path) -> Stage:
+def _astrometry(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
     from obsctl.pipeline.astrometry import Astrometry
     from obsctl.store.refcat import RefCatalog
 
+    if reference is not None:
+        return Astrometry(reference)
     if config.pipeline.reference_catalog == "synthetic":
-        sky = config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()
-        return Astrometry(SyntheticCone(sky))
-    return Astrometry(RefCatalog(data_dir / REFCAT_NAME))
+        raise ConfigError(
+            "pipeline.reference_catalog = 'synthetic' is the simulators' sky: the stages get it "
+            "from the embedded simulators (obsctl.embedded.reference_catalog)"
+        )
+    return Astrometry(RefCatalog(data_dir.catalog_path))
 
 
-def _zeropoint(config: Config, data_dir: Path) -> Stage:
+def _zeropoint(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
     from obsctl.pipeline.zeropoint import ZeroPoint
 
     return ZeroPoint(gain_e_per_adu=config.pipeline.gain_e_per_adu)
 
 
-FACTORIES: dict[str, Callable[[Config, Path], Stage]] = {
+FACTORIES: dict[str, _Factory] = {
     "calibrate": _calibrate,
     "photometry": _photometry,
     "classify": _classify,
@@ -130,10 +87,27 @@ FACTORIES: dict[str, Callable[[Config, Path], Stage]] = {
 }
 
 
-def build_stages(config: Config, data_dir: str | Path) -> list[tuple[Stage, FailurePolicy]]:
-    """Return the configured stages, in order, each with its failure policy."""
-    folder = Path(data_dir)
+def build_stages(
+    config: Config, data_dir: DataDir | str | Path, reference: ConeQuery | None = None
+) -> list[tuple[Stage, FailurePolicy]]:
+    """Return the configured stages, in order, each with its failure policy.
+
+    Parameters
+    ----------
+    config : Config
+        The configuration (``[pipeline]``, ``[calibration]``).
+    data_dir : DataDir, str or pathlib.Path
+        The data directory: the exposure log (masters) and the reference catalog.
+    reference : callable or None
+        The reference stars' cone query; None reads the data directory's catalog.
+
+    Raises
+    ------
+    ConfigError
+        When the config asks for the synthetic sky and no ``reference`` is given.
+    """
+    folder = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir)
     return [
-        (FACTORIES[name](config, folder), config.pipeline.on_failure.get(name, "mark"))
+        (FACTORIES[name](config, folder, reference), config.pipeline.on_failure.get(name, "mark"))
         for name in config.pipeline.stages
     ]

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from obsctl.frame import Frame
 from obsctl.pipeline.stage import FailurePolicy, Stage
+from obsctl.store.datadir import DataDir
 from obsctl.store.fitsfile import write_fits_atomic
 from obsctl.store.headers import set_text_card
 
@@ -111,33 +112,28 @@ def run_stages(
     return frame, None, None, seconds
 
 
-def output_paths(raw: Path, data_dir: Path | None) -> tuple[Path, Path]:
-    """Where the calibrated frame and the catalog of a raw frame go.
+def output_paths(raw: Path, data_dir: DataDir | Path | None) -> tuple[Path, Path]:
+    """Where the calibrated frame and the catalog of a raw frame go (`DataDir.reduced_files`).
 
-    Frames of the raw store go to ``<data>/reduced/<night>/``; files from elsewhere get their
-    outputs beside them.
+    Frames of the raw store go to the data directory's reduced frames; files from elsewhere
+    get their outputs beside them.
     """
-    stem = raw.name.removesuffix(".fits").removesuffix(".fit").removesuffix(".fts")
-    if data_dir is not None and raw.parent.parent == data_dir / "raw":
-        folder = data_dir / "reduced" / raw.parent.name
-    else:
-        folder = raw.parent
-    return folder / f"{stem}_cal.fits", folder / f"{stem}_cat.fits"
+    return DataDir(data_dir if data_dir is not None else raw.parent).reduced_files(raw)
 
 
 _STAGES: StageList | None = None
-_DATA_DIR: Path | None = None
+_DATA_DIR: DataDir | None = None
 
 
-def init_worker(factory: Callable[[], StageList], data_dir: str | None) -> None:
+def init_worker(factory: Callable[[], StageList], data_dir: DataDir | None) -> None:
     """Build the stages once in a worker process (a process pool's initializer)."""
     global _STAGES, _DATA_DIR
     _STAGES = factory()
-    _DATA_DIR = Path(data_dir) if data_dir else None
+    _DATA_DIR = data_dir
 
 
 def worker_pool(
-    workers: int, stage_factory: Callable[[], StageList], data_dir: Path | str | None
+    workers: int, stage_factory: Callable[[], StageList], data_dir: DataDir | Path | str | None
 ) -> concurrent.futures.ProcessPoolExecutor:
     """Return a pool of worker processes that build the stages once each."""
     # One BLAS thread per worker: the workers already fill the cores, and threaded BLAS
@@ -149,7 +145,7 @@ def worker_pool(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=init_worker,
-        initargs=(stage_factory, None if data_dir is None else str(data_dir)),
+        initargs=(stage_factory, None if data_dir is None else DataDir(data_dir)),
     )
 
 
@@ -158,7 +154,7 @@ def process_file(
     exposure_id: int | None = None,
     *,
     stages: StageList | None = None,
-    data_dir: Path | None = None,
+    data_dir: DataDir | Path | None = None,
     write_outputs: bool = True,
 ) -> FrameResult:
     """Process one FITS file through the stages; write the calibrated frame and catalog.

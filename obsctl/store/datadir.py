@@ -27,6 +27,7 @@ from pathlib import Path
 from obsctl.errors import StorageError
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.fitsfile import remove_partial_writes
+from obsctl.store.raw_store import RawStore
 
 __all__ = ["DataDir"]
 
@@ -47,14 +48,14 @@ class DataDir:
 
     Parameters
     ----------
-    root : str or pathlib.Path
+    root : str, pathlib.Path or DataDir
         The directory (``[data] directory`` of the config); created by `create`.
     """
 
     root: Path
 
-    def __init__(self, root: str | Path) -> None:
-        object.__setattr__(self, "root", Path(root))
+    def __init__(self, root: str | Path | DataDir) -> None:
+        object.__setattr__(self, "root", root.root if isinstance(root, DataDir) else Path(root))
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -161,3 +162,7 @@ class DataDir:
         for folder in (_RAW, _REDUCED, _MASTERS):
             removed += remove_partial_writes(self.root / folder)
         return removed
+
+    def raw_store(self) -> RawStore:
+        """Return the raw store (its folder is created when missing)."""
+        return RawStore(self.raw)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from obsctl.errors import StorageError
+from obsctl.store.schema import FRAME_METRIC_COLUMNS, MIGRATIONS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -32,232 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Each entry migrates from version i to i + 1. Append; never edit a released step.
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE exposures (
-        id INTEGER PRIMARY KEY,
-        night TEXT NOT NULL,
-        file_path TEXT NOT NULL UNIQUE,
-        target TEXT,
-        image_type TEXT NOT NULL,
-        filter TEXT,
-        exposure_s REAL NOT NULL,
-        date_obs TEXT NOT NULL,
-        mjd_start REAL NOT NULL,
-        mjd_mid REAL NOT NULL,
-        ra_deg REAL,
-        dec_deg REAL,
-        alt_deg REAL,
-        az_deg REAL,
-        airmass REAL,
-        bin_x INTEGER NOT NULL,
-        bin_y INTEGER NOT NULL,
-        gain INTEGER,
-        offset INTEGER,
-        ccd_temp_c REAL,
-        camera TEXT,
-        mount TEXT,
-        filter_wheel TEXT,
-        sequence_id INTEGER,
-        step_index INTEGER,
-        frame_index INTEGER,
-        status TEXT NOT NULL,
-        created_utc TEXT NOT NULL
-    );
-    CREATE INDEX exposures_night ON exposures (night);
-    CREATE INDEX exposures_target ON exposures (target, night);
-    CREATE INDEX exposures_filter ON exposures (filter, night);
-    CREATE INDEX exposures_type ON exposures (image_type, night);
-    CREATE INDEX exposures_step ON exposures (sequence_id, step_index);
-    CREATE TABLE failures (
-        id INTEGER PRIMARY KEY,
-        time_utc TEXT NOT NULL,
-        night TEXT,
-        sequence_id INTEGER,
-        step_index INTEGER,
-        device TEXT,
-        operation TEXT NOT NULL,
-        error_type TEXT NOT NULL,
-        message TEXT NOT NULL,
-        action TEXT NOT NULL
-    );
-    CREATE INDEX failures_sequence ON failures (sequence_id);
-    CREATE TABLE sequences (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        definition TEXT NOT NULL,
-        state TEXT NOT NULL,
-        created_utc TEXT NOT NULL,
-        updated_utc TEXT NOT NULL
-    );
-    """,
-    # 2: the per-frame pipeline: processing queue, frame metrics, source measurements, masters.
-    """
-    CREATE TABLE processing (
-        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
-        state TEXT NOT NULL,
-        stage TEXT,
-        reason TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        calibrated_path TEXT,
-        catalog_path TEXT,
-        updated_utc TEXT NOT NULL
-    );
-    CREATE INDEX processing_state ON processing (state);
-    CREATE TABLE frame_metrics (
-        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
-        fwhm_px REAL,
-        fwhm_arcsec REAL,
-        hfr_px REAL,
-        hfr_arcsec REAL,
-        ellipticity REAL,
-        star_count INTEGER,
-        background REAL,
-        background_rms REAL,
-        zero_point REAL,
-        zero_point_err REAL,
-        limiting_mag REAL,
-        wcs_rms_arcsec REAL,
-        flags TEXT
-    );
-    CREATE TABLE measurements (
-        id INTEGER PRIMARY KEY,
-        exposure_id INTEGER NOT NULL REFERENCES exposures (id),
-        x REAL NOT NULL,
-        y REAL NOT NULL,
-        ra_deg REAL,
-        dec_deg REAL,
-        flux REAL,
-        flux_err REAL,
-        flux_auto REAL,
-        flux_auto_err REAL,
-        mag REAL,
-        mag_err REAL,
-        fwhm_px REAL,
-        flags INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX measurements_frame ON measurements (exposure_id);
-    CREATE INDEX measurements_sky ON measurements (dec_deg, ra_deg);
-    CREATE TABLE masters (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,
-        file_path TEXT NOT NULL UNIQUE,
-        night TEXT,
-        camera TEXT,
-        bin_x INTEGER,
-        bin_y INTEGER,
-        readout_mode TEXT,
-        gain INTEGER,
-        offset INTEGER,
-        ccd_temp_c REAL,
-        exposure_s REAL,
-        filter TEXT,
-        n_frames INTEGER NOT NULL,
-        method TEXT NOT NULL,
-        created_utc TEXT NOT NULL
-    );
-    CREATE INDEX masters_kind ON masters (kind, camera, bin_x, filter);
-    """,
-    # light curves (obsctl.timeseries): objects per field, their points, alerts. Points are
-    # clustered by object and time (WITHOUT ROWID) so that one light curve is one range scan.
-    """
-    CREATE TABLE lc_objects (
-        id INTEGER PRIMARY KEY,
-        field TEXT NOT NULL,
-        target TEXT,
-        ra_deg REAL NOT NULL,
-        dec_deg REAL NOT NULL,
-        ref_mag REAL,
-        first_exposure_id INTEGER,
-        first_mjd REAL,
-        n_points INTEGER NOT NULL DEFAULT 0,
-        comp_weight REAL NOT NULL DEFAULT 0,
-        wmean_mag REAL,
-        wscatter_mag REAL,
-        expected_mag REAL,
-        chi2_red REAL,
-        stetson_j REAL,
-        period_d REAL,
-        period_power REAL,
-        amplitude_mag REAL,
-        updated_utc TEXT
-    );
-    CREATE INDEX lc_objects_field ON lc_objects (field, dec_deg);
-    CREATE UNIQUE INDEX lc_objects_target ON lc_objects (target) WHERE target IS NOT NULL;
-    CREATE TABLE lc_points (
-        object_id INTEGER NOT NULL,
-        mjd REAL NOT NULL,
-        exposure_id INTEGER NOT NULL,
-        bjd_tdb REAL,
-        filter TEXT,
-        airmass REAL,
-        inst_mag REAL,
-        inst_mag_err REAL,
-        mag REAL,
-        mag_err REAL,
-        quality TEXT,
-        flags INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (object_id, mjd, exposure_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX lc_points_exposure ON lc_points (exposure_id);
-    CREATE TABLE alerts (
-        id INTEGER PRIMARY KEY,
-        created_utc TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        field TEXT,
-        target TEXT,
-        object_id INTEGER,
-        exposure_id INTEGER,
-        mjd REAL,
-        mag REAL,
-        delta_mag REAL,
-        significance REAL,
-        message TEXT NOT NULL,
-        dedup_key TEXT NOT NULL UNIQUE,
-        delivered TEXT
-    );
-    CREATE INDEX alerts_mjd ON alerts (mjd);
-    """,
-    # night plans (obsctl.night.runner): one row per visit of a target or calibration block, in
-    # observatory (possibly simulated) time, so that a restart or the next night continues.
-    """
-    CREATE TABLE plan_visits (
-        id INTEGER PRIMARY KEY,
-        plan TEXT NOT NULL,
-        night TEXT NOT NULL,
-        target TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        sequence_id INTEGER,
-        state TEXT NOT NULL,
-        frames_planned INTEGER NOT NULL,
-        started_utc TEXT NOT NULL,
-        ended_utc TEXT,
-        reason TEXT
-    );
-    CREATE INDEX plan_visits_target ON plan_visits (plan, target, night);
-    CREATE INDEX plan_visits_night ON plan_visits (plan, night, state);
-    """,
-    # source classification (obsctl.classify): class and calibrated probabilities per
-    # measurement; class counts and the quality grade per frame.
-    """
-    ALTER TABLE measurements ADD COLUMN source_class TEXT;
-    ALTER TABLE measurements ADD COLUMN p_star REAL;
-    ALTER TABLE measurements ADD COLUMN p_galaxy REAL;
-    ALTER TABLE measurements ADD COLUMN p_cosmic_ray REAL;
-    ALTER TABLE measurements ADD COLUMN p_hot_pixel REAL;
-    ALTER TABLE measurements ADD COLUMN p_artifact REAL;
-    ALTER TABLE frame_metrics ADD COLUMN n_star INTEGER;
-    ALTER TABLE frame_metrics ADD COLUMN n_galaxy INTEGER;
-    ALTER TABLE frame_metrics ADD COLUMN n_cosmic_ray INTEGER;
-    ALTER TABLE frame_metrics ADD COLUMN n_hot_pixel INTEGER;
-    ALTER TABLE frame_metrics ADD COLUMN n_artifact INTEGER;
-    ALTER TABLE frame_metrics ADD COLUMN artifact_fraction REAL;
-    ALTER TABLE frame_metrics ADD COLUMN quality_score REAL;
-    ALTER TABLE frame_metrics ADD COLUMN quality_grade TEXT;
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +155,7 @@ class ExposureLog:
             log.info("migrating %s to schema version %d", self.path, target)
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _MIGRATIONS[target - 1].split(";"):
+                for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {target}")
@@ -547,3 +323,199 @@ class ExposureLog:
                 "SELECT * FROM sequences WHERE id = ?", (sequence_id,)
             ).fetchone()
         return None if row is None else dict(row)
+
+    # -- exposures, by what the night runner and the daemon ask ---------------------------------
+
+    def exposure(self, exposure_id: int) -> dict[str, Any] | None:
+        """Return one exposure row, or None."""
+        rows = self.query("SELECT * FROM exposures WHERE id = ?", (exposure_id,))
+        return rows[0] if rows else None
+
+    def calibration_types(self, sequence_id: int) -> dict[str, list[str]]:
+        """Return, per night, the calibration image types (BIAS, DARK, FLAT) a sequence took."""
+        rows = self.query(
+            "SELECT night, GROUP_CONCAT(DISTINCT image_type) AS types FROM exposures "
+            "WHERE sequence_id = ? AND image_type IN ('BIAS', 'DARK', 'FLAT') GROUP BY night",
+            (sequence_id,),
+        )
+        return {str(r["night"]): str(r["types"]).split(",") for r in rows}
+
+    def exposure_times(self, night: str, image_type: str) -> list[float]:
+        """Return the distinct exposure times (s) of a night's frames of one type."""
+        rows = self.query(
+            "SELECT DISTINCT exposure_s FROM exposures WHERE image_type = ? AND night = ?",
+            (image_type, night),
+        )
+        return [float(r["exposure_s"]) for r in rows]
+
+    def last_exposure_s(self, night: str, image_type: str, filter_name: str) -> float | None:
+        """Return the exposure time (s) of the night's newest frame of a type and filter."""
+        rows = self.query(
+            "SELECT exposure_s FROM exposures WHERE image_type = ? AND filter = ? "
+            "AND night = ? ORDER BY id DESC LIMIT 1",
+            (image_type, filter_name, night),
+        )
+        return float(rows[0]["exposure_s"]) if rows else None
+
+    def counts_by_type(self, night: str) -> dict[str, int]:
+        """Return the number of a night's frames per image type."""
+        rows = self.query(
+            "SELECT image_type, COUNT(*) AS n FROM exposures WHERE night = ? GROUP BY image_type",
+            (night,),
+        )
+        return {str(r["image_type"]): int(r["n"]) for r in rows}
+
+    def frames_of_sequences(self, sequence_ids: Sequence[int]) -> int:
+        """Return the number of frames stored by the given sequences."""
+        if not sequence_ids:
+            return 0
+        marks = ", ".join("?" for _ in sequence_ids)
+        rows = self.query(
+            f"SELECT COUNT(*) AS n FROM exposures WHERE sequence_id IN ({marks})", sequence_ids
+        )
+        return int(rows[0]["n"])
+
+    # -- calibration masters ------------------------------------------------------------------
+
+    def masters_for(
+        self,
+        kind: str,
+        *,
+        camera: str | None,
+        bin_x: int,
+        bin_y: int,
+        readout_mode: str | None,
+        gain: int | None,
+        offset: int | None,
+    ) -> list[dict[str, Any]]:
+        """Return the masters of a kind made with the same camera setup (None matches None)."""
+        return self.query(
+            "SELECT * FROM masters WHERE kind = ? AND camera IS ? AND bin_x = ? AND bin_y = ? "
+            "AND readout_mode IS ? AND gain IS ? AND offset IS ?",
+            (kind, camera, bin_x, bin_y, readout_mode, gain, offset),
+        )
+
+    def master_files(self, kind: str) -> list[str]:
+        """Return the files (relative to the data directory) of every master of a kind."""
+        rows = self.query("SELECT file_path FROM masters WHERE kind = ?", (kind,))
+        return [str(r["file_path"]) for r in rows]
+
+    def put_master(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a master, replacing the row of the same file; return the stored row.
+
+        Rebuilding a master replaces its file and its row: the file name is its identity.
+        """
+        names = list(values)
+        self.execute(
+            f"INSERT INTO masters ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+            "ON CONFLICT (file_path) DO UPDATE SET "
+            + ", ".join(f"{n} = excluded.{n}" for n in names if n != "file_path"),
+            [values[n] for n in names],
+        )
+        return self.query("SELECT * FROM masters WHERE file_path = ?", (values["file_path"],))[0]
+
+    def lights_flagged(self, night: str, flag_text: str) -> list[int]:
+        """Return the ids of a night's processed light frames whose flags mention a text."""
+        rows = self.query(
+            "SELECT e.id FROM exposures e JOIN frame_metrics m ON m.exposure_id = e.id "
+            "WHERE e.night = ? AND e.image_type = 'LIGHT' AND m.flags LIKE ? ORDER BY e.id",
+            (night, f"%{flag_text}%"),
+        )
+        return [int(r["id"]) for r in rows]
+
+    # -- frame metrics and measurements -------------------------------------------------------
+
+    def best_metrics_of_field(self, exposure_id: int) -> dict[str, Any]:
+        """Return the best metrics of the other frames of a frame's target, filter and camera.
+
+        Keys ``fwhm`` (smallest, px), ``stars`` (largest count) and ``zp`` (largest zero
+        point, mag); None where no other frame has one.
+        """
+        rows = self.query(
+            "SELECT MIN(m.fwhm_px) AS fwhm, MAX(m.star_count) AS stars, MAX(m.zero_point) AS zp "
+            "FROM frame_metrics m JOIN exposures e ON e.id = m.exposure_id "
+            "JOIN exposures me ON me.id = ? "
+            "WHERE e.target IS me.target AND e.filter IS me.filter AND e.camera IS me.camera "
+            "AND m.exposure_id != ?",
+            (exposure_id, exposure_id),
+        )
+        return rows[0] if rows else {}
+
+    def metrics(self, night: str | None = None) -> list[dict[str, Any]]:
+        """Return every frame's metrics with its night, time, target, filter and airmass."""
+        columns = ", ".join(f"m.{c}" for c in FRAME_METRIC_COLUMNS)
+        sql = (
+            "SELECT e.id AS exposure_id, e.night, e.date_obs, e.mjd_mid, e.target, e.filter, "
+            f"e.airmass, {columns}, m.flags FROM frame_metrics m "
+            "JOIN exposures e ON e.id = m.exposure_id"
+        )
+        args: tuple[str, ...] = ()
+        if night is not None:
+            sql += " WHERE e.night = ?"
+            args = (night,)
+        return self.query(sql + " ORDER BY e.id", args)
+
+    def measurement_columns(self) -> list[dict[str, Any]]:
+        """Return the ``measurements`` table's columns (``name``, ``type``, ``cid``)."""
+        return self.query("PRAGMA table_info(measurements)")
+
+    def frame_sources(self, exposure_id: int, class_column: str | None) -> list[dict[str, Any]]:
+        """Return a frame's measured sources in catalog order.
+
+        Keys ``x``, ``y``, ``mag``, ``mag_err``, ``fwhm_px``, ``flags`` and ``class`` (the
+        value of ``class_column``; None without one).
+        """
+        klass = "NULL" if class_column is None else '"' + class_column.replace('"', '""') + '"'
+        return self.query(
+            f"SELECT x, y, mag, mag_err, fwhm_px, flags, {klass} AS class FROM measurements "
+            "WHERE exposure_id = ? ORDER BY id",
+            (exposure_id,),
+        )
+
+    # -- the quick-look page ------------------------------------------------------------------
+
+    def nights(self) -> list[dict[str, Any]]:
+        """Return the nights in the log, newest first, with their frame counts."""
+        return self.query(
+            "SELECT night, COUNT(*) AS frames, MIN(date_obs) AS first, MAX(date_obs) AS last "
+            "FROM exposures GROUP BY night ORDER BY night DESC"
+        )
+
+    def latest_frame(self) -> int | None:
+        """Return the newest processed light frame, else the newest light frame, else None."""
+        rows = self.query(
+            "SELECT e.id FROM exposures e JOIN processing p ON p.exposure_id = e.id "
+            "WHERE p.state = 'done' ORDER BY e.id DESC LIMIT 1"
+        )
+        if not rows:
+            rows = self.query(
+                "SELECT id FROM exposures WHERE image_type = 'LIGHT' ORDER BY id DESC LIMIT 1"
+            )
+        return int(rows[0]["id"]) if rows else None
+
+    def night_log(self, night: str | None) -> list[dict[str, Any]]:
+        """Return the exposures of a night (all for None) with their processing results."""
+        sql = (
+            "SELECT e.id, e.night, e.date_obs, e.mjd_mid, e.target, e.image_type, e.filter, "
+            "e.exposure_s, e.airmass, e.status, e.file_path, p.state AS processing, "
+            "m.fwhm_arcsec, m.star_count, m.zero_point FROM exposures e "
+            "LEFT JOIN processing p ON p.exposure_id = e.id "
+            "LEFT JOIN frame_metrics m ON m.exposure_id = e.id"
+        )
+        args: tuple[str, ...] = ()
+        if night is not None:
+            sql += " WHERE e.night = ?"
+            args = (night,)
+        return self.query(sql + " ORDER BY e.id", args)
+
+    def frame_row(self, exposure_id: int) -> dict[str, Any] | None:
+        """Return one exposure with its processing state and frame metrics, or None."""
+        metrics = ", ".join(f"m.{c}" for c in FRAME_METRIC_COLUMNS)
+        rows = self.query(
+            f"SELECT e.*, p.state AS processing, p.stage AS failed_stage, p.reason, "
+            f"p.calibrated_path, p.catalog_path, m.flags AS metric_flags, {metrics} "
+            "FROM exposures e LEFT JOIN processing p ON p.exposure_id = e.id "
+            "LEFT JOIN frame_metrics m ON m.exposure_id = e.id WHERE e.id = ?",
+            (exposure_id,),
+        )
+        return rows[0] if rows else None

@@ -3,8 +3,8 @@
 The pipeline never downloads anything: astrometry and the zero point read reference stars from
 ``<data>/catalog.sqlite``. A user fills it with `RefCatalog.import_table` from an extract made
 elsewhere (a Gaia, APASS or other download as CSV, ECSV, FITS or VOTable), and the simulators'
-synthetic sky goes in the same way (`RefCatalog.import_synthetic`), so everything works
-offline.
+synthetic sky goes in the same way (`obsctl.simulators.sky.import_synthetic`), so everything
+works offline.
 
 One table, ``refstars``, holds one row per star. Magnitudes are NULL where a catalog has no
 such band; Johnson-Cousins, SDSS and Gaia bands are kept apart because they differ by tenths
@@ -428,74 +428,11 @@ class RefCatalog:
                         _floats(table[name]) > 0, _MAG_PER_SNR / _floats(table[name]), np.nan
                     )
         name = catalog or file.name.split(".")[0]
-        n = self._insert(name, ids, ra, dec, mags, errs, where=str(file))
+        n = self.insert_stars(name, ids, ra, dec, mags, errs, where=str(file))
         log.info("imported %d stars from %s as catalog %r", n, file, name)
         return n
 
-    def import_synthetic(
-        self,
-        ra_deg: float,
-        dec_deg: float,
-        radius_deg: float,
-        *,
-        seed: int,
-        density_per_deg2: float,
-        mag_bright: float,
-        mag_limit: float,
-        catalog: str = "synthetic",
-    ) -> int:
-        """Load the simulators' deterministic synthetic stars within a circle.
-
-        Parameters
-        ----------
-        ra_deg, dec_deg : float
-            Circle centre (deg).
-        radius_deg : float
-            Circle radius (deg).
-        seed, density_per_deg2, mag_bright, mag_limit
-            As for `obsctl.simulators.sky.synthetic_catalog`; use the simulated sky's values
-            so the catalog holds the stars the simulated camera renders.
-        catalog : str, optional
-            Name stored with the rows. Source ids are the synthetic star ids, so overlapping
-            imports do not duplicate stars.
-
-        Returns
-        -------
-        int
-            Number of stars stored.
-        """
-        from obsctl.simulators.sky import synthetic_catalog
-
-        stars = synthetic_catalog(
-            ra_deg,
-            dec_deg,
-            radius_deg,
-            seed=seed,
-            density_per_deg2=density_per_deg2,
-            mag_bright=mag_bright,
-            mag_limit=mag_limit,
-        )
-        mags = {"mag_b": stars.mag_b, "mag_v": stars.mag_v, "mag_r": stars.mag_r}
-        mags["mag_i"] = stars.mag_i
-        n = self._insert(
-            catalog,
-            stars.id.astype(str),
-            stars.ra_deg,
-            stars.dec_deg,
-            mags,
-            {},
-            where="synthetic catalog",
-        )
-        log.info(
-            "imported %d synthetic stars within %.3f deg of (%.4f, %.4f)",
-            n,
-            radius_deg,
-            ra_deg,
-            dec_deg,
-        )
-        return n
-
-    def _insert(
+    def insert_stars(
         self,
         catalog: str,
         source_ids: NDArray[Any],
@@ -506,7 +443,33 @@ class RefCatalog:
         *,
         where: str,
     ) -> int:
-        """Store stars; `mags` and `errors` are keyed by magnitude column (``mag_v``)."""
+        """Store stars (replacing earlier rows of the same catalog and source id).
+
+        Parameters
+        ----------
+        catalog : str
+            Catalog name stored with the rows.
+        source_ids : numpy.ndarray
+            The catalog's own star identifiers.
+        ra_deg, dec_deg : numpy.ndarray
+            ICRS positions (deg); rows with a non-finite position are left out.
+        mags, errors : mapping of str to numpy.ndarray
+            Magnitudes and their errors (mag), keyed by column (``mag_v``, see `MAG_COLUMNS`).
+        where : str
+            What the stars came from, for error messages.
+
+        Returns
+        -------
+        int
+            Number of stars stored.
+
+        Raises
+        ------
+        ConfigError
+            When a declination is outside [-90, 90] deg.
+        StorageError
+            When the database cannot be written.
+        """
         ok = np.isfinite(ra_deg) & np.isfinite(dec_deg)
         if np.any(ok & ((dec_deg < -90.0) | (dec_deg > 90.0))):
             raise ConfigError(f"{where}: declinations outside [-90, 90] deg", path=where)

@@ -21,7 +21,7 @@ from obsctl.frame import Frame
 from obsctl.pipeline.astrometry import Astrometry, strip_wcs
 from obsctl.processing.astrometry import NoSolution, deproject_tan, match_and_fit, project_tan
 from obsctl.simulators.render import ExposureSpec, SensorModel, SkyScene, render_exposure
-from obsctl.simulators.sky import field_wcs, synthetic_catalog
+from obsctl.simulators.sky import field_wcs, import_synthetic, synthetic_catalog
 from obsctl.store.refcat import RefCatalog
 
 # Stated tolerance of the issue: fitted positions within 0.1 px of the truth over the frame.
@@ -424,7 +424,7 @@ def rendered():
 @pytest.fixture
 def refcat(tmp_path: Path):
     with RefCatalog(tmp_path / "catalog.sqlite") as catalog:
-        catalog.import_synthetic(*CENTRE, 0.8, **SKY)
+        import_synthetic(catalog, *CENTRE, 0.8, **SKY)
         yield catalog
 
 

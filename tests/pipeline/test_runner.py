@@ -15,9 +15,10 @@ from astropy.table import Table
 
 from obsctl.acquisition.sequence import ExposureStep
 from obsctl.cli import main
-from obsctl.daemon import DB_NAME, Daemon
+from obsctl.daemon import Daemon
 from obsctl.frame import Frame
 from obsctl.pipeline.worker import output_paths, process_file, run_stages
+from obsctl.store.datadir import DataDir
 
 from ..daemon_helpers import daemon_config, running_daemon, standard_sequence, wait_for
 
@@ -34,7 +35,7 @@ def config_with_pipeline(data: Path, **pipeline: object):
 
 
 def rows(data: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(data / DB_NAME)
+    con = sqlite3.connect(DataDir(data).log_path)
     try:
         return con.execute(sql).fetchall()
     finally:
@@ -154,7 +155,7 @@ async def test_restart_processes_what_was_left(tmp_path) -> None:
     )
     assert rows(data, "SELECT COUNT(*) FROM processing")[0][0] == 0
     # One frame was being processed when the daemon died.
-    con = sqlite3.connect(data / DB_NAME)
+    con = sqlite3.connect(DataDir(data).log_path)
     con.execute(
         "INSERT INTO processing (exposure_id, state, updated_utc) VALUES (1, 'running', 'x')"
     )

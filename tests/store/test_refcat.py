@@ -12,7 +12,7 @@ from astropy.table import Table
 
 from obsctl.cli import main
 from obsctl.errors import ConfigError
-from obsctl.simulators.sky import synthetic_catalog
+from obsctl.simulators.sky import import_synthetic, synthetic_catalog
 from obsctl.store.refcat import RefCatalog, band_magnitudes, filter_band
 
 
@@ -151,7 +151,7 @@ def test_reimport_replaces_rows_and_moves_stars(tmp_path: Path, catalog: RefCata
 
 def test_synthetic_import_agrees_with_the_simulator(catalog: RefCatalog) -> None:
     args = {"seed": 3, "density_per_deg2": 3000.0, "mag_bright": 8.0, "mag_limit": 18.0}
-    n = catalog.import_synthetic(120.0, 35.0, 0.6, **args)
+    n = import_synthetic(catalog, 120.0, 35.0, 0.6, **args)
     sim = synthetic_catalog(120.0, 35.0, 0.6, **args)
     assert n == len(sim)
     stars = catalog.cone(120.0, 35.0, 0.6, band="B")
@@ -164,7 +164,7 @@ def test_synthetic_import_agrees_with_the_simulator(catalog: RefCatalog) -> None
         assert np.allclose(stars[f"mag_{band.lower()}"][k], sim.mag(band), atol=1e-5)
     assert np.all(np.diff(stars["mag"]) >= 0)  # brightest first, in B
     # Overlapping imports do not duplicate stars.
-    catalog.import_synthetic(120.3, 35.0, 0.6, **args)
+    import_synthetic(catalog, 120.3, 35.0, 0.6, **args)
     both = catalog.cone(120.15, 35.0, 1.0)
     assert len(both) == len(ids(both))
 
@@ -258,8 +258,8 @@ def test_pickles_by_path(tmp_path: Path) -> None:
     import pickle
 
     with RefCatalog(tmp_path / "catalog.sqlite") as cat:
-        cat.import_synthetic(
-            10.0, 10.0, 0.1, seed=1, density_per_deg2=2000.0, mag_bright=8.0, mag_limit=17.0
+        import_synthetic(
+            cat, 10.0, 10.0, 0.1, seed=1, density_per_deg2=2000.0, mag_bright=8.0, mag_limit=17.0
         )
         with pickle.loads(pickle.dumps(cat)) as copy:
             assert copy.path == cat.path and len(copy) == len(cat)
@@ -269,8 +269,8 @@ def test_empty_catalog_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "catalog.sqlite"
     with RefCatalog(path) as cat:
         assert len(cat.cone(10.0, 10.0, 1.0)) == 0
-        cat.import_synthetic(
-            10.0, 10.0, 0.2, seed=1, density_per_deg2=2000.0, mag_bright=8.0, mag_limit=17.0
+        import_synthetic(
+            cat, 10.0, 10.0, 0.2, seed=1, density_per_deg2=2000.0, mag_bright=8.0, mag_limit=17.0
         )
         n = len(cat)
     with RefCatalog(path) as cat:

@@ -22,7 +22,6 @@ from obsctl.pipeline.astrometry import Astrometry
 from obsctl.pipeline.photometry import SepPhotometry
 from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.pipeline.runner import store_result
-from obsctl.pipeline.stages import SyntheticCone
 from obsctl.pipeline.worker import FrameResult
 from obsctl.pipeline.zeropoint import ZeroPoint
 from obsctl.simulators.render import (
@@ -33,7 +32,7 @@ from obsctl.simulators.render import (
     flat_response,
     render_exposure,
 )
-from obsctl.simulators.sky import field_wcs
+from obsctl.simulators.sky import SyntheticCone, field_wcs
 from obsctl.simulators.variables import VariableStar
 from obsctl.store.exposure_log import ExposureLog, ExposureRecord
 from obsctl.timeseries.alerts import Alert

@@ -25,7 +25,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from playwright.async_api import Browser, Page, async_playwright
 
-from obsctl.daemon import DB_NAME, Daemon
+from obsctl.daemon import Daemon
+from obsctl.store.datadir import DataDir
 
 from ..daemon_helpers import daemon_config, running_daemon, standard_sequence
 
@@ -59,7 +60,7 @@ class Session:
     info: dict[str, Any] = field(default_factory=dict)
 
     def db(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        con = sqlite3.connect(self.data_dir / DB_NAME)
+        con = sqlite3.connect(DataDir(self.data_dir).log_path)
         try:
             return con.execute(sql, args).fetchall()
         finally:
@@ -331,7 +332,7 @@ async def test_path_traversal_is_refused(session: Session) -> None:
         "/data/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
         "/data/raw/..%2F..%2F..%2Fetc%2Fpasswd",
         "/data/%2Fetc%2Fpasswd",
-        f"/data/{DB_NAME}",
+        f"/data/{DataDir('.').log_path.name}",
     ):
         resp = await request.get(base + path)
         assert resp.status == 404, path

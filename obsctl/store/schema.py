@@ -1,0 +1,281 @@
+"""The exposure log's schema: its migrations, and the columns the pipeline stores.
+
+Each entry of `MIGRATIONS` migrates the database from version i to i + 1; append, never edit
+a released step. `obsctl.store.exposure_log` applies them when it opens a database.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FRAME_METRIC_COLUMNS", "MEASUREMENT_COLUMNS", "MIGRATIONS"]
+
+# Each entry migrates from version i to i + 1. Append; never edit a released step.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE exposures (
+        id INTEGER PRIMARY KEY,
+        night TEXT NOT NULL,
+        file_path TEXT NOT NULL UNIQUE,
+        target TEXT,
+        image_type TEXT NOT NULL,
+        filter TEXT,
+        exposure_s REAL NOT NULL,
+        date_obs TEXT NOT NULL,
+        mjd_start REAL NOT NULL,
+        mjd_mid REAL NOT NULL,
+        ra_deg REAL,
+        dec_deg REAL,
+        alt_deg REAL,
+        az_deg REAL,
+        airmass REAL,
+        bin_x INTEGER NOT NULL,
+        bin_y INTEGER NOT NULL,
+        gain INTEGER,
+        offset INTEGER,
+        ccd_temp_c REAL,
+        camera TEXT,
+        mount TEXT,
+        filter_wheel TEXT,
+        sequence_id INTEGER,
+        step_index INTEGER,
+        frame_index INTEGER,
+        status TEXT NOT NULL,
+        created_utc TEXT NOT NULL
+    );
+    CREATE INDEX exposures_night ON exposures (night);
+    CREATE INDEX exposures_target ON exposures (target, night);
+    CREATE INDEX exposures_filter ON exposures (filter, night);
+    CREATE INDEX exposures_type ON exposures (image_type, night);
+    CREATE INDEX exposures_step ON exposures (sequence_id, step_index);
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY,
+        time_utc TEXT NOT NULL,
+        night TEXT,
+        sequence_id INTEGER,
+        step_index INTEGER,
+        device TEXT,
+        operation TEXT NOT NULL,
+        error_type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        action TEXT NOT NULL
+    );
+    CREATE INDEX failures_sequence ON failures (sequence_id);
+    CREATE TABLE sequences (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_utc TEXT NOT NULL,
+        updated_utc TEXT NOT NULL
+    );
+    """,
+    # 2: the per-frame pipeline: processing queue, frame metrics, source measurements, masters.
+    """
+    CREATE TABLE processing (
+        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
+        state TEXT NOT NULL,
+        stage TEXT,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        calibrated_path TEXT,
+        catalog_path TEXT,
+        updated_utc TEXT NOT NULL
+    );
+    CREATE INDEX processing_state ON processing (state);
+    CREATE TABLE frame_metrics (
+        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
+        fwhm_px REAL,
+        fwhm_arcsec REAL,
+        hfr_px REAL,
+        hfr_arcsec REAL,
+        ellipticity REAL,
+        star_count INTEGER,
+        background REAL,
+        background_rms REAL,
+        zero_point REAL,
+        zero_point_err REAL,
+        limiting_mag REAL,
+        wcs_rms_arcsec REAL,
+        flags TEXT
+    );
+    CREATE TABLE measurements (
+        id INTEGER PRIMARY KEY,
+        exposure_id INTEGER NOT NULL REFERENCES exposures (id),
+        x REAL NOT NULL,
+        y REAL NOT NULL,
+        ra_deg REAL,
+        dec_deg REAL,
+        flux REAL,
+        flux_err REAL,
+        flux_auto REAL,
+        flux_auto_err REAL,
+        mag REAL,
+        mag_err REAL,
+        fwhm_px REAL,
+        flags INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX measurements_frame ON measurements (exposure_id);
+    CREATE INDEX measurements_sky ON measurements (dec_deg, ra_deg);
+    CREATE TABLE masters (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        file_path TEXT NOT NULL UNIQUE,
+        night TEXT,
+        camera TEXT,
+        bin_x INTEGER,
+        bin_y INTEGER,
+        readout_mode TEXT,
+        gain INTEGER,
+        offset INTEGER,
+        ccd_temp_c REAL,
+        exposure_s REAL,
+        filter TEXT,
+        n_frames INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        created_utc TEXT NOT NULL
+    );
+    CREATE INDEX masters_kind ON masters (kind, camera, bin_x, filter);
+    """,
+    # light curves (obsctl.timeseries): objects per field, their points, alerts. Points are
+    # clustered by object and time (WITHOUT ROWID) so that one light curve is one range scan.
+    """
+    CREATE TABLE lc_objects (
+        id INTEGER PRIMARY KEY,
+        field TEXT NOT NULL,
+        target TEXT,
+        ra_deg REAL NOT NULL,
+        dec_deg REAL NOT NULL,
+        ref_mag REAL,
+        first_exposure_id INTEGER,
+        first_mjd REAL,
+        n_points INTEGER NOT NULL DEFAULT 0,
+        comp_weight REAL NOT NULL DEFAULT 0,
+        wmean_mag REAL,
+        wscatter_mag REAL,
+        expected_mag REAL,
+        chi2_red REAL,
+        stetson_j REAL,
+        period_d REAL,
+        period_power REAL,
+        amplitude_mag REAL,
+        updated_utc TEXT
+    );
+    CREATE INDEX lc_objects_field ON lc_objects (field, dec_deg);
+    CREATE UNIQUE INDEX lc_objects_target ON lc_objects (target) WHERE target IS NOT NULL;
+    CREATE TABLE lc_points (
+        object_id INTEGER NOT NULL,
+        mjd REAL NOT NULL,
+        exposure_id INTEGER NOT NULL,
+        bjd_tdb REAL,
+        filter TEXT,
+        airmass REAL,
+        inst_mag REAL,
+        inst_mag_err REAL,
+        mag REAL,
+        mag_err REAL,
+        quality TEXT,
+        flags INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (object_id, mjd, exposure_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX lc_points_exposure ON lc_points (exposure_id);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        created_utc TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        field TEXT,
+        target TEXT,
+        object_id INTEGER,
+        exposure_id INTEGER,
+        mjd REAL,
+        mag REAL,
+        delta_mag REAL,
+        significance REAL,
+        message TEXT NOT NULL,
+        dedup_key TEXT NOT NULL UNIQUE,
+        delivered TEXT
+    );
+    CREATE INDEX alerts_mjd ON alerts (mjd);
+    """,
+    # night plans (obsctl.night.runner): one row per visit of a target or calibration block, in
+    # observatory (possibly simulated) time, so that a restart or the next night continues.
+    """
+    CREATE TABLE plan_visits (
+        id INTEGER PRIMARY KEY,
+        plan TEXT NOT NULL,
+        night TEXT NOT NULL,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sequence_id INTEGER,
+        state TEXT NOT NULL,
+        frames_planned INTEGER NOT NULL,
+        started_utc TEXT NOT NULL,
+        ended_utc TEXT,
+        reason TEXT
+    );
+    CREATE INDEX plan_visits_target ON plan_visits (plan, target, night);
+    CREATE INDEX plan_visits_night ON plan_visits (plan, night, state);
+    """,
+    # source classification (obsctl.classify): class and calibrated probabilities per
+    # measurement; class counts and the quality grade per frame.
+    """
+    ALTER TABLE measurements ADD COLUMN source_class TEXT;
+    ALTER TABLE measurements ADD COLUMN p_star REAL;
+    ALTER TABLE measurements ADD COLUMN p_galaxy REAL;
+    ALTER TABLE measurements ADD COLUMN p_cosmic_ray REAL;
+    ALTER TABLE measurements ADD COLUMN p_hot_pixel REAL;
+    ALTER TABLE measurements ADD COLUMN p_artifact REAL;
+    ALTER TABLE frame_metrics ADD COLUMN n_star INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_galaxy INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_cosmic_ray INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_hot_pixel INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN n_artifact INTEGER;
+    ALTER TABLE frame_metrics ADD COLUMN artifact_fraction REAL;
+    ALTER TABLE frame_metrics ADD COLUMN quality_score REAL;
+    ALTER TABLE frame_metrics ADD COLUMN quality_grade TEXT;
+    """,
+)
+
+#: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.
+FRAME_METRIC_COLUMNS: tuple[str, ...] = (
+    "fwhm_px",
+    "fwhm_arcsec",
+    "hfr_px",
+    "hfr_arcsec",
+    "ellipticity",
+    "star_count",
+    "background",
+    "background_rms",
+    "zero_point",
+    "zero_point_err",
+    "limiting_mag",
+    "wcs_rms_arcsec",
+    # classify stage
+    "n_star",
+    "n_galaxy",
+    "n_cosmic_ray",
+    "n_hot_pixel",
+    "n_artifact",
+    "artifact_fraction",
+)
+
+#: Catalog columns the pipeline stores per source (``measurements``), when the catalog has them.
+MEASUREMENT_COLUMNS: tuple[str, ...] = (
+    "x",
+    "y",
+    "ra_deg",
+    "dec_deg",
+    "flux",
+    "flux_err",
+    "flux_auto",
+    "flux_auto_err",
+    "mag",
+    "mag_err",
+    "fwhm_px",
+    "flags",
+    # classify stage
+    "source_class",
+    "p_star",
+    "p_galaxy",
+    "p_cosmic_ray",
+    "p_hot_pixel",
+    "p_artifact",
+)
