@@ -7,16 +7,18 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from obsctl.clock import SystemClock, parse_night
 from obsctl.config import Config, load_config
-from obsctl.devices import Camera, CameraState, DeviceSet, ExposureSettings, FilterWheel
-from obsctl.errors import ConfigError, DeviceError, DeviceTimeoutError, ObsctlError
+from obsctl.devices import DeviceSet, ExposureSettings
+from obsctl.errors import ConfigError, DeviceError, ObsctlError
+from obsctl.operations import Operations
 from obsctl.store.datadir import DataDir
 
 __all__ = ["main"]
@@ -25,22 +27,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_POLL_S = 0.05
-_FILTER_MOVE_TIMEOUT_S = 60.0
-_READOUT_MARGIN_S = 60.0
-
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-async def _deadline(coro: Awaitable[T], seconds: float, device: str, what: str) -> T:
-    try:
-        async with asyncio.timeout(seconds):
-            return await coro
-    except TimeoutError as exc:
-        raise DeviceTimeoutError(f"{what} not done within {seconds:g} s", device=device) from exc
 
 
 async def _describe(role: str, devices: DeviceSet) -> str:
@@ -91,35 +81,6 @@ async def _devices(config: Config) -> int:
     return 1 if failures else 0
 
 
-async def _select_filter(wheel: FilterWheel, name: str) -> None:
-    names = await wheel.names()
-    matches = [i for i, n in enumerate(names) if n.lower() == name.lower()]
-    if not matches:
-        raise DeviceError(
-            f"no filter {name!r}; the wheel holds {', '.join(names)}", device=wheel.name
-        )
-    await wheel.move(matches[0])
-
-    async def arrived() -> None:
-        while await wheel.position() != matches[0]:
-            await asyncio.sleep(_POLL_S)
-
-    await _deadline(arrived(), _FILTER_MOVE_TIMEOUT_S, wheel.name, "filter move")
-
-
-async def _wait_for_image(camera: Camera, exposure_s: float) -> None:
-    async def ready() -> None:
-        while True:
-            st = await camera.status()
-            if st.image_ready:
-                return
-            if st.state == CameraState.ERROR:
-                raise DeviceError("camera reports state Error", device=camera.name)
-            await asyncio.sleep(_POLL_S)
-
-    await _deadline(ready(), exposure_s + _READOUT_MARGIN_S, camera.name, "exposure")
-
-
 async def _expose(config: Config, args: argparse.Namespace) -> int:
     from obsctl.embedded import session
     from obsctl.store.fitsfile import write_fits_atomic
@@ -127,6 +88,7 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
 
     image_type = args.type.upper()
     mount_status = None
+    ops = Operations(config.sequencer, SystemClock())
     async with session(config) as running:
         devices = running.devices
         camera = devices.camera
@@ -137,7 +99,7 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
                 if devices.filter_wheel is None:
                     raise ConfigError("--filter given but no filter_wheel is configured")
                 await devices.filter_wheel.connect()
-                await _select_filter(devices.filter_wheel, args.filter)
+                await ops.select_filter(devices.filter_wheel, args.filter)
                 filter_name = args.filter
             await camera.configure(ExposureSettings(bin_x=args.bin, bin_y=args.bin))
             light = image_type in ("LIGHT", "FLAT")
@@ -149,8 +111,7 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
                 mount_status = await devices.mount.status()
                 await devices.mount.disconnect()
             start = datetime.now(UTC)
-            await camera.start_exposure(exposure_s, light=light)
-            await _wait_for_image(camera, exposure_s)
+            await ops.expose(camera, exposure_s, light=light)
             image = await camera.download()
         finally:
             await camera.disconnect()
@@ -242,22 +203,18 @@ def _format_status(value: dict[str, object]) -> str:
 
 
 async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.daemon import DB_NAME
-    from obsctl.store.exposure_log import ExposureLog
     from obsctl.timeseries.export import plot_light_curve, write_light_curve
     from obsctl.timeseries.store import load_light_curve, object_for_target
 
-    path = Path(config.data.directory) / DB_NAME
-    if not path.exists():
-        raise ObsctlError(f"no exposure log at {path}")
-    db = ExposureLog(path)
+    data_dir = DataDir(config.data.directory)
+    db = data_dir.open_log(existing=True)
     try:
         points = load_light_curve(db, args.target)
         obj = object_for_target(db, args.target)
     finally:
         db.close()
     if not points:
-        raise ObsctlError(f"no light curve for target {args.target!r} in {path}")
+        raise ObsctlError(f"no light curve for target {args.target!r} in {data_dir.log_path}")
     text = write_light_curve(args.target, points, args.format, args.out)
     if args.out is None:
         sys.stdout.write(text)
@@ -272,14 +229,9 @@ async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _alerts(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.daemon import DB_NAME
-    from obsctl.store.exposure_log import ExposureLog
     from obsctl.timeseries.store import list_alerts
 
-    path = Path(config.data.directory) / DB_NAME
-    if not path.exists():
-        raise ObsctlError(f"no exposure log at {path}")
-    db = ExposureLog(path)
+    db = DataDir(config.data.directory).open_log(existing=True)
     try:
         rows = list_alerts(db, limit=args.limit)
     finally:
@@ -294,13 +246,7 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
 async def _log(config: Config, args: argparse.Namespace) -> int:
     import csv
 
-    from obsctl.daemon import DB_NAME
-    from obsctl.store.exposure_log import ExposureLog
-
-    path = Path(config.data.directory) / DB_NAME
-    if not path.exists():
-        raise ObsctlError(f"no exposure log at {path}")
-    db = ExposureLog(path)
+    db = DataDir(config.data.directory).open_log(existing=True)
     try:
         rows = db.exposures(
             night=args.night,
@@ -348,14 +294,9 @@ def _cell(value: object) -> str:
 
 async def _calib(config: Config, args: argparse.Namespace) -> int:
     from obsctl.calibration.build import build_configured_masters
-    from obsctl.daemon import DB_NAME
-    from obsctl.store.exposure_log import ExposureLog
 
-    data_dir = Path(config.data.directory)
-    path = data_dir / DB_NAME
-    if not path.exists():
-        raise ObsctlError(f"no exposure log at {path}")
-    db = ExposureLog(path)
+    data_dir = DataDir(config.data.directory)
+    db = data_dir.open_log(existing=True)
     try:
         masters = await asyncio.to_thread(
             build_configured_masters,
@@ -392,10 +333,9 @@ async def _model(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _catalog(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.config import SimulatedSkyConfig
     from obsctl.store.refcat import RefCatalog
 
-    path = Path(config.data.directory) / "catalog.sqlite"
+    path = DataDir(config.data.directory).catalog_path
     with RefCatalog(path) as catalog:
         if args.catalog_command == "import":
             columns: dict[str, str] = {}
@@ -407,18 +347,10 @@ async def _catalog(config: Config, args: argparse.Namespace) -> int:
             n = catalog.import_table(args.file, catalog=args.name, columns=columns)
             what = str(args.file)
         else:
-            from obsctl.simulators.sky import import_synthetic
+            from obsctl.embedded import import_synthetic_sky
 
-            sky = config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()
-            n = import_synthetic(
-                catalog,
-                args.ra,
-                args.dec,
-                args.radius,
-                seed=sky.seed if args.seed is None else args.seed,
-                density_per_deg2=sky.star_density_per_deg2,
-                mag_bright=sky.mag_bright,
-                mag_limit=sky.mag_limit,
+            n = import_synthetic_sky(
+                catalog, config, args.ra, args.dec, args.radius, seed=args.seed
             )
             what = f"the synthetic sky within {args.radius:g} deg of ({args.ra:g}, {args.dec:+g})"
         total = len(catalog)
@@ -430,9 +362,10 @@ async def _reduce(config: Config, args: argparse.Namespace) -> int:
     import functools
 
     from obsctl.embedded import reference_catalog
-    from obsctl.pipeline.stages import build_stages
+    from obsctl.pipeline.stages import build_stages, check_stages
     from obsctl.pipeline.worker import FrameResult, process_file, worker_pool
 
+    check_stages(config)
     data_dir = DataDir(config.data.directory)
     factory = functools.partial(build_stages, config, data_dir, reference_catalog(config))
     workers = max(1, min(args.workers or config.pipeline.workers, len(args.files)))
@@ -475,17 +408,10 @@ def _progress(done: int, total: int, result: Any) -> None:
     sys.stderr.flush()
 
 
-def _night_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"night {text!r}: expected a date as YYYY-MM-DD") from exc
-
-
 async def _plan(config: Config, args: argparse.Namespace) -> int:
     from obsctl.night.timeline import check_plan
 
-    _out(await asyncio.to_thread(check_plan, config, args.plan, _night_date(args.night)))
+    _out(await asyncio.to_thread(check_plan, config, args.plan, parse_night(args.night)))
     return 0
 
 
@@ -496,7 +422,7 @@ async def _night(config: Config, args: argparse.Namespace) -> int:
     from obsctl.night.timeline import night_clock, simulation_config
 
     plan = load_plan(args.plan)
-    night = _night_date(args.date) if args.date else None
+    night = parse_night(args.date) if args.date else None
     clock, night = await asyncio.to_thread(night_clock, config, plan, night, speed=args.speed)
     daemon = Daemon(simulation_config(config, args.speed), clock=clock)
     _out(f"night {night} of plan {plan.name!r}, clock at {clock.now():%Y-%m-%d %H:%M} UTC")

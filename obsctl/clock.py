@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ScaledClock", "SystemClock", "night_of"]
+from obsctl.errors import ConfigError
+
+__all__ = ["Clock", "ScaledClock", "SystemClock", "night_of", "parse_night"]
 
 
 class Clock(Protocol):
@@ -92,3 +94,17 @@ def night_of(when: datetime, longitude_deg: float) -> str:
     """
     local_mean = when + timedelta(hours=longitude_deg / 15.0 - 12.0)
     return local_mean.strftime("%Y-%m-%d")
+
+
+def parse_night(text: str) -> date:
+    """Return the night a ``YYYY-MM-DD`` text names (as `night_of` gives it and tables keep it).
+
+    Raises
+    ------
+    ConfigError
+        When the text is not such a date.
+    """
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"night {text!r}: expected a date as YYYY-MM-DD") from exc

@@ -20,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -211,7 +210,7 @@ class PipelineConfig(_Model):
     )
     reference_catalog: Literal["file", "synthetic"] = Field(
         default="file",
-        description="file: <data>/catalog.sqlite (obsctl catalog import); "
+        description="file: the data directory's reference catalog (obsctl catalog import); "
         "synthetic: the simulators' sky, generated on demand",
     )
     read_noise_e: float = Field(default=3.5, ge=0, description="for photometric errors")
@@ -229,21 +228,8 @@ class PipelineConfig(_Model):
     classifier_model: Path | None = Field(
         default=None,
         description="ONNX source classifier with obsctl's input spec (obsctl.classify.cutouts);"
-        " default: the shipped model",
+        " default: the shipped model. Checked when the pipeline starts",
     )
-
-    @field_validator("classifier_model")
-    @classmethod
-    def _classifier_matches_spec(cls, value: Path | None) -> Path | None:
-        # Checked here, at start, so a wrong model fails before any frame is taken.
-        if value is not None:
-            from obsctl.classify.model import SourceClassifier
-
-            try:
-                SourceClassifier(value)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from exc
-        return value
 
 
 class CalibrationConfig(_Model):
@@ -274,8 +260,13 @@ class SequencerConfig(_Model):
     readout_margin_s: float = Field(
         default=60.0, gt=0, description="time allowed after the exposure for readout"
     )
-    slew_timeout_s: float = Field(default=300.0, gt=0)
-    filter_timeout_s: float = Field(default=60.0, gt=0)
+    slew_timeout_s: float = Field(default=300.0, gt=0, description="[s] slew and settle, park")
+    filter_timeout_s: float = Field(default=60.0, gt=0, description="[s] filter move")
+    command_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="[real s] one command beyond the driver's own deadline (abort, park, cooler)",
+    )
     shutdown: Literal["abort", "finish"] = Field(
         default="abort", description="what to do with a running exposure at shutdown"
     )

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from astropy.io import fits
 
 from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.safety import SafetySupervisor
@@ -36,88 +32,20 @@ from obsctl.calibration.build import (
 from obsctl.calibration.masters import MasterKind
 from obsctl.clock import Clock, ScaledClock, SystemClock
 from obsctl.config import Config
-from obsctl.devices import DeviceSet, Mount
-from obsctl.errors import DeviceError, ObsctlError, StorageError
+from obsctl.devices import DeviceSet
+from obsctl.errors import DeviceError, ObsctlError
 from obsctl.events import EventBus
+from obsctl.operations import Operations
 from obsctl.pipeline.runner import PipelineRunner
-from obsctl.pipeline.stages import build_stages
-from obsctl.store.exposure_log import ExposureLog, ExposureRecord
-from obsctl.store.fitsfile import remove_partial_writes
+from obsctl.pipeline.stages import build_stages, check_stages
+from obsctl.store.datadir import DataDir
+from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.raw_store import RawStore
-from obsctl.store.writer import FrameWriter
+from obsctl.store.writer import FrameWriter, recover_orphans
 
-__all__ = ["Daemon", "DaemonState", "recover_orphans"]
+__all__ = ["Daemon", "DaemonState"]
 
 log = logging.getLogger(__name__)
-
-DB_NAME = "obsctl.sqlite"  # the same name `obsctl.pipeline.stages` opens in workers
-LOCK_NAME = "obsctl.lock"
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` so that two daemons never share a data directory."""
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise StorageError(
-                f"another obsctl daemon is running on {path.parent} (it holds {path})"
-            ) from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
-    """Log frames that are on disk but not in the database (a crash between the two).
-
-    Returns
-    -------
-    list of str
-        The recovered files, relative to the data directory.
-    """
-    recovered = []
-    for path in store.frames():
-        rel = store.relative(path)
-        if log_db.has_file(rel):
-            continue
-        try:
-            h = fits.getheader(path)
-            record = ExposureRecord(
-                night=str(h["DAY-OBS"]),
-                file_path=rel,
-                image_type=str(h["IMAGETYP"]),
-                exposure_s=float(h["EXPTIME"]),
-                date_obs=str(h["DATE-OBS"]),
-                mjd_start=float(h["MJD-OBS"]),
-                mjd_mid=float(h["MJD-MID"]),
-                bin_x=int(h.get("XBINNING", 1)),
-                bin_y=int(h.get("YBINNING", 1)),
-                status="recovered",
-                target=h.get("OBJECT"),
-                filter=h.get("FILTER"),
-                ra_deg=h.get("RA"),
-                dec_deg=h.get("DEC"),
-                alt_deg=h.get("ALT"),
-                az_deg=h.get("AZ"),
-                airmass=h.get("AIRMASS"),
-                gain=h.get("GAIN"),
-                offset=h.get("OFFSET"),
-                ccd_temp_c=h.get("CCD-TEMP"),
-                camera=h.get("CAMERA"),
-                sequence_id=h.get("SEQ-ID"),
-                step_index=h.get("SEQ-STEP"),
-                frame_index=h.get("SEQ-FRAM"),
-            )
-        except (OSError, KeyError, ValueError) as exc:
-            log.error("cannot recover %s (%s); left out of the log", rel, exc)
-            continue
-        log_db.add_exposure(record)
-        recovered.append(rel)
-        log.warning("recovered %s into the exposure log", rel)
-    return recovered
 
 
 async def _restarting(run: Callable[[], Awaitable[None]], name: str) -> None:
@@ -137,16 +65,14 @@ async def _restarting(run: Callable[[], Awaitable[None]], name: str) -> None:
 
 @dataclass
 class DaemonState:
-    """What the control API reads and acts on."""
+    """What exists while the daemon runs: its devices, database, activity and services."""
 
-    config: Config
     devices: DeviceSet
     log_db: ExposureLog
     activity: Activity
     events: EventBus
     supervisor: SafetySupervisor
     writer: FrameWriter
-    daemon: Daemon
 
 
 class Daemon:
@@ -161,6 +87,9 @@ class Daemon:
         simulators, else real time.
     serve_api : bool
         Whether to serve the control API.
+
+    The control API (`obsctl.web.api`) and the night runner (`obsctl.night.runner`) drive the
+    daemon through the methods and properties below, never through its state.
     """
 
     def __init__(self, config: Config, *, clock: Clock | None = None, serve_api: bool = True):
@@ -170,7 +99,8 @@ class Daemon:
             clock = ScaledClock(sim.speed) if sim is not None and sim.speed != 1 else SystemClock()
         self.clock = clock
         self.serve_api = serve_api
-        self.data_dir = Path(config.data.directory)
+        self.data_dir = DataDir(config.data.directory)
+        self.ops = Operations(config.sequencer, clock)
         self.state: DaemonState | None = None
         self.api_url: str | None = None
         #: The embedded simulators (their ``observatory`` and ``faults``), when started here.
@@ -194,11 +124,56 @@ class Daemon:
         self._stop.set()
         self._wakeup.set()
 
+    def _running(self) -> DaemonState:
+        if self.state is None:
+            raise RuntimeError("the daemon is not running")
+        return self.state
+
+    @property
+    def devices(self) -> DeviceSet:
+        """The connected devices (while running)."""
+        return self._running().devices
+
+    @property
+    def log_db(self) -> ExposureLog:
+        """The exposure log (while running)."""
+        return self._running().log_db
+
+    @property
+    def activity(self) -> Activity:
+        """What the sequencer is doing (while running)."""
+        return self._running().activity
+
+    @property
+    def events(self) -> EventBus:
+        """The event bus of the control API's server-sent events (while running)."""
+        return self._running().events
+
+    @property
+    def supervisor(self) -> SafetySupervisor:
+        """The safety supervisor (while running)."""
+        return self._running().supervisor
+
+    @property
+    def writer(self) -> FrameWriter:
+        """The frame writer (while running)."""
+        return self._running().writer
+
+    def unsafe_reason(self) -> str | None:
+        """Return why it is unsafe to observe now, None when it is safe."""
+        supervisor = self.supervisor
+        return None if supervisor.is_safe else f"unsafe: {supervisor.reason}"
+
+    def sequence_state(self, sequence_id: int) -> str | None:
+        """Return a stored sequence's state (``pending``, ``running``, ``done``...), or None."""
+        row = self.log_db.sequence(sequence_id)
+        return None if row is None else str(row["state"])
+
     def enqueue(self, sequence: Sequence) -> int:
         """Store a sequence for running; return its id."""
-        assert self.state is not None, "daemon not started"
-        sid = self.state.log_db.add_sequence(sequence.name, sequence.model_dump_json())
-        self.state.events.publish("sequence", id=sid, name=sequence.name, state="pending")
+        state = self._running()
+        sid = state.log_db.add_sequence(sequence.name, sequence.model_dump_json())
+        state.events.publish("sequence", id=sid, name=sequence.name, state="pending")
         self._wakeup.set()
         return sid
 
@@ -208,12 +183,12 @@ class Daemon:
         Frames already downloaded are stored. Returns False when there is no such pending or
         running sequence.
         """
-        assert self.state is not None
-        row = self.state.log_db.sequence(sequence_id)
+        state = self._running()
+        row = state.log_db.sequence(sequence_id)
         if row is None or row["state"] not in ("pending", "running"):
             return False
-        self.state.log_db.set_sequence_state(sequence_id, "stopped")
-        if self.state.activity.sequence_id == sequence_id:
+        state.log_db.set_sequence_state(sequence_id, "stopped")
+        if state.activity.sequence_id == sequence_id:
             await self._interrupt()
         return True
 
@@ -225,34 +200,33 @@ class Daemon:
 
         Returns False when there is no such stopped or aborted sequence.
         """
-        assert self.state is not None, "daemon not started"
-        row = self.state.log_db.sequence(sequence_id)
+        state = self._running()
+        row = state.log_db.sequence(sequence_id)
         if row is None or row["state"] not in ("stopped", "aborted"):
             return False
-        self.state.log_db.set_sequence_state(sequence_id, "pending")
-        self.state.events.publish("sequence", id=sequence_id, name=row["name"], state="pending")
+        state.log_db.set_sequence_state(sequence_id, "pending")
+        state.events.publish("sequence", id=sequence_id, name=row["name"], state="pending")
         self._wakeup.set()
         return True
 
     async def abort_exposure(self) -> None:
         """Abort the running exposure and mark the running sequence aborted."""
-        assert self.state is not None
-        sid = self.state.activity.sequence_id
+        state = self._running()
+        sid = state.activity.sequence_id
         if sid is not None:
-            self.state.log_db.set_sequence_state(sid, "aborted")
+            state.log_db.set_sequence_state(sid, "aborted")
         await self._interrupt()
 
     async def _interrupt(self) -> None:
         """Cancel the running sequence and abort its exposure, so the camera is free."""
-        assert self.state is not None
-        exposing = self.state.activity.state == "exposing"
+        state = self._running()
+        exposing = state.activity.state == "exposing"
         if self._runner is not None:
             self._runner.cancel()
         if exposing:
             try:
-                async with asyncio.timeout(10):
-                    await self.state.devices.camera.abort_exposure()
-            except (DeviceError, TimeoutError) as exc:
+                await self.ops.abort_exposure(state.devices.camera)
+            except DeviceError as exc:
                 log.error("could not abort the exposure: %s", exc)
 
     async def _connect_all(self, devices: DeviceSet) -> None:
@@ -268,9 +242,9 @@ class Daemon:
                     await asyncio.sleep(1.0)
 
     async def _run_queue(self, sequencer: Sequencer, until_idle: bool) -> None:
-        assert self.state is not None
+        log_db = self.log_db
         while not self._stop.is_set():
-            queued = self.state.log_db.sequences(states=("running", "pending"))
+            queued = log_db.sequences(states=("running", "pending"))
             if not queued:
                 if until_idle:
                     await self.drain()
@@ -312,17 +286,17 @@ class Daemon:
         """
         from obsctl.embedded import session
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.data_dir / LOCK_NAME):
+        if self.config.pipeline.enabled:
+            check_stages(self.config)  # a wrong model fails before anything moves
+        self.data_dir.create()
+        with self.data_dir.lock():
             loop = asyncio.get_running_loop()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, self.request_stop)
-            log_db = ExposureLog(self.data_dir / DB_NAME)
-            store = RawStore(self.data_dir / "raw")
-            store.clean_partial()
-            for derived in ("reduced", "masters"):
-                remove_partial_writes(self.data_dir / derived)
+            log_db = self.data_dir.open_log()
+            store = self.data_dir.raw_store()
+            self.data_dir.remove_partial_writes()
             recover_orphans(store, log_db)
             try:
                 async with session(self.config, clock=self.clock) as running:
@@ -349,12 +323,12 @@ class Daemon:
         await self._connect_all(devices)
         activity = Activity()
         events = EventBus()
-        supervisor = SafetySupervisor(devices, self.config.safety, activity, self.clock, events)
+        supervisor = SafetySupervisor(
+            devices, self.config.safety, activity, self.clock, events, self.ops
+        )
         runner = self._pipeline(log_db, events)
         writer = FrameWriter(store, log_db, events, on_stored=self._on_stored(runner, log_db))
-        self.state = DaemonState(
-            self.config, devices, log_db, activity, events, supervisor, writer, self
-        )
+        self.state = DaemonState(devices, log_db, activity, events, supervisor, writer)
         sequencer = Sequencer(
             devices, self.config, log_db, writer, supervisor, activity, self.clock, events
         )
@@ -365,7 +339,7 @@ class Daemon:
             if self.serve_api:
                 from obsctl.web.api import start_api
 
-                api_runner, self.api_url = await start_api(self.state)
+                api_runner, self.api_url = await start_api(self)
                 log.info("control API at %s", self.api_url)
             tasks.append(asyncio.create_task(supervisor.run(), name="safety-supervisor"))
             if runner is not None:
@@ -396,26 +370,17 @@ class Daemon:
 
         The build runs in the background: the next sequence starts at once.
         """
-        assert self.state is not None
         if not self.config.calibration.auto_build:
             return
-        rows = self.state.log_db.query(
-            "SELECT night, GROUP_CONCAT(DISTINCT image_type) AS types FROM exposures "
-            "WHERE sequence_id = ? AND image_type IN ('BIAS', 'DARK', 'FLAT') GROUP BY night",
-            (sequence_id,),
-        )
-        for row in rows:
-            night = str(row["night"])
-            kinds = kinds_affected(str(row["types"]).split(","))
-            build = self._build_masters(night, kinds)
+        for night, image_types in self.log_db.calibration_types(sequence_id).items():
+            build = self._build_masters(night, kinds_affected(image_types))
             task = asyncio.create_task(build, name=f"masters-{night}")
             self._builds.add(task)
             task.add_done_callback(self._builds.discard)
 
     async def _build_masters(self, night: str, kinds: list[MasterKind]) -> None:
         """Build a night's masters of these kinds, then queue again its lights that lacked one."""
-        state = self.state
-        assert state is not None
+        state = self._running()
         async with self._build_lock:  # one build at a time: they replace the same files
             await state.writer.drain()
             try:
@@ -465,8 +430,7 @@ class Daemon:
 
         Returns at once when the pipeline is disabled.
         """
-        assert self.state is not None
-        await self.state.writer.drain()
+        await self.writer.drain()
         await self._builds_done()
         if self.pipeline is None:
             return
@@ -535,10 +499,8 @@ class Daemon:
             if runner is None:
                 return
             # Off the event loop: a worker thread may hold the database for a while.
-            rows = await asyncio.to_thread(
-                log_db.query, "SELECT image_type FROM exposures WHERE id = ?", (exposure_id,)
-            )
-            if rows and rows[0]["image_type"] == "LIGHT":
+            row = await asyncio.to_thread(log_db.exposure, exposure_id)
+            if row is not None and row["image_type"] == "LIGHT":
                 runner.notify(exposure_id)  # calibration frames make masters instead
 
         return stored
@@ -556,33 +518,18 @@ class Daemon:
             return
         if activity.state == "exposing":
             log.info("aborting the running exposure for shutdown")
-            with contextlib.suppress(DeviceError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await devices.camera.abort_exposure()
+            with contextlib.suppress(DeviceError):
+                await self.ops.abort_exposure(devices.camera)
 
     async def _park_and_disconnect(self, devices: DeviceSet) -> None:
         mount = devices.mount
         if mount is not None and self.config.sequencer.park_at_shutdown:
             try:
-                async with asyncio.timeout(10):
-                    await mount.park()
-                await self._until_parked(mount)
-            except (DeviceError, TimeoutError) as exc:
+                await self.ops.park(mount)
+                log.info("mount parked")
+            except DeviceError as exc:
                 log.error("could not park at shutdown: %s", exc)
         for device in devices.all():
             with contextlib.suppress(ObsctlError, TimeoutError):
                 async with asyncio.timeout(5):
                     await device.disconnect()
-
-    async def _until_parked(self, mount: Mount) -> None:
-        """Wait (in simulated time when simulating) until the mount reports itself parked."""
-        deadline = self.clock.monotonic() + self.config.sequencer.slew_timeout_s
-        while not (await mount.status()).at_park:
-            if self.clock.monotonic() > deadline:
-                log.error(
-                    "mount not parked %g s after the park command",
-                    self.config.sequencer.slew_timeout_s,
-                )
-                return
-            await asyncio.sleep(self.config.sequencer.poll_s)
-        log.info("mount parked")

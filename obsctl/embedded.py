@@ -1,7 +1,8 @@
 """The embedded default: the simulators a config asks for, started inside this process.
 
 `session` builds the config's devices with the Alpaca simulators running in this process;
-`reference_catalog` gives the pipeline the simulators' synthetic sky as its reference stars.
+`reference_catalog` gives the pipeline the simulators' synthetic sky as its reference stars,
+and `import_synthetic_sky` puts part of it in the local reference catalog.
 This module (with `obsctl.classify.training`) is the only core code that imports the
 simulators.
 """
@@ -16,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from obsctl.clock import Clock
-from obsctl.config import Config
+from obsctl.config import Config, SimulatedSkyConfig
 from obsctl.devices import DeviceSet
 from obsctl.errors import ConfigError
 from obsctl.pipeline.astrometry import ConeQuery
+from obsctl.store.refcat import RefCatalog
 
-__all__ = ["Session", "port_in_use", "reference_catalog", "session"]
+__all__ = ["Session", "import_synthetic_sky", "port_in_use", "reference_catalog", "session"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,38 @@ def reference_catalog(config: Config) -> ConeQuery | None:
     """
     if config.pipeline.reference_catalog != "synthetic":
         return None
-    from obsctl.config import SimulatedSkyConfig
     from obsctl.simulators.sky import SyntheticCone
 
-    return SyntheticCone(config.simulator.sky if config.simulator else SimulatedSkyConfig())
+    return SyntheticCone(_sky(config))
+
+
+def import_synthetic_sky(
+    catalog: RefCatalog,
+    config: Config,
+    ra_deg: float,
+    dec_deg: float,
+    radius_deg: float,
+    *,
+    seed: int | None = None,
+) -> int:
+    """Load the configured synthetic sky's stars within a circle (deg) into ``catalog``.
+
+    ``seed`` overrides the sky's; returns the number of stars stored.
+    """
+    from obsctl.simulators.sky import import_synthetic
+
+    sky = _sky(config)
+    return import_synthetic(
+        catalog,
+        ra_deg,
+        dec_deg,
+        radius_deg,
+        seed=sky.seed if seed is None else seed,
+        density_per_deg2=sky.star_density_per_deg2,
+        mag_bright=sky.mag_bright,
+        mag_limit=sky.mag_limit,
+    )
+
+
+def _sky(config: Config) -> SimulatedSkyConfig:
+    return config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()

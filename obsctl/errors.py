@@ -10,6 +10,7 @@ Every error obsctl raises on purpose derives from `ObsctlError`::
     │   ├── DeviceNotConnectedError
     │   ├── DeviceBusyError
     │   ├── InvalidDeviceValueError
+    │   │   └── FilterNotFoundError
     │   ├── DeviceNotImplementedError
     │   └── ImageDownloadError
     ├── PipelineError
@@ -30,6 +31,7 @@ __all__ = [
     "DeviceNotConnectedError",
     "DeviceNotImplementedError",
     "DeviceTimeoutError",
+    "FilterNotFoundError",
     "ImageDownloadError",
     "InvalidDeviceValueError",
     "ObsctlError",
@@ -113,6 +115,14 @@ class InvalidDeviceValueError(DeviceError):
     """The device rejected a value as out of range or malformed (ASCOM 0x401, HTTP 400).
 
     Retrying the same call will fail again: fix the request.
+    """
+
+
+class FilterNotFoundError(InvalidDeviceValueError):
+    """The filter wheel holds no filter of the name asked for.
+
+    Retrying or reconnecting cannot help: skip what needs the filter, and fix the plan or the
+    sequence.
     """
 
 

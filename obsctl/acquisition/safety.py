@@ -16,17 +16,17 @@ import time
 
 from obsctl.acquisition.activity import Activity
 from obsctl.clock import Clock
-from obsctl.config import SafetyConfig
+from obsctl.config import SafetyConfig, SequencerConfig
 from obsctl.devices import DeviceSet
 from obsctl.errors import DeviceError
 from obsctl.events import EventBus
+from obsctl.operations import Operations
 
 __all__ = ["SafetySupervisor"]
 
 log = logging.getLogger(__name__)
 
 _SAFE_TYPES_WHEN_UNSAFE = ("DARK", "BIAS")
-_ACTION_TIMEOUT_S = 10.0
 
 
 class SafetySupervisor:
@@ -44,6 +44,9 @@ class SafetySupervisor:
         Simulated or real time, for the resume delay.
     events : EventBus
         Where state changes are published.
+    ops : Operations, optional
+        The device procedures (abort, stop tracking, park) with the configured deadlines;
+        by default those of a default ``[sequencer]``.
     """
 
     def __init__(
@@ -53,9 +56,11 @@ class SafetySupervisor:
         activity: Activity,
         clock: Clock,
         events: EventBus,
+        ops: Operations | None = None,
     ) -> None:
         self.devices = devices
         self.config = config
+        self.ops = ops if ops is not None else Operations(SequencerConfig(), clock)
         self.activity = activity
         self.clock = clock
         self.events = events
@@ -142,10 +147,9 @@ class SafetySupervisor:
         if activity.state == "downloading":
             return  # the light already ended; keep the frame
         try:
-            async with asyncio.timeout(_ACTION_TIMEOUT_S):
-                await self.devices.camera.abort_exposure()
+            await self.ops.abort_exposure(self.devices.camera)
             log.warning("aborted the running %s exposure", activity.image_type)
-        except (DeviceError, TimeoutError) as exc:
+        except DeviceError as exc:
             log.error("could not abort the exposure: %s", exc)
 
     async def _secure_mount(self) -> None:
@@ -153,15 +157,14 @@ class SafetySupervisor:
         if mount is None or not self.config.park_when_unsafe:
             return
         try:
-            async with asyncio.timeout(_ACTION_TIMEOUT_S):
-                await mount.set_tracking(False)
-        except (DeviceError, TimeoutError) as exc:
+            await self.ops.stop_tracking(mount)
+        except DeviceError as exc:
             log.error("could not stop tracking: %s", exc)  # parking stops it too
         try:
-            async with asyncio.timeout(_ACTION_TIMEOUT_S):
-                self.last_park_sent = time.monotonic()
-                await mount.park()
+            self.last_park_sent = time.monotonic()
+            # Not waiting for the park to end: the next reading must not wait for it.
+            await self.ops.park(mount, wait=False)
             self.events.publish("mount", action="park", reason=self.reason)
             log.warning("mount parking")
-        except (DeviceError, TimeoutError) as exc:
+        except DeviceError as exc:
             log.error("could not park the mount: %s", exc)

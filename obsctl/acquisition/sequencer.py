@@ -31,14 +31,14 @@ from obsctl.clock import Clock, night_of
 from obsctl.config import Config
 from obsctl.devices import (
     CameraImage,
-    CameraState,
     Device,
     DeviceSet,
     ExposureSettings,
     MountStatus,
 )
-from obsctl.errors import DeviceError, DeviceTimeoutError, ObsctlError
+from obsctl.errors import DeviceError, FilterNotFoundError, ObsctlError
 from obsctl.events import EventBus
+from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog, FailureRecord
 from obsctl.store.headers import FrameContext
 from obsctl.store.writer import FrameWriter, StoredFrame
@@ -104,6 +104,7 @@ class Sequencer:
         self.events = events
         sc = config.sequencer
         self.policy = FaultPolicy(sc.retries, sc.backoff_s, sc.backoff_factor, sc.reconnect)
+        self.ops = Operations(sc, clock)
         self._pointed: Target | None = None
         self._filter: str | None = None
         self._settings: ExposureSettings | None = None
@@ -154,16 +155,6 @@ class Sequencer:
             )
         except DeviceError as exc:
             raise _StepSkipped(f"{operation} failed: {exc}") from exc
-
-    async def _until(
-        self, done: Callable[[], Awaitable[bool]], timeout_s: float, device: str, what: str
-    ) -> None:
-        """Poll ``done`` until true, within ``timeout_s`` of (simulated) time."""
-        deadline = self.clock.monotonic() + timeout_s
-        while not await done():
-            if self.clock.monotonic() > deadline:
-                raise DeviceTimeoutError(f"{what} not done within {timeout_s:g} s", device=device)
-            await asyncio.sleep(self.config.sequencer.poll_s)
 
     # -- running ------------------------------------------------------------------------
 
@@ -292,20 +283,8 @@ class Sequencer:
             dec += r * math.sin(theta)
             ra += r * math.cos(theta) / max(math.cos(math.radians(dec)), 1e-6)
 
-        async def slew() -> None:
-            status = await mount.status()
-            if status.at_park:
-                await mount.unpark()
-            await mount.set_tracking(True)
-            await mount.slew_to_radec(ra % 360.0, dec)
-
-            async def settled() -> bool:
-                return not (await mount.status()).slewing
-
-            await self._until(settled, self.config.sequencer.slew_timeout_s, mount.name, "slew")
-
         self._set("slewing")
-        await self._attempt("slew", mount, slew)
+        await self._attempt("slew", mount, lambda: self.ops.slew(mount, ra % 360.0, dec))
         self._pointed = target
 
     async def _select_filter(self, name: str | None) -> None:
@@ -314,18 +293,10 @@ class Sequencer:
             return
 
         async def move() -> None:
-            names = await wheel.names()
-            slots = [i for i, n in enumerate(names) if n.lower() == name.lower()]
-            if not slots:
-                raise _StepSkipped(f"no filter {name!r} in the wheel ({', '.join(names)})")
-            await wheel.move(slots[0])
-
-            async def arrived() -> bool:
-                return await wheel.position() == slots[0]
-
-            await self._until(
-                arrived, self.config.sequencer.filter_timeout_s, wheel.name, "filter move"
-            )
+            try:
+                await self.ops.select_filter(wheel, name)
+            except FilterNotFoundError as exc:  # not worth a retry: skip the step at once
+                raise _StepSkipped(str(exc)) from exc
 
         self._set("filter")
         self._filter = None
@@ -357,19 +328,13 @@ class Sequencer:
         self._set(
             "exposing", image_type=step.image_type, exposure_s=exposure_s, exposure_start=start
         )
-        await camera.start_exposure(exposure_s, light=step.image_type in ("LIGHT", "FLAT"))
 
-        async def ready() -> bool:
+        def check() -> None:
             if self.activity.safety_abort and self.activity.state == "exposing":
                 raise _SafetyAbort("exposure aborted by the safety supervisor")
-            status = await camera.status()
-            if status.state == CameraState.ERROR:
-                raise DeviceError("camera reports state Error", device=camera.name)
-            return status.image_ready
 
-        await self._until(
-            ready, exposure_s + self.config.sequencer.readout_margin_s, camera.name, "exposure"
-        )
+        light = step.image_type in ("LIGHT", "FLAT")
+        await self.ops.expose(camera, exposure_s, light=light, check=check)
         self._set("downloading")
         image = await camera.download()
         self.events.publish("downloaded", shape=list(image.data.shape))

@@ -2,7 +2,7 @@
 
 `build_masters` groups the logged frames of a night (or of every night) by what makes them
 interchangeable (`obsctl.calibration.masters`), combines each group into a master FITS file
-under the data directory's ``masters/<night>/`` and records it in the ``masters`` table.
+in the data directory's masters (one folder per night) and records it in the ``masters`` table.
 
 A dark group without a matching master bias, or a flat group without one, is skipped with a
 warning: without the bias, neither can follow the conventions of the masters.
@@ -46,6 +46,7 @@ from obsctl.processing.combine import (
     median_combine,
     sigma_clipped_mean,
 )
+from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.fitsfile import write_fits_atomic
 from obsctl.store.headers import set_text_card
@@ -100,10 +101,10 @@ class _Input:
     filter: str | None
 
 
-def _read_inputs(rows: Iterable[Mapping[str, Any]], data_dir: Path) -> list[_Input]:
+def _read_inputs(rows: Iterable[Mapping[str, Any]], data_dir: DataDir) -> list[_Input]:
     inputs = []
     for row in rows:
-        path = data_dir / row["file_path"]
+        path = data_dir.path(row["file_path"])
         try:
             with FitsRows(path) as rows_of_frame:
                 header = rows_of_frame.header
@@ -246,16 +247,7 @@ def _record_master(
         "method": method,
         "created_utc": _now(),
     }
-    names = list(values)
-    # Rebuilding a master replaces its file and its row (the file name is its identity).
-    log_db.execute(
-        f"INSERT INTO masters ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
-        "ON CONFLICT (file_path) DO UPDATE SET "
-        + ", ".join(f"{n} = excluded.{n}" for n in names if n != "file_path"),
-        [values[n] for n in names],
-    )
-    row = log_db.query("SELECT * FROM masters WHERE file_path = ?", (rel_path,))[0]
-    return MasterRecord.from_row(row)
+    return MasterRecord.from_row(log_db.put_master(values))
 
 
 def _master_header(
@@ -309,7 +301,7 @@ def _master_header(
 
 @dataclass(frozen=True)
 class _BuildSettings:
-    data_dir: Path
+    data_dir: DataDir
     method: CombineMethod
     sigma: float
     max_iters: int
@@ -345,16 +337,16 @@ def _build_group(
             header,
             max_age_days=cfg.max_age_days,
             temperature_tolerance_c=cfg.temperature_tolerance_c,
-            accept=accept_geometry(cfg.data_dir, (*first.shape, *first.origin)),
+            accept=accept_geometry(cfg.data_dir.root, (*first.shape, *first.origin)),
         )
         if selection.bias is None:
             log.warning("no matching master bias for the %s; not built", label)
             return None
-        bias = load_master(cfg.data_dir / selection.bias.file_path)
+        bias = load_master(cfg.data_dir.path(selection.bias.file_path))
         used["MBIAS"] = Path(selection.bias.file_path).name
         subtract = bias
         if kind == "flat" and selection.dark is not None and selection.dark.exposure_s:
-            dark = load_master(cfg.data_dir / selection.dark.file_path)
+            dark = load_master(cfg.data_dir.path(selection.dark.file_path))
             used["MDARK"] = Path(selection.dark.file_path).name
             ratios = [i.exposure_s / selection.dark.exposure_s for i in group]
 
@@ -393,7 +385,7 @@ def _build_group(
     if kind == "flat":
         data /= np.float32(np.median(data))
     name = _master_name(kind, group, temp_c)
-    rel_path = f"masters/{first.night}/{name}"
+    rel_path = cfg.data_dir.master_file(first.night, name)
     master_header = _master_header(
         kind,
         group,
@@ -405,7 +397,7 @@ def _build_group(
         exposure_s=exposure_s,
         used=used,
     )
-    write_fits_atomic(cfg.data_dir / rel_path, data, master_header)
+    write_fits_atomic(cfg.data_dir.path(rel_path), data, master_header)
     record = _record_master(
         log_db,
         kind=kind,
@@ -421,7 +413,7 @@ def _build_group(
 
 def build_masters(
     log_db: ExposureLog,
-    data_dir: str | Path,
+    data_dir: DataDir | str | Path,
     *,
     night: str | None = None,
     method: CombineMethod = "sigma",
@@ -439,14 +431,14 @@ def build_masters(
     Biases are built first, then darks (each with the best matching master bias subtracted),
     then flats (bias and scaled dark subtracted, each normalised to its median, the master to
     1), so each kind can use the masters just built. Masters are written atomically to
-    ``<data_dir>/masters/<night>/`` and recorded in the ``masters`` table; rebuilding one
+    the data directory's masters and recorded in the ``masters`` table; rebuilding one
     replaces its file and row.
 
     Parameters
     ----------
     log_db : ExposureLog
         The exposure log.
-    data_dir : str or pathlib.Path
+    data_dir : DataDir, str or pathlib.Path
         The data directory, which logged file paths are relative to.
     night : str or None, optional
         Build only from this night's frames (``YYYY-MM-DD``); None builds every night.
@@ -480,7 +472,7 @@ def build_masters(
     if unknown:
         raise ValueError(f"unknown master kinds {sorted(unknown)}; expected {list(KINDS)}")
     cfg = _BuildSettings(
-        data_dir=Path(data_dir),
+        data_dir=DataDir(data_dir),
         method=method,
         sigma=sigma,
         max_iters=max_iters,
@@ -513,7 +505,7 @@ def build_masters(
 
 def build_configured_masters(
     log_db: ExposureLog,
-    data_dir: str | Path,
+    data_dir: DataDir | str | Path,
     settings: CalibrationConfig,
     *,
     night: str | None = None,
@@ -551,10 +543,4 @@ def frames_missing_masters(log_db: ExposureLog, night: str) -> list[int]:
     After new masters are built these are worth processing again: a frame taken before the
     night's darks (which come at dawn) was calibrated without them.
     """
-    rows = log_db.query(
-        "SELECT e.id FROM exposures e JOIN frame_metrics m ON m.exposure_id = e.id "
-        "WHERE e.night = ? AND e.image_type = 'LIGHT' AND m.flags LIKE '%no master%' "
-        "ORDER BY e.id",
-        (night,),
-    )
-    return [int(r["id"]) for r in rows]
+    return log_db.lights_flagged(night, "no master")

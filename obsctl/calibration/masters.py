@@ -34,6 +34,8 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from obsctl.clock import parse_night
+from obsctl.errors import ConfigError
 from obsctl.store.exposure_log import ExposureLog
 
 __all__ = [
@@ -166,8 +168,8 @@ def setup_of(header: Mapping[str, Any], row: Mapping[str, Any] | None = None) ->
 
 def _night_date(text: Any) -> date | None:
     try:
-        return date.fromisoformat(str(text)[:10])
-    except ValueError:
+        return parse_night(str(text)[:10])
+    except ConfigError:  # a header's DATE-OBS need not be a date
         return None
 
 
@@ -203,18 +205,14 @@ def _candidates(
 ) -> list[MasterRecord]:
     """Return the matching masters of one kind, best first."""
     setup = setup_of(header)
-    rows = log_db.query(
-        "SELECT * FROM masters WHERE kind = ? AND camera IS ? AND bin_x = ? AND bin_y = ? "
-        "AND readout_mode IS ? AND gain IS ? AND offset IS ?",
-        (
-            kind,
-            setup.camera,
-            setup.bin_x,
-            setup.bin_y,
-            setup.readout_mode,
-            setup.gain,
-            setup.offset,
-        ),
+    rows = log_db.masters_for(
+        kind,
+        camera=setup.camera,
+        bin_x=setup.bin_x,
+        bin_y=setup.bin_y,
+        readout_mode=setup.readout_mode,
+        gain=setup.gain,
+        offset=setup.offset,
     )
     temp = header_float(header.get("CCD-TEMP"))
     night = _frame_night(header)

@@ -76,19 +76,16 @@ def quality_grade(score: float) -> str | None:
     return next(letter for letter, low in GRADES if score >= low)
 
 
-def grade_frame(
-    query: Any, exposure_id: int, metrics: Mapping[str, float]
-) -> tuple[float, str | None]:
+def grade_frame(best: Mapping[str, Any], metrics: Mapping[str, float]) -> tuple[float, str | None]:
     """Grade a frame against the best frames of its field already in the exposure log.
 
     Parameters
     ----------
-    query : callable
-        ``ExposureLog.query``.
-    exposure_id : int
-        The frame.
+    best : mapping
+        The best metrics of the field's other frames (`ExposureLog.best_metrics_of_field`):
+        ``fwhm`` (px), ``stars`` and ``zp`` (mag), None where unknown.
     metrics : mapping
-        Its metrics (``fwhm_px``, ``star_count``, ``zero_point``, ``transparency``,
+        The frame's metrics (``fwhm_px``, ``star_count``, ``zero_point``, ``transparency``,
         ``artifact_fraction``).
 
     Returns
@@ -96,15 +93,6 @@ def grade_frame(
     tuple of (float, str or None)
         The score and its grade.
     """
-    rows = query(
-        "SELECT MIN(m.fwhm_px) AS fwhm, MAX(m.star_count) AS stars, MAX(m.zero_point) AS zp "
-        "FROM frame_metrics m JOIN exposures e ON e.id = m.exposure_id "
-        "JOIN exposures me ON me.id = ? "
-        "WHERE e.target IS me.target AND e.filter IS me.filter AND e.camera IS me.camera "
-        "AND m.exposure_id != ?",
-        (exposure_id, exposure_id),
-    )
-    best = rows[0] if rows else {}
 
     def value(key: str) -> float:
         v = metrics.get(key)

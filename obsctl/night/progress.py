@@ -99,10 +99,4 @@ class PlanProgress:
 
     def frames_stored(self, sequence_ids: list[int]) -> int:
         """Frames stored by the given sequences."""
-        if not sequence_ids:
-            return 0
-        marks = ", ".join("?" for _ in sequence_ids)
-        rows = self.log_db.query(
-            f"SELECT COUNT(*) AS n FROM exposures WHERE sequence_id IN ({marks})", sequence_ids
-        )
-        return int(rows[0]["n"])
+        return self.log_db.frames_of_sequences(sequence_ids)

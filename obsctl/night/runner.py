@@ -28,18 +28,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
-from obsctl.clock import Clock, night_of
-from obsctl.daemon import Daemon
-from obsctl.devices import CameraState
+from obsctl.clock import Clock, night_of, parse_night
+from obsctl.config import Config
+from obsctl.devices import DeviceSet
 from obsctl.errors import DeviceError, ScheduleError
+from obsctl.events import EventBus
 from obsctl.night.ephemeris import cached_night
 from obsctl.night.plan import Plan, PlanTarget
 from obsctl.night.progress import PlanProgress, iso_utc
 from obsctl.night.schedule import NightSchedule
+from obsctl.operations import Operations
+from obsctl.store.exposure_log import ExposureLog
 
-__all__ = ["NightRunner", "NightSummary", "check_filters", "run_night", "wall_time"]
+__all__ = ["NightHost", "NightRunner", "NightSummary", "check_filters", "run_night", "wall_time"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,81 @@ def wall_time(clock: Clock, when: datetime) -> datetime:
     return datetime.now(UTC) + (when - clock.now()) / speed
 
 
+class NightHost(Protocol):
+    """What the night runner drives: the daemon (`obsctl.daemon.Daemon`).
+
+    The runner queues visits as sequences, waits for them and stops them; it reads the
+    devices only for what happens between visits (cooler, flat-field pointing, park).
+    """
+
+    @property
+    def config(self) -> Config:
+        """The configuration (site, ``[night]``, ``[sequencer]``)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """Observatory time."""
+        ...
+
+    @property
+    def started(self) -> asyncio.Event:
+        """Set once the daemon runs."""
+        ...
+
+    @property
+    def ops(self) -> Operations:
+        """The device procedures, with the configured deadlines."""
+        ...
+
+    @property
+    def devices(self) -> DeviceSet:
+        """The connected devices."""
+        ...
+
+    @property
+    def log_db(self) -> ExposureLog:
+        """The exposure log (night progress is kept there)."""
+        ...
+
+    @property
+    def events(self) -> EventBus:
+        """Where the night's events are published."""
+        ...
+
+    def enqueue(self, sequence: Sequence) -> int:
+        """Queue a visit's sequence; return its id."""
+        ...
+
+    def resume_sequence(self, sequence_id: int) -> bool:
+        """Queue a stopped sequence again from its first missing frame."""
+        ...
+
+    async def stop_sequence(self, sequence_id: int) -> bool:
+        """Stop a pending or running sequence."""
+        ...
+
+    def sequence_state(self, sequence_id: int) -> str | None:
+        """Return a sequence's state, None when there is no such sequence."""
+        ...
+
+    def unsafe_reason(self) -> str | None:
+        """Return why it is unsafe to observe now, None when it is safe."""
+        ...
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Run until stopped."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until every stored frame is processed."""
+        ...
+
+    def request_stop(self) -> None:
+        """Ask the daemon to shut down."""
+        ...
+
+
 @dataclass
 class NightSummary:
     """What a night did."""
@@ -81,7 +160,7 @@ class NightRunner:
 
     Parameters
     ----------
-    daemon : Daemon
+    daemon : NightHost
         A daemon whose ``run`` is in progress (``started`` set, or soon).
     plan : Plan
         What to observe.
@@ -89,12 +168,12 @@ class NightRunner:
         The night to run; None takes the night containing the daemon clock's current time.
     """
 
-    def __init__(self, daemon: Daemon, plan: Plan, night: date | None = None) -> None:
+    def __init__(self, daemon: NightHost, plan: Plan, night: date | None = None) -> None:
         self.daemon = daemon
         self.plan = plan
         self.clock = daemon.clock
         site = daemon.config.site
-        self.night = night or date.fromisoformat(night_of(self.clock.now(), site.longitude_deg))
+        self.night = night or parse_night(night_of(self.clock.now(), site.longitude_deg))
         self.summary = NightSummary(self.night.isoformat())
         self._done: dict[str, asyncio.Event] = {}
         self.schedule: NightSchedule | None = None
@@ -106,8 +185,7 @@ class NightRunner:
         now = self.clock.now()
         self.summary.events.append((name, now))
         log.info("night %s: %s at %s", self.night, name, f"{now:%H:%M:%S} UTC")
-        assert self.daemon.state is not None
-        self.daemon.state.events.publish("night", event=name, observatory_time=iso_utc(now))
+        self.daemon.events.publish("night", event=name, observatory_time=iso_utc(now))
 
     async def _sleep_until(self, when: datetime) -> None:
         delta = (when - self.clock.now()).total_seconds()
@@ -118,13 +196,10 @@ class NightRunner:
         self, sequence_id: int, stop_when: Callable[[], str | None]
     ) -> tuple[str, str | None]:
         """Wait until a sequence finishes; stop it when ``stop_when`` gives a reason."""
-        assert self.daemon.state is not None
-        log_db = self.daemon.state.log_db
         while True:
-            row = await asyncio.to_thread(log_db.sequence, sequence_id)
-            state = "missing" if row is None else str(row["state"])
-            if state in _FINISHED or row is None:
-                return state, None
+            state = await asyncio.to_thread(self.daemon.sequence_state, sequence_id)
+            if state is None or state in _FINISHED:
+                return state or "missing", None
             reason = stop_when()
             if reason is not None:
                 await self.daemon.stop_sequence(sequence_id)
@@ -138,24 +213,13 @@ class NightRunner:
         Stopping a sequence aborts a running exposure, but a frame already being read out
         finishes; the next visit's first exposure would find the camera busy.
         """
-        assert self.daemon.state is not None
-        camera = self.daemon.state.devices.camera
-        config = self.daemon.config.sequencer
-        deadline = self.clock.monotonic() + config.readout_margin_s
-        while self.clock.monotonic() < deadline:
-            try:
-                async with asyncio.timeout(10):
-                    if (await camera.status()).state == CameraState.IDLE:
-                        return
-            except (DeviceError, TimeoutError) as exc:
-                log.warning("cannot read the camera state: %s", exc)
-                return
-            await asyncio.sleep(config.poll_s)
+        try:
+            await self.daemon.ops.camera_idle(self.daemon.devices.camera)
+        except DeviceError as exc:
+            log.warning("camera not idle: %s", exc)
 
     def _unsafe(self) -> str | None:
-        assert self.daemon.state is not None
-        supervisor = self.daemon.state.supervisor
-        return None if supervisor.is_safe else f"unsafe: {supervisor.reason}"
+        return self.daemon.unsafe_reason()
 
     # -- the night ------------------------------------------------------------------------
 
@@ -171,8 +235,7 @@ class NightRunner:
         from apscheduler.triggers.date import DateTrigger
 
         await self.daemon.started.wait()
-        state = self.daemon.state
-        assert state is not None
+        devices = self.daemon.devices
         site = self.daemon.config.site
         eph = await asyncio.to_thread(cached_night, site, self.night)
         self.schedule = schedule = await asyncio.to_thread(NightSchedule, self.plan, eph)
@@ -181,11 +244,11 @@ class NightRunner:
                 f"night {self.night}: the sun does not reach "
                 f"{self.plan.night.start_sun_alt_deg:g} deg at {site.name}"
             )
-        if state.devices.filter_wheel is not None:
-            async with asyncio.timeout(30):
-                wheel = await state.devices.filter_wheel.names()
-            check_filters(self.plan, wheel)
-        self.progress = PlanProgress(state.log_db, self.plan.name, self.night.isoformat())
+        if devices.filter_wheel is not None:
+            wheel = devices.filter_wheel
+            names = await self.daemon.ops.command(wheel.names(), wheel.name, "filter names")
+            check_filters(self.plan, names)
+        self.progress = PlanProgress(self.daemon.log_db, self.plan.name, self.night.isoformat())
         await self._adopt()
         flats = self.plan.calibration.flats
         dusk_at = schedule.night_start
@@ -276,12 +339,11 @@ class NightRunner:
             await self._flats("dusk")
 
     async def _cooler(self, *, on: bool, set_point_c: float | None = None) -> None:
-        assert self.daemon.state is not None
-        camera = self.daemon.state.devices.camera
         try:
-            async with asyncio.timeout(10):
-                await camera.set_cooler(on=on, set_point_c=set_point_c)
-        except (DeviceError, TimeoutError) as exc:
+            await self.daemon.ops.set_cooler(
+                self.daemon.devices.camera, on=on, set_point_c=set_point_c
+            )
+        except DeviceError as exc:
             log.warning("cooler command failed: %s", exc)
 
     async def _flats(self, when: str) -> None:
@@ -331,31 +393,16 @@ class NightRunner:
                     await self.clock.sleep(_IDLE_S)
 
     def _last_flat_exposure(self, filter_name: str) -> float | None:
-        assert self.daemon.state is not None
-        rows = self.daemon.state.log_db.query(
-            "SELECT exposure_s FROM exposures WHERE image_type = 'FLAT' AND filter = ? "
-            "AND night = ? ORDER BY id DESC LIMIT 1",
-            (filter_name, self.night.isoformat()),
-        )
-        return float(rows[0]["exposure_s"]) if rows else None
+        return self.daemon.log_db.last_exposure_s(self.night.isoformat(), "FLAT", filter_name)
 
     async def _point_flat_field(self, when: str) -> None:
         """Point high in the sky away from the sun (east at dusk, west at dawn)."""
-        assert self.daemon.state is not None
-        mount = self.daemon.state.devices.mount
+        mount = self.daemon.devices.mount
         if mount is None:
             return
-        config = self.daemon.config.sequencer
         try:
-            async with asyncio.timeout(30):
-                if (await mount.status()).at_park:
-                    await mount.unpark()
-                await mount.set_tracking(False)
-                await mount.slew_to_altaz(75.0, 90.0 if when == "dusk" else 270.0)
-            deadline = self.clock.monotonic() + config.slew_timeout_s
-            while (await mount.status()).slewing and self.clock.monotonic() < deadline:
-                await asyncio.sleep(config.poll_s)
-        except (DeviceError, TimeoutError) as exc:
+            await self.daemon.ops.point_altaz(mount, 75.0, 90.0 if when == "dusk" else 270.0)
+        except DeviceError as exc:
             log.warning("cannot point at the flat field (%s); flats where the mount is", exc)
 
     # -- the observing night ----------------------------------------------------------------
@@ -446,31 +493,17 @@ class NightRunner:
         self._event("night done")
 
     async def _park(self) -> None:
-        assert self.daemon.state is not None
-        mount = self.daemon.state.devices.mount
+        mount = self.daemon.devices.mount
         if mount is None:
             return
-        config = self.daemon.config.sequencer
         try:
-            async with asyncio.timeout(10):
-                await mount.park()
-            deadline = self.clock.monotonic() + config.slew_timeout_s
-            while not (await mount.status()).at_park:
-                if self.clock.monotonic() > deadline:
-                    log.error("mount not parked %g s after the park command", config.slew_timeout_s)
-                    return
-                await asyncio.sleep(config.poll_s)
+            await self.daemon.ops.park(mount)
             self._event("parked")
-        except (DeviceError, TimeoutError) as exc:
+        except DeviceError as exc:
             log.error("could not park at dawn: %s", exc)
 
     def _night_exposures(self) -> list[float]:
-        assert self.daemon.state is not None
-        rows = self.daemon.state.log_db.query(
-            "SELECT DISTINCT exposure_s FROM exposures WHERE image_type = 'LIGHT' AND night = ?",
-            (self.night.isoformat(),),
-        )
-        return [float(r["exposure_s"]) for r in rows]
+        return self.daemon.log_db.exposure_times(self.night.isoformat(), "LIGHT")
 
     async def _darks(self) -> None:
         assert self.progress is not None
@@ -495,13 +528,12 @@ class NightRunner:
         await self._run_visit("darks", "darks", sequence, lambda: None)
 
     async def _warm_up(self) -> None:
-        assert self.daemon.state is not None
         config = self.daemon.config.night
-        camera = self.daemon.state.devices.camera
+        camera = self.daemon.devices.camera
+        ops = self.daemon.ops
         try:
-            async with asyncio.timeout(10):
-                status = await camera.status()
-        except (DeviceError, TimeoutError) as exc:
+            status = await ops.command(camera.status(), camera.name, "camera status")
+        except DeviceError as exc:
             log.warning("cannot read the camera for the warm-up: %s", exc)
             return
         if not status.cooler_on:
@@ -510,9 +542,9 @@ class NightRunner:
         await self._cooler(on=True, set_point_c=config.warm_up_c)
         deadline = self.clock.monotonic() + config.warm_up_timeout_s
         while self.clock.monotonic() < deadline:
-            with contextlib.suppress(DeviceError, TimeoutError):
-                async with asyncio.timeout(10):
-                    temp = (await camera.status()).ccd_temperature_c
+            with contextlib.suppress(DeviceError):
+                status = await ops.command(camera.status(), camera.name, "camera status")
+                temp = status.ccd_temperature_c
                 if temp is None or temp >= config.warm_up_c - 1.0:
                     break
             await self.clock.sleep(30.0)
@@ -520,15 +552,11 @@ class NightRunner:
         self._event("cooler off")
 
     def _summarise(self) -> None:
-        assert self.progress is not None and self.daemon.state is not None
+        assert self.progress is not None
         for visit in self.progress.visits():
             key = f"{visit['kind']} {visit['state']}"
             self.summary.visits[key] = self.summary.visits.get(key, 0) + 1
-        rows = self.daemon.state.log_db.query(
-            "SELECT image_type, COUNT(*) AS n FROM exposures WHERE night = ? GROUP BY image_type",
-            (self.night.isoformat(),),
-        )
-        self.summary.frames = {str(r["image_type"]): int(r["n"]) for r in rows}
+        self.summary.frames = self.daemon.log_db.counts_by_type(self.night.isoformat())
 
 
 async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True) -> NightSummary:

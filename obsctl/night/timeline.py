@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from obsctl.clock import Clock, ScaledClock, SystemClock, night_of
+from obsctl.clock import Clock, ScaledClock, SystemClock, night_of, parse_night
 from obsctl.config import Config
 from obsctl.errors import ScheduleError
 from obsctl.night.ephemeris import cached_night
@@ -98,7 +98,7 @@ def night_clock(
     now = datetime.now(UTC)
     lon = config.site.longitude_deg
     if night is None:
-        night = date.fromisoformat(night_of(now, lon))
+        night = parse_night(night_of(now, lon))
         if speed == 1:
             return SystemClock(), night
         end = NightSchedule(plan, cached_night(config.site, night)).night_end

@@ -8,9 +8,15 @@ daemon is back. The raw frame is never touched.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+from numpy.typing import NDArray
 
 from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.schema import FRAME_METRIC_COLUMNS, MEASUREMENT_COLUMNS
 
 __all__ = ["ProcessingQueue"]
 
@@ -98,7 +104,67 @@ class ProcessingQueue:
             (state, stage, reason, calibrated_path, catalog_path, _now(), exposure_id),
         )
 
+    def save_results(
+        self,
+        exposure_id: int,
+        metrics: Mapping[str, Any],
+        flags: Sequence[str],
+        sources: NDArray[Any] | None,
+        quality: tuple[float | None, str | None] | None = None,
+    ) -> None:
+        """Store a processed frame's metrics, quality grade and measured sources.
+
+        Parameters
+        ----------
+        exposure_id : int
+            The frame.
+        metrics : mapping
+            Its metrics; those of `FRAME_METRIC_COLUMNS` are stored, non-finite ones as NULL.
+        flags : sequence of str
+            Its warning flags.
+        sources : numpy.ndarray or None
+            Its source catalog; the columns of `MEASUREMENT_COLUMNS` it has are stored (and
+            replace what an earlier run stored).
+        quality : tuple or None
+            Quality score and grade, when the frame was classified.
+        """
+        values = [_number_or_none(metrics.get(c)) for c in FRAME_METRIC_COLUMNS]
+        self.log_db.execute(
+            f"INSERT OR REPLACE INTO frame_metrics (exposure_id, "
+            f"{', '.join(FRAME_METRIC_COLUMNS)}, flags) "
+            f"VALUES ({', '.join('?' for _ in range(len(FRAME_METRIC_COLUMNS) + 2))})",
+            [exposure_id, *values, "; ".join(flags) or None],
+        )
+        if quality is not None:
+            self.log_db.execute(
+                "UPDATE frame_metrics SET quality_score = ?, quality_grade = ? "
+                "WHERE exposure_id = ?",
+                (*quality, exposure_id),
+            )
+        self.log_db.execute("DELETE FROM measurements WHERE exposure_id = ?", (exposure_id,))
+        if sources is not None and len(sources):
+            names = sources.dtype.names or ()
+            columns = [c for c in MEASUREMENT_COLUMNS if c in names]
+            rows = zip(*(sources[c].tolist() for c in columns), strict=True)
+            self.log_db.executemany(
+                f"INSERT INTO measurements (exposure_id, {', '.join(columns)}) "
+                f"VALUES (?, {', '.join('?' for _ in columns)})",
+                ([exposure_id, *(_finite_or_none(v) for v in row)] for row in rows),
+            )
+
     def counts(self) -> dict[str, int]:
         """Return the number of frames in each state."""
         rows = self.log_db.query("SELECT state, COUNT(*) AS n FROM processing GROUP BY state")
         return {str(r["state"]): int(r["n"]) for r in rows}
+
+
+def _number_or_none(value: Any) -> float | None:
+    """Return a finite number, None for anything else (SQL NULL)."""
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Return ``value``, None for NaN and infinities (SQL NULL)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -20,6 +20,7 @@ from obsctl.classify.quality import grade_frame
 from obsctl.events import EventBus
 from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.pipeline.worker import FrameResult, StageList, finite_number, process_file, worker_pool
+from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 
 __all__ = ["PipelineRunner", "store_result"]
@@ -27,103 +28,31 @@ __all__ = ["PipelineRunner", "store_result"]
 log = logging.getLogger(__name__)
 
 
-_METRIC_COLUMNS = (
-    "fwhm_px",
-    "fwhm_arcsec",
-    "hfr_px",
-    "hfr_arcsec",
-    "ellipticity",
-    "star_count",
-    "background",
-    "background_rms",
-    "zero_point",
-    "zero_point_err",
-    "limiting_mag",
-    "wcs_rms_arcsec",
-    # classify stage
-    "n_star",
-    "n_galaxy",
-    "n_cosmic_ray",
-    "n_hot_pixel",
-    "n_artifact",
-    "artifact_fraction",
-)
-_MEASUREMENT_COLUMNS = (
-    "x",
-    "y",
-    "ra_deg",
-    "dec_deg",
-    "flux",
-    "flux_err",
-    "flux_auto",
-    "flux_auto_err",
-    "mag",
-    "mag_err",
-    "fwhm_px",
-    "flags",
-    # classify stage
-    "source_class",
-    "p_star",
-    "p_galaxy",
-    "p_cosmic_ray",
-    "p_hot_pixel",
-    "p_artifact",
-)
+def store_result(
+    log_db: ExposureLog,
+    queue: ProcessingQueue,
+    result: FrameResult,
+    data_dir: DataDir | None = None,
+) -> None:
+    """Write a frame's metrics, measurements and final state to the exposure log.
 
-
-def store_result(log_db: ExposureLog, queue: ProcessingQueue, result: FrameResult) -> None:
-    """Write a frame's metrics, measurements and final state to the exposure log."""
+    Output paths are logged relative to ``data_dir`` when they are inside it.
+    """
     assert result.exposure_id is not None
     eid = result.exposure_id
-    rel = _relative(log_db, result)
     if result.failed_stage is not None:
         queue.finish(eid, state="failed", stage=result.failed_stage, reason=result.reason)
         return
-    m = result.metrics
-    values = [m.get(c) if finite_number(m.get(c)) else None for c in _METRIC_COLUMNS]
-    log_db.execute(
-        f"INSERT OR REPLACE INTO frame_metrics (exposure_id, {', '.join(_METRIC_COLUMNS)}, "
-        f"flags) VALUES ({', '.join('?' for _ in range(len(_METRIC_COLUMNS) + 2))})",
-        [eid, *values, "; ".join(result.flags) or None],
-    )
+    quality = None
     if "classify" in result.provenance:
-        score, grade = grade_frame(log_db.query, eid, m)
-        log_db.execute(
-            "UPDATE frame_metrics SET quality_score = ?, quality_grade = ? WHERE exposure_id = ?",
-            (score if math.isfinite(score) else None, grade, eid),
-        )
-    log_db.execute("DELETE FROM measurements WHERE exposure_id = ?", (eid,))
-    if result.sources is not None and len(result.sources):
-        src = result.sources
-        names = src.dtype.names or ()
-        columns = [c for c in _MEASUREMENT_COLUMNS if c in names]
-        rows = zip(*(src[c].tolist() for c in columns), strict=True)
-        log_db.executemany(
-            f"INSERT INTO measurements (exposure_id, {', '.join(columns)}) "
-            f"VALUES (?, {', '.join('?' for _ in columns)})",
-            ([eid, *(_sql(v) for v in row)] for row in rows),
-        )
-    queue.finish(eid, state="done", calibrated_path=rel[0], catalog_path=rel[1])
-
-
-def _sql(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _relative(log_db: ExposureLog, result: FrameResult) -> tuple[str | None, str | None]:
-    base = log_db.path.parent
-    out: list[str | None] = []
-    for p in (result.calibrated_path, result.catalog_path):
-        if p is None:
-            out.append(None)
-            continue
-        try:
-            out.append(str(Path(p).relative_to(base)))
-        except ValueError:
-            out.append(p)
-    return out[0], out[1]
+        score, grade = grade_frame(log_db.best_metrics_of_field(eid), result.metrics)
+        quality = (score if math.isfinite(score) else None, grade)
+    queue.save_results(eid, result.metrics, result.flags, result.sources, quality)
+    paths = [
+        None if p is None else (data_dir.relative(p) if data_dir is not None else p)
+        for p in (result.calibrated_path, result.catalog_path)
+    ]
+    queue.finish(eid, state="done", calibrated_path=paths[0], catalog_path=paths[1])
 
 
 class PipelineRunner:
@@ -133,7 +62,7 @@ class PipelineRunner:
     ----------
     log_db : ExposureLog
         The exposure log with the processing queue.
-    data_dir : pathlib.Path
+    data_dir : DataDir or pathlib.Path
         The data directory (raw frames are relative to it).
     stage_factory : callable
         Picklable callable building ``[(stage, policy), ...]`` in each worker.
@@ -149,7 +78,7 @@ class PipelineRunner:
     def __init__(
         self,
         log_db: ExposureLog,
-        data_dir: Path,
+        data_dir: DataDir | Path,
         stage_factory: Callable[[], StageList],
         *,
         workers: int = 2,
@@ -160,7 +89,7 @@ class PipelineRunner:
         # Frames whose after-store step is running: done in the queue, not yet finished.
         self.finishing = 0
         self.log_db = log_db
-        self.data_dir = data_dir
+        self.data_dir = DataDir(data_dir)
         self.queue = ProcessingQueue(log_db)
         self.stage_factory = stage_factory
         self.workers = workers
@@ -246,8 +175,8 @@ class PipelineRunner:
                 self.finishing -= 1
 
     def _raw_path(self, exposure_id: int) -> str | None:
-        rows = self.log_db.query("SELECT file_path FROM exposures WHERE id = ?", (exposure_id,))
-        return str(self.data_dir / rows[0]["file_path"]) if rows else None
+        row = self.log_db.exposure(exposure_id)
+        return None if row is None else str(self.data_dir.path(row["file_path"]))
 
     async def _store(self, eid: int, future: asyncio.Future[FrameResult]) -> None:
         try:
@@ -276,7 +205,7 @@ class PipelineRunner:
         self.finishing += 1
         handed_on = False
         try:
-            await asyncio.to_thread(store_result, self.log_db, self.queue, result)
+            await asyncio.to_thread(store_result, self.log_db, self.queue, result, self.data_dir)
             self.in_flight.discard(eid)
             if result.failed_stage:
                 log.warning("exposure %d: %s failed: %s", eid, result.failed_stage, result.reason)

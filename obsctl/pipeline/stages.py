@@ -17,7 +17,7 @@ from obsctl.pipeline.astrometry import ConeQuery
 from obsctl.pipeline.stage import FailurePolicy, Stage
 from obsctl.store.datadir import DataDir
 
-__all__ = ["build_stages"]
+__all__ = ["build_stages", "check_stages"]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +111,22 @@ def build_stages(
         (FACTORIES[name](config, folder, reference), config.pipeline.on_failure.get(name, "mark"))
         for name in config.pipeline.stages
     ]
+
+
+def check_stages(config: Config) -> None:
+    """Check what the configured stages load before any frame is taken (the classifier model).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``pipeline.classifier_model`` when the model is missing or does not take the
+        classifier's input spec.
+    """
+    if "classify" not in config.pipeline.stages:
+        return
+    from obsctl.classify.model import SourceClassifier
+
+    try:
+        SourceClassifier(config.pipeline.classifier_model)
+    except ConfigError as exc:
+        raise ConfigError(f"pipeline.classifier_model: {exc}", path=exc.path) from exc

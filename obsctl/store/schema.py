@@ -195,7 +195,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alerts_mjd ON alerts (mjd);
     """,
-    # night plans (obsctl.night.runner): one row per visit of a target or calibration block, in
+    # night plans (obsctl.night.progress): one row per visit of a target or calibration block, in
     # observatory (possibly simulated) time, so that a restart or the next night continues.
     """
     CREATE TABLE plan_visits (

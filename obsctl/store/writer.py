@@ -2,7 +2,8 @@
 
 The sequencer hands each downloaded frame to the `FrameWriter`, which writes it (FITS,
 atomically, under `obsctl.store.raw_store`) and logs it in the background, so the camera
-starts the next exposure at once instead of waiting for the disk.
+starts the next exposure at once instead of waiting for the disk. At start, `recover_orphans`
+logs the frames a crash left on disk between the file and its row.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from astropy.io import fits
+
 from obsctl.clock import night_of
 from obsctl.errors import StorageError
 from obsctl.events import EventBus
@@ -19,7 +22,7 @@ from obsctl.store.exposure_log import ExposureLog, ExposureRecord
 from obsctl.store.headers import FrameContext, airmass, raw_header
 from obsctl.store.raw_store import RawStore
 
-__all__ = ["FrameWriter", "StoredFrame"]
+__all__ = ["FrameWriter", "StoredFrame", "recover_orphans"]
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +180,53 @@ class FrameWriter:
         if self.on_stored is not None:
             await self.on_stored(exposure_id, record.file_path)
         return exposure_id
+
+
+def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
+    """Log frames that are on disk but not in the database (a crash between the two).
+
+    Returns
+    -------
+    list of str
+        The recovered files, relative to the data directory.
+    """
+    recovered = []
+    for path in store.frames():
+        rel = store.relative(path)
+        if log_db.has_file(rel):
+            continue
+        try:
+            h = fits.getheader(path)
+            record = ExposureRecord(
+                night=str(h["DAY-OBS"]),
+                file_path=rel,
+                image_type=str(h["IMAGETYP"]),
+                exposure_s=float(h["EXPTIME"]),
+                date_obs=str(h["DATE-OBS"]),
+                mjd_start=float(h["MJD-OBS"]),
+                mjd_mid=float(h["MJD-MID"]),
+                bin_x=int(h.get("XBINNING", 1)),
+                bin_y=int(h.get("YBINNING", 1)),
+                status="recovered",
+                target=h.get("OBJECT"),
+                filter=h.get("FILTER"),
+                ra_deg=h.get("RA"),
+                dec_deg=h.get("DEC"),
+                alt_deg=h.get("ALT"),
+                az_deg=h.get("AZ"),
+                airmass=h.get("AIRMASS"),
+                gain=h.get("GAIN"),
+                offset=h.get("OFFSET"),
+                ccd_temp_c=h.get("CCD-TEMP"),
+                camera=h.get("CAMERA"),
+                sequence_id=h.get("SEQ-ID"),
+                step_index=h.get("SEQ-STEP"),
+                frame_index=h.get("SEQ-FRAM"),
+            )
+        except (OSError, KeyError, ValueError) as exc:
+            log.error("cannot recover %s (%s); left out of the log", rel, exc)
+            continue
+        log_db.add_exposure(record)
+        recovered.append(rel)
+        log.warning("recovered %s into the exposure log", rel)
+    return recovered

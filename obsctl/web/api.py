@@ -27,22 +27,85 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from obsctl.acquisition.sequence import parse_sequence
+from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.safety import SafetySupervisor
+from obsctl.acquisition.sequence import Sequence, parse_sequence
+from obsctl.config import Config
+from obsctl.devices import DeviceSet
 from obsctl.errors import ConfigError, DeviceError
+from obsctl.events import EventBus
+from obsctl.pipeline.queue import ProcessingQueue
+from obsctl.store.datadir import DataDir
+from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.writer import FrameWriter
 from obsctl.web import QuickLook, add_quicklook
 
-if TYPE_CHECKING:
-    from obsctl.daemon import DaemonState
-
-__all__ = ["build_app", "start_api"]
+__all__ = ["Observatory", "build_app", "start_api"]
 
 log = logging.getLogger(__name__)
 
-STATE: web.AppKey[DaemonState] = web.AppKey("state")
+
+class Observatory(Protocol):
+    """What the control API reads and drives: the running daemon (`obsctl.daemon.Daemon`)."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration (server token, pipeline)."""
+        ...
+
+    @property
+    def data_dir(self) -> DataDir:
+        """The data directory the quick-look page serves frames from."""
+        ...
+
+    @property
+    def devices(self) -> DeviceSet:
+        """The connected devices."""
+        ...
+
+    @property
+    def log_db(self) -> ExposureLog:
+        """The exposure log."""
+        ...
+
+    @property
+    def activity(self) -> Activity:
+        """What the sequencer is doing."""
+        ...
+
+    @property
+    def events(self) -> EventBus:
+        """The events streamed to clients."""
+        ...
+
+    @property
+    def supervisor(self) -> SafetySupervisor:
+        """The safety supervisor."""
+        ...
+
+    @property
+    def writer(self) -> FrameWriter:
+        """The frame writer (frames waiting for the disk)."""
+        ...
+
+    def enqueue(self, sequence: Sequence) -> int:
+        """Queue a sequence; return its id."""
+        ...
+
+    async def stop_sequence(self, sequence_id: int) -> bool:
+        """Stop a pending or running sequence; False when there is none."""
+        ...
+
+    async def abort_exposure(self) -> None:
+        """Abort the running exposure and its sequence."""
+        ...
+
+
+STATE: web.AppKey[Observatory] = web.AppKey("observatory")
 _STATUS_TIMEOUT_S = 1.0
 _MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -72,7 +135,7 @@ async def _read(name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, Any
     return name, value
 
 
-async def device_status(state: DaemonState) -> dict[str, Any]:
+async def device_status(state: Observatory) -> dict[str, Any]:
     """Read every device's state concurrently, each under a short deadline."""
     d = state.devices
     calls: list[Awaitable[tuple[str, Any]]] = []
@@ -142,12 +205,11 @@ async def _status(request: web.Request) -> web.Response:
     )
 
 
-def _processing_counts(state: DaemonState) -> dict[str, int] | None:
+def _processing_counts(state: Observatory) -> dict[str, int] | None:
     """Frames per pipeline state (queued, running, done, failed); None without a pipeline."""
     if not state.config.pipeline.enabled:
         return None
-    rows = state.log_db.query("SELECT state, COUNT(*) AS n FROM processing GROUP BY state")
-    return {str(r["state"]): int(r["n"]) for r in rows}
+    return ProcessingQueue(state.log_db).counts()
 
 
 async def _sequences(request: web.Request) -> web.Response:
@@ -169,7 +231,7 @@ async def _add_sequence(request: web.Request) -> web.Response:
         sequence = parse_sequence(body, source="request")
     except ConfigError as exc:
         return _json({"error": str(exc)}, status=400)
-    sid = state.daemon.enqueue(sequence)
+    sid = state.enqueue(sequence)
     return _json({"id": sid, "name": sequence.name, "state": "pending"}, status=201)
 
 
@@ -178,13 +240,13 @@ async def _stop_sequence(request: web.Request) -> web.Response:
         sid = int(request.match_info["id"])
     except ValueError:
         return _json({"error": "sequence id must be an integer"}, status=400)
-    if not await request.app[STATE].daemon.stop_sequence(sid):
+    if not await request.app[STATE].stop_sequence(sid):
         return _json({"error": f"no pending or running sequence {sid}"}, status=404)
     return _json({"id": sid, "state": "stopped"})
 
 
 async def _abort(request: web.Request) -> web.Response:
-    await request.app[STATE].daemon.abort_exposure()
+    await request.app[STATE].abort_exposure()
     return _json({"aborted": True})
 
 
@@ -206,18 +268,7 @@ async def _exposures(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    night = request.query.get("night")
-    sql = (
-        "SELECT e.id AS exposure_id, e.night, e.date_obs, e.mjd_mid, e.target, e.filter, "
-        "e.airmass, m.fwhm_arcsec, m.hfr_arcsec, m.ellipticity, m.star_count, m.background, "
-        "m.background_rms, m.zero_point, m.zero_point_err, m.limiting_mag, m.wcs_rms_arcsec, "
-        "m.flags FROM frame_metrics m JOIN exposures e ON e.id = m.exposure_id"
-    )
-    args: tuple[str, ...] = ()
-    if night is not None:
-        sql += " WHERE e.night = ?"
-        args = (night,)
-    rows = state.log_db.query(sql + " ORDER BY e.id", args)
+    rows = await asyncio.to_thread(state.log_db.metrics, request.query.get("night"))
     add_transparency(rows, state.config.pipeline.nominal_zero_point)
     return _json(rows)
 
@@ -298,7 +349,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def build_app(state: DaemonState) -> web.Application:
+def build_app(state: Observatory) -> web.Application:
     """Return the control API application for a running daemon."""
     app = web.Application(middlewares=[_auth])
     app[STATE] = state
@@ -319,7 +370,7 @@ def build_app(state: DaemonState) -> web.Application:
         app,
         QuickLook(
             log_db=state.log_db,
-            data_dir=state.daemon.data_dir,
+            data_dir=state.data_dir,
             events=state.events,
             pipeline_enabled=state.config.pipeline.enabled,
         ),
@@ -327,7 +378,7 @@ def build_app(state: DaemonState) -> web.Application:
     return app
 
 
-async def start_api(state: DaemonState) -> tuple[web.AppRunner, str]:
+async def start_api(state: Observatory) -> tuple[web.AppRunner, str]:
     """Serve the API on the configured host and port; return the runner and its URL."""
     server = state.config.server
     # handler_cancellation ends an event stream as soon as its client goes; the short

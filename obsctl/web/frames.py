@@ -19,20 +19,16 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 
 __all__ = [
     "FITS_SUFFIXES",
-    "METRIC_COLUMNS",
     "FrameImage",
     "catalog_count",
     "class_column",
     "frame_header",
-    "frame_row",
     "image_path",
-    "latest_frame",
-    "night_log",
-    "nights",
     "open_image",
     "pixel_value",
     "resolve_data_file",
@@ -79,23 +75,9 @@ _WCS_CARD = re.compile(
     r"^(CTYPE[12]|CUNIT[12]|CRVAL[12]|CRPIX[12]|CDELT[12]|CROTA2|CD[12]_[12]|PC[12]_[12]|"
     r"LONPOLE|LATPOLE|RADESYS|EQUINOX|[AB]_ORDER|[AB]_\d+_\d+)$"
 )
-#: The frame metrics the page shows (trends and the frame panel).
-METRIC_COLUMNS = (
-    "fwhm_px",
-    "fwhm_arcsec",
-    "hfr_arcsec",
-    "ellipticity",
-    "star_count",
-    "background",
-    "background_rms",
-    "zero_point",
-    "zero_point_err",
-    "limiting_mag",
-    "wcs_rms_arcsec",
-)
 
 
-def resolve_data_file(data_dir: Path, relative: str) -> Path | None:
+def resolve_data_file(data_dir: DataDir | Path, relative: str) -> Path | None:
     """Return the FITS file that ``relative`` names inside ``data_dir``, or None.
 
     None when the path leaves the data directory (``..``, an absolute path, a symbolic link
@@ -104,14 +86,14 @@ def resolve_data_file(data_dir: Path, relative: str) -> Path | None:
 
     Parameters
     ----------
-    data_dir : pathlib.Path
+    data_dir : DataDir or pathlib.Path
         The daemon's data directory.
     relative : str
         Path relative to it, as the page asks for it.
     """
     if not relative or "\x00" in relative:
         return None
-    base = data_dir.resolve()
+    base = DataDir(data_dir).root.resolve()
     try:
         candidate = (base / relative).resolve()
         candidate.relative_to(base)
@@ -122,57 +104,7 @@ def resolve_data_file(data_dir: Path, relative: str) -> Path | None:
     return candidate
 
 
-def nights(log_db: ExposureLog) -> list[dict[str, Any]]:
-    """Return the nights in the log, newest first, with their frame counts."""
-    return log_db.query(
-        "SELECT night, COUNT(*) AS frames, MIN(date_obs) AS first, MAX(date_obs) AS last "
-        "FROM exposures GROUP BY night ORDER BY night DESC"
-    )
-
-
-def latest_frame(log_db: ExposureLog) -> int | None:
-    """Return the newest processed light frame, else the newest light frame, else None."""
-    rows = log_db.query(
-        "SELECT e.id FROM exposures e JOIN processing p ON p.exposure_id = e.id "
-        "WHERE p.state = 'done' ORDER BY e.id DESC LIMIT 1"
-    )
-    if not rows:
-        rows = log_db.query(
-            "SELECT id FROM exposures WHERE image_type = 'LIGHT' ORDER BY id DESC LIMIT 1"
-        )
-    return int(rows[0]["id"]) if rows else None
-
-
-def night_log(log_db: ExposureLog, night: str | None) -> list[dict[str, Any]]:
-    """Return the exposure log of a night (all nights for None) with processing results."""
-    sql = (
-        "SELECT e.id, e.night, e.date_obs, e.mjd_mid, e.target, e.image_type, e.filter, "
-        "e.exposure_s, e.airmass, e.status, e.file_path, p.state AS processing, "
-        "m.fwhm_arcsec, m.star_count, m.zero_point FROM exposures e "
-        "LEFT JOIN processing p ON p.exposure_id = e.id "
-        "LEFT JOIN frame_metrics m ON m.exposure_id = e.id"
-    )
-    args: tuple[str, ...] = ()
-    if night is not None:
-        sql += " WHERE e.night = ?"
-        args = (night,)
-    return log_db.query(sql + " ORDER BY e.id", args)
-
-
-def frame_row(log_db: ExposureLog, exposure_id: int) -> dict[str, Any] | None:
-    """Return one exposure with its processing state and frame metrics, or None."""
-    metrics = ", ".join(f"m.{c}" for c in METRIC_COLUMNS)
-    rows = log_db.query(
-        f"SELECT e.*, p.state AS processing, p.stage AS failed_stage, p.reason, "
-        f"p.calibrated_path, p.catalog_path, m.flags AS metric_flags, {metrics} "
-        "FROM exposures e LEFT JOIN processing p ON p.exposure_id = e.id "
-        "LEFT JOIN frame_metrics m ON m.exposure_id = e.id WHERE e.id = ?",
-        (exposure_id,),
-    )
-    return rows[0] if rows else None
-
-
-def image_path(data_dir: Path, row: dict[str, Any]) -> tuple[Path, str]:
+def image_path(data_dir: DataDir, row: dict[str, Any]) -> tuple[Path, str]:
     """Return the image to show for a frame: the calibrated one when it exists, else the raw.
 
     Returns
@@ -182,10 +114,10 @@ def image_path(data_dir: Path, row: dict[str, Any]) -> tuple[Path, str]:
     """
     calibrated = row.get("calibrated_path")
     if calibrated:
-        path = data_dir / calibrated
+        path = data_dir.path(calibrated)
         if path.is_file():
             return path, "calibrated"
-    return data_dir / str(row["file_path"]), "raw"
+    return data_dir.path(str(row["file_path"])), "raw"
 
 
 @dataclass
@@ -279,7 +211,7 @@ def class_column(log_db: ExposureLog) -> str | None:
     name mentions "class" wins over an integer one; real-valued columns are scores, not
     classes.
     """
-    columns = log_db.query("PRAGMA table_info(measurements)")
+    columns = log_db.measurement_columns()
     candidates = [
         (0 if "TEXT" in str(c["type"]).upper() else 1, int(c["cid"]), str(c["name"]))
         for c in columns
@@ -302,12 +234,7 @@ def sources(log_db: ExposureLog, exposure_id: int) -> dict[str, Any]:
         "unclassified").
     """
     column = class_column(log_db)
-    klass = "NULL" if column is None else '"' + column.replace('"', '""') + '"'
-    rows = log_db.query(
-        f"SELECT x, y, mag, mag_err, fwhm_px, flags, {klass} AS class FROM measurements "
-        "WHERE exposure_id = ? ORDER BY id",
-        (exposure_id,),
-    )
+    rows = log_db.frame_sources(exposure_id, column)
     names = ["x", "y", "mag", "mag_err", "fwhm_px", "flags", "class"]
     table = [[r[n] for n in names] for r in rows]
     for row in table:

@@ -34,7 +34,9 @@ from aiohttp import web
 
 from obsctl.events import EventBus
 from obsctl.processing.display import STRETCHES
+from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.schema import FRAME_METRIC_COLUMNS
 from obsctl.web import frames
 from obsctl.web.previews import PreviewCache, bin_region
 
@@ -59,7 +61,7 @@ class QuickLook:
     ----------
     log_db : ExposureLog
         The exposure log.
-    data_dir : pathlib.Path
+    data_dir : DataDir or pathlib.Path
         The data directory: frames are read and served from here only.
     events : EventBus
         The daemon's events (a ``processed`` event triggers the new frame's preview).
@@ -68,10 +70,13 @@ class QuickLook:
     """
 
     log_db: ExposureLog
-    data_dir: Path
+    data_dir: DataDir
     events: EventBus
     pipeline_enabled: bool = True
     cache: PreviewCache = field(default_factory=PreviewCache)
+
+    def __post_init__(self) -> None:
+        self.data_dir = DataDir(self.data_dir)
 
 
 QUICKLOOK: web.AppKey[QuickLook] = web.AppKey("quicklook", QuickLook)
@@ -115,7 +120,7 @@ async def _frame(request: web.Request) -> tuple[QuickLook, int, dict[str, Any]]:
         raise web.HTTPNotFound(
             text='{"error": "frame id must be an integer"}', content_type="application/json"
         ) from None
-    row = await asyncio.to_thread(frames.frame_row, ql.log_db, eid)
+    row = await asyncio.to_thread(ql.log_db.frame_row, eid)
     if row is None:
         raise web.HTTPNotFound(
             text=orjson.dumps({"error": f"no exposure {eid}"}).decode(),
@@ -137,7 +142,7 @@ async def _info(request: web.Request) -> web.Response:
             if r.method == "GET" and r.resource is not None
         }
     )
-    nights = await asyncio.to_thread(frames.nights, ql.log_db)
+    nights = await asyncio.to_thread(ql.log_db.nights)
     return _json(
         {
             "routes": routes,
@@ -151,12 +156,12 @@ async def _info(request: web.Request) -> web.Response:
 async def _log(request: web.Request) -> web.Response:
     ql = request.app[QUICKLOOK]
     night = request.query.get("night") or None
-    return _json(await asyncio.to_thread(frames.night_log, ql.log_db, night))
+    return _json(await asyncio.to_thread(ql.log_db.night_log, night))
 
 
 async def _latest(request: web.Request) -> web.Response:
     ql = request.app[QUICKLOOK]
-    return _json({"exposure_id": await asyncio.to_thread(frames.latest_frame, ql.log_db)})
+    return _json({"exposure_id": await asyncio.to_thread(ql.log_db.latest_frame)})
 
 
 def _data_url(relative: str | None) -> str | None:
@@ -173,12 +178,12 @@ async def _frame_info(request: web.Request) -> web.Response:
     catalog = row.get("catalog_path")
     count = None
     if catalog:
-        count = await asyncio.to_thread(frames.catalog_count, ql.data_dir / catalog)
+        count = await asyncio.to_thread(frames.catalog_count, ql.data_dir.path(catalog))
     return _json(
         {
             "exposure_id": eid,
-            "exposure": {k: v for k, v in row.items() if k not in frames.METRIC_COLUMNS},
-            "metrics": {k: row.get(k) for k in frames.METRIC_COLUMNS},
+            "exposure": {k: v for k, v in row.items() if k not in FRAME_METRIC_COLUMNS},
+            "metrics": {k: row.get(k) for k in FRAME_METRIC_COLUMNS},
             "image": kind,
             "shape": header["shape"],
             "cards": header["cards"],
@@ -271,7 +276,7 @@ async def _watch(ql: QuickLook) -> None:
                 continue
             try:
                 eid = int(event["exposure_id"])
-                row = await asyncio.to_thread(frames.frame_row, ql.log_db, eid)
+                row = await asyncio.to_thread(ql.log_db.frame_row, eid)
                 if row is not None:
                     path, _ = frames.image_path(ql.data_dir, row)
                     await ql.cache.png(eid, path, ql.cache.last_size_px, ql.cache.last_stretch)

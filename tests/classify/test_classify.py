@@ -31,6 +31,7 @@ from obsctl.classify.training.dataset import TEST_SEEDS, generate
 from obsctl.classify.training.evaluate import quality_report
 from obsctl.config import default_config_path, parse_config, read_toml
 from obsctl.errors import ConfigError
+from obsctl.pipeline.stages import check_stages
 from obsctl.processing.photometry import FLAG_SATURATED, catalog_dtype
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -152,10 +153,13 @@ def test_a_model_with_other_inputs_fails_at_start(tmp_path) -> None:
         SourceClassifier(tmp_path / "missing.onnx")
     config = read_toml(default_config_path())
     config.setdefault("pipeline", {})["classifier_model"] = str(WRONG_INPUTS)
+    wrong = parse_config(config, path=tmp_path / "obsctl.toml")  # config does no I/O
     with pytest.raises(ConfigError, match=r"pipeline.classifier_model: .*model inputs are"):
-        parse_config(config, path=tmp_path / "obsctl.toml")
+        check_stages(wrong)  # the pipeline checks its model when it starts
     config["pipeline"]["classifier_model"] = str(SHIPPED_MODEL)
-    assert parse_config(config, path=tmp_path / "obsctl.toml").pipeline.classifier_model
+    shipped = parse_config(config, path=tmp_path / "obsctl.toml")
+    check_stages(shipped)
+    assert shipped.pipeline.classifier_model
 
 
 def test_held_out_quality_meets_the_goals_and_the_card() -> None:
