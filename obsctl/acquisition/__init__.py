@@ -1,1 +1,9 @@
-"""Acquisition: sequences, the sequencer, the fault policy and the safety supervisor."""
+"""Acquisition: from a queued sequence to a downloaded frame handed to the store.
+
+- `sequence`: what to take (target, steps), validated like the config;
+- `sequencer`: runs a sequence's steps on the devices (safety gate, slew, filter, expose,
+  download) through `obsctl.operations`, and hands each frame to `obsctl.store.writer`;
+- `policy`: what a failed device call costs (retry, reconnect, skip the step);
+- `safety`: the supervisor beside the sequencer (abort, stop tracking, park when unsafe);
+- `activity`: what is happening now, shared with the supervisor and the control API.
+"""

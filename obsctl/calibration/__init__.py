@@ -1,1 +1,5 @@
-"""Calibration masters: their records, how one is chosen for a frame, and how they are built."""
+"""Calibration masters: records and selection (`masters`), building (`build`, `fitsrows`).
+
+The `Calibrate` stage that applies them is `obsctl.pipeline.calibrate`; the arithmetic is
+`obsctl.processing.calibrate` and `obsctl.processing.combine`.
+"""

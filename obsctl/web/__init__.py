@@ -1,4 +1,10 @@
-"""The live quick-look page: routes for the page and its data, and its static files."""
+"""The web side: the control API (`api`) and the live quick-look page.
+
+- `api`: status, sequences, exposures, metrics and server-sent events, driving the daemon
+  through a protocol;
+- `quicklook`: the page's routes; `frames`: what they read; `previews`: the previews made on
+  the server; `static/`: the page.
+"""
 
 from obsctl.web.quicklook import QUICKLOOK, QuickLook, add_quicklook, static_dir
 
