@@ -15,7 +15,6 @@ import logging
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from obsctl.timeseries.alerts import Alert, baseline, brightness_change, transit
 from obsctl.timeseries.differential import choose_comparisons, differential_photometry
 from obsctl.timeseries.matching import match_positions, separation_arcsec
 from obsctl.timeseries.stats import find_period, variability_stats
+from obsctl.timeseries.store import FramePoint, LightCurveStore, SolvedPoint
 from obsctl.timeseries.times import bjd_tdb
 
 __all__ = [
@@ -51,7 +51,6 @@ FLAG_NO_ENSEMBLE = 4
 _MIN_SNR_NEW_OBJECT = 5.0
 _NEW_SOURCE_REJECT_FLAGS = CALIBRATION_REJECT_FLAGS & ~FLAG_CROWDED
 _LOG10 = 2.5 / math.log(10.0)  # magnitude error per fractional flux error
-_GRADE_COLUMN = "quality_grade"  # filled by the classification stage when it runs
 # Frames whose ensemble is solved together: enough history to weigh the comparison stars,
 # bounded so a frame's work does not grow with the archive.
 _ENSEMBLE_FRAMES = 400
@@ -103,9 +102,9 @@ class LightCurveMonitor:
 
     def __init__(self, log_db: ExposureLog, config: MonitoringConfig, site: SiteConfig) -> None:
         self.db = log_db
+        self.store = LightCurveStore(log_db)
         self.config = config
         self.site = site
-        self._grade_column: str | bool | None = False  # False: not looked up yet
 
     # --- targets -------------------------------------------------------------------------
 
@@ -126,20 +125,6 @@ class LightCurveMonitor:
         """Return the configured target of that name, if any."""
         return next((t for t in self.config.targets if t.name == name), None)
 
-    def _grade(self, exposure_id: int) -> tuple[str | None, str | None]:
-        if self._grade_column is False:
-            cols = {r["name"] for r in self.db.query("PRAGMA table_info(frame_metrics)")}
-            self._grade_column = _GRADE_COLUMN if _GRADE_COLUMN in cols else None
-        column = self._grade_column if isinstance(self._grade_column, str) else None
-        sql = (
-            f"SELECT flags{', ' + column if column else ''} FROM frame_metrics WHERE exposure_id=?"
-        )
-        rows = self.db.query(sql, (exposure_id,))
-        if not rows:
-            return None, None
-        grade = rows[0].get(column) if column else None
-        return (None if grade is None else str(grade)), rows[0]["flags"]
-
     # --- the frame -----------------------------------------------------------------------
 
     def pending_exposures(self) -> list[int]:
@@ -149,11 +134,7 @@ class LightCurveMonitor:
         are the frames to add again.
         """
         fields = {t.field or t.name for t in self.config.targets}
-        rows = self.db.query(
-            "SELECT e.id, e.target FROM exposures e JOIN processing p ON p.exposure_id = e.id "
-            "WHERE p.state = 'done' AND e.image_type = 'LIGHT' AND NOT EXISTS "
-            "(SELECT 1 FROM lc_points l WHERE l.exposure_id = e.id) ORDER BY e.mjd_mid"
-        )
+        rows = self.store.pending_exposures()
         return [int(r["id"]) for r in rows if self.config.auto or r["target"] in fields]
 
     def process_exposure(self, exposure_id: int) -> list[Alert]:
@@ -169,24 +150,19 @@ class LightCurveMonitor:
         list of Alert
             Alerts raised by this frame that were not raised before (already stored).
         """
-        rows = self.db.query("SELECT * FROM exposures WHERE id = ?", (exposure_id,))
-        if not rows or rows[0]["image_type"] != "LIGHT":
+        exposure = self.db.exposure(exposure_id)
+        if exposure is None or exposure["image_type"] != "LIGHT":
             return []
-        exposure = rows[0]
         targets = self._targets_for(exposure)
         if not targets:
             return []
         field = targets[0].field
-        grade, frame_flags = self._grade(exposure_id)
+        grade, frame_flags = self.store.frame_grade(exposure_id)
         bad_frame = frame_is_bad(grade, frame_flags, self.config.bad_grades)
         quality = grade if grade is not None else ("bad" if bad_frame else "good")
-        meas = self.db.query(
-            "SELECT id, ra_deg, dec_deg, flux, flux_err, mag, flags FROM measurements "
-            "WHERE exposure_id = ? AND ra_deg IS NOT NULL AND flux > 0 AND flux_err > 0",
-            (exposure_id,),
-        )
+        meas = self.store.measurements(exposure_id)
         mjd = float(exposure["mjd_mid"])
-        n_prior = self._frames_in_field(field, exposure["filter"], before_mjd=mjd)
+        n_prior = self.store.frames_in_field(field, exposure["filter"], before_mjd=mjd)
         objects = self._objects(field)
         alerts: list[Alert] = []
         ra = np.array([m["ra_deg"] for m in meas], dtype=np.float64)
@@ -205,10 +181,13 @@ class LightCurveMonitor:
         }
         for k, m in enumerate(meas):
             if object_ids[k] < 0 and snr[k] >= _MIN_SNR_NEW_OBJECT:
-                object_ids[k] = self.db.execute(
-                    "INSERT INTO lc_objects (field, ra_deg, dec_deg, ref_mag, first_exposure_id, "
-                    "first_mjd) VALUES (?, ?, ?, ?, ?, ?)",
-                    (field, m["ra_deg"], m["dec_deg"], m["mag"], exposure_id, mjd),
+                object_ids[k] = self.store.add_object(
+                    field,
+                    m["ra_deg"],
+                    m["dec_deg"],
+                    ref_mag=m["mag"],
+                    exposure_id=exposure_id,
+                    mjd=mjd,
                 )
                 first_seen.add(object_ids[k])
         self._assign_targets(targets, field, exposure_id, mjd)
@@ -225,7 +204,7 @@ class LightCurveMonitor:
             )[0]
         )
         calibrated = all(m["mag"] is not None for m in meas)
-        points = []
+        points: list[FramePoint] = []
         for k, m in enumerate(meas):
             if object_ids[k] < 0:
                 continue
@@ -237,21 +216,10 @@ class LightCurveMonitor:
             inst = m["mag"] if calibrated else -2.5 * math.log10(m["flux"])
             inst_err = _LOG10 * m["flux_err"] / m["flux"]
             points.append(
-                (object_ids[k], mjd, exposure_id, bjd, exposure["filter"], exposure["airmass"],
-                 inst, inst_err, quality, flags)
+                FramePoint(object_ids[k], mjd, exposure_id, bjd, exposure["filter"],
+                           exposure["airmass"], inst, inst_err, quality, flags)
             )  # fmt: skip
-        self.db.execute("DELETE FROM lc_points WHERE exposure_id = ?", (exposure_id,))
-        self.db.executemany(
-            "INSERT INTO lc_points (object_id, mjd, exposure_id, bjd_tdb, filter, airmass, "
-            "inst_mag, inst_mag_err, quality, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            points,
-        )
-        self.db.execute(
-            "UPDATE lc_objects SET n_points = (SELECT COUNT(*) FROM lc_points p WHERE "
-            "p.object_id = lc_objects.id) WHERE id IN (SELECT object_id FROM lc_points WHERE "
-            "exposure_id = ?)",
-            (exposure_id,),
-        )
+        self.store.replace_points(exposure_id, points)
         self._solve_ensemble(field, exposure["filter"], exposure_id)
         # New sources near a target, once the field has a reference of earlier frames.
         if n_prior >= self.config.min_reference_frames and not bad_frame:
@@ -263,19 +231,8 @@ class LightCurveMonitor:
             self.update_stats(target.name)
         return [a for a in alerts if self._store_alert(a)]
 
-    def _frames_in_field(self, field: str, filter_name: str | None, *, before_mjd: float) -> int:
-        rows = self.db.query(
-            "SELECT COUNT(DISTINCT p.exposure_id) AS n FROM lc_points p JOIN lc_objects o "
-            "ON o.id = p.object_id WHERE o.field = ? AND p.filter IS ? AND p.mjd < ?",
-            (field, filter_name, before_mjd),
-        )
-        return int(rows[0]["n"])
-
     def _objects(self, field: str) -> dict[str, NDArray[Any]]:
-        rows = self.db.query(
-            "SELECT id, ra_deg, dec_deg, n_points, target FROM lc_objects WHERE field = ?",
-            (field,),
-        )
+        rows = self.store.objects(field)
         return {
             "id": np.array([r["id"] for r in rows], dtype=np.int64),
             "ra_deg": np.array([r["ra_deg"] for r in rows], dtype=np.float64),
@@ -288,42 +245,25 @@ class LightCurveMonitor:
     ) -> None:
         """Give each target its object: the nearest object, else one at its position."""
         for t in targets:
-            if self.db.query("SELECT id FROM lc_objects WHERE target = ?", (t.name,)):
+            if self.store.target_object_id(t.name) is not None:
                 continue
             objects = self._objects(field)
             if objects["id"].size:
                 sep = separation_arcsec(t.ra_deg, t.dec_deg, objects["ra_deg"], objects["dec_deg"])
                 k = int(np.argmin(sep))
                 if sep[k] <= self.config.match_radius_arcsec:
-                    self.db.execute(
-                        "UPDATE lc_objects SET target = ? WHERE id = ?",
-                        (t.name, int(objects["id"][k])),
-                    )
+                    self.store.assign_target(int(objects["id"][k]), t.name)
                     continue
             # Not detected (yet): the object waits at the target's position.
-            self.db.execute(
-                "INSERT INTO lc_objects (field, target, ra_deg, dec_deg) VALUES (?, ?, ?, ?)",
-                (field, t.name, t.ra_deg, t.dec_deg),
-            )
+            self.store.add_target_object(field, t.name, t.ra_deg, t.dec_deg)
 
     # --- the ensemble --------------------------------------------------------------------
 
     def _solve_ensemble(self, field: str, filter_name: str | None, exposure_id: int) -> None:
-        frames = self.db.query(
-            "SELECT DISTINCT p.exposure_id AS e, p.mjd FROM lc_points p JOIN lc_objects o ON "
-            "o.id = p.object_id WHERE o.field = ? AND p.filter IS ? ORDER BY p.mjd DESC LIMIT ?",
-            (field, filter_name, _ENSEMBLE_FRAMES),
-        )
-        frame_ids = [int(r["e"]) for r in frames]
+        frame_ids = self.store.latest_frames(field, filter_name, limit=_ENSEMBLE_FRAMES)
         if not frame_ids:
             return
-        marks = ", ".join("?" for _ in frame_ids)
-        pts = self.db.query(
-            f"SELECT p.object_id, p.exposure_id, p.inst_mag, p.inst_mag_err, p.flags, "
-            f"o.target FROM lc_points p JOIN lc_objects o ON o.id = p.object_id "
-            f"WHERE o.field = ? AND p.exposure_id IN ({marks})",
-            (field, *frame_ids),
-        )
+        pts = self.store.field_points(field, frame_ids)
         obj_ids = sorted({int(p["object_id"]) for p in pts})
         col = {o: j for j, o in enumerate(obj_ids)}
         row = {e: i for i, e in enumerate(frame_ids)}
@@ -354,12 +294,9 @@ class LightCurveMonitor:
         seen = (usable & np.isfinite(m)).any(axis=0)
         ref[seen] = np.nanmedian(np.where(usable, m, np.nan)[:, seen], axis=0)
         result = differential_photometry(m, e, usable, comps, ref_mag=ref)
-        self.db.executemany(
-            "UPDATE lc_objects SET comp_weight = ? WHERE id = ?",
-            [(float(result.weights[j]), o) for o, j in col.items()],
-        )
+        self.store.set_comparison_weights({o: float(result.weights[j]) for o, j in col.items()})
         # This frame's points and every point of the targets get the new solution.
-        updates = []
+        updates: list[SolvedPoint] = []
         for p in pts:
             i, j = row[int(p["exposure_id"])], col[int(p["object_id"])]
             if int(p["exposure_id"]) != exposure_id and j not in targets:
@@ -367,23 +304,16 @@ class LightCurveMonitor:
             mag = result.mag[i, j]
             no_ensemble = not math.isfinite(result.frame_offset[i])
             updates.append(
-                (_finite(mag), _finite(result.mag_err[i, j]),
-                 FLAG_NO_ENSEMBLE if no_ensemble else 0, int(p["object_id"]),
-                 int(p["exposure_id"]))
+                SolvedPoint(int(p["object_id"]), int(p["exposure_id"]), _finite(mag),
+                            _finite(result.mag_err[i, j]), FLAG_NO_ENSEMBLE if no_ensemble else 0)
             )  # fmt: skip
-        self.db.executemany(
-            f"UPDATE lc_points SET mag = ?, mag_err = ?, flags = (flags & ~{FLAG_NO_ENSEMBLE}) | ? "
-            "WHERE object_id = ? AND exposure_id = ?",
-            updates,
-        )
+        self.store.set_differential_mags(updates, flag=FLAG_NO_ENSEMBLE)
 
     # --- statistics ----------------------------------------------------------------------
 
     def light_curve(self, target: str) -> list[dict[str, Any]]:
         """Return a target's points in time order (see `obsctl.timeseries.store`)."""
-        from obsctl.timeseries.store import load_light_curve
-
-        return load_light_curve(self.db, target)
+        return self.store.light_curve(target)
 
     def update_stats(self, target: str) -> None:
         """Recompute a target's variability statistics and period from its good points."""
@@ -401,20 +331,17 @@ class LightCurveMonitor:
                 period = (best.period_d, best.power, best.amplitude_mag)
             except ValueError as exc:  # too short a span so far
                 log.debug("%s: no periodogram yet: %s", target, exc)
-        self.db.execute(
-            "UPDATE lc_objects SET wmean_mag = ?, wscatter_mag = ?, expected_mag = ?, "
-            "chi2_red = ?, stetson_j = ?, period_d = ?, period_power = ?, amplitude_mag = ?, "
-            "updated_utc = ? WHERE target = ?",
-            (
-                _finite(stats.wmean_mag),
-                _finite(stats.wscatter_mag),
-                _finite(stats.expected_mag),
-                _finite(stats.chi2_red),
-                _finite(stats.stetson_j),
-                *period,
-                datetime.now(UTC).isoformat(timespec="seconds"),
-                target,
-            ),
+        period_d, period_power, amplitude_mag = period
+        self.store.save_statistics(
+            target,
+            wmean_mag=_finite(stats.wmean_mag),
+            wscatter_mag=_finite(stats.wscatter_mag),
+            expected_mag=_finite(stats.expected_mag),
+            chi2_red=_finite(stats.chi2_red),
+            stetson_j=_finite(stats.stetson_j),
+            period_d=period_d,
+            period_power=period_power,
+            amplitude_mag=amplitude_mag,
         )
 
     # --- alerts --------------------------------------------------------------------------
@@ -485,10 +412,7 @@ class LightCurveMonitor:
         snr: NDArray[np.float64],
     ) -> list[Alert]:
         out: list[Alert] = []
-        rows = self.db.query(
-            "SELECT limiting_mag FROM frame_metrics WHERE exposure_id = ?", (exposure_id,)
-        )
-        limit = rows[0]["limiting_mag"] if rows else None
+        limit = self.store.limiting_mag(exposure_id)
         for k, m in enumerate(meas):
             obj = object_ids[k]
             if obj not in first_seen or snr[k] < self.config.new_source_snr:
@@ -519,28 +443,8 @@ class LightCurveMonitor:
 
     def _store_alert(self, alert: Alert) -> bool:
         """Store an alert unless its key is known; True when it is new."""
-        before = self.db.query("SELECT id FROM alerts WHERE dedup_key = ?", (alert.dedup_key,))
-        if before:
+        if not self.store.add_alert(alert):
             return False
-        self.db.execute(
-            "INSERT OR IGNORE INTO alerts (created_utc, kind, field, target, object_id, "
-            "exposure_id, mjd, mag, delta_mag, significance, message, dedup_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                datetime.now(UTC).isoformat(timespec="milliseconds"),
-                alert.kind,
-                alert.field,
-                alert.target,
-                alert.object_id,
-                alert.exposure_id,
-                alert.mjd,
-                alert.mag,
-                alert.delta_mag,
-                alert.significance,
-                alert.message,
-                alert.dedup_key,
-            ),
-        )
         log.warning("alert: %s", alert.message)
         return True
 

@@ -15,6 +15,7 @@ import aiohttp
 from obsctl.config import AlertSinkConfig, CommandSinkConfig, WebhookSinkConfig
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.alerts import Alert
+from obsctl.timeseries.store import LightCurveStore
 
 __all__ = ["deliver_alert", "deliver_alerts"]
 
@@ -70,11 +71,8 @@ async def deliver_alerts(
     alerts: Sequence[Alert], sinks: Sequence[AlertSinkConfig], log_db: ExposureLog | None = None
 ) -> None:
     """Send alerts to the sinks and record the outcome on each stored alert."""
+    store = None if log_db is None else LightCurveStore(log_db)
     for alert in alerts:
         results = await deliver_alert(alert, sinks)
-        if log_db is not None and results:
-            await asyncio.to_thread(
-                log_db.execute,
-                "UPDATE alerts SET delivered = ? WHERE dedup_key = ?",
-                ("; ".join(results), alert.dedup_key),
-            )
+        if store is not None and results:
+            await asyncio.to_thread(store.mark_delivered, alert.dedup_key, "; ".join(results))
