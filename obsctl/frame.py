@@ -36,7 +36,9 @@ class Frame:
     sources : numpy.ndarray or None
         The source catalog (a structured array), once detected.
     metrics : dict
-        Frame-level measurements (FWHM, background, zero point...).
+        Frame-level measurements (FWHM, background, zero point...), the values stored in
+        the database. Stages hand values to later stages through the typed fields below,
+        not through this mapping.
     flags : tuple of str
         Warnings a stage raised without failing (for example ``"no master flat"``).
     provenance : tuple of str
@@ -44,6 +46,21 @@ class Frame:
     cosmic_mask : numpy.ndarray or None
         Pixels of detections the classifier called cosmic rays or hot pixels (True), same
         shape as ``data``; written with the calibrated frame. They are in ``mask`` too.
+    background_adu : float or None
+        Global background level (ADU per pixel) photometry measured; None before it.
+    background_rms_adu : float or None
+        Global background noise (ADU per pixel) photometry measured and thresholded with
+        (floored at the read noise); None before it.
+    fwhm_px : float or None
+        The frame's PSF FWHM (pixel) photometry scaled its windows and apertures with; None
+        before it. Unlike the ``fwhm_px`` metric (PSF stars only, recomputed by
+        classification) it is never NaN.
+    aperture_radius_px : float or None
+        Radius (pixel) of the main aperture, the one reported as the catalog's ``flux``;
+        None before photometry.
+    gain_e_per_adu : float or None
+        Conversion gain (electrons per ADU) of ``data``, resolved once by photometry
+        (configured, else 1 for images in electrons, else ``EGAIN``); None before it.
     """
 
     data: NDArray[Any]
@@ -56,6 +73,11 @@ class Frame:
     flags: tuple[str, ...] = ()
     provenance: tuple[str, ...] = ()
     cosmic_mask: NDArray[np.bool_] | None = None
+    background_adu: float | None = None
+    background_rms_adu: float | None = None
+    fwhm_px: float | None = None
+    aperture_radius_px: float | None = None
+    gain_e_per_adu: float | None = None
 
     def with_stage(self, stage: str, **changes: Any) -> Frame:
         """Return a copy with ``changes`` applied and ``stage`` appended to the provenance."""

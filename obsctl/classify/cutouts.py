@@ -22,7 +22,7 @@ user's. For every detection:
 
 ``background``, ``flags`` and ``snr`` are the columns of
 `obsctl.processing.photometry.measure_sources`; ``rms`` and the FWHM are the frame's
-``background_rms`` and ``fwhm_frame_px`` metrics.
+``background_rms_adu`` and ``fwhm_px`` (`obsctl.frame.Frame`), which photometry sets.
 """
 
 from __future__ import annotations

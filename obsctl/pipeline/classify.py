@@ -61,7 +61,8 @@ class OnnxClassify:
     artifacts. Their pixels (cosmic rays and hot pixels) go into ``frame.cosmic_mask`` and
     ``frame.mask``. The metrics get ``n_star`` ... ``n_artifact`` and ``artifact_fraction``
     (artifacts over all detections), and the image-quality metrics (FWHM, HFR, ellipticity,
-    star counts) are recomputed from the stars alone.
+    star counts) are recomputed from the stars alone. It needs the frame's
+    ``background_rms_adu`` and ``fwhm_px``, which `SepPhotometry` sets.
 
     Parameters
     ----------
@@ -110,13 +111,13 @@ class OnnxClassify:
 
         db = ExposureLog(self.masters_db)
         try:
-            rows = db.query("SELECT file_path FROM masters WHERE kind = 'dark'")
+            files = db.master_files("dark")
         finally:
             db.close()
-        for row in rows:
-            if Path(str(row["file_path"])).name == name:
+        for file_path in files:
+            if Path(file_path).name == name:
                 # A rebuilt master keeps its name and path; the map cache checks its mtime.
-                self._dark_paths[name] = self.data_dir / str(row["file_path"])
+                self._dark_paths[name] = self.data_dir / file_path
                 return self._dark_paths[name]
         return None
 
@@ -151,11 +152,12 @@ class OnnxClassify:
         sources = frame.sources
         if sources is None:
             raise self._fail("no source catalog: run the photometry stage first", frame)
-        rms = frame.metrics.get("background_rms", math.nan)
-        fwhm = frame.metrics.get("fwhm_frame_px", frame.metrics.get("fwhm_px", math.nan))
+        rms = _or_nan(frame.background_rms_adu)
+        fwhm = _or_nan(frame.fwhm_px)
         if not (math.isfinite(rms) and rms > 0 and math.isfinite(fwhm) and fwhm > 0):
             raise self._fail(
-                "no background_rms / fwhm_frame_px metrics: run the photometry stage first", frame
+                "no background_rms_adu / fwhm_px on the frame: run the photometry stage first",
+                frame,
             )
         shape = (int(frame.data.shape[0]), int(frame.data.shape[1]))
         try:
@@ -213,18 +215,22 @@ class OnnxClassify:
         )
 
     def _star_metrics(self, frame: Frame, stars: NDArray[Any]) -> dict[str, float]:
-        m = frame.metrics
         info = BackgroundInfo(
-            level_adu=float(m.get("background", math.nan)),
-            rms_adu=float(m["background_rms"]),
+            level_adu=_or_nan(frame.background_adu),
+            rms_adu=_or_nan(frame.background_rms_adu),
             box_px=0,
-            fwhm_px=float(m.get("fwhm_frame_px", math.nan)),
-            aperture_radii_px=(float(m.get("aperture_radius_px", math.nan)),),
+            fwhm_px=_or_nan(frame.fwhm_px),
+            aperture_radii_px=(_or_nan(frame.aperture_radius_px),),
             main_aperture=0,
         )
         scale = pixel_scale_from_header(frame.header)
         values = frame_metrics(stars, info, pixel_scale_arcsec=scale)
         return {k: values[k] for k in _STAR_METRICS if k in values}
+
+
+def _or_nan(value: float | None) -> float:
+    """Return a value photometry left on the frame, NaN when it did not run."""
+    return math.nan if value is None else value
 
 
 def _with_classes(

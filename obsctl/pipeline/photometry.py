@@ -10,8 +10,6 @@ import logging
 import math
 from collections.abc import Sequence
 
-from astropy.io import fits
-
 from obsctl.errors import StageError
 from obsctl.frame import Frame
 from obsctl.processing.metrics import frame_metrics
@@ -20,40 +18,69 @@ from obsctl.processing.photometry import (
 )
 from obsctl.store.headers import pixel_scale_from_header
 
-__all__ = ["SepPhotometry", "conversion_gain"]
+__all__ = ["SepPhotometry", "resolve_gain_e_per_adu"]
 
 log = logging.getLogger(__name__)
 
 _ELECTRON_UNITS = {"ELECTRON", "ELECTRONS", "E-", "E"}
 
 
-def conversion_gain(header: fits.Header, override: float | None, stage: str, frame: Frame) -> float:
-    """Return the gain: configured, else 1 for electron images, else the header's EGAIN."""
+def resolve_gain_e_per_adu(frame: Frame, override: float | None, *, stage: str) -> float:
+    """Return a frame's conversion gain (electrons per ADU).
+
+    The one place the gain is decided: `override` when configured, else 1 for images in
+    electrons (``BUNIT``), else the header's ``EGAIN``. `SepPhotometry` resolves it once per
+    frame and stores it in ``frame.gain_e_per_adu`` for the later stages.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame; its header is read.
+    override : float or None
+        Configured gain (electrons per ADU), which wins.
+    stage : str
+        The stage asking, for the error.
+
+    Returns
+    -------
+    float
+        The gain (electrons per ADU).
+
+    Raises
+    ------
+    StageError
+        If there is no override, the image is not in electrons and ``EGAIN`` is missing,
+        not a number or not positive.
+    """
     if override is not None:
         return override
-    unit = str(header.get("BUNIT", "")).strip().upper()
+    unit = str(frame.header.get("BUNIT", "")).strip().upper()
     if unit in _ELECTRON_UNITS:
         return 1.0
     try:
-        gain = float(header["EGAIN"])
+        gain_e_per_adu = float(frame.header["EGAIN"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StageError(
             "no usable EGAIN (e-/ADU) in the header and none configured",
             stage=stage,
             frame_id=frame.exposure_id,
         ) from exc
-    if not gain > 0.0:
-        raise StageError(f"EGAIN {gain} is not positive", stage=stage, frame_id=frame.exposure_id)
-    return gain
+    if not gain_e_per_adu > 0.0:
+        raise StageError(
+            f"EGAIN {gain_e_per_adu} is not positive", stage=stage, frame_id=frame.exposure_id
+        )
+    return gain_e_per_adu
 
 
 class SepPhotometry:
     """Pipeline stage: detect and measure sources with SEP; image-quality metrics.
 
     Stores the `obsctl.processing.photometry.measure_sources` catalog in ``frame.sources``
-    and adds to ``frame.metrics`` the `obsctl.processing.metrics.frame_metrics` values plus
-    ``fwhm_frame_px`` (the FWHM the apertures were scaled with) and ``aperture_radius_px``
-    (the main aperture), which `ZeroPoint` uses.
+    and adds the `obsctl.processing.metrics.frame_metrics` values to ``frame.metrics``. For
+    the later stages (`OnnxClassify`, `ZeroPoint`) it sets the frame's ``background_adu``,
+    ``background_rms_adu``, ``fwhm_px`` (the FWHM the apertures were scaled with),
+    ``aperture_radius_px`` (the main aperture) and ``gain_e_per_adu`` (see
+    `resolve_gain_e_per_adu`).
 
     Parameters
     ----------
@@ -62,7 +89,8 @@ class SepPhotometry:
     saturation_adu : float
         Saturation level of the calibrated image (ADU).
     gain_e_per_adu : float, optional
-        Conversion gain; by default 1 for images in electrons (``BUNIT``), else ``EGAIN``.
+        Conversion gain (electrons per ADU); by default 1 for images in electrons
+        (``BUNIT``), else ``EGAIN``.
     pixel_scale_arcsec : float, optional
         Binned pixel scale; by default from the header (see `pixel_scale_from_header`).
     detect_sigma, minarea, back_size, aperture_fwhm, main_aperture
@@ -102,11 +130,11 @@ class SepPhotometry:
         StageError
             If the gain is unknown or the image cannot be measured (not 2-D, no noise).
         """
-        gain = conversion_gain(frame.header, self.gain_e_per_adu, self.name, frame)
+        gain_e_per_adu = resolve_gain_e_per_adu(frame, self.gain_e_per_adu, stage=self.name)
         try:
             catalog, info = measure_sources(
                 frame.data,
-                gain_e_per_adu=gain,
+                gain_e_per_adu=gain_e_per_adu,
                 read_noise_e=self.read_noise_e,
                 saturation_adu=self.saturation_adu,
                 mask=frame.mask,
@@ -120,8 +148,6 @@ class SepPhotometry:
             raise StageError(str(exc), stage=self.name, frame_id=frame.exposure_id) from exc
         scale = self.pixel_scale_arcsec or pixel_scale_from_header(frame.header)
         metrics = frame_metrics(catalog, info, pixel_scale_arcsec=scale)
-        metrics["fwhm_frame_px"] = info.fwhm_px
-        metrics["aperture_radius_px"] = info.aperture_radii_px[info.main_aperture]
         header = frame.header.copy()
         if math.isfinite(metrics["fwhm_px"]):
             header["FWHM"] = (round(metrics["fwhm_px"], 3), "[px] median stellar FWHM")
@@ -130,5 +156,13 @@ class SepPhotometry:
             "frame %s: %d sources, FWHM %.2f px", frame.exposure_id, len(catalog), info.fwhm_px
         )
         return frame.with_stage(
-            self.name, sources=catalog, header=header, metrics={**frame.metrics, **metrics}
+            self.name,
+            sources=catalog,
+            header=header,
+            metrics={**frame.metrics, **metrics},
+            background_adu=float(info.level_adu),
+            background_rms_adu=float(info.rms_adu),
+            fwhm_px=float(info.fwhm_px),
+            aperture_radius_px=float(info.aperture_radii_px[info.main_aperture]),
+            gain_e_per_adu=gain_e_per_adu,
         )

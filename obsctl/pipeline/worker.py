@@ -198,8 +198,10 @@ def process_file(
         if frame.sources is not None:
             table = Table(frame.sources)
             # HIERARCH: metric names are longer than FITS's eight characters.
+            meta = {**frame.metrics, "fwhm_frame_px": frame.fwhm_px}
+            meta["aperture_radius_px"] = frame.aperture_radius_px
             table.meta.update(
-                {f"HIERARCH {k.upper()}": v for k, v in frame.metrics.items() if finite_number(v)}
+                {f"HIERARCH {k.upper()}": v for k, v in meta.items() if finite_number(v)}
             )
             catalog.parent.mkdir(parents=True, exist_ok=True)
             tmp = catalog.with_name(f".{catalog.name}.tmp")

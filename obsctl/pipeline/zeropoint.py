@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from obsctl.classify.labels import FLAG_NOT_CELESTIAL
 from obsctl.errors import StageError
 from obsctl.frame import Frame
-from obsctl.pipeline.photometry import conversion_gain
+from obsctl.pipeline.photometry import resolve_gain_e_per_adu
 from obsctl.processing.metrics import limiting_magnitude
 from obsctl.processing.photometry import (
     FLAG_BLENDED,
@@ -72,7 +72,10 @@ class ZeroPoint:
     ``zero_point``, ``zero_point_err``, ``zero_point_rms``, ``zero_point_stars``,
     ``colour_term``, ``limiting_mag`` (50 % completeness, when enabled) and, with a nominal
     zero point, ``transparency`` (``10**(-0.4 * (nominal - zero_point))``, 1 on a clear
-    night) — the cloud indicator. The header gets ``PHOTZP`` and ``PHOTZPER``.
+    night) — the cloud indicator. The header gets ``PHOTZP`` and ``PHOTZPER``. The frame's
+    ``gain_e_per_adu`` converts fluxes to electrons; the limiting magnitude uses its
+    ``fwhm_px``, ``background_rms_adu`` and ``aperture_radius_px`` (NaN without a FWHM), all
+    set by `SepPhotometry`.
 
     Parameters
     ----------
@@ -85,7 +88,8 @@ class ZeroPoint:
     min_snr : float, optional
         Faintest stars used (main-aperture S/N).
     gain_e_per_adu : float, optional
-        As for `SepPhotometry`.
+        As for `SepPhotometry`; only used for a frame that photometry did not give a
+        ``gain_e_per_adu`` (see `resolve_gain_e_per_adu`).
     nominal_zero_point : float, optional
         The site's clear-sky zero point (mag), for ``transparency``.
     measure_limiting_mag : bool, optional
@@ -144,10 +148,12 @@ class ZeroPoint:
         if "ref_mag" not in names:
             raise self._fail("no ref_mag column: run the astrometry stage first", frame)
         exposure_s = _exposure_s(frame.header, self.name, frame)
-        gain = conversion_gain(frame.header, self.gain_e_per_adu, self.name, frame)
+        gain_e_per_adu = frame.gain_e_per_adu
+        if gain_e_per_adu is None:
+            gain_e_per_adu = resolve_gain_e_per_adu(frame, self.gain_e_per_adu, stage=self.name)
 
         inst, inst_err = instrumental_magnitudes(
-            sources["flux"], sources["flux_err"], exposure_s, gain_e_per_adu=gain
+            sources["flux"], sources["flux_err"], exposure_s, gain_e_per_adu=gain_e_per_adu
         )
         ref = np.asarray(sources["ref_mag"], dtype=np.float64)
         ref_err = np.asarray(sources["ref_mag_err"], float) if "ref_mag_err" in names else None
@@ -187,7 +193,7 @@ class ZeroPoint:
             exposure_s,
             fit.zero_point,
             fit.error,
-            gain_e_per_adu=gain,
+            gain_e_per_adu=gain_e_per_adu,
             colour=colour,
             colour_term=fit.colour_term,
             default_colour=default_colour,
@@ -209,7 +215,7 @@ class ZeroPoint:
         if self.measure_limiting_mag:
             try:
                 metrics["limiting_mag"] = self._limiting_mag(
-                    frame, catalog, zero_point, exposure_s, gain
+                    frame, catalog, zero_point, exposure_s, gain_e_per_adu
                 )
             except (ValueError, RuntimeError) as exc:  # the zero point stands without it
                 metrics["limiting_mag"] = math.nan
@@ -227,10 +233,15 @@ class ZeroPoint:
         )
 
     def _limiting_mag(
-        self, frame: Frame, catalog: NDArray[Any], zero_point: float, exposure_s: float, gain: float
+        self,
+        frame: Frame,
+        catalog: NDArray[Any],
+        zero_point: float,
+        exposure_s: float,
+        gain_e_per_adu: float,
     ) -> float:
-        fwhm = frame.metrics.get("fwhm_frame_px", frame.metrics.get("fwhm_px", math.nan))
-        if not (isinstance(fwhm, float) and math.isfinite(fwhm) and fwhm > 0):
+        fwhm = frame.fwhm_px
+        if fwhm is None or not (math.isfinite(fwhm) and fwhm > 0):
             return math.nan
         return limiting_magnitude(
             frame.data,
@@ -238,9 +249,9 @@ class ZeroPoint:
             zero_point=zero_point,
             exposure_s=exposure_s,
             fwhm_px=fwhm,
-            gain_e_per_adu=gain,
-            rms_adu=frame.metrics.get("background_rms"),
-            aperture_radius_px=frame.metrics.get("aperture_radius_px"),
+            gain_e_per_adu=gain_e_per_adu,
+            rms_adu=frame.background_rms_adu,
+            aperture_radius_px=frame.aperture_radius_px,
             mask=frame.mask,
             seed=self.seed,
             detect_sigma=self.detect_sigma,
