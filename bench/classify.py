@@ -39,13 +39,8 @@ from obsctl.classify.model import SourceClassifier
 from obsctl.frame import Frame
 from obsctl.pipeline.classify import OnnxClassify
 from obsctl.pipeline.photometry import SepPhotometry
-from obsctl.simulators.render import (
-    ExposureSpec,
-    SensorModel,
-    SkyScene,
-    column_bias,
-    render_exposure,
-)
+from obsctl.simulators import scenes
+from obsctl.simulators.render import column_bias, render_exposure
 
 N_DETECTIONS = 5000
 
@@ -61,51 +56,15 @@ def _median_s(fn: Callable[[], Any], runs: int) -> float:
 
 
 def _frame(size: int) -> Frame:
-    sensor = SensorModel(
-        width_px=size,
-        height_px=size,
-        pixel_size_um=3.76,
-        full_well_e=50000.0,
-        read_noise_e=3.0,
-        bias_adu=500.0,
-        adu_per_offset=1.5,
-        dark_current_e_s=0.002,
-        dark_doubling_c=6.0,
-        hot_pixel_fraction=2e-5,
-        cosmic_rate_cm2_s=2.0,
-        max_adu=65535,
-        seed=3,
-    )
-    scene = SkyScene(
-        ra_deg=120.0,
-        dec_deg=30.0,
-        rotation_deg=0.0,
-        pixel_scale_arcsec=1.2,
-        seeing_arcsec=3.0,
-        moffat_beta=3.5,
-        sky_e_s_px=5.0,
-        zero_point_mag=22.0,
-        band="V",
-        catalog_seed=3,
-        density_per_deg2=25000.0,
-        mag_bright=10.0,
-        mag_limit=18.5,
-    )
-    exposure = ExposureSpec(
-        exposure_s=120.0,
-        light=True,
-        bin_x=1,
-        bin_y=1,
-        start_x=0,
-        start_y=0,
-        num_x=size,
-        num_y=size,
-        electrons_per_adu=1.0,
-        offset=10,
-        ccd_temperature_c=-10.0,
-        read_noise_e=3.0,
-        seed=1,
-    )
+    sensor = scenes.sensor(
+        width_px=size, height_px=size, dark_current_e_s=0.002, hot_pixel_fraction=2e-5,
+        cosmic_rate_cm2_s=2.0, seed=3,
+    )  # fmt: skip
+    scene = scenes.sky(
+        ra_deg=120.0, dec_deg=30.0, pixel_scale_arcsec=1.2, moffat_beta=3.5,
+        catalog_seed=3, density_per_deg2=25000.0, mag_limit=18.5,
+    )  # fmt: skip
+    exposure = scenes.exposure(sensor, exposure_s=120.0)
     result = render_exposure(sensor, exposure, scene)
     bias = sensor.bias_adu + exposure.offset * sensor.adu_per_offset
     image = result.image.astype(np.float32) - np.float32(bias) - column_bias(sensor)[None, :size]
@@ -129,7 +88,7 @@ def main() -> None:
     print(f"detections: {len(sources)}")
     take = np.resize(np.arange(len(sources)), N_DETECTIONS)
     subset = sources[take]
-    rms, fwhm = frame.metrics["background_rms"], frame.metrics["fwhm_frame_px"]
+    rms, fwhm = frame.background_rms_adu, frame.fwhm_px
 
     classifier = SourceClassifier(threads=1)
     cutouts, features, _, _ = model_inputs(frame.data, subset, rms_adu=rms, fwhm_px=fwhm)

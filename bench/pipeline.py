@@ -58,22 +58,18 @@ from scipy.spatial import cKDTree
 
 from obsctl.calibration.build import build_masters
 from obsctl.config import Config
-from obsctl.devices import CameraImage, ImageMetadata, MountStatus, PierSide
+from obsctl.devices import CameraImage, MountStatus, PierSide
 from obsctl.embedded import reference_catalog
 from obsctl.pipeline import worker
 from obsctl.pipeline.stages import build_stages
 from obsctl.pipeline.worker import FrameResult, load_frame, process_file, worker_pool
 from obsctl.processing.photometry import detect_sources
-from obsctl.simulators.render import (
-    ExposureSpec,
-    SensorModel,
-    SkyScene,
-    render_exposure,
-)
+from obsctl.simulators import scenes
+from obsctl.simulators.camera_model import sensor_model, sky_scene
+from obsctl.simulators.render import SkyScene, render_exposure
 from obsctl.simulators.sky import pixel_scale_arcsec
 from obsctl.store.datadir import DataDir
-from obsctl.store.exposure_log import ExposureRecord
-from obsctl.store.headers import FrameContext, raw_header
+from obsctl.store.headers import FrameContext
 
 SIZE = 4096
 FOCAL_LENGTH_MM = 800.0
@@ -120,46 +116,19 @@ def bench_config(data_dir: Path, workers: int) -> Config:
     )
 
 
-def sensor_of(config: Config) -> SensorModel:
-    assert config.simulator is not None
-    cam = config.simulator.camera
-    return SensorModel(
-        width_px=cam.width_px,
-        height_px=cam.height_px,
-        pixel_size_um=cam.pixel_size_um,
-        full_well_e=cam.full_well_e,
-        read_noise_e=cam.read_noise_e,
-        bias_adu=cam.bias_adu,
-        adu_per_offset=cam.adu_per_offset,
-        dark_current_e_s=cam.dark_current_e_s,
-        dark_doubling_c=cam.dark_doubling_c,
-        hot_pixel_fraction=cam.hot_pixel_fraction,
-        cosmic_rate_cm2_s=cam.cosmic_rate_cm2_s,
-        max_adu=cam.max_adu,
-        seed=cam.seed,
-    )
-
-
 def scene_of(config: Config, *, lamp: bool) -> SkyScene:
-    """The scene as the simulated camera builds it (`camera_model.scene`)."""
+    """The scene as the simulated camera builds it, at the field and in the bench's filter."""
     assert config.simulator is not None
-    sky = config.simulator.sky
-    scale = pixel_scale_arcsec(config.simulator.camera.pixel_size_um, FOCAL_LENGTH_MM)
-    return SkyScene(
+    return sky_scene(
+        config.simulator.sky,
         ra_deg=FIELD_RA_DEG,
         dec_deg=FIELD_DEC_DEG,
         rotation_deg=0.0,
-        pixel_scale_arcsec=scale,
-        seeing_arcsec=sky.seeing_arcsec,
-        moffat_beta=sky.moffat_beta,
-        sky_e_s_px=10.0 ** (-0.4 * (sky.sky_mag_arcsec2 - sky.zero_point_mag)) * scale**2,
-        zero_point_mag=sky.zero_point_mag,
+        pixel_scale_arcsec=pixel_scale_arcsec(
+            config.simulator.camera.pixel_size_um, FOCAL_LENGTH_MM
+        ),
         band=FILTER,
-        catalog_seed=sky.seed,
-        density_per_deg2=sky.star_density_per_deg2,
-        mag_bright=sky.mag_bright,
-        mag_limit=sky.mag_limit,
-        flat_panel_e_s=sky.flat_panel_e_s if lamp else None,
+        flat_panel=lamp,
     )
 
 
@@ -170,7 +139,7 @@ class Observatory:
         assert config.simulator is not None
         self.config = config
         self.camera = config.simulator.camera
-        self.sensor = sensor_of(config)
+        self.sensor = sensor_model(config.simulator.camera)
         self.store = DataDir(data_dir).raw_store()
         self.db = DataDir(data_dir).open_log()
         self.count = 0
@@ -181,19 +150,11 @@ class Observatory:
         self.count += 1
         light = image_type in ("LIGHT", "FLAT")
         scene = scene_of(self.config, lamp=image_type == "FLAT") if light else None
-        spec = ExposureSpec(
+        spec = scenes.exposure(
+            self.sensor,
             exposure_s=exposure_s,
             light=light,
-            bin_x=1,
-            bin_y=1,
-            start_x=0,
-            start_y=0,
-            num_x=SIZE,
-            num_y=SIZE,
             electrons_per_adu=self.camera.electrons_per_adu,
-            offset=10,
-            ccd_temperature_c=-10.0,
-            read_noise_e=self.camera.read_noise_e,
             seed=self.count,
         )
         result = render_exposure(self.sensor, spec, scene)
@@ -212,23 +173,10 @@ class Observatory:
                 pier_side=PierSide.WEST,
                 sidereal_time_h=None,
             )
-        meta = ImageMetadata(
-            exposure_s=exposure_s,
+        meta = scenes.image_metadata(
+            spec,
+            self.sensor,
             start_time=start,
-            light=light,
-            bin_x=1,
-            bin_y=1,
-            start_x=0,
-            start_y=0,
-            gain=0,
-            offset=10,
-            electrons_per_adu=self.camera.electrons_per_adu,
-            ccd_temperature_c=-10.0,
-            set_temperature_c=-10.0,
-            cooler_on=True,
-            pixel_size_x_um=self.camera.pixel_size_um,
-            pixel_size_y_um=self.camera.pixel_size_um,
-            readout_mode="Normal",
             sensor_name=self.camera.sensor_name,
             camera_name=self.camera.name,
         )
@@ -243,36 +191,9 @@ class Observatory:
             filter_name=filter_name,
             mount=mount,
         )
-        header = raw_header(ctx)
-        night = str(header["DAY-OBS"])
-        path = self.store.path_for(
-            night=night,
-            frame_number=self.count,
-            image_type=image_type,
-            target=ctx.target,
-            filter_name=filter_name,
-            exposure_s=exposure_s,
-        )
-        self.store.write(path, result.image, header)
-        if image_type != "LIGHT":  # lights are processed from their path, not the queue
-            self.db.add_exposure(
-                ExposureRecord(
-                    night=night,
-                    file_path=self.store.relative(path),
-                    image_type=image_type,
-                    exposure_s=exposure_s,
-                    date_obs=str(header["DATE-OBS"]),
-                    mjd_start=float(header["MJD-OBS"]),
-                    mjd_mid=float(header["MJD-MID"]),
-                    bin_x=1,
-                    bin_y=1,
-                    filter=filter_name,
-                    gain=0,
-                    offset=10,
-                    ccd_temp_c=-10.0,
-                    camera="camera",
-                )
-            )
+        # Lights are processed from their path, not the queue: they get no exposure row.
+        log_db = self.db if image_type != "LIGHT" else None
+        path, _ = scenes.store_raw(self.store, log_db, ctx)
         return path, result.stars
 
 
@@ -495,7 +416,9 @@ def compare_photutils(
     data = frame.data
     m = result.metrics
     threshold = 3.0 * m["background_rms"]
-    fwhm_px, radius_px = m["fwhm_frame_px"], m["aperture_radius_px"]
+    # The FWHM and main aperture the stage used are hand-offs on its frame, not stored metrics.
+    measured = photometry.process(frame)
+    fwhm_px, radius_px = measured.fwhm_px, measured.aperture_radius_px
     print(
         f"   photutils {photutils.__version__}; threshold {threshold:.2f} ADU (3 x the "
         f"pipeline's rms, DAOFIND's default scaling), FWHM {fwhm_px:.2f} px, aperture radius "

@@ -445,6 +445,56 @@ class _Device(Generic[M]):
     description: str = field(default="")
 
 
+@dataclass(frozen=True)
+class _Interface:
+    """What an ASCOM interface fixes for every device that implements it."""
+
+    device_type: str  # lower-case, as in the URL
+    ascom_type: str  # as in the management API
+    version: int
+    state_names: Sequence[tuple[str, str]]  # DeviceState: (ASCOM name, member it reads)
+
+
+_CAMERA = _Interface(
+    "camera",
+    "Camera",
+    version=4,
+    state_names=(
+        ("CameraState", "camerastate"),
+        ("CCDTemperature", "ccdtemperature"),
+        ("CoolerPower", "coolerpower"),
+        ("HeatSinkTemperature", "heatsinktemperature"),
+        ("ImageReady", "imageready"),
+        ("PercentCompleted", "percentcompleted"),
+    ),
+)
+_FILTER_WHEEL = _Interface(
+    "filterwheel", "FilterWheel", version=3, state_names=(("Position", "position"),)
+)
+_TELESCOPE = _Interface(
+    "telescope",
+    "Telescope",
+    version=4,
+    state_names=(
+        ("Altitude", "altitude"),
+        ("AtHome", "athome"),
+        ("AtPark", "atpark"),
+        ("Azimuth", "azimuth"),
+        ("Declination", "declination"),
+        ("IsPulseGuiding", "ispulseguiding"),
+        ("RightAscension", "rightascension"),
+        ("SideOfPier", "sideofpier"),
+        ("SiderealTime", "siderealtime"),
+        ("Slewing", "slewing"),
+        ("Tracking", "tracking"),
+        ("UTCDate", "utcdate"),
+    ),
+)
+_SAFETY_MONITOR = _Interface(
+    "safetymonitor", "SafetyMonitor", version=3, state_names=(("IsSafe", "issafe"),)
+)
+
+
 _COMMON_UNCONNECTED = frozenset(
     {
         "connected",
@@ -603,7 +653,32 @@ class AlpacaServer:
         key = f"obsctl-simulator/{self.observatory.site.name}/{device_type}/{number}"
         return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
 
-    def _add(self, device: _Device[Any]) -> None:
+    def _register(
+        self,
+        interface: _Interface,
+        model: M,
+        members: Mapping[str, _Member[M]],
+        *,
+        name: str,
+        description: str | None = None,
+        on_fault_change: Callable[[Fault | None], None] | None = None,
+    ) -> None:
+        """Serve ``model`` as device 0 of its interface; the description defaults to the name."""
+        number = 0
+        device = _Device(
+            device_type=interface.device_type,
+            ascom_type=interface.ascom_type,
+            number=number,
+            name=name,
+            interface_version=interface.version,
+            model=model,
+            members=members,
+            state_names=interface.state_names,
+            unique_id=self._unique_id(interface.device_type, number),
+            faults=FaultInjector(interface.device_type, number, on_fault_change),
+            clock=self.observatory.clock,
+            description=name if description is None else description,
+        )
         key = (device.device_type, device.number)
         self._devices[key] = device
         self._common[key] = _common_members(device)
@@ -615,89 +690,26 @@ class AlpacaServer:
         def camera_fault_changed(fault: Fault | None) -> None:
             camera.hold_readout(fault is not None and fault.kind == "image_never_ready")
 
-        self._add(
-            _Device(
-                device_type="camera",
-                ascom_type="Camera",
-                number=0,
-                name=obs.config.camera.name,
-                interface_version=4,
-                model=camera,
-                members=_camera_members(obs.telescope),
-                state_names=(
-                    ("CameraState", "camerastate"),
-                    ("CCDTemperature", "ccdtemperature"),
-                    ("CoolerPower", "coolerpower"),
-                    ("HeatSinkTemperature", "heatsinktemperature"),
-                    ("ImageReady", "imageready"),
-                    ("PercentCompleted", "percentcompleted"),
-                ),
-                unique_id=self._unique_id("camera", 0),
-                faults=FaultInjector("camera", 0, camera_fault_changed),
-                clock=obs.clock,
-                description=f"Simulated {obs.config.camera.sensor_name} camera",
-            )
+        self._register(
+            _CAMERA,
+            camera,
+            _camera_members(obs.telescope),
+            name=obs.config.camera.name,
+            description=f"Simulated {obs.config.camera.sensor_name} camera",
+            on_fault_change=camera_fault_changed,
         )
-        self._add(
-            _Device(
-                device_type="filterwheel",
-                ascom_type="FilterWheel",
-                number=0,
-                name="Simulated filter wheel",
-                interface_version=3,
-                model=obs.filter_wheel,
-                members=_filterwheel_members(),
-                state_names=(("Position", "position"),),
-                unique_id=self._unique_id("filterwheel", 0),
-                faults=FaultInjector("filterwheel", 0),
-                clock=obs.clock,
-                description="Simulated filter wheel",
-            )
+        self._register(
+            _FILTER_WHEEL, obs.filter_wheel, _filterwheel_members(), name="Simulated filter wheel"
         )
-        self._add(
-            _Device(
-                device_type="telescope",
-                ascom_type="Telescope",
-                number=0,
-                name="Simulated mount",
-                interface_version=4,
-                model=obs.mount,
-                members=_telescope_members(obs.telescope),
-                state_names=(
-                    ("Altitude", "altitude"),
-                    ("AtHome", "athome"),
-                    ("AtPark", "atpark"),
-                    ("Azimuth", "azimuth"),
-                    ("Declination", "declination"),
-                    ("IsPulseGuiding", "ispulseguiding"),
-                    ("RightAscension", "rightascension"),
-                    ("SideOfPier", "sideofpier"),
-                    ("SiderealTime", "siderealtime"),
-                    ("Slewing", "slewing"),
-                    ("Tracking", "tracking"),
-                    ("UTCDate", "utcdate"),
-                ),
-                unique_id=self._unique_id("telescope", 0),
-                faults=FaultInjector("telescope", 0),
-                clock=obs.clock,
-                description="Simulated German equatorial mount",
-            )
+        self._register(
+            _TELESCOPE,
+            obs.mount,
+            _telescope_members(obs.telescope),
+            name="Simulated mount",
+            description="Simulated German equatorial mount",
         )
-        self._add(
-            _Device(
-                device_type="safetymonitor",
-                ascom_type="SafetyMonitor",
-                number=0,
-                name="Simulated safety monitor",
-                interface_version=3,
-                model=obs.safety_monitor,
-                members=_safety_members(),
-                state_names=(("IsSafe", "issafe"),),
-                unique_id=self._unique_id("safetymonitor", 0),
-                faults=FaultInjector("safetymonitor", 0),
-                clock=obs.clock,
-                description="Simulated safety monitor",
-            )
+        self._register(
+            _SAFETY_MONITOR, obs.safety_monitor, _safety_members(), name="Simulated safety monitor"
         )
 
     def _build_app(self) -> web.Application:

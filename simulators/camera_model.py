@@ -41,9 +41,9 @@ from obsctl.simulators.render import (
     render_exposure,
 )
 from obsctl.simulators.sky import BANDS, pixel_scale_arcsec
-from obsctl.simulators.variables import variables_from_config
+from obsctl.simulators.variables import VariableStar, variables_from_config
 
-__all__ = ["READOUT_MODES", "CameraModel", "ExposureRecord"]
+__all__ = ["READOUT_MODES", "CameraModel", "ExposureRecord", "sensor_model", "sky_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,101 @@ class ExposureRecord:
     band: str
 
 
+def sensor_model(config: SimulatedCameraConfig) -> SensorModel:
+    """Return the renderer's sensor for a simulated camera's configuration.
+
+    Parameters
+    ----------
+    config : SimulatedCameraConfig
+        The camera's sensor and electronics.
+
+    Returns
+    -------
+    SensorModel
+        The sensor the camera renders with.
+    """
+    return SensorModel(
+        width_px=config.width_px,
+        height_px=config.height_px,
+        pixel_size_um=config.pixel_size_um,
+        full_well_e=config.full_well_e,
+        read_noise_e=config.read_noise_e,
+        bias_adu=config.bias_adu,
+        adu_per_offset=config.adu_per_offset,
+        dark_current_e_s=config.dark_current_e_s,
+        dark_doubling_c=config.dark_doubling_c,
+        hot_pixel_fraction=config.hot_pixel_fraction,
+        cosmic_rate_cm2_s=config.cosmic_rate_cm2_s,
+        max_adu=config.max_adu,
+        seed=config.seed,
+    )
+
+
+def sky_scene(
+    sky: SimulatedSkyConfig,
+    *,
+    ra_deg: float,
+    dec_deg: float,
+    rotation_deg: float,
+    pixel_scale_arcsec: float,
+    band: str,
+    sky_mag_arcsec2: float | None = None,
+    flat_panel: bool = False,
+    variables: tuple[VariableStar, ...] = (),
+    time_mjd: float | None = None,
+) -> SkyScene:
+    """Return the scene a simulated camera sees of the configured sky.
+
+    Parameters
+    ----------
+    sky : SimulatedSkyConfig
+        Seeing, star counts, sky brightness, zero point and flat panel.
+    ra_deg, dec_deg : float
+        Pointing (deg, ICRS).
+    rotation_deg : float
+        Field rotation on the sensor (deg).
+    pixel_scale_arcsec : float
+        Unbinned pixel scale (arcsec per pixel).
+    band : str
+        Filter band of the catalog magnitudes.
+    sky_mag_arcsec2 : float or None
+        Sky brightness (mag per square arcsec); None takes the configured constant.
+    flat_panel : bool
+        Whether the flat panel lights the telescope instead of the sky.
+    variables : tuple of VariableStar
+        Variable stars added to the catalog.
+    time_mjd : float or None
+        Middle of the exposure (MJD, UTC), where the variables are evaluated.
+
+    Returns
+    -------
+    SkyScene
+        The scene to render.
+    """
+    if sky_mag_arcsec2 is None:
+        sky_mag_arcsec2 = sky.sky_mag_arcsec2
+    # The sky's electrons per second per pixel: its surface brightness over one pixel's area.
+    area_arcsec2 = pixel_scale_arcsec * pixel_scale_arcsec
+    return SkyScene(
+        ra_deg=ra_deg,
+        dec_deg=dec_deg,
+        rotation_deg=rotation_deg,
+        pixel_scale_arcsec=pixel_scale_arcsec,
+        seeing_arcsec=sky.seeing_arcsec,
+        moffat_beta=sky.moffat_beta,
+        sky_e_s_px=10.0 ** (-0.4 * (sky_mag_arcsec2 - sky.zero_point_mag)) * area_arcsec2,
+        zero_point_mag=sky.zero_point_mag,
+        band=band,
+        catalog_seed=sky.seed,
+        density_per_deg2=sky.star_density_per_deg2,
+        mag_bright=sky.mag_bright,
+        mag_limit=sky.mag_limit,
+        flat_panel_e_s=sky.flat_panel_e_s if flat_panel else None,
+        variables=variables,
+        time_mjd=time_mjd,
+    )
+
+
 class CameraModel(ConnectableModel):
     """A cooled monochrome camera rendering a synthetic sky.
 
@@ -138,21 +233,7 @@ class CameraModel(ConnectableModel):
         self.sky_brightness: Callable[[datetime, float, float], float] | None = None
         self.mount = mount
         self.filter_wheel = filter_wheel
-        self.sensor = SensorModel(
-            width_px=config.width_px,
-            height_px=config.height_px,
-            pixel_size_um=config.pixel_size_um,
-            full_well_e=config.full_well_e,
-            read_noise_e=config.read_noise_e,
-            bias_adu=config.bias_adu,
-            adu_per_offset=config.adu_per_offset,
-            dark_current_e_s=config.dark_current_e_s,
-            dark_doubling_c=config.dark_doubling_c,
-            hot_pixel_fraction=config.hot_pixel_fraction,
-            cosmic_rate_cm2_s=config.cosmic_rate_cm2_s,
-            max_adu=config.max_adu,
-            seed=config.seed,
-        )
+        self.sensor = sensor_model(config)
         self.bin_x = 1
         self.bin_y = 1
         self.start_x = 0
@@ -407,26 +488,18 @@ class CameraModel(ConnectableModel):
             rotation = self.mount.config.field_rotation_deg
         else:
             ra, dec, rotation = _DEFAULT_RA_DEG, _DEFAULT_DEC_DEG, 0.0
-        scale = pixel_scale_arcsec(self.config.pixel_size_um, self.focal_length_mm)
         sky_mag = self.sky.sky_mag_arcsec2
         if self.sky_brightness is not None:
             sky_mag = self.sky_brightness(self.clock.now(), ra, dec)
-        sky_e_s_px = 10.0 ** (-0.4 * (sky_mag - self.sky.zero_point_mag)) * (scale * scale)
-        return SkyScene(
+        return sky_scene(
+            self.sky,
             ra_deg=ra,
             dec_deg=dec,
             rotation_deg=rotation,
-            pixel_scale_arcsec=scale,
-            seeing_arcsec=self.sky.seeing_arcsec,
-            moffat_beta=self.sky.moffat_beta,
-            sky_e_s_px=sky_e_s_px,
-            zero_point_mag=self.sky.zero_point_mag,
+            pixel_scale_arcsec=pixel_scale_arcsec(self.config.pixel_size_um, self.focal_length_mm),
             band=self._band(),
-            catalog_seed=self.sky.seed,
-            density_per_deg2=self.sky.star_density_per_deg2,
-            mag_bright=self.sky.mag_bright,
-            mag_limit=self.sky.mag_limit,
-            flat_panel_e_s=self.sky.flat_panel_e_s if self.flat_panel_on else None,
+            sky_mag_arcsec2=sky_mag,
+            flat_panel=self.flat_panel_on,
             variables=self._variables,
             time_mjd=julian_date(self.clock.now()) - 2400000.5 + 0.5 * duration_s / 86400.0,
         )

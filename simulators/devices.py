@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
+from typing import ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -86,12 +86,25 @@ def translate_ascom_error(exc: AscomError, device: str) -> DeviceError:
     return cls(exc.message, device=device, ascom_error=exc.number)
 
 
-class _SimulatedDevice:
-    """Name, connection and error translation shared by the in-process devices."""
+M = TypeVar("M", bound=ConnectableModel)
 
-    def __init__(self, model: ConnectableModel, name: str) -> None:
-        self._model = model
-        self._name = name
+
+class _SimulatedDevice(Generic[M]):
+    """Name, connection and error translation shared by the in-process devices.
+
+    Parameters
+    ----------
+    model : ConnectableModel
+        The simulator model the device drives (`CameraModel` for `SimulatedCamera`, ...).
+    name : str or None
+        Configured device name; None takes the class's `default_name`.
+    """
+
+    default_name: ClassVar[str]
+
+    def __init__(self, model: M, *, name: str | None = None) -> None:
+        self.model = model
+        self._name = self.default_name if name is None else name
 
     @property
     def name(self) -> str:
@@ -105,33 +118,30 @@ class _SimulatedDevice:
         except AscomError as exc:
             raise translate_ascom_error(exc, self._name) from exc
 
+    def _require_connected(self) -> None:
+        with self._ascom():
+            self.model.require_connected()
+
     async def connect(self) -> None:
         """Connect (immediately)."""
-        self._model.connected = True
+        self.model.connected = True
 
     async def disconnect(self) -> None:
         """Disconnect; never raises."""
-        self._model.connected = False
+        self.model.connected = False
 
     async def is_connected(self) -> bool:
         """Return whether the device is connected."""
-        return self._model.connected
+        return self.model.connected
 
 
-class SimulatedCamera(_SimulatedDevice):
+class SimulatedCamera(_SimulatedDevice[CameraModel]):
     """The simulated camera as an `obsctl.devices.Camera`.
 
-    Parameters
-    ----------
-    model : CameraModel
-        The camera model.
-    name : str
-        Configured device name.
+    It drives a `CameraModel`; its name is ``camera`` unless one is given.
     """
 
-    def __init__(self, model: CameraModel, *, name: str = "camera") -> None:
-        super().__init__(model, name)
-        self.model = model
+    default_name = "camera"
 
     async def info(self) -> CameraInfo:
         """Return the camera's fixed properties.
@@ -141,8 +151,7 @@ class SimulatedCamera(_SimulatedDevice):
         DeviceNotConnectedError
             When not connected.
         """
-        with self._ascom():
-            self.model.require_connected()
+        self._require_connected()
         c = self.model.config
         return CameraInfo(
             sensor_name=c.sensor_name,
@@ -232,8 +241,7 @@ class SimulatedCamera(_SimulatedDevice):
             When not connected.
         """
         m = self.model
-        with self._ascom():
-            m.require_connected()
+        self._require_connected()
         return CameraStatus(
             state=m.state,
             percent_completed=m.percent_completed,
@@ -309,37 +317,27 @@ class SimulatedCamera(_SimulatedDevice):
             self.model.set_cooler_on(on)
 
 
-class SimulatedFilterWheel(_SimulatedDevice):
+class SimulatedFilterWheel(_SimulatedDevice[FilterWheelModel]):
     """The simulated filter wheel as an `obsctl.devices.FilterWheel`.
 
-    Parameters
-    ----------
-    model : FilterWheelModel
-        The wheel model.
-    name : str
-        Configured device name.
+    It drives a `FilterWheelModel`; its name is ``filter_wheel`` unless one is given.
     """
 
-    def __init__(self, model: FilterWheelModel, *, name: str = "filter_wheel") -> None:
-        super().__init__(model, name)
-        self.model = model
+    default_name = "filter_wheel"
 
     async def names(self) -> list[str]:
         """Return the filter names, indexed by slot."""
-        with self._ascom():
-            self.model.require_connected()
+        self._require_connected()
         return self.model.names
 
     async def focus_offsets(self) -> list[int]:
         """Return the focus offsets in focuser steps, indexed by slot."""
-        with self._ascom():
-            self.model.require_connected()
+        self._require_connected()
         return self.model.focus_offsets
 
     async def position(self) -> int | None:
         """Return the current slot, or None while moving."""
-        with self._ascom():
-            self.model.require_connected()
+        self._require_connected()
         position = self.model.position
         return None if position < 0 else position
 
@@ -355,26 +353,18 @@ class SimulatedFilterWheel(_SimulatedDevice):
             self.model.move(position)
 
 
-class SimulatedMount(_SimulatedDevice):
+class SimulatedMount(_SimulatedDevice[MountModel]):
     """The simulated mount as an `obsctl.devices.Mount`.
 
-    Parameters
-    ----------
-    model : MountModel
-        The mount model.
-    name : str
-        Configured device name.
+    It drives a `MountModel`; its name is ``mount`` unless one is given.
     """
 
-    def __init__(self, model: MountModel, *, name: str = "mount") -> None:
-        super().__init__(model, name)
-        self.model = model
+    default_name = "mount"
 
     async def status(self) -> MountStatus:
         """Return position (degrees), motion and park state."""
         m = self.model
-        with self._ascom():
-            m.require_connected()
+        self._require_connected()
         p = m.pointing()
         return MountStatus(
             ra_deg=p.ra_deg,
@@ -442,20 +432,13 @@ class SimulatedMount(_SimulatedDevice):
             self.model.unpark()
 
 
-class SimulatedSafetyMonitor(_SimulatedDevice):
+class SimulatedSafetyMonitor(_SimulatedDevice[SafetyMonitorModel]):
     """The simulated safety monitor as an `obsctl.devices.SafetyMonitor`.
 
-    Parameters
-    ----------
-    model : SafetyMonitorModel
-        The safety model.
-    name : str
-        Configured device name.
+    It drives a `SafetyMonitorModel`; its name is ``safety_monitor`` unless one is given.
     """
 
-    def __init__(self, model: SafetyMonitorModel, *, name: str = "safety_monitor") -> None:
-        super().__init__(model, name)
-        self.model = model
+    default_name = "safety_monitor"
 
     async def is_safe(self) -> bool:
         """Return whether it is safe (False while disconnected)."""

@@ -37,12 +37,21 @@ image faults only ever match ``imagearray``), ``count`` to the next N matching r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
-__all__ = ["IMAGE_FAULT_KINDS", "IMAGE_MEMBERS", "Fault", "FaultInjector", "FaultKind"]
+__all__ = [
+    "IMAGE_FAULT_KINDS",
+    "IMAGE_MEMBERS",
+    "Fault",
+    "FaultInjector",
+    "FaultKind",
+    "FaultSlot",
+    "check_fault",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,33 @@ _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 IMAGE_FAULT_KINDS: frozenset[str] = frozenset({"corrupt_image", "truncate_image", "throttle_image"})
 IMAGE_MEMBERS: frozenset[str] = frozenset({"imagearray"})
 _UNSPECIFIED_DRIVER_ERROR = 0x500
+
+
+def check_fault(kind: str, kinds: frozenset[str], *, seconds: float, count: int | None) -> None:
+    """Check the fields every kind of injected fault has.
+
+    Parameters
+    ----------
+    kind : str
+        The fault's kind, one of ``kinds``.
+    kinds : frozenset of str
+        The kinds the simulator knows.
+    seconds : float
+        A delay in real seconds, >= 0.
+    count : int or None
+        How often the fault applies, >= 1, or None until cleared.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind or an out-of-range number.
+    """
+    if kind not in kinds:
+        raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(kinds)}")
+    if seconds < 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds}")
+    if count is not None and count < 1:
+        raise ValueError(f"count must be >= 1 or None, got {count}")
 
 
 @dataclass(frozen=True)
@@ -100,14 +136,9 @@ class Fault:
     count: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(_KINDS)}")
-        if self.seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {self.seconds}")
+        check_fault(self.kind, _KINDS, seconds=self.seconds, count=self.count)
         if self.rate_mb_s <= 0:
             raise ValueError(f"rate_mb_s must be > 0, got {self.rate_mb_s}")
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"count must be >= 1 or None, got {self.count}")
         if self.members is not None:
             # Normalised here so that callers may pass any iterable in any case.
             object.__setattr__(self, "members", frozenset(m.lower() for m in self.members))
@@ -183,8 +214,108 @@ def _number(data: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-class FaultInjector:
-    """The fault slot of one simulated device.
+class _CountedFault(Protocol):
+    """What `FaultSlot` needs of a fault: its kind, for logs, and how often it applies."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def count(self) -> int | None: ...
+
+
+F = TypeVar("F", bound=_CountedFault)
+
+
+class FaultSlot(Generic[F]):
+    """Holds at most one fault of a simulated device and counts its uses.
+
+    Parameters
+    ----------
+    label : str
+        What the slot belongs to, for logs (``camera/0``, ``serial mount``).
+    on_change : callable or None
+        Called with the new fault (or None) after every `set`, `clear` and used-up count.
+    """
+
+    def __init__(self, label: str, on_change: Callable[[F | None], None] | None = None) -> None:
+        self.label = label
+        self._on_change = on_change
+        self._fault: F | None = None
+        self._remaining: int | None = None
+        self._released = asyncio.Event()
+
+    @property
+    def fault(self) -> F | None:
+        """The active fault, or None."""
+        return self._fault
+
+    @property
+    def remaining(self) -> int | None:
+        """How many more uses the active fault has (None: unlimited)."""
+        return self._remaining
+
+    def set(self, fault: F) -> None:
+        """Install a fault, replacing any previous one and releasing what waits on it.
+
+        Parameters
+        ----------
+        fault : Fault or SerialFault
+            The fault to apply from the next use on.
+        """
+        self._release()
+        self._fault = fault
+        self._remaining = fault.count
+        log.info("fault on %s: %s", self.label, fault)
+        self._changed(fault)
+
+    def clear(self) -> None:
+        """Remove the fault and release what waits on it."""
+        self._release()
+        if self._fault is not None:
+            log.info("fault on %s cleared: %s", self.label, self._fault.kind)
+        self._fault = None
+        self._remaining = None
+        self._changed(None)
+
+    def _changed(self, fault: F | None) -> None:
+        if self._on_change is not None:
+            self._on_change(fault)
+
+    def _release(self) -> None:
+        self._released.set()
+        self._released = asyncio.Event()
+
+    def _use(self) -> F | None:
+        """Return the active fault for one use, counting it against its ``count``."""
+        fault = self._fault
+        if fault is None:
+            return None
+        if self._remaining is not None:
+            self._remaining -= 1
+            if self._remaining <= 0:
+                # Used up; what waits on it (a hung request) still waits for `clear` or `set`.
+                self._fault = None
+                self._remaining = None
+                log.info("fault on %s used up: %s", self.label, fault.kind)
+                self._changed(None)
+        return fault
+
+    async def wait_released(self, timeout_s: float | None = None) -> None:
+        """Wait until the fault is cleared or replaced, or at most ``timeout_s`` real seconds.
+
+        Parameters
+        ----------
+        timeout_s : float or None
+            Longest wait (s); None waits for the release alone (``hang``).
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._released.wait()
+
+
+class FaultInjector(FaultSlot[Fault]):
+    """The fault slot of one simulated Alpaca device.
 
     Parameters
     ----------
@@ -193,8 +324,8 @@ class FaultInjector:
     number : int
         Device number.
     on_change : callable or None
-        Called with the new fault (or None) after every `set` and `clear`; the camera uses
-        it to stall its readout for ``image_never_ready``.
+        Called with the new fault (or None) after every `set`, `clear` and used-up count; the
+        camera uses it to stall its readout for ``image_never_ready``.
     """
 
     def __init__(
@@ -203,51 +334,9 @@ class FaultInjector:
         number: int,
         on_change: Callable[[Fault | None], None] | None = None,
     ) -> None:
+        super().__init__(f"{device_type}/{number}", on_change)
         self.device_type = device_type
         self.number = number
-        self._on_change = on_change
-        self._fault: Fault | None = None
-        self._remaining: int | None = None
-        self._released = asyncio.Event()
-
-    @property
-    def fault(self) -> Fault | None:
-        """The active fault, or None."""
-        return self._fault
-
-    @property
-    def remaining(self) -> int | None:
-        """How many more matching requests the active fault applies to (None: unlimited)."""
-        return self._remaining
-
-    def set(self, fault: Fault) -> None:
-        """Install a fault, replacing (and releasing the hangs of) any previous one.
-
-        Parameters
-        ----------
-        fault : Fault
-            The fault to apply from the next request on.
-        """
-        self._release()
-        self._fault = fault
-        self._remaining = fault.count
-        log.info("fault on %s/%d: %s", self.device_type, self.number, fault.kind)
-        if self._on_change is not None:
-            self._on_change(fault)
-
-    def clear(self) -> None:
-        """Remove the fault and let hung requests answer."""
-        self._release()
-        if self._fault is not None:
-            log.info("fault on %s/%d cleared", self.device_type, self.number)
-        self._fault = None
-        self._remaining = None
-        if self._on_change is not None:
-            self._on_change(None)
-
-    def _release(self) -> None:
-        self._released.set()
-        self._released = asyncio.Event()
 
     def take(self, member: str) -> Fault | None:
         """Return the fault to apply to one request, counting it against ``count``.
@@ -265,14 +354,4 @@ class FaultInjector:
         fault = self._fault
         if fault is None or not fault.matches(member):
             return None
-        if self._remaining is not None:
-            self._remaining -= 1
-            if self._remaining <= 0:
-                # Used up; a request hung by it still waits for `clear` or `set`.
-                self._fault = None
-                self._remaining = None
-        return fault
-
-    async def wait_released(self) -> None:
-        """Wait until the present fault is cleared or replaced (for ``hang``)."""
-        await self._released.wait()
+        return self._use()

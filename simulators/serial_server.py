@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Literal, Protocol, get_args
 
 from obsctl.config import SerialSimulatorConfig
+from obsctl.simulators.faults import FaultSlot, check_fault
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.serial_cfw import QhyCfwInterpreter
@@ -92,77 +93,31 @@ class SerialFault:
     count: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(_KINDS)}")
-        if self.seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {self.seconds}")
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"count must be >= 1 or None, got {self.count}")
+        check_fault(self.kind, _KINDS, seconds=self.seconds, count=self.count)
 
 
-class SerialFaultInjector:
+class SerialFaultInjector(FaultSlot[SerialFault]):
     """The fault slot of one serial simulator.
 
     Parameters
     ----------
     on_change : callable or None
         Called with the new fault (or None) after every `set`, `clear` and used-up count.
+    label : str
+        What the slot belongs to, for logs.
     """
 
-    def __init__(self, on_change: Callable[[SerialFault | None], None] | None = None) -> None:
-        self._on_change = on_change
-        self._fault: SerialFault | None = None
-        self._remaining: int | None = None
-        self._released = asyncio.Event()
-
-    @property
-    def fault(self) -> SerialFault | None:
-        """The active fault, or None."""
-        return self._fault
-
-    def set(self, fault: SerialFault) -> None:
-        """Install a fault, replacing any previous one and releasing slow replies."""
-        self._release()
-        self._fault = fault
-        self._remaining = fault.count
-        log.info("serial fault set: %s", fault)
-        if self._on_change is not None:
-            self._on_change(fault)
-
-    def clear(self) -> None:
-        """Remove the fault and release slow replies."""
-        self._release()
-        if self._fault is not None:
-            log.info("serial fault %s cleared", self._fault.kind)
-        self._fault = None
-        self._remaining = None
-        if self._on_change is not None:
-            self._on_change(None)
-
-    def _release(self) -> None:
-        self._released.set()
-        self._released = asyncio.Event()
+    def __init__(
+        self,
+        on_change: Callable[[SerialFault | None], None] | None = None,
+        *,
+        label: str = "serial line",
+    ) -> None:
+        super().__init__(label, on_change)
 
     def take(self) -> SerialFault | None:
         """Return the active fault for one reply (or drop), counting it against ``count``."""
-        fault = self._fault
-        if fault is None:
-            return None
-        if self._remaining is not None:
-            self._remaining -= 1
-            if self._remaining <= 0:
-                self._fault = None
-                self._remaining = None
-                log.info("serial fault %s used up", fault.kind)
-                if self._on_change is not None:
-                    self._on_change(None)
-        return fault
-
-    async def wait_released(self, timeout_s: float) -> None:
-        """Wait ``timeout_s`` real seconds, or less when the fault is cleared or replaced."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._released.wait()
+        return self._use()
 
 
 class CommandInterpreter(Protocol):
@@ -299,7 +254,7 @@ class SerialSimulator:
         self._link_path = Path(link_path) if link_path is not None else None
         self._temp_dir: str | None = None
         self._rng = random.Random(seed)
-        self.faults = SerialFaultInjector(self._fault_changed)
+        self.faults = SerialFaultInjector(self._fault_changed, label=f"serial {name}")
         self._pty_link: _PtyLink | None = None
         self._server: asyncio.Server | None = None
         self._tcp_links: set[_TcpLink] = set()
@@ -512,25 +467,24 @@ async def running_serial_simulators(
         The running simulators, with their pty links and TCP ports.
     """
     async with AsyncExitStack() as stack:
-        mount = wheel = None
-        if config.pty or config.mount_tcp_port is not None:
-            mount = await stack.enter_async_context(
-                SerialSimulator(
-                    LX200Interpreter(observatory.mount),
-                    name="mount",
-                    pty=config.pty,
-                    tcp_port=config.mount_tcp_port,
-                    host=host,
-                )
+
+        async def serve(
+            interpreter: Callable[[], CommandInterpreter], name: str, tcp_port: int | None
+        ) -> SerialSimulator | None:
+            # The interpreter is built only when served: the wheel's connects its model.
+            if not config.pty and tcp_port is None:
+                return None
+            simulator = SerialSimulator(
+                interpreter(), name=name, pty=config.pty, tcp_port=tcp_port, host=host
             )
-        if config.pty or config.filter_wheel_tcp_port is not None:
-            wheel = await stack.enter_async_context(
-                SerialSimulator(
-                    QhyCfwInterpreter(observatory.filter_wheel),
-                    name="filter_wheel",
-                    pty=config.pty,
-                    tcp_port=config.filter_wheel_tcp_port,
-                    host=host,
-                )
-            )
+            return await stack.enter_async_context(simulator)
+
+        mount = await serve(
+            lambda: LX200Interpreter(observatory.mount), "mount", config.mount_tcp_port
+        )
+        wheel = await serve(
+            lambda: QhyCfwInterpreter(observatory.filter_wheel),
+            "filter_wheel",
+            config.filter_wheel_tcp_port,
+        )
         yield RunningSerialSimulators(mount=mount, filter_wheel=wheel)

@@ -14,6 +14,8 @@ from obsctl.config import (
     SiteConfig,
     TelescopeConfig,
 )
+from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.mount_model import MountModel
 
 # Simulated seconds per real second: a 1 s exposure takes 10 ms, a 90 degree slew 0.2 s.
 SPEED = 100.0
@@ -53,3 +55,15 @@ async def sims(sim_config, site, telescope, clock) -> AsyncIterator[object]:
 
     async with running_simulators(sim_config, site, telescope, clock=clock, port=0) as running:
         yield running
+
+
+@pytest.fixture
+def mount_model(sim_config, site, clock) -> MountModel:
+    """The simulated mount's model alone (for the serial simulators and drivers)."""
+    return MountModel(sim_config.mount, site, clock)
+
+
+@pytest.fixture
+def wheel_model(sim_config, clock) -> FilterWheelModel:
+    """The simulated filter wheel's model alone."""
+    return FilterWheelModel(sim_config.filter_wheel, clock)

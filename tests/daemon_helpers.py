@@ -1,4 +1,4 @@
-"""Building blocks for daemon tests: a tiny fast observatory config and target picking."""
+"""Building blocks for daemon tests: tiny fast observatory configs and target picking."""
 
 from __future__ import annotations
 
@@ -23,6 +23,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# The head of every test config file; `write_config` adds the devices and the rest.
+_CONFIG_HEAD = """\
+version = 1
+[site]
+name = "Test"
+latitude_deg = {latitude_deg}
+longitude_deg = {longitude_deg}
+[telescope]
+focal_length_mm = 800
+aperture_mm = 200
+"""
+
+
+def write_config(
+    directory: Path,
+    body: str = "",
+    *,
+    camera: str = "127.0.0.1:1",
+    also: tuple[str, ...] = (),
+    latitude_deg: float = 28.76,
+    longitude_deg: float = LONGITUDE,
+    filename: str = "obsctl.toml",
+) -> Path:
+    """Write a config file: version, site, telescope and Alpaca devices, then ``body``.
+
+    ``camera`` is the ``host:port`` of the Alpaca server of the camera and of the roles in
+    ``also`` (``filter_wheel``, ``mount``, ``safety_monitor``); nothing need listen there
+    unless the test connects. ``body`` starts inside the ``[devices.camera]`` table, so it
+    may add keys to the camera before its first table header.
+    """
+    path = directory / filename
+    head = _CONFIG_HEAD.format(latitude_deg=latitude_deg, longitude_deg=longitude_deg)
+    devices = "".join(
+        f'[devices.{role}]\ndriver = "alpaca"\naddress = "{camera}"\n' for role in (*also, "camera")
+    )
+    path.write_text(head + devices + body)
+    return path
 
 
 def daemon_config(data_dir: Path, *, token: str | None = None, **sections: Any) -> Config:

@@ -12,29 +12,9 @@ from astropy.io import fits
 
 from obsctl.cli import main
 
-from .daemon_helpers import free_port
+from .daemon_helpers import free_port, write_config
 
 CONFIG = """
-version = 1
-[site]
-name = "CLI test"
-latitude_deg = 28.76
-longitude_deg = -17.88
-[telescope]
-focal_length_mm = 800
-aperture_mm = 200
-[devices.camera]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
-[devices.filter_wheel]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
-[devices.mount]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
-[devices.safety_monitor]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
 [simulator]
 start = "auto"
 port = {port}
@@ -46,19 +26,23 @@ height_px = 120
 """
 
 
+# Served, with the camera, by the embedded simulators.
+ROLES = ("filter_wheel", "mount", "safety_monitor")
+
+
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "obsctl.toml"
-    path.write_text(CONFIG.format(port=free_port(), discovery=free_port()))
-    return path
+def write_cli_config(tmp_path: Path) -> Path:
+    port = free_port()
+    body = CONFIG.format(port=port, discovery=free_port())
+    return write_config(tmp_path, body, camera=f"127.0.0.1:{port}", also=ROLES)
 
 
 def test_devices_and_expose_embedded(tmp_path, capsys) -> None:
-    config = write_config(tmp_path)
+    config = write_cli_config(tmp_path)
     assert main(["--config", str(config), "devices"]) == 0
     out = capsys.readouterr().out
     for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
@@ -89,7 +73,7 @@ def test_devices_and_expose_embedded(tmp_path, capsys) -> None:
 
 
 def test_expose_dark_bias_and_binning(tmp_path) -> None:
-    config = write_config(tmp_path)
+    config = write_cli_config(tmp_path)
     for kind in ("dark", "bias"):
         out = tmp_path / f"{kind}.fits"
         assert (
@@ -116,7 +100,7 @@ def test_expose_dark_bias_and_binning(tmp_path) -> None:
 
 
 def test_unknown_filter_is_a_clear_error(tmp_path, capsys) -> None:
-    config = write_config(tmp_path)
+    config = write_cli_config(tmp_path)
     code = main(
         [
             "--config",
@@ -136,14 +120,15 @@ def test_unknown_filter_is_a_clear_error(tmp_path, capsys) -> None:
 
 
 def test_bad_config_exits_2_with_the_key(tmp_path, capsys) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text(CONFIG.format(port=1, discovery=2).replace("aperture_mm = 200", ""))
+    body = CONFIG.format(port=1, discovery=2)
+    bad = write_config(tmp_path, body, also=ROLES, filename="bad.toml")
+    bad.write_text(bad.read_text().replace("aperture_mm = 200", ""))
     assert main(["--config", str(bad), "devices"]) == 2
     assert "telescope.aperture_mm: required key is missing" in capsys.readouterr().err
 
 
 def test_against_a_running_obsctl_simulate(tmp_path) -> None:
-    config = write_config(tmp_path)
+    config = write_cli_config(tmp_path)
     server = subprocess.Popen(
         [sys.executable, "-m", "obsctl.cli", "--config", str(config), "simulate"],
         cwd=tmp_path,

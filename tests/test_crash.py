@@ -10,31 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from .daemon_helpers import LONGITUDE, free_port, overhead_target
+from .daemon_helpers import free_port, overhead_target, write_config
 
-CONFIG = """
-version = 1
-[site]
-name = "Crash test"
-latitude_deg = 28.76
-longitude_deg = {longitude}
-[telescope]
-focal_length_mm = 800
-aperture_mm = 200
+# Added to the head `write_config` writes, inside its [devices.camera] table.
+CONFIG = """\
+timeout_s = 2
 [data]
 directory = "{data}"
 [server]
 port = {api_port}
-[devices.camera]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
-timeout_s = 2
-[devices.filter_wheel]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
-[devices.mount]
-driver = "alpaca"
-address = "127.0.0.1:{port}"
 [sequencer]
 poll_s = 0.005
 [pipeline]
@@ -102,15 +86,9 @@ def start(tmp: Path, *args: str, verbose: bool = False) -> subprocess.Popen[byte
 def prepare(tmp_path: Path) -> tuple[Path, Path]:
     """Write the config and the sequence; return the data directory and the database path."""
     data = tmp_path / "data"
-    (tmp_path / "obsctl.toml").write_text(
-        CONFIG.format(
-            longitude=LONGITUDE,
-            data=data,
-            api_port=free_port(),
-            port=free_port(),
-            discovery=free_port(),
-        )
-    )
+    api_port, port, discovery = free_port(), free_port(), free_port()
+    body = CONFIG.format(data=data, api_port=api_port, port=port, discovery=discovery)
+    write_config(tmp_path, body, camera=f"127.0.0.1:{port}", also=("filter_wheel", "mount"))
     target = overhead_target()
     (tmp_path / "seq.toml").write_text(SEQUENCE.format(ra=target.ra_deg, dec=target.dec_deg))
     return data, data / "obsctl.sqlite"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,20 +75,19 @@ HEADER_KEYS = (
 )
 
 
-def logged(data_dir: Path) -> list[dict]:
+def logged(
+    data_dir: Path, read: Callable[[ExposureLog], list[dict]] = ExposureLog.exposures
+) -> list[dict]:
+    """Rows of a data directory's exposure log: its exposures, or what ``read`` returns."""
     db = ExposureLog(DataDir(data_dir).log_path)
     try:
-        return db.exposures()
+        return read(db)
     finally:
         db.close()
 
 
 def failures(data_dir: Path) -> list[dict]:
-    db = ExposureLog(DataDir(data_dir).log_path)
-    try:
-        return db.failures()
-    finally:
-        db.close()
+    return logged(data_dir, ExposureLog.failures)
 
 
 async def test_sequence_runs_end_to_end(tmp_path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from obsctl.drivers.alpaca._http import AlpacaClient
 from obsctl.errors import (
@@ -63,23 +63,22 @@ class AlpacaDevice:
         return f"{type(self).__name__}({self._name!r}, {self._client.address}, #{self._number})"
 
     async def _get(self, member: str, **params: str) -> Any:
-        return await self._client.get(
-            self.device_type,
-            self._number,
-            member,
-            device=self._name,
-            timeout_s=self.timeout_s,
-            params=params,
-        )
+        return await self._call("GET", member, params)
 
     async def _put(self, member: str, **data: str) -> Any:
-        return await self._client.put(
+        return await self._call("PUT", member, data)
+
+    async def _call(
+        self, method: Literal["GET", "PUT"], member: str, fields: dict[str, str]
+    ) -> Any:
+        return await self._client.call(
+            method,
             self.device_type,
             self._number,
             member,
             device=self._name,
             timeout_s=self.timeout_s,
-            data=data,
+            fields=fields,
         )
 
     async def _get_optional(self, member: str) -> Any:
@@ -88,6 +87,15 @@ class AlpacaDevice:
             return await self._get(member)
         except DeviceNotImplementedError:
             return None
+
+    async def _get_all(
+        self, members: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Read properties concurrently; those in ``optional`` are None when not implemented."""
+        values = await asyncio.gather(
+            *(self._get(m) for m in members), *(self._get_optional(m) for m in optional)
+        )
+        return dict(zip(members + optional, values, strict=True))
 
     async def connect(self) -> None:
         """Connect, by Platform 7 ``Connect``/``Connecting`` or else ``Connected = True``.

@@ -19,7 +19,7 @@ import itertools
 import logging
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -183,20 +183,23 @@ class AlpacaClient:
             "ClientTransactionID": str(self.next_transaction()),
         }
 
-    async def get(
+    async def call(
         self,
+        method: Literal["GET", "PUT"],
         device_type: str,
         number: int,
         member: str,
         *,
         device: str,
         timeout_s: float,
-        params: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> Any:
-        """GET a device property and return its value.
+        """GET a device property, or PUT one or call a method, and return the reply's value.
 
         Parameters
         ----------
+        method : {"GET", "PUT"}
+            GET reads a property; PUT sets one or calls a method.
         device_type : str
             Alpaca device type (``camera``, ``filterwheel``, ``telescope``, ...).
         number : int
@@ -207,45 +210,25 @@ class AlpacaClient:
             Device name for error context.
         timeout_s : float
             Deadline of the whole call in seconds.
-        params : mapping or None
-            Extra query parameters.
+        fields : mapping or None
+            Extra parameters: a GET's go in the query string, a PUT's in the form body, where
+            Alpaca's names are case-sensitive.
 
         Returns
         -------
         object
-            The reply's ``Value``.
+            The reply's ``Value`` (None when it has none).
 
         Raises
         ------
         DeviceTimeoutError, DeviceConnectionError, DeviceError
             See `raise_for_reply`.
         """
-        query = {**self.ids(), **(params or {})}
+        values = {**self.ids(), **(fields or {})}
+        where = "params" if method == "GET" else "data"
         url = self.device_url(device_type, number, member)
         status, body = await self.send(
-            "GET", url, device=device, member=member, timeout_s=timeout_s, params=query
-        )
-        return raise_for_reply(status, body, device=device, member=member)
-
-    async def put(
-        self,
-        device_type: str,
-        number: int,
-        member: str,
-        *,
-        device: str,
-        timeout_s: float,
-        data: Mapping[str, str] | None = None,
-    ) -> Any:
-        """PUT a device property or call a method, with form-encoded parameters.
-
-        Parameters are as for `get`; ``data`` holds the PUT body's fields, whose names are
-        case-sensitive in Alpaca.
-        """
-        form = {**self.ids(), **(data or {})}
-        url = self.device_url(device_type, number, member)
-        status, body = await self.send(
-            "PUT", url, device=device, member=member, timeout_s=timeout_s, data=form
+            method, url, device=device, member=member, timeout_s=timeout_s, **{where: values}
         )
         return raise_for_reply(status, body, device=device, member=member)
 

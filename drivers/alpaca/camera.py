@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from obsctl.devices import (
     CameraImage,
@@ -104,10 +103,7 @@ class AlpacaCamera(AlpacaDevice):
             "cansetccdtemperature",
         )
         optional = ("gainmin", "gainmax", "offsetmin", "offsetmax", "readoutmodes")
-        values = await asyncio.gather(
-            *(self._get(m) for m in required), *(self._get_optional(m) for m in optional)
-        )
-        v: dict[str, Any] = dict(zip(required + optional, values, strict=True))
+        v = await self._get_all(required, optional)
         self._info = CameraInfo(
             sensor_name=str(v["sensorname"]),
             width_px=int(v["cameraxsize"]),
@@ -222,10 +218,7 @@ class AlpacaCamera(AlpacaDevice):
             "readoutmode",
         )
         optional = ("gain", "offset", "ccdtemperature", "setccdtemperature", "cooleron")
-        values = await asyncio.gather(
-            *(self._get(m) for m in names), *(self._get_optional(m) for m in optional)
-        )
-        v: dict[str, Any] = dict(zip(names + optional, values, strict=True))
+        v = await self._get_all(names, optional)
         try:
             start: datetime | None = parse_ascom_time(str(v["lastexposurestarttime"]))
         except ValueError:

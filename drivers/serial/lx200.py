@@ -77,11 +77,11 @@ from obsctl.clock import Clock, SystemClock
 from obsctl.config import SiteConfig
 from obsctl.coords import j2000_to_jnow, jnow_to_j2000
 from obsctl.devices import MountStatus, PierSide
-from obsctl.drivers.serial._line import CommandLine, Exchange
+from obsctl.drivers.serial._device import SerialDevice
+from obsctl.drivers.serial._line import Exchange
 from obsctl.drivers.serial.transport import ByteTransport
 from obsctl.errors import (
     DeviceBusyError,
-    DeviceConnectionError,
     DeviceError,
     DeviceNotConnectedError,
     DeviceNotImplementedError,
@@ -196,6 +196,15 @@ def _format_dms(
     return ("-" if value_deg < 0 and not zero else "+") + body
 
 
+def _format_signed_deg(value_deg: float, what: str, precision: Precision, sec_sep: str) -> str:
+    """``sDD*MM`` or ``sDD*MM:SS`` for an angle in [-90, 90] deg (declination, altitude)."""
+    if not -90.0 <= value_deg <= 90.0:
+        raise ValueError(f"{what} {value_deg} is outside [-90, 90]")
+    return _format_dms(
+        value_deg, deg_digits=2, signed=True, seconds=precision != "low", sec_sep=sec_sep
+    )
+
+
 def format_dec(dec_deg: float, precision: Precision = "high", *, sec_sep: str = ":") -> str:
     """Format a declination as ``sDD*MM`` (low) or ``sDD*MM:SS`` (high, highest).
 
@@ -218,11 +227,7 @@ def format_dec(dec_deg: float, precision: Precision = "high", *, sec_sep: str = 
     ValueError
         When the declination is outside [-90, 90].
     """
-    if not -90.0 <= dec_deg <= 90.0:
-        raise ValueError(f"declination {dec_deg} is outside [-90, 90]")
-    return _format_dms(
-        dec_deg, deg_digits=2, signed=True, seconds=precision != "low", sec_sep=sec_sep
-    )
+    return _format_signed_deg(dec_deg, "declination", precision, sec_sep)
 
 
 def format_altitude(alt_deg: float, precision: Precision = "high", *, sec_sep: str = ":") -> str:
@@ -233,11 +238,7 @@ def format_altitude(alt_deg: float, precision: Precision = "high", *, sec_sep: s
     ValueError
         When the altitude is outside [-90, 90].
     """
-    if not -90.0 <= alt_deg <= 90.0:
-        raise ValueError(f"altitude {alt_deg} is outside [-90, 90]")
-    return _format_dms(
-        alt_deg, deg_digits=2, signed=True, seconds=precision != "low", sec_sep=sec_sep
-    )
+    return _format_signed_deg(alt_deg, "altitude", precision, sec_sep)
 
 
 def format_azimuth(az_deg: float, precision: Precision = "high", *, sec_sep: str = ":") -> str:
@@ -539,17 +540,13 @@ def _any_text(text: str) -> str:
     return text
 
 
-class SerialLX200Mount:
+class SerialLX200Mount(SerialDevice):
     """A telescope mount speaking the LX200 command set on a serial line.
 
     Parameters
     ----------
-    name : str
-        The device's configured name (used in errors and logs).
-    transport : ByteTransport
-        The line to the mount (not opened here; `connect` opens it).
-    timeout_s : float
-        Deadline of one command (write and whole reply) in seconds.
+    name, transport, timeout_s
+        See `SerialDevice`.
     site : SiteConfig or None
         When given, `connect` sends the site's latitude and longitude.
     set_time : bool
@@ -569,29 +566,15 @@ class SerialLX200Mount:
         set_time: bool = True,
         clock: Clock | None = None,
     ) -> None:
-        self._name = name
-        self._transport = transport
-        self.timeout_s = timeout_s
+        super().__init__(name, transport, timeout_s=timeout_s)
         self.site = site
         self.set_time = set_time
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._line = CommandLine(transport, device=name, timeout_s=timeout_s, resync=self._resync)
-        self._connected = False
         self._product = ""
         self._flavor: Flavor | None = None
         self._ra_fraction = True  # OnStep: set RA with fractional seconds until refused
         self._has_alignment_status = False  # Meade: whether :GW# answers
         self._park_requested = False  # Meade: :hP# sent, the mount accepts no slews now
-
-    @property
-    def name(self) -> str:
-        """The device's configured name."""
-        return self._name
-
-    @property
-    def transport(self) -> ByteTransport:
-        """The line to the device."""
-        return self._transport
 
     @property
     def flavor(self) -> Flavor | None:
@@ -603,13 +586,7 @@ class SerialLX200Mount:
         """The product name the mount reported (``:GVP#``)."""
         return self._product
 
-    def __repr__(self) -> str:
-        return f"SerialLX200Mount({self._name!r}, {self._transport.url!r})"
-
     # --- one place where replies become values or errors -------------------------------
-
-    def _garbled(self, command: str, raw: bytes, exc: Exception) -> DeviceError:
-        return DeviceError(f"garbled reply to {command}: {raw[:40]!r} ({exc})", device=self._name)
 
     async def _read_text(self, ex: Exchange, command: str) -> str:
         raw = await ex.read_until(b"#", max_bytes=_MAX_REPLY)
@@ -669,26 +646,13 @@ class SerialLX200Mount:
     async def _resync(self, ex: Exchange) -> None:
         """Read past stale replies until the answer to a fresh ``:GVP#`` arrives."""
         await ex.write(b":GVP#")
-        heard = False
-        while True:
-            try:
-                raw = await ex.read_until(b"#", max_bytes=_MAX_REPLY)
-            except DeviceTimeoutError as exc:
-                if heard:
-                    raise DeviceError(
-                        "line garbled: no clean answer to :GVP# while resynchronising",
-                        device=self._name,
-                    ) from exc
-                raise
-            except DeviceConnectionError:
-                raise
-            except DeviceError:
-                heard = True  # noise without a terminator
-                continue
-            heard = True
+
+        async def answered() -> bool:
+            raw = await ex.read_until(b"#", max_bytes=_MAX_REPLY)
             # A stale one-character reply ("1", "0") may run into the product name.
-            if self._product and raw[:-1].decode("latin-1").endswith(self._product):
-                return
+            return bool(self._product) and raw[:-1].decode("latin-1").endswith(self._product)
+
+        await self._read_to_answer(":GVP#", answered)
 
     def _require(self) -> Flavor:
         if not self._connected or self._flavor is None:
@@ -709,10 +673,7 @@ class SerialLX200Mount:
         DeviceError
             When the mount's replies are garbled or it stays in low precision.
         """
-        self._connected = False
-        await self._transport.reopen()
-        self._line.dirty = False
-        await self._transport.reset_input()
+        await self._reopen()
         self._product = await self._query(":GVP#", _printable)
         compact = self._product.lower().replace("-", "").replace(" ", "")
         self._flavor = "onstep" if compact.startswith("onstep") else "meade"
@@ -762,22 +723,9 @@ class SerialLX200Mount:
         if raw != b"1":
             raise InvalidDeviceValueError(f"{command} rejected by the mount", device=self._name)
 
-    async def disconnect(self) -> None:
-        """Close the line; never raises."""
-        self._connected = False
-        await self._transport.close()
-        log.info("%s disconnected", self._name)
-
-    async def is_connected(self) -> bool:
-        """Return whether the line is open and the mount answers ``:GVP#``."""
-        if not self._connected:
-            return False
-        try:
-            await self._query(":GVP#", _any_text)
-        except DeviceError as exc:
-            log.info("%s: not answering: %s", self._name, exc)
-            return False
-        return True
+    async def _probe(self) -> None:
+        """Ask for the product name (``:GVP#``): the mount answers it in any state."""
+        await self._query(":GVP#", _any_text)
 
     # --- Mount -------------------------------------------------------------------------
 

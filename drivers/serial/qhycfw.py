@@ -31,11 +31,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from obsctl.drivers.serial._line import CommandLine, Exchange
+from obsctl.drivers.serial._device import SerialDevice
+from obsctl.drivers.serial._line import Exchange
 from obsctl.drivers.serial.transport import ByteTransport
 from obsctl.errors import (
     DeviceBusyError,
-    DeviceConnectionError,
     DeviceError,
     DeviceNotConnectedError,
     DeviceTimeoutError,
@@ -91,22 +91,18 @@ def parse_position(raw: bytes, slots: int) -> int:
     return int(raw)
 
 
-class SerialFilterWheel:
+class SerialFilterWheel(SerialDevice):
     """A QHY CFW filter wheel on a serial line.
 
     Parameters
     ----------
-    name : str
-        The device's configured name (used in errors and logs).
-    transport : ByteTransport
-        The line to the wheel (opened by `connect`).
+    name, transport, timeout_s
+        See `SerialDevice`.
     names : sequence of str
         Filter names by slot; empty names the slots ``Filter 1``... after the wheel reports
         its slot count.
     focus_offsets : sequence of int
         Focuser offsets in steps by slot; empty means zeros.
-    timeout_s : float
-        Deadline of one command in seconds.
     move_timeout_s : float
         Longest a move may take before `position` raises, in seconds.
     """
@@ -125,39 +121,19 @@ class SerialFilterWheel:
             raise ValueError(
                 f"{len(focus_offsets)} focus offsets for {len(names)} filter names; they must match"
             )
-        self._name = name
-        self._transport = transport
+        super().__init__(name, transport, timeout_s=timeout_s)
         self._configured_names = list(names)
         self._configured_offsets = [int(n) for n in focus_offsets]
-        self.timeout_s = timeout_s
         self.move_timeout_s = move_timeout_s
-        self._line = CommandLine(transport, device=name, timeout_s=timeout_s, resync=self._resync)
-        self._connected = False
         self._version = ""
         self._slots = 0
         self._moving_to: int | None = None
         self._move_deadline = 0.0  # event-loop time
 
     @property
-    def name(self) -> str:
-        """The device's configured name."""
-        return self._name
-
-    @property
-    def transport(self) -> ByteTransport:
-        """The line to the device."""
-        return self._transport
-
-    @property
     def version(self) -> str:
         """The firmware version the wheel reported (``VRS``)."""
         return self._version
-
-    def __repr__(self) -> str:
-        return f"SerialFilterWheel({self._name!r}, {self._transport.url!r})"
-
-    def _garbled(self, command: str, raw: bytes, exc: Exception) -> DeviceError:
-        return DeviceError(f"garbled reply to {command}: {raw[:40]!r} ({exc})", device=self._name)
 
     async def _ask(self, ex: Exchange, command: str, size: int) -> bytes:
         await ex.write(command.encode("ascii"))
@@ -168,22 +144,12 @@ class SerialFilterWheel:
         # The flush before this may have swallowed a move's echo: ask NOW instead.
         self._moving_to = None
         await ex.write(b"VRS")
-        heard = False
-        while True:
-            try:
-                await ex.read_until(self._version.encode("ascii"), max_bytes=64)
-                return
-            except DeviceTimeoutError as exc:
-                if heard:
-                    raise DeviceError(
-                        "line garbled: no clean answer to VRS while resynchronising",
-                        device=self._name,
-                    ) from exc
-                raise
-            except DeviceConnectionError:
-                raise
-            except DeviceError:
-                heard = True  # noise; keep reading until the deadline
+
+        async def answered() -> bool:
+            await ex.read_until(self._version.encode("ascii"), max_bytes=64)
+            return True
+
+        await self._read_to_answer("VRS", answered)
 
     def _require(self) -> int:
         if not self._connected:
@@ -203,11 +169,8 @@ class SerialFilterWheel:
             When replies are garbled, or the wheel's slot count does not match the
             configured names or exceeds ten.
         """
-        self._connected = False
         self._moving_to = None
-        await self._transport.reopen()
-        self._line.dirty = False
-        await self._transport.reset_input()
+        await self._reopen()
         async with self._line.exchange("VRS") as ex:
             raw = await self._ask(ex, "VRS", _VERSION_LENGTH)
             try:
@@ -248,21 +211,12 @@ class SerialFilterWheel:
 
     async def disconnect(self) -> None:
         """Close the line; never raises."""
-        self._connected = False
         self._moving_to = None
-        await self._transport.close()
-        log.info("%s disconnected", self._name)
+        await super().disconnect()
 
-    async def is_connected(self) -> bool:
-        """Return whether the line is open and the wheel answers (or is moving)."""
-        if not self._connected:
-            return False
-        try:
-            await self.position()
-        except DeviceError as exc:
-            log.info("%s: not answering: %s", self._name, exc)
-            return False
-        return True
+    async def _probe(self) -> None:
+        """Read the position: the wheel answers it, or is known to be moving."""
+        await self.position()
 
     # --- FilterWheel -------------------------------------------------------------------
 

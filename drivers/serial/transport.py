@@ -226,22 +226,21 @@ class PySerialTransport:
     def _fill(self) -> None:
         """Wait up to ``poll_s`` for input, then take all that is there (worker thread)."""
         self._open_port()
-        port = self._port
-        data = bytearray(port.read(1))
-        while data and len(data) < _CHUNK_MAX:
-            waiting = port.in_waiting
-            if waiting <= 0:
-                break
-            data += port.read(min(waiting, _CHUNK_MAX - len(data)))
-        if data:
-            with self._buffer_lock:
-                self._buffer += data
+        first = self._port.read(1)
+        if first:
+            self._drain_now(bytearray(first))
 
-    def _drain_now(self) -> None:
-        """Take whatever input is there without waiting (worker thread)."""
+    def _drain_now(self, data: bytearray | None = None) -> None:
+        """Take whatever input is there without waiting (worker thread).
+
+        Parameters
+        ----------
+        data : bytearray or None
+            Input already read, kept ahead of the rest.
+        """
         self._open_port()
         port = self._port
-        data = bytearray()
+        data = bytearray() if data is None else data
         while len(data) < _CHUNK_MAX:
             waiting = port.in_waiting
             if waiting <= 0:

@@ -15,24 +15,24 @@ from obsctl.calibration.fitsrows import FitsRows
 from obsctl.calibration.masters import MasterSelection, select_masters
 from obsctl.cli import main
 from obsctl.config import SiteConfig, TelescopeConfig
-from obsctl.devices import CameraImage, ImageMetadata
+from obsctl.devices import CameraImage
 from obsctl.frame import Frame
 from obsctl.pipeline.calibrate import Calibrate
 from obsctl.pipeline.stage import Stage
 from obsctl.processing.calibrate import calibrate_image
+from obsctl.simulators import scenes
 from obsctl.simulators.render import (
-    ExposureSpec,
-    SensorModel,
-    SkyScene,
     column_bias,
     dark_current_e_s,
     flat_response,
     hot_pixel_map,
     render_exposure,
 )
-from obsctl.store.exposure_log import ExposureLog, ExposureRecord
-from obsctl.store.headers import FrameContext, raw_header
+from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.headers import FrameContext
 from obsctl.store.raw_store import RawStore
+
+from ..daemon_helpers import write_config
 
 NX, NY = 160, 128  # not square, so that a transposed master would show
 GAIN_E_ADU = 1.0
@@ -44,37 +44,15 @@ N_FRAMES = 15
 START = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
 NIGHT = "2026-11-25"
 
-SENSOR = SensorModel(
-    width_px=NX,
-    height_px=NY,
-    pixel_size_um=3.76,
-    full_well_e=60000.0,
-    read_noise_e=3.5,
-    bias_adu=500.0,
-    adu_per_offset=10.0,
-    dark_current_e_s=0.5,  # high, so that the dark signal stands well above the read noise
-    dark_doubling_c=6.3,
-    hot_pixel_fraction=2e-3,
-    cosmic_rate_cm2_s=5.0,  # a couple of hits per dark, for the clipping to remove
-    max_adu=65535,
+# The dark current is high, so that the dark signal stands well above the read noise, and
+# the cosmic rays give a couple of hits per dark, for the clipping to remove.
+SENSOR = scenes.sensor(
+    width_px=NX, height_px=NY, full_well_e=60000.0, read_noise_e=3.5, adu_per_offset=10.0,
+    dark_current_e_s=0.5, dark_doubling_c=6.3, hot_pixel_fraction=2e-3, cosmic_rate_cm2_s=5.0,
     seed=11,
-)
-LAMP = SkyScene(
-    ra_deg=0.0,
-    dec_deg=0.0,
-    rotation_deg=0.0,
-    pixel_scale_arcsec=1.0,
-    seeing_arcsec=2.0,
-    moffat_beta=3.0,
-    sky_e_s_px=0.0,
-    zero_point_mag=21.0,
-    band="V",
-    catalog_seed=1,
-    density_per_deg2=0.0,
-    mag_bright=10.0,
-    mag_limit=11.0,
-    flat_panel_e_s=30000.0,
-)
+)  # fmt: skip
+# The lamp alone lights the sensor (no sky, no stars): the rest of the scene plays no part.
+LAMP = scenes.sky(flat_panel_e_s=30000.0)
 SITE = SiteConfig(name="Test site", latitude_deg=28.76, longitude_deg=-17.88)
 SCOPE = TelescopeConfig(focal_length_mm=800, aperture_mm=200)
 BIAS_LEVEL = SENSOR.bias_adu + OFFSET * SENSOR.adu_per_offset
@@ -100,43 +78,13 @@ class Observatory:
         night_offset_days: int = 0,
     ) -> tuple[Path, np.ndarray, fits.Header]:
         self.count += 1
-        spec = ExposureSpec(
-            exposure_s=exposure_s,
-            light=light,
-            bin_x=1,
-            bin_y=1,
-            start_x=0,
-            start_y=0,
-            num_x=NX,
-            num_y=NY,
-            electrons_per_adu=GAIN_E_ADU,
-            offset=OFFSET,
-            ccd_temperature_c=temp_c,
-            read_noise_e=SENSOR.read_noise_e,
-            seed=self.count,
-        )
+        spec = scenes.exposure(
+            SENSOR, exposure_s=exposure_s, light=light, electrons_per_adu=GAIN_E_ADU,
+            offset=OFFSET, ccd_temperature_c=temp_c, seed=self.count,
+        )  # fmt: skip
         image = render_exposure(SENSOR, spec, LAMP if light else None).image
         start = START + timedelta(days=night_offset_days, minutes=self.count)
-        meta = ImageMetadata(
-            exposure_s=exposure_s,
-            start_time=start,
-            light=light,
-            bin_x=1,
-            bin_y=1,
-            start_x=0,
-            start_y=0,
-            gain=0,
-            offset=OFFSET,
-            electrons_per_adu=GAIN_E_ADU,
-            ccd_temperature_c=temp_c,
-            set_temperature_c=TEMP_C,
-            cooler_on=True,
-            pixel_size_x_um=SENSOR.pixel_size_um,
-            pixel_size_y_um=SENSOR.pixel_size_um,
-            readout_mode="Normal",
-            sensor_name="SIM-CMOS",
-            camera_name="Simulated camera",
-        )
+        meta = scenes.image_metadata(spec, SENSOR, start_time=start, set_temperature_c=TEMP_C)
         ctx = FrameContext(
             image=CameraImage(data=image, metadata=meta),
             image_type=image_type,
@@ -146,35 +94,7 @@ class Observatory:
             start_time=start,
             filter_name=filter_name,
         )
-        header = raw_header(ctx)
-        night = str(header["DAY-OBS"])
-        path = self.store.path_for(
-            night=night,
-            frame_number=self.count,
-            image_type=image_type,
-            target=None,
-            filter_name=filter_name,
-            exposure_s=exposure_s,
-        )
-        self.store.write(path, image, header)
-        self.db.add_exposure(
-            ExposureRecord(
-                night=night,
-                file_path=self.store.relative(path),
-                image_type=image_type,
-                exposure_s=exposure_s,
-                date_obs=str(header["DATE-OBS"]),
-                mjd_start=float(header["MJD-OBS"]),
-                mjd_mid=float(header["MJD-MID"]),
-                bin_x=1,
-                bin_y=1,
-                filter=filter_name,
-                gain=0,
-                offset=OFFSET,
-                ccd_temp_c=temp_c,
-                camera="camera",  # the device's config name; matching uses the header
-            )
-        )
+        path, header = scenes.store_raw(self.store, self.db, ctx)
         return path, image, header
 
 
@@ -467,26 +387,8 @@ def test_calib_build_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             obs.take("BIAS", 0.0)
     finally:
         obs.db.close()
-    config = tmp_path / "obsctl.toml"
-    config.write_text(
-        f"""
-version = 1
-[site]
-name = "test"
-latitude_deg = 28.76
-longitude_deg = -17.88
-[telescope]
-focal_length_mm = 800
-aperture_mm = 200
-[devices.camera]
-driver = "alpaca"
-address = "127.0.0.1:1"
-[data]
-directory = "{tmp_path / "data"}"
-[calibration]
-tile_rows = 16
-"""
-    )
+    body = f'[data]\ndirectory = "{tmp_path / "data"}"\n[calibration]\ntile_rows = 16\n'
+    config = write_config(tmp_path, body)
     assert main(["-c", str(config), "calib", "build", "--night", NIGHT, "--method", "median"]) == 0
     out = capsys.readouterr().out
     assert "bias" in out and "1 master(s) built" in out

@@ -20,7 +20,8 @@ from astropy.wcs import WCS
 from obsctl.frame import Frame
 from obsctl.pipeline.astrometry import Astrometry, strip_wcs
 from obsctl.processing.astrometry import NoSolution, deproject_tan, match_and_fit, project_tan
-from obsctl.simulators.render import ExposureSpec, SensorModel, SkyScene, render_exposure
+from obsctl.simulators import scenes
+from obsctl.simulators.render import render_exposure
 from obsctl.simulators.sky import field_wcs, import_synthetic, synthetic_catalog
 from obsctl.store.refcat import RefCatalog
 
@@ -35,12 +36,15 @@ def moved_wcs(
     *,
     offset_arcmin: float,
     position_angle_deg: float,
-    width: int,
-    height: int,
-    scale: float,
-    rotation_deg: float,
+    width: int = 2048,
+    height: int = 2048,
+    scale: float = 1.0,
+    rotation_deg: float = 20.0,
 ) -> WCS:
-    """A TAN WCS centred `offset_arcmin` away from the truth centre."""
+    """A TAN WCS centred `offset_arcmin` away from the truth centre.
+
+    The other defaults are the geometry `point_field` renders by default.
+    """
     pa = math.radians(position_angle_deg)
     ra, dec = deproject_tan(
         np.array([offset_arcmin / 60 * math.sin(pa)]),
@@ -160,8 +164,6 @@ def test_solves_offset_and_rotated_pointing(
         centre,
         offset_arcmin=offset_arcmin,
         position_angle_deg=position_angle_deg,
-        width=2048,
-        height=2048,
         scale=1.0 * (1 + scale_err),
         rotation_deg=20.0 + rotation_err_deg,
     )
@@ -182,15 +184,7 @@ def test_solves_offset_and_rotated_pointing(
 
 def test_radial_distortion_is_fitted_with_sip() -> None:
     det, sky, _truth, truth_xy, centre = point_field(seed=12, distortion_px=5.0, n_det=2000)
-    approx = moved_wcs(
-        centre,
-        offset_arcmin=5.0,
-        position_angle_deg=60.0,
-        width=2048,
-        height=2048,
-        scale=1.0,
-        rotation_deg=25.0,
-    )
+    approx = moved_wcs(centre, offset_arcmin=5.0, position_angle_deg=60.0, rotation_deg=25.0)
     plain = match_and_fit(det, sky, approx, image_shape=(2048, 2048), sip_degree=None)
     assert error_vs_truth(plain, sky, truth_xy, 2048, 2048).max() > 1.0  # TAN alone cannot
 
@@ -211,15 +205,7 @@ def test_radial_distortion_is_fitted_with_sip() -> None:
 
 def test_mirrored_image_is_solved_and_reported() -> None:
     det, sky, _truth, truth_xy, centre = point_field(seed=13, n_det=800)
-    approx = moved_wcs(
-        centre,
-        offset_arcmin=4.0,
-        position_angle_deg=10.0,
-        width=2048,
-        height=2048,
-        scale=1.0,
-        rotation_deg=27.0,
-    )
+    approx = moved_wcs(centre, offset_arcmin=4.0, position_angle_deg=10.0, rotation_deg=27.0)
     mirrored = WCS(naxis=2)
     mirrored.wcs.ctype = list(approx.wcs.ctype)
     mirrored.wcs.crval = approx.wcs.crval
@@ -263,15 +249,7 @@ def test_small_sparse_field_near_the_pole() -> None:
 
 def test_random_points_have_no_solution() -> None:
     _det, sky, _truth, _truth_xy, centre = point_field(seed=14, n_det=400)
-    approx = moved_wcs(
-        centre,
-        offset_arcmin=5.0,
-        position_angle_deg=0.0,
-        width=2048,
-        height=2048,
-        scale=1.0,
-        rotation_deg=20.0,
-    )
+    approx = moved_wcs(centre, offset_arcmin=5.0, position_angle_deg=0.0)
     rng = np.random.default_rng(14)
     for _ in range(5):
         noise = rng.uniform(0, 2048, (400, 2))
@@ -281,26 +259,10 @@ def test_random_points_have_no_solution() -> None:
 
 def test_too_few_stars_and_offset_beyond_the_search() -> None:
     det, sky, _truth, _truth_xy, centre = point_field(seed=15, n_det=400)
-    approx = moved_wcs(
-        centre,
-        offset_arcmin=5.0,
-        position_angle_deg=0.0,
-        width=2048,
-        height=2048,
-        scale=1.0,
-        rotation_deg=20.0,
-    )
+    approx = moved_wcs(centre, offset_arcmin=5.0, position_angle_deg=0.0)
     with pytest.raises(NoSolution, match="too few stars"):
         match_and_fit(det[:5], sky, approx, image_shape=(2048, 2048))
-    far = moved_wcs(
-        centre,
-        offset_arcmin=25.0,
-        position_angle_deg=0.0,
-        width=2048,
-        height=2048,
-        scale=1.0,
-        rotation_deg=20.0,
-    )
+    far = moved_wcs(centre, offset_arcmin=25.0, position_angle_deg=0.0)
     with pytest.raises(NoSolution):
         match_and_fit(det, sky, far, image_shape=(2048, 2048), max_offset_arcmin=5.0)
 
@@ -321,51 +283,18 @@ ROTATION = 12.0
 
 
 def render(seed: int = 5):
-    sensor = SensorModel(
-        width_px=WIDTH,
-        height_px=HEIGHT,
-        pixel_size_um=3.76,
-        full_well_e=51000.0,
-        read_noise_e=3.5,
-        bias_adu=500.0,
-        adu_per_offset=10.0,
-        dark_current_e_s=0.002,
-        dark_doubling_c=6.3,
-        hot_pixel_fraction=2e-4,
-        cosmic_rate_cm2_s=0.02,
-        max_adu=65535,
-        seed=3,
-    )
-    scene = SkyScene(
-        ra_deg=CENTRE[0],
-        dec_deg=CENTRE[1],
-        rotation_deg=ROTATION,
-        pixel_scale_arcsec=SCALE,
-        seeing_arcsec=2.5,
-        moffat_beta=3.0,
-        sky_e_s_px=5.0,
-        zero_point_mag=22.5,
-        band="V",
-        catalog_seed=SKY["seed"],
-        density_per_deg2=SKY["density_per_deg2"],
-        mag_bright=SKY["mag_bright"],
+    sensor = scenes.sensor(
+        width_px=WIDTH, height_px=HEIGHT, full_well_e=51000.0, read_noise_e=3.5,
+        adu_per_offset=10.0, dark_current_e_s=0.002, dark_doubling_c=6.3,
+        hot_pixel_fraction=2e-4, cosmic_rate_cm2_s=0.02, seed=3,
+    )  # fmt: skip
+    scene = scenes.sky(
+        ra_deg=CENTRE[0], dec_deg=CENTRE[1], rotation_deg=ROTATION, pixel_scale_arcsec=SCALE,
+        seeing_arcsec=2.5, zero_point_mag=22.5, catalog_seed=SKY["seed"],
+        density_per_deg2=SKY["density_per_deg2"], mag_bright=SKY["mag_bright"],
         mag_limit=SKY["mag_limit"],
-    )
-    exposure = ExposureSpec(
-        exposure_s=60.0,
-        light=True,
-        bin_x=1,
-        bin_y=1,
-        start_x=0,
-        start_y=0,
-        num_x=WIDTH,
-        num_y=HEIGHT,
-        electrons_per_adu=0.8,
-        offset=0,
-        ccd_temperature_c=-10.0,
-        read_noise_e=3.5,
-        seed=seed,
-    )
+    )  # fmt: skip
+    exposure = scenes.exposure(sensor, electrons_per_adu=0.8, offset=0, seed=seed)
     return render_exposure(sensor, exposure, scene)
 
 

@@ -13,59 +13,18 @@ from obsctl.pipeline.classify import CLASS_COUNT_METRICS, OnnxClassify
 from obsctl.pipeline.photometry import SepPhotometry
 from obsctl.pipeline.worker import run_stages
 from obsctl.pipeline.zeropoint import CALIBRATION_REJECT_FLAGS
-from obsctl.simulators.render import (
-    ExposureSpec,
-    SensorModel,
-    SkyScene,
-    column_bias,
-    render_exposure,
-)
+from obsctl.simulators import scenes
+from obsctl.simulators.render import column_bias, render_exposure
 
-SENSOR = SensorModel(
-    width_px=256,
-    height_px=256,
-    pixel_size_um=3.76,
-    full_well_e=50000.0,
-    read_noise_e=3.0,
-    bias_adu=500.0,
-    adu_per_offset=1.5,
-    dark_current_e_s=0.001,
-    dark_doubling_c=6.0,
-    hot_pixel_fraction=0.0,
-    cosmic_rate_cm2_s=0.0,  # the hits are injected at known places below
-    max_adu=65535,
-    seed=11,
+# No natural cosmic rays: the hits are injected at known places below.
+SENSOR = scenes.sensor(
+    width_px=256, height_px=256, dark_current_e_s=0.001, cosmic_rate_cm2_s=0.0, seed=11
 )
-SCENE = SkyScene(
-    ra_deg=120.0,
-    dec_deg=30.0,
-    rotation_deg=0.0,
-    pixel_scale_arcsec=1.2,
-    seeing_arcsec=3.0,
-    moffat_beta=3.5,
-    sky_e_s_px=5.0,
-    zero_point_mag=22.0,
-    band="V",
-    catalog_seed=3,
-    density_per_deg2=30000.0,
-    mag_bright=11.0,
-    mag_limit=18.0,
-)
-EXPOSURE = ExposureSpec(
-    exposure_s=60.0,
-    light=True,
-    bin_x=1,
-    bin_y=1,
-    start_x=0,
-    start_y=0,
-    num_x=256,
-    num_y=256,
-    electrons_per_adu=1.0,
-    offset=10,
-    ccd_temperature_c=-10.0,
-    read_noise_e=3.0,
-    seed=5,
-)
+SCENE = scenes.sky(
+    ra_deg=120.0, dec_deg=30.0, pixel_scale_arcsec=1.2, moffat_beta=3.5,
+    catalog_seed=3, density_per_deg2=30000.0, mag_bright=11.0,
+)  # fmt: skip
+EXPOSURE = scenes.exposure(SENSOR, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,13 @@ from obsctl.frame import Frame
 from obsctl.pipeline.worker import output_paths, process_file, run_stages
 from obsctl.store.datadir import DataDir
 
-from ..daemon_helpers import daemon_config, running_daemon, standard_sequence, wait_for
+from ..daemon_helpers import (
+    daemon_config,
+    running_daemon,
+    standard_sequence,
+    wait_for,
+    write_config,
+)
 
 PIPELINE = {"enabled": True, "workers": 1, "reference_catalog": "synthetic"}
 # A 512 px frame of a rich field: a few hundred stars for astrometry and the zero point.
@@ -232,53 +238,18 @@ def test_output_paths(tmp_path) -> None:
 
 
 def test_reduce_files_from_elsewhere(tmp_path, capsys) -> None:
-    from obsctl.simulators.render import ExposureSpec, SensorModel, SkyScene, render_exposure
+    from obsctl.simulators import scenes
+    from obsctl.simulators.render import render_exposure
 
-    sensor = SensorModel(
-        width_px=256,
-        height_px=256,
-        pixel_size_um=3.76,
-        full_well_e=51000,
-        read_noise_e=3.5,
-        bias_adu=500,
-        adu_per_offset=10,
-        dark_current_e_s=0.002,
+    sensor = scenes.sensor(
+        full_well_e=51000, read_noise_e=3.5, adu_per_offset=10, dark_current_e_s=0.002,
         dark_doubling_c=6.3,
-        hot_pixel_fraction=0.0,
-        cosmic_rate_cm2_s=0.0,
-        max_adu=65535,
-        seed=1,
-    )
-    spec = ExposureSpec(
-        exposure_s=60,
-        light=True,
-        bin_x=1,
-        bin_y=1,
-        start_x=0,
-        start_y=0,
-        num_x=256,
-        num_y=256,
-        electrons_per_adu=0.8,
-        offset=0,
-        ccd_temperature_c=-10,
-        read_noise_e=3.5,
-        seed=5,
-    )
-    scene = SkyScene(
-        ra_deg=150.0,
-        dec_deg=20.0,
-        rotation_deg=0.0,
-        pixel_scale_arcsec=0.97,
-        seeing_arcsec=2.2,
-        moffat_beta=3.0,
-        sky_e_s_px=5.0,
-        zero_point_mag=21.0,
-        band="V",
-        catalog_seed=2024,
-        density_per_deg2=20000.0,
-        mag_bright=8.0,
-        mag_limit=19.5,
-    )
+    )  # fmt: skip
+    spec = scenes.exposure(sensor, exposure_s=60, electrons_per_adu=0.8, offset=0, seed=5)
+    scene = scenes.sky(
+        pixel_scale_arcsec=0.97, seeing_arcsec=2.2, zero_point_mag=21.0,
+        catalog_seed=2024, density_per_deg2=20000.0, mag_bright=8.0, mag_limit=19.5,
+    )  # fmt: skip
     image = render_exposure(sensor, spec, scene).image
     foreign = tmp_path / "other_tool.fits"
     cards = [("EXPTIME", 60.0), ("EGAIN", 0.8), ("INSTRUME", "x")]
@@ -287,13 +258,8 @@ def test_reduce_files_from_elsewhere(tmp_path, capsys) -> None:
     fits.PrimaryHDU(image, header=fits.Header(cards[:1])).writeto(no_gain)
     broken = tmp_path / "broken.fits"
     broken.write_bytes(b"SIMPLE  =  T" + b" " * 100)
-    config = tmp_path / "obsctl.toml"
-    config.write_text(
-        "version = 1\n[site]\nname='x'\nlatitude_deg=0\nlongitude_deg=0\n[telescope]\n"
-        "focal_length_mm=800\naperture_mm=200\n[devices.camera]\ndriver='alpaca'\n"
-        f"address='127.0.0.1:9'\n[data]\ndirectory='{tmp_path / 'data'}'\n"
-        "[pipeline]\nworkers=1\n"
-    )
+    body = f"[data]\ndirectory='{tmp_path / 'data'}'\n[pipeline]\nworkers=1\n"
+    config = write_config(tmp_path, body, camera="127.0.0.1:9", latitude_deg=0, longitude_deg=0)
     code = main(["--config", str(config), "reduce", str(foreign), str(broken), str(no_gain)])
     err = capsys.readouterr().err
     assert code == 1  # two files could not be reduced; the third was

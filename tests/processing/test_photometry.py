@@ -30,9 +30,9 @@ from obsctl.processing.photometry import (
     catalog_dtype,
     measure_sources,
 )
+from obsctl.simulators import scenes
 from obsctl.simulators.render import (
     ExposureSpec,
-    SensorModel,
     SkyScene,
     add_stars,
     column_bias,
@@ -49,56 +49,22 @@ FULL_WELL_E = 50000.0
 # A calibrated saturated pixel is full_well / gain / flat, and the flat is <= ~1.01 (PRNU).
 SATURATION_ADU = 0.97 * FULL_WELL_E / GAIN
 
-SENSOR = SensorModel(
-    width_px=SIZE,
-    height_px=SIZE,
-    pixel_size_um=3.76,
-    full_well_e=FULL_WELL_E,
-    read_noise_e=READ_NOISE_E,
-    bias_adu=500.0,
-    adu_per_offset=1.5,
-    dark_current_e_s=0.0,
-    dark_doubling_c=6.0,
-    hot_pixel_fraction=0.0,
-    cosmic_rate_cm2_s=0.0,
-    max_adu=65535,
-    seed=5,
+# Dark current, hot pixels and cosmic rays stay off (the factory's clean sensor).
+SENSOR = scenes.sensor(
+    width_px=SIZE, height_px=SIZE, full_well_e=FULL_WELL_E, read_noise_e=READ_NOISE_E, seed=5
 )
 # 1"/px, 3" seeing: FWHM 3 px. Catalog seed 12 puts three saturating stars and a dozen
 # stars on the border into this 512 x 512 field, and ~50 isolated stars above S/N 100.
-SCENE = SkyScene(
-    ra_deg=150.0,
-    dec_deg=20.0,
-    rotation_deg=0.0,
-    pixel_scale_arcsec=1.0,
-    seeing_arcsec=3.0,
-    moffat_beta=3.0,
-    sky_e_s_px=3.0,
-    zero_point_mag=21.5,
-    band="V",
-    catalog_seed=12,
-    density_per_deg2=15000.0,
-    mag_bright=9.0,
-    mag_limit=16.0,
-)
+SCENE = scenes.sky(
+    pixel_scale_arcsec=1.0, seeing_arcsec=3.0, moffat_beta=3.0, sky_e_s_px=3.0, zero_point_mag=21.5,
+    catalog_seed=12, density_per_deg2=15000.0, mag_bright=9.0, mag_limit=16.0,
+)  # fmt: skip
 FWHM_PX = SCENE.seeing_arcsec / SCENE.pixel_scale_arcsec
 
 
 def exposure(seed: int = 1) -> ExposureSpec:
-    return ExposureSpec(
-        exposure_s=EXPOSURE_S,
-        light=True,
-        bin_x=1,
-        bin_y=1,
-        start_x=0,
-        start_y=0,
-        num_x=SIZE,
-        num_y=SIZE,
-        electrons_per_adu=GAIN,
-        offset=10,
-        ccd_temperature_c=-10.0,
-        read_noise_e=READ_NOISE_E,
-        seed=seed,
+    return scenes.exposure(
+        SENSOR, exposure_s=EXPOSURE_S, electrons_per_adu=GAIN, offset=10, seed=seed
     )
 
 
@@ -377,7 +343,7 @@ def test_stage_stores_catalog_and_metrics(frame):
     assert after.sources is not None and len(after.sources) > 150
     assert after.provenance == ("photometry",)
     assert after.metrics["fwhm_arcsec"] == pytest.approx(after.metrics["fwhm_px"], rel=1e-6)
-    assert after.metrics["fwhm_frame_px"] > 0
+    assert after.fwhm_px > 0
     assert after.header["NSOURCES"] == len(after.sources)
     assert before.sources is None and "NSOURCES" not in before.header  # input untouched
 

@@ -169,7 +169,7 @@ def calibrated():
 
 def test_zero_point_matches_the_simulator_truth(calibrated):
     frame, _ = calibrated
-    fraction = encircled_fraction(frame.metrics["aperture_radius_px"])
+    fraction = encircled_fraction(frame.aperture_radius_px)
     truth_zp = SCENE.zero_point_mag + 2.5 * math.log10(fraction)
     assert frame.metrics["zero_point"] == pytest.approx(truth_zp, abs=0.02)  # measured ~0.004
     assert frame.metrics["zero_point_err"] < 0.005

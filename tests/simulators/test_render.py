@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import sep
 
+from obsctl.simulators import scenes
 from obsctl.simulators.render import (
     STAR_TRUTH_DTYPE,
     ExposureSpec,
     RenderResult,
     SensorModel,
-    SkyScene,
     add_stars,
     bin_charge,
     column_bias,
@@ -26,59 +26,22 @@ from obsctl.simulators.render import (
     stamp_radius_px,
 )
 
-SENSOR = SensorModel(
-    width_px=256,
-    height_px=256,
-    pixel_size_um=3.76,
-    full_well_e=50000.0,
-    read_noise_e=3.0,
-    bias_adu=500.0,
-    adu_per_offset=1.5,
-    dark_current_e_s=0.01,
-    dark_doubling_c=6.0,
-    hot_pixel_fraction=1e-3,
-    cosmic_rate_cm2_s=0.0,
-    max_adu=65535,
-    seed=11,
+SENSOR = scenes.sensor(
+    width_px=256, height_px=256, dark_current_e_s=0.01, hot_pixel_fraction=1e-3, seed=11
 )
 
 # 1.5"/px and 3" seeing: FWHM 2 px, a slightly undersampled star as on many real systems.
-SCENE = SkyScene(
-    ra_deg=120.0,
-    dec_deg=30.0,
-    rotation_deg=0.0,
-    pixel_scale_arcsec=1.5,
-    seeing_arcsec=3.0,
-    moffat_beta=3.0,
-    sky_e_s_px=5.0,
-    zero_point_mag=22.0,
-    band="V",
-    catalog_seed=3,
-    density_per_deg2=8000.0,
-    mag_bright=10.0,
-    mag_limit=17.5,
-)
+SCENE = scenes.sky(
+    ra_deg=120.0, dec_deg=30.0, pixel_scale_arcsec=1.5, seeing_arcsec=3.0,
+    catalog_seed=3, density_per_deg2=8000.0, mag_limit=17.5,
+)  # fmt: skip
 FWHM_PX = SCENE.seeing_arcsec / SCENE.pixel_scale_arcsec
 GAIN = 1.0
 
 
 def spec(**changes: object) -> ExposureSpec:
-    base = ExposureSpec(
-        exposure_s=60.0,
-        light=True,
-        bin_x=1,
-        bin_y=1,
-        start_x=0,
-        start_y=0,
-        num_x=256,
-        num_y=256,
-        electrons_per_adu=GAIN,
-        offset=10,
-        ccd_temperature_c=-10.0,
-        read_noise_e=3.0,
-        seed=1,
-    )
-    return replace(base, **changes)
+    """A full-frame 60 s light exposure at gain `GAIN`, with ``changes``."""
+    return scenes.exposure(SENSOR, **({"exposure_s": 60.0, "electrons_per_adu": GAIN} | changes))
 
 
 def bias_level(sensor: SensorModel, exposure: ExposureSpec) -> float:

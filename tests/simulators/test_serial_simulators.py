@@ -11,7 +11,6 @@ import pytest
 
 from obsctl.config import SerialSimulatorConfig, SimulatedFilterWheelConfig
 from obsctl.simulators.filterwheel_model import FilterWheelModel
-from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.serial_cfw import QhyCfwInterpreter
 from obsctl.simulators.serial_lx200 import LX200Interpreter
 from obsctl.simulators.serial_server import (
@@ -20,16 +19,6 @@ from obsctl.simulators.serial_server import (
     SerialSimulator,
     running_serial_simulators,
 )
-
-
-@pytest.fixture
-def mount_model(sim_config, site, clock) -> MountModel:
-    return MountModel(sim_config.mount, site, clock)
-
-
-@pytest.fixture
-def wheel_model(sim_config, clock) -> FilterWheelModel:
-    return FilterWheelModel(sim_config.filter_wheel, clock)
 
 
 def link_target(path: str) -> str | None:

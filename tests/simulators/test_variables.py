@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from obsctl.config import SimulatedVariableConfig
-from obsctl.simulators.render import ExposureSpec, SensorModel, SkyScene, render_exposure
+from obsctl.simulators import scenes
+from obsctl.simulators.render import render_exposure
 from obsctl.simulators.variables import VARIABLE_ID_BASE, VariableStar, variables_from_config
 
 
@@ -48,16 +49,10 @@ def test_bad_parameters_are_refused() -> None:
 
 
 def test_renderer_draws_the_variable_at_its_magnitude_of_the_time() -> None:
-    sensor = SensorModel(
-        width_px=128, height_px=128, pixel_size_um=3.76, full_well_e=1e6, read_noise_e=3.0,
-        bias_adu=500, adu_per_offset=1, dark_current_e_s=0.0, dark_doubling_c=6.0,
-        hot_pixel_fraction=0.0, cosmic_rate_cm2_s=0.0, max_adu=2**31 - 1, seed=1,
-    )  # fmt: skip
-    spec = ExposureSpec(
-        exposure_s=10, light=True, bin_x=1, bin_y=1, start_x=0, start_y=0, num_x=128,
-        num_y=128, electrons_per_adu=1.0, offset=0, ccd_temperature_c=-10, read_noise_e=3.0,
-        seed=2,
-    )  # fmt: skip
+    sensor = scenes.sensor(
+        width_px=128, height_px=128, full_well_e=1e6, adu_per_offset=1, max_adu=2**31 - 1
+    )
+    spec = scenes.exposure(sensor, exposure_s=10, offset=0, seed=2)
     config = SimulatedVariableConfig(
         name="v", kind="sine", ra_deg=150.0, dec_deg=20.0, mag_v=12.0, period_d=1.0,
         amplitude_mag=0.2,
@@ -65,11 +60,10 @@ def test_renderer_draws_the_variable_at_its_magnitude_of_the_time() -> None:
     variables = variables_from_config([config])
     truths = []
     for mjd in (0.25, 0.75):
-        scene = SkyScene(
-            ra_deg=150.0, dec_deg=20.0, rotation_deg=0.0, pixel_scale_arcsec=1.0,
-            seeing_arcsec=2.5, moffat_beta=3.0, sky_e_s_px=1.0, zero_point_mag=21.0,
-            band="V", catalog_seed=1, density_per_deg2=0.0, mag_bright=8.0, mag_limit=19.0,
-            variables=variables, time_mjd=mjd,
+        scene = scenes.sky(
+            ra_deg=150.0, dec_deg=20.0, seeing_arcsec=2.5, sky_e_s_px=1.0, zero_point_mag=21.0,
+            density_per_deg2=0.0, mag_bright=8.0, mag_limit=19.0, variables=variables,
+            time_mjd=mjd,
         )  # fmt: skip
         truths.append(render_exposure(sensor, spec, scene).stars)
     bright, faint = truths

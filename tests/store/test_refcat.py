@@ -15,6 +15,8 @@ from obsctl.errors import ConfigError
 from obsctl.simulators.sky import import_synthetic, synthetic_catalog
 from obsctl.store.refcat import RefCatalog, band_magnitudes, filter_band
 
+from ..daemon_helpers import write_config
+
 
 @pytest.fixture
 def catalog(tmp_path: Path):
@@ -329,17 +331,6 @@ def test_band_magnitudes_of_a_partial_table() -> None:
 # ------------------------------------------------------------------------------------- CLI
 
 CONFIG = """
-version = 1
-[site]
-name = "Catalog test"
-latitude_deg = 28.76
-longitude_deg = -17.88
-[telescope]
-focal_length_mm = 800
-aperture_mm = 200
-[devices.camera]
-driver = "alpaca"
-address = "127.0.0.1:1"
 [data]
 directory = "{data}"
 [simulator]
@@ -352,8 +343,7 @@ mag_limit = 17.0
 
 
 def test_cli_catalog_import_and_import_synthetic(tmp_path: Path, capsys) -> None:
-    config = tmp_path / "obsctl.toml"
-    config.write_text(CONFIG.format(data=tmp_path / "data"))
+    config = write_config(tmp_path, CONFIG.format(data=tmp_path / "data"))
     code = main(
         [
             "-c",

@@ -24,14 +24,8 @@ from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.pipeline.runner import store_result
 from obsctl.pipeline.worker import FrameResult
 from obsctl.pipeline.zeropoint import ZeroPoint
-from obsctl.simulators.render import (
-    ExposureSpec,
-    SensorModel,
-    SkyScene,
-    column_bias,
-    flat_response,
-    render_exposure,
-)
+from obsctl.simulators import scenes
+from obsctl.simulators.render import column_bias, flat_response, render_exposure
 from obsctl.simulators.sky import SyntheticCone, field_wcs
 from obsctl.simulators.variables import VariableStar
 from obsctl.store.exposure_log import ExposureLog, ExposureRecord
@@ -52,11 +46,7 @@ NIGHTS = (61000, 61001, 61003, 61006, 61010)
 FRAMES_PER_NIGHT = 16
 NIGHT_START, CADENCE_D = 0.12, 0.0167  # MJD fraction of the first frame (UTC), spacing
 
-SENSOR = SensorModel(
-    width_px=SIZE, height_px=SIZE, pixel_size_um=3.76, full_well_e=50000.0,
-    read_noise_e=READ_NOISE_E, bias_adu=500.0, adu_per_offset=1.5, dark_current_e_s=0.0,
-    dark_doubling_c=6.0, hot_pixel_fraction=0.0, cosmic_rate_cm2_s=0.0, max_adu=65535, seed=5,
-)  # fmt: skip
+SENSOR = scenes.sensor(width_px=SIZE, height_px=SIZE, read_noise_e=READ_NOISE_E, seed=5)
 SKY = SimulatedSkyConfig(seed=12, star_density_per_deg2=15000.0, mag_bright=9.0, mag_limit=18.0)
 _WCS = field_wcs(RA0, DEC0, width_px=SIZE, height_px=SIZE, pixel_scale_arcsec=SCALE)
 
@@ -119,18 +109,15 @@ def run(tmp: Path, *, times: list[float] | None = None) -> Run:
         transparency = rng.uniform(-0.15, 0.0)  # thin cloud: up to 0.15 mag lost
         dx, dy = rng.normal(0.0, 3.0, 2)  # pointing jitter (px)
         ra, dec = _sky((SIZE - 1) / 2 + dx, (SIZE - 1) / 2 + dy)
-        scene = SkyScene(
-            ra_deg=ra, dec_deg=dec, rotation_deg=0.0, pixel_scale_arcsec=SCALE,
-            seeing_arcsec=seeing, moffat_beta=3.0, sky_e_s_px=sky_e_s_px,
-            zero_point_mag=ZP_SIM + transparency, band="V", catalog_seed=SKY.seed,
+        scene = scenes.sky(
+            ra_deg=ra, dec_deg=dec, pixel_scale_arcsec=SCALE, seeing_arcsec=seeing,
+            sky_e_s_px=sky_e_s_px, zero_point_mag=ZP_SIM + transparency, catalog_seed=SKY.seed,
             density_per_deg2=SKY.star_density_per_deg2, mag_bright=SKY.mag_bright,
             mag_limit=SKY.mag_limit, variables=VARIABLES, time_mjd=mjd,
         )  # fmt: skip
-        spec = ExposureSpec(
-            exposure_s=EXPOSURE_S, light=True, bin_x=1, bin_y=1, start_x=0, start_y=0,
-            num_x=SIZE, num_y=SIZE, electrons_per_adu=GAIN, offset=10, ccd_temperature_c=-10.0,
-            read_noise_e=READ_NOISE_E, seed=100 + k,
-        )  # fmt: skip
+        spec = scenes.exposure(
+            SENSOR, exposure_s=EXPOSURE_S, electrons_per_adu=GAIN, offset=10, seed=100 + k
+        )
         raw = render_exposure(SENSOR, spec, scene).image
         data = np.ascontiguousarray((raw.astype(np.float32) - level) / flat, dtype=np.float32)
         # The header WCS is the mount's idea of the pointing: a few arcsec off.
@@ -163,5 +150,12 @@ def run(tmp: Path, *, times: list[float] | None = None) -> Run:
         out.alerts += monitor.process_exposure(eid)
         out.exposure_ids.append(eid)
         out.mjd.append(mjd)
-        out.metrics.append({**frame.metrics, "sky_e_px": sky_e_s_px * EXPOSURE_S, "seeing": seeing})
+        out.metrics.append(
+            {
+                **frame.metrics,
+                "aperture_radius_px": frame.aperture_radius_px,
+                "sky_e_px": sky_e_s_px * EXPOSURE_S,
+                "seeing": seeing,
+            }
+        )
     return out

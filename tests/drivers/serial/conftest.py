@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from obsctl.drivers.serial import PySerialTransport, SerialFilterWheel, SerialLX200Mount
-from obsctl.simulators.filterwheel_model import FilterWheelModel
-from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.serial_cfw import QhyCfwInterpreter
 from obsctl.simulators.serial_lx200 import LX200Interpreter
 from obsctl.simulators.serial_server import SerialSimulator
@@ -28,16 +26,6 @@ def url_of(sim: SerialSimulator, link: str) -> str:
 def link(request) -> str:
     """How the driver reaches the simulator: its pseudo-terminal or socket://."""
     return request.param
-
-
-@pytest.fixture
-def mount_model(sim_config, site, clock) -> MountModel:
-    return MountModel(sim_config.mount, site, clock)
-
-
-@pytest.fixture
-def wheel_model(sim_config, clock) -> FilterWheelModel:
-    return FilterWheelModel(sim_config.filter_wheel, clock)
 
 
 @pytest.fixture

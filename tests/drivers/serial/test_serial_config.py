@@ -9,25 +9,11 @@ import pytest
 from obsctl.config import SerialDeviceConfig, load_config
 from obsctl.errors import ConfigError
 
-BASE = """
-version = 1
-[site]
-name = "Test"
-latitude_deg = 28.76
-longitude_deg = -17.88
-[telescope]
-focal_length_mm = 800
-aperture_mm = 200
-[devices.camera]
-driver = "alpaca"
-address = "127.0.0.1:11111"
-"""
+from ...daemon_helpers import write_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "obs.toml"
-    path.write_text(BASE + text)
-    return path
+    return write_config(tmp_path, text, camera="127.0.0.1:11111", filename="obs.toml")
 
 
 def test_serial_devices_and_simulators_load(tmp_path) -> None:
