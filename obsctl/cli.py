@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from obsctl.devices import DeviceSet, ExposureSettings
 from obsctl.errors import ConfigError, DeviceError, ObsctlError
 from obsctl.operations import Operations
 from obsctl.store.datadir import DataDir
+
+if TYPE_CHECKING:
+    from obsctl.daemon import Daemon
 
 __all__ = ["main"]
 
@@ -139,12 +143,9 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.acquisition.sequence import load_sequence
-    from obsctl.daemon import Daemon
-
-    sequences = [load_sequence(path) for path in args.sequence]
-    daemon = Daemon(config)
+@contextlib.asynccontextmanager
+async def _announced(daemon: Daemon) -> AsyncIterator[None]:
+    """Say where the control API and the quick-look page are, once the daemon runs."""
 
     async def announce() -> None:
         await daemon.started.wait()
@@ -154,9 +155,20 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 
     announcer = asyncio.create_task(announce())
     try:
-        await daemon.run(sequences, until_idle=args.until_idle)
+        yield
     finally:
         announcer.cancel()
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.acquisition.sequence import load_sequence
+    from obsctl.daemon import Daemon
+
+    sequences = [load_sequence(path) for path in args.sequence]
+    daemon = Daemon(config)
+
+    async with _announced(daemon):
+        await daemon.run(sequences, until_idle=args.until_idle)
     left = ", ".join(daemon.left_running)
     _out(
         f"obsctl stopped: {daemon.frames_stored} frame(s) stored this run"
@@ -427,17 +439,8 @@ async def _night(config: Config, args: argparse.Namespace) -> int:
     daemon = Daemon(simulation_config(config, args.speed), clock=clock)
     _out(f"night {night} of plan {plan.name!r}, clock at {clock.now():%Y-%m-%d %H:%M} UTC")
 
-    async def announce() -> None:
-        await daemon.started.wait()
-        if daemon.api_url:
-            _out(f"obsctl running; control API at {daemon.api_url} (Ctrl-C stops)")
-            _out(f"quick-look: {daemon.api_url}/")
-
-    announcer = asyncio.create_task(announce())
-    try:
+    async with _announced(daemon):
         summary = await run_night(NightRunner(daemon, plan, night))
-    finally:
-        announcer.cancel()
     for name, when in summary.events:
         _out(f"  {when:%H:%M:%S}  {name}")
     visits = ", ".join(f"{n} {k}" for k, n in sorted(summary.visits.items()))

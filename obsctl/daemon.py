@@ -17,10 +17,10 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
 from typing import Any
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import Sequence
 from obsctl.acquisition.sequencer import Sequencer
@@ -43,7 +43,7 @@ from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.raw_store import RawStore
 from obsctl.store.writer import FrameWriter, recover_orphans
 
-__all__ = ["Daemon", "DaemonState"]
+__all__ = ["Daemon"]
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,6 @@ async def _restarting(run: Callable[[], Awaitable[None]], name: str) -> None:
         except Exception:
             log.exception("%s failed; starting it again", name)
             await asyncio.sleep(1.0)
-
-
-@dataclass
-class DaemonState:
-    """What exists while the daemon runs: its devices, database, activity and services."""
-
-    devices: DeviceSet
-    log_db: ExposureLog
-    activity: Activity
-    events: EventBus
-    supervisor: SafetySupervisor
-    writer: FrameWriter
 
 
 class Daemon:
@@ -101,7 +89,7 @@ class Daemon:
         self.serve_api = serve_api
         self.data_dir = DataDir(config.data.directory)
         self.ops = Operations(config.sequencer, clock)
-        self.state: DaemonState | None = None
+        self.state: RunningState | None = None
         self.api_url: str | None = None
         #: The embedded simulators (their ``observatory`` and ``faults``), when started here.
         self.simulators: Any | None = None
@@ -124,54 +112,27 @@ class Daemon:
         self._stop.set()
         self._wakeup.set()
 
-    def _running(self) -> DaemonState:
+    @property
+    def running(self) -> RunningState:
+        """The devices, database and services (while running).
+
+        Raises
+        ------
+        RuntimeError
+            When the daemon is not running.
+        """
         if self.state is None:
             raise RuntimeError("the daemon is not running")
         return self.state
 
-    @property
-    def devices(self) -> DeviceSet:
-        """The connected devices (while running)."""
-        return self._running().devices
-
-    @property
-    def log_db(self) -> ExposureLog:
-        """The exposure log (while running)."""
-        return self._running().log_db
-
-    @property
-    def activity(self) -> Activity:
-        """What the sequencer is doing (while running)."""
-        return self._running().activity
-
-    @property
-    def events(self) -> EventBus:
-        """The event bus of the control API's server-sent events (while running)."""
-        return self._running().events
-
-    @property
-    def supervisor(self) -> SafetySupervisor:
-        """The safety supervisor (while running)."""
-        return self._running().supervisor
-
-    @property
-    def writer(self) -> FrameWriter:
-        """The frame writer (while running)."""
-        return self._running().writer
-
-    def unsafe_reason(self) -> str | None:
-        """Return why it is unsafe to observe now, None when it is safe."""
-        supervisor = self.supervisor
-        return None if supervisor.is_safe else f"unsafe: {supervisor.reason}"
-
     def sequence_state(self, sequence_id: int) -> str | None:
         """Return a stored sequence's state (``pending``, ``running``, ``done``...), or None."""
-        row = self.log_db.sequence(sequence_id)
+        row = self.running.log_db.sequence(sequence_id)
         return None if row is None else str(row["state"])
 
     def enqueue(self, sequence: Sequence) -> int:
         """Store a sequence for running; return its id."""
-        state = self._running()
+        state = self.running
         sid = state.log_db.add_sequence(sequence.name, sequence.model_dump_json())
         state.events.publish("sequence", id=sid, name=sequence.name, state="pending")
         self._wakeup.set()
@@ -183,7 +144,7 @@ class Daemon:
         Frames already downloaded are stored. Returns False when there is no such pending or
         running sequence.
         """
-        state = self._running()
+        state = self.running
         row = state.log_db.sequence(sequence_id)
         if row is None or row["state"] not in ("pending", "running"):
             return False
@@ -200,7 +161,7 @@ class Daemon:
 
         Returns False when there is no such stopped or aborted sequence.
         """
-        state = self._running()
+        state = self.running
         row = state.log_db.sequence(sequence_id)
         if row is None or row["state"] not in ("stopped", "aborted"):
             return False
@@ -211,7 +172,7 @@ class Daemon:
 
     async def abort_exposure(self) -> None:
         """Abort the running exposure and mark the running sequence aborted."""
-        state = self._running()
+        state = self.running
         sid = state.activity.sequence_id
         if sid is not None:
             state.log_db.set_sequence_state(sid, "aborted")
@@ -219,7 +180,7 @@ class Daemon:
 
     async def _interrupt(self) -> None:
         """Cancel the running sequence and abort its exposure, so the camera is free."""
-        state = self._running()
+        state = self.running
         exposing = state.activity.state == "exposing"
         if self._runner is not None:
             self._runner.cancel()
@@ -242,7 +203,7 @@ class Daemon:
                     await asyncio.sleep(1.0)
 
     async def _run_queue(self, sequencer: Sequencer, until_idle: bool) -> None:
-        log_db = self.log_db
+        log_db = self.running.log_db
         while not self._stop.is_set():
             queued = log_db.sequences(states=("running", "pending"))
             if not queued:
@@ -328,7 +289,7 @@ class Daemon:
         )
         runner = self._pipeline(log_db, events)
         writer = FrameWriter(store, log_db, events, on_stored=self._on_stored(runner, log_db))
-        self.state = DaemonState(devices, log_db, activity, events, supervisor, writer)
+        self.state = RunningState(devices, log_db, activity, events, supervisor, writer)
         sequencer = Sequencer(
             devices, self.config, log_db, writer, supervisor, activity, self.clock, events
         )
@@ -372,7 +333,7 @@ class Daemon:
         """
         if not self.config.calibration.auto_build:
             return
-        for night, image_types in self.log_db.calibration_types(sequence_id).items():
+        for night, image_types in self.running.log_db.calibration_types(sequence_id).items():
             build = self._build_masters(night, kinds_affected(image_types))
             task = asyncio.create_task(build, name=f"masters-{night}")
             self._builds.add(task)
@@ -380,7 +341,7 @@ class Daemon:
 
     async def _build_masters(self, night: str, kinds: list[MasterKind]) -> None:
         """Build a night's masters of these kinds, then queue again its lights that lacked one."""
-        state = self._running()
+        state = self.running
         async with self._build_lock:  # one build at a time: they replace the same files
             await state.writer.drain()
             try:
@@ -430,7 +391,7 @@ class Daemon:
 
         Returns at once when the pipeline is disabled.
         """
-        await self.writer.drain()
+        await self.running.writer.drain()
         await self._builds_done()
         if self.pipeline is None:
             return

@@ -182,11 +182,19 @@ class Operations:
 
     # -- mount ----------------------------------------------------------------------------
 
-    async def _settled(self, mount: Mount, what: str) -> None:
+    async def _goto(
+        self, mount: Mount, slew: Callable[[], Awaitable[None]], *, track: bool
+    ) -> None:
+        """Unpark if needed, set tracking, start the slew and wait until it has ended."""
+        if (await mount.status()).at_park:
+            await mount.unpark()
+        await mount.set_tracking(track)
+        await slew()
+
         async def settled() -> bool:
             return not (await mount.status()).slewing
 
-        await self.until(settled, self.settings.slew_timeout_s, mount.name, what)
+        await self.until(settled, self.settings.slew_timeout_s, mount.name, "slew")
 
     async def slew(self, mount: Mount, ra_deg: float, dec_deg: float) -> None:
         """Unpark if needed, track, slew to J2000 coordinates (deg) and wait until settled.
@@ -196,27 +204,14 @@ class Operations:
         DeviceTimeoutError
             When the slew has not ended within ``slew_timeout_s``.
         """
-        if (await mount.status()).at_park:
-            await mount.unpark()
-        await mount.set_tracking(True)
-        await mount.slew_to_radec(ra_deg, dec_deg)
-        await self._settled(mount, "slew")
+        await self._goto(mount, lambda: mount.slew_to_radec(ra_deg, dec_deg), track=True)
 
     async def point_altaz(self, mount: Mount, alt_deg: float, az_deg: float) -> None:
         """Unpark if needed, stop tracking, slew to altitude and azimuth (deg), wait.
 
-        For sky flats: a fixed patch of twilight sky, not a star field.
-
-        Raises
-        ------
-        DeviceTimeoutError
-            When the slew has not ended within ``slew_timeout_s``.
+        For sky flats: a fixed patch of twilight sky, not a star field. Raises as `slew`.
         """
-        if (await mount.status()).at_park:
-            await mount.unpark()
-        await mount.set_tracking(False)
-        await mount.slew_to_altaz(alt_deg, az_deg)
-        await self._settled(mount, "slew")
+        await self._goto(mount, lambda: mount.slew_to_altaz(alt_deg, az_deg), track=False)
 
     async def stop_tracking(self, mount: Mount) -> None:
         """Switch tracking off."""

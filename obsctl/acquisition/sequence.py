@@ -102,12 +102,5 @@ def parse_sequence(data: dict[str, Any], *, source: str = "<sequence>") -> Seque
 
 
 def load_sequence(path: str | Path) -> Sequence:
-    """Load and validate a sequence TOML file.
-
-    Raises
-    ------
-    ConfigError
-        When the file is unreadable or invalid.
-    """
-    file = Path(path)
-    return parse_sequence(read_toml(file), source=str(file))
+    """Load and validate a sequence TOML file; a `ConfigError` says what is wrong where."""
+    return parse_sequence(read_toml(Path(path)), source=str(path))

@@ -191,27 +191,23 @@ def _master_name(kind: MasterKind, group: list[_Input], temp_c: float | None) ->
 
 def _combine(
     frames: Sequence[RowSource],
+    cfg: _BuildSettings,
     *,
-    method: CombineMethod,
-    sigma: float,
-    max_iters: int,
     subtract: Subtract | None,
     scale: Sequence[float] | None,
-    tile_rows: int,
-    threads: int,
 ) -> CombineResult:
-    if method == "median":
+    if cfg.method == "median":
         return median_combine(
-            frames, subtract=subtract, scale=scale, tile_rows=tile_rows, threads=threads
+            frames, subtract=subtract, scale=scale, tile_rows=cfg.tile_rows, threads=cfg.threads
         )
     return sigma_clipped_mean(
         frames,
-        sigma=sigma,
-        max_iters=max_iters,
+        sigma=cfg.sigma,
+        max_iters=cfg.max_iters,
         subtract=subtract,
         scale=scale,
-        tile_rows=tile_rows,
-        threads=threads,
+        tile_rows=cfg.tile_rows,
+        threads=cfg.threads,
     )
 
 
@@ -254,14 +250,13 @@ def _master_header(
     kind: MasterKind,
     group: list[_Input],
     result: CombineResult,
+    cfg: _BuildSettings,
     *,
-    method: CombineMethod,
-    sigma: float,
-    max_iters: int,
     temp_c: float | None,
     exposure_s: float,
     used: Mapping[str, str],
 ) -> fits.Header:
+    method, sigma, max_iters = cfg.method, cfg.sigma, cfg.max_iters
     first = group[0].header
     h = fits.Header()
     h["IMAGETYP"] = (_IMAGETYP[kind], "combined calibration frame")
@@ -371,31 +366,14 @@ def _build_group(
                 log.warning("a flat of the %s has no signal above bias; not built", label)
                 return None
             scale = [1.0 / float(level) for level in levels]
-        result = _combine(
-            frames,
-            method=cfg.method,
-            sigma=cfg.sigma,
-            max_iters=cfg.max_iters,
-            subtract=subtract,
-            scale=scale,
-            tile_rows=cfg.tile_rows,
-            threads=cfg.threads,
-        )
+        result = _combine(frames, cfg, subtract=subtract, scale=scale)
     data = result.data
     if kind == "flat":
         data /= np.float32(np.median(data))
     name = _master_name(kind, group, temp_c)
     rel_path = cfg.data_dir.master_file(first.night, name)
     master_header = _master_header(
-        kind,
-        group,
-        result,
-        method=cfg.method,
-        sigma=cfg.sigma,
-        max_iters=cfg.max_iters,
-        temp_c=temp_c,
-        exposure_s=exposure_s,
-        used=used,
+        kind, group, result, cfg, temp_c=temp_c, exposure_s=exposure_s, used=used
     )
     write_fits_atomic(cfg.data_dir.path(rel_path), data, master_header)
     record = _record_master(

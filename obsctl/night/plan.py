@@ -192,6 +192,21 @@ class FlatBlock(_Model):
     )
     field_dec_deg: float = Field(default=30.0, ge=-90, le=90)
 
+    def step(self, filter_name: str, exposure_s: float, count: int) -> ExposureStep:
+        """Return the step taking ``count`` flats in a filter, first at ``exposure_s`` (s)."""
+        limits = (self.min_exposure_s, self.max_exposure_s)
+        return ExposureStep(
+            image_type="FLAT",
+            filter=filter_name,
+            exposure_s=min(max(exposure_s, limits[0]), limits[1]),
+            count=count,
+            bin=self.bin,
+            flat_target_adu=self.flat_target_adu,
+            flat_tolerance=self.flat_tolerance,
+            flat_min_exposure_s=limits[0],
+            flat_max_exposure_s=limits[1],
+        )
+
     @model_validator(mode="after")
     def _order(self) -> FlatBlock:
         if self.sun_alt_min_deg >= self.sun_alt_max_deg:
@@ -277,15 +292,8 @@ def parse_plan(data: dict[str, Any], *, source: str = "<plan>") -> Plan:
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Load and validate a plan TOML file.
-
-    Raises
-    ------
-    ConfigError
-        When the file is unreadable or invalid.
-    """
-    file = Path(path)
-    return parse_plan(read_toml(file), source=str(file))
+    """Load and validate a plan TOML file; a `ConfigError` says what is wrong where."""
+    return parse_plan(read_toml(Path(path)), source=str(path))
 
 
 def utc(value: datetime) -> datetime:

@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
+from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
 from obsctl.clock import Clock, night_of, parse_night
 from obsctl.config import Config
-from obsctl.devices import DeviceSet
 from obsctl.errors import DeviceError, ScheduleError
-from obsctl.events import EventBus
 from obsctl.night.ephemeris import cached_night
 from obsctl.night.plan import Plan, PlanTarget
 from obsctl.night.progress import PlanProgress, iso_utc
@@ -97,18 +96,8 @@ class NightHost(Protocol):
         ...
 
     @property
-    def devices(self) -> DeviceSet:
-        """The connected devices."""
-        ...
-
-    @property
-    def log_db(self) -> ExposureLog:
-        """The exposure log (night progress is kept there)."""
-        ...
-
-    @property
-    def events(self) -> EventBus:
-        """Where the night's events are published."""
+    def running(self) -> RunningState:
+        """The devices, the exposure log (night progress is kept there) and the events."""
         ...
 
     def enqueue(self, sequence: Sequence) -> int:
@@ -125,10 +114,6 @@ class NightHost(Protocol):
 
     def sequence_state(self, sequence_id: int) -> str | None:
         """Return a sequence's state, None when there is no such sequence."""
-        ...
-
-    def unsafe_reason(self) -> str | None:
-        """Return why it is unsafe to observe now, None when it is safe."""
         ...
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
@@ -181,11 +166,15 @@ class NightRunner:
 
     # -- helpers --------------------------------------------------------------------------
 
+    @property
+    def _log(self) -> ExposureLog:
+        return self.daemon.running.log_db
+
     def _event(self, name: str) -> None:
         now = self.clock.now()
         self.summary.events.append((name, now))
         log.info("night %s: %s at %s", self.night, name, f"{now:%H:%M:%S} UTC")
-        self.daemon.events.publish("night", event=name, observatory_time=iso_utc(now))
+        self.daemon.running.events.publish("night", event=name, observatory_time=iso_utc(now))
 
     async def _sleep_until(self, when: datetime) -> None:
         delta = (when - self.clock.now()).total_seconds()
@@ -214,12 +203,12 @@ class NightRunner:
         finishes; the next visit's first exposure would find the camera busy.
         """
         try:
-            await self.daemon.ops.camera_idle(self.daemon.devices.camera)
+            await self.daemon.ops.camera_idle(self.daemon.running.devices.camera)
         except DeviceError as exc:
             log.warning("camera not idle: %s", exc)
 
     def _unsafe(self) -> str | None:
-        return self.daemon.unsafe_reason()
+        return self.daemon.running.unsafe_reason()
 
     # -- the night ------------------------------------------------------------------------
 
@@ -235,7 +224,7 @@ class NightRunner:
         from apscheduler.triggers.date import DateTrigger
 
         await self.daemon.started.wait()
-        devices = self.daemon.devices
+        devices = self.daemon.running.devices
         site = self.daemon.config.site
         eph = await asyncio.to_thread(cached_night, site, self.night)
         self.schedule = schedule = await asyncio.to_thread(NightSchedule, self.plan, eph)
@@ -248,7 +237,7 @@ class NightRunner:
             wheel = devices.filter_wheel
             names = await self.daemon.ops.command(wheel.names(), wheel.name, "filter names")
             check_filters(self.plan, names)
-        self.progress = PlanProgress(self.daemon.log_db, self.plan.name, self.night.isoformat())
+        self.progress = PlanProgress(self._log, self.plan.name, self.night.isoformat())
         await self._adopt()
         flats = self.plan.calibration.flats
         dusk_at = schedule.night_start
@@ -341,7 +330,7 @@ class NightRunner:
     async def _cooler(self, *, on: bool, set_point_c: float | None = None) -> None:
         try:
             await self.daemon.ops.set_cooler(
-                self.daemon.devices.camera, on=on, set_point_c=set_point_c
+                self.daemon.running.devices.camera, on=on, set_point_c=set_point_c
             )
         except DeviceError as exc:
             log.warning("cooler command failed: %s", exc)
@@ -369,17 +358,7 @@ class NightRunner:
                 remaining = block.count - self.progress.frames_stored(ids)
                 if remaining <= 0:
                     break
-                step = ExposureStep(
-                    image_type="FLAT",
-                    filter=name,
-                    exposure_s=min(max(exposure_s, block.min_exposure_s), block.max_exposure_s),
-                    count=remaining,
-                    bin=block.bin,
-                    flat_target_adu=block.flat_target_adu,
-                    flat_tolerance=block.flat_tolerance,
-                    flat_min_exposure_s=block.min_exposure_s,
-                    flat_max_exposure_s=block.max_exposure_s,
-                )
+                step = block.step(name, exposure_s, remaining)
                 sequence = Sequence(name=f"{self.plan.name} {key}", steps=(step,))
                 state, _ = await self._run_visit(
                     key,
@@ -393,11 +372,11 @@ class NightRunner:
                     await self.clock.sleep(_IDLE_S)
 
     def _last_flat_exposure(self, filter_name: str) -> float | None:
-        return self.daemon.log_db.last_exposure_s(self.night.isoformat(), "FLAT", filter_name)
+        return self._log.last_exposure_s(self.night.isoformat(), "FLAT", filter_name)
 
     async def _point_flat_field(self, when: str) -> None:
         """Point high in the sky away from the sun (east at dusk, west at dawn)."""
-        mount = self.daemon.devices.mount
+        mount = self.daemon.running.devices.mount
         if mount is None:
             return
         try:
@@ -493,7 +472,7 @@ class NightRunner:
         self._event("night done")
 
     async def _park(self) -> None:
-        mount = self.daemon.devices.mount
+        mount = self.daemon.running.devices.mount
         if mount is None:
             return
         try:
@@ -503,7 +482,7 @@ class NightRunner:
             log.error("could not park at dawn: %s", exc)
 
     def _night_exposures(self) -> list[float]:
-        return self.daemon.log_db.exposure_times(self.night.isoformat(), "LIGHT")
+        return self._log.exposure_times(self.night.isoformat(), "LIGHT")
 
     async def _darks(self) -> None:
         assert self.progress is not None
@@ -529,7 +508,7 @@ class NightRunner:
 
     async def _warm_up(self) -> None:
         config = self.daemon.config.night
-        camera = self.daemon.devices.camera
+        camera = self.daemon.running.devices.camera
         ops = self.daemon.ops
         try:
             status = await ops.command(camera.status(), camera.name, "camera status")
@@ -556,7 +535,7 @@ class NightRunner:
         for visit in self.progress.visits():
             key = f"{visit['kind']} {visit['state']}"
             self.summary.visits[key] = self.summary.visits.get(key, 0) + 1
-        self.summary.frames = self.daemon.log_db.counts_by_type(self.night.isoformat())
+        self.summary.frames = self._log.counts_by_type(self.night.isoformat())
 
 
 async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True) -> NightSummary:

@@ -443,32 +443,12 @@ class RefCatalog:
         *,
         where: str,
     ) -> int:
-        """Store stars (replacing earlier rows of the same catalog and source id).
+        """Store stars, replacing earlier rows of the same catalog and source id.
 
-        Parameters
-        ----------
-        catalog : str
-            Catalog name stored with the rows.
-        source_ids : numpy.ndarray
-            The catalog's own star identifiers.
-        ra_deg, dec_deg : numpy.ndarray
-            ICRS positions (deg); rows with a non-finite position are left out.
-        mags, errors : mapping of str to numpy.ndarray
-            Magnitudes and their errors (mag), keyed by column (``mag_v``, see `MAG_COLUMNS`).
-        where : str
-            What the stars came from, for error messages.
-
-        Returns
-        -------
-        int
-            Number of stars stored.
-
-        Raises
-        ------
-        ConfigError
-            When a declination is outside [-90, 90] deg.
-        StorageError
-            When the database cannot be written.
+        ``mags`` and ``errors`` (mag) are keyed by column (``mag_v``, see `MAG_COLUMNS`);
+        stars without a finite position are left out, and ``where`` names their source in
+        errors. Returns the number stored; raises `ConfigError` for a declination outside
+        [-90, 90] deg and `StorageError` when the database cannot be written.
         """
         ok = np.isfinite(ra_deg) & np.isfinite(dec_deg)
         if np.any(ok & ((dec_deg < -90.0) | (dec_deg > 90.0))):

@@ -168,14 +168,9 @@ class FrameWriter:
         )
         exposure_id = await asyncio.to_thread(self.log_db.add_exposure, record)
         log.info("stored %s (exposure %d)", record.file_path, exposure_id)
+        fields = ("file_path", "image_type", "target", "filter", "exposure_s")
         self.events.publish(
-            "frame",
-            exposure_id=exposure_id,
-            file_path=record.file_path,
-            image_type=record.image_type,
-            target=record.target,
-            filter=record.filter,
-            exposure_s=record.exposure_s,
+            "frame", exposure_id=exposure_id, **{k: getattr(record, k) for k in fields}
         )
         if self.on_stored is not None:
             await self.on_stored(exposure_id, record.file_path)

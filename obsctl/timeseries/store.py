@@ -144,13 +144,7 @@ class LightCurveStore:
         return (None if grade is None else str(grade)), rows[0]["flags"]
 
     def limiting_mag(self, exposure_id: int) -> float | None:
-        """Return a frame's limiting magnitude (mag), None when it has none.
-
-        Parameters
-        ----------
-        exposure_id : int
-            The frame.
-        """
+        """Return a frame's limiting magnitude (mag), None when it has none."""
         rows = self.db.query(
             "SELECT limiting_mag FROM frame_metrics WHERE exposure_id = ?", (exposure_id,)
         )
@@ -160,16 +154,8 @@ class LightCurveStore:
     def measurements(self, exposure_id: int) -> list[dict[str, Any]]:
         """Return a frame's measurements that have a sky position and a positive flux.
 
-        Parameters
-        ----------
-        exposure_id : int
-            The frame.
-
-        Returns
-        -------
-        list of dict
-            ``id``, ``ra_deg``, ``dec_deg`` (deg), ``flux``, ``flux_err`` (ADU, both > 0),
-            ``mag`` (calibrated, None without a zero point) and ``flags`` (photometry bits).
+        Each is ``id``, ``ra_deg``, ``dec_deg`` (deg), ``flux``, ``flux_err`` (ADU, both > 0),
+        ``mag`` (calibrated, None without a zero point) and ``flags`` (photometry bits).
         """
         return self.db.query(
             "SELECT id, ra_deg, dec_deg, flux, flux_err, mag, flags FROM measurements "
@@ -182,16 +168,8 @@ class LightCurveStore:
     def objects(self, field: str) -> list[dict[str, Any]]:
         """Return a field's objects.
 
-        Parameters
-        ----------
-        field : str
-            The field.
-
-        Returns
-        -------
-        list of dict
-            ``id``, ``ra_deg``, ``dec_deg`` (deg), ``n_points`` and ``target`` (None for an
-            object that is not a monitored target) of each object.
+        Each is ``id``, ``ra_deg``, ``dec_deg`` (deg), ``n_points`` and ``target`` (None for
+        an object that is not a monitored target).
         """
         return self.db.query(
             "SELECT id, ra_deg, dec_deg, n_points, target FROM lc_objects WHERE field = ?",

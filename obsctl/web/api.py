@@ -31,17 +31,14 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from obsctl.acquisition.activity import Activity
-from obsctl.acquisition.safety import SafetySupervisor
+from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.sequence import Sequence, parse_sequence
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
 from obsctl.errors import ConfigError, DeviceError
-from obsctl.events import EventBus
 from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
-from obsctl.store.writer import FrameWriter
 from obsctl.web import QuickLook, add_quicklook
 
 __all__ = ["Observatory", "build_app", "start_api"]
@@ -63,33 +60,8 @@ class Observatory(Protocol):
         ...
 
     @property
-    def devices(self) -> DeviceSet:
-        """The connected devices."""
-        ...
-
-    @property
-    def log_db(self) -> ExposureLog:
-        """The exposure log."""
-        ...
-
-    @property
-    def activity(self) -> Activity:
-        """What the sequencer is doing."""
-        ...
-
-    @property
-    def events(self) -> EventBus:
-        """The events streamed to clients."""
-        ...
-
-    @property
-    def supervisor(self) -> SafetySupervisor:
-        """The safety supervisor."""
-        ...
-
-    @property
-    def writer(self) -> FrameWriter:
-        """The frame writer (frames waiting for the disk)."""
+    def running(self) -> RunningState:
+        """The devices, exposure log, activity, events, supervisor and frame writer."""
         ...
 
     def enqueue(self, sequence: Sequence) -> int:
@@ -135,9 +107,12 @@ async def _read(name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, Any
     return name, value
 
 
-async def device_status(state: Observatory) -> dict[str, Any]:
+def _log(request: web.Request) -> ExposureLog:
+    return request.app[STATE].running.log_db
+
+
+async def device_status(d: DeviceSet) -> dict[str, Any]:
     """Read every device's state concurrently, each under a short deadline."""
-    d = state.devices
     calls: list[Awaitable[tuple[str, Any]]] = []
 
     async def camera() -> dict[str, Any]:
@@ -186,19 +161,21 @@ async def device_status(state: Observatory) -> dict[str, Any]:
 
 async def _status(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    running = state.running
     # Off the event loop: a worker thread may hold the database for a while.
-    queued = await asyncio.to_thread(state.log_db.sequences, states=("running", "pending"))
+    queued = await asyncio.to_thread(running.log_db.sequences, states=("running", "pending"))
     processing = await asyncio.to_thread(_processing_counts, state)
+    safety = running.supervisor
     return _json(
         {
-            "activity": state.activity.as_dict(),
-            "safety": {"safe": state.supervisor.is_safe, "reason": state.supervisor.reason},
-            "devices": await device_status(state),
+            "activity": running.activity.as_dict(),
+            "safety": {"safe": safety.is_safe, "reason": safety.reason},
+            "devices": await device_status(running.devices),
             "queue": {
                 "sequences": [
                     {"id": q["id"], "name": q["name"], "state": q["state"]} for q in queued
                 ],
-                "frames_to_store": state.writer.pending,
+                "frames_to_store": running.writer.pending,
                 "processing": processing,
             },
         }
@@ -209,11 +186,11 @@ def _processing_counts(state: Observatory) -> dict[str, int] | None:
     """Frames per pipeline state (queued, running, done, failed); None without a pipeline."""
     if not state.config.pipeline.enabled:
         return None
-    return ProcessingQueue(state.log_db).counts()
+    return ProcessingQueue(state.running.log_db).counts()
 
 
 async def _sequences(request: web.Request) -> web.Response:
-    rows = request.app[STATE].log_db.sequences()
+    rows = _log(request).sequences()
     for row in rows:
         row["definition"] = json.loads(row["definition"])
     return _json(rows)
@@ -256,7 +233,7 @@ async def _exposures(request: web.Request) -> web.Response:
         limit = int(q["limit"]) if "limit" in q else None
     except ValueError:
         return _json({"error": "limit must be an integer"}, status=400)
-    rows = request.app[STATE].log_db.exposures(
+    rows = _log(request).exposures(
         night=q.get("night"),
         target=q.get("target"),
         filter_name=q.get("filter"),
@@ -268,7 +245,7 @@ async def _exposures(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    rows = await asyncio.to_thread(state.log_db.metrics, request.query.get("night"))
+    rows = await asyncio.to_thread(_log(request).metrics, request.query.get("night"))
     add_transparency(rows, state.config.pipeline.nominal_zero_point)
     return _json(rows)
 
@@ -296,13 +273,13 @@ def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> N
 
 
 async def _failures(request: web.Request) -> web.Response:
-    return _json(request.app[STATE].log_db.failures())
+    return _json(_log(request).failures())
 
 
 async def _lightcurves(request: web.Request) -> web.Response:
     from obsctl.timeseries.store import list_light_curves
 
-    return _json(await asyncio.to_thread(list_light_curves, request.app[STATE].log_db))
+    return _json(await asyncio.to_thread(list_light_curves, _log(request)))
 
 
 async def _lightcurve(request: web.Request) -> web.Response:
@@ -311,7 +288,7 @@ async def _lightcurve(request: web.Request) -> web.Response:
     target = request.query.get("target")
     if not target:
         return _json({"error": "target is required (?target=NAME)"}, status=400)
-    points = await asyncio.to_thread(load_light_curve, request.app[STATE].log_db, target)
+    points = await asyncio.to_thread(load_light_curve, _log(request), target)
     if not points:
         return _json({"error": f"no light curve for target {target!r}"}, status=404)
     return _json({"target": target, "points": points})
@@ -324,7 +301,7 @@ async def _alerts(request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "100"))
     except ValueError:
         return _json({"error": "limit must be an integer"}, status=400)
-    return _json(await asyncio.to_thread(list_alerts, request.app[STATE].log_db, limit=limit))
+    return _json(await asyncio.to_thread(list_alerts, _log(request), limit=limit))
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
@@ -333,7 +310,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    async with state.events.subscribe() as queue:
+    async with state.running.events.subscribe() as queue:
         try:
             await response.write(b": connected\n\n")
             while True:
@@ -366,12 +343,13 @@ def build_app(state: Observatory) -> web.Application:
     app.router.add_get("/api/lightcurve", _lightcurve)
     app.router.add_get("/api/alerts", _alerts)
     # The quick-look page and its data (/, /static/, /api/quicklook/..., /data/...).
+    running = state.running
     add_quicklook(
         app,
         QuickLook(
-            log_db=state.log_db,
+            log_db=running.log_db,
             data_dir=state.data_dir,
-            events=state.events,
+            events=running.events,
             pipeline_enabled=state.config.pipeline.enabled,
         ),
     )
