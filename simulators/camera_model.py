@@ -193,6 +193,13 @@ def sky_scene(
     )
 
 
+def _in_range(what: str, value: int, low: int, high: int) -> int:
+    """Return ``value``; AscomError 0x401 when it is outside ``low..high``."""
+    if not low <= value <= high:
+        raise AscomError(INVALID_VALUE, f"{what} {value} not in {low}..{high}")
+    return value
+
+
 class CameraModel(ConnectableModel):
     """A cooled monochrome camera rendering a synthetic sky.
 
@@ -272,12 +279,7 @@ class CameraModel(ConnectableModel):
 
     def set_gain(self, gain: int) -> None:
         """Set the gain; AscomError 0x401 when out of range."""
-        if not self.config.gain_min <= gain <= self.config.gain_max:
-            raise AscomError(
-                INVALID_VALUE,
-                f"gain {gain} not in {self.config.gain_min}..{self.config.gain_max}",
-            )
-        self._gain = gain
+        self._gain = _in_range("gain", gain, self.config.gain_min, self.config.gain_max)
 
     @property
     def offset(self) -> int:
@@ -286,12 +288,7 @@ class CameraModel(ConnectableModel):
 
     def set_offset(self, offset: int) -> None:
         """Set the offset; AscomError 0x401 when out of range."""
-        if not self.config.offset_min <= offset <= self.config.offset_max:
-            raise AscomError(
-                INVALID_VALUE,
-                f"offset {offset} not in {self.config.offset_min}..{self.config.offset_max}",
-            )
-        self._offset = offset
+        self._offset = _in_range("offset", offset, self.config.offset_min, self.config.offset_max)
 
     @property
     def readout_mode(self) -> int:
@@ -300,9 +297,7 @@ class CameraModel(ConnectableModel):
 
     def set_readout_mode(self, mode: int) -> None:
         """Set the readout mode; AscomError 0x401 when not an index of `READOUT_MODES`."""
-        if not 0 <= mode < len(READOUT_MODES):
-            raise AscomError(INVALID_VALUE, f"readout mode {mode} not in 0..1")
-        self._readout_mode = mode
+        self._readout_mode = _in_range("readout mode", mode, 0, len(READOUT_MODES) - 1)
 
     def set_bin_x(self, value: int) -> None:
         """Set the horizontal binning; AscomError 0x401 outside 1..max_bin."""
@@ -313,9 +308,7 @@ class CameraModel(ConnectableModel):
         self.bin_y = self._check_bin(value)
 
     def _check_bin(self, value: int) -> int:
-        if not 1 <= value <= self.config.max_bin:
-            raise AscomError(INVALID_VALUE, f"binning {value} not in 1..{self.config.max_bin}")
-        return value
+        return _in_range("binning", value, 1, self.config.max_bin)
 
     @property
     def electrons_per_adu(self) -> float:

@@ -218,14 +218,8 @@ class SimulatedCamera(_SimulatedDevice[CameraModel]):
     async def start_exposure(self, exposure_s: float, *, light: bool = True) -> None:
         """Start an exposure; 0 s takes the shortest one (a bias).
 
-        Raises
-        ------
-        DeviceBusyError
-            When an exposure is already running.
-        InvalidDeviceValueError
-            When the duration is out of range.
-        DeviceNotConnectedError
-            When not connected.
+        Raises the errors `obsctl.devices.Camera.start_exposure` lists, and
+        `DeviceNotConnectedError` when not connected.
         """
         if exposure_s == 0:
             exposure_s = self.model.config.exposure_min_s
@@ -381,12 +375,7 @@ class SimulatedMount(_SimulatedDevice[MountModel]):
     async def slew_to_radec(self, ra_deg: float, dec_deg: float) -> None:
         """Start a slew to J2000 coordinates in degrees.
 
-        Raises
-        ------
-        DeviceBusyError
-            When parked.
-        InvalidDeviceValueError
-            When out of range or below the altitude limit.
+        Raises the errors `obsctl.devices.Mount.slew_to_radec` lists.
         """
         with self._ascom():
             self.model.slew_to_radec(ra_deg % 360.0, dec_deg)
@@ -394,12 +383,7 @@ class SimulatedMount(_SimulatedDevice[MountModel]):
     async def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
         """Switch tracking off (ASCOM requires it) and start a slew to alt/az in degrees.
 
-        Raises
-        ------
-        DeviceBusyError
-            When parked.
-        InvalidDeviceValueError
-            When out of range or below the altitude limit.
+        Raises the errors `obsctl.devices.Mount.slew_to_altaz` lists.
         """
         with self._ascom():
             was_tracking = self.model.tracking

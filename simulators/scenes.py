@@ -40,36 +40,17 @@ __all__ = ["exposure", "image_metadata", "sensor", "sky", "store_raw"]
 log = logging.getLogger(__name__)
 
 _SENSOR = SensorModel(
-    width_px=256,
-    height_px=256,
-    pixel_size_um=3.76,
-    full_well_e=50000.0,
-    read_noise_e=3.0,
-    bias_adu=500.0,
-    adu_per_offset=1.5,
-    dark_current_e_s=0.0,
-    dark_doubling_c=6.0,
-    hot_pixel_fraction=0.0,
-    cosmic_rate_cm2_s=0.0,
-    max_adu=65535,
-    seed=1,
-)
+    width_px=256, height_px=256, pixel_size_um=3.76,
+    full_well_e=50000.0, read_noise_e=3.0, bias_adu=500.0, adu_per_offset=1.5,
+    dark_current_e_s=0.0, dark_doubling_c=6.0, hot_pixel_fraction=0.0, cosmic_rate_cm2_s=0.0,
+    max_adu=65535, seed=1,
+)  # fmt: skip
 
 _SKY = SkyScene(
-    ra_deg=150.0,
-    dec_deg=20.0,
-    rotation_deg=0.0,
-    pixel_scale_arcsec=1.0,
-    seeing_arcsec=3.0,
-    moffat_beta=3.0,
-    sky_e_s_px=5.0,
-    zero_point_mag=22.0,
-    band="V",
-    catalog_seed=1,
-    density_per_deg2=10000.0,
-    mag_bright=10.0,
-    mag_limit=18.0,
-)
+    ra_deg=150.0, dec_deg=20.0, rotation_deg=0.0, pixel_scale_arcsec=1.0,
+    seeing_arcsec=3.0, moffat_beta=3.0, sky_e_s_px=5.0, zero_point_mag=22.0, band="V",
+    catalog_seed=1, density_per_deg2=10000.0, mag_bright=10.0, mag_limit=18.0,
+)  # fmt: skip
 
 
 def sensor(**overrides: Any) -> SensorModel:
@@ -125,20 +106,12 @@ def exposure(chip: SensorModel, **overrides: Any) -> ExposureSpec:
         The exposure.
     """
     fields: dict[str, Any] = {
-        "exposure_s": 60.0,
-        "light": True,
-        "bin_x": 1,
-        "bin_y": 1,
-        "start_x": 0,
-        "start_y": 0,
-        "num_x": chip.width_px,
-        "num_y": chip.height_px,
-        "electrons_per_adu": 1.0,
-        "offset": 10,
-        "ccd_temperature_c": -10.0,
-        "read_noise_e": chip.read_noise_e,
-        "seed": 1,
-    }
+        "exposure_s": 60.0, "light": True,
+        "bin_x": 1, "bin_y": 1, "start_x": 0, "start_y": 0,
+        "num_x": chip.width_px, "num_y": chip.height_px,
+        "electrons_per_adu": 1.0, "offset": 10, "ccd_temperature_c": -10.0,
+        "read_noise_e": chip.read_noise_e, "seed": 1,
+    }  # fmt: skip
     return ExposureSpec(**(fields | overrides))
 
 
@@ -172,25 +145,13 @@ def image_metadata(
         The metadata, at gain setting 0 in the ``Normal`` readout mode.
     """
     return ImageMetadata(
-        exposure_s=spec.exposure_s,
-        start_time=start_time,
-        light=spec.light,
-        bin_x=spec.bin_x,
-        bin_y=spec.bin_y,
-        start_x=spec.start_x,
-        start_y=spec.start_y,
-        gain=0,
-        offset=spec.offset,
-        electrons_per_adu=spec.electrons_per_adu,
-        ccd_temperature_c=spec.ccd_temperature_c,
-        set_temperature_c=set_temperature_c,
-        cooler_on=True,
-        pixel_size_x_um=chip.pixel_size_um,
-        pixel_size_y_um=chip.pixel_size_um,
-        readout_mode="Normal",
-        sensor_name=sensor_name,
-        camera_name=camera_name,
-    )
+        exposure_s=spec.exposure_s, start_time=start_time, light=spec.light,
+        bin_x=spec.bin_x, bin_y=spec.bin_y, start_x=spec.start_x, start_y=spec.start_y,
+        gain=0, offset=spec.offset, electrons_per_adu=spec.electrons_per_adu,
+        ccd_temperature_c=spec.ccd_temperature_c, set_temperature_c=set_temperature_c,
+        cooler_on=True, pixel_size_x_um=chip.pixel_size_um, pixel_size_y_um=chip.pixel_size_um,
+        readout_mode="Normal", sensor_name=sensor_name, camera_name=camera_name,
+    )  # fmt: skip
 
 
 def store_raw(

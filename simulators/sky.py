@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from astropy.wcs import WCS
@@ -343,17 +343,23 @@ class SyntheticCone:
         return out[np.argsort(out["mag_v"])]
 
 
+class _SkyArgs(TypedDict):
+    """The `synthetic_catalog` arguments that choose the sky (not the field)."""
+
+    seed: int
+    density_per_deg2: float
+    mag_bright: float
+    mag_limit: float
+
+
 def import_synthetic(
     catalog: RefCatalog,
     ra_deg: float,
     dec_deg: float,
     radius_deg: float,
     *,
-    seed: int,
-    density_per_deg2: float,
-    mag_bright: float,
-    mag_limit: float,
     name: str = "synthetic",
+    **sky: Unpack[_SkyArgs],
 ) -> int:
     """Load the synthetic stars within a circle into a reference catalog.
 
@@ -365,27 +371,20 @@ def import_synthetic(
         Circle centre (deg).
     radius_deg : float
         Circle radius (deg).
-    seed, density_per_deg2, mag_bright, mag_limit
-        As for `synthetic_catalog`; use the simulated sky's values so the catalog holds the
-        stars the simulated camera renders.
     name : str, optional
         Catalog name stored with the rows. Source ids are the synthetic star ids, so
         overlapping imports do not duplicate stars.
+    **sky
+        ``seed``, ``density_per_deg2``, ``mag_bright`` and ``mag_limit``, as for
+        `synthetic_catalog`; use the simulated sky's values so the catalog holds the stars the
+        simulated camera renders.
 
     Returns
     -------
     int
         Number of stars stored.
     """
-    stars = synthetic_catalog(
-        ra_deg,
-        dec_deg,
-        radius_deg,
-        seed=seed,
-        density_per_deg2=density_per_deg2,
-        mag_bright=mag_bright,
-        mag_limit=mag_limit,
-    )
+    stars = synthetic_catalog(ra_deg, dec_deg, radius_deg, **sky)
     where = "synthetic catalog"
     n = catalog.insert_stars(
         name, stars.id.astype(str), stars.ra_deg, stars.dec_deg, stars.magnitudes(), {}, where=where

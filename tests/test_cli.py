@@ -41,6 +41,11 @@ def write_cli_config(tmp_path: Path) -> Path:
     return write_config(tmp_path, body, camera=f"127.0.0.1:{port}", also=ROLES)
 
 
+def expose(config: Path, *args: str) -> int:
+    """Run ``obsctl --config <config> expose <args>``; return the exit code."""
+    return main(["--config", str(config), "expose", *args])
+
+
 def test_devices_and_expose_embedded(tmp_path, capsys) -> None:
     config = write_cli_config(tmp_path)
     assert main(["--config", str(config), "devices"]) == 0
@@ -49,22 +54,7 @@ def test_devices_and_expose_embedded(tmp_path, capsys) -> None:
         assert role in out
     assert "SIM-CMOS 160x120" in out and "SAFE" in out
     frame = tmp_path / "frame.fits"
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "expose",
-                "--exptime",
-                "2",
-                "--filter",
-                "R",
-                "--out",
-                str(frame),
-            ]
-        )
-        == 0
-    )
+    assert expose(config, "--exptime", "2", "--filter", "R", "--out", str(frame)) == 0
     with fits.open(frame) as hdul:
         assert hdul[0].data.shape == (120, 160)
         h = hdul[0].header
@@ -77,22 +67,7 @@ def test_expose_dark_bias_and_binning(tmp_path) -> None:
     for kind in ("dark", "bias"):
         out = tmp_path / f"{kind}.fits"
         assert (
-            main(
-                [
-                    "--config",
-                    str(config),
-                    "expose",
-                    "--exptime",
-                    "1",
-                    "--type",
-                    kind,
-                    "--bin",
-                    "2",
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 0
+            expose(config, "--exptime", "1", "--type", kind, "--bin", "2", "--out", str(out)) == 0
         )
         h = fits.getheader(out)
         assert h["IMAGETYP"] == kind.upper() and h["XBINNING"] == 2
@@ -101,19 +76,7 @@ def test_expose_dark_bias_and_binning(tmp_path) -> None:
 
 def test_unknown_filter_is_a_clear_error(tmp_path, capsys) -> None:
     config = write_cli_config(tmp_path)
-    code = main(
-        [
-            "--config",
-            str(config),
-            "expose",
-            "--exptime",
-            "1",
-            "--filter",
-            "Ha",
-            "--out",
-            str(tmp_path / "x.fits"),
-        ]
-    )
+    code = expose(config, "--exptime", "1", "--filter", "Ha", "--out", str(tmp_path / "x.fits"))
     assert code == 1
     assert "no filter 'Ha'; the wheel holds L, B, V, R, I" in capsys.readouterr().err
     assert not (tmp_path / "x.fits").exists()

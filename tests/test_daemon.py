@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -257,25 +258,12 @@ async def test_flats_reach_the_target_level(tmp_path) -> None:
     data = tmp_path / "data"
     async with running_daemon(daemon_config(data)) as daemon:
         daemon.simulators.observatory.camera.flat_panel_on = True
+        flat = functools.partial(ExposureStep, image_type="FLAT", flat_tolerance=0.1)
         flats = Sequence(
             name="flats",
             steps=(
-                ExposureStep(
-                    image_type="FLAT",
-                    filter="V",
-                    exposure_s=0.05,
-                    count=2,
-                    flat_target_adu=30000,
-                    flat_tolerance=0.1,
-                ),
-                ExposureStep(
-                    image_type="FLAT",
-                    filter="B",
-                    exposure_s=20.0,
-                    count=1,
-                    flat_target_adu=20000,
-                    flat_tolerance=0.1,
-                ),
+                flat(filter="V", exposure_s=0.05, count=2, flat_target_adu=30000),
+                flat(filter="B", exposure_s=20.0, count=1, flat_target_adu=20000),
             ),
         )
         sid = daemon.enqueue(flats)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Literal
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, ClassVar, Literal
 
 from obsctl.drivers.alpaca._http import AlpacaClient
 from obsctl.errors import (
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 _CONNECT_POLL_S = 0.05
 
 
+@dataclass(eq=False, repr=False)
 class AlpacaDevice:
     """Base of the Alpaca drivers: one device on one Alpaca server.
 
@@ -37,30 +39,17 @@ class AlpacaDevice:
         Deadline of connecting in seconds.
     """
 
-    device_type = ""
+    device_type: ClassVar[str] = ""
 
-    def __init__(
-        self,
-        name: str,
-        client: AlpacaClient,
-        device_number: int = 0,
-        *,
-        timeout_s: float = 5.0,
-        connect_timeout_s: float = 30.0,
-    ) -> None:
-        self._name = name
-        self._client = client
-        self._number = device_number
-        self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
-
-    @property
-    def name(self) -> str:
-        """The device's configured name."""
-        return self._name
+    name: str
+    client: AlpacaClient
+    device_number: int = 0
+    _: KW_ONLY
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 30.0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._name!r}, {self._client.address}, #{self._number})"
+        return f"{type(self).__name__}({self.name!r}, {self.client.address}, #{self.device_number})"
 
     async def _get(self, member: str, **params: str) -> Any:
         return await self._call("GET", member, params)
@@ -71,12 +60,12 @@ class AlpacaDevice:
     async def _call(
         self, method: Literal["GET", "PUT"], member: str, fields: dict[str, str]
     ) -> Any:
-        return await self._client.call(
+        return await self.client.call(
             method,
             self.device_type,
-            self._number,
+            self.device_number,
             member,
-            device=self._name,
+            device=self.name,
             timeout_s=self.timeout_s,
             fields=fields,
         )
@@ -119,11 +108,11 @@ class AlpacaDevice:
             except (DeviceNotImplementedError, InvalidDeviceValueError):
                 connecting = False
             if not connecting and await self.is_connected():
-                log.info("%s connected", self._name)
+                log.info("%s connected", self.name)
                 return
             if time.monotonic() > deadline:
                 raise DeviceTimeoutError(
-                    f"not connected after {self.connect_timeout_s:g} s", device=self._name
+                    f"not connected after {self.connect_timeout_s:g} s", device=self.name
                 )
             await asyncio.sleep(_CONNECT_POLL_S)
 
@@ -135,7 +124,7 @@ class AlpacaDevice:
             except (DeviceNotImplementedError, InvalidDeviceValueError):
                 await self._put("connected", Connected="False")
         except DeviceError as exc:
-            log.warning("%s: disconnect failed: %s", self._name, exc)
+            log.warning("%s: disconnect failed: %s", self.name, exc)
 
     async def is_connected(self) -> bool:
         """Return the device's ``Connected`` property."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from obsctl.devices import (
     CameraImage,
@@ -15,7 +17,6 @@ from obsctl.devices import (
     ImageMetadata,
 )
 from obsctl.drivers.alpaca._device import AlpacaDevice
-from obsctl.drivers.alpaca._http import AlpacaClient
 from obsctl.drivers.alpaca.imagebytes import download_image
 from obsctl.errors import DeviceBusyError, DeviceNotImplementedError
 
@@ -47,6 +48,15 @@ def parse_ascom_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
 class AlpacaCamera(AlpacaDevice):
     """A camera on an Alpaca server.
 
@@ -62,46 +72,21 @@ class AlpacaCamera(AlpacaDevice):
 
     device_type = "camera"
 
-    def __init__(
-        self,
-        name: str,
-        client: AlpacaClient,
-        device_number: int = 0,
-        *,
-        timeout_s: float = 5.0,
-        connect_timeout_s: float = 30.0,
-        download_timeout_s: float = 120.0,
-        prefer_imagebytes: bool = True,
-    ) -> None:
-        super().__init__(
-            name, client, device_number, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
-        )
-        self.download_timeout_s = download_timeout_s
-        self.prefer_imagebytes = prefer_imagebytes
-        self._info: CameraInfo | None = None
-        # Alpaca does not report whether the last exposure was a light frame; we started it.
-        self._last_light = True
+    download_timeout_s: float = 120.0
+    prefer_imagebytes: bool = True
+    _info: CameraInfo | None = field(default=None, init=False)
+    # Alpaca does not report whether the last exposure was a light frame; we started it.
+    _last_light: bool = field(default=True, init=False)
 
     async def info(self) -> CameraInfo:
         """Read the camera's fixed properties once and cache them."""
         if self._info is not None:
             return self._info
         required = (
-            "sensorname",
-            "cameraxsize",
-            "cameraysize",
-            "pixelsizex",
-            "pixelsizey",
-            "maxbinx",
-            "maxbiny",
-            "maxadu",
-            "fullwellcapacity",
-            "exposuremin",
-            "exposuremax",
-            "canabortexposure",
-            "canstopexposure",
-            "cansetccdtemperature",
-        )
+            "sensorname", "cameraxsize", "cameraysize", "pixelsizex", "pixelsizey", "maxbinx",
+            "maxbiny", "maxadu", "fullwellcapacity", "exposuremin", "exposuremax",
+            "canabortexposure", "canstopexposure", "cansetccdtemperature",
+        )  # fmt: skip
         optional = ("gainmin", "gainmax", "offsetmin", "offsetmax", "readoutmodes")
         v = await self._get_all(required, optional)
         self._info = CameraInfo(
@@ -116,10 +101,10 @@ class AlpacaCamera(AlpacaDevice):
             full_well_e=float(v["fullwellcapacity"]),
             exposure_min_s=float(v["exposuremin"]),
             exposure_max_s=float(v["exposuremax"]),
-            gain_min=None if v["gainmin"] is None else int(v["gainmin"]),
-            gain_max=None if v["gainmax"] is None else int(v["gainmax"]),
-            offset_min=None if v["offsetmin"] is None else int(v["offsetmin"]),
-            offset_max=None if v["offsetmax"] is None else int(v["offsetmax"]),
+            gain_min=_int_or_none(v["gainmin"]),
+            gain_max=_int_or_none(v["gainmax"]),
+            offset_min=_int_or_none(v["offsetmin"]),
+            offset_max=_int_or_none(v["offsetmax"]),
             readout_modes=tuple(str(m) for m in (v["readoutmodes"] or ("Default",))),
             can_abort=bool(v["canabortexposure"]),
             can_stop=bool(v["canstopexposure"]),
@@ -185,10 +170,10 @@ class AlpacaCamera(AlpacaDevice):
             state=CameraState(int(state)),
             percent_completed=percent,
             image_ready=bool(ready),
-            ccd_temperature_c=None if temp is None else float(temp),
-            set_temperature_c=None if set_point is None else float(set_point),
+            ccd_temperature_c=_float_or_none(temp),
+            set_temperature_c=_float_or_none(set_point),
             cooler_on=bool(cooler),
-            cooler_power_pct=None if power is None else float(power),
+            cooler_power_pct=_float_or_none(power),
         )
 
     async def abort_exposure(self) -> None:
@@ -208,15 +193,9 @@ class AlpacaCamera(AlpacaDevice):
     async def _metadata(self) -> ImageMetadata:
         info = await self.info()
         names = (
-            "lastexposureduration",
-            "lastexposurestarttime",
-            "binx",
-            "biny",
-            "startx",
-            "starty",
-            "electronsperadu",
-            "readoutmode",
-        )
+            "lastexposureduration", "lastexposurestarttime", "binx", "biny", "startx", "starty",
+            "electronsperadu", "readoutmode",
+        )  # fmt: skip
         optional = ("gain", "offset", "ccdtemperature", "setccdtemperature", "cooleron")
         v = await self._get_all(names, optional)
         try:
@@ -235,13 +214,11 @@ class AlpacaCamera(AlpacaDevice):
             bin_y=int(v["biny"]),
             start_x=int(v["startx"]),
             start_y=int(v["starty"]),
-            gain=None if v["gain"] is None else int(v["gain"]),
-            offset=None if v["offset"] is None else int(v["offset"]),
+            gain=_int_or_none(v["gain"]),
+            offset=_int_or_none(v["offset"]),
             electrons_per_adu=float(v["electronsperadu"]),
-            ccd_temperature_c=None if v["ccdtemperature"] is None else float(v["ccdtemperature"]),
-            set_temperature_c=(
-                None if v["setccdtemperature"] is None else float(v["setccdtemperature"])
-            ),
+            ccd_temperature_c=_float_or_none(v["ccdtemperature"]),
+            set_temperature_c=_float_or_none(v["setccdtemperature"]),
             cooler_on=bool(v["cooleron"]),
             pixel_size_x_um=info.pixel_size_x_um,
             pixel_size_y_um=info.pixel_size_y_um,
@@ -251,24 +228,17 @@ class AlpacaCamera(AlpacaDevice):
         )
 
     async def download(self) -> CameraImage:
-        """Download the ready image by ImageBytes (JSON fallback) under its deadline.
+        """Download the ready image by ImageBytes (JSON fallback) within ``download_timeout_s``.
 
-        Raises
-        ------
-        DeviceBusyError
-            When no image is ready.
-        DeviceTimeoutError
-            When the download misses ``download_timeout_s``.
-        ImageDownloadError
-            When the data is corrupted or truncated.
+        Raises the errors `obsctl.devices.Camera.download` lists.
         """
         if not await self._get("imageready"):
             raise DeviceBusyError("no image ready to download", device=self.name)
         metadata = await self._metadata()
         info = await self.info()
         data = await download_image(
-            self._client,
-            self._number,
+            self.client,
+            self.device_number,
             device=self.name,
             timeout_s=self.download_timeout_s,
             max_adu=info.max_adu,

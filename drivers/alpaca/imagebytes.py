@@ -281,19 +281,7 @@ def decode_json_imagearray(
 ) -> NDArray[Any]:
     """Decode a JSON ImageArray reply into an image indexed ``[y, x]``.
 
-    Parameters
-    ----------
-    body : bytes
-        The JSON reply.
-    device : str
-        Device name for error context.
-    max_adu : int or None
-        The camera's MaxADU (see `to_image`).
-
-    Returns
-    -------
-    numpy.ndarray
-        The image.
+    As `decode_imagebytes`, for ``body`` a JSON reply.
 
     Raises
     ------

@@ -231,13 +231,7 @@ def format_dec(dec_deg: float, precision: Precision = "high", *, sec_sep: str = 
 
 
 def format_altitude(alt_deg: float, precision: Precision = "high", *, sec_sep: str = ":") -> str:
-    """Format an altitude for ``:Sa``: ``sDD*MM`` or ``sDD*MM:SS``.
-
-    Raises
-    ------
-    ValueError
-        When the altitude is outside [-90, 90].
-    """
+    """Format an altitude for ``:Sa`` as `format_dec` formats a declination (same errors)."""
     return _format_signed_deg(alt_deg, "altitude", precision, sec_sep)
 
 
@@ -814,13 +808,8 @@ class SerialLX200Mount(SerialDevice):
     async def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
         """Start a slew to altitude and azimuth in degrees (``:Sa``, ``:Sz``, ``:MA#``).
 
-        Raises
-        ------
-        InvalidDeviceValueError
-            When the target is out of range or below the mount's limits.
-        DeviceBusyError
-            When the mount is parked or moving (OnStep also refuses while tracking, as ASCOM
-            does, when its firmware is configured so).
+        Raises the errors `slew_to_radec` lists; an OnStep whose firmware is configured so
+        also refuses while tracking (`DeviceBusyError`), as ASCOM does.
         """
         flavor = self._require()
         self._refuse_if_parked_meade()

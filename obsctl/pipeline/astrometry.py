@@ -17,7 +17,8 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from astropy.io import fits
@@ -91,6 +92,7 @@ def _approximate_wcs(header: fits.Header) -> WCS | None:
     return wcs.celestial
 
 
+@dataclass(frozen=True)
 class Astrometry:
     """Fit the WCS of a frame against the reference catalog.
 
@@ -109,25 +111,14 @@ class Astrometry:
         Largest relative error of the header's pixel scale.
     """
 
-    def __init__(
-        self,
-        catalog: RefCatalog | ConeQuery,
-        *,
-        max_offset_arcmin: float = 10.0,
-        sip_degree: int | Literal["auto"] | None = "auto",
-        match_radius_px: float = 3.0,
-        scale_tolerance: float = 0.05,
-    ) -> None:
-        self._catalog = catalog
-        self.max_offset_arcmin = max_offset_arcmin
-        self.sip_degree = sip_degree
-        self.match_radius_px = match_radius_px
-        self.scale_tolerance = scale_tolerance
+    name: ClassVar[str] = "astrometry"
 
-    @property
-    def name(self) -> str:
-        """Stage name: ``"astrometry"``."""
-        return "astrometry"
+    catalog: RefCatalog | ConeQuery
+    _: KW_ONLY
+    max_offset_arcmin: float = 10.0
+    sip_degree: int | Literal["auto"] | None = "auto"
+    match_radius_px: float = 3.0
+    scale_tolerance: float = 0.05
 
     def process(self, frame: Frame) -> Frame:
         """Return the frame with a fitted WCS, sky positions and reference magnitudes.
@@ -230,9 +221,9 @@ class Astrometry:
         ) * _RADIUS_MARGIN
         radius = min(radius, 180.0)
         limit = max(_MIN_REFS, _REFS_PER_SOURCE * n_sources)
-        if isinstance(self._catalog, RefCatalog):
-            return self._catalog.cone(ra_c, dec_c, radius, band=band, limit=limit)
-        stars = self._catalog(ra_c, dec_c, radius)
+        if isinstance(self.catalog, RefCatalog):
+            return self.catalog.cone(ra_c, dec_c, radius, band=band, limit=limit)
+        stars = self.catalog(ra_c, dec_c, radius)
         mag, _ = band_magnitudes(stars, band)
         for column in ("mag_v", "mag_gaia_g", *MAG_COLUMNS):
             missing = np.isnan(mag)

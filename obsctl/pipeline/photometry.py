@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 from obsctl.errors import StageError
 from obsctl.frame import Frame
@@ -72,6 +74,7 @@ def resolve_gain_e_per_adu(frame: Frame, override: float | None, *, stage: str) 
     return gain_e_per_adu
 
 
+@dataclass(frozen=True, kw_only=True)
 class SepPhotometry:
     """Pipeline stage: detect and measure sources with SEP; image-quality metrics.
 
@@ -97,30 +100,21 @@ class SepPhotometry:
         Passed to `obsctl.processing.photometry.measure_sources`.
     """
 
-    name = "photometry"
+    name: ClassVar[str] = "photometry"
 
-    def __init__(
-        self,
-        *,
-        read_noise_e: float,
-        saturation_adu: float,
-        gain_e_per_adu: float | None = None,
-        pixel_scale_arcsec: float | None = None,
-        detect_sigma: float = 3.0,
-        minarea: int = 5,
-        back_size: int = 64,
-        aperture_fwhm: Sequence[float] = (1.0, 1.5, 2.0, 3.0),
-        main_aperture: int = 1,
-    ) -> None:
-        self.read_noise_e = read_noise_e
-        self.saturation_adu = saturation_adu
-        self.gain_e_per_adu = gain_e_per_adu
-        self.pixel_scale_arcsec = pixel_scale_arcsec
-        self.detect_sigma = detect_sigma
-        self.minarea = minarea
-        self.back_size = back_size
-        self.aperture_fwhm = tuple(aperture_fwhm)
-        self.main_aperture = main_aperture
+    read_noise_e: float
+    saturation_adu: float
+    gain_e_per_adu: float | None = None
+    pixel_scale_arcsec: float | None = None
+    detect_sigma: float = 3.0
+    minarea: int = 5
+    back_size: int = 64
+    aperture_fwhm: Sequence[float] = (1.0, 1.5, 2.0, 3.0)
+    main_aperture: int = 1
+
+    def __post_init__(self) -> None:
+        # A tuple: a caller's list could change under the stage, and a frozen stage hashes.
+        object.__setattr__(self, "aperture_fwhm", tuple(self.aperture_fwhm))
 
     def process(self, frame: Frame) -> Frame:
         """Return the frame with its source catalog and image-quality metrics.

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from astropy.io import fits
@@ -62,6 +63,7 @@ def _exposure_s(header: fits.Header, stage: str, frame: Frame) -> float:
     return exposure
 
 
+@dataclass(frozen=True, kw_only=True)
 class ZeroPoint:
     """Pipeline stage: the frame's zero point from matched reference stars; calibrated mags.
 
@@ -100,34 +102,19 @@ class ZeroPoint:
         Seed of the injection positions (the result is reproducible per frame).
     """
 
-    name = "zeropoint"
+    name: ClassVar[str] = "zeropoint"
 
-    def __init__(
-        self,
-        *,
-        fit_colour_term: bool = False,
-        clip_sigma: float = 3.0,
-        min_stars: int = 5,
-        min_snr: float = 10.0,
-        gain_e_per_adu: float | None = None,
-        nominal_zero_point: float | None = None,
-        measure_limiting_mag: bool = True,
-        detect_sigma: float = 3.0,
-        minarea: int = 5,
-        back_size: int = 64,
-        seed: int = 0,
-    ) -> None:
-        self.fit_colour_term = fit_colour_term
-        self.clip_sigma = clip_sigma
-        self.min_stars = min_stars
-        self.min_snr = min_snr
-        self.gain_e_per_adu = gain_e_per_adu
-        self.nominal_zero_point = nominal_zero_point
-        self.measure_limiting_mag = measure_limiting_mag
-        self.detect_sigma = detect_sigma
-        self.minarea = minarea
-        self.back_size = back_size
-        self.seed = seed
+    fit_colour_term: bool = False
+    clip_sigma: float = 3.0
+    min_stars: int = 5
+    min_snr: float = 10.0
+    gain_e_per_adu: float | None = None
+    nominal_zero_point: float | None = None
+    measure_limiting_mag: bool = True
+    detect_sigma: float = 3.0
+    minarea: int = 5
+    back_size: int = 64
+    seed: int = 0
 
     def _fail(self, message: str, frame: Frame) -> StageError:
         return StageError(message, stage=self.name, frame_id=frame.exposure_id)

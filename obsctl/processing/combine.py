@@ -413,16 +413,8 @@ def sigma_clipped_mean(
         deviations from the mean, so with ``sigma=3`` it is only rejected from 11 frames on.
     max_iters : int, optional
         Largest number of clipping rounds; 0 gives the plain mean.
-    subtract : numpy.ndarray or callable, optional
-        Subtracted from each frame before scaling: an array of the frames' shape, or a
-        function of ``(frame index, row slice)`` returning those rows.
-    scale : sequence of float, optional
-        One factor per frame, applied after `subtract`.
-    tile_rows : int, optional
-        Rows of every frame held in memory at once; peak memory is about
-        ``len(frames) * tile_rows * width * 4`` bytes plus the output.
-    threads : int, optional
-        Threads sharing each tile.
+    subtract, scale, tile_rows, threads
+        As for `median_combine`.
     std : bool, optional
         Return the per-pixel standard deviation of the kept values (no extra cost, only the
         memory of one more float32 frame).

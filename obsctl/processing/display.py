@@ -238,10 +238,8 @@ def asinh_to_uint8(
 
     Parameters
     ----------
-    data : numpy.ndarray
-        Image.
-    low, high : float
-        Display limits, in the units of ``data``.
+    data, low, high
+        As for `linear_to_uint8`.
     softening : float
         ``a``: the fraction of the range where the curve turns from linear to logarithmic.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import sep
@@ -31,6 +31,7 @@ __all__ = [
     "SEP_FLAGS",
     "BackgroundInfo",
     "DetectionResult",
+    "DetectionSettings",
     "catalog_dtype",
     "detect_sources",
     "measure_sources",
@@ -138,6 +139,8 @@ class DetectionResult:
         Bad pixels (True = bad): the caller's mask plus non-finite pixels.
     level_adu, rms_adu : float
         Global background level and noise (ADU), as in `BackgroundInfo`.
+    box_px : int
+        Background mesh box size (pixel), as in `BackgroundInfo`.
     """
 
     objects: NDArray[Any]
@@ -145,6 +148,22 @@ class DetectionResult:
     mask: NDArray[np.bool_] | None
     level_adu: float
     rms_adu: float
+    box_px: int
+
+
+class DetectionSettings(TypedDict, total=False):
+    """The background and detection settings of `detect_sources`, where their defaults are.
+
+    `measure_sources` passes them on unchanged.
+    """
+
+    detect_sigma: float
+    minarea: int
+    back_size: int
+    back_filter: int
+    back_subsample: int
+    deblend_nthresh: int
+    deblend_cont: float
 
 
 def catalog_dtype(n_apertures: int) -> np.dtype[Any]:
@@ -395,7 +414,9 @@ def detect_sources(
         deblend_nthresh=deblend_nthresh,
         deblend_cont=deblend_cont,
     )
-    return DetectionResult(objects=objects, subtracted=work, mask=bad, level_adu=level, rms_adu=rms)
+    return DetectionResult(
+        objects=objects, subtracted=work, mask=bad, level_adu=level, rms_adu=rms, box_px=back_size
+    )
 
 
 # -------------------------------------------------------------------------------- shapes
@@ -557,18 +578,12 @@ def measure_sources(
     read_noise_e: float,
     saturation_adu: float,
     mask: ArrayLike | None = None,
-    detect_sigma: float = 3.0,
-    minarea: int = 5,
-    back_size: int = 64,
-    back_filter: int = 3,
-    back_subsample: int = 2,
-    deblend_nthresh: int = 32,
-    deblend_cont: float = 0.005,
     aperture_fwhm: Sequence[float] = (1.0, 1.5, 2.0, 3.0),
     main_aperture: int = 1,
     kron_factor: float = 2.5,
     fwhm_px: float | None = None,
     min_window_sigma_px: float = 1.0,
+    **detect: Unpack[DetectionSettings],
 ) -> tuple[NDArray[Any], BackgroundInfo]:
     """Detect and measure the sources of one calibrated frame.
 
@@ -595,9 +610,6 @@ def measure_sources(
     mask : array_like of bool, optional
         Bad pixels (True = bad), same shape. Masked pixels are ignored by the background,
         the detection and the apertures (which then carry ``sep.APER_HASMASKED``).
-    detect_sigma, minarea, back_size, back_filter, back_subsample, deblend_nthresh, \
-deblend_cont
-        Background and detection settings; see `detect_sources`.
     aperture_fwhm : sequence of float, optional
         Radii of the circular apertures in units of the frame FWHM.
     main_aperture : int, optional
@@ -611,6 +623,8 @@ deblend_cont
     min_window_sigma_px : float, optional
         Smallest Gaussian sigma of the centroid window (pixel); below about one pixel the
         windowed centroid of an undersampled star is pulled towards the pixel centre.
+    **detect
+        Background and detection settings (`DetectionSettings`); see `detect_sources`.
 
     Returns
     -------
@@ -658,18 +672,7 @@ deblend_cont
     if not 0 <= main_aperture < len(radii_fwhm):
         raise ValueError(f"main_aperture {main_aperture} is not an index of aperture_fwhm")
     gain = float(gain_e_per_adu)
-    detection = detect_sources(
-        data,
-        mask=mask,
-        detect_sigma=detect_sigma,
-        minarea=minarea,
-        back_size=back_size,
-        back_filter=back_filter,
-        back_subsample=back_subsample,
-        deblend_nthresh=deblend_nthresh,
-        deblend_cont=deblend_cont,
-        rms_floor_adu=read_noise_e / gain,
-    )
+    detection = detect_sources(data, mask=mask, rms_floor_adu=read_noise_e / gain, **detect)
     image, bad, rms, objects = (
         detection.subtracted,
         detection.mask,
@@ -845,7 +848,7 @@ deblend_cont
     info = BackgroundInfo(
         level_adu=detection.level_adu,
         rms_adu=rms,
-        box_px=back_size,
+        box_px=detection.box_px,
         fwhm_px=frame_fwhm,
         aperture_radii_px=tuple(float(r) for r in radii),
         main_aperture=main_aperture,

@@ -183,31 +183,19 @@ def test_held_out_quality_meets_the_goals_and_the_card() -> None:
 
 def test_quality_score_and_grade() -> None:
     best = quality_score(
-        fwhm_px=2.0,
-        best_fwhm_px=2.0,
-        star_count=300,
-        best_star_count=300,
-        transparency=1.0,
-        artifact_fraction=0.0,
-    )
+        fwhm_px=2.0, best_fwhm_px=2.0, star_count=300, best_star_count=300,
+        transparency=1.0, artifact_fraction=0.0,
+    )  # fmt: skip
     assert best == pytest.approx(1.0) and quality_grade(best) == "A"
     cloudy = quality_score(
-        fwhm_px=3.0,
-        best_fwhm_px=2.0,
-        star_count=100,
-        best_star_count=300,
-        transparency=0.4,
-        artifact_fraction=0.05,
-    )
+        fwhm_px=3.0, best_fwhm_px=2.0, star_count=100, best_star_count=300,
+        transparency=0.4, artifact_fraction=0.05,
+    )  # fmt: skip
     expected = (2 / 3 * 1 / 3 * 0.4 * 0.9) ** 0.25
     assert cloudy == pytest.approx(expected) and quality_grade(cloudy) == "C"
     unknown = quality_score(
-        fwhm_px=math.nan,
-        best_fwhm_px=math.nan,
-        star_count=math.nan,
-        best_star_count=math.nan,
-        transparency=0.81,
-        artifact_fraction=math.nan,
-    )
+        fwhm_px=math.nan, best_fwhm_px=math.nan, star_count=math.nan, best_star_count=math.nan,
+        transparency=0.81, artifact_fraction=math.nan,
+    )  # fmt: skip
     assert unknown == pytest.approx(0.81) and quality_grade(unknown) == "B"
     assert quality_grade(math.nan) is None
