@@ -31,9 +31,10 @@ from astropy.io import fits
 
 from obsctl.devices import ImageMetadata
 from obsctl.simulators.render import ExposureSpec, SensorModel, SkyScene
-from obsctl.store.exposure_log import ExposureLog, ExposureRecord
-from obsctl.store.headers import FrameContext, raw_header
+from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.headers import FrameContext
 from obsctl.store.raw_store import RawStore
+from obsctl.store.writer import StoredFrame, write_raw_frame
 
 __all__ = ["exposure", "image_metadata", "sensor", "sky", "store_raw"]
 
@@ -159,17 +160,8 @@ def store_raw(
 ) -> tuple[Path, fits.Header]:
     """Write a frame to the raw store and log it, as the daemon's frame writer does.
 
-    Unlike `obsctl.store.writer.FrameWriter`, this is synchronous, takes the frame number
-    from ``ctx`` and records no sequence, mount position or events.
-
-    Parameters
-    ----------
-    store : RawStore
-        Where the FITS file goes.
-    log_db : ExposureLog or None
-        Where its exposure row goes (for the device named ``camera``); None writes no row.
-    ctx : FrameContext
-        The frame and what is known about it.
+    Synchronous (`obsctl.store.writer.write_raw_frame`): the frame number comes from
+    ``ctx``, the camera is the device named ``camera``, and no sequence or event is recorded.
 
     Returns
     -------
@@ -178,35 +170,7 @@ def store_raw(
     astropy.io.fits.Header
         Its header.
     """
-    meta = ctx.image.metadata
-    header = raw_header(ctx)
-    night = str(header["DAY-OBS"])
-    path = store.path_for(
-        night=night,
-        frame_number=ctx.frame_number,
-        image_type=ctx.image_type,
-        target=ctx.target,
-        filter_name=ctx.filter_name,
-        exposure_s=meta.exposure_s,
+    written = write_raw_frame(
+        store, log_db, StoredFrame(ctx, None, None, None, {"camera": "camera"})
     )
-    store.write(path, ctx.image.data, header)
-    if log_db is not None:
-        log_db.add_exposure(
-            ExposureRecord(
-                night=night,
-                file_path=store.relative(path),
-                image_type=ctx.image_type,
-                exposure_s=meta.exposure_s,
-                date_obs=str(header["DATE-OBS"]),
-                mjd_start=float(header["MJD-OBS"]),
-                mjd_mid=float(header["MJD-MID"]),
-                bin_x=meta.bin_x,
-                bin_y=meta.bin_y,
-                filter=ctx.filter_name,
-                gain=meta.gain,
-                offset=meta.offset,
-                ccd_temp_c=meta.ccd_temperature_c,
-                camera="camera",  # the device's config name; calibration matches the header
-            )
-        )
-    return path, header
+    return written.path, written.header

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from astropy.io import fits
 
@@ -22,7 +23,7 @@ from obsctl.store.exposure_log import ExposureLog, ExposureRecord
 from obsctl.store.headers import FrameContext, airmass, raw_header
 from obsctl.store.raw_store import RawStore
 
-__all__ = ["FrameWriter", "StoredFrame", "recover_orphans"]
+__all__ = ["FrameWriter", "StoredFrame", "WrittenFrame", "recover_orphans", "write_raw_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -115,58 +116,29 @@ class FrameWriter:
                 self._queue.task_done()
 
     async def store_frame(self, frame: StoredFrame) -> int:
-        """Write one frame's FITS file, then its exposure row; return the exposure id."""
+        """Give a frame its number in the night, write its FITS file, then its exposure row.
+
+        Returns
+        -------
+        int
+            The exposure id.
+
+        Raises
+        ------
+        StorageError
+            When the file or the row cannot be written.
+        """
         ctx = frame.context
-        m = ctx.image.metadata
         night = night_of(ctx.start_time, ctx.site.longitude_deg)
-        number = self.store.next_frame_number(night)
-        ctx = replace(ctx, frame_number=number)
-        header = raw_header(ctx)
-        if frame.sequence_id is not None:
-            header["SEQ-ID"] = (frame.sequence_id, "obsctl sequence id")
-            header["SEQ-STEP"] = (frame.step_index, "step within the sequence (0-based)")
-            header["SEQ-FRAM"] = (frame.frame_index, "frame within the step (0-based)")
-        path = self.store.path_for(
-            night=night,
-            frame_number=number,
-            image_type=ctx.image_type,
-            target=ctx.target,
-            filter_name=ctx.filter_name,
-            exposure_s=m.exposure_s,
+        numbered = replace(
+            frame, context=replace(ctx, frame_number=self.store.next_frame_number(night))
         )
         try:
-            await asyncio.to_thread(self.store.write, path, ctx.image.data, header)
+            written = await asyncio.to_thread(write_raw_frame, self.store, self.log_db, numbered)
         except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc}") from exc
-        mount = ctx.mount
-        record = ExposureRecord(
-            night=night,
-            file_path=self.store.relative(path),
-            image_type=ctx.image_type,
-            exposure_s=m.exposure_s,
-            date_obs=str(header["DATE-OBS"]),
-            mjd_start=float(header["MJD-OBS"]),
-            mjd_mid=float(header["MJD-MID"]),
-            bin_x=m.bin_x,
-            bin_y=m.bin_y,
-            target=ctx.target,
-            filter=ctx.filter_name,
-            ra_deg=None if mount is None else mount.ra_deg,
-            dec_deg=None if mount is None else mount.dec_deg,
-            alt_deg=None if mount is None else mount.alt_deg,
-            az_deg=None if mount is None else mount.az_deg,
-            airmass=None if mount is None else airmass(mount.alt_deg),
-            gain=m.gain,
-            offset=m.offset,
-            ccd_temp_c=m.ccd_temperature_c,
-            camera=frame.devices.get("camera"),
-            mount=frame.devices.get("mount"),
-            filter_wheel=frame.devices.get("filter_wheel"),
-            sequence_id=frame.sequence_id,
-            step_index=frame.step_index,
-            frame_index=frame.frame_index,
-        )
-        exposure_id = await asyncio.to_thread(self.log_db.add_exposure, record)
+            raise StorageError(f"cannot store a frame of {night}: {exc}") from exc
+        record, exposure_id = written.record, written.exposure_id
+        assert exposure_id is not None
         log.info("stored %s (exposure %d)", record.file_path, exposure_id)
         fields = ("file_path", "image_type", "target", "filter", "exposure_s")
         self.events.publish(
@@ -175,6 +147,86 @@ class FrameWriter:
         if self.on_stored is not None:
             await self.on_stored(exposure_id, record.file_path)
         return exposure_id
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFrame:
+    """A raw frame on disk, and in the exposure log when one was given."""
+
+    path: Path
+    header: fits.Header
+    record: ExposureRecord
+    exposure_id: int | None
+
+
+def write_raw_frame(
+    store: RawStore, log_db: ExposureLog | None, frame: StoredFrame
+) -> WrittenFrame:
+    """Write a frame's FITS file (durably, atomically), then its exposure row.
+
+    Synchronous; the frame's number within its night is its context's ``frame_number``.
+
+    Parameters
+    ----------
+    store : RawStore
+        Where the FITS file goes.
+    log_db : ExposureLog or None
+        Where the exposure row goes; None writes the file only.
+    frame : StoredFrame
+        The frame, its sequence position and the devices that took it.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written.
+    """
+    ctx = frame.context
+    m = ctx.image.metadata
+    header = raw_header(ctx)
+    night = str(header["DAY-OBS"])
+    if frame.sequence_id is not None:
+        header["SEQ-ID"] = (frame.sequence_id, "obsctl sequence id")
+        header["SEQ-STEP"] = (frame.step_index, "step within the sequence (0-based)")
+        header["SEQ-FRAM"] = (frame.frame_index, "frame within the step (0-based)")
+    path = store.path_for(
+        night=night,
+        frame_number=ctx.frame_number,
+        image_type=ctx.image_type,
+        target=ctx.target,
+        filter_name=ctx.filter_name,
+        exposure_s=m.exposure_s,
+    )
+    store.write(path, ctx.image.data, header)
+    mount = ctx.mount
+    record = ExposureRecord(
+        night=night,
+        file_path=store.relative(path),
+        image_type=ctx.image_type,
+        exposure_s=m.exposure_s,
+        date_obs=str(header["DATE-OBS"]),
+        mjd_start=float(header["MJD-OBS"]),
+        mjd_mid=float(header["MJD-MID"]),
+        bin_x=m.bin_x,
+        bin_y=m.bin_y,
+        target=ctx.target,
+        filter=ctx.filter_name,
+        ra_deg=None if mount is None else mount.ra_deg,
+        dec_deg=None if mount is None else mount.dec_deg,
+        alt_deg=None if mount is None else mount.alt_deg,
+        az_deg=None if mount is None else mount.az_deg,
+        airmass=None if mount is None else airmass(mount.alt_deg),
+        gain=m.gain,
+        offset=m.offset,
+        ccd_temp_c=m.ccd_temperature_c,
+        camera=frame.devices.get("camera"),
+        mount=frame.devices.get("mount"),
+        filter_wheel=frame.devices.get("filter_wheel"),
+        sequence_id=frame.sequence_id,
+        step_index=frame.step_index,
+        frame_index=frame.frame_index,
+    )
+    exposure_id = None if log_db is None else log_db.add_exposure(record)
+    return WrittenFrame(path, header, record, exposure_id)
 
 
 def recover_orphans(store: RawStore, log_db: ExposureLog) -> list[str]:
