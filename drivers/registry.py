@@ -5,6 +5,7 @@ Config never names a class path to import; a new driver is one entry in `FACTORI
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from obsctl.drivers.alpaca import (
 if TYPE_CHECKING:
     from obsctl.simulators.observatory import SimulatedObservatory
 
-__all__ = ["ROLES", "build_devices", "open_devices"]
+__all__ = ["ROLES", "build_devices", "open_devices", "open_second_connections"]
 
 log = logging.getLogger(__name__)
 
@@ -163,4 +164,68 @@ async def open_devices(
         yield devices
     finally:
         for client in clients:
+            await client.close()
+
+
+class _ThroughLoop:
+    """A device that belongs to another event loop, called through that loop.
+
+    For devices that allow one connection only (a serial line) or that live in this process
+    (in-process simulators): their calls run where the device lives and their results come
+    back here.
+    """
+
+    def __init__(self, device: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._device = device
+        self._loop = loop
+
+    @property
+    def name(self) -> str:
+        return str(self._device.name)
+
+    def __getattr__(self, member: str) -> Any:
+        method = getattr(self._device, member)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            running = asyncio.run_coroutine_threadsafe(method(*args, **kwargs), self._loop)
+            return await asyncio.wrap_future(running)
+
+        return call
+
+
+@asynccontextmanager
+async def open_second_connections(
+    config: Config, devices: DeviceSet, home: asyncio.AbstractEventLoop
+) -> AsyncIterator[DeviceSet]:
+    """Open the devices again for another event loop (the safety supervisor's).
+
+    Alpaca devices get connections of their own (a server serves any number of clients);
+    the others are reached through ``home``, the loop that owns ``devices``. Nothing is
+    connected or disconnected here: connecting is the daemon's, and an Alpaca ``Connected``
+    is shared by every client of a device.
+
+    Parameters
+    ----------
+    config : Config
+        The observatory configuration.
+    devices : DeviceSet
+        The daemon's devices, owned by ``home``.
+    home : asyncio.AbstractEventLoop
+        The loop that owns ``devices``.
+    """
+    ctx = _BuildContext(config, None)
+    built: dict[str, Any] = {}
+    for role in ROLES:
+        cfg = getattr(config.devices, role)
+        device = getattr(devices, role)
+        if cfg is None or device is None:
+            continue
+        if isinstance(cfg, AlpacaDeviceConfig):
+            built[role] = _alpaca(role, cfg, ctx)
+        else:
+            built[role] = _ThroughLoop(device, home)
+    try:
+        yield DeviceSet(**built)
+    finally:
+        for client in ctx.clients.values():
             await client.close()

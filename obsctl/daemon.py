@@ -2,10 +2,11 @@
 
 Start-up makes the stored state consistent before anything moves: partial files from an
 interrupted write are removed, frames on disk that the database does not know (a crash
-between the file and its row) are logged from their headers, and sequences that were running
-resume at the first frame not stored. Shutdown (SIGINT/SIGTERM) aborts or finishes the
-running exposure by policy, stores what was downloaded, parks the mount and closes the
-database.
+between the file and its row) are logged from their headers (a truncated one is set aside),
+frames the last run could not store are stored first, and sequences that were running resume
+at the first frame not stored. Shutdown (SIGINT/SIGTERM) aborts or finishes the running
+exposure by policy, stores what was downloaded (or, while storing fails, keeps it for the
+next start), parks the mount and closes the database.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
+from pathlib import Path
 from typing import Any
 
 from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.running import RunningState
-from obsctl.acquisition.safety import SafetySupervisor
+from obsctl.acquisition.safety import SafetySupervisor, SupervisorThread
 from obsctl.acquisition.sequence import Sequence
 from obsctl.acquisition.sequencer import Sequencer
 from obsctl.calibration.build import (
@@ -33,14 +35,15 @@ from obsctl.calibration.masters import MasterKind
 from obsctl.clock import Clock, ScaledClock, SystemClock
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
-from obsctl.errors import DeviceError, ObsctlError
+from obsctl.errors import DeviceError, DeviceNotConnectedError, ObsctlError, StorageError
 from obsctl.events import EventBus
 from obsctl.operations import Operations
 from obsctl.pipeline.runner import PipelineRunner
 from obsctl.pipeline.stages import build_stages, check_stages
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
-from obsctl.store.raw_store import RawStore
+from obsctl.store.raw_store import RawStore, StoredFrame
+from obsctl.store.unstored import UnstoredFrames, temporary_folder
 from obsctl.store.writer import FrameWriter, recover_orphans
 
 __all__ = ["Daemon"]
@@ -58,9 +61,11 @@ async def _restarting(run: Callable[[], Awaitable[None]], name: str) -> None:
         try:
             await run()
             return
+        except (ObsctlError, OSError) as exc:  # the database or the disk: said in one line
+            log.error("%s failed (%s); starting it again", name, exc)
         except Exception:
             log.exception("%s failed; starting it again", name)
-            await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)
 
 
 class Daemon:
@@ -101,6 +106,8 @@ class Daemon:
         #: Frames stored in this run, and sequences left to resume when it ended.
         self.frames_stored = 0
         self.left_running: list[str] = []
+        #: Ids of the sequences given to `run`, in order (``obsctl run`` reports how they end).
+        self.given_ids: list[int] = []
         self.started = asyncio.Event()
         #: Master builds started when a sequence with calibration frames ended.
         self._builds: set[asyncio.Task[None]] = set()
@@ -205,6 +212,9 @@ class Daemon:
     async def _run_queue(self, sequencer: Sequencer, until_idle: bool) -> None:
         log_db = self.running.log_db
         while not self._stop.is_set():
+            # Frames kept by the last run (or not stored yet) count before a sequence resumes
+            # at its first frame not stored: none is taken twice.
+            await self.running.writer.drain()
             queued = log_db.sequences(states=("running", "pending"))
             if not queued:
                 if until_idle:
@@ -256,18 +266,29 @@ class Daemon:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, self.request_stop)
             log_db = self.data_dir.open_log()
-            store = self.data_dir.raw_store()
-            self.data_dir.remove_partial_writes()
-            recover_orphans(store, log_db)
             try:
+                store = self.data_dir.raw_store()
+                self.data_dir.remove_partial_writes()
+                recover_orphans(store, log_db, self.data_dir.quarantine)
+                unstored = UnstoredFrames(
+                    [self.data_dir.unstored, temporary_folder(self.data_dir.root)]
+                )
+                kept = unstored.load()
+                if kept:
+                    log.warning("%d frame(s) kept by the last run are stored first", len(kept))
                 async with session(self.config, clock=self.clock) as running:
                     self.simulators = running.simulators
-                    await self._run_with(running.devices, log_db, store, sequences, until_idle)
+                    await self._run_with(
+                        running.devices, log_db, store, (unstored, kept), sequences, until_idle
+                    )
             finally:
                 await self._builds_done()
-                self.left_running = [
-                    str(r["name"]) for r in log_db.sequences(states=("running", "pending"))
-                ]
+                try:
+                    self.left_running = [
+                        str(r["name"]) for r in log_db.sequences(states=("running", "pending"))
+                    ]
+                except StorageError as exc:  # said here; the error that ended the run goes on
+                    log.error("cannot list the sequences left to resume: %s", exc)
                 log_db.close()
                 if install_signal_handlers:
                     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -278,6 +299,7 @@ class Daemon:
         devices: DeviceSet,
         log_db: ExposureLog,
         store: RawStore,
+        unstored: tuple[UnstoredFrames, list[tuple[StoredFrame, Path]]],
         sequences: Seq[Sequence],
         until_idle: bool,
     ) -> None:
@@ -287,8 +309,24 @@ class Daemon:
         supervisor = SafetySupervisor(
             devices, self.config.safety, activity, self.clock, events, self.ops
         )
+        from obsctl.drivers.registry import open_second_connections
+
+        # On a thread of its own, with connections of its own: nothing on this loop can
+        # delay a park.
+        watch = SupervisorThread(
+            supervisor, functools.partial(open_second_connections, self.config, devices)
+        )
         runner = self._pipeline(log_db, events)
-        writer = FrameWriter(store, log_db, events, on_stored=self._on_stored(runner, log_db))
+        fallback, kept = unstored
+        writer = FrameWriter(
+            store,
+            log_db,
+            events,
+            on_stored=self._on_stored(runner, log_db),
+            on_pause=functools.partial(self._paused, activity, events),
+            unstored=fallback,
+        )
+        writer.restore(kept)
         self.state = RunningState(devices, log_db, activity, events, supervisor, writer)
         sequencer = Sequencer(
             devices, self.config, log_db, writer, supervisor, activity, self.clock, events
@@ -302,12 +340,11 @@ class Daemon:
 
                 api_runner, self.api_url = await start_api(self)
                 log.info("control API at %s", self.api_url)
-            tasks.append(asyncio.create_task(supervisor.run(), name="safety-supervisor"))
+            watch.start()
             if runner is not None:
                 pipeline = _restarting(runner.run, "the pipeline")
                 tasks.append(asyncio.create_task(pipeline, name="pipeline"))
-            for sequence in sequences:
-                self.enqueue(sequence)
+            self.given_ids = [self.enqueue(sequence) for sequence in sequences]
             queue = asyncio.create_task(self._run_queue(sequencer, until_idle), name="queue")
             stop = asyncio.create_task(self._stop.wait(), name="stop")
             tasks += [queue, stop]
@@ -321,6 +358,10 @@ class Daemon:
             for task in reversed(tasks):  # the queue first: no new exposure starts
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            # In this order, all before `run` leaves the session that serves the embedded
+            # simulators: the supervisor lets go of the devices, the frames are stored,
+            # then the mount is parked and every device disconnected.
+            await watch.stop()
             await writer.close()
             if api_runner is not None:
                 await api_runner.cleanup()
@@ -452,6 +493,13 @@ class Daemon:
 
         return add_frame
 
+    @staticmethod
+    def _paused(activity: Activity, events: EventBus, reason: str | None) -> None:
+        """Show why acquisition waits for storage (None: it does not), on the API and page."""
+        if activity.paused_reason != reason:
+            activity.paused_reason = reason
+            events.publish("activity", **activity.as_dict())
+
     def _on_stored(
         self, runner: PipelineRunner | None, log_db: ExposureLog
     ) -> Callable[[int, str], Awaitable[None]]:
@@ -483,10 +531,20 @@ class Daemon:
                 await self.ops.abort_exposure(devices.camera)
 
     async def _park_and_disconnect(self, devices: DeviceSet) -> None:
+        """Park the mount, then disconnect every device (the simulators still serve them).
+
+        A mount found disconnected (an interrupted reconnection, another client that let go
+        of a shared Alpaca device) is connected again to be parked: the park matters more.
+        """
         mount = devices.mount
         if mount is not None and self.config.sequencer.park_at_shutdown:
             try:
-                await self.ops.park(mount)
+                try:
+                    await self.ops.park(mount)
+                except DeviceNotConnectedError:
+                    log.warning("the mount was not connected at shutdown; connecting to park")
+                    await mount.connect()
+                    await self.ops.park(mount)
                 log.info("mount parked")
             except DeviceError as exc:
                 log.error("could not park at shutdown: %s", exc)

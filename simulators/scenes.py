@@ -33,8 +33,8 @@ from obsctl.devices import ImageMetadata
 from obsctl.simulators.render import ExposureSpec, SensorModel, SkyScene
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.headers import FrameContext
-from obsctl.store.raw_store import RawStore
-from obsctl.store.writer import StoredFrame, write_raw_frame
+from obsctl.store.raw_store import RawStore, StoredFrame
+from obsctl.store.writer import write_raw_frame
 
 __all__ = ["exposure", "image_metadata", "sensor", "sky", "store_raw"]
 

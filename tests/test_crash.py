@@ -1,16 +1,29 @@
-"""SIGKILL mid-sequence, restart: consistent database, every frame kept, resumed, no leftovers."""
+"""SIGKILL mid-sequence, restart: consistent database, every frame kept, resumed, no leftovers.
+
+The daemon runs as a subprocess with its pipeline on; a full disk is a real one (a small
+tmpfs filled to its last byte).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from obsctl.store.unstored import temporary_folder
+
 from .daemon_helpers import free_port, overhead_target, write_config
+from .mounts import fill, tmpfs
 
 # Added to the head `write_config` writes, inside its [devices.camera] table.
 CONFIG = """\
@@ -22,7 +35,9 @@ port = {api_port}
 [sequencer]
 poll_s = 0.005
 [pipeline]
-enabled = false
+enabled = true
+workers = 1
+reference_catalog = "synthetic"
 [simulator]
 start = "always"
 port = {port}
@@ -64,6 +79,51 @@ def count_rows(db: Path) -> int:
         return 0  # schema not created yet
 
 
+def wait_until(check: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while not check():
+        assert process.poll() is None, process.stdout.read().decode()
+        assert time.monotonic() < deadline, f"{what}: not in time"
+        time.sleep(0.02)
+
+
+def pool_workers(pid: int) -> set[int]:
+    """The pipeline's worker processes among a process's children."""
+    workers = set()
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    workers.add(int(child))
+    return workers
+
+
+def running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (an exited child nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def api_status(tmp: Path) -> dict:
+    config = tomllib.loads((tmp / "obsctl.toml").read_text())
+    url = f"http://127.0.0.1:{config['server']['port']}/api/status"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def kept_outside(data: Path) -> Iterator[Path]:
+    """The fallback folder for frames outside the data directory (its disk may be full)."""
+    folder = temporary_folder(data)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def start(tmp: Path, *args: str, verbose: bool = False) -> subprocess.Popen[bytes]:
     logging = ["-v"] if verbose else []
     return subprocess.Popen(
@@ -99,15 +159,18 @@ def test_sigkill_then_restart(tmp_path) -> None:
 
     first = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"))
     try:
-        deadline = time.monotonic() + 60
-        while count_rows(db) < 5:
-            assert first.poll() is None, first.stdout.read().decode()
-            assert time.monotonic() < deadline, "no frames stored in time"
-            time.sleep(0.02)
+        wait_until(lambda: count_rows(db) >= 5, "frames stored", first)
+        wait_until(lambda: bool(pool_workers(first.pid)), "pipeline workers started", first)
+        workers = pool_workers(first.pid)
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         first.stdout.close()
+    # The workers go with the daemon, whatever killed it: none is left holding the database.
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if running(pid)], "pipeline workers outlived the daemon"
     before = count_rows(db)
     night_dir = next((data / "raw").iterdir())
     # What an interrupted write leaves: a hidden temporary file.
@@ -193,3 +256,62 @@ def test_sigterm_shuts_down_cleanly_and_resumes(tmp_path) -> None:
     again.communicate(timeout=120)
     assert again.returncode == 0
     assert count_rows(db) == 18
+
+
+def test_sigterm_while_the_disk_is_full_keeps_the_frames(tmp_path) -> None:
+    data, db = prepare(tmp_path)
+    with tmpfs(data, size="8m"), kept_outside(data) as kept:
+        daemon = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"), verbose=True)
+        wait_until(lambda: count_rows(db) >= 3, "frames stored", daemon)
+        filler = fill(data)
+        wait_until(lambda: bool(list(kept.glob("*.frame"))), "a frame kept", daemon)
+        reason = api_status(tmp_path)["activity"]["paused_reason"]
+        assert "No space left on device" in reason
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=60)  # shutdown never waits on a full disk
+        text = out.decode()
+        assert "Traceback" not in text, text
+        assert "not stored; kept for the next start" in text
+        assert list(kept.glob("*.frame"))
+
+        filler.unlink()
+        again = start(tmp_path, "--until-idle")
+        out, _ = again.communicate(timeout=180)
+        assert again.returncode == 0, out.decode()
+        assert_all_stored_once(data, db)
+        assert not list(kept.glob("*.frame"))
+
+
+def test_sigkill_while_the_disk_is_full_loses_nothing(tmp_path) -> None:
+    data, db = prepare(tmp_path)
+    with tmpfs(data, size="8m"), kept_outside(data) as kept:
+        first = start(tmp_path, "--sequence", str(tmp_path / "seq.toml"))
+        try:
+            wait_until(lambda: count_rows(db) >= 3, "frames stored", first)
+            filler = fill(data)
+            wait_until(lambda: bool(list(kept.glob("*.frame"))), "a frame kept", first)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+            first.stdout.close()
+
+        filler.unlink()
+        again = start(tmp_path, "--until-idle")
+        out, _ = again.communicate(timeout=180)
+        assert again.returncode == 0, out.decode()
+        assert_all_stored_once(data, db)
+        assert not list(kept.glob("*.frame"))
+
+
+def assert_all_stored_once(data: Path, db: Path) -> None:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT step_index, frame_index, file_path FROM exposures").fetchall()
+        states = [r[0] for r in con.execute("SELECT state FROM sequences")]
+    finally:
+        con.close()
+    assert len(rows) == 18
+    assert len({(s, f) for s, f, _ in rows}) == 18  # nothing taken twice, nothing lost
+    assert all((data / p).exists() for _, _, p in rows)
+    assert len(list((data / "raw").glob("*/*.fits"))) == 18
+    assert states == ["done"]

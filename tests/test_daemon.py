@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -19,8 +23,17 @@ from obsctl.errors import StorageError
 from obsctl.simulators.faults import Fault
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
+from obsctl.store.headers import object_name
+from obsctl.store.unstored import temporary_folder
 
-from .daemon_helpers import daemon_config, running_daemon, standard_sequence, wait_for
+from .daemon_helpers import (
+    daemon_config,
+    overhead_target,
+    running_daemon,
+    standard_sequence,
+    wait_for,
+)
+from .mounts import fill, read_only_bind, tmpfs
 
 HEADER_KEYS = (
     "SIMPLE",
@@ -116,6 +129,24 @@ async def test_sequence_runs_end_to_end(tmp_path) -> None:
     assert dark["IMAGETYP"] == "DARK" and "CTYPE1" not in dark
     assert [r["frame_index"] for r in rows] == [0, 1, 0, 1, 0, 1, 0, 1]
     assert fits.getdata(data / rows[0]["file_path"]).shape == (96, 128)
+
+
+async def test_a_target_of_any_unicode_is_stored_as_given(tmp_path) -> None:
+    """The log keeps the name as given; FITS gets an ASCII form and the name it encodes."""
+    data = tmp_path / "data"
+    name = "\u03b1 Ori \u2605\tcomp\u00e4rison"  # Greek, a star sign, a tab, an umlaut
+    target = overhead_target(name)
+    light = ExposureStep(image_type="LIGHT", filter="V", exposure_s=1.0, count=1)
+    sequence = Sequence(name=f"{name} tonight", target=target, steps=(light,))
+    await Daemon(daemon_config(data)).run(
+        [sequence], until_idle=True, install_signal_handlers=False
+    )
+    (row,) = logged(data)
+    assert row["target"] == name
+    header = fits.getheader(data / row["file_path"])
+    assert header["OBJECT"].startswith("alpha Ori") and header["OBJECT"].isascii()
+    assert object_name(header) == name
+    assert Path(row["file_path"]).name.isascii()
 
 
 async def test_restart_resumes_without_repeating(tmp_path) -> None:
@@ -343,3 +374,99 @@ async def test_frames_are_readable_by_others(tmp_path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert frame.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not mkstemp's 0600
+
+
+@contextlib.contextmanager
+def unstored_copies(data: Path) -> Iterator[Path]:
+    """The fallback folder outside a data directory (on the full disk, its own fails)."""
+    folder = temporary_folder(data)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def status(daemon: Daemon) -> dict:
+    async with aiohttp.ClientSession() as http, http.get(f"{daemon.api_url}/api/status") as r:
+        return await r.json()
+
+
+async def test_full_disk_pauses_acquisition_keeps_frames_and_resumes(tmp_path) -> None:
+    data = tmp_path / "data"
+    with tmpfs(data, size="8m"), unstored_copies(data) as kept:
+        async with running_daemon(daemon_config(data)) as daemon:
+            state = daemon.state
+            sid = daemon.enqueue(standard_sequence(lights=2, exposure_s=30.0))
+            await wait_for(lambda: len(state.log_db.exposures()) == 1)
+            filler = fill(data)  # the second frame of the night finds the disk full
+            await wait_for(lambda: state.activity.paused_reason is not None)
+            reason = state.activity.paused_reason
+            assert "OSError" in reason and "space" in reason, reason
+            await wait_for(lambda: state.activity.state == "paused")
+            api = await status(daemon)
+            assert api["activity"]["paused_reason"] == reason
+            # The frame that failed, and the one being exposed then (taken, then held).
+            held = state.writer.pending
+            assert api["queue"]["frames_to_store"] == held and held in (1, 2)
+            await wait_for(lambda: len(list(kept.glob("*.frame"))) == held)
+            await asyncio.sleep(0.5)  # 50 s of simulated time: no new frame is taken
+            assert state.writer.pending == held and len(state.log_db.exposures()) == 1
+            assert state.log_db.sequence(sid)["state"] == "running"
+
+            filler.unlink()  # space again: the frame is stored, acquisition resumes
+            await wait_for(lambda: state.log_db.sequence(sid)["state"] == "done")
+            assert state.activity.paused_reason is None
+            store_failures = [f for f in state.log_db.failures() if f["operation"] == "store"]
+            rows = state.log_db.exposures()
+        assert not list(kept.glob("*.frame"))
+    assert len(store_failures) == 1 and "space" in store_failures[0]["message"]
+    assert store_failures[0]["sequence_id"] == sid
+    assert len({(r["step_index"], r["frame_index"]) for r in rows}) == len(rows) == 8
+
+
+async def test_read_only_data_directory_is_refused_with_its_reason(tmp_path) -> None:
+    with (
+        tmpfs(tmp_path / "data", read_only=True) as data,
+        pytest.raises(StorageError, match=r"cannot create the lock .*must be writable"),
+    ):
+        await Daemon(daemon_config(data)).run(install_signal_handlers=False)
+
+
+async def test_shutdown_parks_a_mount_found_disconnected(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="obsctl.daemon")
+    data = tmp_path / "data"
+    async with running_daemon(daemon_config(data)) as daemon:
+        sid = daemon.enqueue(standard_sequence(lights=1))
+        await wait_for(lambda: daemon.state.log_db.sequence(sid)["state"] == "done")
+        mount = daemon.simulators.observatory.mount
+        assert not mount.at_park
+        # What an interrupted reconnection, or another client of the shared Alpaca
+        # device, leaves: the mount not connected when the shutdown parks it.
+        await daemon.state.devices.mount.disconnect()
+    assert mount.at_park  # parked while the embedded simulators still served it
+    assert "could not park at shutdown" not in caplog.text
+    assert "mount parked" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_frame_that_cannot_be_stored_keeps_its_sequence_running(tmp_path) -> None:
+    data = tmp_path / "data"
+    one = Sequence(name="one bias", steps=(ExposureStep(image_type="BIAS", count=1),))
+    async with running_daemon(daemon_config(data)) as daemon:
+        state = daemon.state
+        with read_only_bind(data / "raw"):  # frames cannot be written; the database can
+            sid = daemon.enqueue(one)
+            await wait_for(lambda: state.activity.paused_reason is not None)
+            assert "Read-only file system" in state.activity.paused_reason
+            (failure,) = state.log_db.failures()
+            assert (failure["operation"], failure["sequence_id"]) == ("store", sid)
+            await asyncio.sleep(0.3)
+            # Not "done" with no frame: it waits for its frame, held (and kept) meanwhile.
+            assert state.log_db.sequence(sid)["state"] == "running"
+            assert state.writer.pending == 1 and state.activity.state == "storing"
+            assert len(list((data / "unstored").glob("*.frame"))) == 1
+        await wait_for(lambda: state.log_db.sequence(sid)["state"] == "done")
+        assert state.activity.paused_reason is None
+    (row,) = logged(data)
+    assert row["image_type"] == "BIAS" and (data / row["file_path"]).exists()
+    assert not (data / "unstored").exists()

@@ -16,7 +16,9 @@ class Activity:
     Attributes
     ----------
     state : str
-        ``idle``, ``slewing``, ``filter``, ``exposing``, ``downloading``, ``waiting_safe``.
+        ``idle``, ``slewing``, ``filter``, ``exposing``, ``downloading``, ``waiting_safe``,
+        ``storing`` (a sequence's last frames to the disk), ``paused`` (see
+        ``paused_reason``).
     sequence_id, sequence_name : int or None, str or None
         The running sequence.
     step_index, frame_index : int or None
@@ -30,6 +32,9 @@ class Activity:
     safety_abort : bool
         Set by the supervisor when it aborted the running exposure; the sequencer retakes
         the frame once it is safe again.
+    paused_reason : str or None
+        Why acquisition is paused (frames cannot be stored, set by the frame writer); None
+        while it is not. The sequencer takes no new frame until it is None again.
     """
 
     state: str = "idle"
@@ -41,6 +46,7 @@ class Activity:
     exposure_s: float | None = None
     exposure_start: datetime | None = None
     safety_abort: bool = False
+    paused_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly copy."""

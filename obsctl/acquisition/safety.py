@@ -6,13 +6,23 @@ exposure (darks and biases may go on), stops tracking and parks the mount, and c
 gate that the sequencer passes before every light frame. The gate opens again once the
 monitor has said safe for ``resume_delay_s`` without a break. None of this waits for the
 sequencer, so a stuck sequencer or a download in flight cannot delay the park.
+
+In the daemon the supervisor runs on a thread and event loop of its own (`SupervisorThread`)
+with its own device connections, so that nothing on the daemon's event loop (a long request,
+a slow database read, a bug that blocks the loop) can delay the park either. Its gate, its
+events and its state are handed to the daemon's loop thread-safely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from obsctl.acquisition.activity import Activity
 from obsctl.clock import Clock
@@ -22,7 +32,7 @@ from obsctl.errors import DeviceError
 from obsctl.events import EventBus
 from obsctl.operations import Operations
 
-__all__ = ["SafetySupervisor"]
+__all__ = ["SafetySupervisor", "SupervisorThread"]
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +76,12 @@ class SafetySupervisor:
         self.events = events
         self.is_safe = False
         self.reason = "not checked yet"
+        # The gate and the first reading are awaited on the daemon's loop (`home`), wherever
+        # the supervisor itself runs.
         self._gate = asyncio.Event()
         self._safe_since: float | None = None
         self._checked = asyncio.Event()
+        self.home: asyncio.AbstractEventLoop | None = None
         #: Real (monotonic) time when the last unsafe reading was acted on and the park
         #: command was sent, for latency measurements.
         self.last_unsafe_detected: float | None = None
@@ -108,33 +121,45 @@ class SafetySupervisor:
                 self._safe_since = now
             if not self.is_safe and (first or now - self._safe_since >= self.config.resume_delay_s):
                 self._go_safe(reason)
-        self._checked.set()
+        self._at_home(self._checked.set)
         return safe
 
     async def run(self) -> None:
         """Poll until cancelled."""
         if not self.config.enabled:
             self._go_safe("safety supervision disabled in config")
-            self._checked.set()
+            self._at_home(self._checked.set)
             return
         while True:
             await self.check()
             await asyncio.sleep(self.config.poll_s)
 
+    def _at_home(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``call`` on the daemon's loop: at once when on it, else thread-safely."""
+        home = self.home
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if home is None or home is here:
+            call(*args, **kwargs)
+        elif not home.is_closed():
+            home.call_soon_threadsafe(lambda: call(*args, **kwargs))
+
     def _go_safe(self, reason: str) -> None:
         self.is_safe = True
         self.reason = reason
-        self._gate.set()
+        self._at_home(self._gate.set)
         log.info("safe: %s", reason)
-        self.events.publish("safety", safe=True, reason=reason)
+        self._at_home(self.events.publish, "safety", safe=True, reason=reason)
 
     async def _go_unsafe(self, reason: str) -> None:
         self.last_unsafe_detected = time.monotonic()
         self.is_safe = False
         self.reason = reason
-        self._gate.clear()
+        self._at_home(self._gate.clear)
         log.warning("UNSAFE: %s", reason)
-        self.events.publish("safety", safe=False, reason=reason)
+        self._at_home(self.events.publish, "safety", safe=False, reason=reason)
         await asyncio.gather(self._abort_exposure(), self._secure_mount())
 
     async def _abort_exposure(self) -> None:
@@ -164,7 +189,87 @@ class SafetySupervisor:
             self.last_park_sent = time.monotonic()
             # Not waiting for the park to end: the next reading must not wait for it.
             await self.ops.park(mount, wait=False)
-            self.events.publish("mount", action="park", reason=self.reason)
+            self._at_home(self.events.publish, "mount", action="park", reason=self.reason)
             log.warning("mount parking")
         except DeviceError as exc:
             log.error("could not park the mount: %s", exc)
+
+
+#: Opens the supervisor's devices on its own loop, given the daemon's loop (which owns the
+#: daemon's devices); see `obsctl.drivers.registry.open_second_connections`.
+DevicesOnLoop = Callable[[asyncio.AbstractEventLoop], AbstractAsyncContextManager[DeviceSet]]
+
+
+class SupervisorThread:
+    """Runs a `SafetySupervisor` on a thread and an event loop of its own.
+
+    Parameters
+    ----------
+    supervisor : SafetySupervisor
+        The supervisor; its gate, events and state keep serving the daemon's loop.
+    devices : callable
+        Opens the devices the supervisor uses from its own loop (its own connections where
+        the device allows a second one), given the daemon's loop.
+    stop_timeout_s : float
+        How long `stop` waits for the thread (real seconds).
+    """
+
+    def __init__(
+        self, supervisor: SafetySupervisor, devices: DevicesOnLoop, *, stop_timeout_s: float = 10.0
+    ) -> None:
+        self.supervisor = supervisor
+        self._devices = devices
+        self._stop_timeout_s = stop_timeout_s
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        """Start the thread; call from the daemon's running loop."""
+        self.supervisor.home = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._main, name="safety-supervisor", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except Exception:  # the daemon sees "not checked yet" (unsafe) and the log says why
+            log.exception("the safety supervisor's thread failed")
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._ready.set()
+        home = self.supervisor.home
+        assert home is not None
+        async with self._devices(home) as devices:
+            self.supervisor.devices = devices
+            polling = asyncio.create_task(self.supervisor.run(), name="safety-supervisor")
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (polling, stopping):
+                task.cancel()
+            await asyncio.gather(polling, stopping, return_exceptions=True)
+            failure = None if polling.cancelled() else polling.exception()
+            if failure is not None:
+                raise failure
+
+    async def stop(self) -> None:
+        """Stop polling and wait for the thread to end (at most ``stop_timeout_s``)."""
+        thread = self._thread
+        if thread is None:
+            return
+        await asyncio.to_thread(self._ready.wait, self._stop_timeout_s)
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                loop.call_soon_threadsafe(stopping.set)
+        await asyncio.to_thread(thread.join, self._stop_timeout_s)
+        if thread.is_alive():
+            log.error(
+                "the safety supervisor's thread did not stop within %g s", self._stop_timeout_s
+            )
+        self._thread = None

@@ -3,7 +3,8 @@
 For each frame: wait at the safety gate, point (unpark, slew, dither), select the filter,
 expose, wait for the image, download. The downloaded frame goes to the `FrameWriter`, which
 writes it (FITS, atomically) and logs it in the background, so the camera starts the next
-exposure at once instead of waiting for the disk. Device failures go through the
+exposure at once instead of waiting for the disk; while frames cannot be stored, it takes no
+new one (the writer keeps them and retries). Device failures go through the
 `FaultPolicy` (retry, reconnect, skip); every failure is logged in the database with its
 reason, and a failed step is skipped, never the night.
 """
@@ -16,17 +17,17 @@ import json
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.policy import FaultPolicy, with_policy
 from obsctl.acquisition.safety import SafetySupervisor
-from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
+from obsctl.acquisition.sequence import ExposureStep, Sequence, Target, parse_sequence
 from obsctl.clock import Clock, night_of
 from obsctl.config import Config
 from obsctl.devices import (
@@ -36,12 +37,13 @@ from obsctl.devices import (
     ExposureSettings,
     MountStatus,
 )
-from obsctl.errors import DeviceError, FilterNotFoundError, ObsctlError
+from obsctl.errors import ConfigError, DeviceError, FilterNotFoundError, ObsctlError
 from obsctl.events import EventBus
 from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog, FailureRecord
 from obsctl.store.headers import FrameContext
-from obsctl.store.writer import FrameWriter, StoredFrame
+from obsctl.store.raw_store import StoredFrame
+from obsctl.store.writer import FrameWriter
 
 __all__ = ["Sequencer"]
 
@@ -58,6 +60,18 @@ class _SafetyAbort(ObsctlError):
 
 class _StepSkipped(ObsctlError):
     """The fault policy gave up on a step; its failures are already logged."""
+
+
+def _stored_sequence(row: Mapping[str, Any]) -> Sequence:
+    """Parse a sequence row's definition; a `ConfigError` says why it is not a sequence."""
+    source = f"stored sequence {row['id']}"
+    try:
+        data = json.loads(row["definition"])
+    except (TypeError, ValueError, RecursionError) as exc:  # not text, not JSON, too deep
+        raise ConfigError(f"{source}: the definition is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the definition is not a JSON object")
+    return parse_sequence(data, source=source)
 
 
 class Sequencer:
@@ -158,12 +172,39 @@ class Sequencer:
 
     # -- running ------------------------------------------------------------------------
 
+    async def _unrunnable(self, sequence_id: int, name: str, exc: ConfigError) -> None:
+        """Mark a stored sequence failed, with the reason its definition cannot be run."""
+        log.error("sequence %d (%s) cannot run: %s", sequence_id, name, exc)
+        record = FailureRecord(
+            operation="load sequence",
+            error_type=type(exc).__name__,
+            message=str(exc),
+            action="skip",
+            night=night_of(self.clock.now(), self.config.site.longitude_deg),
+            sequence_id=sequence_id,
+        )
+        await asyncio.to_thread(self.log_db.add_failure, record)
+        self.log_db.set_sequence_state(sequence_id, "failed")
+        self.events.publish("sequence", id=sequence_id, name=name, state="failed", reason=str(exc))
+
     async def run(self, sequence_id: int) -> str:
-        """Run (or resume) a stored sequence; return ``done``, or ``incomplete`` if it skipped."""
+        """Run (or resume) a stored sequence.
+
+        Returns
+        -------
+        str
+            ``done``; ``incomplete`` if it skipped a step; ``failed`` if its stored definition
+            is not a valid sequence (an older database, a damaged row). A failed sequence is
+            never tried again: its reason is in the failures table, and the daemon goes on.
+        """
         row = self.log_db.sequence(sequence_id)
         if row is None:
             raise ValueError(f"no sequence {sequence_id}")
-        sequence = Sequence.model_validate(json.loads(row["definition"]))
+        try:
+            sequence = _stored_sequence(row)
+        except ConfigError as exc:
+            await self._unrunnable(sequence_id, str(row["name"]), exc)
+            return "failed"
         done = self.log_db.frames_done(sequence_id)
         self.log_db.set_sequence_state(sequence_id, "running")
         self._set("starting", sequence_id=sequence_id, sequence_name=sequence.name)
@@ -194,7 +235,7 @@ class Sequencer:
                 self.events.publish(
                     "step_skipped", id=sequence_id, step=step_index, reason=str(exc)
                 )
-        await self.writer.drain()
+        await self._frames_stored()
         # "incomplete": some step was skipped after its failures (see the failures table).
         final = "incomplete" if skipped else "done"
         self.log_db.set_sequence_state(sequence_id, final)
@@ -213,6 +254,7 @@ class Sequencer:
         exposure_s = step.exposure_s
         flat_tries = 0
         while True:
+            await self._storage_ready()
             if not self.supervisor.is_safe and step.image_type not in ("DARK", "BIAS"):
                 self._set("waiting_safe")
             await self.supervisor.wait_safe(step.image_type)
@@ -269,6 +311,25 @@ class Sequencer:
             },
         )
         self.writer.submit(frame)
+
+    async def _storage_ready(self) -> None:
+        """Wait while frames cannot be stored: a new one would only be held in memory too.
+
+        The writer keeps the frames it holds and retries; ``paused_reason`` says why.
+        """
+        if self.writer.failure is None:
+            return
+        self._set("paused")
+        await self.writer.storing()
+
+    async def _frames_stored(self) -> None:
+        """Wait until the writer has stored every frame taken (through failures and retries).
+
+        A sequence is done only once its frames are on disk and in the log.
+        """
+        if self.writer.pending:
+            self._set("paused" if self.writer.failure is not None else "storing")
+        await self.writer.drain()
 
     async def _point(
         self, target: Target, dither_arcsec: float, rng: random.Random, *, force: bool

@@ -272,7 +272,7 @@ def _master_header(
         h["CCDTMAX"] = (round(max(temps), 2), "[C] highest input temperature")
     h["EXPTIME"] = (exposure_s, "[s] exposure time of the inputs")
     if kind == "flat" and group[0].filter is not None:
-        h["FILTER"] = (group[0].filter, "filter in the beam")
+        set_text_card(h, "FILTER", group[0].filter, "filter in the beam")
     h["NCOMBINE"] = (len(group), "number of frames combined")
     h["COMBINE"] = (_METHOD_NAME[method], "combination method")
     if method == "sigma":

@@ -47,7 +47,7 @@ __all__ = ["NightHost", "NightRunner", "NightSummary", "check_filters", "run_nig
 log = logging.getLogger(__name__)
 
 #: Sequence states after which the daemon no longer works on a sequence.
-_FINISHED = ("done", "incomplete", "stopped", "aborted")
+_FINISHED = ("done", "incomplete", "stopped", "aborted", "failed")
 #: Real seconds between looks at the database while a visit runs (not simulated time: this
 #: only bounds how late a finished visit is noticed).
 _POLL_REAL_S = 0.02

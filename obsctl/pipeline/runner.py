@@ -150,6 +150,9 @@ class PipelineRunner:
                 for future in [f for f in running if f.done()]:
                     await self._store(running.pop(future), future)
         finally:
+            for future in running:  # their results would reach no one now
+                if not future.cancel() and not future.cancelled():
+                    future.exception()  # done: its failure is seen, not "never retrieved"
             if after is not None:  # frames left without light-curve points are caught up later
                 after.cancel()
                 self.finishing -= self._after_queue.qsize()

@@ -13,6 +13,7 @@ import logging
 import math
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from numpy.typing import NDArray
 from obsctl.frame import Frame
 from obsctl.pipeline.stage import FailurePolicy, Stage
 from obsctl.store.datadir import DataDir
-from obsctl.store.fitsfile import write_fits_atomic
+from obsctl.store.fitsfile import incomplete_fits, write_fits_atomic
 from obsctl.store.headers import set_text_card
 
 __all__ = [
@@ -69,8 +70,15 @@ def load_frame(path: str | Path, exposure_id: int | None = None) -> Frame:
     Raises
     ------
     OSError, ValueError
-        When the file is unreadable or holds no 2-D image; the caller reports and skips it.
+        When the file is unreadable, holds less data than its headers declare (truncated,
+        or a damaged NAXIS), or holds no 2-D image; the message names the file and what is
+        wrong. The caller reports and skips it.
     """
+    # Checked before astropy reads it: a header declaring terabytes makes astropy fail
+    # with a bare "[Errno 22] Invalid argument" (a seek past what the file system allows).
+    problem = incomplete_fits(path)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     with fits.open(path, memmap=False) as hdul:
         for hdu in hdul:
             if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
@@ -125,9 +133,35 @@ _STAGES: StageList | None = None
 _DATA_DIR: DataDir | None = None
 
 
+def _exit_with_parent() -> None:
+    """End this worker process as soon as the process that started it is gone.
+
+    A worker outlives a daemon killed with SIGKILL otherwise, re-parented to init and
+    holding the exposure log open. The spawn start method leaves the worker the read end
+    of a pipe whose other end only the parent holds: it turns readable when the parent
+    dies, however it died. A thread waits on it (not PR_SET_PDEATHSIG, which fires when
+    the *thread* that started the worker ends, and the pool may start workers from any).
+    The wait needs no polling; a stage holding the GIL delays the exit until it lets go.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nothing to watch
+        return
+
+    def watch() -> None:
+        parent.join()
+        log.warning("the process that started this pipeline worker is gone; exiting")
+        os._exit(1)  # no clean-up: the parent that wanted the results is gone
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def init_worker(factory: Callable[[], StageList], data_dir: DataDir | None) -> None:
-    """Build the stages once in a worker process (a process pool's initializer)."""
+    """Build the stages once in a worker process (a process pool's initializer).
+
+    The worker exits when the process that started it dies (`_exit_with_parent`).
+    """
     global _STAGES, _DATA_DIR
+    _exit_with_parent()
     _STAGES = factory()
     _DATA_DIR = data_dir
 

@@ -9,6 +9,8 @@
         raw/<night>/        raw frames, as taken
         reduced/<night>/    calibrated frames and source catalogs
         masters/<night>/    calibration masters
+        unstored/           frames that could not be stored yet, kept until they are
+        quarantine/<night>/ raw files found damaged at start, set aside
 
 Nothing else in obsctl spells these names: callers ask `DataDir` for a path, for the log, or
 for a logged (relative) path resolved. A `DataDir` is a small frozen value, so it crosses to
@@ -39,6 +41,8 @@ _CATALOG_NAME = "catalog.sqlite"
 _RAW = "raw"
 _REDUCED = "reduced"
 _MASTERS = "masters"
+_UNSTORED = "unstored"
+_QUARANTINE = "quarantine"
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 
@@ -73,6 +77,16 @@ class DataDir:
     def raw(self) -> Path:
         """The folder of raw frames (one subfolder per night)."""
         return self.root / _RAW
+
+    @property
+    def unstored(self) -> Path:
+        """The folder of frames held while they could not be stored (`obsctl.store.writer`)."""
+        return self.root / _UNSTORED
+
+    @property
+    def quarantine(self) -> Path:
+        """The folder of raw files found damaged at start (one subfolder per night)."""
+        return self.root / _QUARANTINE
 
     def master_file(self, night: str, name: str) -> str:
         """Return where a master of ``night`` named ``name`` goes, relative to the root."""
@@ -125,10 +139,18 @@ class DataDir:
         Raises
         ------
         StorageError
-            When another daemon holds it.
+            When another daemon holds it, or the lock file cannot be created (a read-only
+            data directory).
         """
         path = self.root / _LOCK_NAME
-        with open(path, "a+") as fh:
+        try:
+            fh = open(path, "a+")  # noqa: SIM115 -- closed below; its errors are ours to say
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the lock {path}: {exc.strerror}; the data directory "
+                f"{self.root} must be writable (frames, the exposure log and the lock go there)"
+            ) from exc
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
@@ -164,5 +186,14 @@ class DataDir:
         return removed
 
     def raw_store(self) -> RawStore:
-        """Return the raw store (its folder is created when missing)."""
-        return RawStore(self.raw)
+        """Return the raw store (its folder is created when missing).
+
+        Raises
+        ------
+        StorageError
+            When its folder cannot be created.
+        """
+        try:
+            return RawStore(self.raw)
+        except OSError as exc:
+            raise StorageError(f"cannot create the raw frames folder {self.raw}: {exc}") from exc

@@ -33,6 +33,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: A page of a listing: ``(offset, count)`` rows.
+Window = tuple[int, int]
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -101,51 +104,99 @@ class ExposureLog:
     Raises
     ------
     StorageError
-        When the file is not a database or its schema is newer than this obsctl.
+        When the file cannot be opened or created, is damaged or not a database, or its
+        schema is newer than this obsctl. Every method raises it, naming the file and what
+        is wrong, when the database fails (damaged pages, a full disk, a read-only folder).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.path}: cannot create its folder: {exc}") from exc
         # One connection shared by the daemon's worker threads, serialised by a lock.
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a power cut may lose the last transactions but never
-            # corrupts the file; the raw FITS files are fsynced and rescanned at start.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"{self.path}: cannot open exposure log: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._storage_error(exc) from exc
+        try:
+            with self._locked() as db:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a power cut may lose the last transactions but never
+                # corrupts the file; the raw FITS files are fsynced and rescanned at start.
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                # Read the schema now: damage there is said at open, not at the first query.
+                db.execute("SELECT sql FROM sqlite_master").fetchall()
+                self._migrate(db)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _storage_error(self, exc: sqlite3.Error | UnicodeDecodeError) -> StorageError:
+        """Return the `StorageError` that says, naming the file, what a database failure means."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = None if code is None else code & 0xFF  # an extended code keeps it there
+        # SQLite hands damaged text (in the schema, or in a row) back as it finds it.
+        undecodable = isinstance(exc, UnicodeDecodeError) or "decode to UTF-8" in str(exc)
+        if undecodable or primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            detail = f"text that is not UTF-8: {exc}" if undecodable else str(exc)
+            what = (
+                f"it is damaged ({detail}); move it aside (and restore a backup): the daemon "
+                "logs the raw frames on disk again from their headers at its next start"
+            )
+        elif primary == sqlite3.SQLITE_FULL:
+            what = f"the disk is full ({exc})"
+        elif primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            what = f"it cannot be written ({exc}); is its folder read-only?"
+        else:
+            what = f"{type(exc).__name__}: {exc}"
+        return StorageError(f"exposure log {self.path}: {what}")
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """Hold the connection; a database failure becomes a `StorageError` naming the file."""
+        with self._lock:
+            try:
+                yield self._db
+            except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+                raise  # a constraint or a statement of ours: the caller's to handle or a bug
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                raise self._storage_error(exc) from exc
 
     def close(self) -> None:
         """Checkpoint and close the database."""
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.close()
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.DatabaseError as exc:
+                # The WAL stays beside the file and is replayed at the next open.
+                log.error("%s", self._storage_error(exc))
+            finally:
+                self._db.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     @property
     def schema_version(self) -> int:
         """The database's schema version."""
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        with self._locked() as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StorageError(
                 f"{self.path}: schema version {version} is newer than this obsctl "
@@ -153,21 +204,21 @@ class ExposureLog:
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             log.info("migrating %s to schema version %d", self.path, target)
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {target}")
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a read-only statement and return its rows as dicts (for modules with tables)."""
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+        with self._locked() as db:
+            return [dict(r) for r in db.execute(sql, args).fetchall()]
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one writing statement in its own transaction; return the last row id."""
@@ -190,9 +241,20 @@ class ExposureLog:
 
     def has_file(self, file_path: str) -> bool:
         """Return whether a frame file is logged."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM exposures WHERE file_path = ?", (file_path,)
+        with self._locked() as db:
+            row = db.execute("SELECT 1 FROM exposures WHERE file_path = ?", (file_path,)).fetchone()
+        return row is not None
+
+    def has_exposure(self, date_obs: str, image_type: str) -> bool:
+        """Return whether a frame of a type started at ``date_obs`` (DATE-OBS) is logged.
+
+        The camera of a data directory starts one frame in a millisecond: this names one
+        frame whatever its file is called.
+        """
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT 1 FROM exposures WHERE date_obs = ? AND image_type = ?",
+                (date_obs, image_type.upper()),
             ).fetchone()
         return row is not None
 
@@ -210,6 +272,7 @@ class ExposureLog:
         image_type: str | None = None,
         sequence_id: int | None = None,
         limit: int | None = None,
+        window: Window | None = None,
     ) -> list[dict[str, Any]]:
         """Query the log; every given criterion must match. Newest last.
 
@@ -227,6 +290,8 @@ class ExposureLog:
             Frames of one sequence.
         limit : int or None
             Return only the newest ``limit`` rows.
+        window : tuple of int or None
+            ``(offset, count)``: only these rows of the oldest-first list (a page).
 
         Returns
         -------
@@ -250,18 +315,28 @@ class ExposureLog:
         sql = "SELECT * FROM exposures"
         if where:
             sql += " WHERE " + " AND ".join(where)
+        if window is not None:
+            return self._select(sql + " ORDER BY id", args, window)
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [dict(r) for r in reversed(rows)]
+        return self._select(sql, args)[::-1]
+
+    def _select(
+        self, sql: str, args: Sequence[Any], window: Window | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a query, limited to a window of ``(offset, count)`` rows when given."""
+        if window is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args = [*args, window[1], window[0]]
+        with self._locked() as db:
+            return [dict(r) for r in db.execute(sql, args).fetchall()]
 
     def frames_done(self, sequence_id: int) -> dict[int, int]:
         """Return the number of stored frames per step index of a sequence."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._locked() as db:
+            rows = db.execute(
                 "SELECT step_index, COUNT(*) FROM exposures WHERE sequence_id = ? "
                 "GROUP BY step_index",
                 (sequence_id,),
@@ -277,15 +352,16 @@ class ExposureLog:
             cursor = db.execute(sql, [values[n] for n in _FAILURE_FIELDS] + [_now()])
             return int(cursor.lastrowid or 0)
 
-    def failures(self, *, sequence_id: int | None = None) -> list[dict[str, Any]]:
-        """Return recorded failures, oldest first."""
+    def failures(
+        self, *, sequence_id: int | None = None, window: Window | None = None
+    ) -> list[dict[str, Any]]:
+        """Return recorded failures, oldest first (``window``: ``(offset, count)`` of them)."""
         sql = "SELECT * FROM failures"
         args: Sequence[Any] = ()
         if sequence_id is not None:
             sql += " WHERE sequence_id = ?"
             args = (sequence_id,)
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+        return self._select(sql + " ORDER BY id", args, window)
 
     def add_sequence(self, name: str, definition: str, state: str = "pending") -> int:
         """Store a sequence definition (JSON text) and return its id."""
@@ -306,22 +382,30 @@ class ExposureLog:
                 (state, _now(), sequence_id),
             )
 
-    def sequences(self, *, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Return sequences, oldest first, optionally only those in the given states."""
-        sql = "SELECT * FROM sequences"
+    def sequences(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        window: Window | None = None,
+        definitions: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Return sequences, oldest first, optionally only those in the given states.
+
+        ``window`` is ``(offset, count)`` of them; without ``definitions`` the rows leave out
+        the (possibly long) JSON definition.
+        """
+        columns = "*" if definitions else "id, name, state, created_utc, updated_utc"
+        sql = f"SELECT {columns} FROM sequences"
         args: list[Any] = []
         if states:
             sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
             args.extend(states)
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+        return self._select(sql + " ORDER BY id", args, window)
 
     def sequence(self, sequence_id: int) -> Mapping[str, Any] | None:
         """Return one sequence row, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM sequences WHERE id = ?", (sequence_id,)
-            ).fetchone()
+        with self._locked() as db:
+            row = db.execute("SELECT * FROM sequences WHERE id = ?", (sequence_id,)).fetchone()
         return None if row is None else dict(row)
 
     # -- exposures, by what the night runner and the daemon ask ---------------------------------

@@ -9,6 +9,9 @@ length for the pipeline's astrometric refinement.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,7 +25,10 @@ from obsctl.devices import CameraImage, MountStatus
 __all__ = [
     "FrameContext",
     "airmass",
+    "date_obs",
+    "fits_text",
     "mjd",
+    "object_name",
     "pixel_scale_from_header",
     "raw_header",
     "set_text_card",
@@ -31,6 +37,99 @@ __all__ = [
 
 _MJD_OFFSET = 2400000.5
 _RAD_TO_ARCSEC = 206264.80624709636
+
+#: The keyword holding a target name that is not printable ASCII, UTF-8 percent-encoded.
+OBJECT_UTF8_KEY = "OBJUTF8"
+# Every printable ASCII character but "%" stays as it is in the percent-encoded name.
+_PERCENT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+_GREEK = re.compile(r"GREEK (SMALL|CAPITAL) LETTER (?:FINAL )?([A-Z]+)$")
+# Unicode spells the letter "LAMDA"; astronomers write lambda.
+_GREEK_SPELLING = {"lamda": "lambda"}
+# Letters and signs that Unicode does not decompose into ASCII but that have an obvious one.
+_SPELLED = {
+    "\N{LATIN SMALL LETTER SHARP S}": "ss",
+    "\N{LATIN SMALL LETTER AE}": "ae",
+    "\N{LATIN CAPITAL LETTER AE}": "AE",
+    "\N{LATIN SMALL LIGATURE OE}": "oe",
+    "\N{LATIN CAPITAL LIGATURE OE}": "OE",
+    "\N{LATIN SMALL LETTER O WITH STROKE}": "o",
+    "\N{LATIN CAPITAL LETTER O WITH STROKE}": "O",
+    "\N{LATIN SMALL LETTER D WITH STROKE}": "d",
+    "\N{LATIN CAPITAL LETTER D WITH STROKE}": "D",
+    "\N{LATIN SMALL LETTER L WITH STROKE}": "l",
+    "\N{LATIN CAPITAL LETTER L WITH STROKE}": "L",
+    "\N{LATIN SMALL LETTER DOTLESS I}": "i",
+    "\N{HYPHEN}": "-",
+    "\N{NON-BREAKING HYPHEN}": "-",
+    "\N{FIGURE DASH}": "-",
+    "\N{EN DASH}": "-",
+    "\N{EM DASH}": "-",
+    "\N{MINUS SIGN}": "-",
+    "\N{LEFT SINGLE QUOTATION MARK}": "'",
+    "\N{RIGHT SINGLE QUOTATION MARK}": "'",
+    "\N{LEFT DOUBLE QUOTATION MARK}": '"',
+    "\N{RIGHT DOUBLE QUOTATION MARK}": '"',
+}
+
+
+def _ascii_char(char: str) -> str:
+    if " " <= char <= "~":
+        return char
+    if char in _SPELLED:
+        return _SPELLED[char]
+    category = unicodedata.category(char)
+    if category[0] in "CZ":  # controls, format characters, separators
+        return " "
+    greek = _GREEK.match(unicodedata.name(char, ""))
+    if greek is not None:
+        word = greek.group(2).lower()
+        word = _GREEK_SPELLING.get(word, word)
+        return word.capitalize() if greek.group(1) == "CAPITAL" else word
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def fits_text(text: str) -> str:
+    r"""Return a printable-ASCII form of ``text`` for a FITS card.
+
+    FITS values hold printable ASCII only. Greek letters become their names (alpha Ori for
+    the name with the Greek letter), accents are dropped, a few letters and signs get their
+    usual ASCII spelling (sharp s as ss, an en dash as a hyphen), control characters and
+    separators become spaces, and anything else a Python escape (``\u2605`` for a star).
+    Printable ASCII text is returned unchanged.
+
+    Parameters
+    ----------
+    text : str
+        Any Unicode text.
+
+    Returns
+    -------
+    str
+        Text of characters from space to ``~`` only.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = (c for c in decomposed if unicodedata.category(c) != "Mn")  # combining accents
+    return "".join(_ascii_char(c) for c in kept)
+
+
+def object_name(header: fits.Header) -> str | None:
+    """Return the target name a raw header records, exactly as it was given.
+
+    The ``OBJUTF8`` card (the UTF-8 name, percent-encoded) when the name was not printable
+    ASCII, else ``OBJECT``; None when neither is there.
+    """
+    if OBJECT_UTF8_KEY in header:
+        return urllib.parse.unquote(str(header[OBJECT_UTF8_KEY]), errors="strict")
+    value = header.get("OBJECT")
+    return None if value is None else str(value)
+
+
+def date_obs(when: datetime) -> str:
+    """Return the DATE-OBS of an exposure started at ``when`` (UTC, to the millisecond)."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
 def mjd(when: datetime) -> float:
@@ -150,7 +249,7 @@ def raw_header(ctx: FrameContext) -> fits.Header:
     start = ctx.start_time
     mid = start + timedelta(seconds=m.exposure_s / 2.0)
     h = fits.Header()
-    h["DATE-OBS"] = (start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "[UTC] exposure start")
+    h["DATE-OBS"] = (date_obs(start), "[UTC] exposure start")
     h["DAY-OBS"] = (night_of(start, ctx.site.longitude_deg), "night (local date at its start)")
     h["MJD-OBS"] = (round(mjd(start), 8), "[d] MJD (UTC) of exposure start")
     h["MJD-MID"] = (round(mjd(mid), 8), "[d] MJD (UTC) of exposure middle")
@@ -160,9 +259,13 @@ def raw_header(ctx: FrameContext) -> fits.Header:
     h["IMAGETYP"] = (ctx.image_type.upper(), "LIGHT, DARK, BIAS or FLAT")
     h["FRAMENUM"] = (ctx.frame_number, "frame number within the night")
     if ctx.target:
-        h["OBJECT"] = (ctx.target, "target name")
+        set_text_card(h, "OBJECT", ctx.target, "target name")
+        if fits_text(ctx.target) != ctx.target:
+            # The exact name, where FITS allows it: escaped, as a long string when it must be.
+            encoded = urllib.parse.quote(ctx.target, safe=_PERCENT_SAFE)
+            set_text_card(h, OBJECT_UTF8_KEY, encoded, "target name, UTF-8 percent-encoded")
     if ctx.filter_name is not None:
-        h["FILTER"] = (ctx.filter_name, "filter in the beam")
+        set_text_card(h, "FILTER", ctx.filter_name, "filter in the beam")
     if ctx.mount is not None:
         ms = ctx.mount
         h["OBJCTRA"] = (sexagesimal(ms.ra_deg, hours=True), "[h m s] J2000 RA (mount)")
@@ -192,15 +295,15 @@ def raw_header(ctx: FrameContext) -> fits.Header:
         h["CCD-TEMP"] = (round(m.ccd_temperature_c, 2), "[C] sensor temperature")
     if m.set_temperature_c is not None:
         h["SET-TEMP"] = (m.set_temperature_c, "[C] cooler set point")
-    h["READOUTM"] = (m.readout_mode, "readout mode")
-    h["INSTRUME"] = (m.sensor_name, "sensor")
-    h["CAMERA"] = (m.camera_name, "camera device name")
-    h["TELESCOP"] = (ctx.telescope.name, "telescope")
+    set_text_card(h, "READOUTM", m.readout_mode, "readout mode")
+    set_text_card(h, "INSTRUME", m.sensor_name, "sensor")
+    set_text_card(h, "CAMERA", m.camera_name, "camera device name")
+    set_text_card(h, "TELESCOP", ctx.telescope.name, "telescope")
     h["FOCALLEN"] = (ctx.telescope.focal_length_mm, "[mm] focal length")
     h["APTDIA"] = (ctx.telescope.aperture_mm, "[mm] aperture diameter")
     if ctx.telescope.observer:
-        h["OBSERVER"] = (ctx.telescope.observer, "observer")
-    h["SITENAME"] = (ctx.site.name, "observatory")
+        set_text_card(h, "OBSERVER", ctx.telescope.observer, "observer")
+    set_text_card(h, "SITENAME", ctx.site.name, "observatory")
     h["SITELAT"] = (ctx.site.latitude_deg, "[deg] site latitude, north positive")
     h["SITELONG"] = (ctx.site.longitude_deg, "[deg] site longitude, east positive")
     h["SITEELEV"] = (ctx.site.elevation_m, "[m] site elevation")
@@ -210,10 +313,12 @@ def raw_header(ctx: FrameContext) -> fits.Header:
 
 
 def set_text_card(header: fits.Header, key: str, value: str, comment: str) -> None:
-    """Set a text card, dropping its comment when value and comment do not fit one card.
+    """Set a text card in its printable-ASCII form (`fits_text`).
 
-    astropy would truncate the comment with a warning on every write instead.
+    The comment is dropped when value and comment do not fit one card: astropy would
+    truncate it with a warning on every write instead.
     """
+    value = fits_text(value)
     # 80 columns: keyword (8), "= ", quotes, " / " leave 65 for the value and the comment.
     header[key] = (value, comment) if len(value) + len(comment) <= 65 else value
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from astropy.io import fits
 from numpy.typing import NDArray
 
 from obsctl.store.fitsfile import remove_partial_writes, write_fits_atomic
+from obsctl.store.headers import FrameContext, fits_text
 
-__all__ = ["RawStore", "safe_name"]
+__all__ = ["RawStore", "StoredFrame", "safe_name"]
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,12 @@ _FRAME_NUMBER = re.compile(r"^\d{4}-\d{2}-\d{2}_(\d+)_")
 
 
 def safe_name(text: str | None, default: str = "none") -> str:
-    """Return ``text`` reduced to characters safe in a file name on every OS."""
-    cleaned = _UNSAFE.sub("-", text or "").strip("-.")
+    """Return ``text`` reduced to characters safe in a file name on every OS.
+
+    Other scripts are spelled in ASCII first (`obsctl.store.headers.fits_text`): a frame of
+    the Greek-lettered ``alpha Ori`` is named ``alpha-Ori``, not ``Ori``.
+    """
+    cleaned = _UNSAFE.sub("-", fits_text(text or "")).strip("-.")
     return cleaned[:40] or default
 
 
@@ -99,3 +105,14 @@ class RawStore:
     def relative(self, path: Path) -> str:
         """Return a frame's path relative to the data directory (as logged)."""
         return str(path.relative_to(self.root.parent))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFrame:
+    """A frame waiting to be written, with where it belongs in its sequence."""
+
+    context: FrameContext
+    sequence_id: int | None
+    step_index: int | None
+    frame_index: int | None
+    devices: dict[str, str | None]

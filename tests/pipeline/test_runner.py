@@ -268,3 +268,28 @@ def test_reduce_files_from_elsewhere(tmp_path, capsys) -> None:
     assert "other_tool.fits:" in err and "sources" in err
     assert (tmp_path / "other_tool_cal.fits").exists()
     assert len(Table.read(tmp_path / "other_tool_cat.fits")) > 20
+
+
+@pytest.mark.parametrize(
+    ("naxis", "kept", "what"),
+    [
+        # Terabytes: astropy's own read fails with a bare "[Errno 22] Invalid argument".
+        ((10_000_000, 10_000_000), None, "declares 10000000 x 10000000 at BITPIX 16"),
+        ((64, 64), 4000, "declares 64 x 64 at BITPIX 16 (8192 bytes of data) but only 4000"),
+    ],
+    ids=["absurd-naxis", "truncated"],
+)
+def test_a_file_missing_its_data_is_named_with_what_is_wrong(tmp_path, naxis, kept, what) -> None:
+    path = tmp_path / "frame.fits"
+    fits.PrimaryHDU(np.zeros((64, 64), np.uint16)).writeto(path)
+    raw = bytearray(path.read_bytes())
+    for axis, size in enumerate(naxis, start=1):
+        key = f"NAXIS{axis}  = ".encode()
+        at = raw.index(key)
+        raw[at : at + 30] = key + f"{size:>20d}".encode()
+    header_end = 2880
+    path.write_bytes(bytes(raw[: header_end + kept] if kept is not None else raw))
+    result = process_file(str(path), stages=[(Mark("b"), "abort")], data_dir=tmp_path)
+    assert result.failed_stage == "load"
+    assert str(path) in result.reason and what in result.reason, result.reason
+    assert "truncated or its header damaged" in result.reason

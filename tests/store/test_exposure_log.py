@@ -103,5 +103,48 @@ def test_newer_schema_is_refused(tmp_path) -> None:
 def test_not_a_database(tmp_path) -> None:
     path = tmp_path / "junk.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StorageError, match="cannot open exposure log"):
+    with pytest.raises(StorageError, match=r"junk.sqlite: it is damaged"):
         ExposureLog(path)
+
+
+def damage(path, text: bytes) -> None:
+    """Overwrite the first bytes of every ``text`` in the file with bytes that are not UTF-8."""
+    data = bytearray(path.read_bytes())
+    at = data.find(text)
+    assert at >= 0, text
+    while at >= 0:
+        data[at : at + 2] = b"\xff\xfe"
+        at = data.find(text, at + 1)
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_schema_is_named_not_a_traceback(tmp_path) -> None:
+    path = tmp_path / "obsctl.sqlite"
+    ExposureLog(path).close()
+    damage(path, b"image_type")  # a column name in the schema, on the first page
+    with pytest.raises(StorageError, match=r"obsctl.sqlite: it is damaged \(text that is not"):
+        ExposureLog(path)
+
+
+def test_damaged_row_is_named_not_a_traceback(tmp_path) -> None:
+    path = tmp_path / "obsctl.sqlite"
+    db = ExposureLog(path)
+    db.add_exposure(BASE)
+    db.close()
+    damage(path, b"m51_V_0001")  # the file name of the row
+    db = ExposureLog(path)
+    try:
+        with pytest.raises(StorageError, match=r"obsctl.sqlite: it is damaged .*move it aside"):
+            db.exposures()
+    finally:
+        db.close()
+
+
+def test_read_only_folder_is_named(tmp_path) -> None:
+    from ..mounts import remount_read_only, tmpfs
+
+    with tmpfs(tmp_path / "data") as data:
+        ExposureLog(data / "obsctl.sqlite").close()
+        remount_read_only(data)
+        with pytest.raises(StorageError, match=r"obsctl.sqlite: it cannot be written .*read-only"):
+            ExposureLog(data / "obsctl.sqlite")

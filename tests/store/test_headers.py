@@ -1,15 +1,27 @@
+import urllib.parse
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
 from obsctl.clock import night_of
 from obsctl.config import SiteConfig, TelescopeConfig
 from obsctl.devices import CameraImage, ImageMetadata, MountStatus, PierSide
-from obsctl.store.headers import FrameContext, airmass, mjd, raw_header, sexagesimal
+from obsctl.store.headers import (
+    FrameContext,
+    airmass,
+    fits_text,
+    mjd,
+    object_name,
+    raw_header,
+    sexagesimal,
+)
+from obsctl.store.raw_store import safe_name
 
 SITE = SiteConfig(name="Roque", latitude_deg=28.76, longitude_deg=-17.88, elevation_m=2326)
 SCOPE = TelescopeConfig(name="RC", focal_length_mm=800, aperture_mm=200, observer="A. Observer")
@@ -147,3 +159,54 @@ def test_airmass_and_helpers() -> None:
     assert sexagesimal(-0.5, hours=False) == "-00 30 00.0"
     assert sexagesimal(359.9999999, hours=True) == "00 00 00.00"
     assert mjd(datetime(2000, 1, 1, 12, tzinfo=UTC)) == pytest.approx(51544.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "ascii_form"),
+    [
+        ("M51", "M51"),
+        ("\N{GREEK SMALL LETTER ALPHA} Ori", "alpha Ori"),
+        ("\N{GREEK SMALL LETTER LAMDA} Sco", "lambda Sco"),
+        ("\N{GREEK CAPITAL LETTER OMEGA} Cen", "Omega Cen"),
+        ("Caf\N{LATIN SMALL LETTER E WITH ACUTE} \N{LATIN SMALL LETTER SHARP S}", "Cafe ss"),
+        ("tab\tnew\nline\x7f", "tab new line "),
+        ("Teide \N{EN DASH} IAC", "Teide - IAC"),
+        ("\N{BLACK STAR}", "\\u2605"),
+        ("\N{MATHEMATICAL DOUBLE-STRUCK CAPITAL A}", "A"),
+    ],
+)
+def test_fits_text_is_printable_ascii(text, ascii_form) -> None:
+    assert fits_text(text) == ascii_form
+
+
+def test_any_unicode_target_is_written_with_its_exact_name(tmp_path) -> None:
+    name = (
+        "\N{GREEK SMALL LETTER ALPHA} Ori\t(\N{BLACK STAR} 100% \N{CJK UNIFIED IDEOGRAPH-5317})" * 3
+    )
+    ctx = replace(
+        context(),
+        target=name,
+        filter_name="H\N{GREEK SMALL LETTER ALPHA}",
+        site=SITE.model_copy(update={"name": "Observatorio del Teide \N{EN DASH} Izaña"}),
+        telescope=SCOPE.model_copy(
+            update={"observer": "J. Mu\N{LATIN SMALL LETTER N WITH TILDE}oz"}
+        ),
+    )
+    h = raw_header(ctx)
+    path = tmp_path / "frame.fits"
+    fits.PrimaryHDU(np.zeros((4, 4), np.uint16), header=h).writeto(path)
+    read = fits.getheader(path)
+    assert read["OBJECT"].startswith("alpha Ori (\\u2605 100% \\u5317)alpha Ori")
+    assert read["FILTER"] == "Halpha"
+    assert read["SITENAME"] == "Observatorio del Teide - Izana"
+    assert read["OBSERVER"] == "J. Munoz"
+    # The exact name, percent-encoded UTF-8 in a long string (CONTINUE cards).
+    assert urllib.parse.unquote(read["OBJUTF8"]) == name
+    assert object_name(read) == name
+    assert safe_name(name).startswith("alpha-Ori-u2605-100-u5317-alpha-Ori")
+
+
+def test_ascii_target_needs_no_second_card() -> None:
+    h = raw_header(context())
+    assert h["OBJECT"] == "M51" and "OBJUTF8" not in h
+    assert object_name(h) == "M51"
