@@ -6,17 +6,18 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from obsctl.clock import SystemClock, parse_night
-from obsctl.config import Config, load_config
+from obsctl.config import MAX_SPEED, Config, SimulatedSkyConfig, load_config
 from obsctl.devices import DeviceSet, ExposureSettings
 from obsctl.errors import ConfigError, DeviceError, ObsctlError
 from obsctl.operations import Operations
@@ -31,10 +32,58 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Largest ``--limit`` of the listing commands (SQLite takes 64-bit integers only).
+_MAX_ROWS = 1_000_000_000
+#: Largest random seed (numpy takes 32-bit seeds for the simulated sky).
+_MAX_SEED = 2**32 - 1
+#: Most stars ``catalog import-synthetic`` generates at once (memory, not the sky, limits it).
+_MAX_SYNTHETIC_STARS = 5_000_000
+
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _bounded(
+    value: float, option: str, low: float, high: float, *, above: bool = False, unit: str = ""
+) -> None:
+    """Check a numeric argument: finite and from ``low`` (or above it, with ``above``) to ``high``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option, the range expected and the value given.
+    """
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if finite and (value > low if above else value >= low) and value <= high:
+        return
+    lo, hi = (f"{x:,}" if isinstance(x, int) else f"{x:g}" for x in (low, high))
+    want = f"above {lo} and at most {hi}" if above else f"from {lo} to {hi}"
+    raise ConfigError(f"{option}: expected a number {want}{unit}, got {value!r}")
+
+
+def _night_arg(text: str, option: str) -> date:
+    """Return the night a ``YYYY-MM-DD`` argument names, within the years plans may use.
+
+    Raises
+    ------
+    ConfigError
+        When it is no such date, or lies outside `obsctl.night.plan.NIGHT_YEARS`.
+    """
+    from obsctl.night.plan import NIGHT_YEARS
+
+    try:
+        night = parse_night(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from exc
+    first, last = NIGHT_YEARS
+    if not first <= night.year <= last:
+        raise ConfigError(f"{option}: expected a night in the years {first}-{last}, got {text!r}")
+    return night
 
 
 async def _describe(role: str, devices: DeviceSet) -> str:
@@ -81,16 +130,22 @@ async def _devices(config: Config) -> int:
                 _out(f"{role:15s} {await _describe(role, devices)}")
             except DeviceError as exc:
                 failures += 1
-                _out(f"{role:15s} ERROR {type(exc).__name__}: {exc}")
+                _out(f"{role:15s} ERROR {exc}")
     return 1 if failures else 0
 
 
 async def _expose(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.acquisition.sequence import MAX_EXPOSURE_S
     from obsctl.embedded import session
     from obsctl.store.fitsfile import write_fits_atomic
     from obsctl.store.headers import FrameContext, raw_header
 
     image_type = args.type.upper()
+    if image_type != "BIAS":  # a bias takes the camera's shortest exposure instead
+        _bounded(args.exptime, "--exptime", 0, MAX_EXPOSURE_S, above=True, unit=" s")
+    _bounded(args.bin, "--bin", 1, 16)
+    if args.out.is_dir():
+        raise ConfigError(f"--out: {args.out} is a folder; give the name of the FITS file")
     mount_status = None
     ops = Operations(config.sequencer, SystemClock())
     async with session(config) as running:
@@ -160,6 +215,73 @@ async def _announced(daemon: Daemon) -> AsyncIterator[None]:
         announcer.cancel()
 
 
+@contextlib.asynccontextmanager
+async def _skip_reasons(daemon: Daemon) -> AsyncIterator[dict[int, list[str]]]:
+    """Collect, per sequence id, why its steps were skipped or why it failed, while it runs.
+
+    The reasons come from the daemon's events: a step skipped for a filter the wheel lacks or
+    a flat level out of reach leaves no failure in the database.
+    """
+    reasons: dict[int, list[str]] = {}
+
+    def note(event: dict[str, Any]) -> None:
+        if event["kind"] == "step_skipped":
+            reasons.setdefault(event["id"], []).append(
+                f"step {event['step']} skipped: {event['reason']}"
+            )
+        elif event["kind"] == "sequence" and event.get("reason"):
+            reasons.setdefault(event["id"], []).append(str(event["reason"]))
+
+    async def collect() -> None:
+        await daemon.started.wait()
+        events = daemon.running.events
+        async with events.subscribe() as queue:
+            for event in list(events.recent):  # published before we listened
+                note(event)
+            while True:
+                note(await queue.get())
+
+    collector = asyncio.create_task(collect())
+    try:
+        yield reasons
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+
+
+# Why a sequence ended so when nothing was published about it: only an operator does this.
+_NO_REASON = {
+    "stopped": "stopped through the control API",
+    "aborted": "aborted through the control API",
+}
+
+
+def _unfinished(
+    config: Config, sequence_ids: list[int], reasons: dict[int, list[str]]
+) -> list[str]:
+    """Return a line for each of these sequences that ended other than ``done``: which, and why.
+
+    A sequence a shutdown interrupted has not ended: it resumes at the next start, and
+    ``obsctl stopped`` already names it.
+    """
+    if not sequence_ids:
+        return []
+    db = DataDir(config.data.directory).open_log(existing=True)
+    try:
+        rows = [db.sequence(sid) for sid in sequence_ids]
+    finally:
+        db.close()
+    lines = []
+    for sid, row in zip(sequence_ids, rows, strict=True):
+        if row is None or row["state"] in ("done", "pending", "running"):
+            continue
+        state = str(row["state"])
+        why = "; ".join(reasons.get(sid, [])) or _NO_REASON.get(state, "see the daemon's log")
+        lines.append(f"sequence {row['name']!r} (#{sid}) ended {state}: {why}")
+    return lines
+
+
 async def _run(config: Config, args: argparse.Namespace) -> int:
     from obsctl.acquisition.sequence import load_sequence
     from obsctl.daemon import Daemon
@@ -167,26 +289,39 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     sequences = [load_sequence(path) for path in args.sequence]
     daemon = Daemon(config)
 
-    async with _announced(daemon):
+    async with _announced(daemon), _skip_reasons(daemon) as reasons:
         await daemon.run(sequences, until_idle=args.until_idle)
     left = ", ".join(daemon.left_running)
     _out(
         f"obsctl stopped: {daemon.frames_stored} frame(s) stored this run"
         + (f"; left to resume at the next start: {left}" if left else "")
     )
-    return 0
+    # Scripts run `obsctl run --sequence ... --until-idle` and read the exit code.
+    unfinished = _unfinished(config, daemon.given_ids, reasons)
+    for line in unfinished:
+        sys.stderr.write(f"obsctl: {line}\n")
+    return 1 if unfinished else 0
 
 
 async def _status(config: Config, args: argparse.Namespace) -> int:
     import aiohttp
 
-    url = args.url or f"http://{config.server.host}:{config.server.port}"
+    server = config.server
+    # A wildcard bind is reached on this machine's loopback address.
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(server.host, server.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    url = args.url or f"http://{host}:{server.port}"
+    headers = {"Authorization": f"Bearer {server.token}"} if server.token else {}
     try:
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers=headers) as http,
             asyncio.timeout(5),
             http.get(f"{url}/api/status") as resp,
         ):
+            if resp.status != 200:
+                reason = (await resp.text())[:200]
+                raise ObsctlError(f"the daemon at {url} refused the status: {resp.status} {reason}")
             status = await resp.json()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ObsctlError(f"no obsctl daemon answers at {url}: {exc}") from exc
@@ -243,6 +378,7 @@ async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
 async def _alerts(config: Config, args: argparse.Namespace) -> int:
     from obsctl.timeseries.store import list_alerts
 
+    _bounded(args.limit, "--limit", 0, _MAX_ROWS)
     db = DataDir(config.data.directory).open_log(existing=True)
     try:
         rows = list_alerts(db, limit=args.limit)
@@ -258,10 +394,13 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
 async def _log(config: Config, args: argparse.Namespace) -> int:
     import csv
 
+    night = None if args.night is None else _night_arg(args.night, "--night").isoformat()
+    if args.limit is not None:
+        _bounded(args.limit, "--limit", 0, _MAX_ROWS)
     db = DataDir(config.data.directory).open_log(existing=True)
     try:
         rows = db.exposures(
-            night=args.night,
+            night=night,
             target=args.target,
             filter_name=args.filter,
             image_type=args.type,
@@ -307,6 +446,7 @@ def _cell(value: object) -> str:
 async def _calib(config: Config, args: argparse.Namespace) -> int:
     from obsctl.calibration.build import build_configured_masters
 
+    night = None if args.night is None else _night_arg(args.night, "--night").isoformat()
     data_dir = DataDir(config.data.directory)
     db = data_dir.open_log(existing=True)
     try:
@@ -315,7 +455,7 @@ async def _calib(config: Config, args: argparse.Namespace) -> int:
             db,
             data_dir,
             config.calibration,
-            night=args.night,
+            night=night,
             method=args.method,
         )
     finally:
@@ -327,6 +467,7 @@ async def _calib(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _model(config: Config, args: argparse.Namespace) -> int:
+    _bounded(args.seed, "--seed", 0, _MAX_SEED)
     try:
         from obsctl.classify.training.train import train_model
     except ImportError as exc:  # torch and onnx come with the optional extra only
@@ -342,6 +483,23 @@ async def _model(config: Config, args: argparse.Namespace) -> int:
         f"{m['star_to_cosmic_ray_snr_gt_10']}"
     )
     return 0
+
+
+def _check_synthetic_args(config: Config, args: argparse.Namespace) -> None:
+    """Check ``catalog import-synthetic``'s centre, radius and seed before generating stars."""
+    _bounded(args.ra, "--ra", 0, 360, unit=" deg")
+    _bounded(args.dec, "--dec", -90, 90, unit=" deg")
+    _bounded(args.radius, "--radius", 0, 180, above=True, unit=" deg")
+    if args.seed is not None:
+        _bounded(args.seed, "--seed", 0, _MAX_SEED)
+    sky = config.simulator.sky if config.simulator is not None else SimulatedSkyConfig()
+    cap = 2 * math.pi * (1 - math.cos(math.radians(args.radius)))  # steradians
+    expected = sky.star_density_per_deg2 * cap * (180 / math.pi) ** 2
+    if expected > _MAX_SYNTHETIC_STARS:
+        raise ConfigError(
+            f"--radius: {args.radius:g} deg holds about {expected:.3g} synthetic stars, more "
+            f"than {_MAX_SYNTHETIC_STARS:,} at once; import smaller fields"
+        )
 
 
 async def _catalog(config: Config, args: argparse.Namespace) -> int:
@@ -361,6 +519,7 @@ async def _catalog(config: Config, args: argparse.Namespace) -> int:
         else:
             from obsctl.embedded import import_synthetic_sky
 
+            _check_synthetic_args(config, args)
             n = import_synthetic_sky(
                 catalog, config, args.ra, args.dec, args.radius, seed=args.seed
             )
@@ -377,6 +536,8 @@ async def _reduce(config: Config, args: argparse.Namespace) -> int:
     from obsctl.pipeline.stages import build_stages, check_stages
     from obsctl.pipeline.worker import FrameResult, process_file, worker_pool
 
+    if args.workers is not None:
+        _bounded(args.workers, "--workers", 1, 64)
     check_stages(config)
     data_dir = DataDir(config.data.directory)
     factory = functools.partial(build_stages, config, data_dir, reference_catalog(config))
@@ -423,7 +584,8 @@ def _progress(done: int, total: int, result: Any) -> None:
 async def _plan(config: Config, args: argparse.Namespace) -> int:
     from obsctl.night.timeline import check_plan
 
-    _out(await asyncio.to_thread(check_plan, config, args.plan, parse_night(args.night)))
+    night = _night_arg(args.night, "--night")
+    _out(await asyncio.to_thread(check_plan, config, args.plan, night))
     return 0
 
 
@@ -433,8 +595,9 @@ async def _night(config: Config, args: argparse.Namespace) -> int:
     from obsctl.night.runner import NightRunner, run_night
     from obsctl.night.timeline import night_clock, simulation_config
 
+    _bounded(args.speed, "--speed", 0, MAX_SPEED, above=True, unit=" (simulated s per s)")
+    night = _night_arg(args.date, "--date") if args.date else None
     plan = load_plan(args.plan)
-    night = parse_night(args.date) if args.date else None
     clock, night = await asyncio.to_thread(night_clock, config, plan, night, speed=args.speed)
     daemon = Daemon(simulation_config(config, args.speed), clock=clock)
     _out(f"night {night} of plan {plan.name!r}, clock at {clock.now():%Y-%m-%d %H:%M} UTC")
@@ -593,13 +756,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"obsctl: {exc}\n")
         return 2
     except ObsctlError as exc:
-        sys.stderr.write(f"obsctl: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"obsctl: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `obsctl log | head`: the reader has gone, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file given on the command line: missing, unwritable, a folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"obsctl: {where}{exc.strerror or exc}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,19 +9,25 @@ the installation.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import tomllib
+from collections.abc import Mapping
+from datetime import date, datetime, time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from obsctl.errors import ConfigError
 
@@ -33,9 +39,11 @@ __all__ = [
     "DataConfig",
     "DeviceConfig",
     "DevicesConfig",
+    "HeaderText",
     "MonitoredTargetConfig",
     "MonitoringConfig",
     "NightConfig",
+    "NotEmpty",
     "PipelineConfig",
     "SafetyConfig",
     "SequencerConfig",
@@ -51,6 +59,7 @@ __all__ = [
     "SimulatorDeviceConfig",
     "SiteConfig",
     "TelescopeConfig",
+    "UsablePath",
     "WebhookSinkConfig",
     "default_config_path",
     "format_validation_error",
@@ -62,15 +71,52 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = (1,)
 
+#: Largest clock speed of a simulation (simulated seconds per real second).
+MAX_SPEED = 100_000.0
+
+_T = TypeVar("_T")
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # TOML has inf and nan and JSON bodies may carry Infinity: a non-finite number would pass
+    # every bound (nan compares false) and is stored as null, so none is accepted anywhere.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text cannot contain a NUL character")
+    return value
+
+
+def _usable_path(value: Path) -> Path:
+    if "\x00" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
+    return value
+
+
+def _not_empty(value: tuple[_T, ...]) -> tuple[_T, ...]:
+    # A validator rather than min_length: pydantic checks min_length against the items that
+    # validated, and so adds a false "at least 1 item" problem whenever an item is invalid.
+    if not value:
+        raise ValueError("expected at least one item, got none")
+    return value
+
+
+#: A name written into FITS headers (of the site, telescope, targets and filters): any Unicode
+#: (the database keeps it as given; FITS cards get its ASCII form, `obsctl.store.headers`),
+#: of a length a person types.
+HeaderText = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+#: A file or folder path that the operating system can accept.
+UsablePath = Annotated[Path, AfterValidator(_usable_path)]
+#: Put on a tuple field (``Annotated[tuple[X, ...], NotEmpty]``) that needs one item or more.
+NotEmpty = AfterValidator(_not_empty)
 
 
 class SiteConfig(_Model):
     """Where the observatory is."""
 
-    name: str
+    name: HeaderText = Field(min_length=1)
     latitude_deg: float = Field(ge=-90, le=90)
     longitude_deg: float = Field(ge=-180, le=180, description="east positive")
     elevation_m: float = Field(default=0.0, ge=-500, le=9000)
@@ -79,21 +125,36 @@ class SiteConfig(_Model):
 class TelescopeConfig(_Model):
     """The optical tube, for headers and the approximate WCS."""
 
-    name: str = "telescope"
-    focal_length_mm: float = Field(gt=0)
-    aperture_mm: float = Field(gt=0)
-    observer: str = ""
+    name: HeaderText = "telescope"
+    focal_length_mm: float = Field(gt=0, le=100_000)
+    aperture_mm: float = Field(gt=0, le=50_000)
+    observer: HeaderText = ""
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not (sep and host and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        raise ValueError("expected host:port, for example 192.0.2.10:11111")
+    if not all(c.isascii() and (c.isalnum() or c in ".-[]:") for c in host):
+        raise ValueError("expected host:port; the host is a name or an IP address")
+    return value
 
 
 class AlpacaDeviceConfig(_Model):
     """A device reached over ASCOM Alpaca (HTTP)."""
 
     driver: Literal["alpaca"]
-    address: str = Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$", description="host:port")
-    device_number: int = Field(default=0, ge=0)
-    timeout_s: float = Field(default=5.0, gt=0, description="deadline of one control call")
-    download_timeout_s: float = Field(default=120.0, gt=0, description="deadline of a download")
-    connect_timeout_s: float = Field(default=30.0, gt=0, description="deadline of connecting")
+    address: Annotated[str, AfterValidator(_host_port)] = Field(
+        max_length=300, description="host:port"
+    )
+    device_number: int = Field(default=0, ge=0, le=2**32 - 1, description="Alpaca: uint32")
+    timeout_s: float = Field(default=5.0, gt=0, le=3600, description="deadline of one control call")
+    download_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="deadline of a download"
+    )
+    connect_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="deadline of connecting"
+    )
 
 
 class SimulatorDeviceConfig(_Model):
@@ -110,13 +171,21 @@ class SerialDeviceConfig(_Model):
         description="lx200: an LX200/OnStep mount; qhycfw: a QHY CFW filter wheel"
     )
     url: str = Field(
-        min_length=1, description="pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://..."
+        min_length=1,
+        max_length=1000,
+        description="pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://...",
     )
-    baudrate: int = Field(default=9600, gt=0, description="bits per second")
-    timeout_s: float = Field(default=2.0, gt=0, description="deadline of one command")
-    move_timeout_s: float = Field(default=60.0, gt=0, description="deadline of a filter move")
-    filter_names: tuple[str, ...] = Field(default=(), description="qhycfw: names by slot")
-    focus_offsets: tuple[int, ...] = Field(default=(), description="qhycfw: steps by slot")
+    baudrate: int = Field(default=9600, gt=0, le=10_000_000, description="bits per second")
+    timeout_s: float = Field(default=2.0, gt=0, le=3600, description="deadline of one command")
+    move_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="deadline of a filter move"
+    )
+    filter_names: tuple[HeaderText, ...] = Field(
+        default=(), max_length=64, description="qhycfw: names by slot"
+    )
+    focus_offsets: tuple[Annotated[int, Field(ge=-1_000_000, le=1_000_000)], ...] = Field(
+        default=(), max_length=64, description="qhycfw: steps by slot"
+    )
 
     @model_validator(mode="after")
     def _filters_match(self) -> SerialDeviceConfig:
@@ -163,19 +232,86 @@ class DevicesConfig(_Model):
 class DataConfig(_Model):
     """Where frames and the database live."""
 
-    directory: Path = Path("data")
+    directory: UsablePath = Path("data")
+
+
+#: A DNS name as a Host header carries it: dot-separated labels (underscores occur in local
+#: names), lower case.
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+
+
+def _allowed_host(value: str) -> str:
+    """Return a host name or IP address as Host headers are compared: lower case, no brackets.
+
+    A port, a scheme, a path or a wildcard is refused: no Host header could ever equal such an
+    entry, so it would silently do nothing.
+    """
+    name = value.strip().lower().removesuffix(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    if len(name) > 253 or not _HOST_NAME.fullmatch(name):
+        raise ValueError(
+            "expected a host name or an IP address without port or scheme, "
+            "for example obs.example.org or 192.0.2.10"
+        )
+    return name
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Return whether ``host`` (a name or an IP address) is this machine's loopback."""
+    name = host.strip().lower().removesuffix(".").removeprefix("[").removesuffix("]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerConfig(_Model):
-    """The daemon's HTTP server (control API and quick-look)."""
+    """The daemon's HTTP server (control API and quick-look).
+
+    Bound to loopback by default. Beyond loopback a token is required, and every request
+    (reads, the event stream and the frame files included) must carry it.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    token: str | None = Field(default=None, description="bearer token for mutating calls")
+    token: str | None = Field(
+        default=None,
+        description="secret for `Authorization: Bearer <token>` (the scheme in any case): "
+        "mutating requests always need it, and beyond loopback every request does",
+    )
+    allowed_hosts: tuple[Annotated[str, AfterValidator(_allowed_host)], ...] = Field(
+        default=(),
+        max_length=64,
+        description="names the Host header may carry besides the bound address (and, on "
+        "loopback, localhost): this machine's DNS name, a reverse proxy's public name. "
+        "Any other Host is refused, which stops DNS rebinding",
+    )
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server listens on a loopback address only."""
+        return _is_loopback_host(self.host)
 
     @model_validator(mode="after")
-    def _token_beyond_loopback(self) -> ServerConfig:
-        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.token:
+    def _usable_token(self) -> ServerConfig:
+        # Checked here rather than on the field: a field's error message quotes its value, and
+        # the token is a secret.
+        token = self.token
+        if token is not None and not token.strip():
+            raise ValueError("token: an empty or blank token would let anyone in; set a secret")
+        if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+            raise ValueError(
+                "token: use printable ASCII without spaces (it travels in an HTTP header)"
+            )
+        if not self.loopback and token is None:
             raise ValueError(f"a token is required when the server binds to {self.host!r}")
         return self
 
@@ -197,12 +333,9 @@ class PipelineConfig(_Model):
     enabled: bool = True
     workers: int = Field(default=2, ge=1, le=64)
     # classify before astrometry and zeropoint: they must not fit cosmic rays and hot pixels.
-    stages: tuple[StageName, ...] = (
-        "calibrate",
-        "photometry",
-        "classify",
-        "astrometry",
-        "zeropoint",
+    stages: tuple[StageName, ...] = Field(
+        default=("calibrate", "photometry", "classify", "astrometry", "zeropoint"),
+        max_length=5,
     )
     on_failure: dict[StageName, FailureAction] = Field(
         default_factory=lambda: dict(_DEFAULT_ON_FAILURE),
@@ -213,35 +346,54 @@ class PipelineConfig(_Model):
         description="file: the data directory's reference catalog (obsctl catalog import); "
         "synthetic: the simulators' sky, generated on demand",
     )
-    read_noise_e: float = Field(default=3.5, ge=0, description="for photometric errors")
-    nominal_zero_point: dict[str, float] = Field(
+    read_noise_e: float = Field(default=3.5, ge=0, le=1000, description="for photometric errors")
+    nominal_zero_point: dict[
+        Annotated[str, Field(max_length=68)], Annotated[float, Field(ge=0, le=50)]
+    ] = Field(
         default_factory=dict,
+        max_length=64,
         description="clear-sky zero point per filter (mag, e-/s); transparency is measured "
         "against it, else against the night's best frame in that filter",
     )
     gain_e_per_adu: float | None = Field(
         default=None,
         gt=0,
+        le=1000,
         description="overrides the header's EGAIN (for files from tools that omit it)",
     )
-    saturation_adu: float = Field(default=60000.0, gt=0)
-    classifier_model: Path | None = Field(
+    saturation_adu: float = Field(default=60000.0, gt=0, le=2**32)
+    classifier_model: UsablePath | None = Field(
         default=None,
         description="ONNX source classifier with obsctl's input spec (obsctl.classify.cutouts);"
         " default: the shipped model. Checked when the pipeline starts",
     )
 
+    @model_validator(mode="after")
+    def _stages_once(self) -> PipelineConfig:
+        twice = sorted({s for s in self.stages if self.stages.count(s) > 1})
+        if twice:
+            raise ValueError(f"stages: {', '.join(twice)} listed more than once")
+        return self
+
 
 class CalibrationConfig(_Model):
     """Calibration masters: how they are built and which ones a frame may use."""
 
-    max_age_days: float = Field(default=30, ge=0, description="[d] master's night to frame's")
-    temperature_tolerance_c: float = Field(default=2.0, ge=0, description="[C] sensor temperature")
+    max_age_days: float = Field(
+        default=30, ge=0, le=36_500, description="[d] master's night to frame's"
+    )
+    temperature_tolerance_c: float = Field(
+        default=2.0, ge=0, le=100, description="[C] sensor temperature"
+    )
     method: Literal["median", "sigma"] = Field(
         default="sigma", description="median, or sigma-clipped mean around the median"
     )
-    sigma: float = Field(default=3.0, gt=0, description="clipping threshold in std deviations")
-    tile_rows: int = Field(default=256, ge=1, description="rows of every frame in memory at once")
+    sigma: float = Field(
+        default=3.0, gt=0, le=100, description="clipping threshold in std deviations"
+    )
+    tile_rows: int = Field(
+        default=256, ge=1, le=100_000, description="rows of every frame in memory at once"
+    )
     auto_build: bool = Field(
         default=True,
         description="build masters when a sequence that took calibration frames ends, then "
@@ -253,18 +405,23 @@ class SequencerConfig(_Model):
     """How sequences run and how device faults are handled."""
 
     retries: int = Field(default=2, ge=0, le=20, description="retries before reconnecting")
-    backoff_s: float = Field(default=2.0, ge=0, description="first wait between retries")
-    backoff_factor: float = Field(default=2.0, ge=1)
-    reconnect: bool = True
-    poll_s: float = Field(default=0.1, gt=0, description="[real s] device polling interval")
-    readout_margin_s: float = Field(
-        default=60.0, gt=0, description="time allowed after the exposure for readout"
+    backoff_s: float = Field(
+        default=2.0, ge=0, le=3600, description="[s] first wait between retries"
     )
-    slew_timeout_s: float = Field(default=300.0, gt=0, description="[s] slew and settle, park")
-    filter_timeout_s: float = Field(default=60.0, gt=0, description="[s] filter move")
+    backoff_factor: float = Field(default=2.0, ge=1, le=10)
+    reconnect: bool = True
+    poll_s: float = Field(default=0.1, gt=0, le=60, description="[real s] device polling interval")
+    readout_margin_s: float = Field(
+        default=60.0, gt=0, le=3600, description="[s] time allowed after the exposure for readout"
+    )
+    slew_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="[s] slew and settle, park"
+    )
+    filter_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="[s] filter move")
     command_timeout_s: float = Field(
         default=10.0,
         gt=0,
+        le=3600,
         description="[real s] one command beyond the driver's own deadline (abort, park, cooler)",
     )
     shutdown: Literal["abort", "finish"] = Field(
@@ -277,10 +434,15 @@ class SafetyConfig(_Model):
     """The safety supervisor, which runs beside the sequencer."""
 
     enabled: bool = True
-    poll_s: float = Field(default=0.2, gt=0, description="[real s] safety monitor polling")
-    read_timeout_s: float = Field(default=1.0, gt=0, description="an unanswered read is unsafe")
+    poll_s: float = Field(default=0.2, gt=0, le=60, description="[real s] safety monitor polling")
+    read_timeout_s: float = Field(
+        default=1.0, gt=0, le=600, description="[s] an unanswered read is unsafe"
+    )
     resume_delay_s: float = Field(
-        default=300.0, ge=0, description="how long it must stay safe before resuming"
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="[s] how long it must stay safe before resuming",
     )
     park_when_unsafe: bool = True
 
@@ -293,76 +455,102 @@ class NightConfig(_Model):
     )
     warm_up: bool = Field(default=True, description="at dawn: warm the sensor, cooler off")
     warm_up_c: float = Field(default=10.0, ge=-40, le=40, description="warm-up set point")
-    warm_up_timeout_s: float = Field(default=1800.0, gt=0, description="[s] then cooler off")
+    warm_up_timeout_s: float = Field(
+        default=1800.0, gt=0, le=86_400, description="[s] then cooler off"
+    )
     park_at_dawn: bool = True
 
 
 class SimulatedCameraConfig(_Model):
     """Sensor and electronics of the simulated camera."""
 
-    name: str = "Simulated camera"
-    sensor_name: str = "SIM-CMOS"
+    name: HeaderText = "Simulated camera"
+    sensor_name: HeaderText = "SIM-CMOS"
     width_px: int = Field(default=1024, ge=16, le=16384)
     height_px: int = Field(default=768, ge=16, le=16384)
-    pixel_size_um: float = Field(default=3.76, gt=0)
+    pixel_size_um: float = Field(default=3.76, gt=0, le=100)
     max_bin: int = Field(default=4, ge=1, le=16)
     max_adu: int = Field(default=65535, ge=255, le=65535)
-    full_well_e: float = Field(default=51000.0, gt=0)
-    electrons_per_adu: float = Field(default=0.8, gt=0, description="at gain 0")
-    read_noise_e: float = Field(default=3.5, ge=0)
-    bias_adu: float = Field(default=500.0, ge=0, description="bias level at offset 0")
-    adu_per_offset: float = Field(default=10.0, ge=0)
-    dark_current_e_s: float = Field(default=0.002, ge=0, description="at -10 C")
-    dark_doubling_c: float = Field(default=6.3, gt=0)
+    full_well_e: float = Field(default=51000.0, gt=0, le=1e7)
+    electrons_per_adu: float = Field(default=0.8, gt=0, le=1000, description="at gain 0")
+    read_noise_e: float = Field(default=3.5, ge=0, le=1000)
+    bias_adu: float = Field(default=500.0, ge=0, le=65535, description="bias level at offset 0")
+    adu_per_offset: float = Field(default=10.0, ge=0, le=65535)
+    dark_current_e_s: float = Field(default=0.002, ge=0, le=1e6, description="at -10 C")
+    dark_doubling_c: float = Field(default=6.3, gt=0, le=100)
     hot_pixel_fraction: float = Field(default=2e-4, ge=0, le=0.01)
-    cosmic_rate_cm2_s: float = Field(default=0.02, ge=0, description="hits per cm2 per second")
-    readout_time_s: float = Field(default=1.0, ge=0)
-    exposure_min_s: float = Field(default=1e-5, gt=0)
-    exposure_max_s: float = Field(default=3600.0, gt=0)
-    gain_min: int = 0
-    gain_max: int = 300
-    offset_min: int = 0
-    offset_max: int = 100
-    ambient_c: float = 15.0
-    cooler_max_delta_c: float = Field(default=35.0, ge=0)
-    cooler_tau_s: float = Field(default=60.0, gt=0)
-    seed: int = 11
+    cosmic_rate_cm2_s: float = Field(
+        default=0.02, ge=0, le=1000, description="hits per cm2 per second"
+    )
+    readout_time_s: float = Field(default=1.0, ge=0, le=3600)
+    exposure_min_s: float = Field(default=1e-5, gt=0, le=3600)
+    exposure_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+    gain_min: int = Field(default=0, ge=0, le=100_000)
+    gain_max: int = Field(default=300, ge=0, le=100_000)
+    offset_min: int = Field(default=0, ge=0, le=100_000)
+    offset_max: int = Field(default=100, ge=0, le=100_000)
+    ambient_c: float = Field(default=15.0, ge=-60, le=60)
+    cooler_max_delta_c: float = Field(default=35.0, ge=0, le=100)
+    cooler_tau_s: float = Field(default=60.0, gt=0, le=86_400)
+    seed: int = Field(default=11, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SimulatedCameraConfig:
+        for low, high in (
+            ("exposure_min_s", "exposure_max_s"),
+            ("gain_min", "gain_max"),
+            ("offset_min", "offset_max"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low):g}) is above {high} ({getattr(self, high):g})"
+                )
+        return self
 
 
 class SimulatedVariableConfig(_Model):
     """A variable star or transient of the simulated sky (see `obsctl.simulators.variables`)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=68)
     kind: Literal["constant", "sine", "eclipsing", "rrlyrae", "transit", "transient"]
     ra_deg: float = Field(ge=0, lt=360)
     dec_deg: float = Field(ge=-90, le=90)
-    mag_v: float = Field(description="quiescent V magnitude; a transient's peak")
-    b_v: float = 0.6
-    period_d: float = Field(default=1.0, gt=0)
-    epoch_mjd: float = Field(default=0.0, description="phase zero, mid-eclipse or peak (MJD)")
-    amplitude_mag: float = Field(default=0.0, ge=0)
+    mag_v: float = Field(ge=-30, le=40, description="quiescent V magnitude; a transient's peak")
+    b_v: float = Field(default=0.6, ge=-5, le=10)
+    period_d: float = Field(default=1.0, gt=0, le=1e5)
+    epoch_mjd: float = Field(
+        default=0.0, ge=-1e6, le=1e6, description="phase zero, mid-eclipse or peak (MJD)"
+    )
+    amplitude_mag: float = Field(default=0.0, ge=0, le=30)
     depth: float = Field(default=0.0, ge=0, lt=1, description="transit depth, flux fraction")
-    duration_d: float = Field(default=0.1, gt=0)
-    rise_d: float = Field(default=1.0, gt=0)
-    fade_d: float = Field(default=5.0, gt=0)
+    duration_d: float = Field(default=0.1, gt=0, le=1e5)
+    rise_d: float = Field(default=1.0, gt=0, le=1e5)
+    fade_d: float = Field(default=5.0, gt=0, le=1e5)
 
 
 class SimulatedSkyConfig(_Model):
     """The synthetic sky the simulated camera renders."""
 
-    seed: int = 2024
-    seeing_arcsec: float = Field(default=2.2, gt=0)
-    moffat_beta: float = Field(default=3.0, gt=1)
-    star_density_per_deg2: float = Field(default=2500.0, ge=0, description="down to mag_limit")
-    mag_bright: float = 8.0
-    mag_limit: float = 19.5
-    sky_mag_arcsec2: float = Field(default=20.5, description="V-band sky brightness")
-    zero_point_mag: float = Field(
-        default=21.0, description="V magnitude giving 1 e-/s at the telescope and sensor"
+    seed: int = Field(default=2024, ge=0, le=2**32 - 1)
+    seeing_arcsec: float = Field(default=2.2, gt=0, le=100)
+    moffat_beta: float = Field(default=3.0, gt=1, le=100)
+    star_density_per_deg2: float = Field(
+        default=2500.0, ge=0, le=1e6, description="down to mag_limit"
     )
-    flat_panel_e_s: float = Field(default=20000.0, gt=0, description="lamp level per pixel")
+    mag_bright: float = Field(default=8.0, ge=-30, le=40)
+    mag_limit: float = Field(default=19.5, ge=-30, le=40)
+    sky_mag_arcsec2: float = Field(default=20.5, ge=0, le=40, description="V-band sky brightness")
+    zero_point_mag: float = Field(
+        default=21.0,
+        ge=0,
+        le=50,
+        description="V magnitude giving 1 e-/s at the telescope and sensor",
+    )
+    flat_panel_e_s: float = Field(default=20000.0, gt=0, le=1e7, description="lamp level per pixel")
     variables: tuple[SimulatedVariableConfig, ...] = Field(
-        default=(), description="variable stars and transients added to the synthetic sky"
+        default=(),
+        max_length=1000,
+        description="variable stars and transients added to the synthetic sky",
     )
     follow_sun_moon: bool = Field(
         default=False,
@@ -370,13 +558,25 @@ class SimulatedSkyConfig(_Model):
         "(obsctl.night.ephemeris); false: a constant sky_mag_arcsec2",
     )
 
+    @model_validator(mode="after")
+    def _magnitudes(self) -> SimulatedSkyConfig:
+        if self.mag_bright >= self.mag_limit:
+            raise ValueError(
+                f"mag_bright ({self.mag_bright:g}) must be below mag_limit ({self.mag_limit:g})"
+            )
+        return self
+
 
 class SimulatedFilterWheelConfig(_Model):
     """The simulated filter wheel."""
 
-    names: tuple[str, ...] = ("L", "B", "V", "R", "I")
-    focus_offsets: tuple[int, ...] = (0, 35, 20, 10, -15)
-    move_time_s: float = Field(default=0.5, ge=0, description="per slot")
+    names: Annotated[tuple[HeaderText, ...], NotEmpty] = Field(
+        default=("L", "B", "V", "R", "I"), max_length=64
+    )
+    focus_offsets: tuple[Annotated[int, Field(ge=-1_000_000, le=1_000_000)], ...] = Field(
+        default=(0, 35, 20, 10, -15), max_length=64
+    )
+    move_time_s: float = Field(default=0.5, ge=0, le=3600, description="per slot")
 
     @model_validator(mode="after")
     def _same_length(self) -> SimulatedFilterWheelConfig:
@@ -391,12 +591,14 @@ class SimulatedFilterWheelConfig(_Model):
 class SimulatedMountConfig(_Model):
     """The simulated German equatorial mount."""
 
-    slew_rate_deg_s: float = Field(default=4.0, gt=0)
-    settle_s: float = Field(default=1.0, ge=0)
+    slew_rate_deg_s: float = Field(default=4.0, gt=0, le=100)
+    settle_s: float = Field(default=1.0, ge=0, le=3600)
     min_alt_deg: float = Field(default=10.0, ge=-90, le=90)
-    park_alt_deg: float = 0.0
-    park_az_deg: float = 0.0
-    field_rotation_deg: float = Field(default=0.0, description="camera angle on the sky")
+    park_alt_deg: float = Field(default=0.0, ge=-90, le=90)
+    park_az_deg: float = Field(default=0.0, ge=0, lt=360)
+    field_rotation_deg: float = Field(
+        default=0.0, ge=-360, le=360, description="camera angle on the sky"
+    )
 
 
 class SerialSimulatorConfig(_Model):
@@ -418,10 +620,12 @@ class SimulatorConfig(_Model):
         default="auto",
         description="auto: start in-process unless something already serves the port",
     )
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=300)
     port: int = Field(default=11111, ge=0, le=65535)
     discovery_port: int | None = Field(default=32227, ge=0, le=65535)
-    speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+    speed: float = Field(
+        default=1.0, gt=0, le=MAX_SPEED, description="simulated seconds per real second"
+    )
     camera: SimulatedCameraConfig = SimulatedCameraConfig()
     sky: SimulatedSkyConfig = SimulatedSkyConfig()
     filter_wheel: SimulatedFilterWheelConfig = SimulatedFilterWheelConfig()
@@ -433,29 +637,41 @@ class SimulatorConfig(_Model):
 class MonitoredTargetConfig(_Model):
     """A star whose light curve is kept and watched for alerts."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=68)
     ra_deg: float = Field(ge=0, lt=360)
     dec_deg: float = Field(ge=-90, le=90)
     field: str | None = Field(
-        default=None, description="exposure target (OBJECT) of its frames; default: name"
+        default=None,
+        max_length=68,
+        description="exposure target (OBJECT) of its frames; default: name",
     )
-    period_d: float | None = Field(default=None, gt=0, description="known period, for plots")
+    period_d: float | None = Field(
+        default=None, gt=0, le=1e5, description="known period, for plots"
+    )
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
 
 
 class WebhookSinkConfig(_Model):
     """Alerts are POSTed as JSON to a URL."""
 
     kind: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
-    timeout_s: float = Field(default=5.0, gt=0)
+    url: Annotated[str, AfterValidator(_http_url)] = Field(max_length=2000)
+    timeout_s: float = Field(default=5.0, gt=0, le=600)
 
 
 class CommandSinkConfig(_Model):
     """Alerts run a command (no shell), the alert as JSON on its standard input."""
 
     kind: Literal["command"]
-    command: tuple[str, ...] = Field(min_length=1)
-    timeout_s: float = Field(default=10.0, gt=0)
+    command: Annotated[tuple[Annotated[str, AfterValidator(_no_nul)], ...], NotEmpty] = Field(
+        max_length=1000
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=3600)
 
 
 AlertSinkConfig = Annotated[WebhookSinkConfig | CommandSinkConfig, Field(discriminator="kind")]
@@ -468,26 +684,28 @@ class MonitoringConfig(_Model):
     auto: bool = Field(
         default=False, description="monitor every light-frame target, star at the field centre"
     )
-    targets: tuple[MonitoredTargetConfig, ...] = ()
-    match_radius_arcsec: float = Field(default=2.0, gt=0)
-    brighten_fade_mag: float = Field(default=0.3, gt=0, description="alert threshold")
-    alert_sigma: float = Field(default=5.0, gt=0)
-    dip_depth_mag: float = Field(default=0.005, gt=0, description="smallest transit-like dip")
-    dip_min_points: int = Field(default=3, ge=2)
-    dip_sigma: float = Field(default=4.0, gt=0)
-    new_source_radius_arcsec: float = Field(default=60.0, gt=0)
-    new_source_snr: float = Field(default=7.0, gt=0)
+    targets: tuple[MonitoredTargetConfig, ...] = Field(default=(), max_length=10_000)
+    match_radius_arcsec: float = Field(default=2.0, gt=0, le=3600)
+    brighten_fade_mag: float = Field(default=0.3, gt=0, le=10, description="alert threshold")
+    alert_sigma: float = Field(default=5.0, gt=0, le=1000)
+    dip_depth_mag: float = Field(
+        default=0.005, gt=0, le=10, description="smallest transit-like dip"
+    )
+    dip_min_points: int = Field(default=3, ge=2, le=100_000)
+    dip_sigma: float = Field(default=4.0, gt=0, le=1000)
+    new_source_radius_arcsec: float = Field(default=60.0, gt=0, le=36_000)
+    new_source_snr: float = Field(default=7.0, gt=0, le=1e6)
     new_source_margin_mag: float = Field(
-        default=0.2, ge=0, description="new sources must beat the 50 % limit by this"
+        default=0.2, ge=0, le=10, description="new sources must beat the 50 % limit by this"
     )
-    min_reference_frames: int = Field(default=3, ge=1)
-    bad_grades: tuple[str, ...] = Field(
-        default=("D",), description="frame quality grades whose points are flagged"
+    min_reference_frames: int = Field(default=3, ge=1, le=100_000)
+    bad_grades: tuple[Annotated[str, Field(max_length=8)], ...] = Field(
+        default=("D",), max_length=26, description="frame quality grades whose points are flagged"
     )
-    max_comparisons: int = Field(default=30, ge=2)
-    periodogram_min_points: int = Field(default=20, ge=5)
-    min_period_d: float = Field(default=0.05, gt=0)
-    sinks: tuple[AlertSinkConfig, ...] = ()
+    max_comparisons: int = Field(default=30, ge=2, le=10_000)
+    periodogram_min_points: int = Field(default=20, ge=5, le=1_000_000)
+    min_period_d: float = Field(default=0.05, gt=0, le=1e5)
+    sinks: tuple[AlertSinkConfig, ...] = Field(default=(), max_length=100)
 
 
 class Config(_Model):
@@ -524,34 +742,112 @@ def default_config_path() -> Path:
     return Path(str(resources.files("obsctl.configs").joinpath("simulated.toml")))
 
 
-def _format_location(loc: tuple[int | str, ...]) -> str:
+# Keys whose value selects one model of a discriminated union (a device's driver, an alert
+# sink's kind); pydantic puts that value in the error location, where it is no key.
+_TAG_KEYS = ("driver", "kind")
+
+
+def _format_location(loc: tuple[int | str, ...], data: object) -> str:
+    """Return ``devices.camera.address`` or ``targets[1].steps[0]`` for an error location.
+
+    The location is followed through ``data`` (the validated document) to tell a union's tag
+    from a key of the same name (``kind = "command"`` beside ``command = [...]``).
+    """
     parts: list[str] = []
-    for index, item in enumerate(loc):
+    node: object = data
+    tag_seen = False
+    for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("alpaca", "simulator") and parts:
-            continue  # discriminated-union tag, not a key in the file
-        elif item == "serial" and index == 2 and loc[0] == "devices":
-            continue  # the serial device tag, unlike the [simulator.serial] table
+            inside = isinstance(node, list | tuple) and -len(node) <= item < len(node)
+            node = node[item] if inside else None  # type: ignore[index]
+            tag_seen = False
+        elif item == "[key]":
+            continue  # the key itself failed; it ends the path already
+        elif (
+            not tag_seen
+            and isinstance(node, Mapping)
+            and any(node.get(key) == item for key in _TAG_KEYS)
+        ):
+            tag_seen = True  # a union's tag, not a key in the file
         else:
             parts.append(("." if parts else "") + item)
+            node = node.get(item) if isinstance(node, Mapping) else None
+            tag_seen = False
     return "".join(parts) or "(top level)"
 
 
+def _expected(err: ErrorDetails) -> str:
+    """Say what was expected, in the terms of the file or request, not pydantic's."""
+    kind = err["type"]
+    ctx = err.get("ctx", {})
+    if kind == "extra_forbidden":
+        return "unknown key (not allowed here; check the spelling)"
+    if kind == "missing":
+        if err["loc"] and isinstance(err["loc"][-1], int):
+            return "item missing (the list is too short)"
+        return "required key is missing"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", err["msg"]))
+    if kind == "finite_number":
+        return "expected a finite number (not inf or nan)"
+    if kind in ("too_short", "string_too_short"):
+        if isinstance(err["input"], str):
+            n = ctx["min_length"]
+            return "must not be empty" if n == 1 else f"expected at least {n} characters"
+        return f"expected at least {ctx['min_length']} item(s), got {ctx['actual_length']}"
+    if kind in ("too_long", "string_too_long"):
+        if isinstance(err["input"], str):
+            return f"expected at most {ctx['max_length']} characters"
+        return f"expected at most {ctx['max_length']} item(s), got {ctx['actual_length']}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a table of keys (a TOML table or a JSON object)"
+    if kind in ("tuple_type", "list_type"):
+        return "expected a list (a TOML or JSON array)"
+    if kind == "path_type":
+        return "expected a path (text)"
+    if kind == "int_parsing_size":
+        return "expected an integer of a sensible size"
+    if kind == "union_tag_invalid":
+        return f"key {ctx['discriminator']} must be one of {ctx['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return f"required key {ctx['discriminator']} is missing"
+    return err["msg"]
+
+
+def _shown(err: ErrorDetails) -> str:
+    """Return `` (got ...)`` for a scalar input, shortened; nothing for tables and lists."""
+    kind = err["type"]
+    if kind in ("missing", "union_tag_not_found"):
+        return ""
+    value = err["ctx"]["tag"] if kind == "union_tag_invalid" else err["input"]
+    if not isinstance(value, str | int | float | bool | date | datetime | time):
+        return ""  # the table or list itself: its location says enough
+    if isinstance(value, str) and len(value) > 50:
+        return f" (got {value[:40]!r}..., {len(value)} characters)"
+    return f" (got {value!r})"
+
+
 def format_validation_error(
-    path: Path, exc: ValidationError, *, what: str = "configuration"
+    path: Path, exc: ValidationError, data: object, *, what: str = "configuration"
 ) -> str:
-    """Return one line per problem: the file, the key path, and what was expected."""
+    """Return one line per problem: the file, the key path, and what was expected.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file (or request) validated, named first.
+    exc : pydantic.ValidationError
+        The failure.
+    data : object
+        The document validated (to tell union tags from keys in the key paths).
+    what : str
+        What the document is (``"configuration"``, ``"sequence"``, ``"plan"``).
+    """
     lines = [f"{path}: invalid {what} ({exc.error_count()} problem(s))"]
     for err in exc.errors():
-        where = _format_location(tuple(err["loc"]))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not allowed here; check the spelling)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
-        lines.append(f"  {where}: {msg}{got}")
+        where = _format_location(tuple(err["loc"]), data)
+        lines.append(f"  {where}: {_expected(err)}{_shown(err)}")
     return "\n".join(lines)
 
 
@@ -576,7 +872,8 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
         When the version is unsupported or any key is invalid.
     """
     version = data.get("version")
-    if version not in SUPPORTED_VERSIONS:
+    # `type(...) is int`: TOML's true equals 1 and would pass as version 1.
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise ConfigError(
             f"{path}: version: expected one of {list(SUPPORTED_VERSIONS)}, got {version!r}",
             path=str(path),
@@ -584,7 +881,7 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc), path=str(path)) from exc
+        raise ConfigError(format_validation_error(path, exc, data), path=str(path)) from exc
 
 
 def read_toml(file: Path) -> dict[str, Any]:
@@ -593,7 +890,8 @@ def read_toml(file: Path) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        When the file cannot be read, is not UTF-8, or is not valid TOML (with line and column).
+        When the file cannot be read, is not UTF-8, or is not valid TOML (with line and column)
+        or nested too deeply to parse.
     """
     try:
         raw = file.read_bytes()
@@ -605,6 +903,8 @@ def read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: not UTF-8 text: {exc}", path=str(file)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: TOML syntax error: {exc}", path=str(file)) from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{file}: TOML nested too deeply", path=str(file)) from exc
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -21,7 +21,12 @@ from typing import TypeVar
 from obsctl.clock import Clock
 from obsctl.config import SequencerConfig
 from obsctl.devices import Camera, CameraState, FilterWheel, Mount
-from obsctl.errors import DeviceError, DeviceTimeoutError, FilterNotFoundError
+from obsctl.errors import (
+    DeviceError,
+    DeviceTimeoutError,
+    FilterNotFoundError,
+    InvalidDeviceValueError,
+)
 
 __all__ = ["Operations"]
 
@@ -136,11 +141,23 @@ class Operations:
 
         Raises
         ------
+        InvalidDeviceValueError
+            When ``exposure_s`` is outside the camera's range (``exposure_min_s`` to
+            ``exposure_max_s``); nothing is started, and trying again cannot help.
         DeviceError
             When the camera reports its Error state.
         DeviceTimeoutError
             When no image is ready within the exposure plus ``readout_margin_s``.
         """
+        info = await camera.info()
+        # Checked here, not left to the camera: a driver may accept the value and fail later,
+        # or answer with an error a retry and a reconnection would repeat.
+        if not info.exposure_min_s <= exposure_s <= info.exposure_max_s:
+            raise InvalidDeviceValueError(
+                f"exposure {exposure_s:g} s is outside the camera's range "
+                f"{info.exposure_min_s:g} to {info.exposure_max_s:g} s",
+                device=camera.name,
+            )
         await camera.start_exposure(exposure_s, light=light)
 
         async def ready() -> bool:

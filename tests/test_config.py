@@ -83,7 +83,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
         ),
         (
             lambda t: t.replace('"127.0.0.1:11111"', '"localhost"'),
-            r"devices\.camera\.address: String should match pattern",
+            r"devices\.camera\.address: expected host:port, for example 192\.0\.2\.10:11111",
         ),
         (
             lambda t: t.replace(
@@ -93,11 +93,11 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
         ),
         (
             lambda t: t + '[server]\nhost = "0.0.0.0"\n',
-            r"server: Value error, a token is required when the server binds to '0\.0\.0\.0'",
+            r"server: a token is required when the server binds to '0\.0\.0\.0'",
         ),
         (
             lambda t: t + '[simulator.filter_wheel]\nnames = ["L", "R"]\nfocus_offsets = [0]\n',
-            r"simulator\.filter_wheel: Value error, names has 2 entries but focus_offsets has 1",
+            r"simulator\.filter_wheel: names has 2 entries but focus_offsets has 1",
         ),
         (
             lambda t: t.replace("version = 1", "version = 7"),
@@ -136,3 +136,108 @@ def test_several_problems_are_all_reported(tmp_path: Path) -> None:
         load_config(write(tmp_path, text))
     assert "site.latitude_deg" in str(info.value)
     assert "telescope.aperture_mm" in str(info.value)
+
+
+SIMULATOR = "[simulator]\n"
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda t: t.replace("latitude_deg = 45.0", "latitude_deg = nan"), r"site\.latitude_deg"),
+        (lambda t: t.replace("aperture_mm = 100", "aperture_mm = inf"), r"telescope\.aperture_mm"),
+        (lambda t: t + "[sequencer]\npoll_s = inf\n", r"sequencer\.poll_s"),
+        (lambda t: t + "[sequencer]\nbackoff_s = -inf\n", r"sequencer\.backoff_s"),
+        (
+            lambda t: t + "[pipeline.nominal_zero_point]\nV = nan\n",
+            r"pipeline\.nominal_zero_point\.V",
+        ),
+        (lambda t: t + "[night]\ncooler_set_point_c = nan\n", r"night\.cooler_set_point_c"),
+        (lambda t: t + SIMULATOR + "speed = inf\n", r"simulator\.speed"),
+        (lambda t: t + SIMULATOR + "[simulator.mount]\npark_az_deg = nan\n", r"park_az_deg"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, edit, where) -> None:
+    with pytest.raises(ConfigError, match=where + r": expected a finite number \(not inf or nan\)"):
+        load_config(write(tmp_path, edit(MINIMAL)))
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (
+            lambda t: t.replace('"127.0.0.1:11111"', '"127.0.0.1:11111"\ntimeout_s = 1e12'),
+            r"devices\.camera\.timeout_s: Input should be less than or equal to 3600",
+        ),
+        (
+            lambda t: t.replace('"127.0.0.1:11111"', '"127.0.0.1:99999"'),
+            r"devices\.camera\.address: expected host:port",
+        ),
+        (
+            lambda t: t + "[sequencer]\nretries = 100000000000000000000000000000\n",
+            r"sequencer\.retries: Input should be less than or equal to 20",
+        ),
+        (
+            lambda t: (
+                t + SIMULATOR + "[simulator.camera]\nexposure_min_s = 10\nexposure_max_s = 1\n"
+            ),
+            r"simulator\.camera: exposure_min_s \(10\) is above exposure_max_s \(1\)",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.sky]\nseed = -1\n",
+            r"simulator\.sky\.seed: Input should be greater than or equal to 0",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.sky]\nstar_density_per_deg2 = 1e300\n",
+            r"simulator\.sky\.star_density_per_deg2: Input should be less than or equal to",
+        ),
+        (
+            lambda t: t.replace('name = "Test"', 'name = "Pic du Midi \\u0000"'),
+            r"site\.name: text cannot contain a NUL character",
+        ),
+        (
+            lambda t: t.replace('name = "Test"', 'name = ""'),
+            r"site\.name: must not be empty \(got ''\)",
+        ),
+        (
+            lambda t: t + '[data]\ndirectory = "a\\u0000b"\n',
+            r"data\.directory: a path cannot contain a NUL character",
+        ),
+        (
+            lambda t: t.replace("version = 1", "version = true"),
+            r"version: expected one of \[1\], got True",
+        ),
+        (
+            lambda t: t + '[[monitoring.sinks]]\nkind = "command"\ncommand = []\n',
+            r"monitoring\.sinks\[0\]\.command: expected at least one item, got none",
+        ),
+        (
+            lambda t: t + '[[monitoring.sinks]]\nkind = "webhook"\nurl = "ftp://x"\n',
+            r"monitoring\.sinks\[0\]\.url: expected an http:// or https:// URL",
+        ),
+        (
+            lambda t: t + '[[monitoring.sinks]]\nkind = "mail"\n',
+            r"monitoring\.sinks\[0\]: key 'kind' must be one of 'webhook', 'command' "
+            r"\(got 'mail'\)",
+        ),
+        (
+            lambda t: t + "[site.extra]\nx = 1\n",
+            r"site\.extra: unknown key",
+        ),
+        (
+            lambda t: t + '[pipeline]\nstages = ["photometry", "photometry"]\n',
+            r"pipeline: stages: photometry listed more than once",
+        ),
+    ],
+)
+def test_bounds_and_messages_in_the_users_terms(tmp_path, edit, pattern) -> None:
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config(write(tmp_path, edit(MINIMAL)))
+    for internal in ("Tuple", "after validation", "Value error", "instance of", "dictionary"):
+        assert internal not in str(info.value)
+
+
+def test_toml_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match=r"obsctl\.toml: TOML nested too deeply"):
+        load_config(path)

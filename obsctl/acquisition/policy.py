@@ -1,7 +1,9 @@
 """What to do when a device call fails: retry with back-off, reconnect, then give up.
 
-Every attempt that fails is reported (with the action that follows) so that the exposure log
-records each failure and its reason; the night goes on.
+A value the device refuses (`InvalidDeviceValueError`: out of range, malformed, a filter the
+wheel lacks) is given up at once: the same call would fail again, and so it would after a
+reconnection. Every attempt that fails is reported (with the action that follows) so that
+the exposure log records each failure and its reason; the night goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TypeVar
 
 from obsctl.clock import Clock
 from obsctl.devices import Device
-from obsctl.errors import DeviceError
+from obsctl.errors import DeviceError, InvalidDeviceValueError
 
 __all__ = ["FailureReporter", "FaultPolicy", "with_policy"]
 
@@ -81,6 +83,8 @@ async def with_policy(
 
     Raises
     ------
+    InvalidDeviceValueError
+        At once, when the device refuses a value: neither a retry nor a reconnection helps.
     DeviceError
         The last failure, once retries and the reconnection are spent.
     """
@@ -89,6 +93,10 @@ async def with_policy(
     for attempt in range(policy.retries + 1):
         try:
             return await call()
+        except InvalidDeviceValueError as exc:
+            log.warning("%s failed (%s); skip", operation, exc)
+            await report(operation, exc, "skip")
+            raise
         except DeviceError as exc:
             last = exc
             if attempt < policy.retries:

@@ -12,26 +12,41 @@ the exposure log so that a restarted daemon resumes them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from obsctl.config import format_validation_error, read_toml
+from obsctl.config import HeaderText, NotEmpty, format_validation_error, read_toml
 from obsctl.errors import ConfigError
 
-__all__ = ["ExposureStep", "Sequence", "Target", "load_sequence", "parse_sequence"]
+__all__ = [
+    "MAX_EXPOSURE_S",
+    "MAX_STEPS",
+    "ExposureStep",
+    "Sequence",
+    "Target",
+    "load_sequence",
+    "parse_sequence",
+]
 
 ImageType = Literal["LIGHT", "DARK", "BIAS", "FLAT"]
 
+#: Longest exposure a step may ask for (s); the camera's own maximum is checked before each
+#: exposure (`obsctl.operations.Operations.expose`).
+MAX_EXPOSURE_S = 86_400.0
+#: Most steps in one sequence.
+MAX_STEPS = 1000
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Non-finite numbers would pass every bound and be stored as null (see obsctl.config).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Target(_Model):
     """A pointing: name and J2000 (ICRS) coordinates in degrees."""
 
-    name: str = Field(min_length=1)
+    name: HeaderText = Field(min_length=1)
     ra_deg: float = Field(ge=0, lt=360)
     dec_deg: float = Field(ge=-90, le=90)
 
@@ -45,33 +60,41 @@ class ExposureStep(_Model):
     """
 
     image_type: ImageType = "LIGHT"
-    filter: str | None = None
-    exposure_s: float = Field(default=0.0, ge=0)
-    count: int = Field(default=1, ge=1, le=100000)
+    filter: HeaderText | None = Field(default=None, min_length=1)
+    exposure_s: float = Field(default=0.0, ge=0, le=MAX_EXPOSURE_S, description="[s]")
+    count: int = Field(default=1, ge=1, le=100_000)
     bin: int = Field(default=1, ge=1, le=16)
-    gain: int | None = None
-    offset: int | None = None
-    readout_mode: int | None = Field(default=None, ge=0)
-    flat_target_adu: float = Field(default=25000.0, gt=0)
+    gain: int | None = Field(default=None, ge=0, le=100_000, description="camera setting")
+    offset: int | None = Field(default=None, ge=0, le=100_000, description="camera setting")
+    readout_mode: int | None = Field(default=None, ge=0, le=1000)
+    flat_target_adu: float = Field(default=25000.0, gt=0, le=2**32)
     flat_tolerance: float = Field(default=0.15, gt=0, lt=1)
-    flat_min_exposure_s: float = Field(default=0.01, gt=0)
-    flat_max_exposure_s: float = Field(default=60.0, gt=0)
+    flat_min_exposure_s: float = Field(default=0.01, gt=0, le=MAX_EXPOSURE_S, description="[s]")
+    flat_max_exposure_s: float = Field(default=60.0, gt=0, le=MAX_EXPOSURE_S, description="[s]")
 
     @model_validator(mode="after")
     def _exposure_fits_type(self) -> ExposureStep:
         if self.image_type in ("LIGHT", "DARK", "FLAT") and self.exposure_s <= 0:
             raise ValueError(f"{self.image_type} steps need exposure_s > 0")
+        if self.flat_min_exposure_s > self.flat_max_exposure_s:
+            raise ValueError(
+                f"flat_min_exposure_s ({self.flat_min_exposure_s:g}) is above "
+                f"flat_max_exposure_s ({self.flat_max_exposure_s:g})"
+            )
         return self
 
 
 class Sequence(_Model):
     """A named list of steps, with a target when it takes light frames of the sky."""
 
-    name: str = Field(min_length=1)
+    # Long enough for the night runner's names: "<plan name>: <target name>".
+    name: str = Field(min_length=1, max_length=200)
     target: Target | None = None
-    steps: tuple[ExposureStep, ...] = Field(min_length=1)
-    dither_arcsec: float = Field(default=0.0, ge=0, description="random offset between frames")
-    dither_every: int = Field(default=1, ge=1)
+    steps: Annotated[tuple[ExposureStep, ...], NotEmpty] = Field(max_length=MAX_STEPS)
+    dither_arcsec: float = Field(
+        default=0.0, ge=0, le=3600, description="[arcsec] random offset between frames"
+    )
+    dither_every: int = Field(default=1, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _lights_need_target(self) -> Sequence:
@@ -97,7 +120,7 @@ def parse_sequence(data: dict[str, Any], *, source: str = "<sequence>") -> Seque
         return Sequence.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            format_validation_error(Path(source), exc, what="sequence"), path=source
+            format_validation_error(Path(source), exc, data, what="sequence"), path=source
         ) from exc
 
 

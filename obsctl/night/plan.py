@@ -13,16 +13,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from obsctl.acquisition.sequence import ExposureStep
-from obsctl.config import format_validation_error, read_toml
+from obsctl.acquisition.sequence import MAX_EXPOSURE_S, MAX_STEPS, ExposureStep
+from obsctl.config import HeaderText, NotEmpty, format_validation_error, read_toml
 from obsctl.errors import ConfigError
 
 __all__ = [
+    "MAX_VISIT_S",
     "NAMED_OBJECTS",
+    "NIGHT_YEARS",
     "Constraints",
     "DarkBlock",
     "FlatBlock",
@@ -35,6 +37,13 @@ __all__ = [
 ]
 
 SUPPORTED_PLAN_VERSIONS = (1,)
+
+#: First and last year of the nights a plan may be run or checked for: far from the ends of
+#: Python's calendar, which the night's arithmetic (noon to noon, the next night) would cross.
+NIGHT_YEARS = (1900, 2199)
+#: Longest visit of a target (s): exposures, per-frame overheads and the slew must fit in a
+#: night, which also keeps every time the schedule computes within the calendar.
+MAX_VISIT_S = 86_400.0
 
 #: Named objects a plan may use instead of coordinates: ICRS (J2000) degrees.
 NAMED_OBJECTS: dict[str, tuple[float, float]] = {
@@ -60,14 +69,15 @@ _CATALOG_INDEX = {_catalog_key(k): k for k in NAMED_OBJECTS}
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Non-finite numbers would pass every bound (see obsctl.config).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Constraints(_Model):
     """When a target may be observed; every given limit must hold for the whole visit."""
 
     min_alt_deg: float | None = Field(default=None, ge=0, le=90)
-    max_airmass: float | None = Field(default=None, ge=1)
+    max_airmass: float | None = Field(default=None, ge=1, le=100)
     max_sun_alt_deg: float | None = Field(
         default=None, ge=-90, le=0, description="stricter than the night's limits"
     )
@@ -76,7 +86,7 @@ class Constraints(_Model):
     min_hour_angle_h: float | None = Field(default=None, ge=-12, le=12)
     max_hour_angle_h: float | None = Field(default=None, ge=-12, le=12)
     windows: tuple[tuple[datetime, datetime], ...] = Field(
-        default=(), description="UTC [start, end] pairs; none means any time"
+        default=(), max_length=10_000, description="UTC [start, end] pairs; none means any time"
     )
 
     @model_validator(mode="after")
@@ -89,6 +99,9 @@ class Constraints(_Model):
                 raise ValueError("windows need UTC offsets (write e.g. 2026-11-25T21:00:00Z)")
             if start >= end:
                 raise ValueError(f"window starts ({start}) after it ends ({end})")
+            first, last = NIGHT_YEARS
+            if start.year < first or end.year > last:
+                raise ValueError(f"window {start} to {end} lies outside the years {first}-{last}")
         return self
 
 
@@ -96,10 +109,17 @@ class Repeat(_Model):
     """How often a target is visited; without a ``[repeat]`` a target is observed once."""
 
     every_min: float | None = Field(
-        default=None, gt=0, description="monitoring: minutes between visits within a night"
+        default=None,
+        gt=0,
+        le=1440,
+        description="[min] monitoring: minutes between visits within a night",
     )
-    per_night: int | None = Field(default=None, ge=1, description="at most this many a night")
-    total: int | None = Field(default=None, ge=1, description="at most this many visits")
+    per_night: int | None = Field(
+        default=None, ge=1, le=10_000, description="at most this many a night"
+    )
+    total: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="at most this many visits"
+    )
     until: date | None = Field(default=None, description="no visits on nights after this date")
 
     @model_validator(mode="after")
@@ -112,15 +132,15 @@ class Repeat(_Model):
 class PlanTarget(_Model):
     """A target, what to take on each visit, and when it may be observed."""
 
-    name: str = Field(min_length=1)
+    name: HeaderText = Field(min_length=1, description="the frames' OBJECT")
     ra_deg: float | None = Field(default=None, ge=0, lt=360, description="ICRS (J2000)")
     dec_deg: float | None = Field(default=None, ge=-90, le=90, description="ICRS (J2000)")
-    catalog: str | None = Field(default=None, description="a name of NAMED_OBJECTS")
+    catalog: str | None = Field(default=None, max_length=68, description="a name of NAMED_OBJECTS")
     priority: int = Field(default=1, ge=1, le=100, description="higher is observed first")
-    steps: tuple[ExposureStep, ...] = Field(min_length=1)
+    steps: Annotated[tuple[ExposureStep, ...], NotEmpty] = Field(max_length=MAX_STEPS)
     constraints: Constraints = Constraints()
     repeat: Repeat | None = None
-    dither_arcsec: float = Field(default=0.0, ge=0)
+    dither_arcsec: float = Field(default=0.0, ge=0, le=3600, description="[arcsec]")
 
     @model_validator(mode="after")
     def _position_and_lights(self) -> PlanTarget:
@@ -168,27 +188,35 @@ class NightLimits(_Model):
     start_sun_alt_deg: float = Field(default=-12.0, ge=-30, le=0)
     end_sun_alt_deg: float = Field(default=-12.0, ge=-30, le=0)
     overhead_s: float = Field(
-        default=20.0, ge=0, description="per frame: readout, download, filter (for planning)"
+        default=20.0,
+        ge=0,
+        le=3600,
+        description="[s] per frame: readout, download, filter (for planning)",
     )
-    slew_s: float = Field(default=60.0, ge=0, description="per visit (for planning)")
+    slew_s: float = Field(default=60.0, ge=0, le=3600, description="[s] per visit (for planning)")
 
 
 class FlatBlock(_Model):
     """Sky flats while the sun is between two altitudes, at dusk and/or dawn."""
 
-    when: tuple[Literal["dusk", "dawn"], ...] = ("dusk",)
+    when: tuple[Literal["dusk", "dawn"], ...] = Field(default=("dusk",), max_length=2)
     sun_alt_max_deg: float = Field(default=-1.0, ge=-20, le=10)
     sun_alt_min_deg: float = Field(default=-10.0, ge=-20, le=10)
-    filters: tuple[str, ...] = Field(min_length=1)
+    filters: Annotated[tuple[Annotated[HeaderText, Field(min_length=1)], ...], NotEmpty] = Field(
+        max_length=64
+    )
     count: int = Field(default=5, ge=1, le=1000, description="per filter")
-    exposure_s: float = Field(default=1.0, gt=0, description="first guess")
+    exposure_s: float = Field(default=1.0, gt=0, le=3600, description="[s] first guess")
     bin: int = Field(default=1, ge=1, le=16)
-    flat_target_adu: float = Field(default=25000.0, gt=0)
+    flat_target_adu: float = Field(default=25000.0, gt=0, le=2**32)
     flat_tolerance: float = Field(default=0.3, gt=0, lt=1)
-    min_exposure_s: float = Field(default=0.01, gt=0)
-    max_exposure_s: float = Field(default=30.0, gt=0)
+    min_exposure_s: float = Field(default=0.01, gt=0, le=3600, description="[s]")
+    max_exposure_s: float = Field(default=30.0, gt=0, le=3600, description="[s]")
     field_ra_offset_h: float = Field(
-        default=-3.0, description="flat field at this hour angle (east: away from the sun)"
+        default=-3.0,
+        ge=-12,
+        le=12,
+        description="[h] flat field at this hour angle (east: away from the sun)",
     )
     field_dec_deg: float = Field(default=30.0, ge=-90, le=90)
 
@@ -214,6 +242,11 @@ class FlatBlock(_Model):
                 f"sun_alt_min_deg ({self.sun_alt_min_deg}) must be below sun_alt_max_deg "
                 f"({self.sun_alt_max_deg})"
             )
+        if self.min_exposure_s > self.max_exposure_s:
+            raise ValueError(
+                f"min_exposure_s ({self.min_exposure_s:g}) is above max_exposure_s "
+                f"({self.max_exposure_s:g})"
+            )
         return self
 
 
@@ -222,7 +255,9 @@ class DarkBlock(_Model):
 
     bias_count: int = Field(default=10, ge=0, le=1000)
     dark_count: int = Field(default=5, ge=0, le=1000, description="per exposure time")
-    extra_exposures_s: tuple[float, ...] = Field(default=(), description="darks also at these")
+    extra_exposures_s: tuple[Annotated[float, Field(gt=0, le=MAX_EXPOSURE_S)], ...] = Field(
+        default=(), max_length=100, description="[s] darks also at these"
+    )
     bin: int = Field(default=1, ge=1, le=16)
 
 
@@ -237,10 +272,10 @@ class Plan(_Model):
     """A night plan."""
 
     version: int
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=100)
     night: NightLimits = NightLimits()
     calibration: Calibration = Calibration()
-    targets: tuple[PlanTarget, ...] = Field(min_length=1)
+    targets: Annotated[tuple[PlanTarget, ...], NotEmpty] = Field(max_length=1000)
     requeue_failed: int = Field(
         default=1, ge=0, le=10, description="retries of a failed visit within the night"
     )
@@ -252,6 +287,15 @@ class Plan(_Model):
             if t.name in seen:
                 raise ValueError(f"target name {t.name!r} is used twice")
             seen.add(t.name)
+        limits = self.night
+        for i, t in enumerate(self.targets):
+            visit_s = t.visit_exposure_s + t.visit_frames * limits.overhead_s + limits.slew_s
+            if visit_s > MAX_VISIT_S:
+                raise ValueError(
+                    f"targets[{i}]: one visit takes {visit_s / 3600:.2f} h (exposures, "
+                    f"{limits.overhead_s:g} s per frame and the slew); it must fit in "
+                    f"{MAX_VISIT_S / 3600:g} h"
+                )
         return self
 
     def light_exposures_s(self) -> tuple[float, ...]:
@@ -277,7 +321,8 @@ def parse_plan(data: dict[str, Any], *, source: str = "<plan>") -> Plan:
         Naming the source, the target (index and name), the field and what was expected.
     """
     version = data.get("version")
-    if version not in SUPPORTED_PLAN_VERSIONS:
+    # `type(...) is int`: TOML's true equals 1 and would pass as version 1.
+    if type(version) is not int or version not in SUPPORTED_PLAN_VERSIONS:
         raise ConfigError(
             f"{source}: version: expected one of {list(SUPPORTED_PLAN_VERSIONS)}, got {version!r}",
             path=source,
@@ -285,7 +330,7 @@ def parse_plan(data: dict[str, Any], *, source: str = "<plan>") -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
-        text = format_validation_error(Path(source), exc, what="plan")
+        text = format_validation_error(Path(source), exc, data, what="plan")
         # Put the target's name beside its index: "targets[1] (M 13).steps[0]...".
         text = re.sub(r"targets\[(\d+)\]", lambda m: _target_label(data, int(m[1])), text)
         raise ConfigError(text, path=source) from exc

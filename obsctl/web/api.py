@@ -1,21 +1,33 @@
 """The control API: status, sequences, exposure log and server-sent events, over aiohttp.
 
 aiohttp rather than a second web stack: the simulators and the Alpaca drivers already use it,
-and it streams server-sent events natively. The server binds to 127.0.0.1 unless configured
-otherwise; when a token is configured (required beyond loopback), every mutating request
-needs ``Authorization: Bearer <token>`` and gets 401 without it.
+and it streams server-sent events natively.
 
 | method | path | what |
 | --- | --- | --- |
 | GET | /api/status | activity, safety, devices, queue |
-| GET | /api/sequences | all sequences and their states |
+| GET | /api/sequences | sequences, their states and definitions (paged) |
 | POST | /api/sequences | queue a sequence (JSON body); 201 with its id |
 | POST | /api/sequences/{id}/stop | stop a pending or running sequence |
 | POST | /api/abort | abort the running exposure and its sequence |
-| GET | /api/exposures | the exposure log (night, target, filter, type, limit) |
-| GET | /api/failures | recorded failures |
-| GET | /api/metrics | per-frame metrics (FWHM, background, zero point, transparency...) |
+| GET | /api/exposures | the exposure log (``night``, ``target``, ``filter``, ``type``; paged) |
+| GET | /api/failures | recorded failures (paged) |
+| GET | /api/metrics | per-frame metrics: FWHM, background, zero point, transparency (paged) |
+| GET | /api/lightcurves | monitored targets and their statistics (paged) |
+| GET | /api/lightcurve | one target's points (``target``) |
+| GET | /api/alerts | alerts, newest first (paged) |
 | GET | /api/events | server-sent events (activity, frame, safety, failure...) |
+
+**Listings** are paged: ``limit`` rows (default 100, at most 1000; sequences, which carry
+their definitions, 20 and 100) from ``offset`` (0-based), oldest first except alerts. While
+more rows follow, the reply has a ``Link: <next page>; rel="next"`` header.
+
+**Access** (`obsctl.web._access`): the server binds to 127.0.0.1 unless configured otherwise;
+the Host header must name the bound address or a name of ``[server] allowed_hosts``; POST
+requests need ``Content-Type: application/json`` and a same-origin (or no) ``Origin``; with a
+token, they need ``Authorization: Bearer <token>``, and beyond loopback every request does.
+Bodies are strict JSON: ``NaN``, ``Infinity`` and out-of-range numbers are a 400. Every error
+is a JSON ``{"error": ...}`` with a 4xx status (5xx only for a fault of the daemon).
 
 The quick-look page (``/``) and its data routes come from `obsctl.web`.
 """
@@ -23,12 +35,11 @@ The quick-look page (``/``) and its data routes come from `obsctl.web`.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from obsctl.acquisition.running import RunningState
@@ -40,6 +51,19 @@ from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.web import QuickLook, add_quicklook
+from obsctl.web._access import access_middleware
+from obsctl.web._http import (
+    BadRequestError,
+    Page,
+    error_response,
+    errors_middleware,
+    json_response,
+    page_response,
+    path_id,
+    query_page,
+    read_json_body,
+    serialize_rows,
+)
 
 __all__ = ["Observatory", "build_app", "start_api"]
 
@@ -79,23 +103,11 @@ class Observatory(Protocol):
 
 STATE: web.AppKey[Observatory] = web.AppKey("observatory")
 _STATUS_TIMEOUT_S = 1.0
-_MUTATING = ("POST", "PUT", "PATCH", "DELETE")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[STATE].config.server.token
-    if token and request.method in _MUTATING:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _json({"error": "a valid bearer token is required"}, status=401)
-    return await handler(request)
+#: Sequences listed in the status, at most: the queue can be long, the status stays small.
+_STATUS_SEQUENCES = 20
+#: Page sizes of the sequence listing: each row carries a whole definition.
+_SEQUENCES_PAGE = 20
+_SEQUENCES_PAGE_MAX = 100
 
 
 async def _read(name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, Any]:
@@ -159,22 +171,28 @@ async def device_status(d: DeviceSet) -> dict[str, Any]:
     return dict(await asyncio.gather(*calls))
 
 
+def _queued(log_db: ExposureLog) -> tuple[list[dict[str, Any]], int]:
+    """Return the first running and pending sequences (id, name, state) and their number."""
+    rows = log_db.sequences(states=("running", "pending"), definitions=False)
+    first = [{"id": r["id"], "name": r["name"], "state": r["state"]} for r in rows]
+    return first[:_STATUS_SEQUENCES], len(rows)
+
+
 async def _status(request: web.Request) -> web.Response:
     state = request.app[STATE]
     running = state.running
     # Off the event loop: a worker thread may hold the database for a while.
-    queued = await asyncio.to_thread(running.log_db.sequences, states=("running", "pending"))
+    queued, in_queue = await asyncio.to_thread(_queued, running.log_db)
     processing = await asyncio.to_thread(_processing_counts, state)
     safety = running.supervisor
-    return _json(
+    return json_response(
         {
             "activity": running.activity.as_dict(),
             "safety": {"safe": safety.is_safe, "reason": safety.reason},
             "devices": await device_status(running.devices),
             "queue": {
-                "sequences": [
-                    {"id": q["id"], "name": q["name"], "state": q["state"]} for q in queued
-                ],
+                "sequences": queued,
+                "sequences_total": in_queue,
                 "frames_to_store": running.writer.pending,
                 "processing": processing,
             },
@@ -190,64 +208,76 @@ def _processing_counts(state: Observatory) -> dict[str, int] | None:
 
 
 async def _sequences(request: web.Request) -> web.Response:
-    rows = _log(request).sequences()
-    for row in rows:
-        row["definition"] = json.loads(row["definition"])
-    return _json(rows)
+    log_db = _log(request)
+    page = query_page(request, default=_SEQUENCES_PAGE, maximum=_SEQUENCES_PAGE_MAX)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        found = log_db.sequences(window=(rows.offset, rows.limit))
+        for row in found:
+            # Stored as the JSON the daemon wrote: passed on as it is, never parsed again.
+            row["definition"] = orjson.Fragment(row["definition"])
+        return found
+
+    return await page_response(request, page, fetch)
 
 
 async def _add_sequence(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    try:
-        body = await request.json()
-    except ValueError:
-        return _json({"error": "body must be a JSON sequence"}, status=400)
+    body = await read_json_body(request)
     if not isinstance(body, dict):
-        return _json({"error": "body must be a JSON object"}, status=400)
+        raise BadRequestError("the body must be a JSON object: a sequence")
     try:
-        sequence = parse_sequence(body, source="request")
+        # In a thread: a long sequence takes a while to validate.
+        sequence = await asyncio.to_thread(parse_sequence, body, source="request")
     except ConfigError as exc:
-        return _json({"error": str(exc)}, status=400)
+        raise BadRequestError(str(exc)) from None
     sid = state.enqueue(sequence)
-    return _json({"id": sid, "name": sequence.name, "state": "pending"}, status=201)
+    return json_response({"id": sid, "name": sequence.name, "state": "pending"}, status=201)
 
 
 async def _stop_sequence(request: web.Request) -> web.Response:
-    try:
-        sid = int(request.match_info["id"])
-    except ValueError:
-        return _json({"error": "sequence id must be an integer"}, status=400)
+    sid = path_id(request, "sequence")
     if not await request.app[STATE].stop_sequence(sid):
-        return _json({"error": f"no pending or running sequence {sid}"}, status=404)
-    return _json({"id": sid, "state": "stopped"})
+        return error_response(404, f"no pending or running sequence {sid}")
+    return json_response({"id": sid, "state": "stopped"})
 
 
 async def _abort(request: web.Request) -> web.Response:
     await request.app[STATE].abort_exposure()
-    return _json({"aborted": True})
+    return json_response({"aborted": True})
 
 
 async def _exposures(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        limit = int(q["limit"]) if "limit" in q else None
-    except ValueError:
-        return _json({"error": "limit must be an integer"}, status=400)
-    rows = _log(request).exposures(
-        night=q.get("night"),
-        target=q.get("target"),
-        filter_name=q.get("filter"),
-        image_type=q.get("type"),
-        limit=limit,
-    )
-    return _json(rows)
+    log_db = _log(request)
+    page = query_page(request)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        found = log_db.exposures(
+            night=q.get("night") or None,
+            target=q.get("target") or None,
+            filter_name=q.get("filter") or None,
+            image_type=q.get("type") or None,
+            window=(rows.offset, rows.limit),
+        )
+        return found
+
+    return await page_response(request, page, fetch)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    rows = await asyncio.to_thread(_log(request).metrics, request.query.get("night"))
-    add_transparency(rows, state.config.pipeline.nominal_zero_point)
-    return _json(rows)
+    log_db = _log(request)
+    nominal = request.app[STATE].config.pipeline.nominal_zero_point
+    night = request.query.get("night") or None
+    page = query_page(request)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        # The whole night's rows: a filter's best zero point is the reference of every page.
+        found = log_db.metrics(night)
+        add_transparency(found, nominal)
+        return found[rows.offset : rows.end]
+
+    return await page_response(request, page, fetch)
 
 
 def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> None:
@@ -273,13 +303,25 @@ def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> N
 
 
 async def _failures(request: web.Request) -> web.Response:
-    return _json(_log(request).failures())
+    log_db = _log(request)
+    page = query_page(request)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        return log_db.failures(window=(rows.offset, rows.limit))
+
+    return await page_response(request, page, fetch)
 
 
 async def _lightcurves(request: web.Request) -> web.Response:
     from obsctl.timeseries.store import list_light_curves
 
-    return _json(await asyncio.to_thread(list_light_curves, _log(request)))
+    log_db = _log(request)
+    page = query_page(request)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        return list_light_curves(log_db)[rows.offset : rows.end]
+
+    return await page_response(request, page, fetch)
 
 
 async def _lightcurve(request: web.Request) -> web.Response:
@@ -287,21 +329,32 @@ async def _lightcurve(request: web.Request) -> web.Response:
 
     target = request.query.get("target")
     if not target:
-        return _json({"error": "target is required (?target=NAME)"}, status=400)
-    points = await asyncio.to_thread(load_light_curve, _log(request), target)
-    if not points:
-        return _json({"error": f"no light curve for target {target!r}"}, status=404)
-    return _json({"target": target, "points": points})
+        raise BadRequestError("target is required (?target=NAME)")
+
+    def body() -> bytes | None:
+        points = load_light_curve(_log(request), target)
+        if not points:
+            return None
+        # Years of points make a long list: serialized here, in a worker thread.
+        return orjson.dumps({"target": target, "points": orjson.Fragment(serialize_rows(points))})
+
+    found = await asyncio.to_thread(body)
+    if found is None:
+        return error_response(404, f"no light curve for target {target!r}")
+    return web.Response(body=found, content_type="application/json")
 
 
 async def _alerts(request: web.Request) -> web.Response:
     from obsctl.timeseries.store import list_alerts
 
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        return _json({"error": "limit must be an integer"}, status=400)
-    return _json(await asyncio.to_thread(list_alerts, _log(request), limit=limit))
+    log_db = _log(request)
+    page = query_page(request)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        # Newest first: the newest `end` rows hold the page.
+        return list_alerts(log_db, limit=rows.end)[rows.offset :]
+
+    return await page_response(request, page, fetch)
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
@@ -319,8 +372,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")  # lets clients see life
                     continue
-                payload = json.dumps(event, default=str)
-                await response.write(f"event: {event['kind']}\ndata: {payload}\n\n".encode())
+                payload = orjson.dumps(event, default=str)
+                await response.write(f"event: {event['kind']}\ndata: ".encode() + payload + b"\n\n")
         except ConnectionResetError:  # the client went away (a closed page): no error
             log.debug("event stream client gone")
     return response
@@ -328,7 +381,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
 
 def build_app(state: Observatory) -> web.Application:
     """Return the control API application for a running daemon."""
-    app = web.Application(middlewares=[_auth])
+    # errors first: it turns the access checks' refusals and every other failure into JSON.
+    app = web.Application(middlewares=[errors_middleware, access_middleware(state.config.server)])
     app[STATE] = state
     app.router.add_get("/api/status", _status)
     app.router.add_get("/api/sequences", _sequences)

@@ -19,11 +19,13 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from obsctl.errors import ObsctlError
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 
 __all__ = [
     "FITS_SUFFIXES",
+    "FrameFileError",
     "FrameImage",
     "catalog_count",
     "class_column",
@@ -120,6 +122,66 @@ def image_path(data_dir: DataDir, row: dict[str, Any]) -> tuple[Path, str]:
     return data_dir.path(str(row["file_path"])), "raw"
 
 
+class FrameFileError(ObsctlError):
+    """A frame's FITS file cannot be shown: missing, truncated, corrupt or without an image.
+
+    The frame's database row stays valid; a route answers with the message (404 when the
+    file is missing, else 422) and the page shows it instead of the frame.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    problem : str
+        What is wrong with it.
+    missing : bool
+        Whether the file is not on disk at all.
+    """
+
+    def __init__(self, path: Path, problem: str, *, missing: bool = False) -> None:
+        super().__init__(f"{path.name}: {problem}")
+        self.path = path
+        self.missing = missing
+
+
+@contextmanager
+def _fits(path: Path, **options: Any) -> Iterator[fits.HDUList]:
+    """Open a FITS file, turning astropy's and the system's errors into `FrameFileError`."""
+    try:
+        hdul = fits.open(path, memmap=True, **options)
+    except FileNotFoundError as exc:
+        raise FrameFileError(path, "the file is not on disk", missing=True) from exc
+    except (OSError, ValueError) as exc:
+        raise FrameFileError(path, f"not a readable FITS file ({exc})") from exc
+    with hdul:
+        yield hdul
+
+
+def _first_image(path: Path, hdul: fits.HDUList) -> fits.PrimaryHDU | fits.ImageHDU:
+    """Return the first 2-D image HDU, checking that all its pixels are in the file.
+
+    astropy opens a truncated file with a mere warning, and reading past its end then fails
+    deep inside numpy; the size check names the problem instead.
+    """
+    try:
+        hdu = next(
+            h
+            for h in hdul
+            if h.header.get("NAXIS") == 2 and isinstance(h, fits.PrimaryHDU | fits.ImageHDU)
+        )
+    except StopIteration:
+        raise FrameFileError(path, "no 2-D image in the file") from None
+    except (OSError, ValueError) as exc:  # a later HDU's header is corrupt
+        raise FrameFileError(path, f"not a readable FITS file ({exc})") from exc
+    needed = int(hdu.fileinfo()["datLoc"]) + int(hdu.size)
+    actual = path.stat().st_size
+    if actual < needed:
+        raise FrameFileError(
+            path, f"the file is truncated: {actual} bytes, its image needs {needed}"
+        )
+    return hdu
+
+
 @dataclass
 class FrameImage:
     """A memory-mapped image and its header, valid inside `open_image`'s ``with`` block.
@@ -149,21 +211,18 @@ def open_image(path: Path) -> Iterator[FrameImage]:
 
     Raises
     ------
-    OSError, ValueError
-        When the file is unreadable or holds no 2-D image.
+    FrameFileError
+        When the file is missing, unreadable, truncated or holds no 2-D image.
     """
-    with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
-        for hdu in hdul:
-            if hdu.header.get("NAXIS") == 2 and isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
-                header = hdu.header
-                yield FrameImage(
-                    data=hdu.data,
-                    bscale=float(header.get("BSCALE", 1.0)),
-                    bzero=float(header.get("BZERO", 0.0)),
-                    header=header.copy(),
-                )
-                return
-    raise ValueError(f"{path}: no 2-D image in the file")
+    with _fits(path, do_not_scale_image_data=True) as hdul:
+        hdu = _first_image(path, hdul)
+        header = hdu.header
+        yield FrameImage(
+            data=hdu.data,
+            bscale=float(header.get("BSCALE", 1.0)),
+            bzero=float(header.get("BZERO", 0.0)),
+            header=header.copy(),
+        )
 
 
 def frame_header(path: Path) -> dict[str, Any]:
@@ -175,9 +234,17 @@ def frame_header(path: Path) -> dict[str, Any]:
         ``cards``: ``[keyword, value, comment]`` for `KEY_CARDS` present and each
         ``PIPEFLGn``; ``wcs``: keyword to value for the celestial WCS; ``shape``:
         ``[ny, nx]``.
+
+    Raises
+    ------
+    FrameFileError
+        When the file is missing or unreadable (a truncated image's header is still read).
     """
-    with fits.open(path, memmap=True) as hdul:
-        hdu = next((h for h in hdul if h.header.get("NAXIS") == 2), hdul[0])
+    with _fits(path) as hdul:
+        try:
+            hdu = next((h for h in hdul if h.header.get("NAXIS") == 2), hdul[0])
+        except (OSError, ValueError) as exc:
+            raise FrameFileError(path, f"not a readable FITS file ({exc})") from exc
         header = hdu.header
         cards = [
             [key, _plain(header[key]), header.comments[key]] for key in KEY_CARDS if key in header
@@ -196,7 +263,13 @@ def _plain(value: Any) -> Any:
 
 
 def pixel_value(path: Path, x: int, y: int) -> float | None:
-    """Return the physical value of pixel ``(x, y)`` (0-based), or None outside the image."""
+    """Return the physical value of pixel ``(x, y)`` (0-based), or None outside the image.
+
+    Raises
+    ------
+    FrameFileError
+        When the file is missing, unreadable, truncated or holds no 2-D image.
+    """
     with open_image(path) as image:
         ny, nx = image.data.shape
         if not (0 <= x < nx and 0 <= y < ny):

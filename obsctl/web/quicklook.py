@@ -3,8 +3,8 @@
 | method | path | what |
 | --- | --- | --- |
 | GET | / | the page (``static/index.html``; its scripts under /static/) |
-| GET | /api/quicklook/info | what the page needs to start: routes present, pipeline, nights |
-| GET | /api/quicklook/log | the exposure log of a night with processing results |
+| GET | /api/quicklook/info | what the page needs to start: routes, pipeline, nights, sizes |
+| GET | /api/quicklook/log | a night's exposure log with processing results (paged) |
 | GET | /api/quicklook/latest | the frame to show first |
 | GET | /api/quicklook/frames/{id} | one frame: log row, metrics, key header cards, WCS, files |
 | GET | /api/quicklook/frames/{id}/preview.png | the frame stretched (``stretch``, ``size``) |
@@ -12,10 +12,16 @@
 | GET | /api/quicklook/frames/{id}/pixel | one pixel's value (``x``, ``y``, 0-based) |
 | GET | /data/{path} | a FITS file of the data directory (anything else, or outside it: 404) |
 
+The log is paged like the control API's listings: ``limit`` rows (default 100, at most 1000)
+from ``offset``, oldest first, and a ``Link: <...>; rel="next"`` header while more follow.
+
 A preview with ``x0, y0, x1, y1`` is that part of the frame only, sharper, for zooming in.
 Live updates reach the page through the control API's ``/api/events`` stream; when a frame's
-``processed`` event is published, its preview is made at once at the size and stretch the
-page last asked for, so the page's request finds it made or being made.
+``processed`` event is published, its preview is made at once in every stretch at one fixed
+size (``preview_size_px`` of ``/info``, what the page asks for), so the page's request finds
+it made or being made. A request's ``size`` shapes its own reply only, never what is made
+for the others. A frame whose file is missing is a 404, one whose file is truncated or
+unreadable a 422, each with a JSON ``error`` naming the problem.
 """
 
 from __future__ import annotations
@@ -33,11 +39,23 @@ import orjson
 from aiohttp import web
 
 from obsctl.events import EventBus
-from obsctl.processing.display import STRETCHES
+from obsctl.processing.display import STRETCHES, Stretch
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.schema import FRAME_METRIC_COLUMNS
 from obsctl.web import frames
+from obsctl.web._http import (
+    BadRequestError,
+    NotFoundError,
+    Page,
+    error_response,
+    json_response,
+    page_response,
+    path_id,
+    query_page,
+    serialize_rows,
+)
+from obsctl.web.frames import FrameFileError
 from obsctl.web.previews import PreviewCache, bin_region
 
 __all__ = ["QUICKLOOK", "QuickLook", "add_quicklook", "static_dir"]
@@ -46,6 +64,8 @@ log = logging.getLogger(__name__)
 
 _MIN_SIZE_PX = 64
 _MAX_SIZE_PX = 4096
+#: Pixel coordinates and sizes in a query, at most (in magnitude).
+_MAX_COORDINATE = 2**31
 
 
 def static_dir() -> Path:
@@ -82,50 +102,32 @@ class QuickLook:
 QUICKLOOK: web.AppKey[QuickLook] = web.AppKey("quicklook", QuickLook)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    # orjson: a source list of a big frame is tens of thousands of numbers; NaN becomes null.
-    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
-    return web.Response(body=body, status=status, content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status=status)
-
-
 def _int(request: web.Request, name: str, default: int | None = None) -> int:
     raw = request.query.get(name)
     if raw is None:
         if default is None:
-            raise web.HTTPBadRequest(
-                text=orjson.dumps({"error": f"query parameter {name!r} is required"}).decode(),
-                content_type="application/json",
-            )
+            raise BadRequestError(f"query parameter {name!r} is required")
         return default
     try:
-        return int(float(raw))
+        value = int(float(raw))
     except (ValueError, OverflowError):  # not a number, or inf / 1e400
-        raise web.HTTPBadRequest(
-            text=orjson.dumps({"error": f"{name} must be a number, got {raw!r}"}).decode(),
-            content_type="application/json",
-        ) from None
+        raise BadRequestError(f"{name} must be a number, got {raw!r}") from None
+    if abs(value) > _MAX_COORDINATE:  # no frame is that large, and orjson writes 64 bits
+        raise BadRequestError(f"{name} must be within ±{_MAX_COORDINATE}, got {raw!r}")
+    return value
+
+
+def _file_error(eid: int, exc: FrameFileError) -> web.Response:
+    """Return the reply for a frame whose file cannot be read: 404 when gone, else 422."""
+    return error_response(404 if exc.missing else 422, f"exposure {eid}: {exc}")
 
 
 async def _frame(request: web.Request) -> tuple[QuickLook, int, dict[str, Any]]:
     ql = request.app[QUICKLOOK]
-    try:
-        eid = int(request.match_info["id"])
-        if not 0 < eid < 2**63:  # SQLite's integer range
-            raise ValueError(eid)
-    except ValueError:
-        raise web.HTTPNotFound(
-            text='{"error": "frame id must be an integer"}', content_type="application/json"
-        ) from None
+    eid = path_id(request, "exposure")
     row = await asyncio.to_thread(ql.log_db.frame_row, eid)
     if row is None:
-        raise web.HTTPNotFound(
-            text=orjson.dumps({"error": f"no exposure {eid}"}).decode(),
-            content_type="application/json",
-        )
+        raise NotFoundError(f"no exposure {eid}")
     return ql, eid, row
 
 
@@ -143,12 +145,13 @@ async def _info(request: web.Request) -> web.Response:
         }
     )
     nights = await asyncio.to_thread(ql.log_db.nights)
-    return _json(
+    return json_response(
         {
             "routes": routes,
             "pipeline_enabled": ql.pipeline_enabled,
             "nights": nights,
             "stretches": list(STRETCHES),
+            "preview_size_px": ql.cache.size_px,
         }
     )
 
@@ -156,12 +159,17 @@ async def _info(request: web.Request) -> web.Response:
 async def _log(request: web.Request) -> web.Response:
     ql = request.app[QUICKLOOK]
     night = request.query.get("night") or None
-    return _json(await asyncio.to_thread(ql.log_db.night_log, night))
+    page = query_page(request)
+
+    def fetch(rows: Page) -> list[dict[str, Any]]:
+        return ql.log_db.night_log(night)[rows.offset : rows.end]
+
+    return await page_response(request, page, fetch)
 
 
 async def _latest(request: web.Request) -> web.Response:
     ql = request.app[QUICKLOOK]
-    return _json({"exposure_id": await asyncio.to_thread(ql.log_db.latest_frame)})
+    return json_response({"exposure_id": await asyncio.to_thread(ql.log_db.latest_frame)})
 
 
 def _data_url(relative: str | None) -> str | None:
@@ -173,13 +181,13 @@ async def _frame_info(request: web.Request) -> web.Response:
     path, kind = frames.image_path(ql.data_dir, row)
     try:
         header = await asyncio.to_thread(frames.frame_header, path)
-    except (OSError, ValueError) as exc:
-        return _error(404, f"exposure {eid}: cannot read {path.name}: {exc}")
+    except FrameFileError as exc:
+        return _file_error(eid, exc)
     catalog = row.get("catalog_path")
     count = None
     if catalog:
         count = await asyncio.to_thread(frames.catalog_count, ql.data_dir.path(catalog))
-    return _json(
+    return json_response(
         {
             "exposure_id": eid,
             "exposure": {k: v for k, v in row.items() if k not in FRAME_METRIC_COLUMNS},
@@ -198,18 +206,26 @@ async def _frame_info(request: web.Request) -> web.Response:
     )
 
 
+def _stretch(request: web.Request) -> Stretch:
+    stretch = request.query.get("stretch", "zscale")
+    for known in STRETCHES:
+        if stretch == known:
+            return known
+    raise BadRequestError(f"stretch must be one of {', '.join(STRETCHES)}, got {stretch!r}")
+
+
 async def _preview(request: web.Request) -> web.Response:
     ql, eid, row = await _frame(request)
-    stretch = request.query.get("stretch", "zscale")
-    if stretch not in STRETCHES:
-        return _error(400, f"stretch must be one of {', '.join(STRETCHES)}, got {stretch!r}")
-    size = min(_MAX_SIZE_PX, max(_MIN_SIZE_PX, _int(request, "size", ql.cache.last_size_px)))
+    stretch = _stretch(request)
+    # The size shapes this reply only: what is made ahead for every page stays the cache's.
+    size = min(_MAX_SIZE_PX, max(_MIN_SIZE_PX, _int(request, "size", ql.cache.size_px)))
     path, _ = frames.image_path(ql.data_dir, row)
     box = [request.query.get(k) for k in ("x0", "y0", "x1", "y1")]
     try:
         if any(v is not None for v in box):
             x0, y0, x1, y1 = (_int(request, k) for k in ("x0", "y0", "x1", "y1"))
-            overview = await ql.cache.binned(eid, path, ql.cache.last_size_px)
+            # The display scale of the overview the page shows at this size: tiles match it.
+            overview = await ql.cache.binned(eid, path, size)
             tile = await asyncio.to_thread(
                 bin_region, path, (x0, y0, x1, y1), size, stretch, overview.limits[stretch]
             )
@@ -218,12 +234,11 @@ async def _preview(request: web.Request) -> web.Response:
                 "X-Region": f"{tile.x0},{tile.y0},{tile.x1},{tile.y1}",
             }
             return web.Response(body=tile.png, content_type="image/png", headers=headers)
-        ql.cache.last_size_px, ql.cache.last_stretch = size, stretch
         blob, binned = await ql.cache.png(eid, path, size, stretch)
-    except FileNotFoundError:
-        return _error(404, f"exposure {eid}: {path.name} is not on disk")
-    except (OSError, ValueError) as exc:
-        return _error(422, f"exposure {eid}: cannot show {path.name}: {exc}")
+    except FrameFileError as exc:
+        return _file_error(eid, exc)
+    except ValueError as exc:  # a region outside the frame
+        return error_response(400, f"exposure {eid}: {exc}")
     ny, nx = binned.data.shape
     headers = {
         "X-Factor": str(binned.factor),
@@ -236,9 +251,14 @@ async def _preview(request: web.Request) -> web.Response:
 
 async def _sources(request: web.Request) -> web.Response:
     ql, eid, _ = await _frame(request)
-    result = await asyncio.to_thread(frames.sources, ql.log_db, eid)
-    result["exposure_id"] = eid
-    return _json(result)
+
+    def body() -> bytes:
+        # A big frame's sources are tens of thousands of rows: serialized here, in a thread.
+        result = frames.sources(ql.log_db, eid)
+        result["rows"] = orjson.Fragment(serialize_rows(result["rows"]))
+        return orjson.dumps({**result, "exposure_id": eid})
+
+    return web.Response(body=await asyncio.to_thread(body), content_type="application/json")
 
 
 async def _pixel(request: web.Request) -> web.Response:
@@ -247,9 +267,9 @@ async def _pixel(request: web.Request) -> web.Response:
     path, kind = frames.image_path(ql.data_dir, row)
     try:
         value = await asyncio.to_thread(frames.pixel_value, path, x, y)
-    except (OSError, ValueError) as exc:
-        return _error(404, f"exposure {eid}: cannot read {path.name}: {exc}")
-    return _json({"exposure_id": eid, "x": x, "y": y, "value": value, "image": kind})
+    except FrameFileError as exc:
+        return _file_error(eid, exc)
+    return json_response({"exposure_id": eid, "x": x, "y": y, "value": value, "image": kind})
 
 
 async def _data_file(request: web.Request) -> web.StreamResponse:
@@ -257,7 +277,7 @@ async def _data_file(request: web.Request) -> web.StreamResponse:
     path = frames.resolve_data_file(ql.data_dir, request.match_info["path"])
     if path is None:
         log.info("refused to serve %r (not a FITS file inside the data directory)", request.path)
-        return _error(404, "no such frame file")
+        return error_response(404, "no such frame file")
     return web.FileResponse(
         path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
     )
@@ -279,8 +299,8 @@ async def _watch(ql: QuickLook) -> None:
                 row = await asyncio.to_thread(ql.log_db.frame_row, eid)
                 if row is not None:
                     path, _ = frames.image_path(ql.data_dir, row)
-                    await ql.cache.png(eid, path, ql.cache.last_size_px, ql.cache.last_stretch)
-            except (OSError, ValueError, KeyError) as exc:
+                    await ql.cache.make_ahead(eid, path)
+            except (FrameFileError, ValueError, KeyError) as exc:
                 log.warning("no preview for exposure %s: %s", event.get("exposure_id"), exc)
             except Exception:  # a bug here must not end previews for the rest of the night
                 log.exception("making the preview of exposure %s", event.get("exposure_id"))

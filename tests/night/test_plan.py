@@ -149,3 +149,83 @@ def test_filters_the_wheel_lacks_are_named_before_the_night() -> None:
     flats_only = plan.model_copy(update={"targets": plan.targets[1:2]})  # M 42: V only
     with pytest.raises(ScheduleError, match=r"calibration\.flats\.filters: no filter 'R'"):
         check_filters(flats_only, ["V"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (
+            lambda t: t.replace("exposure_s = 30", "exposure_s = inf"),
+            r"targets\[0\] \(Alpha\)\.steps\[0\]\.exposure_s",
+        ),
+        (
+            lambda t: t.replace("min_alt_deg = 30", "max_airmass = nan"),
+            r"targets\[1\] \(Beta\)\.constraints\.max_airmass",
+        ),
+        (
+            lambda t: t.replace("every_min = 30", "every_min = inf"),
+            r"targets\[1\] \(Beta\)\.repeat\.every_min",
+        ),
+        (
+            lambda t: t + '\n[calibration.flats]\nfilters = ["V"]\nexposure_s = inf\n',
+            r"calibration\.flats\.exposure_s",
+        ),
+        (
+            lambda t: t + "\n[calibration.darks]\nextra_exposures_s = [10, nan]\n",
+            r"calibration\.darks\.extra_exposures_s\[1\]",
+        ),
+        (lambda t: t + "\n[night]\noverhead_s = inf\n", r"night\.overhead_s"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_target_and_field(
+    tmp_path: Path, edit, where: str
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=where + r": expected a finite number"):
+        load_plan(write(tmp_path, edit(PLAN)))
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (
+            lambda t: t.replace("count = 2", "count = 100000"),
+            r"targets\[0\] \(Alpha\): one visit takes 1388.91 h .*; it must fit in 24 h",
+        ),
+        (
+            lambda t: t.replace("2026-11-25T23:00:00Z]]", "9999-12-31T23:00:00Z]]"),
+            r"targets\[1\] \(Beta\)\.constraints: window .* lies outside the years 1900-2199",
+        ),
+        (
+            lambda t: t.replace('name = "Alpha"', 'name = "Alpha \\u0000"'),
+            r"targets\[0\] \(Alpha \x00\)\.name: text cannot contain a NUL character",
+        ),
+        (
+            lambda t: t.replace("priority = 3", "priority = 1e400"),
+            r"targets\[1\] \(Beta\)\.priority: ",
+        ),
+        (lambda t: t.replace('name = "t"', 'name = ""'), r"name: must not be empty"),
+    ],
+)
+def test_plan_values_are_bounded(tmp_path: Path, edit, pattern: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=pattern):
+        load_plan(write(tmp_path, edit(PLAN)))
+
+
+def test_plan_check_of_a_plan_with_inf_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(tmp_path, PLAN.replace("exposure_s = 30", "exposure_s = inf"))
+    assert main(["plan", "check", str(bad), "--night", "2026-11-25"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"obsctl: {bad}: invalid plan (1 problem(s))\n")
+    assert "targets[0] (Alpha).steps[0].exposure_s: expected a finite number" in err
+    assert "Traceback" not in err and "Error" not in err
+
+
+@pytest.mark.parametrize("night", ["9999-12-31", "0001-01-01", "2026-13-01", "", "\u0663\u0663"])
+def test_plan_check_refuses_nights_out_of_the_calendar(
+    night: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", "check", str(DEMO), "--night", night]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("obsctl: --night: ") and "Traceback" not in err

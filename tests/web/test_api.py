@@ -10,7 +10,14 @@ import pytest
 
 from obsctl.cli import main as cli_main
 
-from ..daemon_helpers import daemon_config, running_daemon, standard_sequence, wait_for
+from ..daemon_helpers import (
+    daemon_config,
+    free_port,
+    running_daemon,
+    standard_sequence,
+    wait_for,
+    write_config,
+)
 
 
 async def test_status_sequences_log_and_events(tmp_path) -> None:
@@ -51,7 +58,7 @@ async def test_status_sequences_log_and_events(tmp_path) -> None:
         async with http.post(f"{url}/api/sequences", json={"name": "x"}) as resp:
             assert resp.status == 400
             assert "steps" in (await resp.json())["error"]
-        async with http.post(f"{url}/api/sequences/999/stop") as resp:
+        async with http.post(f"{url}/api/sequences/999/stop", json={}) as resp:
             assert resp.status == 404
 
 
@@ -63,7 +70,7 @@ async def test_mutations_need_the_token(tmp_path) -> None:
         async with http.post(f"{url}/api/sequences", json=body) as resp:
             assert resp.status == 401
         bad = {"Authorization": "Bearer wrong"}
-        async with http.post(f"{url}/api/abort", headers=bad) as resp:
+        async with http.post(f"{url}/api/abort", json={}, headers=bad) as resp:
             assert resp.status == 401
         async with http.get(f"{url}/api/status") as resp:
             assert resp.status == 200  # reading needs no token
@@ -71,7 +78,7 @@ async def test_mutations_need_the_token(tmp_path) -> None:
         async with http.post(f"{url}/api/sequences", json=body, headers=good) as resp:
             assert resp.status == 201
             sid = (await resp.json())["id"]
-        async with http.post(f"{url}/api/sequences/{sid}/stop", headers=good) as resp:
+        async with http.post(f"{url}/api/sequences/{sid}/stop", json={}, headers=good) as resp:
             assert resp.status == 200
         assert daemon.state.log_db.sequence(sid)["state"] == "stopped"
 
@@ -83,6 +90,20 @@ async def test_obsctl_status_command(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "activity  idle" in out and "SAFE" in out and "camera" in out
+
+
+async def test_obsctl_status_reaches_a_daemon_bound_beyond_loopback(tmp_path, capsys) -> None:
+    """A wildcard bind is asked on loopback, with the configured token."""
+    port = free_port()
+    server = {"host": "0.0.0.0", "port": port}
+    config = daemon_config(tmp_path / "data", token="s3cret-token", server=server)
+    body = f'\n[server]\nhost = "0.0.0.0"\nport = {port}\ntoken = "s3cret-token"\n'
+    path = write_config(tmp_path, body)
+    async with running_daemon(config):
+        code = await asyncio.to_thread(cli_main, ["--config", str(path), "status"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "activity  idle" in captured.out
 
 
 def test_transparency_from_zero_points() -> None:

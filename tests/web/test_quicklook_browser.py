@@ -23,7 +23,7 @@ import pytest_asyncio
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Page
 
 from obsctl.daemon import Daemon
 from obsctl.store.datadir import DataDir
@@ -32,8 +32,6 @@ from ..daemon_helpers import daemon_config, running_daemon, standard_sequence
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "quicklook"
 PIPELINE = {
     "enabled": True,
@@ -56,6 +54,7 @@ class Session:
     page: Page
     errors: list[str]
     data_dir: Path
+    requests: list[str] = field(default_factory=list)  # the URLs the page asked for
     posted: asyncio.Task[None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -98,22 +97,6 @@ class Session:
         return path
 
 
-def require_chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def session(tmp_path_factory, browser) -> AsyncIterator[Session]:
     data_dir = tmp_path_factory.mktemp("quicklook") / "data"
@@ -123,11 +106,13 @@ async def session(tmp_path_factory, browser) -> AsyncIterator[Session]:
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
         try:
             reply = await page.goto(f"{daemon.api_url}/")
             assert reply is not None and reply.status == 200
             await page.wait_for_selector("body[data-ready]", timeout=15_000)
-            yield Session(daemon, page, errors, data_dir)
+            yield Session(daemon, page, errors, data_dir, requests)
         finally:
             await page.close()  # before the daemon stops: its end is no page error
 
@@ -187,6 +172,11 @@ async def test_new_frame_appears_live_with_its_sources(session: Session, capsys)
         expected = session.db(f"SELECT COUNT({key}) FROM frame_metrics")[0][0]
         assert await page.get_attribute(f"#trend-{key}", "data-points") == str(expected)
     assert await page.get_attribute("#trend-airmass", "data-points") == str(LIGHTS)
+
+    # The page asks for each frame's preview at the size the server made ahead.
+    made = (await page.evaluate("window.quicklook.info"))["preview_size_px"]
+    previews = [u for u in session.requests if "/preview.png" in u and "x0=" not in u]
+    assert len(previews) >= LIGHTS and all(f"size={made}" in u for u in previews)
 
     latencies = [s["latency_ms"] for s in shown]
     assert all(0 <= ms < 60_000 for ms in latencies)  # same machine clock: never negative

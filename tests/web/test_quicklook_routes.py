@@ -4,85 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from astropy.io import fits
-from astropy.table import Table
 from yarl import URL
 
 from obsctl.events import EventBus
-from obsctl.store.exposure_log import ExposureLog, ExposureRecord
-from obsctl.store.fitsfile import write_fits_atomic
+from obsctl.processing.display import STRETCHES
+from obsctl.store.exposure_log import ExposureLog
 from obsctl.web import QuickLook, add_quicklook
 from obsctl.web.frames import class_column, resolve_data_file
 
-NIGHT = "2026-01-01"
-SHAPE = (60, 90)  # ny, nx
-# Three stars at known pixels (0-based x, y) on a 1000 ADU sky.
-STARS = [(10.0, 12.0), (45.0, 30.0), (80.0, 50.0)]
-
-
-def wcs_header() -> fits.Header:
-    h = fits.Header()
-    h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
-    h["CRVAL1"], h["CRVAL2"] = 150.0, 30.0
-    h["CRPIX1"], h["CRPIX2"] = 45.5, 30.5
-    h["CD1_1"], h["CD1_2"], h["CD2_1"], h["CD2_2"] = -2.5e-4, 0.0, 0.0, 2.5e-4
-    return h
-
-
-def make_frame(data_dir: Path, log_db: ExposureLog, index: int, *, filt: str = "V") -> int:
-    rng = np.random.default_rng(index)
-    raw = rng.normal(1000.0, 5.0, SHAPE)
-    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    for x, y in STARS:
-        raw += 5000.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4.0)
-    rel = f"raw/{NIGHT}/frame_{index:03d}.fits"
-    header = wcs_header()
-    header["OBJECT"], header["FILTER"], header["EXPTIME"] = "Field", filt, 10.0
-    write_fits_atomic(data_dir / rel, np.round(raw).astype(np.uint16), header)
-    eid = log_db.add_exposure(
-        ExposureRecord(
-            night=NIGHT,
-            file_path=rel,
-            image_type="LIGHT",
-            exposure_s=10.0,
-            date_obs=f"{NIGHT}T22:00:{index:02d}",
-            mjd_start=61041.9 + index * 1e-3,
-            mjd_mid=61041.9 + index * 1e-3,
-            bin_x=1,
-            bin_y=1,
-            target="Field",
-            filter=filt,
-            airmass=1.1,
-        )
-    )
-    cal = f"reduced/{NIGHT}/frame_{index:03d}_cal.fits"
-    cat = f"reduced/{NIGHT}/frame_{index:03d}_cat.fits"
-    header["PHOTZP"] = (21.0, "[mag] zero point")
-    write_fits_atomic(data_dir / cal, (raw - 1000.0).astype(np.float32), header, durable=False)
-    Table({"x": [s[0] for s in STARS], "y": [s[1] for s in STARS]}).write(data_dir / cat)
-    log_db.execute(
-        "INSERT INTO processing (exposure_id, state, attempts, calibrated_path, catalog_path, "
-        "updated_utc) VALUES (?, 'done', 1, ?, ?, 'now')",
-        (eid, cal, cat),
-    )
-    log_db.execute(
-        "INSERT INTO frame_metrics (exposure_id, fwhm_arcsec, star_count, zero_point) "
-        "VALUES (?, 2.0, 3, 21.0)",
-        (eid,),
-    )
-    log_db.executemany(
-        "INSERT INTO measurements (exposure_id, x, y, mag, fwhm_px) VALUES (?, ?, ?, ?, 2.4)",
-        [(eid, x, y, 15.0 + i) for i, (x, y) in enumerate(STARS)],
-    )
-    return eid
+from .web_helpers import NIGHT, SHAPE, STARS, make_frame, png_size
 
 
 @pytest.fixture
@@ -99,11 +36,6 @@ async def site(tmp_path) -> AsyncIterator[tuple[TestClient, Path, ExposureLog, l
     finally:
         await client.close()
         log_db.close()
-
-
-def png_size(blob: bytes) -> tuple[int, int]:
-    assert blob[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", blob[16:24])
 
 
 async def test_frame_info_log_and_latest(site) -> None:
@@ -214,24 +146,97 @@ async def test_frame_files_only_from_the_data_directory(site, tmp_path) -> None:
     assert resolve_data_file(data_dir, f"raw/{NIGHT}/frame_001.fits") is not None
 
 
-async def test_new_frame_preview_is_made_ahead(tmp_path) -> None:
+async def test_one_clients_sizes_never_change_what_is_made_for_the_others(tmp_path) -> None:
     data_dir = tmp_path / "data"
     log_db = ExposureLog(data_dir / "obsctl.sqlite")
     events = EventBus()
     quicklook = QuickLook(log_db=log_db, data_dir=data_dir, events=events)
+    cache = quicklook.cache
     app = web.Application()
     add_quicklook(app, quicklook)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
-    try:
-        await asyncio.sleep(0.05)  # the watcher subscribes
-        eid = make_frame(data_dir, log_db, 1)
+
+    async def processed(index: int) -> tuple[int, Path]:
+        eid = make_frame(data_dir, log_db, index)
+        path = data_dir / f"reduced/{NIGHT}/frame_{index:03d}_cal.fits"
         events.publish("processed", exposure_id=eid, failed_stage=None)
         async with asyncio.timeout(10):
-            while not quicklook.cache._png:
+            while not all(cache.has_png(eid, path, cache.size_px, s) for s in STRETCHES):
                 await asyncio.sleep(0.01)
-        ((key, _),) = quicklook.cache._png.items()
-        assert key[0] == eid and key[-2:] == (quicklook.cache.last_size_px, "zscale")
+        return eid, path
+
+    try:
+        await asyncio.sleep(0.05)  # the watcher subscribes
+        info = await (await client.get("/api/quicklook/info")).json()
+        assert info["preview_size_px"] == cache.size_px
+        first, first_path = await processed(1)
+        # Another client asks for small previews in the other stretch, many sizes of them.
+        for size in range(64, 64 + 20):
+            url = f"/api/quicklook/frames/{first}/preview.png?size={size}&stretch=asinh"
+            assert (await client.get(url)).status == 200
+        # What the page asks for is still made, and the next frame is made at the same size.
+        assert all(cache.has_png(first, first_path, cache.size_px, s) for s in STRETCHES)
+        second, second_path = await processed(2)
+        assert not cache.has_png(second, second_path, 64, "asinh")
+        # A request without a size is served the shared preview.
+        reply = await client.get(f"/api/quicklook/frames/{second}/preview.png")
+        assert reply.status == 200 and reply.headers["X-Region"] == f"0,0,{SHAPE[1]},{SHAPE[0]}"
     finally:
         await client.close()
         log_db.close()
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+async def test_truncated_corrupt_or_missing_frames_are_clear_errors(site) -> None:
+    client, data_dir, _, ids = site
+    calibrated = data_dir / f"reduced/{NIGHT}/frame_001_cal.fits"
+    calibrated.write_bytes(calibrated.read_bytes()[: 2880 + 1000])  # the header and a bit
+    base = f"/api/quicklook/frames/{ids[0]}"
+    for path in (
+        "/preview.png",
+        "/preview.png?size=64&stretch=asinh",
+        "/preview.png?x0=10&y0=10&x1=20&y1=20",
+        "/pixel?x=45&y=30",
+    ):
+        reply = await client.get(base + path)
+        assert reply.status == 422, path
+        error = (await reply.json())["error"]
+        assert "frame_001_cal.fits" in error and "truncated" in error, path
+    info = await client.get(base)  # the header is whole: the frame's facts are shown
+    assert info.status == 200 and (await info.json())["shape"] == list(SHAPE)
+
+    calibrated.write_bytes(b"not a FITS file at all " * 200)
+    for path in ("", "/preview.png", "/pixel?x=1&y=1"):
+        reply = await client.get(base + path)
+        assert reply.status == 422, path
+        assert "not a readable FITS file" in (await reply.json())["error"], path
+
+    calibrated.unlink()  # the raw frame is shown instead; then it too is gone
+    (data_dir / f"raw/{NIGHT}/frame_001.fits").unlink()
+    for path in ("", "/preview.png", "/pixel?x=1&y=1"):
+        reply = await client.get(base + path)
+        assert reply.status == 404, path
+        assert "frame_001.fits: the file is not on disk" in (await reply.json())["error"], path
+
+
+async def test_the_log_is_paged(site) -> None:
+    client, data_dir, log_db, ids = site
+    ids += [make_frame(data_dir, log_db, index) for index in range(3, 8)]
+    rows, url, pages = [], f"/api/quicklook/log?night={NIGHT}&limit=3", 0
+    while url:
+        reply = await client.get(URL(url, encoded=True))
+        assert reply.status == 200
+        page = await reply.json()
+        assert len(page) <= 3
+        rows += page
+        pages += 1
+        url = reply.links.get("next", {}).get("url")
+        url = None if url is None else str(URL(str(url)).relative())
+    assert pages == 3 and [r["id"] for r in rows] == ids
+    whole = await (await client.get("/api/quicklook/log", params={"night": NIGHT})).json()
+    assert [r["id"] for r in whole] == ids  # fewer than the default limit: one page
+    for bad in ("0", "1001", "-1", "1.5", "1e3", "Infinity", "99999999999999999999999", "٣"):
+        reply = await client.get("/api/quicklook/log", params={"limit": bad})
+        assert reply.status == 400, bad
+        assert "limit" in (await reply.json())["error"]

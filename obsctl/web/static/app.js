@@ -34,6 +34,7 @@
     "exposure_s",
     "exposure_start",
     "safety_abort",
+    "paused_reason", // shown in the banner
   ]);
   const PALETTE = ["#4dd0e1", "#ffd54f", "#a1887f", "#90a4ae", "#f48fb1", "#aed581", "#7986cb"];
   const FILTER_COLOURS = { B: "#64b5f6", V: "#81c784", R: "#e57373", I: "#ba68c8", L: "#e0e0e0" };
@@ -68,18 +69,38 @@
     }
   }
 
+  async function httpError(reply, what) {
+    let message = reply.statusText;
+    try {
+      message = (await reply.json()).error || message;
+    } catch (_) {
+      /* not JSON */
+    }
+    return new HttpError(reply.status, what ? `${what}: ${message}` : message);
+  }
+
   async function api(path) {
     const reply = await fetch(path, { cache: "no-store" });
-    if (!reply.ok) {
-      let message = reply.statusText;
-      try {
-        message = (await reply.json()).error || message;
-      } catch (_) {
-        /* not JSON */
-      }
-      throw new HttpError(reply.status, `${path}: ${message}`);
-    }
+    if (!reply.ok) throw await httpError(reply, path);
     return reply.json();
+  }
+
+  // The URL of the next page of a listing, from its `Link: <url>; rel="next"` header.
+  function nextPage(link) {
+    const match = /<([^>]*)>\s*;\s*rel="?next"?/.exec(link || "");
+    return match ? match[1] : null;
+  }
+
+  // Every row of a paged listing: the server sends at most `limit` rows a reply.
+  async function apiAll(path) {
+    const rows = [];
+    for (let url = path; url; ) {
+      const reply = await fetch(url, { cache: "no-store" });
+      if (!reply.ok) throw await httpError(reply, path);
+      rows.push(...(await reply.json()));
+      url = nextPage(reply.headers.get("Link"));
+    }
+    return rows;
   }
 
   function debounce(fn, ms) {
@@ -97,6 +118,23 @@
   function fixed(v, digits) {
     return typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) : "";
   }
+
+  // Numbers as people read them: no binary rounding noise (0.30000000000000004), no more
+  // digits than the value has. Anything not a finite number is shown as it is.
+  const format = {
+    // Exposure times: milliseconds at most from 1 s up, three significant digits below.
+    seconds(v) {
+      if (typeof v !== "number" || !Number.isFinite(v)) return String(v ?? "");
+      return String(Math.abs(v) >= 1 ? Number(v.toFixed(3)) : Number(v.toPrecision(3)));
+    },
+    // Header values and other numbers: whole numbers in full, others to 12 significant
+    // digits (an MJD to the millisecond, a CD matrix to its last meaningful digit).
+    number(v) {
+      if (typeof v !== "number" || !Number.isFinite(v)) return String(v ?? "");
+      return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(12)));
+    },
+  };
+  window.ObsFormat = format;
 
   function classColour(name) {
     if (CLASS_COLOURS[name]) return CLASS_COLOURS[name];
@@ -119,12 +157,15 @@
     return [viewer.clientWidth, viewer.clientHeight];
   }
 
-  // The display image's longest side: the viewer's size in device pixels, in steps of 256
-  // so that every frame asks for the same size (the server makes it ahead at that size).
+  // The display image's longest side. The server makes each new frame's preview ahead at
+  // one size (info.preview_size_px): ask for that, unless it would be magnified 1.5 times
+  // or more, where a zoomed view fetches sharper tiles too (then the viewer's own size in
+  // device pixels, in steps of 256, so that every frame asks for the same size).
   function previewSize() {
     const [w, h] = canvasSize();
     const px = Math.max(w, h) * (window.devicePixelRatio || 1);
-    return Math.min(4096, Math.max(256, Math.ceil(px / 256) * 256));
+    const made = (state.info && state.info.preview_size_px) || 1024;
+    return px < 1.5 * made ? made : Math.min(4096, Math.ceil(px / 256) * 256);
   }
 
   function fitView(shape) {
@@ -234,11 +275,11 @@
 
   function renderHeader() {
     const f = state.frame;
-    const cards = f ? f.cards.map(([k, v, c]) => `<div title="${esc(c)}"><span class="key">${esc(k)}</span> <span class="mono">${esc(v)}</span></div>`) : [];
+    const cards = f ? f.cards.map(([k, v, c]) => `<div title="${esc(c)}"><span class="key">${esc(k)}</span> <span class="mono">${esc(format.number(v))}</span></div>`) : [];
     $("#header-cards").innerHTML = cards.join("");
     const e = f ? f.exposure : null;
     $("#frame-title").textContent = e
-      ? `#${e.id} ${e.target || ""} ${e.filter || ""} ${e.exposure_s}s ${(e.date_obs || "").slice(11, 19)} UT (${f.image})`
+      ? `#${e.id} ${e.target || ""} ${e.filter || ""} ${format.seconds(e.exposure_s)}s ${(e.date_obs || "").slice(11, 19)} UT (${f.image})`
       : "no frame yet";
     const links = [];
     if (f) {
@@ -251,15 +292,7 @@
 
   async function loadImage(url) {
     const reply = await fetch(url, { cache: "no-store" });
-    if (!reply.ok) {
-      let message = reply.statusText;
-      try {
-        message = (await reply.json()).error || message;
-      } catch (_) {
-        /* not JSON */
-      }
-      throw new HttpError(reply.status, message);
-    }
+    if (!reply.ok) throw await httpError(reply);
     const region = (reply.headers.get("X-Region") || "0,0,1,1").split(",").map(Number);
     const factor = Number(reply.headers.get("X-Factor") || 1);
     const bitmap = await createImageBitmap(await reply.blob());
@@ -471,13 +504,24 @@
   }
 
   function flat(value, prefix = "") {
-    if (value === null || typeof value !== "object") return [[prefix, esc(value)]];
+    if (value === null || typeof value !== "object") return [[prefix, esc(format.number(value))]];
     return Object.entries(value).flatMap(([k, v]) => flat(v, prefix ? `${prefix}.${k}` : k));
+  }
+
+  // Acquisition paused by the daemon (a storage failure...): said at the top of the page,
+  // whatever else is shown, until the activity no longer carries a reason.
+  function renderPaused(a) {
+    const reason = a.paused_reason;
+    const banner = $("#paused");
+    const paused = reason !== null && reason !== undefined && reason !== "";
+    banner.hidden = !paused;
+    banner.textContent = paused ? `acquisition paused: ${typeof reason === "string" ? reason : JSON.stringify(reason)}` : "";
   }
 
   function renderStatus(s) {
     const parts = [];
     const a = s.activity || {};
+    renderPaused(a);
     const safety = s.safety || {};
     const cam = (s.devices || {}).camera || {};
     const wheel = (s.devices || {}).filter_wheel;
@@ -487,7 +531,7 @@
         ["safety", `<span class="${safety.safe ? "good" : "bad"}">${safety.safe ? "SAFE" : "UNSAFE"}</span> <span class="muted">${esc(safety.reason)}</span>`],
         ["activity", esc(a.state)],
         ["sequence", a.sequence_id != null ? `${esc(a.sequence_name)} #${a.sequence_id}, step ${a.step_index + 1}, frame ${a.frame_index != null ? a.frame_index + 1 : "—"}` : "—"],
-        ["frame", a.image_type ? `${esc(a.image_type)} ${a.exposure_s ?? ""} s` : "—"],
+        ["frame", a.image_type ? `${esc(a.image_type)} ${esc(format.seconds(a.exposure_s))} s` : "—"],
         // Anything else the activity carries (a plan, its step...), as it comes.
         ...Object.entries(a)
           .filter(([k, v]) => !KNOWN_ACTIVITY.has(k) && v !== null && v !== undefined)
@@ -519,7 +563,9 @@
       );
     }
     const q = s.queue || {};
-    const seqs = (q.sequences || []).map((x) => `${esc(x.name)} (${esc(x.state)})`).join(", ") || "—";
+    const listed = q.sequences || [];
+    let seqs = listed.map((x) => `${esc(x.name)} (${esc(x.state)})`).join(", ") || "—";
+    if (q.sequences_total > listed.length) seqs += ` and ${q.sequences_total - listed.length} more`;
     const proc = q.processing ? Object.entries(q.processing).map(([k, v]) => `${esc(k)} ${v}`).join(", ") || "—" : "off";
     parts.push(dl([["queue", seqs], ["to store", esc(q.frames_to_store ?? 0)], ["pipeline", proc]]));
     // Whatever else the daemon reports (a running plan step, a schedule...), as it comes.
@@ -576,7 +622,7 @@
   }
 
   async function loadTrends() {
-    const rows = await api(`/api/metrics?night=${encodeURIComponent(state.night || "")}`);
+    const rows = await apiAll(`/api/metrics?night=${encodeURIComponent(state.night || "")}&limit=1000`);
     state.trends = new Map(rows.map((r) => [r.exposure_id, r]));
     drawTrends();
   }
@@ -587,7 +633,7 @@
     return (
       `<tr data-id="${r.id}" data-type="${esc(r.image_type)}" data-filter="${esc(r.filter ?? "")}">` +
       `<td class="num">${r.id}</td><td>${esc((r.date_obs || "").slice(11, 19))}</td><td>${esc(r.target ?? "")}</td>` +
-      `<td>${esc(r.image_type)}</td><td>${esc(r.filter ?? "")}</td><td class="num">${esc(r.exposure_s)}</td>` +
+      `<td>${esc(r.image_type)}</td><td>${esc(r.filter ?? "")}</td><td class="num">${esc(format.seconds(r.exposure_s))}</td>` +
       `<td class="num">${fixed(r.airmass, 3)}</td><td>${esc(r.status)}</td><td>${esc(r.processing ?? "")}</td>` +
       `<td class="num">${fixed(r.fwhm_arcsec, 2)}</td><td class="num">${esc(r.star_count ?? "")}</td><td class="num">${fixed(r.zero_point, 2)}</td></tr>`
     );
@@ -632,7 +678,7 @@
   }
 
   async function loadLog() {
-    state.log = await api(`/api/quicklook/log?night=${encodeURIComponent(state.night || "")}`);
+    state.log = await apiAll(`/api/quicklook/log?night=${encodeURIComponent(state.night || "")}&limit=1000`);
     renderLog();
   }
   const loadLogSoon = debounce(() => loadLog().catch((err) => console.warn(err.message)), 250);
