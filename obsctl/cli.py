@@ -622,6 +622,23 @@ async def _simulate(config: Config) -> int:
     return 0
 
 
+def _text(value: str) -> str:
+    """Return a text argument that the database is searched for or stores: UTF-8 only.
+
+    A shell passes bytes that are not UTF-8 as lone surrogates, which SQLite cannot take.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When the text is not UTF-8.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"not UTF-8 text: {value!r}") from None
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obsctl", description="Observatory-control daemon.")
     parser.add_argument(
@@ -647,8 +664,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default=None, help="daemon URL (default: from the config)")
     log_cmd = sub.add_parser("log", help="query the exposure log")
     log_cmd.add_argument("--night", help="night as YYYY-MM-DD")
-    log_cmd.add_argument("--target")
-    log_cmd.add_argument("--filter")
+    log_cmd.add_argument("--target", type=_text)
+    log_cmd.add_argument("--filter", type=_text)
     log_cmd.add_argument("--type", type=str.upper, choices=["LIGHT", "DARK", "BIAS", "FLAT"])
     log_cmd.add_argument("--limit", type=int, default=None, help="newest N only")
     log_cmd.add_argument("--csv", action="store_true", help="CSV with every column")
@@ -691,9 +708,12 @@ def _parser() -> argparse.ArgumentParser:
         "import", help="load a CSV/ECSV/FITS/VOTable extract (Gaia, APASS, ...)"
     )
     cat_import.add_argument("file", type=Path, help="the table file")
-    cat_import.add_argument("--name", default=None, help="catalog name (default: file name)")
+    cat_import.add_argument(
+        "--name", type=_text, default=None, help="catalog name (default: file name)"
+    )
     cat_import.add_argument(
         "--column",
+        type=_text,
         action="append",
         default=[],
         metavar="TABLE=FILE",
@@ -707,7 +727,7 @@ def _parser() -> argparse.ArgumentParser:
     cat_synth.add_argument("--radius", type=float, required=True, help="radius in degrees")
     cat_synth.add_argument("--seed", type=int, default=None, help="sky seed (default: config)")
     lc = sub.add_parser("lightcurve", help="print or write a monitored target's light curve")
-    lc.add_argument("target", help="monitored target name")
+    lc.add_argument("target", type=_text, help="monitored target name")
     lc.add_argument("--format", choices=("csv", "ecsv", "aavso"), default="csv")
     lc.add_argument("--out", type=Path, default=None, help="write to this file")
     lc.add_argument("--plot", type=Path, default=None, help="also write a PNG plot")

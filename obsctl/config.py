@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from datetime import date, datetime, time
@@ -32,6 +34,7 @@ from pydantic_core import ErrorDetails
 from obsctl.errors import ConfigError
 
 __all__ = [
+    "MAX_DOCUMENT_VALUES",
     "AlpacaDeviceConfig",
     "CalibrationConfig",
     "CommandSinkConfig",
@@ -61,6 +64,8 @@ __all__ = [
     "TelescopeConfig",
     "UsablePath",
     "WebhookSinkConfig",
+    "brief_repr",
+    "check_document_size",
     "default_config_path",
     "format_validation_error",
     "load_config",
@@ -73,6 +78,11 @@ SUPPORTED_VERSIONS = (1,)
 
 #: Largest clock speed of a simulation (simulated seconds per real second).
 MAX_SPEED = 100_000.0
+#: Most values (keys, list items, numbers, texts) in a configuration or plan document: far
+#: more than any real one holds, few enough to validate in well under a second.
+MAX_DOCUMENT_VALUES = 100_000
+#: Problems a validation message lists; it says how many more there are.
+MAX_PROBLEMS_SHOWN = 20
 
 _T = TypeVar("_T")
 
@@ -745,6 +755,29 @@ def default_config_path() -> Path:
 # Keys whose value selects one model of a discriminated union (a device's driver, an alert
 # sink's kind); pydantic puts that value in the error location, where it is no key.
 _TAG_KEYS = ("driver", "kind")
+#: A key written as it is in a key path; any other (a dot, a space, a newline) is quoted.
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")
+
+
+def brief_repr(value: object) -> str:
+    """Return ``repr(value)``, shortened when long: a message shows what was given, not all of it.
+
+    The repr escapes newlines and control characters, so the text stays on one line.
+    """
+    if isinstance(value, str) and len(value) > 50:
+        return f"{value[:40]!r}..., {len(value)} characters"
+    if isinstance(value, int) and value.bit_length() > 160:
+        # repr() itself refuses an integer of more than 4300 digits.
+        return f"an integer of about {round(value.bit_length() * math.log10(2))} digits"
+    if isinstance(value, list | tuple | dict):
+        return f"a {type(value).__name__} of {len(value)} item(s)"
+    text = repr(value)
+    return text if len(text) <= 50 else f"{text[:40]}..., {len(text)} characters"
+
+
+def _key(name: str) -> str:
+    """Return a key of a key path: bare when TOML would write it bare, else quoted."""
+    return name if _BARE_KEY.fullmatch(name) else brief_repr(name)
 
 
 def _format_location(loc: tuple[int | str, ...], data: object) -> str:
@@ -771,7 +804,7 @@ def _format_location(loc: tuple[int | str, ...], data: object) -> str:
         ):
             tag_seen = True  # a union's tag, not a key in the file
         else:
-            parts.append(("." if parts else "") + item)
+            parts.append(("." if parts else "") + _key(item))
             node = node.get(item) if isinstance(node, Mapping) else None
             tag_seen = False
     return "".join(parts) or "(top level)"
@@ -823,9 +856,7 @@ def _shown(err: ErrorDetails) -> str:
     value = err["ctx"]["tag"] if kind == "union_tag_invalid" else err["input"]
     if not isinstance(value, str | int | float | bool | date | datetime | time):
         return ""  # the table or list itself: its location says enough
-    if isinstance(value, str) and len(value) > 50:
-        return f" (got {value[:40]!r}..., {len(value)} characters)"
-    return f" (got {value!r})"
+    return f" (got {brief_repr(value)})"
 
 
 def format_validation_error(
@@ -844,11 +875,46 @@ def format_validation_error(
     what : str
         What the document is (``"configuration"``, ``"sequence"``, ``"plan"``).
     """
-    lines = [f"{path}: invalid {what} ({exc.error_count()} problem(s))"]
-    for err in exc.errors():
+    count = exc.error_count()
+    lines = [f"{path}: invalid {what} ({count} problem(s))"]
+    # The first problems only: a list of ten thousand wrong items is one mistake, and its
+    # message must fit on a screen (and in a request's reply).
+    for err in exc.errors()[:MAX_PROBLEMS_SHOWN]:
         where = _format_location(tuple(err["loc"]), data)
         lines.append(f"  {where}: {_expected(err)}{_shown(err)}")
+    if count > MAX_PROBLEMS_SHOWN:
+        lines.append(f"  ... and {count - MAX_PROBLEMS_SHOWN} more problem(s)")
     return "\n".join(lines)
+
+
+def check_document_size(data: object, *, limit: int, source: str | Path, what: str) -> None:
+    """Refuse a document of more than ``limit`` values before validating it.
+
+    Validation costs microseconds per value and holds the GIL throughout, so a megabyte of
+    JSON that is a list of half a million wrong items would stall the daemon for seconds.
+    Keys, list items and scalars count one each; the count stops at the limit.
+
+    Raises
+    ------
+    ConfigError
+        When the document holds more than ``limit`` values.
+    """
+    seen = 0
+    todo = [data]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            seen += len(node)
+            todo.extend(node.values())
+        elif isinstance(node, list | tuple):
+            seen += len(node)
+            todo.extend(node)
+        if seen > limit:
+            raise ConfigError(
+                f"{source}: the {what} holds more than {limit:,} values (keys, items, numbers "
+                "and texts); no real one is that large",
+                path=str(source),
+            )
 
 
 def parse_config(data: dict[str, Any], *, path: Path) -> Config:
@@ -875,9 +941,11 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
     # `type(...) is int`: TOML's true equals 1 and would pass as version 1.
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise ConfigError(
-            f"{path}: version: expected one of {list(SUPPORTED_VERSIONS)}, got {version!r}",
+            f"{path}: version: expected one of {list(SUPPORTED_VERSIONS)}, "
+            f"got {brief_repr(version)}",
             path=str(path),
         )
+    check_document_size(data, limit=MAX_DOCUMENT_VALUES, source=path, what="configuration")
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -890,8 +958,8 @@ def read_toml(file: Path) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        When the file cannot be read, is not UTF-8, or is not valid TOML (with line and column)
-        or nested too deeply to parse.
+        When the file cannot be read, is not UTF-8, or is not valid TOML (with line and column),
+        nested too deeply to parse, or holds an integer too long to read.
     """
     try:
         raw = file.read_bytes()
@@ -905,6 +973,11 @@ def read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: TOML syntax error: {exc}", path=str(file)) from exc
     except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
         raise ConfigError(f"{file}: TOML nested too deeply", path=str(file)) from exc
+    except ValueError as exc:  # int() refusing an integer of thousands of digits
+        raise ConfigError(
+            f"{file}: a number is too long to read (at most {sys.get_int_max_str_digits()} digits)",
+            path=str(file),
+        ) from exc
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -16,11 +16,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from obsctl.config import HeaderText, NotEmpty, format_validation_error, read_toml
+from obsctl.config import (
+    HeaderText,
+    NotEmpty,
+    check_document_size,
+    format_validation_error,
+    read_toml,
+)
 from obsctl.errors import ConfigError
 
 __all__ = [
     "MAX_EXPOSURE_S",
+    "MAX_SEQUENCE_VALUES",
     "MAX_STEPS",
     "ExposureStep",
     "Sequence",
@@ -36,6 +43,10 @@ ImageType = Literal["LIGHT", "DARK", "BIAS", "FLAT"]
 MAX_EXPOSURE_S = 86_400.0
 #: Most steps in one sequence.
 MAX_STEPS = 1000
+#: Most values (keys, items, numbers, texts) in a sequence document: a thousand steps with
+#: every field given hold 13 000. Requests' sequences are validated while the daemon runs
+#: (holding the GIL), so this stays well below `obsctl.config.MAX_DOCUMENT_VALUES`.
+MAX_SEQUENCE_VALUES = 20 * MAX_STEPS
 
 
 class _Model(BaseModel):
@@ -116,6 +127,7 @@ def parse_sequence(data: dict[str, Any], *, source: str = "<sequence>") -> Seque
     ConfigError
         Naming the source, the key path and what was expected.
     """
+    check_document_size(data, limit=MAX_SEQUENCE_VALUES, source=source, what="sequence")
     try:
         return Sequence.model_validate(data)
     except ValidationError as exc:

@@ -18,7 +18,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from obsctl.acquisition.sequence import MAX_EXPOSURE_S, MAX_STEPS, ExposureStep
-from obsctl.config import HeaderText, NotEmpty, format_validation_error, read_toml
+from obsctl.config import (
+    MAX_DOCUMENT_VALUES,
+    HeaderText,
+    NotEmpty,
+    brief_repr,
+    check_document_size,
+    format_validation_error,
+    read_toml,
+)
 from obsctl.errors import ConfigError
 
 __all__ = [
@@ -304,12 +312,19 @@ class Plan(_Model):
 
 
 def _target_label(data: dict[str, Any], index: int) -> str:
-    """Return ``targets[1] (M 13)`` for messages: the index and the name, when it has one."""
+    """Return ``targets[1] (M 13)`` for messages: the index and the name, when it has one.
+
+    A name that would break the line or run on (a newline, a control character, a hundred
+    characters) is shown quoted and shortened.
+    """
     targets = data.get("targets")
     name = None
     if isinstance(targets, list) and index < len(targets) and isinstance(targets[index], dict):
         name = targets[index].get("name")
-    return f"targets[{index}]" + (f" ({name})" if name else "")
+    if not isinstance(name, str) or not name:
+        return f"targets[{index}]"
+    plain = name.isprintable() and len(name) <= 50
+    return f"targets[{index}] ({name if plain else brief_repr(name)})"
 
 
 def parse_plan(data: dict[str, Any], *, source: str = "<plan>") -> Plan:
@@ -324,9 +339,11 @@ def parse_plan(data: dict[str, Any], *, source: str = "<plan>") -> Plan:
     # `type(...) is int`: TOML's true equals 1 and would pass as version 1.
     if type(version) is not int or version not in SUPPORTED_PLAN_VERSIONS:
         raise ConfigError(
-            f"{source}: version: expected one of {list(SUPPORTED_PLAN_VERSIONS)}, got {version!r}",
+            f"{source}: version: expected one of {list(SUPPORTED_PLAN_VERSIONS)}, "
+            f"got {brief_repr(version)}",
             path=source,
         )
+    check_document_size(data, limit=MAX_DOCUMENT_VALUES, source=source, what="plan")
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:

@@ -189,9 +189,11 @@ class _Access:
                 reply.headers.add("WWW-Authenticate", challenge)
             return reply
         if changes_state and request.content_type != "application/json":
-            given = request.headers.get("Content-Type", "none")
+            given = request.headers.get("Content-Type")
             return error_response(
-                415, f"a state-changing request needs Content-Type: application/json, got {given}"
+                415,
+                "a state-changing request needs Content-Type: application/json, got "
+                + ("none" if given is None else repr(given)),
             )
         return None
 

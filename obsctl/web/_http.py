@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "query_page",
     "read_json_body",
     "serialize_rows",
+    "server_logger",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,15 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     """Return ``{"error": message}`` with an HTTP error status."""
-    return json_response({"error": message}, status=status, headers=headers)
+    return web.Response(
+        body=_error_json(message), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error_json(message: str) -> bytes:
+    # Text a client sent undecodable (aiohttp keeps its bytes as lone surrogates) is written
+    # as escapes: JSON cannot carry it, and the error must still reach the client.
+    return _dumps({"error": message.encode("utf-8", "backslashreplace").decode("utf-8")})
 
 
 class BadRequestError(web.HTTPBadRequest):
@@ -75,14 +85,14 @@ class BadRequestError(web.HTTPBadRequest):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(text=_dumps({"error": message}).decode(), content_type="application/json")
+        super().__init__(text=_error_json(message).decode(), content_type="application/json")
 
 
 class NotFoundError(web.HTTPNotFound):
     """What a request names does not exist; the reply is a 404 with a JSON ``error``."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(text=_dumps({"error": message}).decode(), content_type="application/json")
+        super().__init__(text=_error_json(message).decode(), content_type="application/json")
 
 
 def path_id(request: web.Request, what: str) -> int:
@@ -118,6 +128,36 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal error (the daemon's log has the details)")
+
+
+class _MalformedRequests(logging.Filter):
+    """Log a request that is not valid HTTP as one warning line, without a traceback.
+
+    aiohttp's HTTP parser refuses such a request (no Host header, a header given twice, a
+    line too long) with a 400 before any route or middleware sees it, and logs the refusal
+    as an error with a traceback: any client could fill the daemon's log with them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.msg = "refused a malformed request from %s: %s"
+            record.args = (remote, " ".join(exc.message.split()))
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def server_logger() -> logging.Logger:
+    """Return the logger of the HTTP server (aiohttp's ``logger`` argument).
+
+    Malformed requests are logged on it as one warning line each (`_MalformedRequests`).
+    """
+    logger = logging.getLogger("obsctl.web.server")
+    if not any(isinstance(f, _MalformedRequests) for f in logger.filters):
+        logger.addFilter(_MalformedRequests())
+    return logger
 
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:

@@ -63,6 +63,7 @@ from obsctl.web._http import (
     query_page,
     read_json_body,
     serialize_rows,
+    server_logger,
 )
 
 __all__ = ["Observatory", "build_app", "start_api"]
@@ -419,6 +420,7 @@ async def start_api(state: Observatory) -> tuple[web.AppRunner, str]:
         build_app(state),
         handle_signals=False,
         access_log=None,
+        logger=server_logger(),
         handler_cancellation=True,
         shutdown_timeout=1.0,
     )

@@ -99,9 +99,10 @@ def resolve_data_file(data_dir: DataDir | Path, relative: str) -> Path | None:
     try:
         candidate = (base / relative).resolve()
         candidate.relative_to(base)
+        # is_file() too raises OSError: for a name too long for the file system.
+        if candidate.suffix.lower() not in FITS_SUFFIXES or not candidate.is_file():
+            return None
     except (ValueError, OSError, RuntimeError):  # outside, unreadable or a link loop
-        return None
-    if candidate.suffix.lower() not in FITS_SUFFIXES or not candidate.is_file():
         return None
     return candidate
 

@@ -100,6 +100,8 @@ class QuickLook:
 
 
 QUICKLOOK: web.AppKey[QuickLook] = web.AppKey("quicklook", QuickLook)
+#: The page's files (``static/``) by name.
+STATIC_FILES: web.AppKey[dict[str, Path]] = web.AppKey("static_files", dict)
 
 
 def _int(request: web.Request, name: str, default: int | None = None) -> int:
@@ -133,6 +135,15 @@ async def _frame(request: web.Request) -> tuple[QuickLook, int, dict[str, Any]]:
 
 async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(static_dir() / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    # Only the files shipped, looked up by name: aiohttp's static route answered a missing
+    # file with an empty 404 and a name too long for the file system with a 500.
+    path = request.app[STATIC_FILES].get(request.match_info["name"])
+    if path is None:
+        raise NotFoundError(f"no static file {request.match_info['name']!r}")
+    return web.FileResponse(path)
 
 
 async def _info(request: web.Request) -> web.Response:
@@ -318,7 +329,8 @@ def add_quicklook(app: web.Application, quicklook: QuickLook) -> None:
     """Serve the quick-look page and its data from ``app``."""
     app[QUICKLOOK] = quicklook
     app.router.add_get("/", _index)
-    app.router.add_static("/static/", static_dir(), name="static")
+    app[STATIC_FILES] = {p.name: p for p in static_dir().iterdir() if p.is_file()}
+    app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/quicklook/info", _info)
     app.router.add_get("/api/quicklook/log", _log)
     app.router.add_get("/api/quicklook/latest", _latest)

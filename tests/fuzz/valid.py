@@ -1,0 +1,183 @@
+"""Valid sequences, plans and configs for the fuzz suite (which crosses rooms, mirroring none).
+
+Each is drawn from its model's JSON schema (`documents.from_schema`), then completed with the
+rules between fields that no schema states: a LIGHT step needs an exposure and its sequence a
+target, a plan's targets take LIGHT frames only and fit a visit in a day, a serial device
+suits its role, ranges run low to high. `tests/fuzz/test_parsers.py` checks that every
+document drawn here is accepted, so these rules stay the models' own.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from hypothesis import strategies as st
+
+from obsctl.acquisition.sequence import Sequence
+from obsctl.config import Config
+from obsctl.night.plan import MAX_VISIT_S, NAMED_OBJECTS, Plan
+
+from .documents import from_schema
+
+__all__ = ["configs", "plans", "sequences"]
+
+Doc = dict[str, Any]
+
+
+def _ordered(doc: Doc, low: str, high: str, default_low: float, default_high: float) -> None:
+    """Make ``doc[low] <= doc[high]``, filling in the model's defaults to compare."""
+    a, b = doc.get(low), doc.get(high)
+    a, b = default_low if a is None else a, default_high if b is None else b
+    if a > b:
+        doc[low], doc[high] = b, a
+
+
+def _step(step: Doc, *, light: bool = False) -> Doc:
+    if light:
+        step["image_type"] = "LIGHT"
+    if step.get("image_type", "LIGHT") != "BIAS" and step.get("exposure_s", 0.0) <= 0:
+        step["exposure_s"] = 1.0
+    _ordered(step, "flat_min_exposure_s", "flat_max_exposure_s", 0.01, 60.0)
+    return step
+
+
+def _sequence(doc: Doc) -> Doc:
+    for step in doc["steps"]:
+        _step(step)
+    if doc.get("target") is None:
+        for step in doc["steps"]:
+            if step.get("image_type", "LIGHT") == "LIGHT":
+                step["image_type"] = "DARK"  # a calibration sequence, without a target
+    return doc
+
+
+def _target(target: Doc, index: int, names: set[str], night: Doc) -> Doc:
+    for step in target["steps"]:
+        _step(step, light=True)
+    if target.get("catalog") is not None:
+        # A name of the local catalog, in the spelling drawn (any spacing and case is taken).
+        known = sorted(NAMED_OBJECTS)
+        target["catalog"] = known[len(target["catalog"]) % len(known)].lower()
+        target.pop("ra_deg", None)
+        target.pop("dec_deg", None)
+    else:
+        target.pop("catalog", None)
+        for key in ("ra_deg", "dec_deg"):
+            if target.get(key) is None:
+                target[key] = 0.0
+    if target["name"] in names:
+        target["name"] = f"{target['name']}#{index}"[-200:]
+    names.add(target["name"])
+    constraints = target.get("constraints", {})
+    _ordered(constraints, "min_hour_angle_h", "max_hour_angle_h", -12, 12)
+    if constraints.get("min_hour_angle_h") == constraints.get("max_hour_angle_h") is not None:
+        constraints.pop("min_hour_angle_h")
+    if "windows" in constraints:
+        constraints["windows"] = [sorted(w) for w in constraints["windows"] if w[0] != w[1]]
+    repeat = target.get("repeat")
+    if repeat is not None and all(v is None for v in repeat.values()):
+        repeat["every_min"] = 60.0
+    per_frame = night.get("overhead_s", 20.0)
+    visit = night.get("slew_s", 60.0) + sum(
+        (s["exposure_s"] + per_frame) * s.get("count", 1) for s in target["steps"]
+    )
+    if visit > MAX_VISIT_S:  # one frame a step, of at most ten minutes, fits with any overhead
+        for step in target["steps"]:
+            step["count"] = 1
+            step["exposure_s"] = min(step["exposure_s"], 600.0)
+    return target
+
+
+def _plan(doc: Doc) -> Doc:
+    doc["version"] = 1
+    names: set[str] = set()
+    night = doc.get("night", {})
+    for i, target in enumerate(doc["targets"]):
+        _target(target, i, names, night)
+    flats = (doc.get("calibration") or {}).get("flats") or {}
+    _ordered(flats, "sun_alt_min_deg", "sun_alt_max_deg", -10.0, -1.0)
+    if flats.get("sun_alt_min_deg", -10.0) == flats.get("sun_alt_max_deg", -1.0):
+        flats["sun_alt_min_deg"] = flats.get("sun_alt_max_deg", -1.0) - 1.0
+    _ordered(flats, "min_exposure_s", "max_exposure_s", 0.01, 30.0)
+    return doc
+
+
+_SERIAL_ROLE = {"filter_wheel": "qhycfw", "mount": "lx200"}
+
+
+def _device(device: Doc | None, role: str) -> Doc | None:
+    if device is None:
+        return None
+    if device["driver"] == "serial" and role not in _SERIAL_ROLE:
+        device = {"driver": "alpaca", "address": ""}
+    if device["driver"] == "alpaca":
+        device["address"] = "127.0.0.1:1"  # nothing listens: commands fail fast
+    if device["driver"] == "serial":
+        device["protocol"] = _SERIAL_ROLE[role]
+        names = device.get("filter_names", [])
+        if role != "filter_wheel":
+            device.pop("filter_names", None)
+            device.pop("focus_offsets", None)
+        elif "focus_offsets" in device:
+            device["focus_offsets"] = (device["focus_offsets"] * len(names))[: len(names)]
+    return device
+
+
+def _config(doc: Doc) -> Doc:
+    doc["version"] = 1
+    devices = doc["devices"]
+    for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
+        if role in devices:
+            devices[role] = _device(devices[role], role)
+    simulated = any((d or {}).get("driver") == "simulator" for d in devices.values())
+    if simulated and doc.get("simulator") is None:
+        doc["simulator"] = {}
+    server = doc.get("server", {})
+    server["host"] = "127.0.0.1"  # loopback, where no token is required
+    token = server.get("token")
+    if token is not None and not (token.isascii() and token.isprintable() and token.strip()):
+        server["token"] = "t0ken"
+    if token is not None and " " in server["token"]:
+        server["token"] = server["token"].replace(" ", "")
+    if "allowed_hosts" in server:
+        server["allowed_hosts"] = ["obs.example.org", "192.0.2.10"]
+    pipeline = doc.get("pipeline", {})
+    if "stages" in pipeline:
+        pipeline["stages"] = list(dict.fromkeys(pipeline["stages"]))
+    for sink in doc.get("monitoring", {}).get("sinks", []):
+        if sink["kind"] == "webhook":
+            sink["url"] = "http://127.0.0.1:1/" + sink["url"]
+    simulator = doc.get("simulator") or {}
+    camera = simulator.get("camera", {})
+    _ordered(camera, "exposure_min_s", "exposure_max_s", 1e-5, 3600.0)
+    _ordered(camera, "gain_min", "gain_max", 0, 300)
+    _ordered(camera, "offset_min", "offset_max", 0, 100)
+    sky = simulator.get("sky", {})
+    _ordered(sky, "mag_bright", "mag_limit", 8.0, 19.5)
+    if sky.get("mag_bright", 8.0) == sky.get("mag_limit", 19.5):
+        sky["mag_bright"] = sky["mag_limit"] - 1
+    wheel = simulator.get("filter_wheel")
+    if wheel is not None:
+        names = wheel.setdefault("names", ["L", "B", "V", "R", "I"])
+        offsets = wheel.get("focus_offsets", [0, 35, 20, 10, -15]) or [0]
+        wheel["focus_offsets"] = (offsets * len(names))[: len(names)]
+    return doc
+
+
+@cache
+def sequences() -> st.SearchStrategy[Doc]:
+    """Return a strategy for valid sequence documents."""
+    return from_schema(Sequence.model_json_schema()).map(_sequence)
+
+
+@cache
+def plans() -> st.SearchStrategy[Doc]:
+    """Return a strategy for valid plan documents."""
+    return from_schema(Plan.model_json_schema()).map(_plan)
+
+
+@cache
+def configs() -> st.SearchStrategy[Doc]:
+    """Return a strategy for valid configuration documents."""
+    return from_schema(Config.model_json_schema()).map(_config)
