@@ -261,7 +261,8 @@ async def test_permanent_fault_skips_the_step_not_the_night(tmp_path) -> None:
 
 async def test_unsafe_aborts_parks_pauses_and_resumes(tmp_path) -> None:
     data = tmp_path / "data"
-    async with running_daemon(daemon_config(data)) as daemon:
+    config = daemon_config(data)
+    async with running_daemon(config) as daemon:
         obs = daemon.simulators.observatory
         sequence = standard_sequence(lights=3, exposure_s=30.0)
         sid = daemon.enqueue(sequence)
@@ -275,7 +276,7 @@ async def test_unsafe_aborts_parks_pauses_and_resumes(tmp_path) -> None:
         frames_when_unsafe = len(state.log_db.exposures())
         assert not obs.mount.tracking
         assert not state.supervisor.is_safe
-        await asyncio.sleep(0.5)  # 50 s of simulated time: nothing new may be exposed
+        await daemon.clock.sleep(50.0)  # a window in which nothing new may be exposed
         assert len(state.log_db.exposures()) == frames_when_unsafe
         obs.safety_monitor.set_safe(True)
         await wait_for(lambda: state.log_db.sequence(sid)["state"] == "done")
@@ -283,6 +284,31 @@ async def test_unsafe_aborts_parks_pauses_and_resumes(tmp_path) -> None:
     assert len(rows) == 10
     assert len({(r["step_index"], r["frame_index"]) for r in rows}) == 10
     print(f"\nunsafe -> park command: {1e3 * latency:.1f} ms")
+    # Typically a few ms. The bound is the sum of the deadlines the supervisor keeps on its
+    # own thread, so neither a loaded machine nor the daemon's loop (which serves these
+    # simulators) can pass it: a reading begun before the flip returns "safe" within
+    # read_timeout_s; the next begins within poll_s and says "unsafe" or, unanswered within
+    # read_timeout_s, counts as unsafe; stop-tracking returns within the mount's timeout_s,
+    # then the park is sent. Only a deadline not kept, a defect, takes longer.
+    safety = config.safety
+    bound = 2 * safety.read_timeout_s + safety.poll_s + config.devices.mount.timeout_s
+    assert latency < bound, f"{latency:.3f} s, bound {bound:.2f} s"
+
+
+async def test_a_refused_park_is_sent_again_while_unsafe(tmp_path) -> None:
+    """Found by bench/soak.py: one refused park command left the mount out all spell."""
+    data = tmp_path / "data"
+    async with running_daemon(daemon_config(data)) as daemon:
+        obs = daemon.simulators.observatory
+        state = daemon.state
+        sid = daemon.enqueue(standard_sequence(lights=1))
+        await wait_for(lambda: state.log_db.sequence(sid)["state"] == "done")
+        assert not obs.mount.at_park
+        refusal = Fault(kind="http500", members=frozenset({"park"}), count=1)
+        daemon.simulators.faults("telescope", 0).set(refusal)
+        obs.safety_monitor.set_safe(False)
+        await wait_for(lambda: obs.mount.at_park, timeout_s=10)
+        assert not state.supervisor.is_safe
 
 
 async def test_flats_reach_the_target_level(tmp_path) -> None:

@@ -2,10 +2,11 @@
 
 It polls the safety monitor on its own connection and deadline. When the monitor says unsafe,
 or does not answer within its deadline (device health), it aborts a running light or flat
-exposure (darks and biases may go on), stops tracking and parks the mount, and closes the
-gate that the sequencer passes before every light frame. The gate opens again once the
-monitor has said safe for ``resume_delay_s`` without a break. None of this waits for the
-sequencer, so a stuck sequencer or a download in flight cannot delay the park.
+exposure (darks and biases may go on), stops tracking and parks the mount (sending the park
+again at every reading until the mount accepts it), and closes the gate that the sequencer
+passes before every light frame. The gate opens again once the monitor has said safe for
+``resume_delay_s`` without a break. None of this waits for the sequencer, so a stuck
+sequencer or a download in flight cannot delay the park.
 
 In the daemon the supervisor runs on a thread and event loop of its own (`SupervisorThread`)
 with its own device connections, so that nothing on the daemon's event loop (a long request,
@@ -86,6 +87,8 @@ class SafetySupervisor:
         #: command was sent, for latency measurements.
         self.last_unsafe_detected: float | None = None
         self.last_park_sent: float | None = None
+        #: Failed attempts to park in this unsafe spell (0 once the mount accepted the park).
+        self._park_failures = 0
 
     async def wait_safe(self, image_type: str) -> None:
         """Return when frames of ``image_type`` may be taken (darks and biases always)."""
@@ -116,6 +119,10 @@ class SafetySupervisor:
             self._safe_since = None
             if self.is_safe or first:
                 await self._go_unsafe(reason)
+            elif self._park_failures:
+                # A refused or lost park command (a mount's passing fault) is sent again at
+                # every reading: one failure must not leave the mount out all spell.
+                await self._secure_mount()
         else:
             if self._safe_since is None:
                 self._safe_since = now
@@ -160,6 +167,7 @@ class SafetySupervisor:
         self._at_home(self._gate.clear)
         log.warning("UNSAFE: %s", reason)
         self._at_home(self.events.publish, "safety", safe=False, reason=reason)
+        self._park_failures = 0
         await asyncio.gather(self._abort_exposure(), self._secure_mount())
 
     async def _abort_exposure(self) -> None:
@@ -184,15 +192,21 @@ class SafetySupervisor:
         try:
             await self.ops.stop_tracking(mount)
         except DeviceError as exc:
-            log.error("could not stop tracking: %s", exc)  # parking stops it too
+            if not self._park_failures:
+                log.error("could not stop tracking: %s", exc)  # parking stops it too
         try:
             self.last_park_sent = time.monotonic()
             # Not waiting for the park to end: the next reading must not wait for it.
             await self.ops.park(mount, wait=False)
-            self._at_home(self.events.publish, "mount", action="park", reason=self.reason)
-            log.warning("mount parking")
         except DeviceError as exc:
-            log.error("could not park the mount: %s", exc)
+            if not self._park_failures:  # said once a spell, not at every reading
+                log.error("could not park the mount (trying again while unsafe): %s", exc)
+            self._park_failures += 1
+            return
+        self._at_home(self.events.publish, "mount", action="park", reason=self.reason)
+        tries = f" (after {self._park_failures + 1} tries)" if self._park_failures else ""
+        log.warning("mount parking%s", tries)
+        self._park_failures = 0
 
 
 #: Opens the supervisor's devices on its own loop, given the daemon's loop (which owns the

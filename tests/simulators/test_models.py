@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -76,13 +76,46 @@ async def test_camera_state_sequence() -> None:
     assert len(ascom_datetime(cam.last_exposure.start_time)) == 27
 
 
+class SteppedClock:
+    """Simulated time that moves only when the test advances it: no real time to wait for."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._moved = asyncio.Event()
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 25, 22, 0, tzinfo=UTC) + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    async def sleep(self, seconds: float) -> None:
+        end = self.seconds + max(0.0, seconds)
+        while self.seconds < end:
+            await self._moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+
 async def test_camera_percent_completed_grows() -> None:
-    cam = camera(speed=10.0)
+    clock = SteppedClock()
+    cam = CameraModel(
+        SimulatedCameraConfig(width_px=128, height_px=96),
+        SimulatedSkyConfig(),
+        focal_length_mm=800.0,
+        clock=clock,
+    )
+    cam.connected = True
     cam.start_exposure(2.0, True)
-    await asyncio.sleep(0.05)
-    first = cam.percent_completed
-    await asyncio.sleep(0.05)
-    assert 0.0 < first < cam.percent_completed <= 100.0
+    assert cam.percent_completed == 0.0
+    clock.advance(0.5)
+    assert cam.percent_completed == pytest.approx(25.0)
+    clock.advance(1.0)
+    assert cam.percent_completed == pytest.approx(75.0)
+    assert cam.state == CameraState.EXPOSING
     cam.abort_exposure()
 
 

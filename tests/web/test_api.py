@@ -15,7 +15,6 @@ from ..daemon_helpers import (
     free_port,
     running_daemon,
     standard_sequence,
-    wait_for,
     write_config,
 )
 
@@ -32,22 +31,34 @@ async def test_status_sequences_log_and_events(tmp_path) -> None:
         assert status["devices"]["camera"]["state"] == "IDLE"
 
         events: list[dict] = []
+        subscribed, finished = asyncio.Event(), asyncio.Event()
 
         async def listen() -> None:
             async with http.get(f"{url}/api/events") as resp:
                 async for line in resp.content:
-                    if line.startswith(b"data: "):
-                        events.append(json.loads(line[6:]))
+                    if line.startswith(b": connected"):  # sent once the stream is subscribed
+                        subscribed.set()
+                    elif line.startswith(b"data: "):
+                        event = json.loads(line[6:])
+                        events.append(event)
+                        if event["kind"] == "sequence" and event["state"] == "done":
+                            finished.set()
 
         listener = asyncio.create_task(listen())
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            await subscribed.wait()
         body = json.loads(standard_sequence(lights=1).model_dump_json())
         async with http.post(f"{url}/api/sequences", json=body) as resp:
             assert resp.status == 201
             sid = (await resp.json())["id"]
-        await wait_for(lambda: daemon.state.log_db.sequence(sid)["state"] == "done")
-        await wait_for(lambda: sum(e["kind"] == "frame" for e in events) == 6)
+        async with asyncio.timeout(30):
+            await finished.wait()
         listener.cancel()
+        done = next(e for e in events if e["kind"] == "sequence" and e["state"] == "done")
+        assert done["id"] == sid
+        # A sequence is done once its frames are stored: their events come before.
+        before = events[: events.index(done)]
+        assert sum(e["kind"] == "frame" for e in before) == 6
         assert any(e["kind"] == "activity" and e["state"] == "exposing" for e in events)
 
         async with http.get(f"{url}/api/exposures", params={"type": "dark"}) as resp:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from astropy.io import fits
 from yarl import URL
 
-from obsctl.events import EventBus
+from obsctl.events import Event, EventBus
 from obsctl.processing.display import STRETCHES
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.web import QuickLook, add_quicklook
 from obsctl.web.frames import class_column, resolve_data_file
+from obsctl.web.previews import PreviewCache
 
 from .web_helpers import NIGHT, SHAPE, STARS, make_frame, png_size
 
@@ -146,12 +148,38 @@ async def test_frame_files_only_from_the_data_directory(site, tmp_path) -> None:
     assert resolve_data_file(data_dir, f"raw/{NIGHT}/frame_001.fits") is not None
 
 
+class WatchedBus(EventBus):
+    """An event bus that says when someone subscribes (the preview watcher, at start-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscribed = asyncio.Event()
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event]]:
+        async with super().subscribe() as queue:
+            self.subscribed.set()
+            yield queue
+
+
+class WatchedCache(PreviewCache):
+    """A preview cache that hands on the id of each frame whose previews it made ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: asyncio.Queue[int] = asyncio.Queue()
+
+    async def make_ahead(self, exposure_id: int, path: Path) -> None:
+        await super().make_ahead(exposure_id, path)
+        self.made.put_nowait(exposure_id)
+
+
 async def test_one_clients_sizes_never_change_what_is_made_for_the_others(tmp_path) -> None:
     data_dir = tmp_path / "data"
     log_db = ExposureLog(data_dir / "obsctl.sqlite")
-    events = EventBus()
-    quicklook = QuickLook(log_db=log_db, data_dir=data_dir, events=events)
-    cache = quicklook.cache
+    events = WatchedBus()
+    cache = WatchedCache()
+    quicklook = QuickLook(log_db=log_db, data_dir=data_dir, events=events, cache=cache)
     app = web.Application()
     add_quicklook(app, quicklook)
     client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -162,12 +190,13 @@ async def test_one_clients_sizes_never_change_what_is_made_for_the_others(tmp_pa
         path = data_dir / f"reduced/{NIGHT}/frame_{index:03d}_cal.fits"
         events.publish("processed", exposure_id=eid, failed_stage=None)
         async with asyncio.timeout(10):
-            while not all(cache.has_png(eid, path, cache.size_px, s) for s in STRETCHES):
-                await asyncio.sleep(0.01)
+            assert await cache.made.get() == eid
+        assert all(cache.has_png(eid, path, cache.size_px, s) for s in STRETCHES)
         return eid, path
 
     try:
-        await asyncio.sleep(0.05)  # the watcher subscribes
+        async with asyncio.timeout(10):
+            await events.subscribed.wait()  # the preview watcher listens
         info = await (await client.get("/api/quicklook/info")).json()
         assert info["preview_size_px"] == cache.size_px
         first, first_path = await processed(1)
