@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from obsctl.clock import SystemClock, parse_night
-from obsctl.config import MAX_SPEED, Config, SimulatedSkyConfig, load_config
+from obsctl.config import MAX_SPEED, Config, SimulatedSkyConfig, load_config, offset_ports
 from obsctl.devices import DeviceSet, ExposureSettings
 from obsctl.errors import ConfigError, DeviceError, ObsctlError
 from obsctl.operations import Operations
@@ -36,6 +36,8 @@ T = TypeVar("T")
 _MAX_ROWS = 1_000_000_000
 #: Largest random seed (numpy takes 32-bit seeds for the simulated sky).
 _MAX_SEED = 2**32 - 1
+#: Real seconds the simulated clock of ``run --plan --speed N`` starts before the first dusk.
+_START_REAL_S = 3.0
 #: Most stars ``catalog import-synthetic`` generates at once (memory, not the sky, limits it).
 _MAX_SYNTHETIC_STARS = 5_000_000
 
@@ -165,7 +167,9 @@ async def _expose(config: Config, args: argparse.Namespace) -> int:
             exposure_s = args.exptime
             if image_type == "BIAS":
                 exposure_s = (await camera.info()).exposure_min_s
-            if devices.mount is not None:
+            # A dark or a bias needs neither the mount nor its position (issue 15): one
+            # taken while the mount is down must not fail.
+            if devices.mount is not None and light:
                 await devices.mount.connect()
                 mount_status = await devices.mount.status()
                 await devices.mount.disconnect()
@@ -229,8 +233,11 @@ async def _skip_reasons(daemon: Daemon) -> AsyncIterator[dict[int, list[str]]]:
             reasons.setdefault(event["id"], []).append(
                 f"step {event['step']} skipped: {event['reason']}"
             )
-        elif event["kind"] == "sequence" and event.get("reason"):
-            reasons.setdefault(event["id"], []).append(str(event["reason"]))
+        elif event["kind"] == "sequence":
+            # Every sequence this run worked on is listed: how it ended sets the exit code.
+            noted = reasons.setdefault(event["id"], [])
+            if event.get("reason"):
+                noted.append(str(event["reason"]))
 
     async def collect() -> None:
         await daemon.started.wait()
@@ -286,6 +293,21 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     from obsctl.acquisition.sequence import load_sequence
     from obsctl.daemon import Daemon
 
+    plan = args.plan if args.plan is not None else config.night.plan
+    if plan is not None:
+        if args.sequence or args.until_idle:
+            raise ConfigError(
+                "--plan: runs nights until stopped (--nights N: N nights); --sequence and "
+                "--until-idle do not go with it (post sequences to the control API)"
+            )
+        return await _run_plan(config, args, plan)
+    for option, value in (
+        ("--date", args.date),
+        ("--speed", args.speed),
+        ("--nights", args.nights),
+    ):
+        if value is not None:
+            raise ConfigError(f"{option}: goes with --plan (or [night] plan in the config)")
     sequences = [load_sequence(path) for path in args.sequence]
     daemon = Daemon(config)
 
@@ -296,11 +318,71 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         f"obsctl stopped: {daemon.frames_stored} frame(s) stored this run"
         + (f"; left to resume at the next start: {left}" if left else "")
     )
-    # Scripts run `obsctl run --sequence ... --until-idle` and read the exit code.
-    unfinished = _unfinished(config, daemon.given_ids, reasons)
+    # Scripts run `obsctl run --sequence ... --until-idle` and read the exit code: every
+    # sequence given or run (resumed from the last run, posted to the API) counts.
+    ran = list(dict.fromkeys([*daemon.given_ids, *reasons]))
+    unfinished = _unfinished(config, ran, reasons)
     for line in unfinished:
         sys.stderr.write(f"obsctl: {line}\n")
     return 1 if unfinished else 0
+
+
+def _night_lines(summary: Any) -> list[str]:
+    """Describe a night's summary: what it took, its failures, time lost, work left."""
+    visits = ", ".join(f"{n} {k}" for k, n in sorted(summary.visits.items()))
+    frames = ", ".join(f"{n} {k}" for k, n in sorted(summary.frames.items()))
+    lines = [
+        f"night {summary.night} done: visits: {visits or 'none'}; frames: {frames or 'none'}; "
+        f"{summary.failures} failure(s); {summary.time_lost_s / 60:.0f} min lost "
+        f"(weather {summary.unsafe_s / 60:.0f}, failed visits {summary.failed_visit_s / 60:.0f})"
+    ]
+    lines += [f"  incomplete: {item}" for item in summary.incomplete]
+    return lines
+
+
+async def _run_plan(config: Config, args: argparse.Namespace, plan_path: Path) -> int:
+    """``obsctl run --plan``: every night of the plan, until stopped or ``--nights`` are run."""
+    from obsctl.daemon import Daemon
+    from obsctl.night.campaign import Campaign, run_campaign
+    from obsctl.night.control import NightControl
+    from obsctl.night.timeline import night_clock, simulation_config
+
+    night = _night_arg(args.date, "--date") if args.date else None
+    if args.nights is not None:
+        _bounded(args.nights, "--nights", 1, 100_000)
+    night_config = config.night
+    control = NightControl.from_file(
+        plan_path, start_hooks=night_config.start_hooks, end_hooks=night_config.end_hooks
+    )
+    if args.speed is not None:
+        _bounded(args.speed, "--speed", 0, MAX_SPEED, above=True, unit=" (simulated s per s)")
+        # The clock starts before the first dusk by at least a few real seconds: the
+        # daemon's start (simulators, devices, ephemeris) must not make the night late.
+        lead_s = max(900.0, _START_REAL_S * args.speed)
+        clock, night = await asyncio.to_thread(
+            night_clock, config, control.plan, night, speed=args.speed, lead_s=lead_s
+        )
+        daemon = Daemon(simulation_config(config, args.speed), clock=clock)
+    else:
+        daemon = Daemon(config)  # the simulators' speed, else real time
+    _out(
+        f"plan {control.plan.name!r} ({plan_path}) night after night"
+        + (f", {args.nights} night(s)" if args.nights else "")
+        + f"; clock at {daemon.clock.now():%Y-%m-%d %H:%M} UTC"
+    )
+    campaign = Campaign(daemon, control, night=night, nights=args.nights)
+    async with _announced(daemon):
+        summaries = await run_campaign(campaign)
+    incomplete = False
+    for summary in summaries:
+        for line in _night_lines(summary):
+            _out(line)
+        incomplete |= bool(summary.incomplete)
+    for skipped, why in campaign.skipped:
+        _out(f"night {skipped} skipped: {why}")
+    _out(f"obsctl stopped: {len(summaries)} night(s) run, {daemon.frames_stored} frame(s) stored")
+    # Without --nights only a signal ends it: that is no failure (systemd's Restart=on-failure).
+    return 1 if args.nights is not None and (incomplete or campaign.skipped) else 0
 
 
 async def _status(config: Config, args: argparse.Namespace) -> int:
@@ -337,12 +419,56 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
         )
     )
     _out(f"safety    {'SAFE' if safety['safe'] else 'UNSAFE'} ({safety['reason']})")
+    for line in _plan_status(status.get("night")):
+        _out(line)
     for role, value in status["devices"].items():
         _out(f"{role:9s} {_format_status(value)}")
+    for role, health in (status.get("health") or {}).items():
+        _out(f"{'health':9s} {_format_health(role, health)}")
     queue = status["queue"]
     names = ", ".join(f"{q['name']} ({q['state']})" for q in queue["sequences"]) or "empty"
     _out(f"queue     {names}; frames waiting for disk: {queue['frames_to_store']}")
     return 0
+
+
+def _clock_time(iso: str | None) -> str:
+    """``2026-11-25 22:10:00 UTC`` for an ISO time (None: the empty text)."""
+    if not iso:
+        return ""
+    return f"{datetime.fromisoformat(iso).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _plan_status(night: dict[str, Any] | None) -> list[str]:
+    """Describe the plan being run: the runner's step and until when, a refused edit, ToOs."""
+    if not night:
+        return []
+    step = night.get("step") or {}
+    until = _clock_time(step.get("until"))
+    lines = [
+        f"plan      {night['plan']!r} night {step.get('night') or '-'}: "
+        f"{step.get('doing', '?')}" + (f" until {until}" if until else "")
+    ]
+    refused = night.get("refused_edit")
+    if refused:
+        lines.append(
+            f"plan      edit refused at {_clock_time(refused['time'])}, plan kept: "
+            f"{refused['reason']}"
+        )
+    for too in night.get("targets_of_opportunity") or []:
+        lines.append(
+            f"plan      target of opportunity {too['name']} (priority {too['priority']}, "
+            f"night {too['night']})"
+        )
+    return lines
+
+
+def _format_health(role: str, health: dict[str, Any]) -> str:
+    """``mount DOWN since ...: reason`` or ``camera connected`` (with its last error, if any)."""
+    since = _clock_time(health.get("since"))
+    error = health.get("last_error")
+    if health.get("connected"):
+        return f"{role} connected" + (f" (last error: {error})" if error else "")
+    return f"{role} DOWN" + (f" since {since}" if since else "") + f": {error or 'not connected'}"
 
 
 def _format_status(value: dict[str, object]) -> str:
@@ -502,9 +628,37 @@ def _check_synthetic_args(config: Config, args: argparse.Namespace) -> None:
         )
 
 
+async def _catalog_fetch(config: Config, args: argparse.Namespace) -> int:
+    """``catalog fetch``: every target field of a plan from a TAP provider (see obsctl.catalogs)."""
+    from obsctl.catalogs.prefetch import prefetch_plan
+    from obsctl.night.plan import load_plan
+
+    if args.margin_deg is not None and not 0.0 <= args.margin_deg <= 5.0:
+        raise ConfigError(f"--margin-deg {args.margin_deg}: expected 0 to 5 degrees")
+    plan = load_plan(args.plan)
+    report = await asyncio.to_thread(
+        prefetch_plan, config, plan, provider=args.provider, margin_deg=args.margin_deg
+    )
+    for cone in report.skipped:
+        _out(f"{cone.name}: already in the catalogue ({report.provider}), skipped")
+    for cone in report.fetched:
+        _out(f"{cone.name}: fetched from {report.provider} ({cone.radius_deg:.3f} deg cone)")
+    for cone, reason in report.failed:
+        _out(f"{cone.name}: failed: {reason}")
+    path = DataDir(config.data.directory).catalog_path
+    _out(
+        f"{len(report.fetched)} field(s) fetched ({report.stars} stars), "
+        f"{len(report.skipped)} already covered, {len(report.failed)} failed, "
+        f"{report.requeued} frame(s) queued again; catalogue {path}"
+    )
+    return 1 if report.failed else 0
+
+
 async def _catalog(config: Config, args: argparse.Namespace) -> int:
     from obsctl.store.refcat import RefCatalog
 
+    if args.catalog_command == "fetch":
+        return await _catalog_fetch(config, args)
     path = DataDir(config.data.directory).catalog_path
     with RefCatalog(path) as catalog:
         if args.catalog_command == "import":
@@ -591,25 +745,32 @@ async def _plan(config: Config, args: argparse.Namespace) -> int:
 
 async def _night(config: Config, args: argparse.Namespace) -> int:
     from obsctl.daemon import Daemon
-    from obsctl.night.plan import load_plan
+    from obsctl.night.control import NightControl
     from obsctl.night.runner import NightRunner, run_night
     from obsctl.night.timeline import night_clock, simulation_config
 
     _bounded(args.speed, "--speed", 0, MAX_SPEED, above=True, unit=" (simulated s per s)")
     night = _night_arg(args.date, "--date") if args.date else None
-    plan = load_plan(args.plan)
-    clock, night = await asyncio.to_thread(night_clock, config, plan, night, speed=args.speed)
+    night_config = config.night
+    control = NightControl.from_file(
+        args.plan, start_hooks=night_config.start_hooks, end_hooks=night_config.end_hooks
+    )
+    plan = control.plan
+    lead_s = max(900.0, _START_REAL_S * args.speed)  # the daemon's start must not be late
+    clock, night = await asyncio.to_thread(
+        night_clock, config, plan, night, speed=args.speed, lead_s=lead_s
+    )
     daemon = Daemon(simulation_config(config, args.speed), clock=clock)
     _out(f"night {night} of plan {plan.name!r}, clock at {clock.now():%Y-%m-%d %H:%M} UTC")
 
     async with _announced(daemon):
-        summary = await run_night(NightRunner(daemon, plan, night))
+        summary = await run_night(NightRunner(daemon, plan, night, control=control))
     for name, when in summary.events:
         _out(f"  {when:%H:%M:%S}  {name}")
-    visits = ", ".join(f"{n} {k}" for k, n in sorted(summary.visits.items()))
-    frames = ", ".join(f"{n} {k}" for k, n in sorted(summary.frames.items()))
-    _out(f"night {summary.night} done: visits: {visits or 'none'}; frames: {frames or 'none'}")
-    return 0
+    for line in _night_lines(summary):
+        _out(line)
+    # Scripts read the exit code: a target left failed or interrupted, darks not done.
+    return 1 if summary.incomplete else 0
 
 
 async def _simulate(config: Config) -> int:
@@ -649,6 +810,14 @@ def _parser() -> argparse.ArgumentParser:
         help="TOML config (default: the embedded simulated observatory)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="move the control API, the simulators and discovery (and the devices that use "
+        "the simulators) N ports off the config's, to run beside another obsctl",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help="serve the configured Alpaca simulators until Ctrl-C")
     run = sub.add_parser("run", help="run the daemon: sequencer, safety supervisor, control API")
@@ -660,6 +829,20 @@ def _parser() -> argparse.ArgumentParser:
         help="sequence TOML to queue at start (repeatable)",
     )
     run.add_argument("--until-idle", action="store_true", help="exit when no sequence is left")
+    run.add_argument(
+        "--plan",
+        type=Path,
+        default=None,
+        help="run every night of this plan TOML (default: [night] plan of the config)",
+    )
+    run.add_argument("--date", default=None, help="with --plan: the first night, YYYY-MM-DD")
+    run.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="with --plan: simulated seconds per real second (a simulated clock from dusk)",
+    )
+    run.add_argument("--nights", type=int, default=None, help="with --plan: stop after N nights")
     status = sub.add_parser("status", help="ask the running daemon what it is doing")
     status.add_argument("--url", default=None, help="daemon URL (default: from the config)")
     log_cmd = sub.add_parser("log", help="query the exposure log")
@@ -726,6 +909,22 @@ def _parser() -> argparse.ArgumentParser:
     cat_synth.add_argument("--dec", type=float, required=True, help="centre Dec in degrees")
     cat_synth.add_argument("--radius", type=float, required=True, help="radius in degrees")
     cat_synth.add_argument("--seed", type=int, default=None, help="sky seed (default: config)")
+    cat_fetch = catalog_sub.add_parser(
+        "fetch", help="fetch every target field of a plan from Gaia DR3, APASS or ATLAS (TAP)"
+    )
+    cat_fetch.add_argument("--plan", type=Path, required=True, help="night plan (TOML)")
+    cat_fetch.add_argument(
+        "--provider",
+        choices=("gaia", "apass", "atlas"),
+        default=None,
+        help="catalogue (default: [catalogs] provider)",
+    )
+    cat_fetch.add_argument(
+        "--margin-deg",
+        type=float,
+        default=None,
+        help="added to the camera field's half diagonal (default: [catalogs] margin_deg)",
+    )
     lc = sub.add_parser("lightcurve", help="print or write a monitored target's light curve")
     lc.add_argument("target", type=_text, help="monitored target name")
     lc.add_argument("--format", choices=("csv", "ecsv", "aavso"), default="csv")
@@ -770,7 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "alerts": lambda config: _alerts(config, args),
     }
     try:
-        config = load_config(args.config)
+        config = offset_ports(load_config(args.config), args.port_offset)
         return asyncio.run(commands[args.command](config))
     except ConfigError as exc:
         sys.stderr.write(f"obsctl: {exc}\n")

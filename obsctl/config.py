@@ -43,10 +43,12 @@ __all__ = [
     "DeviceConfig",
     "DevicesConfig",
     "HeaderText",
+    "HookConfig",
     "MonitoredTargetConfig",
     "MonitoringConfig",
     "NightConfig",
     "NotEmpty",
+    "NotificationsConfig",
     "PipelineConfig",
     "SafetyConfig",
     "SequencerConfig",
@@ -165,6 +167,11 @@ class AlpacaDeviceConfig(_Model):
     connect_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="deadline of connecting"
     )
+    equatorial_system: Literal["driver", "j2000", "topocentric"] = Field(
+        default="driver",
+        description="mount only: the coordinates it takes; driver: believe its "
+        "EquatorialSystem (0, other, is taken as J2000 with a warning)",
+    )
 
 
 class SimulatorDeviceConfig(_Model):
@@ -229,6 +236,12 @@ class DevicesConfig(_Model):
     def _serial_protocol_suits_role(self) -> DevicesConfig:
         for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
             cfg = getattr(self, role)
+            if (
+                role != "mount"
+                and isinstance(cfg, AlpacaDeviceConfig)
+                and "equatorial_system" in cfg.model_fields_set
+            ):
+                raise ValueError(f"devices.{role}: equatorial_system applies to a mount only")
             if isinstance(cfg, SerialDeviceConfig):
                 suits = _SERIAL_PROTOCOL_ROLES[cfg.protocol]
                 if suits != role:
@@ -327,6 +340,8 @@ class ServerConfig(_Model):
 
 
 StageName = Literal["calibrate", "photometry", "classify", "astrometry", "zeropoint"]
+#: Catalogue bands a filter can be calibrated in (`obsctl.store.refcat.BANDS`).
+BandName = Literal["U", "B", "V", "R", "I", "L", "u", "g", "r", "i", "z", "G", "BP", "RP"]
 FailureAction = Literal["abort", "skip", "mark"]
 _DEFAULT_ON_FAILURE: dict[StageName, FailureAction] = {
     "calibrate": "mark",  # no masters: measure the raw frame, flagged
@@ -438,6 +453,21 @@ class SequencerConfig(_Model):
         default="abort", description="what to do with a running exposure at shutdown"
     )
     park_at_shutdown: bool = True
+    reconnect_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="[s] first wait before connecting again a device that is down; doubles",
+    )
+    reconnect_max_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="[s] longest wait between reconnections"
+    )
+    recover_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="[s] a camera idle after AbortExposure, a mount stopped after AbortSlew",
+    )
 
 
 class SafetyConfig(_Model):
@@ -457,8 +487,29 @@ class SafetyConfig(_Model):
     park_when_unsafe: bool = True
 
 
+class HookConfig(_Model):
+    """A command run at the start or end of each night (no shell), with a deadline."""
+
+    command: Annotated[tuple[Annotated[str, AfterValidator(_no_nul)], ...], NotEmpty] = Field(
+        max_length=1000, description="the program and its arguments"
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="[real s] then it is killed"
+    )
+
+
 class NightConfig(_Model):
-    """Scheduled nights (``obsctl night``): what happens at the ends of the night."""
+    """Scheduled nights (``obsctl night``, ``obsctl run --plan``): the ends of each night."""
+
+    plan: UsablePath | None = Field(
+        default=None, description="``obsctl run`` runs this plan night after night"
+    )
+    start_hooks: tuple[HookConfig, ...] = Field(
+        default=(), max_length=100, description="run at dusk, before the cooler and flats"
+    )
+    end_hooks: tuple[HookConfig, ...] = Field(
+        default=(), max_length=100, description="run at dawn, after the park and warm-up"
+    )
 
     cooler_set_point_c: float | None = Field(
         default=None, ge=-60, le=40, description="cool the camera to this at dusk"
@@ -609,6 +660,10 @@ class SimulatedMountConfig(_Model):
     field_rotation_deg: float = Field(
         default=0.0, ge=-360, le=360, description="camera angle on the sky"
     )
+    equatorial_system: Literal["j2000", "topocentric"] = Field(
+        default="j2000",
+        description="the RA/Dec the Alpaca mount takes and reports: J2000 or of date (JNow)",
+    )
 
 
 class SerialSimulatorConfig(_Model):
@@ -621,6 +676,21 @@ class SerialSimulatorConfig(_Model):
     mount_tcp_port: int | None = Field(default=None, ge=0, le=65535, description="0: any")
     filter_wheel_tcp_port: int | None = Field(default=None, ge=0, le=65535, description="0: any")
     pty: bool = Field(default=True, description="also open pseudo-terminals")
+
+
+#: Deviations from the Alpaca spec that the simulators can reproduce, one flag each (what
+#: each does: `obsctl.simulators.quirks`).
+SimulatorQuirk = Literal[
+    "status_422",
+    "invalid_value_400",
+    "missing_device_200",
+    "unknown_member_404",
+    "action_not_implemented",
+    "com_error_numbers",
+    "transaction_id_zero",
+    "timestamp_utc_offset",
+    "equatorial_other",
+]
 
 
 class SimulatorConfig(_Model):
@@ -642,6 +712,11 @@ class SimulatorConfig(_Model):
     mount: SimulatedMountConfig = SimulatedMountConfig()
     safe: bool = True
     serial: SerialSimulatorConfig | None = None
+    quirks: tuple[SimulatorQuirk, ...] = Field(
+        default=(),
+        max_length=20,
+        description="deviations from the Alpaca spec that real servers show, to test against",
+    )
 
 
 class MonitoredTargetConfig(_Model):
@@ -718,6 +793,59 @@ class MonitoringConfig(_Model):
     sinks: tuple[AlertSinkConfig, ...] = Field(default=(), max_length=100)
 
 
+class NotificationsConfig(_Model):
+    """Operational notices sent to webhook and command sinks (`obsctl.notify`).
+
+    Unsafe and safe again, a device down and back, a night's start and its end with a
+    summary, a failed hook, a refused plan edit.
+    """
+
+    sinks: tuple[AlertSinkConfig, ...] = Field(default=(), max_length=100)
+    settle_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="[s] a condition back to normal is told once it held this long: "
+        "a device or the weather flapping within it is one notice",
+    )
+
+
+class CatalogsConfig(_Model):
+    """Reference catalogues fetched over TAP (`obsctl.catalogs`) into the local catalogue."""
+
+    provider: Literal["none", "gaia", "apass", "atlas"] = Field(
+        default="none",
+        description="prefetched by `obsctl night` when the pipeline reads the catalogue file; "
+        "none: only `obsctl catalog fetch --provider` and imports fill it",
+    )
+    margin_deg: float = Field(
+        default=0.1, ge=0, le=5, description="[deg] added to the field's half-diagonal"
+    )
+    mag_limit: float = Field(default=17.0, ge=0, le=25, description="[mag] faintest star kept")
+    bright_limit: float | None = Field(
+        default=None, ge=-2, le=25, description="[mag] brightest star kept"
+    )
+    timeout_s: float = Field(default=60.0, gt=0, le=3600, description="[s] per request")
+    max_rows: int = Field(
+        default=50_000, ge=10, le=10_000_000, description="MAXREC; a fuller cone is split"
+    )
+    gaia_url: Annotated[str, Field(min_length=8, max_length=300, pattern=r"^https?://")] = (
+        "https://gea.esac.esa.int/tap-server/tap"
+    )
+    vizier_url: Annotated[str, Field(min_length=8, max_length=300, pattern=r"^https?://")] = (
+        "https://tapvizier.cds.unistra.fr/TAPVizieR/tap"
+    )
+    bands: dict[Annotated[str, Field(min_length=1, max_length=68)], BandName] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="filter name -> catalogue band (U B V R I u g r i z G BP RP L), "
+        "over the built-in names",
+    )
+    width_px: int | None = Field(default=None, ge=16, le=100_000, description="sensor width")
+    height_px: int | None = Field(default=None, ge=16, le=100_000, description="sensor height")
+    pixel_size_um: float | None = Field(default=None, gt=0, le=100)
+
+
 class Config(_Model):
     """A whole observatory."""
 
@@ -734,6 +862,8 @@ class Config(_Model):
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    catalogs: CatalogsConfig = CatalogsConfig()
 
     @model_validator(mode="after")
     def _simulator_present_when_used(self) -> Config:
@@ -750,6 +880,84 @@ class Config(_Model):
 def default_config_path() -> Path:
     """Return the path of the embedded default, ``configs/simulated.toml``."""
     return Path(str(resources.files("obsctl.configs").joinpath("simulated.toml")))
+
+
+def offset_ports(config: Config, offset: int, *, option: str = "--port-offset") -> Config:
+    """Return ``config`` with its own ports moved by ``offset``, all together.
+
+    Moved: the control API (``[server] port``), the simulators' HTTP, discovery and serial
+    TCP ports, and every device address that points at those simulators (an Alpaca
+    ``host:port``, a serial ``socket://host:port``), so that a second obsctl runs beside the
+    first with one number. A port of 0 (any free one) stays 0; other devices stay where they
+    are.
+
+    Parameters
+    ----------
+    config : Config
+        The loaded configuration.
+    offset : int
+        Added to every port (may be negative).
+    option : str
+        The option's name, for the error.
+
+    Returns
+    -------
+    Config
+        The moved configuration.
+
+    Raises
+    ------
+    ConfigError
+        When a moved port leaves 1-65535.
+    """
+    if offset == 0:
+        return config
+    if not -65535 <= offset <= 65535:
+        raise ConfigError(
+            f"{option}: expected an offset from -65535 to 65535, got {brief_repr(offset)}"
+        )
+
+    def moved(port: int, what: str) -> int:
+        if port == 0:
+            return 0
+        new = port + offset
+        if not 1 <= new <= 65535:
+            raise ConfigError(f"{option} {offset}: moves {what} {port} to {new}, outside 1-65535")
+        return new
+
+    server = config.server.model_copy(update={"port": moved(config.server.port, "[server] port")})
+    sim = config.simulator
+    if sim is None:
+        return config.model_copy(update={"server": server})
+    # Addresses (host:port as written) of the simulators, old -> new.
+    addresses = {f"{sim.host}:{sim.port}": f"{sim.host}:{moved(sim.port, '[simulator] port')}"}
+    sim_update: dict[str, Any] = {"port": moved(sim.port, "[simulator] port")}
+    if sim.discovery_port is not None:
+        sim_update["discovery_port"] = moved(sim.discovery_port, "[simulator] discovery_port")
+    if sim.serial is not None:
+        serial_update: dict[str, Any] = {}
+        for key in ("mount_tcp_port", "filter_wheel_tcp_port"):
+            port = getattr(sim.serial, key)
+            if port is not None:
+                serial_update[key] = moved(port, f"[simulator.serial] {key}")
+                addresses[f"socket://{sim.host}:{port}"] = (
+                    f"socket://{sim.host}:{serial_update[key]}"
+                )
+        sim_update["serial"] = sim.serial.model_copy(update=serial_update)
+    devices_update: dict[str, Any] = {}
+    for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
+        device = getattr(config.devices, role)
+        if isinstance(device, AlpacaDeviceConfig) and device.address in addresses:
+            devices_update[role] = device.model_copy(update={"address": addresses[device.address]})
+        elif isinstance(device, SerialDeviceConfig) and device.url in addresses:
+            devices_update[role] = device.model_copy(update={"url": addresses[device.url]})
+    return config.model_copy(
+        update={
+            "server": server,
+            "simulator": sim.model_copy(update=sim_update),
+            "devices": config.devices.model_copy(update=devices_update),
+        }
+    )
 
 
 # Keys whose value selects one model of a discriminated union (a device's driver, an alert

@@ -18,10 +18,12 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.health import HealthBoard, Reconnector
 from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.safety import SafetySupervisor, SupervisorThread
 from obsctl.acquisition.sequence import Sequence
@@ -32,11 +34,19 @@ from obsctl.calibration.build import (
     kinds_affected,
 )
 from obsctl.calibration.masters import MasterKind
-from obsctl.clock import Clock, ScaledClock, SystemClock
+from obsctl.clock import Clock, ScaledClock, SystemClock, night_of, parse_night
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
-from obsctl.errors import DeviceError, DeviceNotConnectedError, ObsctlError, StorageError
+from obsctl.errors import (
+    DeviceError,
+    DeviceNotConnectedError,
+    ObsctlError,
+    ScheduleError,
+    StorageError,
+)
 from obsctl.events import EventBus
+from obsctl.malloc import limit_arenas
+from obsctl.notify import Notifier
 from obsctl.operations import Operations
 from obsctl.pipeline.runner import PipelineRunner
 from obsctl.pipeline.stages import build_stages, check_stages
@@ -45,6 +55,9 @@ from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.raw_store import RawStore, StoredFrame
 from obsctl.store.unstored import UnstoredFrames, temporary_folder
 from obsctl.store.writer import FrameWriter, recover_orphans
+
+if TYPE_CHECKING:
+    from obsctl.night.control import NightControl
 
 __all__ = ["Daemon"]
 
@@ -98,6 +111,10 @@ class Daemon:
         self.api_url: str | None = None
         #: The embedded simulators (their ``observatory`` and ``faults``), when started here.
         self.simulators: Any | None = None
+        #: The plan being run (``obsctl night``, ``obsctl run --plan``), set by its runner.
+        self.night_control: NightControl | None = None
+        #: Operational notices (`obsctl.notify`), while running.
+        self.notifier: Notifier | None = None
         self._stop = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[str] | None = None
@@ -177,6 +194,37 @@ class Daemon:
         self._wakeup.set()
         return True
 
+    def night_status(self) -> dict[str, Any] | None:
+        """Return the plan being run and its step (``/api/status``), None without a plan."""
+        return None if self.night_control is None else self.night_control.status()
+
+    def post_target(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Add a target of opportunity to the plan being run (``POST /api/too``).
+
+        It is scheduled like a plan target on the night in progress (the coming one by day)
+        and pre-empts the running visit when its priority is higher.
+
+        Raises
+        ------
+        ConfigError
+            When it is not a valid plan target.
+        ScheduleError
+            When no plan is being run, or its name is already in use.
+        """
+        control = self.night_control
+        if control is None:
+            raise ScheduleError(
+                "no plan is being run (obsctl run --plan, obsctl night): a target of "
+                "opportunity needs one"
+            )
+        night = control.step.get("night") or night_of(
+            self.clock.now(), self.config.site.longitude_deg
+        )
+        if control.step.get("doing") == "night done":  # the next night's runner is starting
+            night = (parse_night(night) + timedelta(days=1)).isoformat()
+        target = control.post_target(data, night)
+        return {"name": target.name, "priority": target.priority, "night": night}
+
     async def abort_exposure(self) -> None:
         """Abort the running exposure and mark the running sequence aborted."""
         state = self.running
@@ -197,17 +245,16 @@ class Daemon:
             except DeviceError as exc:
                 log.error("could not abort the exposure: %s", exc)
 
-    async def _connect_all(self, devices: DeviceSet) -> None:
-        for device in devices.all():
-            for attempt in range(self.config.sequencer.retries + 1):
-                try:
-                    await device.connect()
-                    break
-                except DeviceError as exc:
-                    if attempt == self.config.sequencer.retries:
-                        raise
-                    log.warning("connecting %s failed (%s); retrying", device.name, exc)
-                    await asyncio.sleep(1.0)
+    async def _connect_all(self, reconnector: Reconnector) -> None:
+        """Connect every device (``retries`` + 1 attempts each); never fails for a device.
+
+        A device that will not connect is marked down: what needs it waits while the
+        reconnector goes on trying, the rest runs (a camera down: everything waits). The
+        daemon does not exit because a device is down.
+        """
+        await reconnector.connect_all(attempts=self.config.sequencer.retries + 1, pause_s=1.0)
+        for role, reason in reconnector.board.down().items():
+            log.error("%s is down at start (%s); what needs it waits", role, reason)
 
     async def _run_queue(self, sequencer: Sequencer, until_idle: bool) -> None:
         log_db = self.running.log_db
@@ -257,6 +304,7 @@ class Daemon:
         """
         from obsctl.embedded import session
 
+        limit_arenas()  # before the daemon's threads start: see obsctl/malloc.py
         if self.config.pipeline.enabled:
             check_stages(self.config)  # a wrong model fails before anything moves
         self.data_dir.create()
@@ -303,9 +351,9 @@ class Daemon:
         sequences: Seq[Sequence],
         until_idle: bool,
     ) -> None:
-        await self._connect_all(devices)
         activity = Activity()
         events = EventBus()
+        health = HealthBoard(devices, events, self.clock)
         supervisor = SafetySupervisor(
             devices, self.config.safety, activity, self.clock, events, self.ops
         )
@@ -327,11 +375,17 @@ class Daemon:
             unstored=fallback,
         )
         writer.restore(kept)
-        self.state = RunningState(devices, log_db, activity, events, supervisor, writer)
+        self.state = RunningState(devices, log_db, activity, events, supervisor, writer, health)
         sequencer = Sequencer(
-            devices, self.config, log_db, writer, supervisor, activity, self.clock, events
+            devices, self.config, log_db, writer, supervisor, activity, self.clock, events, health
         )
-        tasks: list[asyncio.Task[Any]] = []
+        sequencer.wait_for_devices = not until_idle
+        # With the sequencer's procedures: a mount found slewing at start is recorded.
+        reconnector = Reconnector(health, sequencer.ops, self.config.sequencer, self.clock)
+        await self._connect_all(reconnector)
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(reconnector.run(), name="reconnect")]
+        self.notifier = notifier = Notifier(self.config.notifications, events, self.clock)
+        tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         api_runner = None
         try:
             writer.start()
@@ -355,6 +409,7 @@ class Daemon:
             else:
                 await self._shutdown_exposure(activity, devices)
         finally:
+            await notifier.flush()  # a night's summary, a device down: not lost
             for task in reversed(tasks):  # the queue first: no new exposure starts
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

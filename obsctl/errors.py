@@ -9,14 +9,19 @@ Every error obsctl raises on purpose derives from `ObsctlError`::
     │   ├── DeviceConnectionError
     │   ├── DeviceNotConnectedError
     │   ├── DeviceBusyError
+    │   │   └── DeviceParkedError
     │   ├── InvalidDeviceValueError
     │   │   └── FilterNotFoundError
     │   ├── DeviceNotImplementedError
+    │   ├── DeviceStateError
     │   └── ImageDownloadError
     ├── PipelineError
     │   └── StageError
     ├── ScheduleError
-    └── StorageError
+    ├── StorageError
+    └── CatalogError
+        ├── CatalogUnreachableError
+        └── CatalogOverflowError
 
 Built-in ``ValueError``/``TypeError`` are reserved for programming errors at API boundaries.
 """
@@ -24,12 +29,17 @@ Built-in ``ValueError``/``TypeError`` are reserved for programming errors at API
 from __future__ import annotations
 
 __all__ = [
+    "CatalogError",
+    "CatalogOverflowError",
+    "CatalogUnreachableError",
     "ConfigError",
     "DeviceBusyError",
     "DeviceConnectionError",
     "DeviceError",
     "DeviceNotConnectedError",
     "DeviceNotImplementedError",
+    "DeviceParkedError",
+    "DeviceStateError",
     "DeviceTimeoutError",
     "FilterNotFoundError",
     "ImageDownloadError",
@@ -101,18 +111,36 @@ class DeviceConnectionError(DeviceError):
 
 
 class DeviceNotConnectedError(DeviceError):
-    """The device reports that it is not connected (ASCOM 0x407). Call ``connect()`` again."""
+    """The device reports that it is not connected (ASCOM 0x407). Call ``connect()`` again.
+
+    Also raised by ``connect()`` when the server has no such device at all (its mandatory
+    ``Connected`` answers 0x400 or HTTP 404): the device may yet appear, so keep trying.
+    """
 
 
 class DeviceBusyError(DeviceError):
-    """The device refused an operation in its present state (ASCOM 0x40B, 0x408 parked).
+    """The device refused an operation in its present state.
+
+    ASCOM 0x40B InvalidOperation (also 0x40C from any member but ``Action``: servers send it
+    where 0x40B is meant), 0x409 slaved, 0x40E cancelled, 0x408 parked (`DeviceParkedError`),
+    HTTP 429.
 
     Wait for the running operation to end or change state, then retry.
     """
 
 
+class DeviceParkedError(DeviceBusyError):
+    """The mount refused an operation because it is parked (ASCOM 0x408).
+
+    Unlike another busy state, waiting does not end it: unpark first when the operation is
+    wanted (a slew), or leave the mount parked (safety) and skip what needs it.
+    """
+
+
 class InvalidDeviceValueError(DeviceError):
-    """The device rejected a value as out of range or malformed (ASCOM 0x401, HTTP 400).
+    """The device rejected a value or a request as out of range or malformed.
+
+    ASCOM 0x401 and 0x402, and any HTTP 4xx status (400, 422, ...) but 404/405/408/429.
 
     Retrying the same call will fail again: fix the request.
     """
@@ -128,6 +156,17 @@ class FilterNotFoundError(InvalidDeviceValueError):
 
 class DeviceNotImplementedError(DeviceError):
     """The device does not implement this member (ASCOM 0x400). Do without the feature."""
+
+
+class DeviceStateError(DeviceError):
+    """A device is in a state a failure left behind, and recovering it did not help.
+
+    A camera in state Error, an exposure still running after an abort, a mount still slewing
+    after AbortSlew: `obsctl.operations.Operations` tries to recover each (abort, wait,
+    reconnect) before the next use and raises this when the device stays in that state.
+    Also the type of the failure row that records a recovery. Treat it as a device failure:
+    retry later, reconnect.
+    """
 
 
 class ImageDownloadError(DeviceError):
@@ -165,4 +204,38 @@ class StorageError(ObsctlError):
     """The raw store or the exposure log cannot be opened or written.
 
     Nothing can be stored safely: stop acquiring and alert the operator.
+    """
+
+
+class CatalogError(ObsctlError):
+    """A reference-catalogue service gave no usable answer.
+
+    An HTTP error, a TAP error document or an unreadable VOTable.
+    Nothing is stored for that field; the frames that need it stay flagged and are processed
+    again once a later fetch succeeds. Print the message (one line naming the provider).
+
+    Parameters
+    ----------
+    message : str
+        What failed.
+    provider : str
+        The catalogue provider (``"gaia"``, ``"apass"``, ``"atlas"``).
+    """
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class CatalogUnreachableError(CatalogError):
+    """The service did not answer in time or could not be reached (no network).
+
+    Stop fetching for now: the next fields would wait for the same timeout.
+    """
+
+
+class CatalogOverflowError(CatalogError):
+    """The answer was truncated at the row limit (TAP ``QUERY_STATUS`` ``OVERFLOW``).
+
+    Split the cone into smaller ones, or lower the magnitude limit.
     """

@@ -5,11 +5,12 @@ and it streams server-sent events natively.
 
 | method | path | what |
 | --- | --- | --- |
-| GET | /api/status | activity, safety, devices, queue |
+| GET | /api/status | activity, safety, devices, health (connected, last error, since), queue |
 | GET | /api/sequences | sequences, their states and definitions (paged) |
 | POST | /api/sequences | queue a sequence (JSON body); 201 with its id |
 | POST | /api/sequences/{id}/stop | stop a pending or running sequence |
 | POST | /api/abort | abort the running exposure and its sequence |
+| POST | /api/too | a target of opportunity for the plan being run (a plan target, JSON); 201 |
 | GET | /api/exposures | the exposure log (``night``, ``target``, ``filter``, ``type``; paged) |
 | GET | /api/failures | recorded failures (paged) |
 | GET | /api/metrics | per-frame metrics: FWHM, background, zero point, transparency (paged) |
@@ -46,7 +47,7 @@ from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.sequence import Sequence, parse_sequence
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
-from obsctl.errors import ConfigError, DeviceError
+from obsctl.errors import ConfigError, DeviceError, ScheduleError
 from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
@@ -99,6 +100,14 @@ class Observatory(Protocol):
 
     async def abort_exposure(self) -> None:
         """Abort the running exposure and its sequence."""
+        ...
+
+    def night_status(self) -> dict[str, Any] | None:
+        """Return the plan being run and its step; None without a plan."""
+        ...
+
+    def post_target(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Add a target of opportunity; `ConfigError` or `ScheduleError` when refused."""
         ...
 
 
@@ -191,6 +200,10 @@ async def _status(request: web.Request) -> web.Response:
             "activity": running.activity.as_dict(),
             "safety": {"safe": safety.is_safe, "reason": safety.reason},
             "devices": await device_status(running.devices),
+            # Connected, last error and since when, per role: what waits for which device.
+            "health": None if running.health is None else running.health.as_dict(),
+            # The plan being run: what the night runner does between visits, until when.
+            "night": state.night_status(),
             "queue": {
                 "sequences": queued,
                 "sequences_total": in_queue,
@@ -241,6 +254,20 @@ async def _stop_sequence(request: web.Request) -> web.Response:
     if not await request.app[STATE].stop_sequence(sid):
         return error_response(404, f"no pending or running sequence {sid}")
     return json_response({"id": sid, "state": "stopped"})
+
+
+async def _add_target(request: web.Request) -> web.Response:
+    body = await read_json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object: a plan target with a priority")
+    try:
+        # On the loop, not in a thread: it publishes an event (the bus is not thread-safe).
+        added = request.app[STATE].post_target(body)
+    except ConfigError as exc:
+        raise BadRequestError(str(exc)) from None
+    except ScheduleError as exc:  # no plan runs, or the name is taken
+        return error_response(409, str(exc))
+    return json_response(added, status=201)
 
 
 async def _abort(request: web.Request) -> web.Response:
@@ -390,6 +417,7 @@ def build_app(state: Observatory) -> web.Application:
     app.router.add_post("/api/sequences", _add_sequence)
     app.router.add_post("/api/sequences/{id}/stop", _stop_sequence)
     app.router.add_post("/api/abort", _abort)
+    app.router.add_post("/api/too", _add_target)
     app.router.add_get("/api/exposures", _exposures)
     app.router.add_get("/api/failures", _failures)
     app.router.add_get("/api/metrics", _metrics)

@@ -57,9 +57,9 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
     Covers what pydantic writes for obsctl's models: objects (required and optional
     properties, ``additionalProperties`` maps), ``$ref``, ``anyOf``/``oneOf``, ``enum``,
-    ``const``, bounded integers and numbers, strings with lengths, ``date``, ``date-time`` and
-    ``path`` formats, arrays and fixed-length tuples. Dates come as `datetime.date` and
-    `datetime.datetime`, as tomllib gives them.
+    ``const``, bounded integers and numbers, strings with lengths and patterns, ``date``,
+    ``date-time`` and ``path`` formats, arrays and fixed-length tuples. Dates come as
+    `datetime.date` and `datetime.datetime`, as tomllib gives them.
     """
     defs: dict[str, Any] = schema.get("$defs", {})
     compiled: dict[str, st.SearchStrategy[Any]] = {}
@@ -133,6 +133,10 @@ def _string(s: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.dates(_FIRST.date(), _LAST.date())
     low = s.get("minLength", 0)
     high = min(s.get("maxLength", _MAX_TEXT), max(low, _MAX_TEXT))
+    if "pattern" in s:  # a URL's scheme and the like: text that matches, NUL left out
+        return st.from_regex(s["pattern"], alphabet=st.characters(codec="utf-8")).filter(
+            lambda text: low <= len(text) <= max(high, 200) and "\x00" not in text
+        )
     # Any Unicode but NUL, which no text field takes (the mutations bring it).
     letters = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
     return st.text(letters, min_size=low, max_size=high)

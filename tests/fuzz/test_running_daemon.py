@@ -71,7 +71,7 @@ OTHER_GETS = [
     "/api/events",
     "/{path}",
 ]
-POSTS = ["/api/sequences", "/api/sequences/{id}/stop", "/api/abort"]
+POSTS = ["/api/sequences", "/api/sequences/{id}/stop", "/api/abort", "/api/too"]
 QUERY_NAMES = [
     "limit",
     "offset",

@@ -113,6 +113,8 @@ def _device(device: Doc | None, role: str) -> Doc | None:
         device = {"driver": "alpaca", "address": ""}
     if device["driver"] == "alpaca":
         device["address"] = "127.0.0.1:1"  # nothing listens: commands fail fast
+        if role != "mount":
+            device.pop("equatorial_system", None)  # a mount's key only
     if device["driver"] == "serial":
         device["protocol"] = _SERIAL_ROLE[role]
         names = device.get("filter_names", [])
@@ -145,7 +147,10 @@ def _config(doc: Doc) -> Doc:
     pipeline = doc.get("pipeline", {})
     if "stages" in pipeline:
         pipeline["stages"] = list(dict.fromkeys(pipeline["stages"]))
-    for sink in doc.get("monitoring", {}).get("sinks", []):
+    sinks = doc.get("monitoring", {}).get("sinks", []) + doc.get("notifications", {}).get(
+        "sinks", []
+    )
+    for sink in sinks:
         if sink["kind"] == "webhook":
             sink["url"] = "http://127.0.0.1:1/" + sink["url"]
     simulator = doc.get("simulator") or {}
