@@ -73,6 +73,10 @@ def _alpaca(role: str, cfg: AlpacaDeviceConfig, ctx: _BuildContext) -> Any:
     }
     if role == "camera":
         kwargs["download_timeout_s"] = cfg.download_timeout_s
+    if role == "mount":
+        kwargs["equatorial_system"] = cfg.equatorial_system
+        if ctx.clock is not None:
+            kwargs["clock"] = ctx.clock
     return _ALPACA_CLASSES[role](role, ctx.client(cfg.address), cfg.device_number, **kwargs)
 
 

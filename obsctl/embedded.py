@@ -53,9 +53,16 @@ async def session(config: Config, *, clock: Clock | None = None) -> AsyncIterato
     """Yield the config's devices (built, not connected), with embedded simulators running.
 
     With ``[simulator] start = "auto"`` the Alpaca simulators start in this process unless
-    something already serves their port (for example ``obsctl simulate`` in another
-    terminal); ``"always"`` starts them regardless and ``"never"`` not at all. ``clock`` is
-    shared with the simulators so that simulated time agrees everywhere.
+    an obsctl simulator already serves their port (for example ``obsctl simulate`` in another
+    terminal; it is recognised by its management description); ``"always"`` starts them
+    regardless and ``"never"`` not at all. ``clock`` is shared with the simulators so that
+    simulated time agrees everywhere.
+
+    Raises
+    ------
+    ConfigError
+        With ``"auto"``, when something that is not an obsctl simulator holds the port; when
+        the simulators cannot bind their port.
     """
     from obsctl.drivers.registry import open_devices
 
@@ -66,7 +73,20 @@ async def session(config: Config, *, clock: Clock | None = None) -> AsyncIterato
         if sim is not None and sim.start != "never":
             busy = sim.start == "auto" and await port_in_use(sim.host, sim.port)
             if busy:
-                log.info("simulator port %s:%d is served already; using it", sim.host, sim.port)
+                from obsctl.simulators.observatory import foreign_server
+
+                other = await foreign_server(sim.host, sim.port)
+                if other is not None:
+                    raise ConfigError(
+                        f'[simulator] start = "auto": port {sim.host}:{sim.port} is served by '
+                        f"something that is not an obsctl simulator ({other}); stop it, or "
+                        "move obsctl off it with --port-offset N or [simulator] port"
+                    )
+                log.info(
+                    "simulator port %s:%d is served already; using it (an obsctl simulator)",
+                    sim.host,
+                    sim.port,
+                )
             else:
                 from obsctl.simulators.observatory import running_simulators
 

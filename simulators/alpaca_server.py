@@ -49,27 +49,34 @@ from numpy.typing import NDArray
 
 from obsctl.clock import Clock
 from obsctl.config import TelescopeConfig
+from obsctl.coords import j2000_to_jnow, jnow_to_j2000
 from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
 from obsctl.simulators.faults import Fault, FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
     INVALID_VALUE,
     NOT_IMPLEMENTED,
+    VALUE_NOT_SET,
     AscomError,
     ConnectableModel,
-    ascom_datetime,
 )
 from obsctl.simulators.mount_model import MountModel
+from obsctl.simulators.quirks import Quirks
 from obsctl.simulators.safety_model import SafetyMonitorModel
 
 if TYPE_CHECKING:
     from obsctl.simulators.observatory import SimulatedObservatory
 
-__all__ = ["AlpacaServer"]
+__all__ = ["MANUFACTURER", "SERVER_NAME", "AlpacaServer"]
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=ConnectableModel)
+
+#: ``ServerName`` in the management description: how obsctl recognises its own simulators.
+SERVER_NAME = "obsctl simulators"
+#: ``Manufacturer`` in the management description.
+MANUFACTURER = "obsctl"
 
 _IMAGEBYTES = "application/imagebytes"
 _IMAGEBYTES_HEADER = struct.Struct("<11i")
@@ -86,7 +93,19 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 
 
 class _BadRequest(Exception):
-    """A malformed request: HTTP 400 with the message as plain text."""
+    """A malformed request: HTTP 400 with the message as plain text.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    key : str or None
+        The parameter at fault, for the ``status_422`` quirk's JSON detail.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 # --- request parameters ----------------------------------------------------------------
@@ -108,7 +127,7 @@ class _Params:
         value = self.get(key)
         if value is None:
             how = " (PUT parameter names are case-sensitive)" if self._case_sensitive else ""
-            raise _BadRequest(f"missing parameter {key}{how}")
+            raise _BadRequest(f"missing parameter {key}{how}", key)
         return value
 
     def integer(self, key: str) -> int:
@@ -116,16 +135,16 @@ class _Params:
         try:
             return int(text.strip())
         except ValueError:
-            raise _BadRequest(f"parameter {key}={text!r} is not an integer") from None
+            raise _BadRequest(f"parameter {key}={text!r} is not an integer", key) from None
 
     def number(self, key: str) -> float:
         text = self.text(key)
         try:
             value = float(text.strip())
         except ValueError:
-            raise _BadRequest(f"parameter {key}={text!r} is not a number") from None
+            raise _BadRequest(f"parameter {key}={text!r} is not a number", key) from None
         if not math.isfinite(value):
-            raise _BadRequest(f"parameter {key}={text!r} is not a finite number")
+            raise _BadRequest(f"parameter {key}={text!r} is not a finite number", key)
         return value
 
     def boolean(self, key: str) -> bool:
@@ -134,7 +153,7 @@ class _Params:
             return True
         if text == "false":
             return False
-        raise _BadRequest(f"parameter {key}={text!r} is not True or False")
+        raise _BadRequest(f"parameter {key}={text!r} is not True or False", key)
 
     def transaction_id(self) -> int:
         text = self.get("ClientTransactionID")
@@ -175,7 +194,7 @@ def _const(value: object) -> _Member[Any]:
     return _Member(get=lambda _m, _p: value)
 
 
-def _camera_members(telescope: TelescopeConfig) -> dict[str, _Member[CameraModel]]:
+def _camera_members(telescope: TelescopeConfig, quirks: Quirks) -> dict[str, _Member[CameraModel]]:
     def start_exposure(c: CameraModel, p: _Params) -> None:
         duration = p.number("Duration")
         light = p.boolean("Light")
@@ -222,7 +241,7 @@ def _camera_members(telescope: TelescopeConfig) -> dict[str, _Member[CameraModel
         "ispulseguiding": _ni_property("IsPulseGuiding"),
         "lastexposureduration": _Member(get=lambda c, p: c.last_exposure.duration_s),
         "lastexposurestarttime": _Member(
-            get=lambda c, p: ascom_datetime(c.last_exposure.start_time)
+            get=lambda c, p: quirks.timestamp(c.last_exposure.start_time)
         ),
         "maxadu": _Member(get=lambda c, p: c.config.max_adu),
         "maxbinx": _Member(get=lambda c, p: c.config.max_bin),
@@ -287,15 +306,83 @@ async def _wait_slew(mount: MountModel) -> None:
         await asyncio.sleep(0.01)
 
 
-def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountModel]]:
+def _telescope_members(
+    telescope: TelescopeConfig, quirks: Quirks, *, topocentric: bool = False
+) -> dict[str, _Member[MountModel]]:
+    """Return the ITelescopeV4 members; ``topocentric``: RA/Dec on the wire are of date.
+
+    The model works in J2000; a topocentric mount converts at this boundary, as a real one
+    converts for its motors.
+    """
     aperture_m = telescope.aperture_mm / 1000.0
+    system = 0 if "equatorial_other" in quirks else (1 if topocentric else 2)
+    # The target of a topocentric mount, as sent (JNow RA hours, Dec degrees).
+    wire_target: dict[str, float] = {}
+
+    def to_wire(m: MountModel, ra_deg: float, dec_deg: float) -> tuple[float, float]:
+        return j2000_to_jnow(ra_deg, dec_deg, m.utc_now) if topocentric else (ra_deg, dec_deg)
+
+    def from_wire(m: MountModel, ra_h: float, dec_deg: float) -> tuple[float, float]:
+        """J2000 degrees of wire coordinates, range-checked as sent (not after converting)."""
+        if not topocentric:
+            return ra_h * 15.0, dec_deg
+        if not (0.0 <= ra_h < 24.0 and -90.0 <= dec_deg <= 90.0):
+            raise AscomError(INVALID_VALUE, f"RA {ra_h} h / Dec {dec_deg} deg out of range")
+        return jnow_to_j2000(ra_h * 15.0, dec_deg, m.utc_now)
+
+    def wire_pointing(m: MountModel) -> tuple[float, float]:
+        pointing = m.pointing()
+        ra_deg, dec_deg = to_wire(m, pointing.ra_deg, pointing.dec_deg)
+        return ra_deg / 15.0, dec_deg
+
+    def radec_params(m: MountModel, p: _Params) -> tuple[float, float]:
+        return from_wire(m, p.number("RightAscension"), p.number("Declination"))
+
+    def target_of(m: MountModel) -> tuple[float, float]:
+        if "ra" not in wire_target or "dec" not in wire_target:
+            raise AscomError(VALUE_NOT_SET, "the target has not been set")
+        return from_wire(m, wire_target["ra"], wire_target["dec"])
+
+    def get_target(key: str, model_value: Callable[[MountModel], float]) -> Any:
+        def get(m: MountModel, _p: _Params) -> float:
+            if not topocentric:
+                return model_value(m)
+            if key not in wire_target:
+                raise AscomError(VALUE_NOT_SET, f"the target {key} has not been set")
+            return wire_target[key]
+
+        return get
+
+    def set_target_ra(m: MountModel, p: _Params) -> None:
+        ra_h = p.number("TargetRightAscension")
+        if not topocentric:
+            m.set_target_ra_deg(ra_h * 15.0)
+        elif not 0.0 <= ra_h < 24.0:
+            raise AscomError(INVALID_VALUE, f"TargetRightAscension {ra_h} out of range")
+        else:
+            wire_target["ra"] = ra_h
+
+    def set_target_dec(m: MountModel, p: _Params) -> None:
+        dec = p.number("TargetDeclination")
+        if not topocentric:
+            m.set_target_dec_deg(dec)
+        elif not -90.0 <= dec <= 90.0:
+            raise AscomError(INVALID_VALUE, f"TargetDeclination {dec} out of range")
+        else:
+            wire_target["dec"] = dec
+
+    def slew_target(m: MountModel) -> None:
+        if topocentric:
+            m.slew_to_radec(*target_of(m))
+        else:
+            m.slew_to_target()
 
     def set_tracking_rate(_m: MountModel, p: _Params) -> None:
         if p.integer("TrackingRate") != 0:
             raise AscomError(INVALID_VALUE, "only sidereal tracking (0) is supported")
 
     def slew_radec(m: MountModel, p: _Params) -> None:
-        m.slew_to_radec(p.number("RightAscension") * 15.0, p.number("Declination"))
+        m.slew_to_radec(*radec_params(m, p))
 
     def slew_altaz(m: MountModel, p: _Params) -> None:
         m.slew_to_altaz(p.number("Altitude"), p.number("Azimuth"))
@@ -309,12 +396,11 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
         await _wait_slew(m)
 
     async def slew_target_sync(m: MountModel, _p: _Params) -> None:
-        m.slew_to_target()
+        slew_target(m)
         await _wait_slew(m)
 
     def destination(m: MountModel, p: _Params) -> int:
-        ra = p.number("RightAscension") * 15.0
-        return int(m.destination_side_of_pier(ra, p.number("Declination")))
+        return int(m.destination_side_of_pier(*radec_params(m, p)))
 
     def axis_rates(_m: MountModel, p: _Params) -> list[object]:
         _axis(p)
@@ -325,7 +411,10 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
         return False
 
     def sync_target(m: MountModel, _p: _Params) -> None:
-        m.sync_to_radec(m.target_ra_deg, m.target_dec_deg)
+        if topocentric:
+            m.sync_to_radec(*target_of(m))
+        else:
+            m.sync_to_radec(m.target_ra_deg, m.target_dec_deg)
 
     return {
         "alignmentmode": _const(2),  # algGermanPolar
@@ -353,7 +442,7 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
         "cansync": _const(True),
         "cansyncaltaz": _const(False),
         "canunpark": _const(True),
-        "declination": _Member(get=lambda m, p: m.pointing().dec_deg),
+        "declination": _Member(get=lambda m, p: wire_pointing(m)[1]),
         "declinationrate": _Member(
             get=lambda m, p: 0.0, put=_not_implemented("DeclinationRate write")
         ),
@@ -361,12 +450,12 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
         "doesrefraction": _Member(
             get=lambda m, p: False, put=_not_implemented("DoesRefraction write")
         ),
-        "equatorialsystem": _const(2),  # equJ2000
+        "equatorialsystem": _const(system),  # equTopocentric 1, equJ2000 2
         "focallength": _const(telescope.focal_length_mm / 1000.0),
         "guideratedeclination": _ni_property("GuideRateDeclination", writable=True),
         "guideraterightascension": _ni_property("GuideRateRightAscension", writable=True),
         "ispulseguiding": _const(False),
-        "rightascension": _Member(get=lambda m, p: m.pointing().ra_deg / 15.0),
+        "rightascension": _Member(get=lambda m, p: wire_pointing(m)[0]),
         "rightascensionrate": _Member(
             get=lambda m, p: 0.0, put=_not_implemented("RightAscensionRate write")
         ),
@@ -388,12 +477,10 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
             get=lambda m, p: round(m.config.settle_s), put=_not_implemented("SlewSettleTime write")
         ),
         "targetdeclination": _Member(
-            get=lambda m, p: m.target_dec_deg,
-            put=lambda m, p: m.set_target_dec_deg(p.number("TargetDeclination")),
+            get=get_target("dec", lambda m: m.target_dec_deg), put=set_target_dec
         ),
         "targetrightascension": _Member(
-            get=lambda m, p: m.target_ra_deg / 15.0,
-            put=lambda m, p: m.set_target_ra_deg(p.number("TargetRightAscension") * 15.0),
+            get=get_target("ra", lambda m: m.target_ra_deg / 15.0), put=set_target_ra
         ),
         "tracking": _Member(
             get=lambda m, p: m.tracking, put=lambda m, p: m.set_tracking(p.boolean("Tracking"))
@@ -401,7 +488,8 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
         "trackingrate": _Member(get=lambda m, p: 0, put=set_tracking_rate),  # driveSidereal
         "trackingrates": _const([0]),
         "utcdate": _Member(
-            get=lambda m, p: ascom_datetime(m.utc_now) + "Z", put=_not_implemented("UTCDate write")
+            get=lambda m, p: quirks.timestamp(m.utc_now, zone_suffix="Z"),
+            put=_not_implemented("UTCDate write"),
         ),
         "abortslew": _Member(put=lambda m, p: m.abort_slew()),
         "findhome": _ni_method("FindHome"),
@@ -414,13 +502,9 @@ def _telescope_members(telescope: TelescopeConfig) -> dict[str, _Member[MountMod
         "slewtocoordinates": _Member(put=slew_radec_sync),
         "slewtocoordinatesasync": _Member(put=slew_radec),
         "slewtotarget": _Member(put=slew_target_sync),
-        "slewtotargetasync": _Member(put=lambda m, p: m.slew_to_target()),
+        "slewtotargetasync": _Member(put=lambda m, p: slew_target(m)),
         "synctoaltaz": _ni_method("SyncToAltAz"),
-        "synctocoordinates": _Member(
-            put=lambda m, p: m.sync_to_radec(
-                p.number("RightAscension") * 15.0, p.number("Declination")
-            )
-        ),
+        "synctocoordinates": _Member(put=lambda m, p: m.sync_to_radec(*radec_params(m, p))),
         "synctotarget": _Member(put=sync_target),
         "unpark": _Member(put=lambda m, p: m.unpark()),
     }
@@ -511,7 +595,12 @@ _COMMON_UNCONNECTED = frozenset(
 )
 
 
-def _common_members(device: _Device[Any]) -> dict[str, _Member[Any]]:
+#: Members ASCOM Platform 7 added to every interface; the ``unknown_member_404`` quirk
+#: plays a server that predates them.
+_PLATFORM7_MEMBERS = frozenset({"connect", "disconnect", "connecting", "devicestate"})
+
+
+def _common_members(device: _Device[Any], quirks: Quirks) -> dict[str, _Member[Any]]:
     def set_connected(model: ConnectableModel, p: _Params) -> None:
         model.connected = p.boolean("Connected")
         log.info("%s %s", device.name, "connected" if model.connected else "disconnected")
@@ -531,7 +620,7 @@ def _common_members(device: _Device[Any]) -> dict[str, _Member[Any]]:
                 values.append({"Name": state_name, "Value": getter(device.model, p)})
             except AscomError:
                 continue  # ASCOM: omit what cannot be read
-        values.append({"Name": "TimeStamp", "Value": ascom_datetime(device.clock.now())})
+        values.append({"Name": "TimeStamp", "Value": quirks.timestamp(device.clock.now())})
         return values
 
     unconnected = {
@@ -625,6 +714,12 @@ class AlpacaServer:
         TCP port; 0 picks a free one (see `port` after `start`).
     server_name : str
         ``ServerName`` in the management description.
+    quirks : Quirks or None
+        Deviations from the spec to show; None takes them from the observatory's
+        ``[simulator] quirks``.
+    topocentric : bool or None
+        Whether the mount takes RA/Dec of date; None takes it from the observatory's
+        ``[simulator.mount] equatorial_system``.
     """
 
     def __init__(
@@ -633,12 +728,26 @@ class AlpacaServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        server_name: str = "obsctl simulators",
+        server_name: str = SERVER_NAME,
+        quirks: Quirks | None = None,
+        topocentric: bool | None = None,
     ) -> None:
         self.observatory = observatory
         self.host = host
         self._requested_port = port
         self.server_name = server_name
+        self.quirks = (
+            quirks
+            if quirks is not None
+            else Quirks.from_config(observatory.config, observatory.site)
+        )
+        self.topocentric = (
+            topocentric
+            if topocentric is not None
+            else observatory.config.mount.equatorial_system == "topocentric"
+        )
+        if self.quirks.flags:
+            log.info("alpaca simulators with quirks: %s", ", ".join(sorted(self.quirks.flags)))
         self._transaction = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -681,7 +790,7 @@ class AlpacaServer:
         )
         key = (device.device_type, device.number)
         self._devices[key] = device
-        self._common[key] = _common_members(device)
+        self._common[key] = _common_members(device, self.quirks)
 
     def _build_devices(self) -> None:
         obs = self.observatory
@@ -693,7 +802,7 @@ class AlpacaServer:
         self._register(
             _CAMERA,
             camera,
-            _camera_members(obs.telescope),
+            _camera_members(obs.telescope, self.quirks),
             name=obs.config.camera.name,
             description=f"Simulated {obs.config.camera.sensor_name} camera",
             on_fault_change=camera_fault_changed,
@@ -704,7 +813,11 @@ class AlpacaServer:
         self._register(
             _TELESCOPE,
             obs.mount,
-            _telescope_members(obs.telescope),
+            _telescope_members(
+                obs.telescope,
+                self.quirks,
+                topocentric=self.topocentric,
+            ),
             name="Simulated mount",
             description="Simulated German equatorial mount",
         )
@@ -764,14 +877,19 @@ class AlpacaServer:
         self._port = int(runner.addresses[0][1])
         log.info("alpaca simulators serving on %s", self.url)
 
-    async def stop(self) -> None:
-        """Release hung requests, stop serving and stop the models' background work."""
+    async def stop(self, *, close_models: bool = True) -> None:
+        """Release hung requests, stop serving and stop the models' background work.
+
+        ``close_models=False`` leaves the models running, for a server that shares them
+        with another.
+        """
         for device in self._devices.values():
             device.faults.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.observatory.close()
+        if close_models:
+            await self.observatory.close()
 
     def faults(self, device_type: str, number: int = 0) -> FaultInjector:
         """Return the fault injector of one device.
@@ -804,9 +922,10 @@ class AlpacaServer:
         body: dict[str, object] = {}
         if has_value:
             body["Value"] = value
+        client_id, server_id = self.quirks.transaction_ids(client_id, next(self._transaction))
         body["ClientTransactionID"] = client_id
-        body["ServerTransactionID"] = next(self._transaction)
-        body["ErrorNumber"] = error
+        body["ServerTransactionID"] = server_id
+        body["ErrorNumber"] = self.quirks.error_number(error) if error else 0
         body["ErrorMessage"] = message
         return web.Response(
             body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -814,16 +933,27 @@ class AlpacaServer:
         )
 
     def _imagebytes_error(self, client_id: int, error: int, message: str) -> web.Response:
+        client_id, server_id = self.quirks.transaction_ids(client_id, next(self._transaction))
         header = _imagebytes_header(
-            error=error,
+            error=self.quirks.error_number(error),
             client_id=client_id,
-            server_id=next(self._transaction),
+            server_id=server_id,
             image_type=0,
             transmission_type=0,
             dim1=0,
             dim2=0,
         )
         return web.Response(body=header + message.encode("utf-8"), content_type=_IMAGEBYTES)
+
+    def _bad_request(self, request: web.Request, exc: _BadRequest) -> web.Response:
+        if "status_422" not in self.quirks:
+            return web.Response(status=400, text=str(exc))
+        # As a framework that validates requests answers (FastAPI and the like).
+        where = "query" if request.method == "GET" else "body"
+        detail = [{"loc": [where, exc.key or ""], "msg": str(exc), "type": "value_error"}]
+        return web.Response(
+            status=422, body=orjson.dumps({"detail": detail}), content_type="application/json"
+        )
 
     def _error(
         self, request: web.Request, member: str, client_id: int, error: int, message: str
@@ -842,7 +972,7 @@ class AlpacaServer:
         params = _Params(request.query, case_sensitive=False)
         value = {
             "ServerName": self.server_name,
-            "Manufacturer": "obsctl",
+            "Manufacturer": MANUFACTURER,
             "ManufacturerVersion": _VERSION,
             "Location": self.observatory.site.name,
         }
@@ -897,11 +1027,19 @@ class AlpacaServer:
     # --- the device API ---
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
-        device = self._lookup(request)
+        try:
+            device = self._lookup(request)
+        except web.HTTPNotFound as exc:
+            if "missing_device_200" not in self.quirks:
+                raise
+            client_id = _Params(request.query, case_sensitive=False).transaction_id()
+            return self._reply(client_id, error=NOT_IMPLEMENTED, message=exc.text or "")
         member_name = request.match_info["member"].lower()
         key = (device.device_type, device.number)
         member = self._common[key].get(member_name) or device.members.get(member_name)
-        if member is None:
+        if member is None or (
+            "unknown_member_404" in self.quirks and member_name in _PLATFORM7_MEMBERS
+        ):
             raise web.HTTPNotFound(text=f"{device.device_type} has no member {member_name!r}")
         if request.method == "GET":
             params = _Params(request.query, case_sensitive=False)
@@ -933,9 +1071,13 @@ class AlpacaServer:
             if inspect.isawaitable(result):
                 result = await result
         except _BadRequest as exc:
-            return web.Response(status=400, text=str(exc))
+            return self._bad_request(request, exc)
         except AscomError as exc:
             log.debug("%s.%s: ASCOM error 0x%X %s", key, member_name, exc.number, exc.message)
+            if exc.number == NOT_IMPLEMENTED and "unknown_member_404" in self.quirks:
+                return web.Response(status=404, text=exc.message)
+            if exc.number == INVALID_VALUE and "invalid_value_400" in self.quirks:
+                return web.Response(status=400, text=exc.message)
             return self._error(request, member_name, client_id, exc.number, exc.message)
         if request.method == "GET":
             return self._reply(client_id, value=result, has_value=True)
@@ -973,7 +1115,7 @@ class AlpacaServer:
         fault: Fault | None,
     ) -> web.StreamResponse:
         image = camera.image  # AscomError 0x40B when none is ready
-        server_id = next(self._transaction)
+        client_id, server_id = self.quirks.transaction_ids(client_id, next(self._transaction))
         if _IMAGEBYTES in request.headers.get("Accept", "").lower():
             transmission, dtype = _element_codes(image, camera.config.max_adu)
             num_y, num_x = image.shape

@@ -12,11 +12,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
 
 from obsctl.clock import Clock, ScaledClock
 from obsctl.config import Config, SimulatorConfig, SiteConfig, TelescopeConfig
-from obsctl.simulators.alpaca_server import AlpacaServer
+from obsctl.simulators.alpaca_server import MANUFACTURER, SERVER_NAME, AlpacaServer
 from obsctl.simulators.camera_model import CameraModel
 from obsctl.simulators.discovery import DiscoveryResponder
 from obsctl.simulators.faults import FaultInjector
@@ -27,7 +30,13 @@ from obsctl.simulators.safety_model import SafetyMonitorModel
 if TYPE_CHECKING:
     from obsctl.simulators.serial_server import RunningSerialSimulators
 
-__all__ = ["RunningSimulators", "SimulatedObservatory", "running_simulators", "serve_forever"]
+__all__ = [
+    "RunningSimulators",
+    "SimulatedObservatory",
+    "foreign_server",
+    "running_simulators",
+    "serve_forever",
+]
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +225,60 @@ async def running_simulators(
         if discovery is not None:
             await discovery.stop()
         await server.stop()
+
+
+def _foreign(reply: Any) -> str | None:
+    """Return None when a management description names an obsctl simulator, else why not."""
+    value = reply.get("Value") if isinstance(reply, dict) else None
+    if not isinstance(value, dict):
+        return "its /management/v1/description is not an Alpaca reply"
+    name, maker = value.get("ServerName"), value.get("Manufacturer")
+    if name == SERVER_NAME and maker == MANUFACTURER:
+        return None
+    return f"it says it is {name!r} by {maker!r}"
+
+
+async def foreign_server(host: str, port: int, *, timeout_s: float = 2.0) -> str | None:
+    """Ask what serves ``host:port``; None when it is an obsctl simulator.
+
+    Our simulators say who they are in the Alpaca management API's description (ServerName
+    and Manufacturer); anything else on the port (another Alpaca server, a web server, a
+    program that accepts connections and says nothing) is not attached to.
+
+    Parameters
+    ----------
+    host : str
+        Address of the server.
+    port : int
+        Its TCP port.
+    timeout_s : float
+        Deadline of the question in seconds.
+
+    Returns
+    -------
+    str or None
+        None for an obsctl simulator, else what answers instead, for a message.
+    """
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"http://{url_host}:{port}/management/v1/description"
+    try:
+        async with (
+            asyncio.timeout(timeout_s),
+            aiohttp.ClientSession() as http,
+            http.get(url, allow_redirects=False) as resp,
+        ):
+            body = await resp.read()
+            status = resp.status
+    except TimeoutError:
+        return f"it gives no answer to /management/v1/description within {timeout_s:g} s"
+    except (aiohttp.ClientError, OSError) as exc:
+        return f"it does not answer HTTP ({type(exc).__name__})"
+    if status != 200:
+        return f"it answers /management/v1/description with HTTP {status}"
+    try:
+        return _foreign(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return "its /management/v1/description is not JSON"
 
 
 async def serve_forever(config: Config) -> None:

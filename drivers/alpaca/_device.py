@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 from obsctl.drivers.alpaca._http import AlpacaClient
 from obsctl.errors import (
     DeviceError,
+    DeviceNotConnectedError,
     DeviceNotImplementedError,
     DeviceTimeoutError,
     InvalidDeviceValueError,
@@ -96,11 +97,23 @@ class AlpacaDevice:
         DeviceConnectionError
             When the server cannot be reached.
         """
-        # Platform 6 servers lack Connect/Connecting; they answer 404 or 400 for them.
+        # Platform 6 servers lack Connect/Connecting; they answer 404, 400 or 422 for them.
         try:
             await self._put("connect")
         except (DeviceNotImplementedError, InvalidDeviceValueError):
-            await self._put("connected", Connected="True")
+            try:
+                await self._put("connected", Connected="True")
+            except DeviceNotImplementedError as exc:
+                # Every device implements Connected: the server has no such device (some
+                # answer 404, some HTTP 200 with 0x400). It may appear later: reconnect.
+                raise DeviceNotConnectedError(
+                    f"the Alpaca server at {self.client.address} has no "
+                    f"{self.device_type} #{self.device_number} "
+                    f"({str(exc).removeprefix(self.name + ': ')}); check address and "
+                    "device_number",
+                    device=self.name,
+                    ascom_error=exc.ascom_error,
+                ) from exc
         deadline = time.monotonic() + self.connect_timeout_s
         while True:
             try:

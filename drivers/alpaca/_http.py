@@ -30,15 +30,24 @@ from obsctl.errors import (
     DeviceError,
     DeviceNotConnectedError,
     DeviceNotImplementedError,
+    DeviceParkedError,
     DeviceTimeoutError,
     InvalidDeviceValueError,
 )
 
-__all__ = ["AlpacaClient", "error_for_ascom", "raise_for_reply"]
+__all__ = [
+    "ASCOM_ERRORS",
+    "HTTP_ERRORS",
+    "AlpacaClient",
+    "ascom_number",
+    "error_for_ascom",
+    "error_for_status",
+    "raise_for_reply",
+]
 
 log = logging.getLogger(__name__)
 
-# ASCOM error numbers (Alpaca API reference, "ASCOM error numbers").
+# ASCOM error numbers (Alpaca API reference, "ASCOM error numbers"; alpyca's exceptions).
 NOT_IMPLEMENTED = 0x400
 INVALID_VALUE = 0x401
 VALUE_NOT_SET = 0x402
@@ -47,21 +56,80 @@ PARKED = 0x408
 SLAVED = 0x409
 INVALID_OPERATION = 0x40B
 ACTION_NOT_IMPLEMENTED = 0x40C
+OPERATION_CANCELLED = 0x40E
+# Windows ASCOM drivers add this to the Alpaca number (0x80040401 for 0x401); servers that
+# pass a COM driver's error through sometimes send the whole HResult, signed or not.
+_COM_ERROR_BASE = 0x80040000
 
-_ERROR_TYPES: dict[int, type[DeviceError]] = {
+#: The one table: what each ASCOM error number means to obsctl. 0x40C (ActionNotImplemented)
+#: is only meaningful from ``Action``; elsewhere servers send it where 0x40B is meant
+#: (see `error_for_ascom`). Numbers 0x500-0xFFF are the driver's own (alpyca's
+#: DriverException), as is any other number: a plain `DeviceError`.
+ASCOM_ERRORS: dict[int, type[DeviceError]] = {
     NOT_IMPLEMENTED: DeviceNotImplementedError,
-    ACTION_NOT_IMPLEMENTED: DeviceNotImplementedError,
     INVALID_VALUE: InvalidDeviceValueError,
     VALUE_NOT_SET: InvalidDeviceValueError,
     NOT_CONNECTED: DeviceNotConnectedError,
-    PARKED: DeviceBusyError,
+    PARKED: DeviceParkedError,
     SLAVED: DeviceBusyError,
     INVALID_OPERATION: DeviceBusyError,
+    ACTION_NOT_IMPLEMENTED: DeviceNotImplementedError,
+    # Another client's abort (or a stop) ended the operation: the device is idle again.
+    OPERATION_CANCELLED: DeviceBusyError,
+}
+
+#: The same table for HTTP statuses other than 200. Any other 4xx is a request the server
+#: refused (`InvalidDeviceValueError`: the same request fails again, so it is never retried
+#: as a lost connection); any 5xx is the server's trouble (`DeviceConnectionError`: retry,
+#: reconnect).
+HTTP_ERRORS: dict[int, type[DeviceError]] = {
+    # Unknown device type, number or member (the spec allows 400 or 404 for these).
+    404: DeviceNotImplementedError,
+    # A read-only property written (or a method read): no such member for this verb.
+    405: DeviceNotImplementedError,
+    # The server gave up waiting for the request: transport trouble, not a bad request.
+    408: DeviceTimeoutError,
+    # Rate limited: the request was fine, the server is busy; wait and retry.
+    429: DeviceBusyError,
 }
 
 
-def error_for_ascom(number: int, message: str, *, device: str) -> DeviceError:
-    """Return the obsctl error for an ASCOM error number.
+def ascom_number(raw: object) -> int:
+    """Return an ASCOM error number as Alpaca defines it (0 for none).
+
+    Tolerates a COM HResult (``0x80040401`` or its signed form) in place of the Alpaca
+    number, and a number sent as a string; anything unreadable is returned as 0x4FF
+    (UnspecifiedError), so that an error is never mistaken for success.
+
+    Parameters
+    ----------
+    raw : object
+        The reply's ``ErrorNumber``.
+
+    Returns
+    -------
+    int
+        The Alpaca error number.
+    """
+    if raw is None or isinstance(raw, bool):
+        return 0x4FF if raw else 0
+    try:
+        if isinstance(raw, str):
+            number = int(raw.strip(), 0)
+        elif isinstance(raw, int | float):
+            number = int(raw)
+        else:
+            return 0x4FF
+    except (ValueError, OverflowError):
+        return 0x4FF
+    unsigned = number & 0xFFFFFFFF
+    if unsigned & 0xFFFFF000 == _COM_ERROR_BASE:
+        return unsigned & 0xFFF
+    return number
+
+
+def error_for_ascom(number: int, message: str, *, device: str, member: str = "") -> DeviceError:
+    """Return the obsctl error for an ASCOM error number (the table `ASCOM_ERRORS`).
 
     Parameters
     ----------
@@ -71,14 +139,48 @@ def error_for_ascom(number: int, message: str, *, device: str) -> DeviceError:
         The device's error message.
     device : str
         Device name for the error's context.
+    member : str
+        The member called; 0x40C from any member but ``action`` is read as 0x40B.
 
     Returns
     -------
     DeviceError
         The typed error (not raised).
     """
-    cls = _ERROR_TYPES.get(number, DeviceError)
-    return cls(f"ASCOM error 0x{number:X}: {message}", device=device, ascom_error=number)
+    if number == ACTION_NOT_IMPLEMENTED and member and member != "action":
+        cls: type[DeviceError] = DeviceBusyError
+    else:
+        cls = ASCOM_ERRORS.get(number, DeviceError)
+    where = f"{member}: " if member else ""
+    return cls(f"{where}ASCOM error 0x{number:X}: {message}", device=device, ascom_error=number)
+
+
+def error_for_status(status: int, text: str, *, device: str, member: str) -> DeviceError:
+    """Return the obsctl error for an HTTP status other than 200 (the table `HTTP_ERRORS`).
+
+    Parameters
+    ----------
+    status : int
+        The HTTP status.
+    text : str
+        The start of the reply body, for the message.
+    device, member : str
+        Context for the message.
+
+    Returns
+    -------
+    DeviceError
+        The typed error (not raised).
+    """
+    cls = HTTP_ERRORS.get(status)
+    if cls is None:
+        if 400 <= status < 500:
+            cls = InvalidDeviceValueError
+        elif status >= 500:
+            cls = DeviceConnectionError
+        else:  # 1xx, 3xx: nothing an Alpaca server should send
+            cls = DeviceError
+    return cls(f"{member}: HTTP {status}: {text}", device=device)
 
 
 def raise_for_reply(status: int, body: bytes, *, device: str, member: str) -> Any:
@@ -103,30 +205,29 @@ def raise_for_reply(status: int, body: bytes, *, device: str, member: str) -> An
     Raises
     ------
     InvalidDeviceValueError
-        HTTP 400: the server rejected the request's parameters.
+        HTTP 4xx (400, 422, ...): the server refused the request as it was.
     DeviceNotImplementedError
-        HTTP 404: the server has no such device or member.
+        HTTP 404 or 405: the server has no such device or member (for this verb).
     DeviceConnectionError
-        HTTP 5xx or another unexpected status.
+        HTTP 5xx.
     DeviceError
-        A reply that is not Alpaca JSON, or the ASCOM error it carries (typed by number).
+        A reply that is not Alpaca JSON, or the ASCOM error it carries (typed by
+        `error_for_ascom`).
     """
     text = body[:300].decode("utf-8", "replace").strip()
-    if status == 400:
-        raise InvalidDeviceValueError(f"{member}: HTTP 400: {text}", device=device)
-    if status == 404:
-        raise DeviceNotImplementedError(f"{member}: HTTP 404: {text}", device=device)
-    if status != 200:
-        raise DeviceConnectionError(f"{member}: HTTP {status}: {text}", device=device)
+    # 2xx other than 200 is not Alpaca, but its JSON is read as alpyca does (200-203).
+    if not 200 <= status <= 203:
+        raise error_for_status(status, text, device=device, member=member)
     try:
         reply = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise DeviceError(f"{member}: reply is not JSON: {text!r}", device=device) from exc
     if not isinstance(reply, dict):
         raise DeviceError(f"{member}: reply is not a JSON object: {text!r}", device=device)
-    number = reply.get("ErrorNumber", 0)
+    number = ascom_number(reply.get("ErrorNumber", 0))
     if number:
-        raise error_for_ascom(int(number), str(reply.get("ErrorMessage", "")), device=device)
+        message = str(reply.get("ErrorMessage", ""))
+        raise error_for_ascom(number, message, device=device, member=member)
     return reply.get("Value")
 
 

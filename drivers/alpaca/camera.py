@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,27 +26,43 @@ __all__ = ["AlpacaCamera", "parse_ascom_time"]
 log = logging.getLogger(__name__)
 
 
+_ASCOM_TIME = re.compile(
+    r"(?P<main>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})"
+    r"(?:\.(?P<frac>\d+))?"
+    r"(?P<zone>Z|[+-]\d{2}:?\d{2})?"
+)
+
+
 def parse_ascom_time(text: str) -> datetime:
-    """Parse an ASCOM FITS-style UTC time (``YYYY-MM-DDTHH:MM:SS[.fffffff]``).
+    """Parse an ASCOM FITS-style time (``YYYY-MM-DDTHH:MM:SS[.fffffff]``) as UTC.
 
     ASCOM allows up to seven fractional digits, more than `datetime.fromisoformat` takes
-    in every Python version, so the fraction is cut to microseconds.
+    in every Python version, so the fraction is cut to microseconds. The spec's times are UTC
+    without a zone; a ``Z`` or a UTC offset (``+01:00``, sent by some servers with local
+    time) is honoured, so that the instant is right either way.
 
     Parameters
     ----------
     text : str
-        The time string, optionally ending in ``Z``.
+        The time string.
 
     Returns
     -------
     datetime
         A timezone-aware UTC datetime.
+
+    Raises
+    ------
+    ValueError
+        When the text is no such time.
     """
-    text = text.strip().removesuffix("Z")
-    if "." in text:
-        main, frac = text.split(".", 1)
-        text = f"{main}.{(frac + '000000')[:6]}"
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    match = _ASCOM_TIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not an ASCOM time: {text!r}")
+    frac = ((match["frac"] or "") + "000000")[:6]
+    zone = match["zone"] or "Z"
+    when = datetime.fromisoformat(f"{match['main']}.{frac}{'+00:00' if zone == 'Z' else zone}")
+    return when.astimezone(UTC)
 
 
 def _int_or_none(value: Any) -> int | None:

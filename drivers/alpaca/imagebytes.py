@@ -29,7 +29,12 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from obsctl.drivers.alpaca._http import AlpacaClient, error_for_ascom, raise_for_reply
+from obsctl.drivers.alpaca._http import (
+    AlpacaClient,
+    ascom_number,
+    error_for_ascom,
+    raise_for_reply,
+)
 from obsctl.errors import DeviceConnectionError, DeviceTimeoutError, ImageDownloadError
 
 __all__ = [
@@ -223,7 +228,8 @@ def decode_imagebytes(
     payload = mv[header.data_start :]
     if header.error_number:
         message = bytes(payload).decode("utf-8", "replace")
-        raise error_for_ascom(header.error_number, message, device=device)
+        number = ascom_number(header.error_number)
+        raise error_for_ascom(number, message, device=device, member="imagearray")
     if len(payload) != header.payload_size:
         raise ImageDownloadError(
             f"ImageBytes body has {len(payload)} pixel bytes, header announces "

@@ -4,47 +4,120 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+import math
+from dataclasses import dataclass, field
+from typing import Literal
 
+from obsctl.clock import Clock, SystemClock
 from obsctl.coords import j2000_to_jnow, jnow_to_j2000
 from obsctl.devices import MountStatus, PierSide
 from obsctl.drivers.alpaca._device import AlpacaDevice
-from obsctl.errors import DeviceError
+from obsctl.errors import DeviceError, InvalidDeviceValueError
 
-__all__ = ["AlpacaMount"]
+__all__ = ["AlpacaMount", "EquatorialSetting", "check_radec"]
 
 log = logging.getLogger(__name__)
 
 # ASCOM EquatorialCoordinateType
+_EQU_OTHER = 0
 _EQU_TOPOCENTRIC = 1
 _EQU_J2000 = 2
 
+#: The config key ``equatorial_system`` of an Alpaca mount: ``driver`` trusts the
+#: driver's EquatorialSystem, the others override it.
+EquatorialSetting = Literal["driver", "j2000", "topocentric"]
+_SETTING_SYSTEMS = {"j2000": _EQU_J2000, "topocentric": _EQU_TOPOCENTRIC}
 
+
+def check_radec(ra_deg: float, dec_deg: float, *, device: str) -> None:
+    """Refuse J2000 coordinates that are no position on the sky.
+
+    Checked on the caller's coordinates before any conversion: precessing Dec 95 to the
+    equinox of date gives a valid-looking position on the far side of the pole.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : float
+        J2000 right ascension (any finite value; it is wrapped) and declination in degrees.
+    device : str
+        Device name for the error.
+
+    Raises
+    ------
+    InvalidDeviceValueError
+        When RA is not finite or Dec is outside [-90, 90].
+    """
+    if not math.isfinite(ra_deg) or not -90.0 <= dec_deg <= 90.0:
+        raise InvalidDeviceValueError(
+            f"RA {ra_deg!r} / Dec {dec_deg!r} deg is no J2000 position "
+            "(RA finite, Dec from -90 to 90)",
+            device=device,
+        )
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
 class AlpacaMount(AlpacaDevice):
-    """A telescope mount on an Alpaca server (see `AlpacaDevice` for parameters).
+    """A telescope mount on an Alpaca server.
 
     The protocol speaks J2000; a mount that works in topocentric (JNow) coordinates is
     converted on the way in and out.
+
+    Parameters
+    ----------
+    name, client, device_number, timeout_s, connect_timeout_s
+        See `AlpacaDevice`.
+    equatorial_system : {"driver", "j2000", "topocentric"}
+        The coordinates the mount takes: ``driver`` believes its EquatorialSystem (0,
+        "other", is taken as J2000 with a warning); the others override a driver whose answer
+        is wrong.
+    clock : Clock
+        The date of topocentric coordinates (the daemon's, simulated or not).
     """
 
     device_type = "telescope"
-    _equatorial_system: int | None = None
+
+    equatorial_system: EquatorialSetting = "driver"
+    clock: Clock = field(default_factory=SystemClock)
+    _system_number: int | None = field(default=None, init=False)
 
     async def connect(self) -> None:
-        """Connect and learn the mount's equatorial system."""
+        """Connect and learn the mount's equatorial system.
+
+        Raises
+        ------
+        DeviceError
+            When the driver reports an equatorial system obsctl does not know (B1950 and the
+            like) and ``equatorial_system`` does not override it.
+        """
         await super().connect()
-        system = int(await self._get("equatorialsystem"))
-        if system not in (_EQU_TOPOCENTRIC, _EQU_J2000):
-            raise DeviceError(
-                f"EquatorialSystem {system} is not supported (J2000 or topocentric only)",
-                device=self.name,
-            )
-        self._equatorial_system = system
+        self._system_number = None
+        await self._system()
 
     async def _system(self) -> int:
-        if self._equatorial_system is None:
-            self._equatorial_system = int(await self._get("equatorialsystem"))
-        return self._equatorial_system
+        if self._system_number is not None:
+            return self._system_number
+        fixed = _SETTING_SYSTEMS.get(self.equatorial_system)
+        if fixed is not None:
+            self._system_number = fixed
+            return fixed
+        system = int(await self._get("equatorialsystem"))
+        if system == _EQU_OTHER:
+            log.warning(
+                "%s: the driver reports EquatorialSystem 0 (other); assuming J2000. Set "
+                'equatorial_system = "j2000" or "topocentric" in [devices.%s] to say which',
+                self.name,
+                self.name,
+            )
+            system = _EQU_J2000
+        elif system not in (_EQU_TOPOCENTRIC, _EQU_J2000):
+            raise DeviceError(
+                f"EquatorialSystem {system} is not supported (J2000 or topocentric only); "
+                f'set equatorial_system = "j2000" or "topocentric" in [devices.{self.name}] '
+                "if the driver misreports it",
+                device=self.name,
+            )
+        self._system_number = system
+        return system
 
     async def status(self) -> MountStatus:
         """Read position, motion and park state concurrently."""
@@ -61,7 +134,7 @@ class AlpacaMount(AlpacaDevice):
         )
         ra_deg, dec_deg = float(ra_h) * 15.0, float(dec)
         if await self._system() == _EQU_TOPOCENTRIC:
-            ra_deg, dec_deg = jnow_to_j2000(ra_deg, dec_deg, datetime.now(UTC))
+            ra_deg, dec_deg = jnow_to_j2000(ra_deg, dec_deg, self.clock.now())
         try:
             pier = PierSide(int(side)) if side is not None else PierSide.UNKNOWN
         except ValueError:
@@ -79,9 +152,19 @@ class AlpacaMount(AlpacaDevice):
         )
 
     async def slew_to_radec(self, ra_deg: float, dec_deg: float) -> None:
-        """Start ``SlewToCoordinatesAsync`` to J2000 coordinates in degrees."""
+        """Start ``SlewToCoordinatesAsync`` to J2000 coordinates in degrees.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the coordinates are no sky position (checked before any conversion), or the
+            mount refuses them.
+        DeviceParkedError
+            When the mount is parked.
+        """
+        check_radec(ra_deg, dec_deg, device=self.name)
         if await self._system() == _EQU_TOPOCENTRIC:
-            ra_deg, dec_deg = j2000_to_jnow(ra_deg, dec_deg, datetime.now(UTC))
+            ra_deg, dec_deg = j2000_to_jnow(ra_deg, dec_deg, self.clock.now())
         await self._put(
             "slewtocoordinatesasync",
             RightAscension=repr((ra_deg % 360.0) / 15.0),

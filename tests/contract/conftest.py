@@ -1,8 +1,15 @@
-"""One contract suite, run over every implementation of each device protocol."""
+"""One contract suite, run over every implementation of each device protocol.
+
+``alpaca-quirky`` is the Alpaca drivers against a server of the same models with every quirk
+of `obsctl.simulators.quirks` on, and a topocentric mount that says EquatorialSystem 0
+(the driver is told ``equatorial_system = "topocentric"``): the suite must hold as it does
+against the server that follows the spec.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -14,8 +21,21 @@ from obsctl.drivers.alpaca import (
     AlpacaMount,
     AlpacaSafetyMonitor,
 )
+from obsctl.simulators.alpaca_server import AlpacaServer
+from obsctl.simulators.quirks import Quirks
 
-IMPLEMENTATIONS = ["simulator", "alpaca", "serial"]
+IMPLEMENTATIONS = ["simulator", "alpaca", "alpaca-quirky", "serial"]
+
+
+@asynccontextmanager
+async def quirky_server(observatory) -> AsyncIterator[AlpacaServer]:
+    """A second Alpaca server over the same models, every quirk on, the mount topocentric."""
+    server = AlpacaServer(observatory, port=0, quirks=Quirks.all(), topocentric=True)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(close_models=False)  # the `sims` fixture owns the models
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -44,31 +64,56 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
                 for device in others:
                     await device.disconnect()
         return
+    if request.param == "alpaca-quirky":
+        async with (
+            quirky_server(sims.observatory) as server,
+            connected(alpaca_devices(server.port, clock, quirky=True)) as devs,
+        ):
+            yield devs
+        return
     if request.param == "alpaca":
-        client = AlpacaClient(f"127.0.0.1:{sims.port}")
-        timeouts = {"timeout_s": 2.0, "connect_timeout_s": 2.0}
-        devs = DeviceSet(
-            camera=AlpacaCamera("camera", client, 0, download_timeout_s=5.0, **timeouts),
-            filter_wheel=AlpacaFilterWheel("filter_wheel", client, 0, **timeouts),
-            mount=AlpacaMount("mount", client, 0, **timeouts),
-            safety_monitor=AlpacaSafetyMonitor("safety_monitor", client, 0, **timeouts),
-        )
-    else:
-        from obsctl.simulators.devices import (
-            SimulatedCamera,
-            SimulatedFilterWheel,
-            SimulatedMount,
-            SimulatedSafetyMonitor,
-        )
+        async with connected(alpaca_devices(sims.port, clock, quirky=False)) as devs:
+            yield devs
+        return
+    from obsctl.simulators.devices import (
+        SimulatedCamera,
+        SimulatedFilterWheel,
+        SimulatedMount,
+        SimulatedSafetyMonitor,
+    )
 
-        obs = sims.observatory
-        client = None
-        devs = DeviceSet(
-            camera=SimulatedCamera(obs.camera, name="camera"),
-            filter_wheel=SimulatedFilterWheel(obs.filter_wheel, name="filter_wheel"),
-            mount=SimulatedMount(obs.mount, name="mount"),
-            safety_monitor=SimulatedSafetyMonitor(obs.safety_monitor, name="safety_monitor"),
-        )
+    obs = sims.observatory
+    inprocess = DeviceSet(
+        camera=SimulatedCamera(obs.camera, name="camera"),
+        filter_wheel=SimulatedFilterWheel(obs.filter_wheel, name="filter_wheel"),
+        mount=SimulatedMount(obs.mount, name="mount"),
+        safety_monitor=SimulatedSafetyMonitor(obs.safety_monitor, name="safety_monitor"),
+    )
+    async with connected((inprocess, None)) as devs:
+        yield devs
+
+
+def alpaca_devices(port: int, clock, *, quirky: bool) -> tuple[DeviceSet, AlpacaClient]:
+    """The Alpaca drivers of a server on 127.0.0.1:``port`` (not connected)."""
+    client = AlpacaClient(f"127.0.0.1:{port}")
+    timeouts = {"timeout_s": 2.0, "connect_timeout_s": 2.0}
+    # The quirky server's mount is topocentric but says "other": the config key says which.
+    system = "topocentric" if quirky else "driver"
+    devs = DeviceSet(
+        camera=AlpacaCamera("camera", client, 0, download_timeout_s=5.0, **timeouts),
+        filter_wheel=AlpacaFilterWheel("filter_wheel", client, 0, **timeouts),
+        mount=AlpacaMount("mount", client, 0, equatorial_system=system, clock=clock, **timeouts),
+        safety_monitor=AlpacaSafetyMonitor("safety_monitor", client, 0, **timeouts),
+    )
+    return devs, client
+
+
+@asynccontextmanager
+async def connected(
+    built: tuple[DeviceSet, AlpacaClient | None],
+) -> AsyncIterator[DeviceSet]:
+    """Connect every device for the block; disconnect them and close the client after."""
+    devs, client = built
     for device in devs.all():
         await device.connect()
     try:
