@@ -9,6 +9,13 @@ Waits are polled: a device reports arrival, readiness or park only when asked. D
 waits are in observatory time (the clock's, simulated in a night at ``--speed N``); the
 deadline of a single command (``command_timeout_s``) is real time, because a command's cost
 is the wire's, not the sky's.
+
+Real drivers leave devices in states a procedure cannot start from: a camera in state Error
+after a failed exposure, an exposure the server keeps running after an abort, a mount whose
+Slewing stays true. `expose` and the mount procedures recover such a device first
+(`recover_camera`, `recover_mount`): abort, wait within ``recover_timeout_s``, wait out a
+running exposure, reconnect. Each recovery is logged in one line and handed to
+``on_recovery`` (the sequencer records it as a failure row with its action).
 """
 
 from __future__ import annotations
@@ -16,23 +23,46 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from obsctl.clock import Clock
 from obsctl.config import SequencerConfig
-from obsctl.devices import Camera, CameraState, FilterWheel, Mount
+from obsctl.devices import Camera, CameraState, Device, FilterWheel, Mount
 from obsctl.errors import (
     DeviceError,
+    DeviceStateError,
     DeviceTimeoutError,
     FilterNotFoundError,
     InvalidDeviceValueError,
 )
 
-__all__ = ["Operations"]
+__all__ = ["Operations", "Recovery"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_BUSY_STATES = (CameraState.WAITING, CameraState.EXPOSING, CameraState.READING)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """A device found in a state a failure left behind, and what was done about it.
+
+    Attributes
+    ----------
+    device : str
+        The device's configured name.
+    found : str
+        What was found (``"camera in state Error"``).
+    action : str
+        What was done (``"AbortExposure; idle"``).
+    """
+
+    device: str
+    found: str
+    action: str
 
 
 class Operations:
@@ -45,11 +75,23 @@ class Operations:
         ``command_timeout_s``) and the polling interval ``poll_s`` (real seconds).
     clock : Clock
         Observatory time, in which the waits' deadlines count.
+    on_recovery : callable or None
+        Awaited with every `Recovery` (after it is logged); the sequencer records it.
     """
 
-    def __init__(self, settings: SequencerConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: SequencerConfig,
+        clock: Clock,
+        *,
+        on_recovery: Callable[[Recovery], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.on_recovery = on_recovery
+        # Start (observatory monotonic s) and duration (s) of the last exposure started per
+        # camera: how long an exposure that outlives its abort still has to run.
+        self._exposures: dict[str, tuple[float, float]] = {}
 
     async def until(
         self, done: Callable[[], Awaitable[bool]], timeout_s: float, device: str, what: str
@@ -139,13 +181,15 @@ class Operations:
         check : callable, optional
             Called at every poll; raises to give up the wait (an abort for safety).
 
+        A camera found busy or in state Error is recovered first (`recover_camera`).
+
         Raises
         ------
         InvalidDeviceValueError
             When ``exposure_s`` is outside the camera's range (``exposure_min_s`` to
             ``exposure_max_s``); nothing is started, and trying again cannot help.
-        DeviceError
-            When the camera reports its Error state.
+        DeviceStateError
+            When the camera reports its Error state, or cannot be recovered from it.
         DeviceTimeoutError
             When no image is ready within the exposure plus ``readout_margin_s``.
         """
@@ -158,14 +202,17 @@ class Operations:
                 f"{info.exposure_min_s:g} to {info.exposure_max_s:g} s",
                 device=camera.name,
             )
+        await self.recover_camera(camera)
         await camera.start_exposure(exposure_s, light=light)
+        self._exposures[camera.name] = (self.clock.monotonic(), exposure_s)
 
         async def ready() -> bool:
             if check is not None:
                 check()
             status = await camera.status()
             if status.state == CameraState.ERROR:
-                raise DeviceError("camera reports state Error", device=camera.name)
+                # Left as it is: the next exposure recovers the camera first.
+                raise DeviceStateError("camera reports state Error", device=camera.name)
             return status.image_ready
 
         await self.until(
@@ -191,6 +238,87 @@ class Operations:
 
         await self.until(idle, self.settings.readout_margin_s, camera.name, "readout")
 
+    async def _recovered(self, recovery: Recovery) -> None:
+        log.warning("recovered %s: found %s; %s", recovery.device, recovery.found, recovery.action)
+        if self.on_recovery is not None:
+            await self.on_recovery(recovery)
+
+    async def _reconnect(self, device: Device) -> None:
+        """Disconnect and connect again, each command within its deadline."""
+        await self.command(device.disconnect(), device.name, "disconnect")
+        await self.command(device.connect(), device.name, "connect")
+
+    async def _camera_state(self, camera: Camera) -> CameraState:
+        status = await self.command(camera.status(), camera.name, "camera status")
+        return status.state
+
+    async def _camera_idle_within(self, camera: Camera, timeout_s: float) -> bool:
+        """Whether the camera is Idle within ``timeout_s`` (observatory s)."""
+
+        async def idle() -> bool:
+            return await self._camera_state(camera) == CameraState.IDLE
+
+        try:
+            await self.until(idle, timeout_s, camera.name, "camera idle")
+        except DeviceTimeoutError:
+            return False
+        return True
+
+    def _exposure_left_s(self, camera: Camera) -> float:
+        """Observatory seconds until the last exposure started on ``camera`` ends (0: unknown)."""
+        start_s, exposure_s = self._exposures.get(camera.name, (0.0, 0.0))
+        return max(0.0, start_s + exposure_s - self.clock.monotonic())
+
+    async def recover_camera(self, camera: Camera) -> Recovery | None:
+        """Bring a camera found in state Error or busy (nothing of ours runs) back to Idle.
+
+        AbortExposure, then wait for Idle within ``recover_timeout_s``. An exposure that goes
+        on after the abort is waited out: to its end (when this `Operations` started it) plus
+        ``readout_margin_s``. A camera still not Idle is reconnected, and given
+        ``recover_timeout_s`` more.
+
+        Returns
+        -------
+        Recovery or None
+            What was found and done; None when the camera was Idle.
+
+        Raises
+        ------
+        DeviceStateError
+            When the camera is still not Idle after all of it.
+        DeviceError
+            When the camera does not answer.
+        """
+        state = await self._camera_state(camera)
+        if state in (CameraState.IDLE, CameraState.DOWNLOAD):
+            return None  # a download in progress ends by itself; the next command waits
+        found = f"camera in state {state.name}"
+        done: list[str] = []
+        timeout_s = self.settings.recover_timeout_s
+        try:
+            await self.abort_exposure(camera)
+            done.append("AbortExposure")
+        except DeviceError as exc:  # some drivers refuse an abort in state Error
+            done.append(f"AbortExposure refused ({exc})")
+        idle = await self._camera_idle_within(camera, timeout_s)
+        if not idle and await self._camera_state(camera) in _BUSY_STATES:
+            wait_s = self._exposure_left_s(camera) + self.settings.readout_margin_s
+            found += ", still exposing after the abort"
+            done.append(f"waited out the exposure (up to {wait_s:.0f} s)")
+            idle = await self._camera_idle_within(camera, wait_s)
+        if not idle:
+            await self._reconnect(camera)
+            done.append("reconnected")
+            idle = await self._camera_idle_within(camera, timeout_s)
+        if not idle:
+            state = await self._camera_state(camera)
+            raise DeviceStateError(
+                f"{found}; still {state.name} after {', '.join(done)}", device=camera.name
+            )
+        recovery = Recovery(camera.name, found, ", ".join([*done, "idle"]))
+        await self._recovered(recovery)
+        return recovery
+
     async def set_cooler(
         self, camera: Camera, *, on: bool, set_point_c: float | None = None
     ) -> None:
@@ -199,11 +327,67 @@ class Operations:
 
     # -- mount ----------------------------------------------------------------------------
 
+    async def recover_mount(self, mount: Mount, *, tracking: bool | None) -> Recovery | None:
+        """Stop a mount found slewing when no slew of ours runs, and set its tracking.
+
+        AbortSlew, then wait until Slewing is false within ``recover_timeout_s``; a mount
+        still slewing is reconnected, sent AbortSlew again and given ``recover_timeout_s``
+        more.
+
+        Parameters
+        ----------
+        mount : Mount
+            The mount.
+        tracking : bool or None
+            Tracking to set once stopped (what the next step needs); None leaves it.
+
+        Returns
+        -------
+        Recovery or None
+            What was found and done; None when the mount was not slewing.
+
+        Raises
+        ------
+        DeviceStateError
+            When the mount still slews after all of it.
+        DeviceError
+            When the mount does not answer.
+        """
+        if not (await mount.status()).slewing:
+            return None
+
+        async def stopped() -> bool:
+            return not (await mount.status()).slewing
+
+        timeout_s = self.settings.recover_timeout_s
+        done = ["AbortSlew"]
+        await self.command(mount.abort_slew(), mount.name, "abort slew")
+        try:
+            await self.until(stopped, timeout_s, mount.name, "abort slew")
+        except DeviceTimeoutError:
+            await self._reconnect(mount)
+            await self.command(mount.abort_slew(), mount.name, "abort slew")
+            done.append("reconnected, AbortSlew")
+            try:
+                await self.until(stopped, timeout_s, mount.name, "abort slew")
+            except DeviceTimeoutError as exc:
+                raise DeviceStateError(
+                    f"mount still slewing after {', '.join(done)}", device=mount.name
+                ) from exc
+        if tracking is not None:
+            await self.command(mount.set_tracking(tracking), mount.name, "tracking")
+            done.append(f"tracking {'on' if tracking else 'off'}")
+        recovery = Recovery(mount.name, "mount slewing with no slew running", ", ".join(done))
+        await self._recovered(recovery)
+        return recovery
+
     async def _goto(
         self, mount: Mount, slew: Callable[[], Awaitable[None]], *, track: bool
     ) -> None:
-        """Unpark if needed, set tracking, start the slew and wait until it has ended."""
+        """Recover a mount left slewing, unpark if needed, set tracking, slew, wait."""
+        await self.recover_mount(mount, tracking=track)
         if (await mount.status()).at_park:
+            log.info("%s is parked; unparking it", mount.name)
             await mount.unpark()
         await mount.set_tracking(track)
         await slew()

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -269,6 +269,13 @@ class CameraModel(ConnectableModel):
         self._stop = asyncio.Event()
         self._readout_gate = asyncio.Event()
         self._readout_gate.set()
+        # States real drivers leave behind (issue 15), set by `fail_next_exposure` and
+        # `abort_ignored`: see "states drivers leave behind" below.
+        self._fail_next = False
+        self._error_cleared_by: Literal["abort", "reconnect"] = "abort"
+        #: When True, AbortExposure is acknowledged but the exposure goes on to its end (and
+        #: its readout), as some servers do; the state says Exposing, then Reading, then Idle.
+        self.abort_ignored = False
 
     # --- electronics -------------------------------------------------------------------
 
@@ -460,6 +467,39 @@ class CameraModel(ConnectableModel):
         else:
             self._readout_gate.set()
 
+    # --- states drivers leave behind ---------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """The ASCOM ``Connected`` flag.
+
+        Disconnecting clears an Error state that `fail_next_exposure` made to be cleared by a
+        reconnection: such a driver reinitialises the camera when the client connects again.
+        """
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        error = getattr(self, "_state", None) == CameraState.ERROR
+        if not value and error and self._error_cleared_by == "reconnect":
+            self._enter(CameraState.IDLE, 0.0)
+            log.info("simulated camera reset from its Error state by a disconnection")
+        self._connected = value
+
+    def fail_next_exposure(self, *, cleared_by: Literal["abort", "reconnect"] = "abort") -> None:
+        """Make the next exposure fail at its readout and leave the camera in state Error.
+
+        Parameters
+        ----------
+        cleared_by : {"abort", "reconnect"}
+            ``"abort"``: only AbortExposure clears the Error state (StartExposure is refused
+            until then, a reconnection does not help). ``"reconnect"``: the Error state
+            survives AbortExposure, and only a disconnection (a reconnection by the client)
+            clears it, as some drivers behave.
+        """
+        self._fail_next = True
+        self._error_cleared_by = cleared_by
+
     # --- scene -------------------------------------------------------------------------
 
     def _band(self) -> str:
@@ -585,6 +625,12 @@ class CameraModel(ConnectableModel):
         seed = self.config.seed + self._sequence
         try:
             actual_s = await self._expose(record.requested_s, stop)
+            if self._fail_next:
+                self._fail_next = False
+                if generation == self._generation:
+                    self._enter(CameraState.ERROR, 0.0)
+                log.info("simulated exposure %d failed (injected): state Error", self._sequence)
+                return
             spec = ExposureSpec(
                 exposure_s=actual_s,
                 light=record.light,
@@ -629,7 +675,9 @@ class CameraModel(ConnectableModel):
     def abort_exposure(self) -> None:
         """Abort the running exposure or readout and discard it; back to Idle.
 
-        Aborting when idle does nothing. An Error state is cleared.
+        Aborting when idle does nothing. An Error state is cleared, unless
+        `fail_next_exposure` said otherwise; with `abort_ignored` set, an exposure or readout
+        goes on as if no abort had come.
 
         Raises
         ------
@@ -638,6 +686,12 @@ class CameraModel(ConnectableModel):
         """
         self.require_connected()
         if self._state == CameraState.IDLE:
+            return
+        if self._state == CameraState.ERROR and self._error_cleared_by != "abort":
+            log.info("simulated camera stays in Error after AbortExposure")
+            return
+        if self.abort_ignored and self._state in (CameraState.EXPOSING, CameraState.READING):
+            log.info("simulated camera ignores AbortExposure: it goes on %s", self._state.name)
             return
         self._generation += 1
         if self._task is not None:

@@ -196,6 +196,9 @@ class MountModel(ConnectableModel):
         self._slew: _Slew | None = None
         self._target_ra_deg: float | None = None
         self._target_dec_deg: float | None = None
+        #: A driver that lost track of a slew: Slewing stays True (the mount holds its
+        #: position) until AbortSlew; a new slew or a park does not clear it.
+        self.slewing_stuck = False
 
     # --- time and state ----------------------------------------------------------------
 
@@ -258,9 +261,12 @@ class MountModel(ConnectableModel):
 
     @property
     def slewing(self) -> bool:
-        """Whether the mount moves or settles after a slew (including a park)."""
+        """Whether the mount moves or settles after a slew (including a park).
+
+        Always True while `slewing_stuck` is set.
+        """
         self._settle(*self._lst_now())
-        return self._slew is not None
+        return self._slew is not None or self.slewing_stuck
 
     @property
     def tracking(self) -> bool:
@@ -462,7 +468,7 @@ class MountModel(ConnectableModel):
         self._start_slew(target_dec_deg=dec, target_ha_deg=ha)
 
     def abort_slew(self) -> None:
-        """Stop any slew (including a park) where the mount is.
+        """Stop any slew (including a park) where the mount is; clears `slewing_stuck`.
 
         Raises
         ------
@@ -470,6 +476,9 @@ class MountModel(ConnectableModel):
             0x408 when parked, 0x407 when not connected.
         """
         self._check_can_slew()
+        if self.slewing_stuck:
+            self.slewing_stuck = False
+            log.info("simulated mount: stuck Slewing cleared by AbortSlew")
         if self.slewing:
             self._hold_current()
             log.info("simulated mount slew aborted")

@@ -18,7 +18,8 @@ class Activity:
     state : str
         ``idle``, ``slewing``, ``filter``, ``exposing``, ``downloading``, ``waiting_safe``,
         ``storing`` (a sequence's last frames to the disk), ``paused`` (see
-        ``paused_reason``).
+        ``paused_reason``), ``waiting_device`` (every step left needs a device that is
+        down; see ``paused_reason``).
     sequence_id, sequence_name : int or None, str or None
         The running sequence.
     step_index, frame_index : int or None
@@ -33,8 +34,10 @@ class Activity:
         Set by the supervisor when it aborted the running exposure; the sequencer retakes
         the frame once it is safe again.
     paused_reason : str or None
-        Why acquisition is paused (frames cannot be stored, set by the frame writer); None
-        while it is not. The sequencer takes no new frame until it is None again.
+        Why acquisition is paused or waiting: frames cannot be stored (set by the frame
+        writer; the sequencer takes no new frame until it is None again), or the steps left
+        need a device that is down (set by the sequencer, ``"waiting for a device: mount
+        down: ..."``). None while neither.
     """
 
     state: str = "idle"

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from obsctl.clock import Clock
 from obsctl.devices import Device
-from obsctl.errors import DeviceError, InvalidDeviceValueError
+from obsctl.errors import DeviceError, DeviceNotImplementedError, InvalidDeviceValueError
 
 __all__ = ["FailureReporter", "FaultPolicy", "with_policy"]
 
@@ -58,6 +58,7 @@ async def with_policy(
     policy: FaultPolicy,
     clock: Clock,
     report: FailureReporter,
+    give_up: Callable[[DeviceError], Awaitable[str]] | None = None,
 ) -> T:
     """Run ``call`` under the fault policy.
 
@@ -75,6 +76,10 @@ async def with_policy(
         Used for the back-off waits.
     report : callable
         Awaited with each failure and the action that follows it.
+    give_up : callable or None
+        Awaited with the last failure once retries and the reconnection are spent; returns
+        the action recorded for it (the sequencer answers ``"wait for reconnection"`` for a
+        device that no longer answers, and marks it down). None records ``"skip"``.
 
     Returns
     -------
@@ -83,8 +88,9 @@ async def with_policy(
 
     Raises
     ------
-    InvalidDeviceValueError
-        At once, when the device refuses a value: neither a retry nor a reconnection helps.
+    InvalidDeviceValueError, DeviceNotImplementedError
+        At once, when the device refuses a value or has no such member: neither a retry nor
+        a reconnection helps.
     DeviceError
         The last failure, once retries and the reconnection are spent.
     """
@@ -93,7 +99,7 @@ async def with_policy(
     for attempt in range(policy.retries + 1):
         try:
             return await call()
-        except InvalidDeviceValueError as exc:
+        except (InvalidDeviceValueError, DeviceNotImplementedError) as exc:
             log.warning("%s failed (%s); skip", operation, exc)
             await report(operation, exc, "skip")
             raise
@@ -101,8 +107,10 @@ async def with_policy(
             last = exc
             if attempt < policy.retries:
                 action = "retry"
+            elif policy.reconnect:
+                action = "reconnect"
             else:
-                action = "reconnect" if policy.reconnect else "skip"
+                action = await _final_action(exc, give_up)
             log.warning("%s failed (%s); %s", operation, exc, action)
             await report(operation, exc, action)
             if attempt < policy.retries:
@@ -116,6 +124,14 @@ async def with_policy(
         await device.connect()
         return await call()
     except DeviceError as exc:
-        log.warning("%s failed after reconnecting (%s); skip", operation, exc)
-        await report(operation, exc, "skip")
+        action = await _final_action(exc, give_up)
+        log.warning("%s failed after reconnecting (%s); %s", operation, exc, action)
+        await report(operation, exc, action)
         raise
+
+
+async def _final_action(
+    exc: DeviceError, give_up: Callable[[DeviceError], Awaitable[str]] | None
+) -> str:
+    """Return the action recorded when the policy gives up: ``give_up``'s answer, else skip."""
+    return "skip" if give_up is None else await give_up(exc)

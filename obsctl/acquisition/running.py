@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.health import HealthBoard
 from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.devices import DeviceSet
 from obsctl.events import EventBus
@@ -32,6 +33,9 @@ class RunningState:
         The safety supervisor.
     writer : FrameWriter
         The frame writer (frames waiting for the disk).
+    health : HealthBoard or None
+        Each device's health (connected, last error, since when), shown by ``/api/status``;
+        None where nothing tracks it.
     """
 
     devices: DeviceSet
@@ -40,6 +44,7 @@ class RunningState:
     events: EventBus
     supervisor: SafetySupervisor
     writer: FrameWriter
+    health: HealthBoard | None = None
 
     def unsafe_reason(self) -> str | None:
         """Return why it is unsafe to observe now, None when it is safe."""

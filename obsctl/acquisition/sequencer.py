@@ -7,6 +7,13 @@ exposure at once instead of waiting for the disk; while frames cannot be stored,
 new one (the writer keeps them and retries). Device failures go through the
 `FaultPolicy` (retry, reconnect, skip); every failure is logged in the database with its
 reason, and a failed step is skipped, never the night.
+
+A device that is down (`obsctl.acquisition.health`: it would not connect, or it stopped
+answering after the policy gave up) costs only the steps that need it: those wait, with the
+reason in ``Activity.paused_reason``, while the others run (darks and biases need only the
+camera); when the device is back, the waiting steps go on from their first frame not taken.
+Devices found in a state a failure left behind are recovered by `obsctl.operations` before
+they are used, and each recovery is recorded as a failure row with its action.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.health import HealthBoard
 from obsctl.acquisition.policy import FaultPolicy, with_policy
 from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target, parse_sequence
@@ -37,9 +45,16 @@ from obsctl.devices import (
     ExposureSettings,
     MountStatus,
 )
-from obsctl.errors import ConfigError, DeviceError, FilterNotFoundError, ObsctlError
+from obsctl.errors import (
+    ConfigError,
+    DeviceError,
+    DeviceStateError,
+    FilterNotFoundError,
+    InvalidDeviceValueError,
+    ObsctlError,
+)
 from obsctl.events import EventBus
-from obsctl.operations import Operations
+from obsctl.operations import Operations, Recovery
 from obsctl.store.exposure_log import ExposureLog, FailureRecord
 from obsctl.store.headers import FrameContext
 from obsctl.store.raw_store import StoredFrame
@@ -60,6 +75,14 @@ class _SafetyAbort(ObsctlError):
 
 class _StepSkipped(ObsctlError):
     """The fault policy gave up on a step; its failures are already logged."""
+
+
+class _DeviceDown(ObsctlError):
+    """A device the step needs is down: the step waits for it, the others go on."""
+
+
+#: The action recorded for a failure that left its device down (the step waits for it).
+WAIT_ACTION = "wait for reconnection"
 
 
 def _stored_sequence(row: Mapping[str, Any]) -> Sequence:
@@ -95,6 +118,8 @@ class Sequencer:
         Simulated or real time.
     events : EventBus
         Where progress is published.
+    health : HealthBoard or None
+        Which devices are up; None takes every device as up (and none is ever marked down).
     """
 
     def __init__(
@@ -107,6 +132,7 @@ class Sequencer:
         activity: Activity,
         clock: Clock,
         events: EventBus,
+        health: HealthBoard | None = None,
     ) -> None:
         self.devices = devices
         self.config = config
@@ -118,16 +144,30 @@ class Sequencer:
         self.events = events
         sc = config.sequencer
         self.policy = FaultPolicy(sc.retries, sc.backoff_s, sc.backoff_factor, sc.reconnect)
-        self.ops = Operations(sc, clock)
+        self.ops = Operations(sc, clock, on_recovery=self._recovered)
+        if health is None:
+            health = HealthBoard(devices, events, clock)
+            for role in health.devices:
+                health.mark_up(role)
+        self.health = health
         self._pointed: Target | None = None
         self._filter: str | None = None
         self._settings: ExposureSettings | None = None
+        self._waiting_reason: str | None = None
+        #: Whether steps wait for a device that is down (the daemon); False skips them, as
+        #: ``obsctl run --until-idle`` must: it runs what is queued once, then ends.
+        self.wait_for_devices = True
 
-    def reset(self) -> None:
-        """Forget cached device state after an interruption (pointing, filter, settings)."""
+    def _forget(self) -> None:
+        """Forget cached device state (pointing, filter, settings): a device was down."""
         self._pointed = None
         self._filter = None
         self._settings = None
+
+    def reset(self) -> None:
+        """Forget cached device state after an interruption (pointing, filter, settings)."""
+        self._forget()
+        self._stop_waiting()
         self._set(
             "idle",
             sequence_id=None,
@@ -162,13 +202,93 @@ class Sequencer:
         await asyncio.to_thread(self.log_db.add_failure, record)
         self.events.publish("failure", **asdict(record))
 
+    async def _recovered(self, recovery: Recovery) -> None:
+        """Record a device recovery (logged by `Operations`) as a failure row."""
+        exc = DeviceStateError(recovery.found, device=recovery.device)
+        await self._report("recover", exc, recovery.action)
+
+    async def _reachable(self, device: Device) -> bool:
+        """Whether the device still answers (its ``Connected``, within the command deadline)."""
+        try:
+            async with asyncio.timeout(self.config.sequencer.command_timeout_s):
+                return await device.is_connected()
+        except (DeviceError, TimeoutError):
+            return False
+
+    async def _give_up(self, device: Device, exc: DeviceError) -> str:
+        """Decide what a failure the policy gave up on costs: the step, or a wait.
+
+        A device that no longer answers is marked down: the steps that need it wait for its
+        reconnection instead of being skipped. A device that answers but fails the call, or
+        refuses a value, costs the step.
+        """
+        role = self.health.role_of(device)
+        if role is None or isinstance(exc, InvalidDeviceValueError):
+            return "skip"
+        if await self._reachable(device):
+            return "skip"
+        self.health.mark_down(role, str(exc))
+        return WAIT_ACTION
+
     async def _attempt(self, operation: str, device: Device, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await with_policy(
-                operation, device, call, policy=self.policy, clock=self.clock, report=self._report
+                operation,
+                device,
+                call,
+                policy=self.policy,
+                clock=self.clock,
+                report=self._report,
+                give_up=functools.partial(self._give_up, device),
             )
         except DeviceError as exc:
+            role = self.health.role_of(device)
+            if role is not None and not self.health.is_up(role):
+                raise _DeviceDown(f"{operation} failed: {exc}") from exc
             raise _StepSkipped(f"{operation} failed: {exc}") from exc
+
+    # -- devices down ---------------------------------------------------------------------
+
+    def _needs(self, sequence: Sequence, step: ExposureStep) -> list[str]:
+        """Return the device roles a step cannot do without (configured ones only)."""
+        roles = ["camera"]
+        if step.image_type in ("LIGHT", "FLAT") and step.filter is not None:
+            roles.append("filter_wheel")
+        if step.image_type == "LIGHT" and sequence.target is not None:
+            roles.append("mount")
+        return [r for r in roles if r in self.health.devices]
+
+    def _missing(self, sequence: Sequence, step: ExposureStep) -> dict[str, str]:
+        """Return the devices a step needs that are down, with why."""
+        return self.health.down(self._needs(sequence, step))
+
+    def _stop_waiting(self) -> None:
+        """Take our waiting reason off the activity (a storage pause's stays)."""
+        if self._waiting_reason is not None:
+            if self.activity.paused_reason == self._waiting_reason:
+                self.activity.paused_reason = None
+            self._waiting_reason = None
+
+    def _skip_waiting(
+        self, sequence_id: int, sequence: Sequence, left: dict[int, int], missing: dict[str, str]
+    ) -> None:
+        """Give up the steps left, all waiting for a device that is down (no waiting)."""
+        reason = "; ".join(f"{role} down: {why}" for role, why in sorted(missing.items()))
+        for step_index in left:
+            log.error("sequence %s step %d skipped: %s", sequence.name, step_index, reason)
+            self.events.publish("step_skipped", id=sequence_id, step=step_index, reason=reason)
+
+    async def _wait_devices(self, missing: dict[str, str]) -> None:
+        """Wait for a change of the devices' health, saying why on the activity."""
+        version = self.health.version
+        reason = "; ".join(f"{role} down: {why}" for role, why in sorted(missing.items()))
+        reason = f"waiting for a device: {reason}"
+        if reason != self._waiting_reason:
+            log.warning("%s", reason)
+        self._stop_waiting()
+        self._waiting_reason = reason
+        self._set("waiting_device", paused_reason=reason)
+        await self.health.wait_change(version)
 
     # -- running ------------------------------------------------------------------------
 
@@ -211,10 +331,27 @@ class Sequencer:
         self.events.publish("sequence", id=sequence_id, name=sequence.name, state="running")
         rng = random.Random(sequence_id)
         skipped = 0
-        for step_index, step in enumerate(sequence.steps):
-            first = done.get(step_index, 0)
-            if first >= step.count:
+        # The next frame of each step left to take, in step order; a step whose devices are
+        # down waits while the later ones run.
+        left = {i: done.get(i, 0) for i in range(len(sequence.steps))}
+        left = {i: first for i, first in left.items() if first < sequence.steps[i].count}
+        while left:
+            runnable = [i for i in left if not self._missing(sequence, sequence.steps[i])]
+            if not runnable:
+                missing: dict[str, str] = {}
+                for i in left:
+                    missing.update(self._missing(sequence, sequence.steps[i]))
+                if not self.wait_for_devices:
+                    skipped += len(left)
+                    self._skip_waiting(sequence_id, sequence, left, missing)
+                    break
+                await self._wait_devices(missing)
                 continue
+            if self._waiting_reason is not None:
+                self._stop_waiting()
+                self._forget()  # a device came back: its state is not what was cached
+            step_index = runnable[0]
+            step = sequence.steps[step_index]
             log.info(
                 "sequence %s step %d: %d x %s %s %gs (from frame %d)",
                 sequence.name,
@@ -223,18 +360,33 @@ class Sequencer:
                 step.image_type,
                 step.filter,
                 step.exposure_s,
-                first,
+                left[step_index],
             )
             try:
-                for frame_index in range(first, step.count):
+                for frame_index in range(left[step_index], step.count):
+                    missing = self._missing(sequence, step)
+                    if missing:
+                        raise _DeviceDown(", ".join(missing))
                     self._set("preparing", step_index=step_index, frame_index=frame_index)
                     await self._take_frame(sequence, step, step_index, frame_index, rng)
+                    left[step_index] = frame_index + 1
+                del left[step_index]
             except _StepSkipped as exc:
+                del left[step_index]
                 skipped += 1
                 log.error("sequence %s step %d skipped: %s", sequence.name, step_index, exc)
                 self.events.publish(
                     "step_skipped", id=sequence_id, step=step_index, reason=str(exc)
                 )
+            except _DeviceDown as exc:
+                log.warning(
+                    "sequence %s step %d waits, a device it needs is down (%s)",
+                    sequence.name,
+                    step_index,
+                    exc,
+                )
+                self._forget()
+        self._stop_waiting()
         await self._frames_stored()
         # "incomplete": some step was skipped after its failures (see the failures table).
         final = "incomplete" if skipped else "done"
@@ -263,12 +415,14 @@ class Sequencer:
                 await self._point(
                     sequence.target, dither, rng, force=frame_index > 0 and dither > 0
                 )
-            await self._select_filter(step.filter)
+            if "filter_wheel" in self._needs(sequence, step) or self.health.is_up("filter_wheel"):
+                await self._select_filter(step.filter)
             await self._configure(step)
             if step.image_type == "BIAS":
                 exposure_s = (await self.devices.camera.info()).exposure_min_s
+            mount = await self._pointing(sequence, step)
             try:
-                image, start, mount = await self._attempt(
+                image, start = await self._attempt(
                     "expose", self.devices.camera, functools.partial(self._expose, step, exposure_s)
                 )
             except _SafetyAbort:
@@ -378,12 +532,28 @@ class Sequencer:
         await self._attempt("configure", camera, lambda: camera.configure(settings))
         self._settings = settings
 
-    async def _expose(
-        self, step: ExposureStep, exposure_s: float
-    ) -> tuple[CameraImage, datetime, MountStatus | None]:
-        camera = self.devices.camera
+    async def _pointing(self, sequence: Sequence, step: ExposureStep) -> MountStatus | None:
+        """Read the mount for the frame's header: under the policy when the step needs it.
+
+        A frame that does not need the mount (a dark, a bias) goes without its position when
+        the mount is down or does not answer.
+        """
         mount = self.devices.mount
-        pointing = await mount.status() if mount is not None else None
+        if mount is None:
+            return None
+        if "mount" in self._needs(sequence, step):
+            return await self._attempt("mount status", mount, mount.status)
+        if not self.health.is_up("mount"):
+            return None
+        try:
+            async with asyncio.timeout(self.config.sequencer.command_timeout_s):
+                return await mount.status()
+        except (DeviceError, TimeoutError) as exc:
+            log.warning("no mount position for this %s frame: %s", step.image_type, exc)
+            return None
+
+    async def _expose(self, step: ExposureStep, exposure_s: float) -> tuple[CameraImage, datetime]:
+        camera = self.devices.camera
         self.activity.safety_abort = False
         start = self.clock.now()
         self._set(
@@ -400,7 +570,7 @@ class Sequencer:
         image = await camera.download()
         self.events.publish("downloaded", shape=list(image.data.shape))
         start = image.metadata.start_time or start
-        return image, start, pointing
+        return image, start
 
 
 def _median_level(image: CameraImage) -> float:

@@ -15,7 +15,12 @@ from obsctl.config import (
     SiteConfig,
     TelescopeConfig,
 )
-from obsctl.errors import DeviceError, DeviceTimeoutError, InvalidDeviceValueError
+from obsctl.errors import (
+    DeviceError,
+    DeviceNotImplementedError,
+    DeviceTimeoutError,
+    InvalidDeviceValueError,
+)
 from obsctl.operations import Operations
 from obsctl.simulators import SimulatedCamera, SimulatedObservatory
 
@@ -63,8 +68,17 @@ async def run_failing(error: DeviceError) -> tuple[int, list[str], CountingDevic
     return attempts, actions, device
 
 
-async def test_a_refused_value_is_given_up_at_once() -> None:
-    refused = InvalidDeviceValueError("exposure 5000 s is out of range", device="camera")
+@pytest.mark.parametrize(
+    "refused",
+    [
+        InvalidDeviceValueError("exposure 5000 s is out of range", device="camera"),
+        # A member the server does not have (HTTP 404, ASCOM 0x400): it will not appear.
+        DeviceNotImplementedError("gains: HTTP 404: not found", device="camera"),
+    ],
+)
+async def test_a_refused_value_or_a_missing_member_is_given_up_at_once(
+    refused: DeviceError,
+) -> None:
     attempts, actions, device = await run_failing(refused)
     assert attempts == 1
     assert actions == ["skip"]

@@ -390,3 +390,59 @@ async def test_abort_slew_and_sync() -> None:
     m.sync_to_radec(100.0, 20.0)
     p = m.pointing()
     assert (p.ra_deg, p.dec_deg) == pytest.approx((100.0, 20.0), abs=1e-6)
+
+
+# --- states real drivers leave behind (issue 15) -------------------------------------
+
+
+@pytest.mark.parametrize("cleared_by", ["abort", "reconnect"])
+async def test_camera_left_in_error_after_a_failed_exposure(cleared_by) -> None:
+    cam = camera()
+    cam.fail_next_exposure(cleared_by=cleared_by)
+    cam.start_exposure(1.0, light=False)
+    await wait_until(lambda: cam.state == CameraState.ERROR)
+    assert not cam.image_ready
+    with pytest.raises(AscomError) as busy:
+        cam.start_exposure(1.0, light=False)
+    assert ascom_number(busy) == 0x40B
+    cam.abort_exposure()
+    if cleared_by == "reconnect":
+        assert cam.state == CameraState.ERROR  # the abort does not help such a driver
+        cam.connected = False
+        cam.connected = True
+    assert cam.state == CameraState.IDLE
+    cam.start_exposure(1.0, light=False)  # only the one exposure failed
+    await wait_until(lambda: cam.image_ready)
+
+
+async def test_camera_error_cleared_by_abort_survives_a_reconnection() -> None:
+    cam = camera()
+    cam.fail_next_exposure(cleared_by="abort")
+    cam.start_exposure(1.0, light=False)
+    await wait_until(lambda: cam.state == CameraState.ERROR)
+    cam.connected = False
+    cam.connected = True
+    assert cam.state == CameraState.ERROR
+
+
+async def test_camera_that_ignores_abort_keeps_exposing() -> None:
+    cam = camera(speed=100.0)
+    cam.abort_ignored = True
+    cam.start_exposure(2.0, light=False)
+    cam.abort_exposure()
+    assert cam.state == CameraState.EXPOSING
+    await wait_until(lambda: cam.image_ready)  # it ran to its end, readout included
+    assert cam.state == CameraState.IDLE
+    await cam.close()
+
+
+async def test_mount_left_slewing_until_abort_slew() -> None:
+    m = mount()
+    m.slewing_stuck = True
+    assert m.slewing
+    m.slew_to_altaz(60.0, 180.0)
+    await asyncio.sleep(0.05)  # long enough for the slew to end at this speed
+    assert m.slewing  # a new slew does not clear it
+    m.abort_slew()
+    assert not m.slewing
+    assert not m.slewing_stuck

@@ -562,6 +562,20 @@
             ]),
       );
     }
+    // Devices down (they would not connect, or stopped answering): what needs them waits.
+    const health = Object.values(s.health || {});
+    if (health.length) {
+      parts.push(
+        dl(
+          health.map((h) => [
+            h.role,
+            h.connected
+              ? `<span class="good">up</span>`
+              : `<span class="bad">DOWN</span> <span class="muted">${h.since ? `since ${esc(h.since.slice(0, 19).replace("T", " "))} UTC: ` : ""}${esc(h.last_error ?? "")}</span>`,
+          ]),
+        ),
+      );
+    }
     const q = s.queue || {};
     const listed = q.sequences || [];
     let seqs = listed.map((x) => `${esc(x.name)} (${esc(x.state)})`).join(", ") || "—";
@@ -569,7 +583,7 @@
     const proc = q.processing ? Object.entries(q.processing).map(([k, v]) => `${esc(k)} ${v}`).join(", ") || "—" : "off";
     parts.push(dl([["queue", seqs], ["to store", esc(q.frames_to_store ?? 0)], ["pipeline", proc]]));
     // Whatever else the daemon reports (a running plan step, a schedule...), as it comes.
-    const known = new Set(["activity", "safety", "devices", "queue"]);
+    const known = new Set(["activity", "safety", "devices", "health", "queue"]);
     for (const [key, value] of Object.entries(s)) {
       if (known.has(key) || value === null || value === undefined) continue;
       parts.push(`<h2>${esc(key)}</h2>` + dl(flat(value).slice(0, 20)));
