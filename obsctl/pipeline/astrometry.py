@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,11 +25,12 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
+from obsctl.catalogs.bands import reference_band
 from obsctl.classify.labels import FLAG_NOT_CELESTIAL
 from obsctl.frame import Frame
 from obsctl.processing.astrometry import AstrometryResult, NoSolution, match_and_fit
 from obsctl.processing.tables import with_columns
-from obsctl.store.refcat import MAG_COLUMNS, RefCatalog, band_magnitudes, filter_band
+from obsctl.store.refcat import MAG_COLUMNS, RefCatalog, band_magnitudes
 
 __all__ = ["Astrometry", "ConeQuery", "strip_wcs"]
 
@@ -109,6 +110,15 @@ class Astrometry:
         Largest detection-to-star distance of a match (pixel).
     scale_tolerance : float, optional
         Largest relative error of the header's pixel scale.
+    bands : mapping, optional
+        Filter name to catalogue band (``[catalogs] bands``), over the built-in names of
+        `obsctl.store.refcat.filter_band`. The band used is written as ``ZPBAND`` (and the
+        catalogue of the matched stars as ``ZPCAT``) in the header.
+
+    Notes
+    -----
+    Stars of a `RefCatalog` with proper motions are moved to the frame's epoch (its
+    ``DATE-OBS``) before matching.
     """
 
     name: ClassVar[str] = "astrometry"
@@ -119,6 +129,7 @@ class Astrometry:
     sip_degree: int | Literal["auto"] | None = "auto"
     match_radius_px: float = 3.0
     scale_tolerance: float = 0.05
+    bands: Mapping[str, str] = field(default_factory=dict)
 
     def process(self, frame: Frame) -> Frame:
         """Return the frame with a fitted WCS, sky positions and reference magnitudes.
@@ -135,10 +146,12 @@ class Astrometry:
             return self._failed(frame, None, "the header has no approximate WCS")
 
         filter_name = frame.header.get("FILTER")
-        band = filter_band(str(filter_name)) if filter_name is not None else None
+        band = reference_band(str(filter_name), self.bands) if filter_name is not None else None
         ny, nx = frame.data.shape[:2]
         try:
-            refs = self._reference_stars(approx, (ny, nx), band or "V", len(sources))
+            refs = self._reference_stars(
+                approx, (ny, nx), band or "V", len(sources), _epoch_yr(frame.header)
+            )
         except Exception as exc:  # a broken store must not stop the frame: flag it
             log.warning("reference catalog query failed: %s", exc)
             return self._failed(frame, approx, f"reference catalog query failed: {exc}")
@@ -148,7 +161,9 @@ class Astrometry:
                 frame,
                 approx,
                 "no reference stars around the field (fill the catalog with "
-                "`obsctl catalog import` or `obsctl catalog import-synthetic`)",
+                "`obsctl catalog fetch`, `obsctl catalog import` or "
+                "`obsctl catalog import-synthetic`; the frame is queued again when a fetch "
+                "brings its field)",
             )
         flux = (
             np.asarray(sources["flux"], dtype=np.float64)
@@ -190,6 +205,12 @@ class Astrometry:
             mag, err = band_magnitudes(refs, band)
             out["ref_mag"][det_idx] = mag[ref_idx]
             out["ref_mag_err"][det_idx] = err[ref_idx]
+            header["ZPBAND"] = (band, "catalogue band of the reference magnitudes")
+            if "catalog" in ref_names and len(ref_idx):
+                used, counts = np.unique(refs["catalog"][ref_idx], return_counts=True)
+                catalog = used[np.argmax(counts)]
+                text = catalog.decode("ascii") if isinstance(catalog, bytes) else str(catalog)
+                header["ZPCAT"] = (text, "reference catalogue of most matched stars")
         if "mag_b" in ref_names and "mag_v" in ref_names:
             out["ref_colour"][det_idx] = (refs["mag_b"] - refs["mag_v"])[ref_idx]
 
@@ -210,7 +231,12 @@ class Astrometry:
         return solved.with_stage(self.name, header=header, sources=out, metrics=metrics)
 
     def _reference_stars(
-        self, approx: WCS, shape: tuple[int, int], band: str, n_sources: int
+        self,
+        approx: WCS,
+        shape: tuple[int, int],
+        band: str,
+        n_sources: int,
+        epoch_yr: float | None = None,
     ) -> NDArray[Any]:
         ny, nx = shape
         ra_c, dec_c = (float(v) for v in approx.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0))
@@ -222,7 +248,7 @@ class Astrometry:
         radius = min(radius, 180.0)
         limit = max(_MIN_REFS, _REFS_PER_SOURCE * n_sources)
         if isinstance(self.catalog, RefCatalog):
-            return self.catalog.cone(ra_c, dec_c, radius, band=band, limit=limit)
+            return self.catalog.cone(ra_c, dec_c, radius, band=band, limit=limit, epoch_yr=epoch_yr)
         stars = self.catalog(ra_c, dec_c, radius)
         mag, _ = band_magnitudes(stars, band)
         for column in ("mag_v", "mag_gaia_g", *MAG_COLUMNS):
@@ -245,6 +271,20 @@ class Astrometry:
         return frame.flagged(f"astrometry failed: {reason}").with_stage(
             self.name, sources=sources, metrics=metrics
         )
+
+
+def _epoch_yr(header: fits.Header) -> float | None:
+    """Return the Julian epoch of a header's DATE-OBS (yr), None when absent or unreadable."""
+    from astropy.time import Time
+
+    value = header.get("DATE-OBS")
+    if not value:
+        return None
+    try:
+        return float(Time(str(value), scale="utc").jyear)
+    except ValueError:
+        log.debug("DATE-OBS %r unreadable: reference stars stay at their epoch", value)
+        return None
 
 
 def _with_columns(sources: NDArray[Any]) -> NDArray[Any]:

@@ -62,14 +62,16 @@ def _astrometry(config: Config, data_dir: DataDir, reference: ConeQuery | None) 
     from obsctl.pipeline.astrometry import Astrometry
     from obsctl.store.refcat import RefCatalog
 
+    # The filter-to-band map of [catalogs] applies to every reference source.
+    bands = dict(config.catalogs.bands)
     if reference is not None:
-        return Astrometry(reference)
+        return Astrometry(reference, bands=bands)
     if config.pipeline.reference_catalog == "synthetic":
         raise ConfigError(
             "pipeline.reference_catalog = 'synthetic' is the simulators' sky: the stages get it "
             "from the embedded simulators (obsctl.embedded.reference_catalog)"
         )
-    return Astrometry(RefCatalog(data_dir.catalog_path))
+    return Astrometry(RefCatalog(data_dir.catalog_path), bands=bands)
 
 
 def _zeropoint(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:

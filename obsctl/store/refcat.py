@@ -4,7 +4,9 @@ The pipeline never downloads anything: astrometry and the zero point read refere
 ``<data>/catalog.sqlite``. A user fills it with `RefCatalog.import_table` from an extract made
 elsewhere (a Gaia, APASS or other download as CSV, ECSV, FITS or VOTable), and the simulators'
 synthetic sky goes in the same way (`obsctl.simulators.sky.import_synthetic`), so everything
-works offline.
+works offline. `obsctl.catalogs` fills it from TAP services ahead of the night, with the
+stars' proper motions (applied to a frame's epoch by `RefCatalog.cone`) and a record of the
+cones fetched (``refcat_cones``), so that a field is fetched once.
 
 One table, ``refstars``, holds one row per star. Magnitudes are NULL where a catalog has no
 such band; Johnson-Cousins, SDSS and Gaia bands are kept apart because they differ by tenths
@@ -35,23 +37,28 @@ from obsctl.errors import ConfigError, StorageError
 __all__ = [
     "BANDS",
     "MAG_COLUMNS",
+    "MOTION_COLUMNS",
     "REFSTAR_DTYPE",
     "RefCatalog",
     "band_magnitudes",
     "filter_band",
+    "propagate",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Magnitude columns of ``refstars`` (mag), each with a ``<column>_err`` (mag) beside it.
 MAG_COLUMNS: tuple[str, ...] = (
+    "mag_u",
     "mag_b",
     "mag_v",
     "mag_r",
     "mag_i",
+    "mag_sdss_u",
     "mag_sdss_g",
     "mag_sdss_r",
     "mag_sdss_i",
+    "mag_sdss_z",
     "mag_gaia_g",
     "mag_gaia_bp",
     "mag_gaia_rp",
@@ -60,18 +67,25 @@ MAG_COLUMNS: tuple[str, ...] = (
 #: Band names accepted by `band_magnitudes` and `RefCatalog.cone`, and their columns. ``L``
 #: (a clear or luminance filter) is the mean of V and R, as in the simulator.
 BANDS: dict[str, tuple[str, ...]] = {
+    "U": ("mag_u",),
     "B": ("mag_b",),
     "V": ("mag_v",),
     "R": ("mag_r",),
     "I": ("mag_i",),
     "L": ("mag_v", "mag_r"),
+    "u": ("mag_sdss_u",),
     "g": ("mag_sdss_g",),
     "r": ("mag_sdss_r",),
     "i": ("mag_sdss_i",),
+    "z": ("mag_sdss_z",),
     "G": ("mag_gaia_g",),
     "BP": ("mag_gaia_bp",),
     "RP": ("mag_gaia_rp",),
 }
+
+#: Proper-motion columns of ``refstars``: ``pmra_mas_yr`` is mu_alpha* (the RA rate times
+#: cos Dec) and ``epoch_yr`` the Julian epoch of the stored position; NULL when unknown.
+MOTION_COLUMNS: tuple[str, ...] = ("pmra_mas_yr", "pmdec_mas_yr", "epoch_yr")
 
 _TILE_DTYPE = np.dtype(
     [
@@ -80,6 +94,7 @@ _TILE_DTYPE = np.dtype(
         ("source_id", "S40"),
         ("ra_deg", "<f8"),
         ("dec_deg", "<f8"),
+        *[(c, "<f4" if c != "epoch_yr" else "<f8") for c in MOTION_COLUMNS],
         *[(c, "<f4") for c in MAG_COLUMNS],
         *[(c + "_err", "<f4") for c in MAG_COLUMNS],
     ]
@@ -94,6 +109,7 @@ REFSTAR_DTYPE = np.dtype(
         ("source_id", "S40"),
         ("ra_deg", np.float64),
         ("dec_deg", np.float64),
+        *[(c, np.float64) for c in MOTION_COLUMNS],
         *[(c, np.float64) for c in MAG_COLUMNS],
         *[(c + "_err", np.float64) for c in MAG_COLUMNS],
         ("mag", np.float64),
@@ -101,14 +117,22 @@ REFSTAR_DTYPE = np.dtype(
     ]
 )
 """Row type returned by `RefCatalog.cone`: table columns (NULL as NaN) plus ``mag`` and
-``mag_err``, the magnitude in the requested band. ``catalog`` and ``source_id`` are ASCII
+``mag_err``, the magnitude in the requested band. Positions are at the epoch asked for when
+the star has a proper motion, else at the catalogue's. ``catalog`` and ``source_id`` are ASCII
 bytes (``.astype(str)`` gives text): decoding every row would double the query time."""
 
 # Sky cells of the cone index: zones this high in declination, cut in RA into cells at least
 # this wide on the sky. A 1-degree cone reads about a hundred cells in a dozen range scans.
 _ZONE_DEG = 0.25
 _N_ZONES = round(180.0 / _ZONE_DEG)
-_SCHEMA_VERSION = 1
+# Version 2 added proper motions, U/u/z magnitudes and the record of fetched cones.
+_SCHEMA_VERSION = 2
+_V2_COLUMNS = (
+    *MOTION_COLUMNS,
+    *(f"{c}{e}" for c in ("mag_u", "mag_sdss_u", "mag_sdss_z") for e in ("", "_err")),
+)
+# Two cones are the same fetch when their centres and radii agree this closely (deg).
+_CONE_TOLERANCE_DEG = 1e-6
 # Stars with none of the requested band's magnitudes sort after all others, in this order of
 # stand-ins: a brightness ranking only needs to be roughly right for matching.
 _SORT_FALLBACK = ("mag_v", "mag_gaia_g", "mag_r", "mag_sdss_r", "mag_b", "mag_i", "mag_sdss_g")
@@ -122,6 +146,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
                 "DECdeg", "dec_j2000", "DELTA_J2000", "decMean"),
     "source_id": ("source_id", "id", "source", "designation", "recno", "name", "objid",
                   "objectid", "star_id", "seqno", "hip", "tyc", "ucac4"),
+    "mag_u": ("U", "Umag", "U_mag", "mag_u", "johnson_u"),
+    "mag_sdss_u": ("u", "umag", "u_mag", "u'mag", "upmag", "mag_sdss_u", "sdss_u", "u_sdss"),
+    "mag_sdss_z": ("z", "zmag", "z_mag", "z'mag", "zpmag", "mag_sdss_z", "sdss_z", "z_sdss"),
     "mag_b": ("B", "Bmag", "B_mag", "mag_b", "bmag", "johnson_b", "Johnson_B", "Johnson_B (B)"),
     "mag_v": ("V", "Vmag", "V_mag", "mag_v", "vmag", "johnson_v", "Johnson_V", "Johnson_V (V)"),
     "mag_r": ("R", "Rmag", "R_mag", "mag_r", "Rcmag", "Rc", "cousins_r", "RCmag"),
@@ -189,12 +216,13 @@ def filter_band(filter_name: str | None) -> str | None:
     key = re.sub(r"[\s_\-]+", "", filter_name.strip()).lower()
     sdss = re.fullmatch(r"(sloan|sdss)?([ugriz])(')?", key)
     if sdss and (sdss.group(1) or sdss.group(3)):
-        return sdss.group(2) if sdss.group(2) in "gri" else None
+        return sdss.group(2)
     key = re.sub(r"^(johnson|bessell|bessel|cousins)(?=.)", "", key)
     return _FILTER_BANDS.get(key)
 
 
 _FILTER_BANDS = {
+    "u": "U",
     "b": "B",
     "blue": "B",
     "v": "V",
@@ -319,6 +347,9 @@ class RefCatalog:
                     dec_deg REAL NOT NULL,
                     zone INTEGER NOT NULL,
                     cell INTEGER NOT NULL,
+                    pmra_mas_yr REAL,
+                    pmdec_mas_yr REAL,
+                    epoch_yr REAL,
                 {mags}
                 );
                 CREATE INDEX IF NOT EXISTS refstars_cell ON refstars (zone, cell, ra_deg);
@@ -331,15 +362,40 @@ class RefCatalog:
                     data BLOB NOT NULL,
                     PRIMARY KEY (zone, cell)
                 ) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS refcat_cones (
+                    id INTEGER PRIMARY KEY,
+                    provider TEXT NOT NULL,
+                    ra_deg REAL NOT NULL,
+                    dec_deg REAL NOT NULL,
+                    radius_deg REAL NOT NULL,
+                    mag_limit REAL NOT NULL,
+                    n_stars INTEGER NOT NULL,
+                    fetched_utc TEXT NOT NULL
+                );
                 """
             )
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            elif version == 1:
+                self._migrate_v1()
             elif version != _SCHEMA_VERSION:
                 raise StorageError(
                     f"{self.path}: reference catalog schema {version}, expected {_SCHEMA_VERSION}"
                 )
+
+    def _migrate_v1(self) -> None:
+        """Add version 2's columns to a version-1 file and re-pack every cell (in a transaction)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(refstars)")}
+        for column in _V2_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE refstars ADD COLUMN {column} REAL")
+        # Every packed cell has the old layout: all are re-packed.
+        self._db.execute("DELETE FROM refstars_tiles")
+        cells = self._db.execute("SELECT DISTINCT zone, cell FROM refstars").fetchall()
+        self._rebuild_tiles(cells)
+        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        log.info("%s: reference catalog migrated to schema %d", self.path, _SCHEMA_VERSION)
 
     def close(self) -> None:
         """Close the database."""
@@ -442,13 +498,15 @@ class RefCatalog:
         errors: Mapping[str, NDArray[np.float64]],
         *,
         where: str,
+        motion: Mapping[str, NDArray[np.float64]] | None = None,
     ) -> int:
         """Store stars, replacing earlier rows of the same catalog and source id.
 
         ``mags`` and ``errors`` (mag) are keyed by column (``mag_v``, see `MAG_COLUMNS`);
-        stars without a finite position are left out, and ``where`` names their source in
-        errors. Returns the number stored; raises `ConfigError` for a declination outside
-        [-90, 90] deg and `StorageError` when the database cannot be written.
+        ``motion`` by `MOTION_COLUMNS` (proper motions in mas/yr, the positions' Julian
+        epoch). Stars without a finite position are left out, and ``where`` names their
+        source in errors. Returns the number stored; raises `ConfigError` for a declination
+        outside [-90, 90] deg and `StorageError` when the database cannot be written.
         """
         ok = np.isfinite(ra_deg) & np.isfinite(dec_deg)
         if np.any(ok & ((dec_deg < -90.0) | (dec_deg > 90.0))):
@@ -460,6 +518,10 @@ class RefCatalog:
         values: list[list[Any]] = [ids.tolist(), ra.tolist(), dec.tolist(), zone.tolist()]
         values.append(cell.tolist())
         names = ["source_id", "ra_deg", "dec_deg", "zone", "cell"]
+        for c in MOTION_COLUMNS:
+            if motion is not None and c in motion:
+                names.append(c)
+                values.append(_nullable(np.asarray(motion[c], dtype=np.float64)[ok]))
         for c in MAG_COLUMNS:
             for col, source in ((c, mags), (c + "_err", errors)):
                 if c in source:
@@ -536,6 +598,7 @@ class RefCatalog:
         band: str = "V",
         mag_limit: float | None = None,
         limit: int | None = None,
+        epoch_yr: float | None = None,
     ) -> NDArray[Any]:
         """Return the reference stars within a circle, brightest first.
 
@@ -552,6 +615,9 @@ class RefCatalog:
             Drop stars fainter than this in `band` (mag), and stars without it.
         limit : int, optional
             Return at most this many (the brightest).
+        epoch_yr : float, optional
+            Julian epoch (a frame's DATE-OBS, e.g. 2026.9) to move stars with a proper
+            motion to; the circle itself is tested at the catalogue's epoch.
 
         Returns
         -------
@@ -603,7 +669,126 @@ class RefCatalog:
             out[name] = picked[name]
         out["mag"] = mag[order]
         out["mag_err"] = err[order]
+        if epoch_yr is not None:
+            out["ra_deg"], out["dec_deg"] = propagate(
+                out["ra_deg"],
+                out["dec_deg"],
+                out["pmra_mas_yr"],
+                out["pmdec_mas_yr"],
+                out["epoch_yr"],
+                epoch_yr,
+            )
         return out
+
+    # ------------------------------------------------------------------------- fetched cones
+
+    def add_cone(
+        self,
+        provider: str,
+        ra_deg: float,
+        dec_deg: float,
+        radius_deg: float,
+        *,
+        mag_limit: float,
+        n_stars: int,
+        fetched_utc: str,
+    ) -> None:
+        """Record that a provider's stars within a circle (to ``mag_limit``) are stored."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO refcat_cones (provider, ra_deg, dec_deg, radius_deg, mag_limit, "
+                    "n_stars, fetched_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        provider,
+                        ra_deg % 360.0,
+                        dec_deg,
+                        radius_deg,
+                        mag_limit,
+                        n_stars,
+                        fetched_utc,
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot record a fetched cone: {exc}") from exc
+
+    def cones(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """Return the recorded fetches (all, or one provider's), oldest first."""
+        sql = (
+            "SELECT provider, ra_deg, dec_deg, radius_deg, mag_limit, n_stars, fetched_utc "
+            "FROM refcat_cones"
+        )
+        args: tuple[str, ...] = ()
+        if provider is not None:
+            sql += " WHERE provider = ?"
+            args = (provider,)
+        cursor = self._db.execute(sql + " ORDER BY id", args)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def covered(
+        self, provider: str, ra_deg: float, dec_deg: float, radius_deg: float, mag_limit: float
+    ) -> bool:
+        """Whether one recorded fetch of ``provider`` holds the whole circle to ``mag_limit``."""
+        for cone in self.cones(provider):
+            if cone["mag_limit"] < mag_limit:
+                continue
+            distance = _separation_deg(ra_deg, dec_deg, cone["ra_deg"], cone["dec_deg"])
+            if distance + radius_deg <= cone["radius_deg"] + _CONE_TOLERANCE_DEG:
+                return True
+        return False
+
+
+def propagate(
+    ra_deg: NDArray[np.float64],
+    dec_deg: NDArray[np.float64],
+    pmra_mas_yr: NDArray[np.float64],
+    pmdec_mas_yr: NDArray[np.float64],
+    epoch_yr: NDArray[np.float64],
+    to_epoch_yr: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Move positions along their proper motions to another epoch.
+
+    Linear in RA and Dec: over the decades between a catalogue's epoch and tonight the
+    neglected curvature is below a microarcsecond for all but the fastest stars near a pole.
+    Stars without a finite proper motion or epoch keep their position.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : numpy.ndarray
+        Positions (deg) at ``epoch_yr``.
+    pmra_mas_yr, pmdec_mas_yr : numpy.ndarray
+        Proper motion (mas/yr); ``pmra`` is mu_alpha*, which includes cos(Dec).
+    epoch_yr : numpy.ndarray
+        Julian epoch of each position (yr).
+    to_epoch_yr : float
+        The epoch wanted (yr).
+
+    Returns
+    -------
+    ra_deg, dec_deg : numpy.ndarray of float64
+        RA wrapped to [0, 360) and Dec (deg) at ``to_epoch_yr``.
+    """
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    dt = to_epoch_yr - np.asarray(epoch_yr, dtype=np.float64)
+    pmra = np.asarray(pmra_mas_yr, dtype=np.float64)
+    pmdec = np.asarray(pmdec_mas_yr, dtype=np.float64)
+    moves = np.isfinite(dt) & np.isfinite(pmra) & np.isfinite(pmdec)
+    cos_dec = np.maximum(np.cos(np.radians(dec)), 1e-9)
+    d_ra = np.where(moves, pmra * dt / 3.6e6 / cos_dec, 0.0)
+    d_dec = np.where(moves, pmdec * dt / 3.6e6, 0.0)
+    return np.mod(ra + d_ra, 360.0), np.clip(dec + d_dec, -90.0, 90.0)
+
+
+def _separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Angular distance (deg), haversine form."""
+    p1, p2 = math.radians(dec1), math.radians(dec2)
+    hav = (
+        math.sin((p2 - p1) / 2.0) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(ra2 - ra1) / 2.0) ** 2
+    )
+    return math.degrees(2.0 * math.asin(min(1.0, math.sqrt(hav))))
 
 
 def _pack(rows: Sequence[tuple[Any, ...]]) -> NDArray[Any]:
