@@ -27,7 +27,7 @@ from obsctl.config import (
     format_validation_error,
     read_toml,
 )
-from obsctl.errors import ConfigError
+from obsctl.errors import ConfigError, ScheduleError
 
 __all__ = [
     "MAX_VISIT_S",
@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "PlanTarget",
     "Repeat",
+    "check_filters",
     "load_plan",
     "parse_plan",
 ]
@@ -361,3 +362,24 @@ def load_plan(path: str | Path) -> Plan:
 def utc(value: datetime) -> datetime:
     """Return ``value`` as an aware UTC datetime (naive values are taken as UTC)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def check_filters(plan: Plan, wheel: list[str]) -> None:
+    """Raise ScheduleError naming the first target step or flat filter the wheel lacks.
+
+    Checked when the night starts, so that a typo costs no observing time.
+    """
+    names = set(wheel)
+    for t, target in enumerate(plan.targets):
+        for s, step in enumerate(target.steps):
+            if step.filter is not None and step.filter not in names:
+                raise ScheduleError(
+                    f"targets[{t}] ({target.name}).steps[{s}].filter: no filter "
+                    f"{step.filter!r} in the wheel ({', '.join(wheel)})"
+                )
+    flats = plan.calibration.flats
+    for name in flats.filters if flats is not None else ():
+        if name not in names:
+            raise ScheduleError(
+                f"calibration.flats.filters: no filter {name!r} in the wheel ({', '.join(wheel)})"
+            )

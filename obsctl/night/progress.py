@@ -97,6 +97,13 @@ class PlanProgress:
             out[r["target"]] = h
         return out
 
+    def failures_count(self) -> int:
+        """Failures recorded in this night (of any sequence, the plan's or not)."""
+        rows = self.log_db.query(
+            "SELECT COUNT(*) AS n FROM failures WHERE night = ?", (self.night,)
+        )
+        return int(rows[0]["n"]) if rows else 0
+
     def frames_stored(self, sequence_ids: list[int]) -> int:
         """Frames stored by the given sequences."""
         return self.log_db.frames_of_sequences(sequence_ids)

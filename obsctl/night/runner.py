@@ -18,6 +18,13 @@ Three one-shot jobs make a night, each waiting for the one before it:
 Every visit (target or calibration block) is a row of ``plan_visits``, so a restarted
 runner adopts the visit that was running, does not repeat finished ones, and the monitoring
 cadence carries across nights.
+
+From outside (`obsctl.night.control.NightControl`): an edited plan file is taken at the next
+decision point; a target of opportunity posted to the API is scheduled like a plan target,
+and pre-empts the running light visit, between two of its frames, when its priority is
+higher and it can be observed now (the visit is resumed later from its first missing
+frame). Start hooks run at dusk, end hooks at the end of the dawn; the runner's step (what
+it does, until when) is kept there for ``obsctl status``.
 """
 
 from __future__ import annotations
@@ -28,21 +35,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
 from obsctl.clock import Clock, night_of, parse_night
 from obsctl.config import Config
 from obsctl.errors import DeviceError, ScheduleError
-from obsctl.night.ephemeris import cached_night
-from obsctl.night.plan import Plan, PlanTarget
+from obsctl.night.control import NightControl, run_hooks
+from obsctl.night.ephemeris import NightEphemeris, cached_night
+from obsctl.night.plan import Plan, PlanTarget, check_filters
 from obsctl.night.progress import PlanProgress, iso_utc
 from obsctl.night.schedule import NightSchedule
 from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog
 
-__all__ = ["NightHost", "NightRunner", "NightSummary", "check_filters", "run_night", "wall_time"]
+__all__ = ["NightHost", "NightRunner", "NightSummary", "run_night", "wall_time"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,10 @@ _FINISHED = ("done", "incomplete", "stopped", "aborted", "failed")
 _POLL_REAL_S = 0.02
 #: Simulated seconds to wait when nothing can be observed, or while unsafe.
 _IDLE_S = 120.0
+#: Why a stopped visit is resumed later rather than counted failed.
+_RESUMED_LATER = ("unsafe", "pre-empted")
+#: Activity states in which a frame is being taken: a pre-emption waits until they end.
+_IN_FRAME = ("exposing", "downloading")
 
 
 def wall_time(clock: Clock, when: datetime) -> datetime:
@@ -74,6 +86,9 @@ class NightHost(Protocol):
     The runner queues visits as sequences, waits for them and stops them; it reads the
     devices only for what happens between visits (cooler, flat-field pointing, park).
     """
+
+    #: The plan being run, for the control API (targets of opportunity, the step).
+    night_control: NightControl | None
 
     @property
     def config(self) -> Config:
@@ -131,13 +146,41 @@ class NightHost(Protocol):
 
 @dataclass
 class NightSummary:
-    """What a night did."""
+    """What a night did.
+
+    Attributes
+    ----------
+    night : str
+        ``YYYY-MM-DD``.
+    visits, frames : dict
+        Visits per ``"<kind> <state>"``, frames per image type.
+    unsafe_pauses : int
+        Times dispatching paused for the weather.
+    events : list
+        The night's steps and their observatory times (``dusk``, ``night start``...).
+    failures : int
+        Failure rows recorded in the night.
+    unsafe_s, failed_visit_s : float
+        Seconds of the observing night lost to the weather, and spent in failed visits.
+    incomplete : list of str
+        Work the night started and did not finish: a target whose last visit failed or was
+        interrupted, darks not done. ``obsctl night`` exits non-zero when there is any.
+    """
 
     night: str
     visits: dict[str, int] = field(default_factory=dict)
     frames: dict[str, int] = field(default_factory=dict)
     unsafe_pauses: int = 0
     events: list[tuple[str, datetime]] = field(default_factory=list)
+    failures: int = 0
+    unsafe_s: float = 0.0
+    failed_visit_s: float = 0.0
+    incomplete: list[str] = field(default_factory=list)
+
+    @property
+    def time_lost_s(self) -> float:
+        """Seconds lost to the weather and to failed visits."""
+        return self.unsafe_s + self.failed_visit_s
 
 
 class NightRunner:
@@ -151,11 +194,22 @@ class NightRunner:
         What to observe.
     night : datetime.date or None
         The night to run; None takes the night containing the daemon clock's current time.
+    control : NightControl or None
+        Plan edits, targets of opportunity, hooks and the step shown by the status; None
+        makes one for ``plan`` alone.
     """
 
-    def __init__(self, daemon: NightHost, plan: Plan, night: date | None = None) -> None:
+    def __init__(
+        self,
+        daemon: NightHost,
+        plan: Plan,
+        night: date | None = None,
+        *,
+        control: NightControl | None = None,
+    ) -> None:
         self.daemon = daemon
         self.plan = plan
+        self.control = control if control is not None else NightControl(plan)
         self.clock = daemon.clock
         site = daemon.config.site
         self.night = night or parse_night(night_of(self.clock.now(), site.longitude_deg))
@@ -163,6 +217,9 @@ class NightRunner:
         self._done: dict[str, asyncio.Event] = {}
         self.schedule: NightSchedule | None = None
         self.progress: PlanProgress | None = None
+        self._eph: NightEphemeris | None = None
+        self._too_seen = -1
+        self._paused_at: datetime | None = None
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -174,7 +231,43 @@ class NightRunner:
         now = self.clock.now()
         self.summary.events.append((name, now))
         log.info("night %s: %s at %s", self.night, name, f"{now:%H:%M:%S} UTC")
-        self.daemon.running.events.publish("night", event=name, observatory_time=iso_utc(now))
+        self.daemon.running.events.publish(
+            "night",
+            event=name,
+            night=self.night.isoformat(),
+            plan=self.plan.name,
+            observatory_time=iso_utc(now),
+        )
+
+    def _step(self, doing: str, until: datetime | None = None, target: str | None = None) -> None:
+        self.control.set_step(self.night.isoformat(), doing, until=until, target=target)
+
+    async def _refresh(self, *, force: bool = False) -> None:
+        """At a decision point: take an edited plan and new targets of opportunity.
+
+        The schedule is evaluated again only when something changed (or with ``force``).
+        """
+        assert self._eph is not None
+        control = self.control
+        edited = control.poll(self.clock.now())
+        if edited is not None:
+            control.accept(edited, self.clock.now())
+        if control.plan is not self.plan:
+            if control.plan.name != self.plan.name:
+                self.progress = PlanProgress(self._log, control.plan.name, self.night.isoformat())
+            self.plan = control.plan
+            force = True
+        if control.too_version != self._too_seen:
+            self._too_seen = control.too_version
+            force = True
+        if not force:
+            return
+        toos = control.targets_of_opportunity(self.night)
+        plan = self.plan
+        if toos:
+            # Validated one by one against this plan (names unique, like plan targets).
+            plan = plan.model_copy(update={"targets": plan.targets + toos})
+        self.schedule = await asyncio.to_thread(NightSchedule, plan, self._eph)
 
     async def _sleep_until(self, when: datetime) -> None:
         delta = (when - self.clock.now()).total_seconds()
@@ -182,19 +275,56 @@ class NightRunner:
             await self.clock.sleep(delta)
 
     async def _wait_sequence(
-        self, sequence_id: int, stop_when: Callable[[], str | None]
+        self,
+        sequence_id: int,
+        stop_when: Callable[[], str | None],
+        preempt: Callable[[], Awaitable[str | None]] | None = None,
     ) -> tuple[str, str | None]:
-        """Wait until a sequence finishes; stop it when ``stop_when`` gives a reason."""
+        """Wait until a sequence finishes; stop it when ``stop_when`` gives a reason.
+
+        ``preempt`` gives a reason to stop it between two frames (a target of opportunity).
+        """
         while True:
             state = await asyncio.to_thread(self.daemon.sequence_state, sequence_id)
             if state is None or state in _FINISHED:
                 return state or "missing", None
             reason = stop_when()
+            if reason is None and preempt is not None:
+                reason = await preempt()
+                if reason is not None:
+                    await self._between_frames(sequence_id)
             if reason is not None:
-                await self.daemon.stop_sequence(sequence_id)
+                if not await self.daemon.stop_sequence(sequence_id):
+                    # It ended while we waited for the end of its frame: as it ended (a
+                    # visit marked interrupted whose sequence is done would be taken again).
+                    state = await asyncio.to_thread(self.daemon.sequence_state, sequence_id)
+                    if state is not None and state in _FINISHED and state != "stopped":
+                        return state, None
                 await self._camera_idle()
                 return "stopped", reason
             await asyncio.sleep(_POLL_REAL_S)
+
+    async def _between_frames(self, sequence_id: int) -> None:
+        """Wait until the sequence is between two frames (or its frame's time is up).
+
+        The sequencer publishes each step of a frame; the moment it leaves the exposure and
+        download of one frame it prepares the next (filter, dither) before exposing, and a
+        stop then loses no exposure. A frame that takes longer than its exposure and the
+        readout margin is stopped anyway (its exposure aborted, never half-stored).
+        """
+        running = self.daemon.running
+        activity = running.activity
+        margin = self.daemon.config.sequencer.readout_margin_s
+        deadline = self.clock.monotonic() + (activity.exposure_s or 0.0) + margin
+        speed = float(getattr(self.clock, "speed", 1.0))
+        async with running.events.subscribe() as queue:
+            while activity.sequence_id == sequence_id and activity.state in _IN_FRAME:
+                left_s = (deadline - self.clock.monotonic()) / speed
+                if left_s <= 0:
+                    log.warning("pre-emption: the frame is taking long; stopping it now")
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.get(), left_s)
 
     async def _camera_idle(self) -> None:
         """Wait until the camera has finished reading out an interrupted frame.
@@ -213,7 +343,7 @@ class NightRunner:
     # -- the night ------------------------------------------------------------------------
 
     async def run(self) -> NightSummary:
-        """Run the night to its end (dawn calibration, park, warm-up); return a summary.
+        """Run the night to its end (dawn calibration, park, warm-up, hooks); return a summary.
 
         Raises
         ------
@@ -224,10 +354,18 @@ class NightRunner:
         from apscheduler.triggers.date import DateTrigger
 
         await self.daemon.started.wait()
+        from obsctl.catalogs.prefetch import start_prefetch  # the night never waits on it
+
+        start_prefetch(self.daemon, self.plan)  # the fields' reference stars, in the background
+        self.control.publish = self.daemon.running.events.publish
+        self.daemon.night_control = self.control
         devices = self.daemon.running.devices
         site = self.daemon.config.site
-        eph = await asyncio.to_thread(cached_night, site, self.night)
-        self.schedule = schedule = await asyncio.to_thread(NightSchedule, self.plan, eph)
+        self._eph = await asyncio.to_thread(cached_night, site, self.night)
+        self.progress = PlanProgress(self._log, self.plan.name, self.night.isoformat())
+        await self._refresh(force=True)
+        schedule = self.schedule
+        assert schedule is not None
         if schedule.night_start is None or schedule.night_end is None:
             raise ScheduleError(
                 f"night {self.night}: the sun does not reach "
@@ -237,7 +375,7 @@ class NightRunner:
             wheel = devices.filter_wheel
             names = await self.daemon.ops.command(wheel.names(), wheel.name, "filter names")
             check_filters(self.plan, names)
-        self.progress = PlanProgress(self._log, self.plan.name, self.night.isoformat())
+            self.control.wheel = names
         await self._adopt()
         flats = self.plan.calibration.flats
         dusk_at = schedule.night_start
@@ -265,13 +403,28 @@ class NightRunner:
             )
             log.info("scheduled %s at %s UTC", name, f"{at:%Y-%m-%d %H:%M:%S}")
         scheduler.start()
+        if self.clock.now() < dusk_at:
+            self._step("waiting for dusk", until=dusk_at)
         try:
             await self._done["dawn"].wait()
         finally:
             scheduler.shutdown(wait=False)
         if failures:
             raise failures[0]
-        self._summarise()
+        await asyncio.to_thread(self._summarise)
+        s = self.summary
+        self.daemon.running.events.publish(
+            "night_summary",
+            night=s.night,
+            plan=self.plan.name,
+            frames=s.frames,
+            visits=s.visits,
+            failures=s.failures,
+            unsafe_s=round(s.unsafe_s, 1),
+            failed_visit_s=round(s.failed_visit_s, 1),
+            time_lost_s=round(s.time_lost_s, 1),
+            incomplete=s.incomplete,
+        )
         return self.summary
 
     async def _job(
@@ -308,7 +461,7 @@ class NightRunner:
         assert self.progress is not None
         if state == "done":
             final = "done"
-        elif state == "stopped" and reason is not None and reason.startswith("unsafe"):
+        elif state == "stopped" and reason is not None and reason.startswith(_RESUMED_LATER):
             final = "interrupted"
         else:
             final = "failed"
@@ -320,8 +473,17 @@ class NightRunner:
 
     async def _dusk(self) -> None:
         self._event("dusk")
+        if self.control.start_hooks:
+            self._step("start hooks")
+            await run_hooks(
+                self.control.start_hooks,
+                "start",
+                self.night.isoformat(),
+                self.daemon.running.events.publish,
+            )
         set_point = self.daemon.config.night.cooler_set_point_c
         if set_point is not None:
+            self._step("cooling the camera")
             await self._cooler(on=True, set_point_c=set_point)
         flats = self.plan.calibration.flats
         if flats is not None and "dusk" in flats.when:
@@ -347,8 +509,11 @@ class NightRunner:
         if self.clock.now() >= end:
             log.info("%s flat window already over", when)
             return
+        if self.clock.now() < start:
+            self._step(f"waiting for the {when} flat window", until=start)
         await self._sleep_until(start)
         self._event(f"{when} flats")
+        self._step(f"{when} flats", until=end)
         await self._point_flat_field(when)
         for name in block.filters:
             key = f"flats {when} {name}"
@@ -393,20 +558,27 @@ class NightRunner:
         assert end is not None
         paused = False
         while (now := self.clock.now()) < end:
-            if self._unsafe() is not None:
+            if (unsafe := self._unsafe()) is not None:
                 if not paused:
                     paused = True
+                    self._paused_at = now
                     self.summary.unsafe_pauses += 1
                     self._event("dispatch paused (unsafe)")
+                    self._step(f"paused: {unsafe}")
                 await self.clock.sleep(min(_IDLE_S / 4, (end - now).total_seconds()))
                 continue
             if paused:
                 paused = False
+                self._resumed(now)
                 self._event("dispatch resumed (safe)")
+            await self._refresh()  # a decision point: plan edits and new targets count
+            assert self.schedule is not None
             history = await asyncio.to_thread(self.progress.history)
             choice = self.schedule.choose(now, history)
             if choice is None:
-                await self.clock.sleep(min(_IDLE_S, (end - now).total_seconds()))
+                wait_s = min(_IDLE_S, (end - now).total_seconds())
+                self._step("waiting: nothing observable", until=now + timedelta(seconds=wait_s))
+                await self.clock.sleep(wait_s)
                 continue
             log.info(
                 "next: %s (merit %.2f, alt %.1f deg, airmass %.2f)",
@@ -415,7 +587,36 @@ class NightRunner:
                 choice.alt_deg,
                 choice.airmass,
             )
+            self._step(
+                f"observing {choice.target.name}", until=choice.end, target=choice.target.name
+            )
             await self._visit(choice.target, end)
+        if paused:
+            self._resumed(end)
+
+    def _resumed(self, now: datetime) -> None:
+        if self._paused_at is not None:
+            self.summary.unsafe_s += max(0.0, (now - self._paused_at).total_seconds())
+            self._paused_at = None
+
+    async def _preemption(self, current: PlanTarget) -> str | None:
+        """Return why a target of opportunity pre-empts ``current`` now, None if none does.
+
+        Looked at only when a new one was posted: the schedule is evaluated again, and the
+        new target must be observable now with a higher priority than ``current``.
+        """
+        if self.control.too_version == self._too_seen:
+            return None
+        await self._refresh()
+        assert self.schedule is not None and self.progress is not None
+        toos = {t.name for t in self.control.targets_of_opportunity(self.night)}
+        history = await asyncio.to_thread(self.progress.history)
+        candidates, _ = self.schedule.candidates(self.clock.now(), history)
+        for candidate in candidates:
+            target = candidate.target
+            if target.name in toos and target.priority > current.priority:
+                return f"pre-empted by the target of opportunity {target.name}"
+        return None
 
     async def _visit(self, target: PlanTarget, night_end: datetime) -> None:
         assert self.progress is not None
@@ -426,12 +627,16 @@ class NightRunner:
                 return "night over"
             return self._unsafe()
 
+        async def preempt() -> str | None:
+            return await self._preemption(target)
+
         interrupted = self.progress.visits(state="interrupted", target=target.name, kind="light")
         if interrupted and self.daemon.resume_sequence(int(interrupted[-1]["sequence_id"])):
             visit = interrupted[-1]
             log.info("resuming visit %d of %s", visit["id"], target.name)
             self.progress.reopen(int(visit["id"]))
-            state, reason = await self._wait_sequence(int(visit["sequence_id"]), stop_when)
+            sid = int(visit["sequence_id"])
+            state, reason = await self._wait_sequence(sid, stop_when, preempt)
             self._finish_visit(int(visit["id"]), state, reason)
             return
         ra, dec = target.coordinates
@@ -441,15 +646,20 @@ class NightRunner:
             steps=target.steps,
             dither_arcsec=target.dither_arcsec,
         )
-        await self._run_visit(target.name, "light", sequence, stop_when)
+        await self._run_visit(target.name, "light", sequence, stop_when, preempt)
 
     async def _run_visit(
-        self, name: str, kind: str, sequence: Sequence, stop_when: Callable[[], str | None]
+        self,
+        name: str,
+        kind: str,
+        sequence: Sequence,
+        stop_when: Callable[[], str | None],
+        preempt: Callable[[], Awaitable[str | None]] | None = None,
     ) -> tuple[str, str | None]:
         assert self.progress is not None
         sid = self.daemon.enqueue(sequence)
         vid = self.progress.start(name, kind, sid, sequence.total_frames, self.clock.now())
-        state, reason = await self._wait_sequence(sid, stop_when)
+        state, reason = await self._wait_sequence(sid, stop_when, preempt)
         final = self._finish_visit(vid, state, reason)
         log.info("visit %s: %s%s", name, final, f" ({reason})" if reason else "")
         return final, reason
@@ -463,13 +673,23 @@ class NightRunner:
             await self._flats("dawn")
         config = self.daemon.config.night
         if config.park_at_dawn:
+            self._step("parking")
             await self._park()
         darks = self.plan.calibration.darks
         if darks is not None:
             await self._darks()
         if config.warm_up:
             await self._warm_up()
+        if self.control.end_hooks:
+            self._step("end hooks")
+            await run_hooks(
+                self.control.end_hooks,
+                "end",
+                self.night.isoformat(),
+                self.daemon.running.events.publish,
+            )
         self._event("night done")
+        self._step("night done")
 
     async def _park(self) -> None:
         mount = self.daemon.running.devices.mount
@@ -503,6 +723,7 @@ class NightRunner:
         if not steps:
             return
         self._event("darks and bias")
+        self._step("darks and bias")
         sequence = Sequence(name=f"{self.plan.name} darks", steps=tuple(steps))
         await self._run_visit("darks", "darks", sequence, lambda: None)
 
@@ -518,6 +739,7 @@ class NightRunner:
         if not status.cooler_on:
             return
         self._event("cooler warm-up")
+        self._step("cooler warm-up")
         await self._cooler(on=True, set_point_c=config.warm_up_c)
         deadline = self.clock.monotonic() + config.warm_up_timeout_s
         while self.clock.monotonic() < deadline:
@@ -532,10 +754,26 @@ class NightRunner:
 
     def _summarise(self) -> None:
         assert self.progress is not None
+        summary = self.summary
+        last: dict[tuple[str, str], dict[str, Any]] = {}
         for visit in self.progress.visits():
             key = f"{visit['kind']} {visit['state']}"
-            self.summary.visits[key] = self.summary.visits.get(key, 0) + 1
-        self.summary.frames = self._log.counts_by_type(self.night.isoformat())
+            summary.visits[key] = summary.visits.get(key, 0) + 1
+            last[(visit["kind"], visit["target"])] = visit
+            if visit["kind"] == "light" and visit["state"] == "failed" and visit["ended_utc"]:
+                spent = datetime.fromisoformat(visit["ended_utc"]) - datetime.fromisoformat(
+                    visit["started_utc"]
+                )
+                summary.failed_visit_s += max(0.0, spent.total_seconds())
+        # Flats end with their window (the sky decides); lights and darks are work left.
+        summary.incomplete = [
+            f"{name if kind == 'light' else 'darks and bias'}: {v['state']}"
+            + (f" ({v['reason']})" if v["reason"] else "")
+            for (kind, name), v in last.items()
+            if kind in ("light", "darks") and v["state"] != "done"
+        ]
+        summary.failures = self.progress.failures_count()
+        summary.frames = self._log.counts_by_type(self.night.isoformat())
 
 
 async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True) -> NightSummary:
@@ -576,24 +814,3 @@ async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True
             await asyncio.gather(night_task, return_exceptions=True)
         daemon.request_stop()
         await asyncio.gather(task, return_exceptions=True)
-
-
-def check_filters(plan: Plan, wheel: list[str]) -> None:
-    """Raise ScheduleError naming the first target step or flat filter the wheel lacks.
-
-    Checked when the night starts, so that a typo costs no observing time.
-    """
-    names = set(wheel)
-    for t, target in enumerate(plan.targets):
-        for s, step in enumerate(target.steps):
-            if step.filter is not None and step.filter not in names:
-                raise ScheduleError(
-                    f"targets[{t}] ({target.name}).steps[{s}].filter: no filter "
-                    f"{step.filter!r} in the wheel ({', '.join(wheel)})"
-                )
-    flats = plan.calibration.flats
-    for name in flats.filters if flats is not None else ():
-        if name not in names:
-            raise ScheduleError(
-                f"calibration.flats.filters: no filter {name!r} in the wheel ({', '.join(wheel)})"
-            )

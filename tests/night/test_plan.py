@@ -140,7 +140,7 @@ def test_plan_check_fails_on_an_invalid_plan(
 
 def test_filters_the_wheel_lacks_are_named_before_the_night() -> None:
     from obsctl.errors import ScheduleError
-    from obsctl.night.runner import check_filters
+    from obsctl.night.plan import check_filters
 
     plan = load_plan(DEMO)
     check_filters(plan, ["L", "B", "V", "R", "I"])

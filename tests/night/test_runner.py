@@ -171,7 +171,7 @@ def whole_night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cached_night(config.site, NIGHT)
     start = first_event(config, plan, NIGHT) - timedelta(minutes=20)
 
-    async def both_runs() -> tuple[NightSummary, list[tuple[str, datetime]]]:
+    async def both_runs() -> tuple[NightSummary, NightSummary]:
         clock = ScaledClock(SPEED, start=start)
         first = NightRunner(Daemon(config, clock=clock, serve_api=False), plan, NIGHT)
         weather = asyncio.create_task(_weather(first.daemon, clock))
@@ -185,9 +185,9 @@ def whole_night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         fault = asyncio.create_task(_camera_fault_at(second.daemon, clock2, FAULT))
         summary = await run_night(second, install_signal_handlers=False)
         await asyncio.gather(fault, return_exceptions=True)
-        return summary, first.summary.events
+        return summary, first.summary
 
-    summary, first_events = asyncio.run(both_runs())
+    summary, first_summary = asyncio.run(both_runs())
     db = ExposureLog(Path(config.data.directory) / "obsctl.sqlite")
     try:
         exposures = db.query("SELECT * FROM exposures ORDER BY mjd_start")
@@ -201,7 +201,8 @@ def whole_night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "config": config,
         "plan": plan,
         "summary": summary,
-        "first_events": first_events,
+        "first_events": first_summary.events,
+        "first_summary": first_summary,
         "exposures": exposures,
         "visits": visits,
         "sequences": sequences,
@@ -352,6 +353,27 @@ def test_failed_visit_is_requeued(whole_night: dict[str, Any]) -> None:
     assert gap < timedelta(minutes=5)  # re-queued at once, not an hour later
     failures = whole_night["failures"]
     assert any("startexposure" in f["message"] or f["operation"] == "expose" for f in failures)
+
+
+def test_summary_counts_failures_and_time_lost(whole_night: dict[str, Any]) -> None:
+    """The end-of-night summary (printed, and sent as a notice) adds up what was lost."""
+    first, second = whole_night["first_summary"], whole_night["summary"]
+    # The 40 min unsafe spell, in the first run: noticed within a poll, resumed after
+    # resume_delay_s (10 s); 3 min of slack for the clock's jitter at 2000x.
+    assert abs(first.unsafe_s - 40 * 60) < 3 * 60
+    failed = [v for v in whole_night["visits"] if v["state"] == "failed" and v["kind"] == "light"]
+    spent = sum(
+        (
+            datetime.fromisoformat(v["ended_utc"]) - datetime.fromisoformat(v["started_utc"])
+        ).total_seconds()
+        for v in failed
+    )
+    assert second.failed_visit_s == pytest.approx(spent) and spent > 0
+    assert second.time_lost_s == second.unsafe_s + second.failed_visit_s
+    night = NIGHT.isoformat()
+    assert second.failures == len([f for f in whole_night["failures"] if f["night"] == night])
+    assert second.failures > 0
+    assert second.incomplete == []  # the failed visit was done on its retry
 
 
 def test_progress_carries_cadence_across_nights(tmp_path: Path) -> None:
