@@ -10,7 +10,7 @@ the frame's epoch by the stars' proper motions; frames that found no stars are f
 queued again once their field arrives.
 """
 
-from obsctl.catalogs.bands import complete_bands, from_gaia, reference_band
+from obsctl.catalogs.bands import complete_bands, from_gaia
 from obsctl.catalogs.prefetch import (
     FetchReport,
     Field,
@@ -44,7 +44,6 @@ __all__ = [
     "make_provider",
     "plan_fields",
     "prefetch_plan",
-    "reference_band",
     "requeue_covered",
     "run_tap",
     "start_prefetch",

@@ -1,8 +1,7 @@
-"""Which catalogue band a filter is calibrated in, and bands derived by colour transformations.
+"""Bands a catalogue lacks, derived from those it has by colour transformations.
 
-A frame's ``FILTER`` maps to a band of `obsctl.store.refcat.BANDS` through the config's
-``[catalogs] bands`` table first (``L = "G"``: a clear filter calibrated against Gaia G), then
-through the built-in names of `obsctl.store.refcat.filter_band`.
+(Which band a frame's ``FILTER`` is calibrated in, through the config's ``[catalogs] bands``
+table and the built-in names, is `obsctl.store.refcat.reference_band`.)
 
 Where a catalogue lacks a band, `complete_bands` derives it from the bands it has:
 
@@ -19,14 +18,11 @@ Measured magnitudes (including Gaia's synthetic photometry) always win over deri
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
 from numpy.typing import NDArray
-
-from obsctl.store.refcat import BANDS, filter_band
 
 __all__ = [
     "GAIA_RELATIONS",
@@ -34,7 +30,6 @@ __all__ = [
     "GaiaRelation",
     "complete_bands",
     "from_gaia",
-    "reference_band",
 ]
 
 log = logging.getLogger(__name__)
@@ -134,22 +129,3 @@ def complete_bands(table: Table) -> Table:
         )
         fill(band, mag, err)
     return out
-
-
-def reference_band(filter_name: str | None, bands: Mapping[str, str]) -> str | None:
-    """Return the catalogue band a filter is calibrated in, None when there is none.
-
-    Parameters
-    ----------
-    filter_name : str or None
-        The frame's ``FILTER``.
-    bands : mapping
-        The config's ``[catalogs] bands``: filter name (exactly as in the header) to a key
-        of `obsctl.store.refcat.BANDS`; it wins over the built-in names.
-    """
-    if filter_name is None:
-        return None
-    mapped = bands.get(filter_name.strip())
-    if mapped is not None and mapped in BANDS:
-        return mapped
-    return filter_band(filter_name)

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from astropy.table import Table
@@ -45,8 +45,29 @@ from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.refcat import BANDS, MOTION_COLUMNS, RefCatalog
 
-if TYPE_CHECKING:
-    from obsctl.night.plan import Plan
+
+class _Target(Protocol):
+    """A plan's target, as far as a fetch needs it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def coordinates(self) -> tuple[float, float]:
+        """ICRS right ascension and declination (deg)."""
+        ...
+
+
+class Plan(Protocol):
+    """A night plan (`obsctl.night.plan.Plan`), as far as a fetch needs it: its targets.
+
+    A protocol, not the class: the night runner starts the prefetch, so this room must not
+    import the night's.
+    """
+
+    @property
+    def targets(self) -> Sequence[_Target]: ...
+
 
 __all__ = [
     "NO_REFERENCE_FLAG",

@@ -25,12 +25,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from obsctl.catalogs.bands import reference_band
 from obsctl.classify.labels import FLAG_NOT_CELESTIAL
 from obsctl.frame import Frame
 from obsctl.processing.astrometry import AstrometryResult, NoSolution, match_and_fit
 from obsctl.processing.tables import with_columns
-from obsctl.store.refcat import MAG_COLUMNS, RefCatalog, band_magnitudes
+from obsctl.store.refcat import MAG_COLUMNS, RefCatalog, band_magnitudes, reference_band
 
 __all__ = ["Astrometry", "ConeQuery", "strip_wcs"]
 

@@ -43,6 +43,7 @@ __all__ = [
     "band_magnitudes",
     "filter_band",
     "propagate",
+    "reference_band",
 ]
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,25 @@ def filter_band(filter_name: str | None) -> str | None:
         return sdss.group(2)
     key = re.sub(r"^(johnson|bessell|bessel|cousins)(?=.)", "", key)
     return _FILTER_BANDS.get(key)
+
+
+def reference_band(filter_name: str | None, bands: Mapping[str, str]) -> str | None:
+    """Return the catalogue band a filter is calibrated in, None when there is none.
+
+    Parameters
+    ----------
+    filter_name : str or None
+        The frame's ``FILTER``.
+    bands : mapping
+        The config's ``[catalogs] bands``: filter name (exactly as in the header) to a key
+        of `BANDS`; it wins over the built-in names.
+    """
+    if filter_name is None:
+        return None
+    mapped = bands.get(filter_name.strip())
+    if mapped is not None and mapped in BANDS:
+        return mapped
+    return filter_band(filter_name)
 
 
 _FILTER_BANDS = {

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from obsctl.catalogs.bands import GAIA_RELATIONS, complete_bands, from_gaia, reference_band
+from obsctl.catalogs.bands import GAIA_RELATIONS, complete_bands, from_gaia
 from obsctl.config import BandName
-from obsctl.store.refcat import BANDS
+from obsctl.store.refcat import BANDS, reference_band
 
 SUN_BP_RP, SUN_G = 0.82, 4.67
 SUN_V, SUN_R, SUN_I = 4.81, 4.81 - 0.356, 4.81 - 0.701
