@@ -21,7 +21,7 @@ from obsctl.clock import night_of, parse_night
 from obsctl.errors import ObsctlError, ScheduleError
 from obsctl.night.control import NightControl
 from obsctl.night.ephemeris import cached_night
-from obsctl.night.runner import NightHost, NightRunner, NightSummary
+from obsctl.night.runner import NightHost, NightRunner, NightSummary, drive
 from obsctl.night.schedule import NightSchedule
 
 __all__ = ["Campaign", "first_night", "run_campaign"]
@@ -126,28 +126,13 @@ async def run_campaign(
     ScheduleError
         When ``nights`` were asked and the daemon stopped before they were run.
     """
-    daemon = campaign.daemon
-    task = asyncio.create_task(
-        daemon.run(install_signal_handlers=install_signal_handlers), name="daemon"
+    ended, summaries = await drive(
+        campaign.daemon, campaign.run(), "nights", install_signal_handlers=install_signal_handlers
     )
-    nights = asyncio.create_task(campaign.run(), name="nights")
-    try:
-        await asyncio.wait({task, nights}, return_when=asyncio.FIRST_COMPLETED)
-        if nights.done():
-            summaries = nights.result()
-            drained = asyncio.create_task(daemon.drain(), name="drain")
-            await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
-            drained.cancel()
-            return summaries
-        task.result()  # re-raise the daemon's failure
-        if campaign.nights is not None:
-            raise ScheduleError(
-                f"the daemon stopped after {len(campaign.summaries)} of {campaign.nights} night(s)"
-            )
-        return campaign.summaries
-    finally:
-        if not nights.done():
-            nights.cancel()
-            await asyncio.gather(nights, return_exceptions=True)
-        daemon.request_stop()
-        await asyncio.gather(task, return_exceptions=True)
+    if ended and summaries is not None:
+        return summaries
+    if campaign.nights is not None:
+        raise ScheduleError(
+            f"the daemon stopped after {len(campaign.summaries)} of {campaign.nights} night(s)"
+        )
+    return campaign.summaries

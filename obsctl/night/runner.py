@@ -32,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
@@ -50,9 +50,11 @@ from obsctl.night.schedule import NightSchedule
 from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog
 
-__all__ = ["NightHost", "NightRunner", "NightSummary", "run_night", "wall_time"]
+__all__ = ["NightHost", "NightRunner", "NightSummary", "drive", "run_night", "wall_time"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Sequence states after which the daemon no longer works on a sequence.
 _FINISHED = ("done", "incomplete", "stopped", "aborted", "failed")
@@ -776,6 +778,45 @@ class NightRunner:
         summary.frames = self._log.counts_by_type(self.night.isoformat())
 
 
+async def drive(
+    daemon: NightHost,
+    work: Coroutine[Any, Any, T],
+    name: str,
+    *,
+    install_signal_handlers: bool = True,
+) -> tuple[bool, T | None]:
+    """Run a daemon with ``work`` beside it; stop the daemon once the work is done.
+
+    The work's frames are processed (and the dawn masters applied) before the daemon stops.
+
+    Returns
+    -------
+    tuple of (bool, object)
+        ``(True, result)`` when the work ended, ``(False, None)`` when the daemon stopped
+        first (a signal); a failure of either is raised.
+    """
+    task = asyncio.create_task(
+        daemon.run(install_signal_handlers=install_signal_handlers), name="daemon"
+    )
+    work_task = asyncio.create_task(work, name=name)
+    try:
+        await asyncio.wait({task, work_task}, return_when=asyncio.FIRST_COMPLETED)
+        if work_task.done():
+            result = work_task.result()
+            drained = asyncio.create_task(daemon.drain(), name="drain")
+            await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
+            drained.cancel()
+            return True, result
+        task.result()  # re-raise the daemon's failure
+        return False, None
+    finally:
+        if not work_task.done():
+            work_task.cancel()
+            await asyncio.gather(work_task, return_exceptions=True)
+        daemon.request_stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True) -> NightSummary:
     """Run the runner's daemon for its night and stop it after the dawn calibration.
 
@@ -792,25 +833,9 @@ async def run_night(runner: NightRunner, *, install_signal_handlers: bool = True
     ScheduleError
         When the daemon stops (a signal, a failure) before the night is over.
     """
-    daemon = runner.daemon
-    task = asyncio.create_task(
-        daemon.run(install_signal_handlers=install_signal_handlers), name="daemon"
+    ended, summary = await drive(
+        runner.daemon, runner.run(), "night", install_signal_handlers=install_signal_handlers
     )
-    night_task = asyncio.create_task(runner.run(), name="night")
-    try:
-        await asyncio.wait({task, night_task}, return_when=asyncio.FIRST_COMPLETED)
-        if night_task.done():
-            summary = night_task.result()
-            # The night's frames are processed (and the dawn masters applied) before it ends.
-            drained = asyncio.create_task(daemon.drain(), name="drain")
-            await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
-            drained.cancel()
-            return summary
-        task.result()  # re-raise the daemon's failure
+    if not ended or summary is None:
         raise ScheduleError("the daemon stopped before the night ended")
-    finally:
-        if not night_task.done():
-            night_task.cancel()
-            await asyncio.gather(night_task, return_exceptions=True)
-        daemon.request_stop()
-        await asyncio.gather(task, return_exceptions=True)
+    return summary

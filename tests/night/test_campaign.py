@@ -1,6 +1,6 @@
 """Three nights in a row from one ``obsctl run --plan`` on a fast simulated clock.
 
-``obsctl run --plan PLAN --date 2026-12-10 --speed 10000 --nights 3`` runs in this process
+``obsctl run --plan PLAN --date 2026-12-10 --speed 5000 --nights 3`` runs in this process
 (the CLI's ``main``) against the Alpaca simulators it starts, while an operator thread talks
 to it only as a person would: over the control API (``/api/status``, ``POST /api/too``) and by
 editing the plan file. Between the first and the second night a target is added to the plan
@@ -11,8 +11,9 @@ is written (it must be refused, with its reason on the status and in a notice, a
 in force kept). The checks read the database, the notices a real webhook received and the
 file the start and end hooks wrote (one end hook fails and one times out, every night).
 
-About 25 s of real time: a day is 9 s at 10000x; on a loaded machine a frame costs 0.1 to
-0.2 s of real time, half an hour of simulated time, hence the few frames of the plan.
+About 50 s of real time: a day is 17 s at 5000x; on a loaded machine a frame costs 0.1 to
+0.2 s of real time, a quarter of an hour of simulated time, hence the few frames of the plan
+(at 10000x a loaded machine could leave no time for the last target of the third night).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..daemon_helpers import LONGITUDE, free_port
 from .campaign_helpers import get_json, post_json, receiving, write_daemon_config
 
 NIGHTS = ["2026-12-10", "2026-12-11", "2026-12-12"]
-SPEED = 10000.0
+SPEED = 5000.0
 
 PLAN = """\
 version = 1
