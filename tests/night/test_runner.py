@@ -307,7 +307,7 @@ def test_night_events_fire_at_the_astropy_times(whole_night: dict[str, Any]) -> 
     before = dict(whole_night["first_events"])
     after = dict(whole_night["summary"].events)
     # The jobs fire on APScheduler's wall-clock timers mapped from simulated time; they never
-    # run early, and 5 min is 150 ms of real lateness at 2000x on a loaded machine.
+    # run early, and 5 min is 300 ms of real lateness at 1000x on a loaded machine.
     assert timedelta(0) <= before["night start"] - schedule.night_start < timedelta(minutes=5)
     assert timedelta(0) <= after["night end"] - schedule.night_end < timedelta(minutes=5)
     # After the restart at 01:30 the late night job runs at once (after the visit that was
@@ -349,7 +349,9 @@ def test_failed_visit_is_requeued(whole_night: dict[str, Any]) -> None:
     failed = [v for v in visits if v["state"] == "failed"]
     assert len(failed) == 1 and failed[0]["target"] == "Monitor"
     assert "incomplete" in failed[0]["reason"]
-    assert datetime.fromisoformat(failed[0]["started_utc"]) >= FAULT
+    # The fault hits the first exposure started after FAULT, which may belong to a visit
+    # begun a frame earlier.
+    assert datetime.fromisoformat(failed[0]["started_utc"]) >= FAULT - SLACK
     retry = visits[visits.index(failed[0]) + 1]
     assert retry["target"] == "Monitor" and retry["state"] == "done"
     gap = datetime.fromisoformat(retry["started_utc"]) - datetime.fromisoformat(
@@ -364,7 +366,7 @@ def test_summary_counts_failures_and_time_lost(whole_night: dict[str, Any]) -> N
     """The end-of-night summary (printed, and sent as a notice) adds up what was lost."""
     first, second = whole_night["first_summary"], whole_night["summary"]
     # The 40 min unsafe spell, in the first run: noticed within a poll, resumed after
-    # resume_delay_s (10 s); 3 min of slack for the clock's jitter at 2000x.
+    # resume_delay_s (10 s); 3 min of slack for the clock's jitter.
     assert abs(first.unsafe_s - 40 * 60) < 3 * 60
     failed = [v for v in whole_night["visits"] if v["state"] == "failed" and v["kind"] == "light"]
     spent = sum(
