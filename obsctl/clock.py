@@ -13,7 +13,7 @@ from typing import Protocol
 
 from obsctl.errors import ConfigError
 
-__all__ = ["Clock", "ScaledClock", "SystemClock", "night_of", "parse_night"]
+__all__ = ["Clock", "ScaledClock", "SystemClock", "night_of", "parse_night", "real_seconds"]
 
 
 class Clock(Protocol):
@@ -77,6 +77,14 @@ class ScaledClock:
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds / speed`` of real time."""
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+
+def real_seconds(clock: Clock, seconds: float) -> float:
+    """Return the real seconds in which ``clock`` counts ``seconds`` (for a real timeout).
+
+    A `ScaledClock` counts ``speed`` times faster than real time; any other clock keeps it.
+    """
+    return seconds / float(getattr(clock, "speed", 1.0))
 
 
 def night_of(when: datetime, longitude_deg: float) -> str:

@@ -34,7 +34,7 @@ from obsctl.calibration.build import (
     kinds_affected,
 )
 from obsctl.calibration.masters import MasterKind
-from obsctl.clock import Clock, ScaledClock, SystemClock, night_of, parse_night
+from obsctl.clock import Clock, ScaledClock, SystemClock, night_of, parse_night, real_seconds
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
 from obsctl.errors import (
@@ -576,7 +576,7 @@ class Daemon:
             log.info("finishing the running exposure before shutdown")
             margin = (activity.exposure_s or 0) + self.config.sequencer.readout_margin_s
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(margin / getattr(self.clock, "speed", 1.0)):
+                async with asyncio.timeout(real_seconds(self.clock, margin)):
                     while activity.state in ("exposing", "downloading"):
                         await asyncio.sleep(0.05)
             return

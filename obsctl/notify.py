@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from obsctl.clock import Clock
+from obsctl.clock import Clock, real_seconds
 from obsctl.config import AlertSinkConfig, CommandSinkConfig, NotificationsConfig, WebhookSinkConfig
 from obsctl.events import Event, EventBus
 
@@ -291,8 +291,7 @@ class Notifier:
         due = self.book.next_due()
         if due is None:
             return None
-        speed = float(getattr(self.clock, "speed", 1.0))
-        return max(0.0, (due - self.clock.now()).total_seconds() / speed)
+        return max(0.0, real_seconds(self.clock, (due - self.clock.now()).total_seconds()))
 
     async def run(self) -> None:
         """Listen to the events and send the notices, until cancelled."""

@@ -39,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
-from obsctl.clock import Clock, night_of, parse_night
+from obsctl.clock import Clock, night_of, parse_night, real_seconds
 from obsctl.config import Config
 from obsctl.errors import DeviceError, ScheduleError
 from obsctl.night.control import NightControl, run_hooks
@@ -78,8 +78,9 @@ def wall_time(clock: Clock, when: datetime) -> datetime:
     reaches it; the jobs then check the simulated time themselves, so the few milliseconds
     of timer jitter (a few simulated seconds at high speed) cannot make them run early.
     """
-    speed = float(getattr(clock, "speed", 1.0))
-    return datetime.now(UTC) + (when - clock.now()) / speed
+    return datetime.now(UTC) + timedelta(
+        seconds=real_seconds(clock, (when - clock.now()).total_seconds())
+    )
 
 
 class NightHost(Protocol):
@@ -318,10 +319,9 @@ class NightRunner:
         activity = running.activity
         margin = self.daemon.config.sequencer.readout_margin_s
         deadline = self.clock.monotonic() + (activity.exposure_s or 0.0) + margin
-        speed = float(getattr(self.clock, "speed", 1.0))
         async with running.events.subscribe() as queue:
             while activity.sequence_id == sequence_id and activity.state in _IN_FRAME:
-                left_s = (deadline - self.clock.monotonic()) / speed
+                left_s = real_seconds(self.clock, deadline - self.clock.monotonic())
                 if left_s <= 0:
                     log.warning("pre-emption: the frame is taking long; stopping it now")
                     return
