@@ -9,7 +9,8 @@ import logging
 import math
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +26,7 @@ from obsctl.store.datadir import DataDir
 
 if TYPE_CHECKING:
     from obsctl.daemon import Daemon
+    from obsctl.store.refcat import RefCatalog
 
 __all__ = ["main"]
 
@@ -687,18 +689,23 @@ async def _reduce(config: Config, args: argparse.Namespace) -> int:
     import functools
 
     from obsctl.embedded import reference_catalog
-    from obsctl.pipeline.stages import build_stages, check_stages
+    from obsctl.pipeline.stages import Reference, build_stages, check_stages
     from obsctl.pipeline.worker import FrameResult, process_file, worker_pool
 
     if args.workers is not None:
         _bounded(args.workers, "--workers", 1, 64)
+    config = _reduce_overrides(config, args)
     check_stages(config)
     data_dir = DataDir(config.data.directory)
-    factory = functools.partial(build_stages, config, data_dir, reference_catalog(config))
     workers = max(1, min(args.workers or config.pipeline.workers, len(args.files)))
     loop = asyncio.get_running_loop()
     results: list[FrameResult] = []
-    with worker_pool(workers, factory, data_dir) as pool:
+    with contextlib.ExitStack() as stack:
+        reference: Reference | None = reference_catalog(config)
+        if args.catalog is not None:
+            reference = stack.enter_context(_reference_file(args.catalog))
+        factory = functools.partial(build_stages, config, data_dir, reference)
+        pool = stack.enter_context(worker_pool(workers, factory, data_dir))
         pending = [loop.run_in_executor(pool, process_file, str(path)) for path in args.files]
         for done, future in enumerate(asyncio.as_completed(pending), start=1):
             result = await future
@@ -712,6 +719,73 @@ async def _reduce(config: Config, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@contextlib.contextmanager
+def _reference_file(path: Path) -> Iterator[RefCatalog]:
+    from obsctl.store.refcat import RefCatalog
+
+    """Open ``reduce --catalog``: a catalog database as it is, a table imported for the run.
+
+    Raises
+    ------
+    ConfigError
+        When the table cannot be read or lacks positions or magnitudes.
+    OSError
+        When the file is missing or unreadable.
+    """
+    if path.suffix.lower() in (".sqlite", ".db", ".sqlite3"):
+        if not path.is_file():
+            raise FileNotFoundError(2, "No such file", str(path))
+        with RefCatalog(path) as catalog:
+            yield catalog
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="obsctl-reduce-") as folder,
+        RefCatalog(Path(folder) / "catalog.sqlite") as catalog,
+    ):
+        n = catalog.import_table(path)
+        _out(f"{n} reference stars from {path}")
+        yield catalog
+
+
+def _reduce_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """Return the config with ``reduce``'s --gain, --apertures and --main-aperture applied.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option when a value is not a finite number in its range.
+    """
+    pipeline = config.pipeline
+    updates: dict[str, Any] = {}
+    if args.gain is not None:
+        _bounded(args.gain, "--gain", 0.0, 1000.0, above=True, unit=" e-/ADU")
+        updates["gain_e_per_adu"] = args.gain
+    radii = pipeline.aperture_fwhm
+    if args.apertures is not None:
+        try:
+            radii = tuple(float(r) for r in args.apertures.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"--apertures: expected numbers separated by commas, got {args.apertures!r}"
+            ) from None
+        if not 1 <= len(radii) <= 16:
+            raise ConfigError(f"--apertures: 1 to 16 radii, got {len(radii)}")
+        for radius in radii:
+            _bounded(radius, "--apertures", 0.0, 50.0, above=True, unit=" FWHM")
+        updates["aperture_fwhm"] = radii
+        updates["main_aperture"] = radii.index(1.5) if 1.5 in radii else 0
+    if args.main_aperture is not None:
+        _bounded(args.main_aperture, "--main-aperture", 0, len(radii) - 1)
+        updates["main_aperture"] = args.main_aperture
+    if not updates:
+        return config
+    return config.model_copy(update={"pipeline": pipeline.model_copy(update=updates)})
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
 def _progress(done: int, total: int, result: Any) -> None:
     width = 24
     bar = "#" * (width * done // total) + "." * (width - width * done // total)
@@ -721,12 +795,18 @@ def _progress(done: int, total: int, result: Any) -> None:
     else:
         m = result.metrics
         parts = [f"{0 if result.sources is None else len(result.sources)} sources"]
+        # A frame with no pixel scale (no WCS, no focal length) has its FWHM in pixels only.
+        fwhm = (
+            ("fwhm_arcsec", '{:.2f}"')
+            if _finite(m.get("fwhm_arcsec"))
+            else ("fwhm_px", "{:.2f} px")
+        )
         for key, label, fmt in (
-            ("fwhm_arcsec", "FWHM", '{:.2f}"'),
+            (fwhm[0], "FWHM", fwhm[1]),
             ("zero_point", "ZP", "{:.3f}"),
             ("wcs_rms_arcsec", "WCS rms", '{:.2f}"'),
         ):
-            if isinstance(m.get(key), float):
+            if _finite(m.get(key)):
                 parts.append(f"{label} {fmt.format(m[key])}")
         if result.flags:
             parts.append(f"flags: {'; '.join(result.flags)}")
@@ -864,6 +944,33 @@ def _parser() -> argparse.ArgumentParser:
     reduce = sub.add_parser("reduce", help="run the per-frame pipeline on FITS files")
     reduce.add_argument("files", nargs="+", type=Path, help="FITS files (from any tool)")
     reduce.add_argument("--workers", type=int, default=None, help="default: from the config")
+    reduce.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="reference stars for astrometry and the zero point: an obsctl catalog database "
+        "(.sqlite) or a table (CSV, ECSV, FITS, VOTable; columns as for `catalog import`) "
+        "(default: the config's reference catalog)",
+    )
+    reduce.add_argument(
+        "--gain",
+        type=float,
+        default=None,
+        help="conversion gain in e-/ADU for every file (default: the header's EGAIN or GAIN; "
+        "1 e-/ADU, flagged, when it has none)",
+    )
+    reduce.add_argument(
+        "--apertures",
+        default=None,
+        help="aperture radii in units of the stellar FWHM, comma-separated (default 1,1.5,2,3)",
+    )
+    reduce.add_argument(
+        "--main-aperture",
+        type=int,
+        default=None,
+        help="index (0-based) of the aperture reported as flux and mag (default: 1.5 FWHM "
+        "when listed, else the first)",
+    )
     calib = sub.add_parser("calib", help="calibration masters")
     calib_sub = calib.add_subparsers(dest="calib_command", required=True)
     calib_build = calib_sub.add_parser("build", help="combine logged bias/dark/flat frames")

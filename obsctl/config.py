@@ -384,14 +384,33 @@ class PipelineConfig(_Model):
         default=None,
         gt=0,
         le=1000,
-        description="overrides the header's EGAIN (for files from tools that omit it)",
+        description="overrides the header's EGAIN/GAIN (for files from tools that omit it); "
+        "a frame with neither is measured with 1 e-/ADU and flagged",
     )
     saturation_adu: float = Field(default=60000.0, gt=0, le=2**32)
+    aperture_fwhm: tuple[Annotated[float, Field(gt=0, le=50)], ...] = Field(
+        default=(1.0, 1.5, 2.0, 3.0),
+        min_length=1,
+        max_length=16,
+        description="circular aperture radii in units of the frame's stellar FWHM",
+    )
+    main_aperture: int = Field(
+        default=1, ge=0, le=15, description="index of aperture_fwhm reported as flux and mag"
+    )
     classifier_model: UsablePath | None = Field(
         default=None,
         description="ONNX source classifier with obsctl's input spec (obsctl.classify.cutouts);"
         " default: the shipped model. Checked when the pipeline starts",
     )
+
+    @model_validator(mode="after")
+    def _main_aperture_listed(self) -> PipelineConfig:
+        if self.main_aperture >= len(self.aperture_fwhm):
+            raise ValueError(
+                f"main_aperture {self.main_aperture} is not an index of aperture_fwhm "
+                f"({len(self.aperture_fwhm)} radii)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stages_once(self) -> PipelineConfig:

@@ -191,9 +191,13 @@ class StageError(PipelineError):
     """
 
     def __init__(self, message: str, *, stage: str, frame_id: int | None = None) -> None:
-        super().__init__(f"stage {stage}, frame {frame_id}: {message}")
+        # A file reduced from outside the exposure log has no frame id: its name is what the
+        # caller reports, so the message does not say "frame None".
+        where = f"stage {stage}" if frame_id is None else f"stage {stage}, frame {frame_id}"
+        super().__init__(f"{where}: {message}")
         self.stage = stage
         self.frame_id = frame_id
+        self.reason = message
 
 
 class ScheduleError(ObsctlError):

@@ -44,6 +44,7 @@ __all__ = [
     "detection_mask",
     "hot_pixel_map",
     "model_inputs",
+    "trained_scale",
 ]
 
 INPUT_SPEC_VERSION = 1
@@ -53,6 +54,9 @@ N_CHANNELS = 3
 N_FEATURES = 4
 _CLIP = 3.0
 _FWHM_UNIT_PX = 4.0
+# The widest PSF of the training frames (`obsctl.simulators.labelled`, fwhm_range_px): beyond
+# it an 11-pixel cutout holds only a star's core, which looks like a galaxy's flat top.
+_TRAINED_FWHM_PX = 5.0
 
 
 def hot_pixel_map(
@@ -279,3 +283,46 @@ def detection_mask(
         hit = regions == regions[cy - y0, cx - x0]
         mask[y0:y1, x0:x1] |= ndimage.binary_dilation(hit, structure=np.ones((3, 3), dtype=bool))
     return mask
+
+
+def trained_scale(
+    image: ArrayLike, sources: NDArray[Any], *, rms_adu: float, fwhm_px: float
+) -> tuple[NDArray[np.float32], NDArray[Any], float, float, int]:
+    """Bin a frame whose PSF is wider than the training frames' into their range.
+
+    Stars of a well-sampled frame (a long focal length, poor seeing) are wider than any the
+    classifier saw; binned by ``ceil(fwhm / 4)`` their FWHM falls back to 2.5-4 pixels, where
+    the model was trained, while a cosmic ray stays sharper than the PSF. The block mean
+    keeps ADU per pixel, so the noise falls by the factor.
+
+    Parameters
+    ----------
+    image : array_like
+        Calibrated image (ADU), shape ``(ny, nx)``.
+    sources : numpy.ndarray
+        Catalog with ``x``, ``y`` (zero-based pixel).
+    rms_adu, fwhm_px : float
+        The frame's background noise (ADU) and FWHM (pixel).
+
+    Returns
+    -------
+    image : numpy.ndarray of float32
+        The binned image (the original when no binning is needed).
+    sources : numpy.ndarray
+        A copy with ``x``, ``y`` in binned pixels.
+    rms_adu, fwhm_px : float
+        Noise and FWHM of the binned image.
+    factor : int
+        The binning factor, 1 when the frame is within the training range.
+    """
+    data = np.asarray(image, dtype=np.float32)
+    if not fwhm_px > _TRAINED_FWHM_PX:
+        return data, sources, rms_adu, fwhm_px, 1
+    factor = math.ceil(fwhm_px / _FWHM_UNIT_PX)
+    ny, nx = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
+    binned = data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+    moved = sources.copy()
+    # Binned pixel j spans original [j f - 0.5, (j + 1) f - 0.5): centre j f + (f - 1) / 2.
+    moved["x"] = (sources["x"] - (factor - 1) / 2.0) / factor
+    moved["y"] = (sources["y"] - (factor - 1) / 2.0) / factor
+    return binned.astype(np.float32), moved, rms_adu / factor, fwhm_px / factor, factor

@@ -22,7 +22,7 @@ from obsctl.calibration.masters import (
 )
 from obsctl.errors import StageError
 from obsctl.frame import Frame
-from obsctl.processing.calibrate import calibrate_image
+from obsctl.processing.calibrate import calibrate_image, fits_section, subtract_overscan
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.headers import set_text_card
 
@@ -154,8 +154,18 @@ class Calibrate:
             loaded[kind] = (record, data)
         bias, dark, flat = loaded["bias"], loaded["dark"], loaded["flat"]
         exposure_s = float(header.get("EXPTIME", header.get("EXPOSURE", 0.0)))
+        raw, overscan_level = frame.data, None
+        if bias is None and "BIASSEC" in header:
+            # A frame from a CCD with an overscan strip and no master bias (an observatory's
+            # raw frame reduced here): the strip gives the bias level, row by row.
+            try:
+                raw, overscan_level = subtract_overscan(
+                    frame.data, fits_section(header["BIASSEC"], shape)
+                )
+            except ValueError as exc:
+                problems.append(f"BIASSEC ignored: {exc}")
         result = calibrate_image(
-            frame.data,
+            raw,
             bias=None if bias is None else bias[1],
             dark=None if dark is None else dark[1],
             dark_exposure_s=None if dark is None else dark[0].exposure_s,
@@ -175,13 +185,49 @@ class Calibrate:
                 applied += letter
         if result.dark_scale is not None:
             out["MDARKSCL"] = (result.dark_scale, "master dark scaled by this factor")
-        out["CALSTAT"] = (applied or "none", "corrections applied: B bias, D dark, F flat")
-        mask = frame.mask
+        if overscan_level is not None:
+            out["OVERSCAN"] = (round(overscan_level, 2), "[ADU] bias level from BIASSEC")
+            applied = "O" + applied
+        out["CALSTAT"] = (applied or "none", "applied: O overscan, B bias, D dark, F flat")
+        data, mask = result.data, frame.mask
         if result.bad_flat is not None and result.bad_flat.any():
             mask = result.bad_flat if mask is None else (mask | result.bad_flat)
-        calibrated = frame.with_stage(self.name, data=result.data, header=out, mask=mask)
+        trim = header.get("TRIMSEC", header.get("DATASEC"))
+        if trim is not None:
+            try:
+                data, mask = _trim(data, mask, out, trim)
+            except ValueError as exc:
+                problems.append(f"TRIMSEC/DATASEC ignored: {exc}")
+        calibrated = frame.with_stage(self.name, data=data, header=out, mask=mask)
         for problem in problems:
             calibrated = calibrated.flagged(problem)
-        for absent in result.missing:
+        missing = [kind for kind in result.missing if not (kind == "bias" and overscan_level)]
+        for absent in missing:
             calibrated = calibrated.flagged(f"no master {absent}")
         return calibrated
+
+
+def _trim(
+    data: NDArray[np.float32], mask: NDArray[np.bool_] | None, header: fits.Header, text: str
+) -> tuple[NDArray[np.float32], NDArray[np.bool_] | None]:
+    """Cut a frame to its data section (``TRIMSEC``/``DATASEC``), keeping its WCS right.
+
+    The header (changed in place) gets the section in ``TRIMMED``, IRAF's ``LTV1``/``LTV2``
+    offsets and a shifted ``CRPIX``; the section cards go, so the result is not cut again.
+
+    Raises
+    ------
+    ValueError
+        If the section is not one or does not fit the image.
+    """
+    rows, cols = fits_section(text, (int(data.shape[0]), int(data.shape[1])))
+    for key in ("TRIMSEC", "DATASEC", "BIASSEC"):
+        header.remove(key, ignore_missing=True, remove_all=True)
+    header["TRIMMED"] = (str(text), "section of the raw frame kept")
+    header["LTV1"] = (-float(cols.start), "[px] raw x = x - LTV1")
+    header["LTV2"] = (-float(rows.start), "[px] raw y = y - LTV2")
+    for key, offset in (("CRPIX1", cols.start), ("CRPIX2", rows.start)):
+        if key in header:
+            header[key] = float(header[key]) - offset
+    trimmed = np.ascontiguousarray(data[rows, cols])
+    return trimmed, None if mask is None else np.ascontiguousarray(mask[rows, cols])

@@ -24,7 +24,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from obsctl.classify.cutouts import detection_mask, hot_pixel_map, model_inputs
+from obsctl.classify.cutouts import detection_mask, hot_pixel_map, model_inputs, trained_scale
 from obsctl.classify.labels import CLASSES, FLAG_NOT_CELESTIAL, NOT_CELESTIAL, PROBABILITY_COLUMNS
 from obsctl.classify.model import SourceClassifier
 from obsctl.errors import StageError
@@ -166,11 +166,21 @@ class OnnxClassify:
             log.warning("frame %s: hot-pixel map unavailable: %s", frame.exposure_id, exc)
             hot = None
         try:
+            image, scaled, rms_in, fwhm_in, factor = trained_scale(
+                frame.data, sources, rms_adu=rms, fwhm_px=fwhm
+            )
             cutouts, features, cy, cx = model_inputs(
-                frame.data, sources, rms_adu=rms, fwhm_px=fwhm, hot_map=hot
+                image,
+                scaled,
+                rms_adu=rms_in,
+                fwhm_px=fwhm_in,
+                hot_map=hot if factor == 1 else None,  # a binned map would blur the spikes
             )
         except ValueError as exc:
             raise self._fail(str(exc), frame) from exc
+        if factor > 1:  # the cosmic-ray mask is drawn on the frame itself
+            cy = np.clip(np.rint(sources["y"]), 0, shape[0] - 1).astype(np.intp)
+            cx = np.clip(np.rint(sources["x"]), 0, shape[1] - 1).astype(np.intp)
         probabilities = self.classifier.predict(cutouts, features)
         index = probabilities.argmax(axis=1) if len(sources) else np.zeros(0, dtype=np.intp)
         names = np.array(CLASSES)[index] if len(sources) else np.zeros(0, dtype="U10")

@@ -7,32 +7,42 @@ The stage is thin: the numeric work is in `obsctl.processing.photometry` and
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from obsctl.errors import StageError
 from obsctl.frame import Frame
-from obsctl.processing.metrics import frame_metrics
-from obsctl.processing.photometry import (
-    measure_sources,
+from obsctl.pipeline.detector import (
+    bayer_pattern,
+    header_gain,
+    header_read_noise,
+    header_saturation,
 )
+from obsctl.processing.colour import (
+    demosaic,
+    forced_aperture_flux,
+    green_plane_mask,
+    pattern_from_pixels,
+)
+from obsctl.processing.metrics import frame_metrics
+from obsctl.processing.photometry import measure_sources
+from obsctl.processing.tables import with_columns
 from obsctl.store.headers import pixel_scale_from_header
 
 __all__ = ["SepPhotometry", "resolve_gain_e_per_adu"]
 
 log = logging.getLogger(__name__)
 
-_ELECTRON_UNITS = {"ELECTRON", "ELECTRONS", "E-", "E"}
-
 
 def resolve_gain_e_per_adu(frame: Frame, override: float | None, *, stage: str) -> float:
-    """Return a frame's conversion gain (electrons per ADU).
+    """Return a frame's conversion gain (electrons per ADU) for a stage that needs one.
 
-    The one place the gain is decided: `override` when configured, else 1 for images in
-    electrons (``BUNIT``), else the header's ``EGAIN``. `SepPhotometry` resolves it once per
-    frame and stores it in ``frame.gain_e_per_adu`` for the later stages.
+    `SepPhotometry` decides the gain once per frame (`obsctl.pipeline.detector.header_gain`)
+    and stores it in ``frame.gain_e_per_adu``; a later stage run without it reads the same
+    cards, but refuses to assume one.
 
     Parameters
     ----------
@@ -51,27 +61,12 @@ def resolve_gain_e_per_adu(frame: Frame, override: float | None, *, stage: str) 
     Raises
     ------
     StageError
-        If there is no override, the image is not in electrons and ``EGAIN`` is missing,
-        not a number or not positive.
+        If no configured value or header card gives a usable gain.
     """
-    if override is not None:
-        return override
-    unit = str(frame.header.get("BUNIT", "")).strip().upper()
-    if unit in _ELECTRON_UNITS:
-        return 1.0
-    try:
-        gain_e_per_adu = float(frame.header["EGAIN"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StageError(
-            "no usable EGAIN (e-/ADU) in the header and none configured",
-            stage=stage,
-            frame_id=frame.exposure_id,
-        ) from exc
-    if not gain_e_per_adu > 0.0:
-        raise StageError(
-            f"EGAIN {gain_e_per_adu} is not positive", stage=stage, frame_id=frame.exposure_id
-        )
-    return gain_e_per_adu
+    gain = header_gain(frame.header, override)
+    if gain.assumed:
+        raise StageError(gain.note, stage=stage, frame_id=frame.exposure_id)
+    return gain.value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,18 +77,25 @@ class SepPhotometry:
     and adds the `obsctl.processing.metrics.frame_metrics` values to ``frame.metrics``. For
     the later stages (`OnnxClassify`, `ZeroPoint`) it sets the frame's ``background_adu``,
     ``background_rms_adu``, ``fwhm_px`` (the FWHM the apertures were scaled with),
-    ``aperture_radius_px`` (the main aperture) and ``gain_e_per_adu`` (see
-    `resolve_gain_e_per_adu`).
+    ``aperture_radius_px`` (the main aperture) and ``gain_e_per_adu``.
+
+    The gain, read noise and saturation level come from the header where it gives them
+    (`obsctl.pipeline.detector`); a frame with no gain at all is measured with 1 e-/ADU and
+    flagged, its errors approximate. The header records what was used (``PHGAIN``,
+    ``PHGAINSR``, ``PHRDNOIS``). A raw colour frame (`obsctl.pipeline.detector.bayer_pattern`)
+    is demosaiced (`obsctl.processing.colour.demosaic`): the green plane replaces the image
+    for detection, measurement and every later stage, and the red and blue planes are
+    measured in the main aperture at the same positions (``flux_red``, ``flux_blue`` with
+    ``_err``); the header's ``DEMOSAIC`` names the pattern and the plane.
 
     Parameters
     ----------
     read_noise_e : float
-        Read noise (electrons RMS), a floor for the background noise.
+        Read noise (electrons RMS), a floor for the background noise, when the header has none.
     saturation_adu : float
-        Saturation level of the calibrated image (ADU).
+        Saturation level of the calibrated image (ADU); a lower ``SATURATE`` card wins.
     gain_e_per_adu : float, optional
-        Conversion gain (electrons per ADU); by default 1 for images in electrons
-        (``BUNIT``), else ``EGAIN``.
+        Conversion gain (electrons per ADU), which wins over the header.
     pixel_scale_arcsec : float, optional
         Binned pixel scale; by default from the header (see `pixel_scale_from_header`).
     detect_sigma, minarea, back_size, aperture_fwhm, main_aperture
@@ -122,41 +124,76 @@ class SepPhotometry:
         Raises
         ------
         StageError
-            If the gain is unknown or the image cannot be measured (not 2-D, no noise).
+            If the image cannot be measured (not 2-D, no noise).
         """
-        gain_e_per_adu = resolve_gain_e_per_adu(frame, self.gain_e_per_adu, stage=self.name)
+        gain = header_gain(frame.header, self.gain_e_per_adu)
+        read_noise = header_read_noise(frame.header, self.read_noise_e)
+        saturation = header_saturation(frame.header, self.saturation_adu)
+        header = frame.header.copy()
+        flags = frame.flags
+        if gain.note:
+            flags = (*flags, f"photometry: {gain.note}" + ("; errors approximate" * gain.assumed))
+        data, mask, planes = frame.data, frame.mask, None
+        pattern = bayer_pattern(frame.header)
+        if pattern is not None:
+            checked = pattern_from_pixels(frame.data, pattern)
+            if checked != pattern:
+                flags = (*flags, f"photometry: Bayer {pattern} of the header is {checked} here")
+                pattern = checked
+            planes = demosaic(np.asarray(frame.data), pattern)
+            data = planes["G"]
+            mask = None if frame.mask is None else green_plane_mask(frame.mask, pattern)
+            header["DEMOSAIC"] = (pattern, "Bayer mosaic; image is its green plane")
         try:
             catalog, info = measure_sources(
-                frame.data,
-                gain_e_per_adu=gain_e_per_adu,
-                read_noise_e=self.read_noise_e,
-                saturation_adu=self.saturation_adu,
-                mask=frame.mask,
+                data,
+                gain_e_per_adu=gain.value,
+                read_noise_e=read_noise.value,
+                saturation_adu=saturation.value,
+                mask=mask,
                 detect_sigma=self.detect_sigma,
                 minarea=self.minarea,
                 back_size=self.back_size,
                 aperture_fwhm=self.aperture_fwhm,
                 main_aperture=self.main_aperture,
             )
+            if planes is not None:
+                radius = info.aperture_radii_px[info.main_aperture]
+                columns = {}
+                for colour, name in (("R", "red"), ("B", "blue")):
+                    flux, err = forced_aperture_flux(
+                        planes[colour],
+                        catalog["x"],
+                        catalog["y"],
+                        radius_px=radius,
+                        gain_e_per_adu=gain.value,
+                        mask=mask,
+                        back_size=self.back_size,
+                    )
+                    columns[f"flux_{name}"], columns[f"flux_{name}_err"] = flux, err
+                catalog = with_columns(catalog, columns)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise StageError(str(exc), stage=self.name, frame_id=frame.exposure_id) from exc
         scale = self.pixel_scale_arcsec or pixel_scale_from_header(frame.header)
         metrics = frame_metrics(catalog, info, pixel_scale_arcsec=scale)
-        header = frame.header.copy()
-        if math.isfinite(metrics["fwhm_px"]):
-            header["FWHM"] = (round(metrics["fwhm_px"], 3), "[px] median stellar FWHM")
         header["NSOURCES"] = (len(catalog), "sources detected")
+        header["PHGAIN"] = (gain.value, "[e-/ADU] gain used by the photometry")
+        header["PHGAINSR"] = (gain.source, "where PHGAIN came from")
+        header["PHRDNOIS"] = (read_noise.value, "[e-] read noise used by the photometry")
         log.debug(
             "frame %s: %d sources, FWHM %.2f px", frame.exposure_id, len(catalog), info.fwhm_px
         )
         return frame.with_stage(
             self.name,
+            data=data,
+            mask=mask,
             sources=catalog,
             header=header,
-            metrics={**frame.metrics, **metrics},
+            flags=flags,
+            metrics={**frame.metrics, **metrics, "gain_assumed": float(gain.assumed)},
             background_adu=float(info.level_adu),
             background_rms_adu=float(info.rms_adu),
             fwhm_px=float(info.fwhm_px),
             aperture_radius_px=float(info.aperture_radii_px[info.main_aperture]),
-            gain_e_per_adu=gain_e_per_adu,
+            gain_e_per_adu=gain.value,
         )

@@ -16,15 +16,18 @@ from obsctl.errors import ConfigError
 from obsctl.pipeline.astrometry import ConeQuery
 from obsctl.pipeline.stage import FailurePolicy, Stage
 from obsctl.store.datadir import DataDir
+from obsctl.store.refcat import RefCatalog
 
 __all__ = ["build_stages", "check_stages"]
 
 log = logging.getLogger(__name__)
 
-_Factory = Callable[[Config, DataDir, "ConeQuery | None"], Stage]
+#: Where the astrometry stage gets reference stars when not from the data directory.
+Reference = ConeQuery | RefCatalog
+_Factory = Callable[[Config, DataDir, "Reference | None"], Stage]
 
 
-def _calibrate(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
+def _calibrate(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
     from obsctl.calibration.masters import MasterSelection
     from obsctl.pipeline.calibrate import Calibrate
 
@@ -40,17 +43,19 @@ def _calibrate(config: Config, data_dir: DataDir, reference: ConeQuery | None) -
     )
 
 
-def _photometry(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
+def _photometry(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
     from obsctl.pipeline.photometry import SepPhotometry
 
     return SepPhotometry(
         read_noise_e=config.pipeline.read_noise_e,
         saturation_adu=config.pipeline.saturation_adu,
         gain_e_per_adu=config.pipeline.gain_e_per_adu,
+        aperture_fwhm=config.pipeline.aperture_fwhm,
+        main_aperture=config.pipeline.main_aperture,
     )
 
 
-def _classify(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
+def _classify(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
     from obsctl.pipeline.classify import OnnxClassify
 
     return OnnxClassify(
@@ -58,9 +63,8 @@ def _classify(config: Config, data_dir: DataDir, reference: ConeQuery | None) ->
     )
 
 
-def _astrometry(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
+def _astrometry(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
     from obsctl.pipeline.astrometry import Astrometry
-    from obsctl.store.refcat import RefCatalog
 
     # The filter-to-band map of [catalogs] applies to every reference source.
     bands = dict(config.catalogs.bands)
@@ -74,7 +78,7 @@ def _astrometry(config: Config, data_dir: DataDir, reference: ConeQuery | None) 
     return Astrometry(RefCatalog(data_dir.catalog_path), bands=bands)
 
 
-def _zeropoint(config: Config, data_dir: DataDir, reference: ConeQuery | None) -> Stage:
+def _zeropoint(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
     from obsctl.pipeline.zeropoint import ZeroPoint
 
     return ZeroPoint(gain_e_per_adu=config.pipeline.gain_e_per_adu)
@@ -90,7 +94,7 @@ FACTORIES: dict[str, _Factory] = {
 
 
 def build_stages(
-    config: Config, data_dir: DataDir | str | Path, reference: ConeQuery | None = None
+    config: Config, data_dir: DataDir | str | Path, reference: Reference | None = None
 ) -> list[tuple[Stage, FailurePolicy]]:
     """Return the configured stages, in order, each with its failure policy.
 
@@ -100,8 +104,8 @@ def build_stages(
         The configuration (``[pipeline]``, ``[calibration]``).
     data_dir : DataDir, str or pathlib.Path
         The data directory: the exposure log (masters) and the reference catalog.
-    reference : callable or None
-        The reference stars' cone query; None reads the data directory's catalog.
+    reference : callable, RefCatalog or None
+        The reference stars (a cone query or a catalog); None reads the data directory's.
 
     Raises
     ------

@@ -24,6 +24,7 @@ from astropy.io import fits
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from obsctl.errors import StageError
 from obsctl.frame import Frame
 from obsctl.pipeline.stage import FailurePolicy, Stage
 from obsctl.store.datadir import DataDir
@@ -33,6 +34,7 @@ from obsctl.store.headers import set_text_card
 __all__ = [
     "FrameResult",
     "StageList",
+    "catalog_table",
     "finite_number",
     "init_worker",
     "load_frame",
@@ -110,7 +112,8 @@ def run_stages(
         try:
             frame = stage.process(frame)
         except Exception as exc:  # a stage bug must not end the night: report it per policy
-            reason = f"{type(exc).__name__}: {exc}"
+            # A stage's own error says what failed; anything else is a bug, named by its type.
+            reason = exc.reason if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
             if policy == "abort":
                 return frame, stage.name, reason, seconds
             if policy == "mark":
@@ -212,6 +215,11 @@ def process_file(
     if write_outputs and result.failed_stage is None:
         calibrated, catalog = output_paths(Path(path), data_dir)
         header = frame.header.copy()
+        # One FWHM everywhere: the stars' median the database and the catalog hold (the
+        # classifier's stars once it ran), not the photometry's first guess over all sources.
+        fwhm = frame.metrics.get("fwhm_px", math.nan)
+        if finite_number(fwhm):
+            header["FWHM"] = (round(fwhm, 3), "[px] median FWHM of the stars")
         set_text_card(header, "PIPEPROV", ",".join(frame.provenance), "pipeline stages applied")
         for i, flag in enumerate(frame.flags):
             set_text_card(header, f"PIPEFLG{i + 1}", flag[:68], "pipeline warning")
@@ -230,19 +238,68 @@ def process_file(
         )
         result.calibrated_path = str(calibrated)
         if frame.sources is not None:
-            table = Table(frame.sources)
-            # HIERARCH: metric names are longer than FITS's eight characters.
-            meta = {**frame.metrics, "fwhm_frame_px": frame.fwhm_px}
+            meta = {**frame.metrics, "aperture_fwhm_px": frame.fwhm_px}
             meta["aperture_radius_px"] = frame.aperture_radius_px
-            table.meta.update(
-                {f"HIERARCH {k.upper()}": v for k, v in meta.items() if finite_number(v)}
-            )
+            table = catalog_table(frame.sources, meta)
             catalog.parent.mkdir(parents=True, exist_ok=True)
             tmp = catalog.with_name(f".{catalog.name}.tmp")
             table.write(tmp, format="fits", overwrite=True)
             tmp.replace(catalog)
             result.catalog_path = str(catalog)
     return result
+
+
+# Units of the catalog's columns by name (FITS TUNIT, in the FITS standard's spelling).
+_UNITS = {
+    "x": "pix", "y": "pix", "x_iso": "pix", "y_iso": "pix", "a": "pix", "b": "pix",
+    "theta": "rad", "npix": "pix2", "fwhm_px": "pix", "hfr_px": "pix", "kron_radius": "",
+    "peak": "adu", "background": "adu", "ra_deg": "deg", "dec_deg": "deg",
+}  # fmt: skip
+_PIXEL_COLUMNS = ("x", "y", "x_iso", "y_iso")
+
+
+def _unit(column: str) -> str | None:
+    if column in _UNITS:
+        return _UNITS[column] or None
+    if column.startswith("flux"):
+        return "adu"
+    if column.startswith(("mag", "ref_mag", "inst_mag")) or column.endswith("_mag"):
+        return "mag"
+    return None
+
+
+def catalog_table(sources: NDArray[Any], meta: dict[str, Any]) -> Table:
+    """Return a frame's source catalog as it is written: FITS pixel convention, with units.
+
+    The pipeline measures in numpy's zero-based pixels; the file follows FITS (and
+    SExtractor's ``X_IMAGE``): the centre of the first pixel is 1, said by ``PIXORIGN`` in
+    its header, so DS9 regions and WCS tools read the positions as they are. Fluxes are in
+    ADU of the calibrated frame; every column with a unit carries it (``TUNIT``).
+
+    Parameters
+    ----------
+    sources : numpy.ndarray
+        The frame's catalog (structured array, zero-based pixels).
+    meta : dict
+        Frame metrics to keep in the header (finite numbers only; HIERARCH keywords).
+
+    Returns
+    -------
+    astropy.table.Table
+        The table to write.
+    """
+    table = Table(sources)
+    for name in _PIXEL_COLUMNS:
+        if name in table.colnames:
+            table[name] = table[name] + 1.0
+    for name in table.colnames:
+        unit = _unit(name)
+        if unit is not None:
+            table[name].unit = unit
+    # HIERARCH: metric names are longer than FITS's eight characters.
+    table.meta.update({f"HIERARCH {k.upper()}": v for k, v in meta.items() if finite_number(v)})
+    table.meta["PIXORIGN"] = (1, "x, y: centre of the first pixel is 1 (FITS)")
+    return table
 
 
 def finite_number(value: Any) -> bool:

@@ -12,13 +12,16 @@ So ``calibrated = (raw - bias - dark * exposure_s / dark_exposure_s) / flat``, i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CalibratedImage", "calibrate_image"]
+__all__ = ["CalibratedImage", "calibrate_image", "fits_section", "subtract_overscan"]
+
+_SECTION = re.compile(r"^\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,3 +138,70 @@ def calibrate_image(
     return CalibratedImage(
         data=data, missing=tuple(missing), dark_scale=dark_scale, bad_flat=bad_flat
     )
+
+
+def fits_section(text: str, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """Return the array slices of an IRAF/FITS section such as ``"[17:528,1:520]"``.
+
+    Parameters
+    ----------
+    text : str
+        The section: 1-based inclusive ``[x1:x2,y1:y2]`` (x along FITS axis 1, the columns),
+        as ``TRIMSEC``, ``DATASEC`` and ``BIASSEC`` write it.
+    shape : tuple of int
+        Image shape ``(ny, nx)``.
+
+    Returns
+    -------
+    tuple of slice
+        ``(rows, columns)`` for a numpy array.
+
+    Raises
+    ------
+    ValueError
+        If the text is not a section, is reversed, or does not fit the image.
+    """
+    match = _SECTION.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a section like [x1:x2,y1:y2]")
+    x1, x2, y1, y2 = (int(v) for v in match.groups())
+    ny, nx = shape
+    if not (1 <= x1 <= x2 <= nx and 1 <= y1 <= y2 <= ny):
+        raise ValueError(f"section {text!r} does not fit a {nx}x{ny} image")
+    return slice(y1 - 1, y2), slice(x1 - 1, x2)
+
+
+def subtract_overscan(
+    data: NDArray[np.floating], overscan: tuple[slice, slice]
+) -> tuple[NDArray[np.float32], float]:
+    """Subtract the bias level measured in a frame's overscan strip, row by row.
+
+    The level of each row is the median of its overscan pixels (cosmic rays and hot pixels in
+    the strip do not pull a median), smoothed by a running median over 15 rows so the read
+    noise of a narrow strip is not printed into the image as row stripes.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The raw frame (ADU), shape ``(ny, nx)``.
+    overscan : tuple of slice
+        The overscan strip (`fits_section` of ``BIASSEC``), spanning all the rows it covers.
+
+    Returns
+    -------
+    image : numpy.ndarray of float32
+        The frame minus the level (rows outside the strip get the strip's median level).
+    level : float
+        The median level subtracted (ADU).
+    """
+    from scipy.ndimage import median_filter
+
+    image = np.array(data, dtype=np.float32)
+    strip = image[overscan]
+    rows = np.median(strip, axis=1)
+    rows = median_filter(rows, size=min(15, rows.size), mode="nearest")
+    level = float(np.median(rows))
+    per_row = np.full(image.shape[0], level, dtype=np.float32)
+    per_row[overscan[0]] = rows
+    image -= per_row[:, None]
+    return image, level

@@ -43,7 +43,11 @@ _REDUCED = "reduced"
 _MASTERS = "masters"
 _UNSTORED = "unstored"
 _QUARANTINE = "quarantine"
-_FITS_SUFFIXES = (".fits", ".fit", ".fts")
+# Longest first: "a.fits.fz" loses ".fits.fz", not ".fz" alone.
+_FITS_SUFFIXES = (
+    *(base + packed for packed in (".fz", ".gz", ".bz2", "") for base in (".fits", ".fit", ".fts")),
+    ".fz",
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,9 @@ class DataDir:
         """
         stem = raw_frame.name
         for suffix in _FITS_SUFFIXES:
-            stem = stem.removesuffix(suffix)
+            if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+                stem = stem[: -len(suffix)]
+                break
         folder = raw_frame.parent
         if raw_frame.parent.parent == self.raw:
             folder = self.root / _REDUCED / raw_frame.parent.name

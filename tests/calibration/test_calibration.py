@@ -490,3 +490,53 @@ def test_new_frames_rebuild_the_masters_made_from_them() -> None:
     assert kinds_affected(["DARK", "FLAT"]) == ["dark", "flat"]
     assert kinds_affected(["bias"]) == ["bias", "dark", "flat"]
     assert kinds_affected(["LIGHT"]) == []
+
+
+def test_fits_sections() -> None:
+    from obsctl.processing.calibrate import fits_section
+
+    assert fits_section("[17:528,1:520]", (520, 536)) == (slice(0, 520), slice(16, 528))
+    assert fits_section(" [ 4: 13, 1 :520 ] ", (520, 536)) == (slice(0, 520), slice(3, 13))
+    for bad in ("[0:10,1:5]", "[5:4,1:5]", "[1:537,1:520]", "17:528,1:520", "[a:b,1:2]"):
+        with pytest.raises(ValueError):
+            fits_section(bad, (520, 536))
+
+
+def test_overscan_and_trim_without_a_master_bias(tmp_path: Path) -> None:
+    """A raw CCD frame from elsewhere: its overscan strip is its bias, its data section is kept."""
+    rng = np.random.default_rng(3)
+    ny, nx = 60, 80
+    bias_rows = 200.0 + 0.2 * np.arange(ny)  # a slow drift along the columns' readout
+    sky = 50.0
+    raw = rng.normal(0.0, 2.0, (ny, nx)) + bias_rows[:, None]
+    raw[:, 10:] += sky  # columns 11..80 see light; 1..8 are the overscan, 9..10 a gap
+    raw[5, 3] = 60000.0  # a cosmic ray in the overscan does not pull the median
+    header = fits.Header(
+        [("EXPTIME", 30.0), ("BIASSEC", "[1:8,1:60]"), ("TRIMSEC", "[11:80,1:60]"),
+         ("CRPIX1", 40.0), ("CRPIX2", 30.0)]
+    )  # fmt: skip
+    stage = Calibrate(lambda h: MasterSelection(None, None, None), tmp_path)
+    out = stage.process(Frame(data=raw.astype(np.uint16), header=header))
+    assert out.data.shape == (60, 70)
+    assert float(np.median(out.data)) == pytest.approx(sky, abs=0.5)
+    # Row by row: the drift is gone.
+    row_levels = np.median(out.data, axis=1)
+    assert np.ptp(row_levels) < 3.0
+    assert out.header["OVERSCAN"] == pytest.approx(np.median(bias_rows), abs=0.5)
+    assert out.header["CALSTAT"] == "O" and out.header["TRIMMED"] == "[11:80,1:60]"
+    assert out.header["CRPIX1"] == 30.0 and out.header["CRPIX2"] == 30.0
+    assert out.header["LTV1"] == -10.0 and "TRIMSEC" not in out.header
+    assert "no master bias" not in out.flags and "no master dark" in out.flags
+    # Processed again (a reprocessing of the calibrated file), nothing is cut twice.
+    again = stage.process(out)
+    assert again.data.shape == (60, 70)
+
+
+def test_bad_sections_are_flags_not_failures(tmp_path: Path) -> None:
+    raw = np.full((20, 30), 100, dtype=np.uint16)
+    header = fits.Header([("BIASSEC", "[1:40,1:20]"), ("TRIMSEC", "nonsense")])
+    stage = Calibrate(lambda h: MasterSelection(None, None, None), tmp_path)
+    out = stage.process(Frame(data=raw, header=header))
+    assert out.data.shape == (20, 30)
+    assert any(f.startswith("BIASSEC ignored") for f in out.flags)
+    assert any(f.startswith("TRIMSEC/DATASEC ignored") for f in out.flags)

@@ -199,3 +199,23 @@ def test_quality_score_and_grade() -> None:
     )  # fmt: skip
     assert unknown == pytest.approx(0.81) and quality_grade(unknown) == "B"
     assert quality_grade(math.nan) is None
+
+
+def test_wide_psf_frames_are_binned_into_the_trained_range() -> None:
+    from obsctl.classify.cutouts import trained_scale
+
+    rng = np.random.default_rng(4)
+    image = rng.normal(100.0, 4.0, (64, 90)).astype(np.float32)
+    sources = np.zeros(2, dtype=[("x", float), ("y", float)])
+    sources["x"], sources["y"] = (0.5, 31.0), (0.5, 40.0)
+    same = trained_scale(image, sources, rms_adu=4.0, fwhm_px=4.5)
+    assert same[0] is image or np.shares_memory(same[0], image)
+    assert same[4] == 1 and same[3] == 4.5
+    binned, moved, rms, fwhm, factor = trained_scale(image, sources, rms_adu=4.0, fwhm_px=9.0)
+    assert factor == 3 and fwhm == 3.0 and rms == pytest.approx(4.0 / 3)
+    assert binned.shape == (21, 30)
+    # Pixels 0..2 bin to 0, whose centre is original pixel 1.
+    np.testing.assert_allclose(moved["x"], [(0.5 - 1) / 3, (31.0 - 1) / 3])
+    assert float(binned[0, 0]) == pytest.approx(float(image[:3, :3].mean()), rel=1e-6)
+    # Block means of independent pixels: the noise falls by the factor.
+    assert float(binned.std()) == pytest.approx(4.0 / 3, rel=0.15)

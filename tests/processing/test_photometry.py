@@ -19,7 +19,6 @@ import pytest
 import sep
 from astropy.io import fits
 
-from obsctl.errors import StageError
 from obsctl.frame import Frame
 from obsctl.pipeline.photometry import SepPhotometry
 from obsctl.processing.photometry import (
@@ -347,9 +346,12 @@ def test_stage_stores_catalog_and_metrics(frame):
     assert after.header["NSOURCES"] == len(after.sources)
     assert before.sources is None and "NSOURCES" not in before.header  # input untouched
 
-    with pytest.raises(StageError, match="EGAIN") as info:
-        stage.process(Frame(data=data, header=fits.Header(), exposure_id=8))
-    assert info.value.stage == "photometry" and info.value.frame_id == 8
+    # No gain card at all: measured with 1 e-/ADU, flagged, and the header says so.
+    bare = stage.process(Frame(data=data, header=fits.Header(), exposure_id=8))
+    assert bare.gain_e_per_adu == 1.0 and bare.metrics["gain_assumed"] == 1.0
+    assert bare.header["PHGAINSR"] == "assumed"
+    assert any("1 e-/ADU assumed; errors approximate" in flag for flag in bare.flags)
+    assert after.header["PHGAIN"] == GAIN and after.header["PHGAINSR"] == "EGAIN"
 
 
 @pytest.mark.slow
