@@ -397,6 +397,24 @@ class PipelineConfig(_Model):
     main_aperture: int = Field(
         default=1, ge=0, le=15, description="index of aperture_fwhm reported as flux and mag"
     )
+    psf_fit: Literal["all", "blended", "off"] = Field(
+        default="all",
+        description="PSF-fitted fluxes (flux_psf) beside the aperture ones: every source, "
+        "blended groups only, or none",
+    )
+    fit_colour_term: Literal["auto"] | bool = Field(
+        default="auto",
+        description="fit each frame's colour term against the reference colours: auto when "
+        "enough stars span enough colour; else the night's fitted term is held",
+    )
+    colour_terms: dict[
+        Annotated[str, Field(max_length=68)], Annotated[float, Field(ge=-5, le=5)]
+    ] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="colour term per filter (mag per mag of the reference colour), held when "
+        "neither the frame nor the night's fit gives one",
+    )
     classifier_model: UsablePath | None = Field(
         default=None,
         description="ONNX source classifier with obsctl's input spec (obsctl.classify.cutouts);"

@@ -7,11 +7,13 @@ The stage is thin: the numeric work is in `obsctl.processing.photometry` and
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from obsctl.errors import StageError
 from obsctl.frame import Frame
@@ -28,7 +30,8 @@ from obsctl.processing.colour import (
     pattern_from_pixels,
 )
 from obsctl.processing.metrics import frame_metrics
-from obsctl.processing.photometry import measure_sources
+from obsctl.processing.photometry import BackgroundInfo, measure_sources
+from obsctl.processing.psf import psf_photometry
 from obsctl.processing.tables import with_columns
 from obsctl.store.headers import pixel_scale_from_header
 
@@ -100,6 +103,11 @@ class SepPhotometry:
         Binned pixel scale; by default from the header (see `pixel_scale_from_header`).
     detect_sigma, minarea, back_size, aperture_fwhm, main_aperture
         Passed to `obsctl.processing.photometry.measure_sources`.
+    psf_fit : {"all", "blended", "off"}, optional
+        PSF-fitted fluxes (`obsctl.processing.psf.psf_photometry`: ``flux_psf``,
+        ``flux_psf_err``, ``x_psf``, ``y_psf``, ``psf_chi2``, ``psf_group``,
+        ``psf_group_size``, ``psf_flags``) for every source, for blended groups only, or
+        none. A failed PSF fit flags the frame and leaves the aperture fluxes.
     """
 
     name: ClassVar[str] = "photometry"
@@ -114,9 +122,37 @@ class SepPhotometry:
     aperture_fwhm: Sequence[float] = (1.0, 1.5, 2.0, 3.0)
     main_aperture: int = 1
 
+    psf_fit: Literal["all", "blended", "off"] = "all"
+
     def __post_init__(self) -> None:
         # A tuple: a caller's list could change under the stage, and a frozen stage hashes.
         object.__setattr__(self, "aperture_fwhm", tuple(self.aperture_fwhm))
+
+    def _psf_fluxes(
+        self,
+        data: NDArray[Any],
+        catalog: NDArray[Any],
+        info: BackgroundInfo,
+        gain_e_per_adu: float,
+        saturation_adu: float,
+        mask: NDArray[np.bool_] | None,
+    ) -> tuple[NDArray[Any], str | None]:
+        """Return the catalog with PSF-fitted fluxes, and a flag when the fit failed."""
+        try:
+            result = psf_photometry(
+                data,
+                catalog,
+                gain_e_per_adu=gain_e_per_adu,
+                rms_adu=info.rms_adu,
+                mask=mask,
+                saturation_adu=saturation_adu,
+                fwhm_px=info.fwhm_px if math.isfinite(info.fwhm_px) else None,
+                fit="all" if self.psf_fit == "all" else "blended",
+            )
+        except (ValueError, np.linalg.LinAlgError) as exc:  # the aperture fluxes stand alone
+            return catalog, f"photometry: PSF fit failed: {exc}"
+        table = result.table
+        return with_columns(catalog, {name: table[name] for name in table.dtype.names or ()}), None
 
     def process(self, frame: Frame) -> Frame:
         """Return the frame with its source catalog and image-quality metrics.
@@ -157,6 +193,11 @@ class SepPhotometry:
                 aperture_fwhm=self.aperture_fwhm,
                 main_aperture=self.main_aperture,
             )
+            if self.psf_fit != "off":
+                catalog, psf_flag = self._psf_fluxes(
+                    data, catalog, info, gain.value, saturation.value, mask
+                )
+                flags = flags if psf_flag is None else (*flags, psf_flag)
             if planes is not None:
                 radius = info.aperture_radii_px[info.main_aperture]
                 columns = {}

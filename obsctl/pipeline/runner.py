@@ -73,6 +73,10 @@ class PipelineRunner:
     after_store : callable or None
         Awaited with the exposure id after a frame's results are stored (light curves and
         alerts); its errors are logged, never raised.
+    refit_nights : bool
+        Fit the night's extinction and colour terms again (`obsctl.pipeline.nightfit`)
+        after each processed frame, and publish a ``nightfit`` event. Refits queued while
+        one runs are done once; its errors are logged, never raised.
     """
 
     def __init__(
@@ -84,8 +88,10 @@ class PipelineRunner:
         workers: int = 2,
         events: EventBus | None = None,
         after_store: Callable[[int], Awaitable[None]] | None = None,
+        refit_nights: bool = True,
     ) -> None:
         self.after_store = after_store
+        self.refit_nights = refit_nights
         # Frames whose after-store step is running: done in the queue, not yet finished.
         self.finishing = 0
         self.log_db = log_db
@@ -101,6 +107,8 @@ class PipelineRunner:
         # Frames that were in a worker when one died, so each is retried once, not forever.
         self._crashed: set[int] = set()
         self._after_queue: asyncio.Queue[int] = asyncio.Queue()
+        # Frames whose night is to be fitted again (`_refit`), counted in `finishing`.
+        self._refit_queue: asyncio.Queue[int] = asyncio.Queue()
         self.idle = asyncio.Event()
 
     def notify(self, exposure_id: int) -> None:
@@ -117,6 +125,7 @@ class PipelineRunner:
         loop = asyncio.get_running_loop()
         running: dict[asyncio.Future[FrameResult], int] = {}
         after = None if self.after_store is None else asyncio.create_task(self._after_stored())
+        refit = asyncio.create_task(self._refit()) if self.refit_nights else None
         try:
             while True:
                 free = self.workers - len(running)
@@ -157,6 +166,10 @@ class PipelineRunner:
                 after.cancel()
                 self.finishing -= self._after_queue.qsize()
                 self._after_queue = asyncio.Queue()
+            if refit is not None:  # refitted with the night's next frame
+                refit.cancel()
+                self.finishing -= self._refit_queue.qsize()
+                self._refit_queue = asyncio.Queue()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             self.in_flight.clear()  # left 'running' in the queue: recovered at the next start
@@ -176,6 +189,45 @@ class PipelineRunner:
                 log.exception("exposure %d: after-store step failed", eid)
             finally:
                 self.finishing -= 1
+
+    async def _refit(self) -> None:
+        """Fit the nights of processed frames again, coalescing the frames queued meanwhile."""
+        from obsctl.pipeline.nightfit import refit_night
+
+        while True:
+            eids = [await self._refit_queue.get()]
+            while not self._refit_queue.empty():
+                eids.append(self._refit_queue.get_nowait())
+            try:
+                nights = await asyncio.to_thread(self._nights_of, eids)
+                for night in nights:
+                    fits = await asyncio.to_thread(refit_night, self.log_db, night)
+                    if self.events is not None:
+                        self.events.publish(
+                            "nightfit",
+                            night=night,
+                            filters={
+                                name: {
+                                    "mode": fit.mode,
+                                    "k": fit.k if math.isfinite(fit.k) else None,
+                                    "colour_term": fit.colour_term,
+                                    "n_frames": fit.n_frames,
+                                }
+                                for name, fit in fits.items()
+                            },
+                        )
+            except Exception:  # the night's fit must never stop frame processing
+                log.exception("refitting the night of exposure(s) %s failed", eids)
+            finally:
+                self.finishing -= len(eids)
+
+    def _nights_of(self, exposure_ids: list[int]) -> list[str]:
+        nights: list[str] = []
+        for eid in exposure_ids:
+            row = self.log_db.exposure(eid)
+            if row is not None and row["image_type"] == "LIGHT" and row["night"] not in nights:
+                nights.append(str(row["night"]))
+        return nights
 
     def _raw_path(self, exposure_id: int) -> str | None:
         row = self.log_db.exposure(exposure_id)
@@ -212,9 +264,13 @@ class PipelineRunner:
             self.in_flight.discard(eid)
             if result.failed_stage:
                 log.warning("exposure %d: %s failed: %s", eid, result.failed_stage, result.reason)
-            elif self.after_store is not None:
-                self._after_queue.put_nowait(eid)  # `_after_stored` counts it down
-                handed_on = True
+            else:
+                if self.refit_nights:
+                    self.finishing += 1
+                    self._refit_queue.put_nowait(eid)  # `_refit` counts it down
+                if self.after_store is not None:
+                    self._after_queue.put_nowait(eid)  # `_after_stored` counts it down
+                    handed_on = True
         finally:
             if not handed_on:
                 self.finishing -= 1

@@ -52,6 +52,7 @@ def _photometry(config: Config, data_dir: DataDir, reference: Reference | None) 
         gain_e_per_adu=config.pipeline.gain_e_per_adu,
         aperture_fwhm=config.pipeline.aperture_fwhm,
         main_aperture=config.pipeline.main_aperture,
+        psf_fit=config.pipeline.psf_fit,
     )
 
 
@@ -81,7 +82,13 @@ def _astrometry(config: Config, data_dir: DataDir, reference: Reference | None) 
 def _zeropoint(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
     from obsctl.pipeline.zeropoint import ZeroPoint
 
-    return ZeroPoint(gain_e_per_adu=config.pipeline.gain_e_per_adu)
+    pipeline = config.pipeline
+    return ZeroPoint(
+        gain_e_per_adu=pipeline.gain_e_per_adu,
+        fit_colour_term=None if pipeline.fit_colour_term == "auto" else pipeline.fit_colour_term,
+        colour_terms=dict(pipeline.colour_terms),
+        night_fits_db=data_dir.log_path if data_dir.has_log() else None,
+    )
 
 
 FACTORIES: dict[str, _Factory] = {

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,7 +17,7 @@ from astropy.io import fits
 from numpy.typing import NDArray
 
 from obsctl.classify.labels import FLAG_NOT_CELESTIAL
-from obsctl.errors import StageError
+from obsctl.errors import StageError, StorageError
 from obsctl.frame import Frame
 from obsctl.pipeline.photometry import resolve_gain_e_per_adu
 from obsctl.processing.metrics import limiting_magnitude
@@ -29,10 +31,12 @@ from obsctl.processing.photometry import (
 )
 from obsctl.processing.tables import with_columns
 from obsctl.processing.zeropoint import (
+    ZeroPointResult,
     calibrated_magnitudes,
     fit_zero_point,
     instrumental_magnitudes,
 )
+from obsctl.store.exposure_log import ExposureLog
 
 __all__ = ["CALIBRATION_REJECT_FLAGS", "ZeroPoint"]
 
@@ -70,19 +74,39 @@ class ZeroPoint:
     Reads the catalog columns ``ref_mag`` (NaN where unmatched) and, when present,
     ``ref_mag_err`` and ``ref_colour``, which the astrometry stage fills. Adds the columns
     ``mag``, ``mag_err`` (calibrated, electrons-per-second scale, see
-    `obsctl.processing.zeropoint`) and ``zp_used`` (the star entered the fit), and the metrics
-    ``zero_point``, ``zero_point_err``, ``zero_point_rms``, ``zero_point_stars``,
-    ``colour_term``, ``limiting_mag`` (50 % completeness, when enabled) and, with a nominal
-    zero point, ``transparency`` (``10**(-0.4 * (nominal - zero_point))``, 1 on a clear
-    night) — the cloud indicator. The header gets ``PHOTZP`` and ``PHOTZPER``. The frame's
+    `obsctl.processing.zeropoint`), ``zp_used`` (the star entered the fit), ``inst_mag`` and
+    ``inst_mag_err`` (instrumental), and the metrics ``zero_point`` (at the median colour of
+    the stars used), ``zero_point_err``, ``zero_point_rms``, ``zero_point_stars``,
+    ``colour_term``, ``colour_term_err`` (NaN when held), ``colour_term_fitted`` (1 when
+    fitted on the frame, 0 when held), ``limiting_mag`` (50 % completeness, when enabled)
+    and, with a nominal zero point, ``transparency`` (``10**(-0.4 * (nominal -
+    zero_point))``, 1 on a clear night) — the cloud indicator. The header gets ``PHOTZP``
+    and ``PHOTZPER``. The frame's
     ``gain_e_per_adu`` converts fluxes to electrons; the limiting magnitude uses its
     ``fwhm_px``, ``background_rms_adu`` and ``aperture_radius_px`` (NaN without a FWHM), all
     set by `SepPhotometry`.
 
     Parameters
     ----------
-    fit_colour_term : bool, optional
-        Fit a colour term against ``ref_colour``.
+    fit_colour_term : bool or None, optional
+        Fit a colour term against ``ref_colour``: None (default) when the frame has at least
+        `min_colour_stars` usable stars with colours spanning `min_colour_span` (5th to 95th
+        percentile) and the fitted term's error is at most `max_colour_term_err`; True
+        requires it (a `StageError` otherwise); False never fits it. A term not fitted is
+        held at the night's fitted value for the frame's filter (from `night_fits_db`,
+        else the latest night's), else at `colour_terms`, else 0, and the frame is flagged.
+    min_colour_stars : int, optional
+        Fewest usable stars with a reference colour to fit the colour term.
+    min_colour_span : float, optional
+        Smallest colour range (mag) to fit the colour term.
+    max_colour_term_err : float, optional
+        Largest error (mag per mag) of a frame's fitted colour term still used.
+    colour_terms : mapping of str to float, optional
+        Colour term per filter name (mag per mag), held when neither the frame nor a night
+        fit gives one.
+    night_fits_db : str or pathlib.Path or None, optional
+        The exposure log with the nights' fits (`obsctl.pipeline.nightfit`), read when a
+        colour term is to be held.
     clip_sigma : float, optional
         Outlier rejection threshold.
     min_stars : int, optional
@@ -104,7 +128,12 @@ class ZeroPoint:
 
     name: ClassVar[str] = "zeropoint"
 
-    fit_colour_term: bool = False
+    fit_colour_term: bool | None = None
+    min_colour_stars: int = 10
+    min_colour_span: float = 0.3
+    max_colour_term_err: float = 0.03
+    colour_terms: Mapping[str, float] = field(default_factory=dict)
+    night_fits_db: str | Path | None = None
     clip_sigma: float = 3.0
     min_stars: int = 5
     min_snr: float = 10.0
@@ -149,30 +178,18 @@ class ZeroPoint:
             raise self._fail("fit_colour_term is set but there is no ref_colour column", frame)
         usable = np.isfinite(ref) & np.isfinite(inst) & (sources["snr"] >= self.min_snr)
         usable &= (sources["flags"] & CALIBRATION_REJECT_FLAGS) == 0
-        if self.fit_colour_term and colour is not None:
-            usable &= np.isfinite(colour)
         if np.count_nonzero(usable) < self.min_stars:
             raise self._fail(
                 f"{np.count_nonzero(usable)} usable reference stars, need {self.min_stars}", frame
             )
-        try:
-            fit = fit_zero_point(
-                inst[usable],
-                inst_err[usable],
-                ref[usable],
-                reference_err=None if ref_err is None else ref_err[usable],
-                colour=None if colour is None else colour[usable],
-                fit_colour_term=self.fit_colour_term,
-                clip_sigma=self.clip_sigma,
-                min_stars=self.min_stars,
-            )
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            raise self._fail(f"zero-point fit failed: {exc}", frame) from exc
-
+        fit, held_why = self._fit(frame, inst, inst_err, ref, ref_err, colour, usable)
         used = np.zeros(len(sources), dtype=bool)
         used[np.flatnonzero(usable)[fit.mask]] = True
+        with_colour = used if colour is None else used & np.isfinite(colour)
         default_colour = (
-            float(np.median(colour[used])) if self.fit_colour_term and colour is not None else 0.0
+            float(np.median(colour[with_colour]))
+            if fit.colour_term != 0.0 and colour is not None and with_colour.any()
+            else 0.0
         )
         mag, mag_err = calibrated_magnitudes(
             sources["flux"],
@@ -185,7 +202,18 @@ class ZeroPoint:
             colour_term=fit.colour_term,
             default_colour=default_colour,
         )
-        catalog = with_columns(sources, {"mag": mag, "mag_err": mag_err, "zp_used": used})
+        # The instrumental magnitudes are stored with the reference ones: the night's
+        # extinction and colour fit (`obsctl.pipeline.nightfit`) works from them.
+        catalog = with_columns(
+            sources,
+            {
+                "mag": mag,
+                "mag_err": mag_err,
+                "zp_used": used,
+                "inst_mag": inst,
+                "inst_mag_err": inst_err,
+            },
+        )
 
         # The zero point of the frame's typical star (its colour term included).
         zero_point = fit.zero_point + fit.colour_term * default_colour
@@ -195,10 +223,12 @@ class ZeroPoint:
             "zero_point_rms": fit.rms,
             "zero_point_stars": float(fit.n_used),
             "colour_term": fit.colour_term,
+            "colour_term_err": fit.colour_term_err if held_why is None else math.nan,
+            "colour_term_fitted": 0.0 if held_why is not None else 1.0,
         }
         if self.nominal_zero_point is not None:
             metrics["transparency"] = 10.0 ** (-0.4 * (self.nominal_zero_point - zero_point))
-        warnings: tuple[str, ...] = ()
+        warnings: tuple[str, ...] = () if not held_why else (held_why,)
         if self.measure_limiting_mag:
             try:
                 metrics["limiting_mag"] = self._limiting_mag(
@@ -206,7 +236,7 @@ class ZeroPoint:
                 )
             except (ValueError, RuntimeError) as exc:  # the zero point stands without it
                 metrics["limiting_mag"] = math.nan
-                warnings = (f"limiting magnitude failed: {exc}",)
+                warnings = (*warnings, f"limiting magnitude failed: {exc}")
 
         header = frame.header.copy()
         header["PHOTZP"] = (round(zero_point, 4), "[mag] zero point, e-/s in main aperture")
@@ -218,6 +248,111 @@ class ZeroPoint:
             metrics={**frame.metrics, **metrics},
             flags=(*frame.flags, *warnings),
         )
+
+    def _fit(
+        self,
+        frame: Frame,
+        inst: NDArray[np.float64],
+        inst_err: NDArray[np.float64],
+        ref: NDArray[np.float64],
+        ref_err: NDArray[np.float64] | None,
+        colour: NDArray[np.float64] | None,
+        usable: NDArray[np.bool_],
+    ) -> tuple[ZeroPointResult, str | None]:
+        """Fit the zero point, with the colour term fitted or held.
+
+        Returns the fit and None when the colour term was fitted, else why it was held
+        (an empty text when there are no reference colours at all, which is no warning).
+        """
+        held_why: str | None = ""
+        held = 0.0
+        fit_colour = False
+        if colour is not None and self.fit_colour_term is not False:
+            coloured = usable & np.isfinite(colour)
+            n = int(np.count_nonzero(coloured))
+            span = float(np.subtract(*np.percentile(colour[coloured], [95, 5]))) if n else 0.0
+            fit_colour = n >= self.min_colour_stars and span >= self.min_colour_span
+            if self.fit_colour_term and not fit_colour:
+                raise self._fail(
+                    f"fit_colour_term is set but {n} stars have colours spanning {span:.2f} mag "
+                    f"(need {self.min_colour_stars} over {self.min_colour_span} mag)",
+                    frame,
+                )
+            if not fit_colour:
+                held, source = self._held_colour_term(frame)
+                held_why = (
+                    f"colour term held at {held:+.3f} ({source}): {n} reference stars with "
+                    f"colours spanning {span:.2f} mag"
+                )
+        elif colour is not None:
+            held, source = self._held_colour_term(frame)
+            held_why = "" if held == 0.0 else f"colour term held at {held:+.3f} ({source})"
+        result = self._fit_once(
+            frame, inst, inst_err, ref, ref_err, colour, usable, fit_colour, held
+        )
+        if fit_colour and not result.colour_term_err <= self.max_colour_term_err:
+            # Fitted, but too poorly for the frame's calibration: hold a known value.
+            held, source = self._held_colour_term(frame)
+            held_why = (
+                f"colour term held at {held:+.3f} ({source}): the frame's fit "
+                f"{result.colour_term:+.3f} +- {result.colour_term_err:.3f} is too uncertain"
+            )
+            fit_colour = False
+            result = self._fit_once(
+                frame, inst, inst_err, ref, ref_err, colour, usable, False, held
+            )
+        return result, (None if fit_colour else held_why)
+
+    def _fit_once(
+        self,
+        frame: Frame,
+        inst: NDArray[np.float64],
+        inst_err: NDArray[np.float64],
+        ref: NDArray[np.float64],
+        ref_err: NDArray[np.float64] | None,
+        colour: NDArray[np.float64] | None,
+        usable: NDArray[np.bool_],
+        fit_colour: bool,
+        held: float,
+    ) -> ZeroPointResult:
+        try:
+            return fit_zero_point(
+                inst[usable],
+                inst_err[usable],
+                ref[usable],
+                reference_err=None if ref_err is None else ref_err[usable],
+                colour=None if colour is None else colour[usable],
+                fit_colour_term=fit_colour,
+                colour_term=held,
+                clip_sigma=self.clip_sigma,
+                min_stars=self.min_stars,
+            )
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            raise self._fail(f"zero-point fit failed: {exc}", frame) from exc
+
+    def _held_colour_term(self, frame: Frame) -> tuple[float, str]:
+        """Return the colour term to hold when the frame cannot fit one, and its source.
+
+        The night's fit of the frame's filter (or the latest night's), else the configured
+        value of the filter, else 0.
+        """
+        filter_name = str(frame.header.get("FILTER", "")).strip()
+        night = str(frame.header.get("DAY-OBS", "")).strip()
+        if self.night_fits_db is not None and filter_name:
+            try:
+                log_db = ExposureLog(self.night_fits_db)
+                try:
+                    found = log_db.night_colour_term(night, filter_name)
+                finally:
+                    log_db.close()
+            except StorageError as exc:  # the frame is calibrated without it
+                log.warning("no night colour term for exposure %s: %s", frame.exposure_id, exc)
+                found = None
+            if found is not None:
+                return found[0], f"fit of the night {found[1]}"
+        if filter_name in self.colour_terms:
+            return float(self.colour_terms[filter_name]), "configured"
+        return 0.0, "none known"
 
     def _limiting_mag(
         self,

@@ -43,7 +43,7 @@ class ZeroPointResult:
     error : float
         Its standard error (mag), from the weights including `intrinsic_scatter`.
     colour_term : float
-        Colour coefficient (mag per mag of colour); 0 when not fitted.
+        Colour coefficient (mag per mag of colour); the value held when not fitted.
     n_used : int
         Stars left after clipping.
     rms : float
@@ -51,7 +51,7 @@ class ZeroPointResult:
     mask : numpy.ndarray of bool
         True for the stars used, aligned with the inputs.
     colour_term_err : float
-        Standard error of `colour_term` (mag per mag); 0 when not fitted.
+        Standard error of `colour_term` (mag per mag); 0 when not fitted (held).
     intrinsic_scatter : float
         Scatter (mag) added in quadrature to every star's error so that the normalised
         residuals have unit (robust) spread: reference-catalog errors not given, colour
@@ -194,13 +194,16 @@ def fit_zero_point(
     reference_err: ArrayLike | None = None,
     colour: ArrayLike | None = None,
     fit_colour_term: bool = False,
+    colour_term: float = 0.0,
     clip_sigma: float = 3.0,
     max_iterations: int = 10,
     min_stars: int = 3,
 ) -> ZeroPointResult:
     """Fit a frame's zero point to matched reference stars, rejecting outliers.
 
-    Model: ``reference_mag = instrumental_mag + zero_point [+ colour_term * colour]``.
+    Model: ``reference_mag = instrumental_mag + zero_point + colour_term * colour``, the
+    colour term fitted or held at a known value (e.g. the night's, `obsctl.processing.
+    extinction`).
     Each iteration fits by weighted least squares with weights ``1 / (instrumental_err^2 +
     reference_err^2 + s^2)``, where the intrinsic scatter ``s`` is chosen so that the
     normalised residuals have a robust (MAD) standard deviation of one, and then rejects
@@ -221,6 +224,9 @@ def fit_zero_point(
         Catalog colour index (mag), needed when `fit_colour_term` is True.
     fit_colour_term : bool, optional
         Also fit a linear colour term.
+    colour_term : float, optional
+        Without `fit_colour_term`, the colour term (mag per mag) to hold; with a non-zero
+        value `colour` is needed and stars without a colour are not used.
     clip_sigma : float, optional
         Rejection threshold (robust standard deviations).
     max_iterations : int, optional
@@ -249,23 +255,26 @@ def fit_zero_point(
     )
     if not inst.size == ierr.size == ref.size == rerr.size:
         raise ValueError("instrumental_mag, instrumental_err, reference_mag(_err) lengths differ")
-    if fit_colour_term and colour is None:
-        raise ValueError("fit_colour_term needs the reference stars' colour")
+    held = 0.0 if fit_colour_term else float(colour_term)
+    if (fit_colour_term or held != 0.0) and colour is None:
+        raise ValueError("a colour term needs the reference stars' colour")
     n_params = 2 if fit_colour_term else 1
     design = np.ones((inst.size, n_params))
     valid = np.isfinite(inst) & np.isfinite(ierr) & np.isfinite(ref)
-    if fit_colour_term:
+    col = np.zeros_like(inst)
+    if fit_colour_term or held != 0.0:
         col = np.asarray(colour, dtype=np.float64).ravel()
         if col.size != inst.size:
             raise ValueError("colour must have one entry per star")
-        design[:, 1] = col
         valid &= np.isfinite(col)
+    if fit_colour_term:
+        design[:, 1] = col
     needed = max(min_stars, n_params + 1)
     if np.count_nonzero(valid) < needed:
         raise ValueError(
             f"only {np.count_nonzero(valid)} usable reference stars, need at least {needed}"
         )
-    delta = np.where(valid, ref - inst, 0.0)
+    delta = np.where(valid, ref - inst - held * col, 0.0)
     design = np.where(valid[:, None], design, 0.0)
     variance = np.where(valid, ierr**2 + np.nan_to_num(rerr) ** 2, 1.0)
     variance = np.maximum(variance, _ERR_FLOOR_MAG**2)
@@ -289,7 +298,7 @@ def fit_zero_point(
     return ZeroPointResult(
         zero_point=float(coeffs[0]),
         error=float(math.sqrt(covariance[0, 0])),
-        colour_term=float(coeffs[1]) if fit_colour_term else 0.0,
+        colour_term=float(coeffs[1]) if fit_colour_term else held,
         n_used=int(np.count_nonzero(used)),
         rms=float(np.sqrt(np.mean(resid**2))),
         mask=used,

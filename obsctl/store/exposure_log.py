@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from obsctl.errors import StorageError
-from obsctl.store.schema import FRAME_METRIC_COLUMNS, MIGRATIONS
+from obsctl.store.schema import (
+    FRAME_METRIC_COLUMNS,
+    MIGRATIONS,
+    NIGHT_FIT_COLUMNS,
+    NIGHT_FIT_FRAME_COLUMNS,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -555,6 +560,97 @@ class ExposureLog:
             "WHERE exposure_id = ? ORDER BY id",
             (exposure_id,),
         )
+
+    # -- the night's photometric solution (obsctl.pipeline.nightfit) ------------------------
+
+    def night_calibration_stars(self, night: str) -> list[tuple[Any, ...]]:
+        """Return the calibration stars of a night's processed light frames.
+
+        Only stars that entered their frame's zero point (``zp_used``), on frames with an
+        airmass. Rows ``(filter, exposure_id, airmass, inst_mag, inst_mag_err, ref_mag,
+        ref_mag_err, ref_colour)`` as tuples (None for NULL), ordered by frame.
+        """
+        sql = (
+            "SELECT e.filter, m.exposure_id, e.airmass, m.inst_mag, m.inst_mag_err, m.ref_mag, "
+            "m.ref_mag_err, m.ref_colour FROM exposures e "
+            "JOIN processing p ON p.exposure_id = e.id "
+            "JOIN measurements m ON m.exposure_id = e.id "
+            "WHERE e.night = ? AND e.image_type = 'LIGHT' AND p.state = 'done' "
+            "AND e.airmass IS NOT NULL AND m.zp_used = 1 ORDER BY m.exposure_id"
+        )
+        with self._locked() as db:
+            cursor = db.cursor()
+            cursor.row_factory = None  # plain tuples: tens of thousands of rows
+            return list(cursor.execute(sql, (night,)).fetchall())
+
+    def put_night_fit(
+        self,
+        night: str,
+        fits: Sequence[Mapping[str, Any]],
+        frames: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Replace a night's photometric solution, in one transaction.
+
+        Parameters
+        ----------
+        night : str
+            The night (``YYYY-MM-DD``); its earlier solution (every filter) is replaced.
+        fits : sequence of mapping
+            One row per filter with the keys of `NIGHT_FIT_COLUMNS` but ``night`` and
+            ``fitted_utc`` (missing keys are NULL).
+        frames : sequence of mapping
+            One row per frame with the keys of `NIGHT_FIT_FRAME_COLUMNS` but ``night``.
+        """
+        now = _now()
+        fit_rows = [
+            [
+                night if c == "night" else now if c == "fitted_utc" else f.get(c)
+                for c in NIGHT_FIT_COLUMNS
+            ]
+            for f in fits
+        ]
+        frame_rows = [
+            [night if c == "night" else f.get(c) for c in NIGHT_FIT_FRAME_COLUMNS] for f in frames
+        ]
+        marks = ", ".join("?" for _ in NIGHT_FIT_COLUMNS)
+        frame_marks = ", ".join("?" for _ in NIGHT_FIT_FRAME_COLUMNS)
+        with self._transaction() as db:
+            db.execute("DELETE FROM night_fits WHERE night = ?", (night,))
+            db.execute("DELETE FROM night_fit_frames WHERE night = ?", (night,))
+            db.executemany(
+                f"INSERT INTO night_fits ({', '.join(NIGHT_FIT_COLUMNS)}) VALUES ({marks})",
+                fit_rows,
+            )
+            db.executemany(
+                f"INSERT OR REPLACE INTO night_fit_frames ({', '.join(NIGHT_FIT_FRAME_COLUMNS)}) "
+                f"VALUES ({frame_marks})",
+                frame_rows,
+            )
+
+    def night_fits(self, night: str) -> list[dict[str, Any]]:
+        """Return a night's photometric solution, one row per filter (by filter name)."""
+        return self.query("SELECT * FROM night_fits WHERE night = ? ORDER BY filter", (night,))
+
+    def night_fit_frames(self, night: str) -> list[dict[str, Any]]:
+        """Return each frame's zero point in a night's solution, with its time and target."""
+        return self.query(
+            "SELECT f.*, e.mjd_mid, e.target FROM night_fit_frames f "
+            "JOIN exposures e ON e.id = f.exposure_id WHERE f.night = ? "
+            "ORDER BY f.filter, f.exposure_id",
+            (night,),
+        )
+
+    def night_colour_term(self, night: str, filter_name: str) -> tuple[float, str] | None:
+        """Return a fitted colour term of a filter and the night it is from, or None.
+
+        The given night's when it has one, else the latest other night's.
+        """
+        rows = self.query(
+            "SELECT colour_term, night FROM night_fits WHERE filter = ? AND colour_fitted = 1 "
+            "AND colour_term IS NOT NULL ORDER BY night = ? DESC, night DESC LIMIT 1",
+            (filter_name, night),
+        )
+        return (float(rows[0]["colour_term"]), str(rows[0]["night"])) if rows else None
 
     # -- the quick-look page ------------------------------------------------------------------
 

@@ -6,7 +6,13 @@ a released step. `obsctl.store.exposure_log` applies them when it opens a databa
 
 from __future__ import annotations
 
-__all__ = ["FRAME_METRIC_COLUMNS", "MEASUREMENT_COLUMNS", "MIGRATIONS"]
+__all__ = [
+    "FRAME_METRIC_COLUMNS",
+    "MEASUREMENT_COLUMNS",
+    "MIGRATIONS",
+    "NIGHT_FIT_COLUMNS",
+    "NIGHT_FIT_FRAME_COLUMNS",
+]
 
 # Each entry migrates from version i to i + 1. Append; never edit a released step.
 MIGRATIONS: tuple[str, ...] = (
@@ -232,6 +238,58 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE frame_metrics ADD COLUMN quality_score REAL;
     ALTER TABLE frame_metrics ADD COLUMN quality_grade TEXT;
     """,
+    # photometric calibration (obsctl.pipeline.nightfit): each star's instrumental and
+    # reference magnitudes and colour (and its PSF-fitted flux), the frame's colour term, and
+    # the night's fit per filter
+    # (extinction, colour term) with each frame's zero point and residual about it.
+    """
+    ALTER TABLE measurements ADD COLUMN inst_mag REAL;
+    ALTER TABLE measurements ADD COLUMN inst_mag_err REAL;
+    ALTER TABLE measurements ADD COLUMN ref_mag REAL;
+    ALTER TABLE measurements ADD COLUMN ref_mag_err REAL;
+    ALTER TABLE measurements ADD COLUMN ref_colour REAL;
+    ALTER TABLE measurements ADD COLUMN zp_used INTEGER;
+    ALTER TABLE measurements ADD COLUMN flux_psf REAL;
+    ALTER TABLE measurements ADD COLUMN flux_psf_err REAL;
+    ALTER TABLE frame_metrics ADD COLUMN colour_term REAL;
+    ALTER TABLE frame_metrics ADD COLUMN colour_term_err REAL;
+    ALTER TABLE frame_metrics ADD COLUMN colour_term_fitted REAL;
+    CREATE TABLE night_fits (
+        night TEXT NOT NULL,
+        filter TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        photometric INTEGER NOT NULL,
+        zp0 REAL,
+        zp0_err REAL,
+        k REAL,
+        k_err REAL,
+        colour_term REAL,
+        colour_term_err REAL,
+        colour_fitted INTEGER NOT NULL,
+        rms REAL,
+        frame_rms REAL,
+        airmass_min REAL,
+        airmass_max REAL,
+        n_frames INTEGER NOT NULL,
+        n_frames_used INTEGER NOT NULL,
+        n_stars INTEGER NOT NULL,
+        reason TEXT,
+        fitted_utc TEXT NOT NULL,
+        PRIMARY KEY (night, filter)
+    );
+    CREATE TABLE night_fit_frames (
+        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
+        night TEXT NOT NULL,
+        filter TEXT NOT NULL,
+        airmass REAL,
+        zero_point REAL,
+        zero_point_err REAL,
+        residual REAL,
+        n_stars INTEGER NOT NULL,
+        used INTEGER NOT NULL
+    );
+    CREATE INDEX night_fit_frames_night ON night_fit_frames (night, filter);
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.
@@ -255,6 +313,10 @@ FRAME_METRIC_COLUMNS: tuple[str, ...] = (
     "n_hot_pixel",
     "n_artifact",
     "artifact_fraction",
+    # zeropoint stage
+    "colour_term",
+    "colour_term_err",
+    "colour_term_fitted",
 )
 
 #: Catalog columns the pipeline stores per source (``measurements``), when the catalog has them.
@@ -278,4 +340,51 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "p_cosmic_ray",
     "p_hot_pixel",
     "p_artifact",
+    # zeropoint stage: the night's extinction and colour fit works from these
+    "inst_mag",
+    "inst_mag_err",
+    "ref_mag",
+    "ref_mag_err",
+    "ref_colour",
+    "zp_used",
+    # photometry stage, PSF fit (obsctl.processing.psf)
+    "flux_psf",
+    "flux_psf_err",
+)
+
+#: Columns of ``night_fits``: a night's photometric solution per filter.
+NIGHT_FIT_COLUMNS: tuple[str, ...] = (
+    "night",
+    "filter",
+    "mode",
+    "photometric",
+    "zp0",
+    "zp0_err",
+    "k",
+    "k_err",
+    "colour_term",
+    "colour_term_err",
+    "colour_fitted",
+    "rms",
+    "frame_rms",
+    "airmass_min",
+    "airmass_max",
+    "n_frames",
+    "n_frames_used",
+    "n_stars",
+    "reason",
+    "fitted_utc",
+)
+
+#: Columns of ``night_fit_frames``: each frame's zero point in the night's fit.
+NIGHT_FIT_FRAME_COLUMNS: tuple[str, ...] = (
+    "exposure_id",
+    "night",
+    "filter",
+    "airmass",
+    "zero_point",
+    "zero_point_err",
+    "residual",
+    "n_stars",
+    "used",
 )

@@ -203,17 +203,19 @@ class LightCurveMonitor:
                 elevation_m=self.site.elevation_m,
             )[0]
         )
-        calibrated = all(m["mag"] is not None for m in meas)
+        calibrated = all(m["inst_mag"] is not None and m["zero_point"] is not None for m in meas)
         points: list[FramePoint] = []
         for k, m in enumerate(meas):
             if object_ids[k] < 0:
                 continue
             flagged = m["flags"] & CALIBRATION_REJECT_FLAGS
             flags = (FLAG_PHOTOMETRY if flagged else 0) | (FLAG_BAD_FRAME if bad_frame else 0)
-            # The frame's own magnitude: calibrated with its zero point when it has one (the
-            # ensemble then lands on the calibrated scale of this filter), else instrumental;
-            # either way a per-frame constant the ensemble takes out.
-            inst = m["mag"] if calibrated else -2.5 * math.log10(m["flux"])
+            # The frame's own magnitude: instrumental plus the frame's zero point when it has
+            # one (the ensemble then lands on the calibrated scale of this filter), else
+            # instrumental; either way a per-frame constant the ensemble takes out. Not the
+            # calibrated `mag`: its colour term is fitted per frame, and its error would not
+            # cancel between stars of other colours (it made a constant star 15 % noisier).
+            inst = m["inst_mag"] + m["zero_point"] if calibrated else -2.5 * math.log10(m["flux"])
             inst_err = _LOG10 * m["flux_err"] / m["flux"]
             points.append(
                 FramePoint(object_ids[k], mjd, exposure_id, bjd, exposure["filter"],

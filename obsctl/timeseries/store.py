@@ -155,11 +155,14 @@ class LightCurveStore:
         """Return a frame's measurements that have a sky position and a positive flux.
 
         Each is ``id``, ``ra_deg``, ``dec_deg`` (deg), ``flux``, ``flux_err`` (ADU, both > 0),
-        ``mag`` (calibrated, None without a zero point) and ``flags`` (photometry bits).
+        ``mag`` (calibrated), ``inst_mag`` (e-/s scale) and the frame's ``zero_point`` (all
+        None without a zero point), and ``flags`` (photometry bits).
         """
         return self.db.query(
-            "SELECT id, ra_deg, dec_deg, flux, flux_err, mag, flags FROM measurements "
-            "WHERE exposure_id = ? AND ra_deg IS NOT NULL AND flux > 0 AND flux_err > 0",
+            "SELECT m.id, m.ra_deg, m.dec_deg, m.flux, m.flux_err, m.mag, m.inst_mag, "
+            "f.zero_point, m.flags FROM measurements m "
+            "LEFT JOIN frame_metrics f USING (exposure_id) "
+            "WHERE m.exposure_id = ? AND m.ra_deg IS NOT NULL AND m.flux > 0 AND m.flux_err > 0",
             (exposure_id,),
         )
 

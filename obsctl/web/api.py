@@ -14,6 +14,7 @@ and it streams server-sent events natively.
 | GET | /api/exposures | the exposure log (``night``, ``target``, ``filter``, ``type``; paged) |
 | GET | /api/failures | recorded failures (paged) |
 | GET | /api/metrics | per-frame metrics: FWHM, background, zero point, transparency (paged) |
+| GET | /api/extinction | a night's photometric solution per filter and its frames (``night``) |
 | GET | /api/lightcurves | monitored targets and their statistics (paged) |
 | GET | /api/lightcurve | one target's points (``target``) |
 | GET | /api/alerts | alerts, newest first (paged) |
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -118,6 +120,8 @@ _STATUS_SEQUENCES = 20
 #: Page sizes of the sequence listing: each row carries a whole definition.
 _SEQUENCES_PAGE = 20
 _SEQUENCES_PAGE_MAX = 100
+#: A night as the exposure log names it (DAY-OBS): ASCII digits only.
+_NIGHT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 async def _read(name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, Any]:
@@ -330,6 +334,30 @@ def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> N
         )
 
 
+async def _extinction(request: web.Request) -> web.Response:
+    """Reply with a night's extinction and colour terms per filter, and its frames' zero points.
+
+    ``{"night", "filters": [night_fits rows], "frames": [night_fit_frames rows]}``; empty
+    lists for a night without a fit yet. The night is required, as ``YYYY-MM-DD``.
+    """
+    night = request.query.get("night")
+    if not night:
+        raise BadRequestError("night is required (?night=YYYY-MM-DD)")
+    if len(night) != 10 or not _NIGHT.fullmatch(night):
+        raise BadRequestError(f"night must be YYYY-MM-DD, got {night[:40]!r}")
+    log_db = _log(request)
+
+    def body() -> bytes:
+        # A night's frames are a few thousand rows at most: one document, made in a thread.
+        fits = serialize_rows(log_db.night_fits(night))
+        frames = serialize_rows(log_db.night_fit_frames(night))
+        return orjson.dumps(
+            {"night": night, "filters": orjson.Fragment(fits), "frames": orjson.Fragment(frames)}
+        )
+
+    return web.Response(body=await asyncio.to_thread(body), content_type="application/json")
+
+
 async def _failures(request: web.Request) -> web.Response:
     log_db = _log(request)
     page = query_page(request)
@@ -421,6 +449,7 @@ def build_app(state: Observatory) -> web.Application:
     app.router.add_get("/api/exposures", _exposures)
     app.router.add_get("/api/failures", _failures)
     app.router.add_get("/api/metrics", _metrics)
+    app.router.add_get("/api/extinction", _extinction)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/api/lightcurves", _lightcurves)
     app.router.add_get("/api/lightcurve", _lightcurve)

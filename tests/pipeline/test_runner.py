@@ -77,6 +77,17 @@ async def test_every_light_frame_is_processed(tmp_path) -> None:
         assert "no master bias" in flags  # no calibration masters were built
     n_measured = rows(data, "SELECT COUNT(*), COUNT(ra_deg), COUNT(mag) FROM measurements")[0]
     assert n_measured[0] > 100 and n_measured[1] == n_measured[0] and n_measured[2] > 50
+    # The calibration stars are stored for the night's fit, which ran after each frame.
+    used = rows(
+        data,
+        "SELECT COUNT(*), COUNT(inst_mag), COUNT(ref_mag), COUNT(ref_colour) FROM measurements "
+        "WHERE zp_used = 1",
+    )[0]
+    assert used[0] > 20 and used[1] == used[2] == used[0]
+    fitted = rows(data, "SELECT filter, mode, n_frames, colour_term FROM night_fits")
+    assert sorted(f[0] for f in fitted) == ["R", "V"]  # one frame each: differential
+    assert all(f[1] == "differential" and f[2] == 1 for f in fitted)
+    assert rows(data, "SELECT COUNT(*) FROM night_fit_frames")[0][0] == 2
     catalog = Table.read(data / lights[0][3])
     assert {"x", "y", "ra_deg", "dec_deg", "flux", "mag"} <= set(catalog.colnames)
     async with (
@@ -296,3 +307,47 @@ def test_a_file_missing_its_data_is_named_with_what_is_wrong(tmp_path, naxis, ke
     assert result.failed_stage == "load"
     assert str(path) in result.reason and what in result.reason, result.reason
     assert "truncated or its header damaged" in result.reason
+
+
+def test_refit_night_stores_extinction_and_colour_terms_per_filter(tmp_path) -> None:
+    from obsctl.pipeline.nightfit import refit_night
+    from obsctl.store.exposure_log import ExposureLog
+
+    from ..processing.test_extinction import TRUTH
+    from ..store.test_exposure_log import log_night
+
+    log_db = ExposureLog(tmp_path / "obsctl.sqlite")
+    try:
+        ids = log_night(log_db, "2026-11-25", frames=30, stars=60)
+        log_night(log_db, "2026-11-26", filters=("V",), clouds=0.6, cloudy_fraction=0.5, seed=9)
+        fits = refit_night(log_db, "2026-11-25")
+        assert sorted(fits) == ["B", "R", "V"]
+        stored = {r["filter"]: r for r in log_db.night_fits("2026-11-25")}
+        frames = log_db.night_fit_frames("2026-11-25")
+        for filt, truth in TRUTH.items():
+            row = stored[filt]
+            assert row["mode"] == "all-sky" and row["photometric"] == 1, row["reason"]
+            assert row["k"] == pytest.approx(truth["k"], abs=0.01)
+            assert row["colour_term"] == pytest.approx(-truth["c"], abs=0.01)
+            assert row["n_frames"] == 30 and row["airmass_min"] == pytest.approx(1.0)
+            mine = [f for f in frames if f["filter"] == filt]
+            assert [f["exposure_id"] for f in mine] == ids[filt]
+            # Zero points fall with airmass, along the stored line.
+            airmass = np.array([f["airmass"] for f in mine])
+            zp = np.array([f["zero_point"] for f in mine])
+            assert np.corrcoef(airmass, zp)[0, 1] < -0.99
+            assert np.allclose(zp, row["zp0"] - row["k"] * airmass, atol=0.015)
+        # ... and differ by filter.
+        assert stored["V"]["zp0"] - stored["B"]["zp0"] > 0.3
+        refit_night(log_db, "2026-11-25")  # again: replaced, not added to
+        assert len(log_db.night_fit_frames("2026-11-25")) == 90
+        # The cloudy night: differential, no extinction, the colour term still right.
+        refit_night(log_db, "2026-11-26")
+        (cloudy,) = log_db.night_fits("2026-11-26")
+        assert cloudy["photometric"] == 0 and cloudy["mode"] == "differential"
+        assert cloudy["k"] is None and "not photometric" in cloudy["reason"]
+        assert cloudy["colour_term"] == pytest.approx(-TRUTH["V"]["c"], abs=0.01)
+        assert log_db.night_colour_term("2026-11-27", "V") == (cloudy["colour_term"], "2026-11-26")
+        assert refit_night(log_db, "2026-11-27") == {}  # no frames yet
+    finally:
+        log_db.close()

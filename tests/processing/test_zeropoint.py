@@ -242,3 +242,78 @@ def test_stage_errors(calibrated):
     dark["EXPTIME"] = 0.0
     with pytest.raises(StageError, match="EXPTIME"):
         stage.process(Frame(data=frame.data, header=dark, sources=frame.sources))
+
+
+# ------------------------------------------------------------------ colour terms
+
+COLOUR_TERM = -0.07  # the reference system: m_ref = m_instrument_system + COLOUR_TERM * colour
+
+
+def with_colours(frame: Frame, low: float, high: float, seed: int = 5) -> Frame:
+    """Give each star a catalog colour and move its reference magnitude by the colour term."""
+    sources = frame.sources
+    colour = np.random.default_rng(seed).uniform(low, high, len(sources))
+    table = rfn.drop_fields(sources, ["mag", "mag_err", "zp_used"], usemask=False)
+    table["ref_mag"] = sources["ref_mag"] + COLOUR_TERM * colour
+    table = rfn.append_fields(table, "ref_colour", colour, usemask=False)
+    night_header = header()
+    night_header["FILTER"], night_header["DAY-OBS"] = "V", "2026-11-25"
+    return Frame(data=frame.data, header=night_header, sources=table, exposure_id=7)
+
+
+def bright_residuals(frame: Frame) -> np.ndarray:
+    sources = frame.sources
+    bright = sources["zp_used"] & (sources["snr"] > 100)
+    assert bright.sum() >= 30
+    return sources["mag"][bright] - sources["ref_mag"][bright]
+
+
+def test_stage_fits_the_colour_term_when_the_colours_allow(calibrated):
+    frame = ZeroPoint(measure_limiting_mag=False).process(with_colours(calibrated[0], -0.2, 1.6))
+    assert frame.metrics["colour_term_fitted"] == 1.0
+    assert frame.metrics["colour_term"] == pytest.approx(COLOUR_TERM, abs=0.01)
+    assert 0 < frame.metrics["colour_term_err"] < 0.01
+    assert not any("colour term" in f for f in frame.flags)
+    # Calibrated magnitudes in the reference system: S/N > 100 stars within 0.01 mag.
+    assert np.sqrt(np.mean(bright_residuals(frame) ** 2)) < 0.01
+    # The instrumental magnitudes are kept for the night's fit.
+    sources = frame.sources
+    offset = sources["mag"] - sources["inst_mag"] - frame.metrics["zero_point"]
+    typical = np.median(sources["ref_colour"][sources["zp_used"]])
+    expected = frame.metrics["colour_term"] * (sources["ref_colour"] - typical)
+    finite = np.isfinite(offset)
+    assert finite.sum() > 100 and np.allclose(offset[finite], expected[finite], atol=1e-9)
+
+
+def test_stage_holds_the_nights_colour_term_when_the_frame_cannot_fit_one(
+    calibrated, tmp_path
+) -> None:
+    from obsctl.store.exposure_log import ExposureLog
+
+    narrow = with_colours(calibrated[0], 0.60, 0.75)  # 0.15 mag of colour: too little
+    log_db = ExposureLog(tmp_path / "obsctl.sqlite")
+    night_fit = {"filter": "V", "mode": "all-sky", "photometric": 1, "colour_term": COLOUR_TERM}
+    night_fit |= {"colour_fitted": 1, "n_frames": 30, "n_frames_used": 30, "n_stars": 900}
+    log_db.put_night_fit("2026-11-24", [night_fit], [])
+    log_db.close()
+    stage = ZeroPoint(measure_limiting_mag=False, night_fits_db=tmp_path / "obsctl.sqlite")
+    frame = stage.process(narrow)
+    assert frame.metrics["colour_term_fitted"] == 0.0
+    assert frame.metrics["colour_term"] == COLOUR_TERM and math.isnan(
+        frame.metrics["colour_term_err"]
+    )
+    (flag,) = [f for f in frame.flags if "colour term" in f]
+    assert "fit of the night 2026-11-24" in flag and "spanning 0.1" in flag
+    assert np.sqrt(np.mean(bright_residuals(frame) ** 2)) < 0.01
+    # No night fit: the configured term of the filter, else 0.
+    configured = ZeroPoint(measure_limiting_mag=False, colour_terms={"V": 0.02}).process(narrow)
+    assert configured.metrics["colour_term"] == 0.02
+    assert any("(configured)" in f for f in configured.flags)
+    none = ZeroPoint(measure_limiting_mag=False).process(narrow)
+    assert none.metrics["colour_term"] == 0.0 and any("none known" in f for f in none.flags)
+    # Never fitted on request; required on request.
+    wide = with_colours(calibrated[0], -0.2, 1.6)
+    held = ZeroPoint(measure_limiting_mag=False, fit_colour_term=False, colour_terms={"V": 0.01})
+    assert held.process(wide).metrics["colour_term"] == 0.01
+    with pytest.raises(StageError, match=r"spanning 0\.1"):
+        ZeroPoint(measure_limiting_mag=False, fit_colour_term=True).process(narrow)

@@ -148,3 +148,100 @@ def test_read_only_folder_is_named(tmp_path) -> None:
         remount_read_only(data)
         with pytest.raises(StorageError, match=r"obsctl.sqlite: it cannot be written .*read-only"):
             ExposureLog(data / "obsctl.sqlite")
+
+
+def log_night(
+    log_db: ExposureLog,
+    night_name: str = "2026-11-25",
+    *,
+    filters: tuple[str, ...] = ("B", "V", "R"),
+    frames: int = 20,
+    stars: int = 50,
+    seed: int = 0,
+    first_frame: int = 0,
+    **kwargs,
+) -> dict[str, list[int]]:
+    """Log a processed night of synthetic calibration stars (tests/processing truth).
+
+    Frames are numbered from ``first_frame`` (to add more to a night). Returns the exposure
+    ids per filter, oldest first.
+    """
+    from tests.processing.test_extinction import night
+
+    ids: dict[str, list[int]] = {}
+    for n_filter, filt in enumerate(filters):
+        data = night(filt, frames=frames, stars=stars, seed=seed + n_filter, **kwargs)
+        ids[filt] = []
+        for i in range(frames):
+            rows = data.frame == i
+            eid = log_db.add_exposure(
+                replace(
+                    BASE,
+                    night=night_name,
+                    file_path=f"raw/{night_name}/{filt}_{first_frame + i:04d}.fits",
+                    filter=filt,
+                    airmass=float(data.airmass[rows][0]),
+                    mjd_mid=61004.8 + ((first_frame + i) * len(filters) + n_filter) * 1e-3,
+                    frame_index=first_frame + i,
+                )
+            )
+            ids[filt].append(eid)
+            log_db.execute(
+                "INSERT INTO processing (exposure_id, state, updated_utc) "
+                "VALUES (?, 'done', 'now')",
+                (eid,),
+            )
+            log_db.executemany(
+                "INSERT INTO measurements (exposure_id, x, y, inst_mag, inst_mag_err, ref_mag, "
+                "ref_mag_err, ref_colour, zp_used) VALUES (?, 0, 0, ?, ?, ?, NULL, ?, 1)",
+                [
+                    (eid, float(m), float(e), float(r), float(c))
+                    for m, e, r, c in zip(
+                        data.inst[rows],
+                        data.err[rows],
+                        data.ref[rows],
+                        data.colour[rows],
+                        strict=True,
+                    )
+                ],
+            )
+    return ids
+
+
+def test_night_fit_rows_replace_the_nights_earlier_fit(db) -> None:
+    fit = {"filter": "V", "mode": "all-sky", "photometric": 1, "k": 0.15, "colour_term": -0.05}
+    fit |= {"colour_fitted": 1, "n_frames": 2, "n_frames_used": 2, "n_stars": 10}
+    ids = [db.add_exposure(replace(BASE, file_path=f"{i}.fits")) for i in range(3)]
+    frames = [
+        {"exposure_id": eid, "filter": "V", "airmass": 1.0 + i, "zero_point": 22.0 - 0.15 * i}
+        | {"n_stars": 5, "used": 1}
+        for i, eid in enumerate(ids[:2])
+    ]
+    db.put_night_fit("2026-11-25", [fit], frames)
+    db.put_night_fit("2026-11-24", [fit | {"colour_term": -0.06}], [])
+    db.put_night_fit(
+        "2026-11-25",
+        [fit | {"n_frames": 3}],
+        [*frames, {"exposure_id": ids[2], "filter": "V", "n_stars": 5, "used": 0}],
+    )
+    (row,) = db.night_fits("2026-11-25")
+    assert row["n_frames"] == 3 and row["k"] == 0.15 and row["fitted_utc"]
+    assert row["zp0"] is None  # not given: NULL
+    stored = db.night_fit_frames("2026-11-25")
+    assert [r["exposure_id"] for r in stored] == ids and stored[0]["target"] == "M51"
+    assert stored[1]["zero_point"] == pytest.approx(21.85)
+    # The colour term held for a frame that cannot fit one: its night's, else the latest.
+    assert db.night_colour_term("2026-11-25", "V") == (-0.05, "2026-11-25")
+    assert db.night_colour_term("2026-11-26", "V") == (-0.05, "2026-11-25")
+    assert db.night_colour_term("2026-11-25", "B") is None
+
+
+def test_calibration_stars_of_a_night(db) -> None:
+    ids = log_night(db, filters=("V",), frames=3, stars=4)
+    db.execute("UPDATE measurements SET zp_used = 0 WHERE id = 1")  # not in its frame's fit
+    db.execute("UPDATE processing SET state = 'failed' WHERE exposure_id = ?", (ids["V"][2],))
+    rows = db.night_calibration_stars("2026-11-25")
+    assert len(rows) == 4 + 4 - 1
+    assert {r[0] for r in rows} == {"V"} and {r[1] for r in rows} == set(ids["V"][:2])
+    assert all(len(r) == 8 and r[6] is None for r in rows)  # ref_mag_err NULL
+    assert db.night_calibration_stars("2026-11-24") == []

@@ -156,6 +156,7 @@ def run(tmp: Path, *, times: list[float] | None = None) -> Run:
                 "aperture_radius_px": frame.aperture_radius_px,
                 "sky_e_px": sky_e_s_px * EXPOSURE_S,
                 "seeing": seeing,
+                "zero_point_true": ZP_SIM + transparency,
             }
         )
     return out

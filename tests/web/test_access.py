@@ -204,6 +204,7 @@ async def test_beyond_loopback_every_request_needs_the_token(tmp_path, wildcard_
         "/api/status",
         "/api/sequences",
         "/api/exposures",
+        f"/api/extinction?night={NIGHT}",
         "/api/quicklook/info",
         "/api/quicklook/log",
         "/api/quicklook/frames/1/preview.png",

@@ -52,6 +52,7 @@
     view: null, // {scale (screen px per frame px), cx, cy (frame px at the canvas centre)}
     log: [],
     trends: new Map(), // exposure id -> metrics row
+    extinction: null, // the night's fit: {night, filters: [...], frames: [...]}
     shown: [], // {exposure_id, latency_ms, processed_ms, shown_ms, sources}
     statusTimer: null,
     loadToken: 0,
@@ -780,6 +781,101 @@
     }
   }
 
+  // -- photometric calibration: the night's extinction and colour terms ------------------
+
+  function filterColour(name) {
+    return FILTER_COLOURS[name] || classColour(String(name ?? ""));
+  }
+
+  function plusMinus(v, err, digits) {
+    if (typeof v !== "number" || !Number.isFinite(v)) return "—";
+    const e = typeof err === "number" && Number.isFinite(err) ? ` ± ${err.toFixed(digits)}` : "";
+    return `${v.toFixed(digits)}${e}`;
+  }
+
+  function drawExtinction() {
+    const reply = state.extinction || { filters: [], frames: [] };
+    const fits = new Map(reply.filters.map((f) => [f.filter, f]));
+    const canvas = $("#extinction-plot");
+    // Frames off the all-sky line (clouds, outliers) grey; all frames of a filter coloured
+    // when there is no line (a differential night).
+    const points = reply.frames
+      .filter((f) => f.zero_point !== null && f.airmass !== null)
+      .map((f) => {
+        const allSky = (fits.get(f.filter) || {}).mode === "all-sky";
+        return { x: f.airmass, y: f.zero_point, id: f.exposure_id, color: allSky && !f.used ? "#777" : filterColour(f.filter) };
+      });
+    const lines = reply.filters
+      .filter((f) => f.mode === "all-sky" && f.k !== null && f.zp0 !== null && f.airmass_min !== null)
+      .map((f) => ({ x0: f.airmass_min, x1: f.airmass_max, y0: f.zp0 - f.k * f.airmass_min, y1: f.zp0 - f.k * f.airmass_max, color: filterColour(f.filter) }));
+    canvas._drawn = window.ObsPlot.draw(canvas, points, {
+      connect: false,
+      lines,
+      xFormat: (v) => `X ${v.toFixed(2)}`,
+      empty: "no night fit yet",
+      highlight: state.frame ? state.frame.exposure_id : undefined,
+    });
+    canvas.dataset.lines = String(lines.length);
+    const residuals = $("#extinction-residuals");
+    residuals._drawn = window.ObsPlot.draw(
+      residuals,
+      reply.frames
+        .filter((f) => f.residual !== null)
+        .map((f) => ({ x: f.mjd_mid, y: f.residual, id: f.exposure_id, color: f.used ? filterColour(f.filter) : "#777" })),
+      { connect: false, lines: [], empty: "no all-sky fit yet", highlight: state.frame ? state.frame.exposure_id : undefined },
+    );
+    $("#extinction-fits tbody").innerHTML = reply.filters
+      .map((f) => {
+        // Too few frames yet to judge the sky (no scatter about a line): said so, not "not".
+        const sky = f.photometric
+          ? '<span class="good">photometric</span>'
+          : f.frame_rms === null
+            ? '<span class="muted">too few frames to judge</span>'
+            : '<span class="bad">not photometric</span>';
+        return (
+          `<tr data-filter="${esc(f.filter)}" data-mode="${esc(f.mode)}">` +
+          `<td><span style="color:${filterColour(f.filter)}">&#9679;</span> ${esc(f.filter)}</td>` +
+          `<td>${sky} <span class="muted">(${esc(f.mode)})</span></td>` +
+          `<td class="num" data-key="k">${plusMinus(f.k, f.k_err, 3)}</td>` +
+          `<td class="num" data-key="colour_term">${plusMinus(f.colour_term, f.colour_term_err, 3)}</td>` +
+          `<td class="num" data-key="zp0">${plusMinus(f.zp0, f.zp0_err, 3)}</td>` +
+          `<td class="num" data-key="rms">${fixed(f.rms, 3)}</td>` +
+          `<td class="num" data-key="frame_rms">${fixed(f.frame_rms, 3)}</td>` +
+          // All-sky: the frames on the line of the frames fitted; differential: the frames.
+          `<td class="num" data-key="frames">${f.mode === "all-sky" ? `${esc(f.n_frames_used)}/` : ""}${esc(f.n_frames)}</td>` +
+          `<td class="num" data-key="stars">${esc(f.n_stars)}</td></tr>`
+        );
+      })
+      .join("");
+    $("#extinction-notes").innerHTML = reply.filters
+      .filter((f) => f.reason)
+      .map((f) => `<li data-filter="${esc(f.filter)}">${esc(f.filter)}: ${esc(f.reason)}</li>`)
+      .join("");
+  }
+
+  function buildExtinctionPlot() {
+    for (const canvas of [$("#extinction-plot"), $("#extinction-residuals")]) {
+      canvas.addEventListener("click", (ev) => {
+        const rect = canvas.getBoundingClientRect();
+        const hit = (canvas._drawn || []).find((d) => Math.hypot(d.X - (ev.clientX - rect.left), d.Y - (ev.clientY - rect.top)) < 6);
+        if (hit) openFrame(hit.p.id);
+      });
+    }
+  }
+
+  async function loadExtinction() {
+    if (!hasRoute("/api/extinction") || !state.night) {
+      state.extinction = null;
+    } else {
+      const night = state.night;
+      const reply = await api(`/api/extinction?night=${encodeURIComponent(night)}`);
+      if (night !== state.night) return; // another night was chosen meanwhile
+      state.extinction = reply;
+    }
+    drawExtinction();
+  }
+  const loadExtinctionSoon = debounce(() => loadExtinction().catch((err) => console.warn(err.message)), 500);
+
   // -- live events -----------------------------------------------------------------------
 
   async function onProcessed(ev) {
@@ -820,6 +916,9 @@
       }
     });
     for (const kind of ["activity", "safety", "sequence", "failure", "mount", "downloaded"]) on(kind, refreshStatusSoon);
+    on("nightfit", (ev) => {
+      if (ev.night === state.night) loadExtinctionSoon();
+    });
     for (const kind of ["lightcurve", "alert"]) {
       on(kind, () => {
         loadLightcurvesSoon();
@@ -831,7 +930,7 @@
 
   async function catchUp() {
     refreshStatusSoon();
-    if (state.night) await Promise.all([loadLog(), loadTrends()]);
+    if (state.night) await Promise.all([loadLog(), loadTrends(), loadExtinction().catch((err) => console.warn(err.message))]);
     if (state.follow) {
       const latest = await api("/api/quicklook/latest");
       if (latest.exposure_id !== null) await showFrame(latest.exposure_id);
@@ -845,14 +944,17 @@
       select.insertAdjacentHTML("afterbegin", `<option>${esc(night)}</option>`);
     }
     select.value = night;
-    await Promise.all([loadLog(), loadTrends()]);
+    // The fit is extra: the log and trends show even when it cannot be read.
+    await Promise.all([loadLog(), loadTrends(), loadExtinction().catch((err) => console.warn(err.message))]);
   }
 
   $("#night").addEventListener("change", (ev) => selectNight(ev.target.value));
 
   async function start() {
     buildTrendPlots();
+    buildExtinctionPlot();
     drawTrends();
+    drawExtinction();
     state.info = await api("/api/quicklook/info");
     connect();
     refreshStatus();

@@ -24,7 +24,9 @@
 
   // points: [{x, y, id}] (x in MJD unless opts.xFormat says otherwise). opts: color, invert
   // (brighter magnitudes up), highlight (id drawn ringed), yErr (key of an error bar), empty
-  // (text when there are no points). Returns the drawn points in canvas pixels for hit tests.
+  // (text when there are no points), connect (false: no line through the points), lines
+  // ([{x0, y0, x1, y1, color}]: straight lines drawn under the points, e.g. fits).
+  // Returns the drawn points in canvas pixels for hit tests.
   function draw(canvas, points, opts = {}) {
     const dpr = window.devicePixelRatio || 1;
     const w = Math.max(50, Math.round(canvas.clientWidth * dpr));
@@ -48,10 +50,11 @@
     const right = 8;
     const top = 6;
     const bottom = 16;
-    let x0 = Math.min(...pts.map((p) => p.x));
-    let x1 = Math.max(...pts.map((p) => p.x));
-    let y0 = Math.min(...pts.map((p) => p.y - (opts.yErr ? p[opts.yErr] || 0 : 0)));
-    let y1 = Math.max(...pts.map((p) => p.y + (opts.yErr ? p[opts.yErr] || 0 : 0)));
+    const lines = (opts.lines || []).filter((l) => [l.x0, l.y0, l.x1, l.y1].every(Number.isFinite));
+    let x0 = Math.min(...pts.map((p) => p.x), ...lines.flatMap((l) => [l.x0, l.x1]));
+    let x1 = Math.max(...pts.map((p) => p.x), ...lines.flatMap((l) => [l.x0, l.x1]));
+    let y0 = Math.min(...pts.map((p) => p.y - (opts.yErr ? p[opts.yErr] || 0 : 0)), ...lines.flatMap((l) => [l.y0, l.y1]));
+    let y1 = Math.max(...pts.map((p) => p.y + (opts.yErr ? p[opts.yErr] || 0 : 0)), ...lines.flatMap((l) => [l.y0, l.y1]));
     if (x1 === x0) {
       x0 -= 0.01;
       x1 += 0.01;
@@ -89,9 +92,21 @@
     const color = opts.color || "#5cb8ff";
     g.strokeStyle = color;
     g.globalAlpha = 0.5;
-    g.beginPath();
-    pts.forEach((p, i) => (i ? g.lineTo(px(p.x), py(p.y)) : g.moveTo(px(p.x), py(p.y))));
-    g.stroke();
+    if (opts.connect !== false) {
+      g.beginPath();
+      pts.forEach((p, i) => (i ? g.lineTo(px(p.x), py(p.y)) : g.moveTo(px(p.x), py(p.y))));
+      g.stroke();
+    }
+    g.globalAlpha = 0.8;
+    g.lineWidth = 1.5;
+    for (const l of lines) {
+      g.strokeStyle = l.color || color;
+      g.beginPath();
+      g.moveTo(px(l.x0), py(l.y0));
+      g.lineTo(px(l.x1), py(l.y1));
+      g.stroke();
+    }
+    g.lineWidth = 1;
     g.globalAlpha = 1;
     const drawn = [];
     for (const p of pts) {
