@@ -56,10 +56,15 @@ __all__ = [
     "SerialSimulatorConfig",
     "ServerConfig",
     "SimulatedCameraConfig",
+    "SimulatedCloudsConfig",
+    "SimulatedColourTermsConfig",
+    "SimulatedExtinctionConfig",
     "SimulatedFilterWheelConfig",
     "SimulatedMountConfig",
+    "SimulatedSkyColourConfig",
     "SimulatedSkyConfig",
     "SimulatedVariableConfig",
+    "SimulatedZeroPointOffsetsConfig",
     "SimulatorConfig",
     "SimulatorDeviceConfig",
     "SiteConfig",
@@ -560,7 +565,12 @@ class NightConfig(_Model):
 
 
 class SimulatedCameraConfig(_Model):
-    """Sensor and electronics of the simulated camera."""
+    """Sensor and electronics of the simulated camera.
+
+    The default sensor is a monochrome CMOS (no bleeding) with one dead and one hot column,
+    each starting part-way up; ``bayer_pattern`` makes it a one-shot colour camera, reported
+    over Alpaca as ``SensorType`` RGGB with ``BayerOffsetX/Y``.
+    """
 
     name: HeaderText = "Simulated camera"
     sensor_name: HeaderText = "SIM-CMOS"
@@ -591,6 +601,33 @@ class SimulatedCameraConfig(_Model):
     cooler_max_delta_c: float = Field(default=35.0, ge=0, le=100)
     cooler_tau_s: float = Field(default=60.0, gt=0, le=86_400)
     seed: int = Field(default=11, ge=0, le=2**32 - 1)
+    bleeds: bool = Field(
+        default=False,
+        description="saturated charge bleeds along the columns, as on a CCD without "
+        "anti-blooming; false (CMOS, as the default sensor): clipped at the full well",
+    )
+    dead_columns: int = Field(
+        default=1, ge=0, le=1000, description="columns keeping 0-50 % of the light"
+    )
+    hot_columns: int = Field(
+        default=1, ge=0, le=1000, description="columns with 5-50 times the dark current"
+    )
+    partial_column_fraction: float = Field(
+        default=1.0, ge=0, le=1, description="chance a bad column starts part-way up"
+    )
+    bayer_pattern: Literal["RGGB", "BGGR", "GRBG", "GBRG"] | None = Field(
+        default=None,
+        description="colour filter array at the sensor's first pixel (one-shot colour "
+        "camera); none: monochrome",
+    )
+    bayer_throughput_rgb: tuple[
+        Annotated[float, Field(ge=0, le=1)],
+        Annotated[float, Field(ge=0, le=1)],
+        Annotated[float, Field(ge=0, le=1)],
+    ] = Field(
+        default=(0.30, 0.40, 0.25),
+        description="fraction of the clear-filter light a red, green and blue pixel collects",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> SimulatedCameraConfig:
@@ -603,6 +640,11 @@ class SimulatedCameraConfig(_Model):
                 raise ValueError(
                     f"{low} ({getattr(self, low):g}) is above {high} ({getattr(self, high):g})"
                 )
+        if self.dead_columns + self.hot_columns > self.width_px:
+            raise ValueError(
+                f"dead_columns + hot_columns ({self.dead_columns + self.hot_columns}) exceed "
+                f"width_px ({self.width_px})"
+            )
         return self
 
 
@@ -626,11 +668,127 @@ class SimulatedVariableConfig(_Model):
     fade_d: float = Field(default=5.0, gt=0, le=1e5)
 
 
+class _SimulatedBandValues(_Model):
+    """One number per band of the simulated sky (``B``, ``V``, ``R``, ``I``, ``L``).
+
+    Each band is a field with its own default, so a config that sets one band keeps the
+    defaults of the others. Filters the simulator does not know render as ``L``.
+    """
+
+    B: float
+    V: float
+    R: float
+    I: float  # noqa: E741 -- the filter's name, as TOML keys spell it
+    L: float
+
+    def of(self, band: str) -> float:
+        """Return the value of a band (case-insensitive); ``L`` for an unknown band."""
+        key = band.strip().upper()
+        return float(getattr(self, key if key in ("B", "V", "R", "I", "L") else "L"))
+
+
+class SimulatedExtinctionConfig(_SimulatedBandValues):
+    """Atmospheric extinction per band (mag per airmass), of a good dark site."""
+
+    B: float = Field(default=0.25, ge=0, le=5)
+    V: float = Field(default=0.15, ge=0, le=5)
+    R: float = Field(default=0.10, ge=0, le=5)
+    I: float = Field(default=0.07, ge=0, le=5)  # noqa: E741 -- the filter's name
+    L: float = Field(default=0.12, ge=0, le=5)
+
+
+class SimulatedColourTermsConfig(_SimulatedBandValues):
+    """Colour term per band (mag per mag of catalog colour).
+
+    The instrumental magnitude in band F is the catalog magnitude plus ``term * colour``, the
+    colour being B-V for B and V, V-R for R, R-I for I and V-I for L
+    (`obsctl.simulators.atmosphere.COLOUR_INDEX`).
+    """
+
+    B: float = Field(default=0.10, ge=-2, le=2)
+    V: float = Field(default=0.05, ge=-2, le=2)
+    R: float = Field(default=0.04, ge=-2, le=2)
+    I: float = Field(default=-0.03, ge=-2, le=2)  # noqa: E741 -- the filter's name
+    L: float = Field(default=-0.15, ge=-2, le=2)
+
+
+class SimulatedZeroPointOffsetsConfig(_SimulatedBandValues):
+    """Throughput of each band relative to V (mag added to ``zero_point_mag``)."""
+
+    B: float = Field(default=-0.6, ge=-10, le=10)
+    V: float = Field(default=0.0, ge=-10, le=10)
+    R: float = Field(default=0.1, ge=-10, le=10)
+    I: float = Field(default=-0.4, ge=-10, le=10)  # noqa: E741 -- the filter's name
+    L: float = Field(default=0.6, ge=-10, le=10)
+
+
+class SimulatedSkyColourConfig(_SimulatedBandValues):
+    """Sky brightness of each band relative to V (mag/arcsec2 added to the V sky).
+
+    A dark sky is bluer in magnitudes than most stars: about B 22.0, V 21.0, R 20.4, I 19.6.
+    """
+
+    B: float = Field(default=1.0, ge=-10, le=10)
+    V: float = Field(default=0.0, ge=-10, le=10)
+    R: float = Field(default=-0.6, ge=-10, le=10)
+    I: float = Field(default=-1.4, ge=-10, le=10)  # noqa: E741 -- the filter's name
+    L: float = Field(default=-0.3, ge=-10, le=10)
+
+
+#: Cloud scenarios: (fraction of time clouded, mean extinction while clouded in mag,
+#: correlation time in s). ``custom`` takes the three numbers from the config.
+_CLOUD_SCENARIOS: dict[str, tuple[float, float, float]] = {
+    "photometric": (0.0, 0.0, 900.0),
+    "cirrus": (0.6, 0.15, 1800.0),
+    "patchy": (0.35, 1.0, 600.0),
+    "overcast": (1.0, 2.5, 1200.0),
+}
+
+
+class SimulatedCloudsConfig(_Model):
+    """Clouds of the simulated sky: a grey, seeded, smooth transparency series in time.
+
+    ``scenario`` picks a preset (`_CLOUD_SCENARIOS`); ``custom`` uses ``clouded_fraction``,
+    ``mean_extinction_mag`` and ``timescale_s`` (`obsctl.simulators.atmosphere`).
+    """
+
+    scenario: Literal["photometric", "cirrus", "patchy", "overcast", "custom"] = Field(
+        default="photometric", description="photometric: no clouds"
+    )
+    clouded_fraction: float = Field(
+        default=0.3, ge=0, le=1, description="custom: fraction of the time under cloud"
+    )
+    mean_extinction_mag: float = Field(
+        default=0.5, ge=0, le=20, description="custom: mean grey extinction under cloud (mag)"
+    )
+    timescale_s: float = Field(
+        default=900.0, gt=0, le=86_400, description="custom: correlation time of the clouds (s)"
+    )
+    seed: int = Field(default=7, ge=0, le=2**32 - 1)
+
+    def parameters(self) -> tuple[float, float, float]:
+        """Return ``(clouded_fraction, mean_extinction_mag, timescale_s)`` of the scenario."""
+        if self.scenario == "custom":
+            return self.clouded_fraction, self.mean_extinction_mag, self.timescale_s
+        return _CLOUD_SCENARIOS[self.scenario]
+
+
 class SimulatedSkyConfig(_Model):
-    """The synthetic sky the simulated camera renders."""
+    """The synthetic sky the simulated camera renders.
+
+    A star of catalog magnitude m in band F gives
+    ``t * T * 10**(-0.4 * (m + c_F * colour + k_F * X - ZP_F))`` electrons, with ``ZP_F =
+    zero_point_mag + zero_point_offset_mag.F`` above the atmosphere, X the airmass at the
+    middle of the exposure, T the cloud transmission; each effect has its switch. Galaxies
+    (Sersic profiles from realistic counts, sizes and colours, `obsctl.simulators.artefacts`)
+    fill every field and satellites cross it at a low rate, each with its switch too.
+    """
 
     seed: int = Field(default=2024, ge=0, le=2**32 - 1)
-    seeing_arcsec: float = Field(default=2.2, gt=0, le=100)
+    seeing_arcsec: float = Field(default=2.2, gt=0, le=100, description="FWHM at the zenith")
+    seeing_airmass_exponent: float = Field(
+        default=0.6, ge=0, le=2, description="seeing grows as airmass**exponent; 0: constant"
+    )
     moffat_beta: float = Field(default=3.0, gt=1, le=100)
     star_density_per_deg2: float = Field(
         default=2500.0, ge=0, le=1e6, description="down to mag_limit"
@@ -642,8 +800,22 @@ class SimulatedSkyConfig(_Model):
         default=21.0,
         ge=0,
         le=50,
-        description="V magnitude giving 1 e-/s at the telescope and sensor",
+        description="V magnitude giving 1 e-/s at the telescope and sensor, above the "
+        "atmosphere (at airmass 0) for a star of colour 0",
     )
+    extinction: bool = Field(default=True, description="stars dim by k per airmass")
+    extinction_mag_per_airmass: SimulatedExtinctionConfig = SimulatedExtinctionConfig()
+    colour_terms: bool = Field(default=True, description="instrumental colour terms per band")
+    colour_term: SimulatedColourTermsConfig = SimulatedColourTermsConfig()
+    band_zero_points: bool = Field(
+        default=True, description="per-band throughput; false: zero_point_mag in every band"
+    )
+    zero_point_offset_mag: SimulatedZeroPointOffsetsConfig = SimulatedZeroPointOffsetsConfig()
+    band_sky: bool = Field(
+        default=True, description="per-band sky brightness; false: the V sky in every band"
+    )
+    sky_offset_mag_arcsec2: SimulatedSkyColourConfig = SimulatedSkyColourConfig()
+    clouds: SimulatedCloudsConfig = SimulatedCloudsConfig()
     flat_panel_e_s: float = Field(default=20000.0, gt=0, le=1e7, description="lamp level per pixel")
     variables: tuple[SimulatedVariableConfig, ...] = Field(
         default=(),
@@ -655,6 +827,28 @@ class SimulatedSkyConfig(_Model):
         description="sky brightness follows twilight and moonlight at the simulated time "
         "(obsctl.night.ephemeris); false: a constant sky_mag_arcsec2",
     )
+    galaxies: bool = Field(
+        default=True, description="Sersic galaxies (seeded by seed) in every field"
+    )
+    galaxy_density_r21_per_deg2: float = Field(
+        default=3000.0, ge=0, le=1e6, description="galaxies per deg2 brighter than R = 21"
+    )
+    galaxy_mag_bright: float = Field(default=12.0, ge=-30, le=27, description="R magnitude")
+    galaxy_mag_limit: float = Field(default=21.0, ge=-30, le=27, description="R magnitude")
+    satellite_trails: bool = Field(default=True, description="satellites cross the frame")
+    satellite_rate_per_hour: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="mean trails crossing the frame per hour of exposure (about 2 per deg2 "
+        "per hour for the default 0.44 deg2 field)",
+    )
+    trail_mag_per_arcsec: tuple[
+        Annotated[float, Field(ge=-30, le=40)], Annotated[float, Field(ge=-30, le=40)]
+    ] = Field(
+        default=(13.0, 17.0),
+        description="range of trail surface brightness (mag per arcsec of trail, V)",
+    )
 
     @model_validator(mode="after")
     def _magnitudes(self) -> SimulatedSkyConfig:
@@ -662,6 +856,14 @@ class SimulatedSkyConfig(_Model):
             raise ValueError(
                 f"mag_bright ({self.mag_bright:g}) must be below mag_limit ({self.mag_limit:g})"
             )
+        if self.galaxy_mag_bright >= self.galaxy_mag_limit:
+            raise ValueError(
+                f"galaxy_mag_bright ({self.galaxy_mag_bright:g}) must be below "
+                f"galaxy_mag_limit ({self.galaxy_mag_limit:g})"
+            )
+        low, high = self.trail_mag_per_arcsec
+        if low > high:
+            raise ValueError(f"trail_mag_per_arcsec ({low:g}, {high:g}) must be (low, high)")
         return self
 
 

@@ -198,6 +198,11 @@ class ImageMetadata:
         Sensor model.
     camera_name : str
         The device's own name.
+    bayer_pattern : str or None
+        Colour filter array of a one-shot-colour sensor, named for the colours of the 2 x 2
+        cell at the full sensor's first unbinned pixel (``"RGGB"``, ``"BGGR"``, ``"GRBG"``,
+        ``"GBRG"``, read in row order as FITS ``BAYERPAT``); None for a monochrome sensor.
+        A subframe starting on an odd column or row sees the pattern shifted by one.
     """
 
     exposure_s: float
@@ -218,6 +223,7 @@ class ImageMetadata:
     readout_mode: str
     sensor_name: str
     camera_name: str
+    bayer_pattern: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,13 @@ Protocol rules followed (Alpaca API v1):
 Control API (JSON bodies): ``PUT/DELETE/GET /sim/v1/{type}/{n}/fault`` sets, clears or lists
 the device's fault (see `obsctl.simulators.faults`), ``PUT /sim/v1/safetymonitor/0/safe``
 ``{"safe": bool}``, ``PUT /sim/v1/camera/0/flatpanel`` ``{"on": bool}`` and
-``GET /sim/v1/camera/0/truth``: ``{"stars": [{id, ra_deg, dec_deg, mag, x, y, flux_e}, ...],
-"cosmic_count": n, "hot_pixel_count": n}`` for the ready image (x, y zero-based in it; empty
-stars and null counts when there is none).
+``GET /sim/v1/camera/0/truth``: ``{"stars": [{id, ra_deg, dec_deg, mag, x, y, flux_e, ...},
+...], "galaxies": [{id, ..., x, y, r_eff_px, ..., flux_e}, ...], "trail": {x0, y0, x1, y1,
+flux_e_per_px, ...} or null, "sky": {band, airmass, ..., seeing_arcsec, sky_e_s_px} or null,
+"cosmic_count": n, "hot_pixel_count": n, "saturated_px": n, "bad_columns": [{x, y_start,
+kind, response, dark_factor}, ...]}`` for the ready image (the columns of
+`obsctl.simulators.render.RenderResult`: star and galaxy x, y zero-based in the image, trail
+and bad columns in unbinned sensor pixels; empty lists and nulls when there is none).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import math
 import struct
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -194,6 +198,30 @@ def _const(value: object) -> _Member[Any]:
     return _Member(get=lambda _m, _p: value)
 
 
+# ASCOM SensorType: 0 monochrome, 2 RGGB, with BayerOffsetX/Y giving the column and row of
+# the pattern's red pixel: each of the four 2 x 2 orders is RGGB at some offset.
+_SENSOR_MONOCHROME = 0
+_SENSOR_RGGB = 2
+_BAYER_OFFSETS: dict[str, tuple[int, int]] = {
+    "RGGB": (0, 0),
+    "GRBG": (1, 0),
+    "GBRG": (0, 1),
+    "BGGR": (1, 1),
+}
+
+
+def _sensor_type(camera: CameraModel) -> int:
+    return _SENSOR_MONOCHROME if camera.config.bayer_pattern is None else _SENSOR_RGGB
+
+
+def _bayer_offset(camera: CameraModel, name: str) -> tuple[int, int]:
+    """``(BayerOffsetX, BayerOffsetY)``; not implemented for a monochrome sensor (ASCOM)."""
+    pattern = camera.config.bayer_pattern
+    if pattern is None:
+        raise AscomError(NOT_IMPLEMENTED, f"{name} is not implemented by a monochrome camera")
+    return _BAYER_OFFSETS[pattern]
+
+
 def _camera_members(telescope: TelescopeConfig, quirks: Quirks) -> dict[str, _Member[CameraModel]]:
     def start_exposure(c: CameraModel, p: _Params) -> None:
         duration = p.number("Duration")
@@ -204,8 +232,8 @@ def _camera_members(telescope: TelescopeConfig, quirks: Quirks) -> dict[str, _Me
         return lambda c, p: setattr(c, attr, p.integer(key))
 
     m: dict[str, _Member[CameraModel]] = {
-        "bayeroffsetx": _ni_property("BayerOffsetX"),
-        "bayeroffsety": _ni_property("BayerOffsetY"),
+        "bayeroffsetx": _Member(get=lambda c, p: _bayer_offset(c, "BayerOffsetX")[0]),
+        "bayeroffsety": _Member(get=lambda c, p: _bayer_offset(c, "BayerOffsetY")[1]),
         "binx": _Member(get=lambda c, p: c.bin_x, put=lambda c, p: c.set_bin_x(p.integer("BinX"))),
         "biny": _Member(get=lambda c, p: c.bin_y, put=lambda c, p: c.set_bin_y(p.integer("BinY"))),
         "camerastate": _Member(get=lambda c, p: int(c.state)),
@@ -263,7 +291,7 @@ def _camera_members(telescope: TelescopeConfig, quirks: Quirks) -> dict[str, _Me
         ),
         "readoutmodes": _const(list(READOUT_MODES)),
         "sensorname": _Member(get=lambda c, p: c.config.sensor_name),
-        "sensortype": _const(0),  # monochrome
+        "sensortype": _Member(get=lambda c, p: _sensor_type(c)),
         "setccdtemperature": _Member(
             get=lambda c, p: c.set_point_c,
             put=lambda c, p: c.set_set_point_c(p.number("SetCCDTemperature")),
@@ -277,6 +305,12 @@ def _camera_members(telescope: TelescopeConfig, quirks: Quirks) -> dict[str, _Me
         "stopexposure": _Member(put=lambda c, p: c.stop_exposure()),
     }
     return m
+
+
+def _records(table: NDArray[np.void]) -> list[dict[str, object]]:
+    """Return a structured array as JSON-ready rows of plain Python values."""
+    names = table.dtype.names or ()
+    return [{name: row[name].item() for name in names} for row in table]
 
 
 def _filterwheel_members() -> dict[str, _Member[FilterWheelModel]]:
@@ -1252,12 +1286,25 @@ class AlpacaServer:
 
     async def _get_truth(self, request: web.Request) -> web.Response:
         truth = self.observatory.camera.last_truth
-        body: dict[str, object] = {"stars": [], "cosmic_count": None, "hot_pixel_count": None}
+        body: dict[str, object] = {
+            "stars": [],
+            "galaxies": [],
+            "trail": None,
+            "sky": None,
+            "cosmic_count": None,
+            "hot_pixel_count": None,
+            "saturated_px": None,
+            "bad_columns": [],
+        }
         if truth is not None:
-            names = truth.stars.dtype.names or ()
             body = {
-                "stars": [{name: row[name].item() for name in names} for row in truth.stars],
+                "stars": _records(truth.stars),
+                "galaxies": _records(truth.galaxies),
+                "trail": None if truth.trail is None else asdict(truth.trail),
+                "sky": None if truth.sky is None else asdict(truth.sky),
                 "cosmic_count": truth.cosmic_count,
                 "hot_pixel_count": len(truth.hot_pixels),
+                "saturated_px": truth.saturated_px,
+                "bad_columns": _records(truth.bad_columns),
             }
         return web.json_response(body, dumps=lambda v: orjson.dumps(v).decode())

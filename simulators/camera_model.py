@@ -24,6 +24,7 @@ from obsctl.clock import Clock
 from obsctl.config import SimulatedCameraConfig, SimulatedSkyConfig
 from obsctl.coords import julian_date
 from obsctl.devices import CameraState
+from obsctl.simulators.atmosphere import airmass, exposure_transmission
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
     INVALID_OPERATION,
@@ -32,7 +33,7 @@ from obsctl.simulators.models import (
     AscomError,
     ConnectableModel,
 )
-from obsctl.simulators.mount_model import MountModel
+from obsctl.simulators.mount_model import MountModel, hadec_to_altaz
 from obsctl.simulators.render import (
     ExposureSpec,
     RenderResult,
@@ -53,6 +54,7 @@ _FAST = 1
 _DEFAULT_RA_DEG = 180.0
 _DEFAULT_DEC_DEG = 30.0
 _SET_POINT_RANGE_C = (-100.0, 50.0)
+_SIDEREAL_DEG_PER_S = 360.0 / 86164.0905  # hour-angle rate of a tracked field
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,12 @@ def sensor_model(config: SimulatedCameraConfig) -> SensorModel:
         cosmic_rate_cm2_s=config.cosmic_rate_cm2_s,
         max_adu=config.max_adu,
         seed=config.seed,
+        bleeds=config.bleeds,
+        dead_columns=config.dead_columns,
+        hot_columns=config.hot_columns,
+        partial_column_fraction=config.partial_column_fraction,
+        bayer_pattern=config.bayer_pattern,
+        bayer_throughput_rgb=config.bayer_throughput_rgb,
     )
 
 
@@ -140,13 +148,21 @@ def sky_scene(
     flat_panel: bool = False,
     variables: tuple[VariableStar, ...] = (),
     time_mjd: float | None = None,
+    airmass: float = 1.0,
+    transmission: float = 1.0,
 ) -> SkyScene:
     """Return the scene a simulated camera sees of the configured sky.
+
+    The band's zero point, extinction, colour term and sky colour come from `sky`, each
+    only when its switch is on (``band_zero_points``, ``extinction``, ``colour_terms``,
+    ``band_sky``), as do the galaxies and satellite trails (``galaxies``,
+    ``satellite_trails``); the seeing grows with ``sky.seeing_airmass_exponent``.
 
     Parameters
     ----------
     sky : SimulatedSkyConfig
-        Seeing, star counts, sky brightness, zero point and flat panel.
+        Seeing, star counts, sky brightness, zero points, extinction, colour terms and
+        flat panel.
     ra_deg, dec_deg : float
         Pointing (deg, ICRS).
     rotation_deg : float
@@ -156,13 +172,19 @@ def sky_scene(
     band : str
         Filter band of the catalog magnitudes.
     sky_mag_arcsec2 : float or None
-        Sky brightness (mag per square arcsec); None takes the configured constant.
+        V-band sky brightness (mag per square arcsec), as seen from the ground; None takes
+        the configured constant. Other bands add ``sky.sky_offset_mag_arcsec2``.
     flat_panel : bool
         Whether the flat panel lights the telescope instead of the sky.
     variables : tuple of VariableStar
         Variable stars added to the catalog.
     time_mjd : float or None
         Middle of the exposure (MJD, UTC), where the variables are evaluated.
+    airmass : float
+        Airmass of the pointing at the middle of the exposure (dimensionless); 1 is the
+        zenith.
+    transmission : float
+        Grey cloud transmission over the exposure, in [0, 1].
 
     Returns
     -------
@@ -171,7 +193,14 @@ def sky_scene(
     """
     if sky_mag_arcsec2 is None:
         sky_mag_arcsec2 = sky.sky_mag_arcsec2
+    zero_point = sky.zero_point_mag
+    if sky.band_zero_points:
+        zero_point += sky.zero_point_offset_mag.of(band)
+    if sky.band_sky:
+        # The twilight and moonlight model gives V; a band keeps the dark sky's colour.
+        sky_mag_arcsec2 += sky.sky_offset_mag_arcsec2.of(band)
     # The sky's electrons per second per pixel: its surface brightness over one pixel's area.
+    # It is measured from the ground, so the extinction does not dim it again.
     area_arcsec2 = pixel_scale_arcsec * pixel_scale_arcsec
     return SkyScene(
         ra_deg=ra_deg,
@@ -180,8 +209,8 @@ def sky_scene(
         pixel_scale_arcsec=pixel_scale_arcsec,
         seeing_arcsec=sky.seeing_arcsec,
         moffat_beta=sky.moffat_beta,
-        sky_e_s_px=10.0 ** (-0.4 * (sky_mag_arcsec2 - sky.zero_point_mag)) * area_arcsec2,
-        zero_point_mag=sky.zero_point_mag,
+        sky_e_s_px=10.0 ** (-0.4 * (sky_mag_arcsec2 - zero_point)) * area_arcsec2,
+        zero_point_mag=zero_point,
         band=band,
         catalog_seed=sky.seed,
         density_per_deg2=sky.star_density_per_deg2,
@@ -190,6 +219,18 @@ def sky_scene(
         flat_panel_e_s=sky.flat_panel_e_s if flat_panel else None,
         variables=variables,
         time_mjd=time_mjd,
+        airmass=airmass,
+        extinction_mag_per_airmass=(
+            sky.extinction_mag_per_airmass.of(band) if sky.extinction else 0.0
+        ),
+        colour_term=sky.colour_term.of(band) if sky.colour_terms else 0.0,
+        seeing_airmass_exponent=sky.seeing_airmass_exponent,
+        transmission=transmission,
+        galaxy_density_r21_per_deg2=sky.galaxy_density_r21_per_deg2 if sky.galaxies else 0.0,
+        galaxy_mag_bright=sky.galaxy_mag_bright,
+        galaxy_mag_limit=sky.galaxy_mag_limit,
+        satellite_rate_per_hour=sky.satellite_rate_per_hour if sky.satellite_trails else 0.0,
+        trail_mag_per_arcsec_range=sky.trail_mag_per_arcsec,
     )
 
 
@@ -201,7 +242,7 @@ def _in_range(what: str, value: int, low: int, high: int) -> int:
 
 
 class CameraModel(ConnectableModel):
-    """A cooled monochrome camera rendering a synthetic sky.
+    """A cooled camera (monochrome, or one-shot colour with a Bayer pattern) rendering a sky.
 
     Parameters
     ----------
@@ -512,18 +553,36 @@ class CameraModel(ConnectableModel):
     def scene(self, duration_s: float = 0.0) -> SkyScene:
         """Build the sky scene for the current pointing, filter and flat-panel state.
 
-        Variable stars are evaluated at the middle of an exposure of `duration_s` seconds
-        starting now.
+        Variable stars, the airmass and the clouds are evaluated for an exposure of
+        `duration_s` seconds starting now: the airmass at its middle (a tracking mount's
+        field moves on in hour angle, a stopped one keeps its altitude), the clouds averaged
+        over it. Without a mount the camera looks at the zenith (airmass 1).
         """
+        x = 1.0
         if self.mount is not None:
             pointing = self.mount.pointing()
             ra, dec = pointing.ra_deg, pointing.dec_deg
             rotation = self.mount.config.field_rotation_deg
+            alt = pointing.alt_deg
+            if self.mount.tracking:
+                ha_mid = pointing.ha_deg + 0.5 * duration_s * _SIDEREAL_DEG_PER_S
+                alt, _ = hadec_to_altaz(ha_mid, dec, self.mount.site.latitude_deg)
+            x = airmass(alt)
         else:
             ra, dec, rotation = _DEFAULT_RA_DEG, _DEFAULT_DEC_DEG, 0.0
         sky_mag = self.sky.sky_mag_arcsec2
         if self.sky_brightness is not None:
             sky_mag = self.sky_brightness(self.clock.now(), ra, dec)
+        mid_mjd = julian_date(self.clock.now()) - 2400000.5 + 0.5 * duration_s / 86400.0
+        fraction, mean_mag, timescale_s = self.sky.clouds.parameters()
+        transmission = exposure_transmission(
+            mid_mjd,
+            duration_s,
+            clouded_fraction=fraction,
+            mean_extinction_mag=mean_mag,
+            timescale_s=timescale_s,
+            seed=self.sky.clouds.seed,
+        )
         return sky_scene(
             self.sky,
             ra_deg=ra,
@@ -534,7 +593,9 @@ class CameraModel(ConnectableModel):
             sky_mag_arcsec2=sky_mag,
             flat_panel=self.flat_panel_on,
             variables=self._variables,
-            time_mjd=julian_date(self.clock.now()) - 2400000.5 + 0.5 * duration_s / 86400.0,
+            time_mjd=mid_mjd,
+            airmass=x,
+            transmission=transmission,
         )
 
     # --- exposure ----------------------------------------------------------------------

@@ -290,6 +290,7 @@ class SimulatedCamera(_SimulatedDevice[CameraModel]):
             readout_mode=record.readout_mode,
             sensor_name=m.config.sensor_name,
             camera_name=self.name,
+            bayer_pattern=m.config.bayer_pattern,
         )
         data = cast(NDArray[np.uint16] | NDArray[np.int32], image)
         return CameraImage(data=data, metadata=metadata)

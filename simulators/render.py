@@ -1,14 +1,19 @@
 """Image formation for one exposure of the simulated CCD/CMOS camera.
 
 Everything is computed in electrons and converted to ADU at the end, in the order the charge
-travels: photons (stars and sky, or a flat lamp) times the flat-field response, dark current
-and hot pixels, cosmic-ray deposits, charge binning, shot noise, read noise, saturation, gain,
-bias with column structure and row noise. Fixed-pattern features (flat field, hot pixels,
-column bias) depend only on the sensor's seed; noise and cosmic rays also depend on the
-exposure's seed. Only the read area (subframe times binning) is ever computed.
+travels: photons (stars, galaxies, a satellite trail and sky, or a flat lamp) times the
+flat-field response, dead columns and a colour sensor's filters, bleeding of saturated charge
+along the columns (CCD), charge binning, dark current with hot pixels and hot columns,
+cosmic-ray deposits, shot noise, read noise, saturation, gain, bias with column structure and
+row noise. Fixed-pattern features (flat field, hot pixels, bad and biased columns) depend only
+on the sensor's seed; noise, cosmic rays and satellites also depend on the exposure's seed.
+Only the read area (subframe times binning) is ever computed. The image features beyond the
+star field are drawn by `obsctl.simulators.artefacts`; each is off unless the scene or
+sensor asks for it.
 
 All functions are pure numeric code with no I/O and no printing; `render_exposure` digitises
-row blocks on two worker threads (numpy releases the GIL), with results independent of them.
+row blocks on two worker threads (numpy releases the GIL), with results independent of them,
+and draws the galaxies of a field on two threads once per field, band and seeing (cached).
 """
 
 from __future__ import annotations
@@ -16,13 +21,36 @@ from __future__ import annotations
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from astropy.wcs import WCS
 from numpy.typing import NDArray
 
+from obsctl.simulators.artefacts import (
+    BAD_COLUMN_DTYPE,
+    BAYER_PATTERNS,
+    GALAXY_TRUTH_DTYPE,
+    SatelliteTrail,
+    add_galaxies,
+    apply_bad_columns,
+    bad_columns,
+    bayer_from_mono,
+    bleed,
+    galaxies,
+    galaxy_mag,
+    galaxy_stamp_radius_px,
+    satellite_trail,
+    sky_pa_to_image_deg,
+)
+from obsctl.simulators.atmosphere import (
+    COLOUR_INDEX,
+    colour_index,
+    extinction_mag,
+    seeing_fwhm_arcsec,
+)
 from obsctl.simulators.sky import BANDS, field_wcs, synthetic_catalog
 from obsctl.simulators.variables import VariableStar, add_variable_stars
 
@@ -33,6 +61,7 @@ __all__ = [
     "ExposureSpec",
     "RenderResult",
     "SensorModel",
+    "SkyConditions",
     "SkyScene",
     "add_cosmic_rays",
     "add_stars",
@@ -55,9 +84,24 @@ STAR_TRUTH_DTYPE = np.dtype(
         ("x", np.float64),
         ("y", np.float64),
         ("flux_e", np.float64),
+        ("mag_b", np.float64),
+        ("mag_v", np.float64),
+        ("mag_r", np.float64),
+        ("mag_i", np.float64),
+        ("colour", np.float64),
+        ("mag_inst", np.float64),
     ]
 )
-"""Row type of `RenderResult.stars`: x, y are zero-based output pixels, flux_e in electrons."""
+"""Row type of `RenderResult.stars`.
+
+``x``, ``y`` are zero-based output pixels; ``mag`` is the catalog magnitude in the frame's
+band and ``mag_b`` .. ``mag_i`` the star's catalog magnitudes (variables at the exposure's
+time); ``colour`` is the catalog colour of the band's colour term
+(`obsctl.simulators.atmosphere.COLOUR_INDEX`) and ``mag_inst = mag + colour_term * colour``
+the instrumental magnitude above the atmosphere; ``flux_e`` is the star's total expected
+electrons, ``t * transmission * 10**(-0.4 * (mag_inst + extinction_mag - zero_point_mag))``
+with the frame's values in `RenderResult`.
+"""
 
 # Independent random streams, mixed into every seed so that no two features share draws.
 _STREAM_FLAT = 1
@@ -67,6 +111,11 @@ _STREAM_COLUMNS = 4
 _STREAM_COSMICS = 5
 _STREAM_ROWS = 6
 _STREAM_NOISE = 7
+_STREAM_TRAIL = 8
+
+_GALAXY_MAX_RADIUS_PX = 200  # largest Sersic stamp (unbinned pixel), as `add_galaxies`
+_GALAXIES_PER_THREAD = 200  # fewer galaxies than this are drawn on one thread
+_GALAXY_FWHM_STEP = 0.01  # galaxies' seeing in steps of 1 % (log), so their layer is reused
 
 _PRNU_BLOCK_ROWS = 64  # PRNU is drawn per fixed row block so any subframe sees the same pixels
 _NOISE_BLOCK_ROWS = 256  # rows digitised at a time: bounds temporaries, keeps them in cache
@@ -121,7 +170,22 @@ class SensorModel:
     max_adu : int
         Largest value the ADC produces (ADU), e.g. 65535.
     seed : int
-        Non-negative seed of the fixed-pattern features (flat field, hot pixels, column bias).
+        Non-negative seed of the fixed-pattern features (flat field, hot pixels, column bias,
+        bad columns).
+    bleeds : bool, optional
+        True for a CCD without anti-blooming: charge above the full well spills along the
+        column (`obsctl.simulators.artefacts.bleed`). False (the default, a CMOS sensor)
+        only clips at the full well.
+    dead_columns, hot_columns : int, optional
+        Number of dead and hot columns (`obsctl.simulators.artefacts.bad_columns`); 0, the
+        default, for none.
+    partial_column_fraction : float, optional
+        Probability that a bad column starts part-way up the sensor, in [0, 1].
+    bayer_pattern : str or None, optional
+        Colour filter array of a one-shot-colour sensor at its pixel (0, 0), one of
+        `obsctl.simulators.artefacts.BAYER_PATTERNS`; None (the default) is monochrome.
+    bayer_throughput_rgb : tuple of float, optional
+        Fraction of the clear-filter charge a red, green and blue pixel collects.
     """
 
     width_px: int
@@ -137,6 +201,12 @@ class SensorModel:
     cosmic_rate_cm2_s: float
     max_adu: int
     seed: int
+    bleeds: bool = False
+    dead_columns: int = 0
+    hot_columns: int = 0
+    partial_column_fraction: float = 0.5
+    bayer_pattern: str | None = None
+    bayer_throughput_rgb: tuple[float, float, float] = (0.30, 0.40, 0.25)
 
     def __post_init__(self) -> None:
         if self.width_px <= 0 or self.height_px <= 0:
@@ -151,6 +221,19 @@ class SensorModel:
             raise ValueError("max_adu must be within [1, 2**31 - 1]")
         if self.seed < 0:
             raise ValueError("sensor seed must be non-negative")
+        if min(self.dead_columns, self.hot_columns) < 0:
+            raise ValueError("dead_columns and hot_columns must be >= 0")
+        if self.dead_columns + self.hot_columns > self.width_px:
+            raise ValueError("more bad columns than the sensor has columns")
+        if not 0.0 <= self.partial_column_fraction <= 1.0:
+            raise ValueError("partial_column_fraction must be within [0, 1]")
+        if self.bayer_pattern is not None and self.bayer_pattern not in BAYER_PATTERNS:
+            raise ValueError(
+                f"unknown bayer_pattern {self.bayer_pattern!r}; expected one of "
+                f"{', '.join(BAYER_PATTERNS)} (upper case) or None"
+            )
+        if len(self.bayer_throughput_rgb) != 3 or min(self.bayer_throughput_rgb) < 0.0:
+            raise ValueError("bayer_throughput_rgb must be three non-negative fractions")
 
 
 @dataclass(frozen=True)
@@ -221,13 +304,16 @@ class SkyScene:
     pixel_scale_arcsec : float
         Unbinned pixel scale (arcsec per pixel).
     seeing_arcsec : float
-        FWHM of the stellar profile (arcsec).
+        FWHM of the stellar profile at the zenith (arcsec); at airmass X it is
+        ``seeing_arcsec * X**seeing_airmass_exponent``.
     moffat_beta : float
         Moffat beta of the stellar profile, > 1 (2.5-4.8 is typical).
     sky_e_s_px : float
-        Sky background (electrons per second per unbinned pixel).
+        Sky background under a clear sky (electrons per second per unbinned pixel): the sky
+        brightness as seen from the ground, so not dimmed by `extinction_mag_per_airmass`.
     zero_point_mag : float
-        Magnitude that gives 1 electron per second in total.
+        Magnitude that gives 1 electron per second in total, above the atmosphere (airmass 0)
+        for a star of colour 0.
     band : str
         Filter band for the catalog magnitudes (see `obsctl.simulators.sky.StarCatalog.mag`).
     catalog_seed : int
@@ -243,6 +329,34 @@ class SkyScene:
         Variable stars and transients added to the catalog (see `obsctl.simulators.variables`).
     time_mjd : float or None, optional
         Middle of the exposure (MJD, UTC), where the variables are evaluated.
+    airmass : float, optional
+        Airmass of the pointing at the middle of the exposure (dimensionless), > 0.
+    extinction_mag_per_airmass : float, optional
+        Extinction in the band (mag per airmass), >= 0; 0 (the default) is no atmosphere.
+    colour_term : float, optional
+        Colour term of the band (mag per mag of the catalog colour
+        `obsctl.simulators.atmosphere.COLOUR_INDEX` of `band`).
+    seeing_airmass_exponent : float, optional
+        The seeing grows as ``airmass**seeing_airmass_exponent``, >= 0; 0 keeps it constant.
+    transmission : float, optional
+        Grey transmission of clouds during the exposure, in [0, 1], applied to stars and sky.
+    galaxy_density_r21_per_deg2 : float, optional
+        Galaxies per square degree brighter than R = 21 (`obsctl.simulators.artefacts.
+        galaxies`, seeded by `catalog_seed`); 3000 is the real sky, 0 (the default) none.
+    galaxy_mag_bright, galaxy_mag_limit : float, optional
+        R magnitude range of the galaxies (mag), `galaxy_mag_limit` at most 27.
+    satellite_rate_per_hour : float, optional
+        Mean number of satellite trails crossing the sensor per hour of exposure, >= 0; 0
+        (the default) for none.
+    trail_mag_per_arcsec_range : tuple of float, optional
+        Range of trail surface brightness (mag per arcsec of trail, above the atmosphere).
+
+    Notes
+    -----
+    The defaults of the atmosphere's five fields describe no atmosphere at all, and those of
+    the galaxies and satellites none of them, so a scene built by hand renders
+    ``10**(-0.4 * (mag - zero_point_mag))`` electrons per second per star and nothing else;
+    `obsctl.simulators.camera_model.sky_scene` fills them from `SimulatedSkyConfig`.
     """
 
     ra_deg: float
@@ -261,16 +375,37 @@ class SkyScene:
     flat_panel_e_s: float | None = None
     variables: tuple[VariableStar, ...] = ()
     time_mjd: float | None = None
+    airmass: float = 1.0
+    extinction_mag_per_airmass: float = 0.0
+    colour_term: float = 0.0
+    seeing_airmass_exponent: float = 0.0
+    transmission: float = 1.0
+    galaxy_density_r21_per_deg2: float = 0.0
+    galaxy_mag_bright: float = 12.0
+    galaxy_mag_limit: float = 21.0
+    satellite_rate_per_hour: float = 0.0
+    trail_mag_per_arcsec_range: tuple[float, float] = (13.0, 17.0)
 
     def __post_init__(self) -> None:
         if self.pixel_scale_arcsec <= 0.0 or self.seeing_arcsec <= 0.0:
             raise ValueError("pixel_scale_arcsec and seeing_arcsec must be positive")
+        if self.airmass <= 0.0 or self.extinction_mag_per_airmass < 0.0:
+            raise ValueError("airmass must be positive and extinction_mag_per_airmass >= 0")
+        if self.seeing_airmass_exponent < 0.0 or not 0.0 <= self.transmission <= 1.0:
+            raise ValueError("need seeing_airmass_exponent >= 0 and transmission within [0, 1]")
         if self.moffat_beta <= 1.0:
             raise ValueError("moffat_beta must be > 1 for the profile to have finite flux")
         if self.sky_e_s_px < 0.0 or (self.flat_panel_e_s is not None and self.flat_panel_e_s < 0):
             raise ValueError("sky_e_s_px and flat_panel_e_s must be >= 0")
         if self.band.strip().upper() not in BANDS:
             raise ValueError(f"unknown band {self.band!r}; expected one of {', '.join(BANDS)}")
+        if self.galaxy_density_r21_per_deg2 < 0.0 or self.satellite_rate_per_hour < 0.0:
+            raise ValueError("galaxy_density_r21_per_deg2 and satellite_rate_per_hour must be >= 0")
+        if not self.galaxy_mag_bright < self.galaxy_mag_limit <= 27.0:
+            raise ValueError("need galaxy_mag_bright < galaxy_mag_limit <= 27")
+        low, high = self.trail_mag_per_arcsec_range
+        if not low <= high:
+            raise ValueError("trail_mag_per_arcsec_range must be (low, high) with low <= high")
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,12 +427,81 @@ class RenderResult:
         ``(N, 2)`` unbinned ``(y, x)`` sensor coordinates (zero-based, full-sensor origin) of
         the hot pixels inside the read area. Output pixel: ``((y - start_y * bin_y) // bin_y,
         (x - start_x * bin_x) // bin_x)``.
+    sky : SkyConditions or None
+        What the atmosphere did to a sky exposure; None for darks, biases and flat lamps.
+    galaxies : numpy.ndarray of GALAXY_TRUTH_DTYPE
+        Galaxies whose centres fall inside the image, ``x``, ``y`` as for `stars`;
+        ``flux_e`` the total expected electrons (extinction, the galaxy's colour term and the
+        clouds applied, before the flat field and any colour filter).
+    trail : SatelliteTrail or None
+        The satellite trail crossing the sensor in this exposure, in unbinned full-sensor
+        coordinates (zero-based; the output pixel as for `hot_pixels`), or None.
+    saturated_px : int
+        Unbinned pixels of the read area whose expected charge (photo-electrons and mean dark
+        current) reached the full well, after bleeding on a sensor that bleeds.
+    bad_columns : numpy.ndarray of BAD_COLUMN_DTYPE
+        The sensor's bad columns inside the read area, in full-sensor coordinates (``x``
+        unbinned; output column ``(x - start_x * bin_x) // bin_x``).
     """
 
     image: NDArray[np.integer[Any]]
     stars: NDArray[np.void]
     cosmic_count: int
     hot_pixels: NDArray[np.int64]
+    sky: SkyConditions | None = None
+    galaxies: NDArray[np.void] = field(default_factory=lambda: np.empty(0, GALAXY_TRUTH_DTYPE))
+    trail: SatelliteTrail | None = None
+    saturated_px: int = 0
+    bad_columns: NDArray[np.void] = field(default_factory=lambda: np.empty(0, BAD_COLUMN_DTYPE))
+
+
+@dataclass(frozen=True)
+class SkyConditions:
+    """The photometric conditions a sky exposure was rendered under (its per-frame truth).
+
+    A star's electrons are ``exposure_s * transmission * 10**(-0.4 * (mag + colour_term *
+    colour + extinction_mag - zero_point_mag))`` (see `STAR_TRUTH_DTYPE`).
+
+    Parameters
+    ----------
+    band : str
+        Filter band of the catalog magnitudes (upper case).
+    airmass : float
+        Airmass at the middle of the exposure (dimensionless).
+    extinction_mag_per_airmass : float
+        Extinction coefficient used (mag per airmass).
+    extinction_mag : float
+        Extinction applied to every star (mag), ``extinction_mag_per_airmass * airmass``.
+    colour_term : float
+        Colour term used (mag per mag of colour).
+    transmission : float
+        Grey cloud transmission applied to stars and sky, in [0, 1].
+    zero_point_mag : float
+        Zero point above the atmosphere (mag giving 1 e-/s for a star of colour 0).
+    seeing_arcsec : float
+        FWHM of the rendered stellar profile (arcsec), after the airmass.
+    sky_e_s_px : float
+        Sky background rendered (electrons per second per unbinned pixel), after the clouds.
+    """
+
+    band: str
+    airmass: float
+    extinction_mag_per_airmass: float
+    extinction_mag: float
+    colour_term: float
+    transmission: float
+    zero_point_mag: float
+    seeing_arcsec: float
+    sky_e_s_px: float
+
+    @property
+    def effective_zero_point_mag(self) -> float:
+        """Zero point a frame measures for colour-0 stars (mag giving 1 e-/s on the ground)."""
+        return (
+            self.zero_point_mag
+            - self.extinction_mag
+            + 2.5 * math.log10(max(self.transmission, 1e-300))
+        )
 
 
 @dataclass(frozen=True)
@@ -915,15 +1119,9 @@ def _digitise(
 # ------------------------------------------------------------------------------ the frame
 
 
-def _star_truth(
-    scene: SkyScene, sensor: SensorModel, exposure: ExposureSpec, area: _ReadArea, radius_px: int
-) -> tuple[NDArray[np.void], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Project the catalog onto the read area.
-
-    Returns the truth table (stars centred in the output image) and the read-area coordinates
-    and fluxes of every star whose stamp touches the read area.
-    """
-    wcs = field_wcs(
+def _scene_wcs(scene: SkyScene, sensor: SensorModel) -> WCS:
+    """Return the WCS of the full, unbinned sensor that stars and galaxies are projected with."""
+    return field_wcs(
         scene.ra_deg,
         scene.dec_deg,
         width_px=sensor.width_px,
@@ -931,6 +1129,35 @@ def _star_truth(
         pixel_scale_arcsec=scene.pixel_scale_arcsec,
         rotation_deg=scene.rotation_deg,
     )
+
+
+def _output_xy(
+    x: NDArray[np.float64], y: NDArray[np.float64], exposure: ExposureSpec
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Read-area coordinates to output (binned) pixels, and which are centred in the image."""
+    # Binned output pixel j spans unbinned [j * bin - 0.5, (j + 1) * bin - 0.5).
+    x_out = (x - (exposure.bin_x - 1) / 2.0) / exposure.bin_x
+    y_out = (y - (exposure.bin_y - 1) / 2.0) / exposure.bin_y
+    centred = (
+        (x_out >= -0.5) & (x_out < exposure.num_x - 0.5) & (y_out >= -0.5)
+        & (y_out < exposure.num_y - 0.5)
+    )  # fmt: skip
+    return x_out, y_out, centred
+
+
+def _star_truth(
+    scene: SkyScene,
+    sensor: SensorModel,
+    exposure: ExposureSpec,
+    area: _ReadArea,
+    radius_px: int,
+    wcs: WCS,
+) -> tuple[NDArray[np.void], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Project the catalog onto the read area.
+
+    Returns the truth table (stars centred in the output image) and the read-area coordinates
+    and fluxes of every star whose stamp touches the read area.
+    """
     centre_x = area.x0 + (area.width - 1) / 2.0
     centre_y = area.y0 + (area.height - 1) / 2.0
     ra_c, dec_c = wcs.wcs_pix2world(centre_x, centre_y, 0)
@@ -960,15 +1187,16 @@ def _star_truth(
     catalog = catalog.take(touching)
     x, y = x[touching], y[touching]
     mag = catalog.mag(scene.band)
-    flux_e = 10.0 ** (-0.4 * (mag - scene.zero_point_mag)) * exposure.exposure_s
+    colour = colour_index(catalog, scene.band)
+    mag_inst = mag + scene.colour_term * colour
+    dimming = extinction_mag(scene.extinction_mag_per_airmass, scene.airmass)
+    flux_e = (
+        10.0 ** (-0.4 * (mag_inst + dimming - scene.zero_point_mag))
+        * scene.transmission
+        * exposure.exposure_s
+    )
 
-    # Binned output pixel j spans unbinned [j * bin - 0.5, (j + 1) * bin - 0.5).
-    x_out = (x - (exposure.bin_x - 1) / 2.0) / exposure.bin_x
-    y_out = (y - (exposure.bin_y - 1) / 2.0) / exposure.bin_y
-    centred = (
-        (x_out >= -0.5) & (x_out < exposure.num_x - 0.5) & (y_out >= -0.5)
-        & (y_out < exposure.num_y - 0.5)
-    )  # fmt: skip
+    x_out, y_out, centred = _output_xy(x, y, exposure)
     truth = np.empty(int(centred.sum()), dtype=STAR_TRUTH_DTYPE)
     truth["id"] = catalog.id[centred]
     truth["ra_deg"] = catalog.ra_deg[centred]
@@ -977,26 +1205,338 @@ def _star_truth(
     truth["x"] = x_out[centred]
     truth["y"] = y_out[centred]
     truth["flux_e"] = flux_e[centred]
+    for column, values in catalog.magnitudes().items():
+        truth[column] = values[centred]
+    truth["colour"] = colour[centred]
+    truth["mag_inst"] = mag_inst[centred]
     return truth, x, y, flux_e
 
 
-def _photon_charge(
-    sensor: SensorModel, exposure: ExposureSpec, scene: SkyScene, area: _ReadArea
-) -> tuple[NDArray[np.float32], NDArray[np.void]]:
-    """Return the expected photo-electrons in the unbinned read area and the star truth."""
+@dataclass(frozen=True)
+class _GalaxyField:
+    """What fixes the galaxy layer of a read area (the cache key of `_galaxy_layer`)."""
+
+    sensor_width_px: int
+    sensor_height_px: int
+    area: _ReadArea
+    ra_deg: float
+    dec_deg: float
+    rotation_deg: float
+    pixel_scale_arcsec: float
+    seed: int
+    density_r21_per_deg2: float
+    mag_bright: float
+    mag_limit: float
+    band: str
+    colour_term: float
+    zero_point_mag: float
+    fwhm_px: float
+    beta: float
+
+
+@dataclass(frozen=True, eq=False)
+class _GalaxyLayer:
+    """Galaxies drawn at unit exposure factor: 1 s, no extinction, no clouds."""
+
+    charge: NDArray[np.float32]
+    table: NDArray[np.void]  # GALAXY_TRUTH_DTYPE, x/y unbinned read-area pixels
+
+
+def _galaxy_field(scene: SkyScene, sensor: SensorModel, area: _ReadArea) -> _GalaxyField:
+    """Return the galaxy layer's key, with the seeing in 1 % steps and the pointing in mas.
+
+    A tracking mount's RA wobbles in the last bits and the seeing follows the airmass, so
+    exact values would never meet again. Galaxies drawn with a seeing within 0.5 % of the
+    stars' and 2 mas (under 0.01 pixel) from the exact pointing are indistinguishable.
+    """
+    steps = round(math.log(_rendered_fwhm_px(scene)) / _GALAXY_FWHM_STEP)
+    return _GalaxyField(
+        sensor_width_px=sensor.width_px,
+        sensor_height_px=sensor.height_px,
+        area=area,
+        ra_deg=round(scene.ra_deg % 360.0, 6),
+        dec_deg=round(scene.dec_deg, 6),
+        rotation_deg=round(scene.rotation_deg, 4),
+        pixel_scale_arcsec=scene.pixel_scale_arcsec,
+        seed=scene.catalog_seed,
+        density_r21_per_deg2=scene.galaxy_density_r21_per_deg2,
+        mag_bright=scene.galaxy_mag_bright,
+        mag_limit=scene.galaxy_mag_limit,
+        band=scene.band.strip().upper(),
+        colour_term=scene.colour_term,
+        zero_point_mag=scene.zero_point_mag,
+        fwhm_px=float(f"{math.exp(steps * _GALAXY_FWHM_STEP):.4g}"),
+        beta=scene.moffat_beta,
+    )
+
+
+@lru_cache(maxsize=2)  # a full frame and a subframe of it (focus, centring)
+def _galaxy_layer(key: _GalaxyField) -> _GalaxyLayer:
+    """Draw the galaxies touching a read area, at unit exposure factor (cached).
+
+    The galaxies of one field in one band differ between exposures only by the factor
+    ``exposure_s * transmission * 10**(-0.4 * extinction_mag)``; a field observed again and
+    again is drawn once.
+    """
+    area = key.area
     charge = np.zeros((area.height, area.width), dtype=np.float32)
+    wcs = field_wcs(
+        key.ra_deg,
+        key.dec_deg,
+        width_px=key.sensor_width_px,
+        height_px=key.sensor_height_px,
+        pixel_scale_arcsec=key.pixel_scale_arcsec,
+        rotation_deg=key.rotation_deg,
+    )
+    centre_x = area.x0 + (area.width - 1) / 2.0
+    centre_y = area.y0 + (area.height - 1) / 2.0
+    ra_c, dec_c = (float(v) for v in wcs.wcs_pix2world(centre_x, centre_y, 0))
+    psf_radius = stamp_radius_px(key.fwhm_px, key.beta)
+    reach_px = math.hypot(area.width, area.height) / 2.0 + _GALAXY_MAX_RADIUS_PX + psf_radius
+    catalog = galaxies(
+        ra_c,
+        dec_c,
+        min(180.0, reach_px * key.pixel_scale_arcsec / 3600.0),
+        seed=key.seed,
+        density_r21_per_deg2=key.density_r21_per_deg2,
+        mag_bright=key.mag_bright,
+        mag_limit=key.mag_limit,
+    )
+    x_sensor, y_sensor = wcs.wcs_world2pix(catalog["ra_deg"], catalog["dec_deg"], 0)
+    x = np.asarray(x_sensor, dtype=np.float64) - area.x0
+    y = np.asarray(y_sensor, dtype=np.float64) - area.y0
+    r_eff_px = catalog["r_eff_arcsec"] / key.pixel_scale_arcsec
+    reach = (
+        galaxy_stamp_radius_px(r_eff_px, catalog["sersic_n"], max_radius_px=_GALAXY_MAX_RADIUS_PX)
+        + psf_radius
+        + 1
+    )
+    touching = (
+        np.isfinite(x) & np.isfinite(y) & (x > -reach) & (x < area.width + reach)
+        & (y > -reach) & (y < area.height + reach)
+    )  # fmt: skip
+    catalog, x, y, r_eff_px = catalog[touching], x[touching], y[touching], r_eff_px[touching]
+
+    mag = galaxy_mag(catalog, key.band)
+    first, second = COLOUR_INDEX[key.band]
+    colour = galaxy_mag(catalog, first) - galaxy_mag(catalog, second)
+    unit_flux = 10.0 ** (-0.4 * (mag + key.colour_term * colour - key.zero_point_mag))
+    # The major axis's sky position angle, turned into the image by the WCS at the centre.
+    step_deg = 1.0 / 3600.0
+    cos_dec = max(math.cos(math.radians(dec_c)), 1e-6)
+    (px0, px_n, px_e), (py0, py_n, py_e) = wcs.wcs_world2pix(
+        [ra_c, ra_c, ra_c + step_deg / cos_dec], [dec_c, dec_c + step_deg, dec_c], 0
+    )
+    pa_image = sky_pa_to_image_deg(
+        catalog["pa_deg"],
+        north_dx=float(px_n - px0),
+        north_dy=float(py_n - py0),
+        east_dx=float(px_e - px0),
+        east_dy=float(py_e - py0),
+    )
+
+    def draw(part: slice, into: NDArray[np.float32]) -> None:
+        add_galaxies(
+            into,
+            x[part],
+            y[part],
+            unit_flux[part],
+            r_eff_px[part],
+            catalog["sersic_n"][part],
+            catalog["ellipticity"][part],
+            pa_image[part],
+            fwhm_px=key.fwhm_px,
+            beta=key.beta,
+            max_radius_px=_GALAXY_MAX_RADIUS_PX,
+        )
+
+    if x.size < _GALAXIES_PER_THREAD:
+        draw(slice(None), charge)
+    else:
+        # Sersic sampling and FFTs release the GIL: half the galaxies (every other one, so
+        # both halves mix sizes alike) go to a second thread drawing into its own buffer.
+        # The sum does not depend on which thread finishes first.
+        other = np.zeros_like(charge)
+        with ThreadPoolExecutor(1) as pool:
+            done = pool.submit(draw, slice(1, None, 2), other)
+            draw(slice(0, None, 2), charge)
+            done.result()
+        charge += other
+
+    table = np.empty(x.size, dtype=GALAXY_TRUTH_DTYPE)
+    for column in ("id", "ra_deg", "dec_deg", "sersic_n", "ellipticity"):
+        table[column] = catalog[column]
+    table["mag"] = mag
+    table["x"] = x
+    table["y"] = y
+    table["r_eff_px"] = r_eff_px
+    table["pa_deg"] = pa_image
+    table["flux_e"] = unit_flux
+    charge.flags.writeable = False
+    table.flags.writeable = False
+    log.debug("drew %d galaxies of a %dx%d read area", x.size, area.width, area.height)
+    return _GalaxyLayer(charge=charge, table=table)
+
+
+def _add_galaxies(
+    charge: NDArray[np.float32],
+    scene: SkyScene,
+    sensor: SensorModel,
+    exposure: ExposureSpec,
+    area: _ReadArea,
+) -> NDArray[np.void]:
+    """Add the scene's galaxies to the unbinned read area; return their truth.
+
+    Galaxies go through the same atmosphere as the stars: extinction, the colour term times
+    the galaxy's own catalog colour (`COLOUR_INDEX` of the band; galaxies have B, V, R and
+    I), the clouds, and the seeing at the airmass (to 1 %, see `_galaxy_field`).
+    """
+    if scene.galaxy_density_r21_per_deg2 <= 0.0:
+        return np.empty(0, dtype=GALAXY_TRUTH_DTYPE)
+    layer = _galaxy_layer(_galaxy_field(scene, sensor, area))
+    dimming = extinction_mag(scene.extinction_mag_per_airmass, scene.airmass)
+    factor = exposure.exposure_s * scene.transmission * 10.0 ** (-0.4 * dimming)
+    if layer.table.size and factor > 0.0:
+        charge += layer.charge * np.float32(factor)
+    table = layer.table
+    x_out, y_out, centred = _output_xy(table["x"], table["y"], exposure)
+    truth = table[centred]  # a copy: boolean indexing
+    truth["x"] = x_out[centred]
+    truth["y"] = y_out[centred]
+    truth["flux_e"] *= factor
+    return truth
+
+
+def _add_trail(
+    charge: NDArray[np.float32],
+    sensor: SensorModel,
+    scene: SkyScene,
+    exposure: ExposureSpec,
+    area: _ReadArea,
+    fwhm_px: float,
+) -> SatelliteTrail | None:
+    """Maybe cross the read area with a satellite trail, placed on the whole sensor.
+
+    Sunlight off the satellite goes through the same air and clouds as the starlight
+    (extinction and transmission; no colour term: a colour-0 source).
+    """
+    if scene.satellite_rate_per_hour <= 0.0:
+        return None
+    dimming = extinction_mag(scene.extinction_mag_per_airmass, scene.airmass)
+    zero_point = scene.zero_point_mag - dimming + 2.5 * math.log10(max(scene.transmission, 1e-300))
+    return satellite_trail(
+        charge,
+        _rng(sensor.seed, exposure.seed, _STREAM_TRAIL),
+        rate_per_hour=scene.satellite_rate_per_hour,
+        exposure_s=exposure.exposure_s,
+        fwhm_px=fwhm_px,
+        beta=scene.moffat_beta,
+        pixel_scale_arcsec=scene.pixel_scale_arcsec,
+        zero_point_mag=zero_point,
+        mag_per_arcsec_range=scene.trail_mag_per_arcsec_range,
+        sensor_shape=(sensor.height_px, sensor.width_px),
+        x0=area.x0,
+        y0=area.y0,
+    )
+
+
+def _rendered_fwhm_px(scene: SkyScene) -> float:
+    """Return the profile FWHM (pixel) at the scene's airmass, to 4 significant digits.
+
+    The seeing changes with every pointing; rounding keeps the PSF tables reusable
+    (`_psf_table` is cached per FWHM) at a cost of under 0.05 % in the FWHM.
+    """
+    seeing = seeing_fwhm_arcsec(scene.seeing_arcsec, scene.airmass, scene.seeing_airmass_exponent)
+    return float(f"{seeing / scene.pixel_scale_arcsec:.4g}")
+
+
+@dataclass(frozen=True, eq=False)
+class _Photons:
+    """The photo-electrons of one light exposure and their truth."""
+
+    charge: NDArray[np.float32]
+    stars: NDArray[np.void]
+    galaxies: NDArray[np.void]
+    trail: SatelliteTrail | None
+    conditions: SkyConditions | None
+
+
+def _photon_charge(
+    sensor: SensorModel,
+    exposure: ExposureSpec,
+    scene: SkyScene,
+    area: _ReadArea,
+    columns: NDArray[np.void],
+) -> _Photons:
+    """Return the expected photo-electrons in the unbinned read area, with their truth.
+
+    Stars, galaxies, a satellite trail and the sky (or the flat lamp), times the flat field,
+    the light response of the dead `columns` and, on a colour sensor, the colour filters.
+    """
+    charge = np.zeros((area.height, area.width), dtype=np.float32)
+    conditions = None
+    galaxy_truth = np.empty(0, dtype=GALAXY_TRUTH_DTYPE)
+    trail = None
     if scene.flat_panel_e_s is not None:
+        # The lamp lights the telescope from inside the dome: no air, no clouds.
         charge += np.float32(scene.flat_panel_e_s * exposure.exposure_s)
         truth = np.empty(0, dtype=STAR_TRUTH_DTYPE)
     else:
-        fwhm_px = scene.seeing_arcsec / scene.pixel_scale_arcsec
+        fwhm_px = _rendered_fwhm_px(scene)
         radius = stamp_radius_px(fwhm_px, scene.moffat_beta)
-        truth, x, y, flux_e = _star_truth(scene, sensor, exposure, area, radius)
+        wcs = _scene_wcs(scene, sensor)
+        truth, x, y, flux_e = _star_truth(scene, sensor, exposure, area, radius, wcs)
         add_stars(charge, x, y, flux_e, fwhm_px=fwhm_px, beta=scene.moffat_beta)
-        charge += np.float32(scene.sky_e_s_px * exposure.exposure_s)
+        galaxy_truth = _add_galaxies(charge, scene, sensor, exposure, area)
+        trail = _add_trail(charge, sensor, scene, exposure, area, fwhm_px)
+        # Clouds dim the sky's light as they dim the stars' (grey: no added moonlight glow).
+        sky_e_s_px = scene.sky_e_s_px * scene.transmission
+        charge += np.float32(sky_e_s_px * exposure.exposure_s)
+        conditions = SkyConditions(
+            band=scene.band.strip().upper(),
+            airmass=scene.airmass,
+            extinction_mag_per_airmass=scene.extinction_mag_per_airmass,
+            extinction_mag=extinction_mag(scene.extinction_mag_per_airmass, scene.airmass),
+            colour_term=scene.colour_term,
+            transmission=scene.transmission,
+            zero_point_mag=scene.zero_point_mag,
+            seeing_arcsec=fwhm_px * scene.pixel_scale_arcsec,
+            sky_e_s_px=sky_e_s_px,
+        )
         log.debug("rendered %d stars (%d centred in the frame)", x.size, truth.size)
     charge *= flat_response(sensor, x0=area.x0, y0=area.y0, width=area.width, height=area.height)
-    return charge, truth
+    dead = columns[columns["kind"] == "dead"]
+    if dead.size:
+        apply_bad_columns(charge, dead, dark_e=0.0, light=True, x0=area.x0, y0=area.y0)
+    if sensor.bayer_pattern is not None:
+        charge = bayer_from_mono(
+            charge,
+            throughput_rgb=sensor.bayer_throughput_rgb,
+            pattern=sensor.bayer_pattern,
+            x_offset=area.x0,
+            y_offset=area.y0,
+        )
+    return _Photons(charge, truth, galaxy_truth, trail, conditions)
+
+
+def _saturate(charge: NDArray[np.float32], sensor: SensorModel, dark_e: float) -> int:
+    """Bleed (on a sensor that bleeds) the unbinned charge in place; count full pixels.
+
+    The well fills with the dark current as well as the light, so the mean dark charge
+    `dark_e` takes its share of the well while the excess spills; it is taken out again
+    afterwards, because `render_exposure` adds the dark current (and hot pixels and cosmic
+    rays, too sparse to matter here) after binning.
+    """
+    full_well = np.float32(sensor.full_well_e)
+    dark = np.float32(dark_e)
+    if not sensor.bleeds:
+        return int(np.count_nonzero(charge >= full_well - dark))
+    if dark_e == 0.0:
+        return bleed(charge, full_well_e=sensor.full_well_e).saturated_px
+    charge += dark
+    saturated = bleed(charge, full_well_e=sensor.full_well_e).saturated_px
+    charge -= dark
+    return saturated
 
 
 def render_exposure(
@@ -1016,7 +1556,8 @@ def render_exposure(
     Returns
     -------
     RenderResult
-        The raw image with its truth: stars, cosmic-ray count and hot pixels.
+        The raw image with its truth: stars, galaxies, satellite trail, cosmic-ray count,
+        hot pixels, saturated pixels and bad columns.
 
     Raises
     ------
@@ -1025,27 +1566,60 @@ def render_exposure(
 
     Notes
     -----
-    Photo-electrons (Moffat stars with ``FWHM = seeing / pixel scale`` and sky, or a flat
-    lamp) are multiplied by `flat_response`; dark current (`dark_current_e_s`, hot pixels 50-
-    500 times hotter) and cosmic rays (Poisson with mean ``rate * read area * exposure``) are
-    added; charge is binned; shot noise and read noise are added once per binned pixel
-    (exact Poisson at low, skewed signal, else a Gaussian of the same variance); charge is
-    clipped at ``full_well_e * bin_x * bin_y``, divided by the gain and put on the bias level
-    ``bias_adu + offset * adu_per_offset`` with `column_bias` and per-exposure row noise, then
-    clipped to ``[0, max_adu]`` and rounded.
+    Photo-electrons (Moffat stars with ``FWHM = seeing * airmass**exponent / pixel scale`` and
+    fluxes dimmed by extinction, colour terms and clouds; Sersic galaxies convolved with the
+    same seeing and dimmed alike; a satellite trail with probability ``1 - exp(-rate * t)``;
+    sky dimmed by the clouds; or a flat lamp) are multiplied by `flat_response` and the light
+    response of dead columns, and on a colour sensor by the throughput of each pixel's colour
+    filter (`obsctl.simulators.artefacts.bayer_from_mono`). On a sensor that bleeds, charge
+    above the full well (light plus mean dark current) spills along its column. Charge is
+    binned (a colour sensor's binned pixels sum their colours, as the hardware does: the
+    frame is no longer a mosaic); dark current (`dark_current_e_s`, hot pixels 50-500 and hot
+    columns 5-50 times hotter) and cosmic rays (Poisson with mean ``rate * read area *
+    exposure``) are added; shot noise and read noise are added once per binned pixel (exact
+    Poisson at low, skewed signal, else a Gaussian of the same variance); charge is clipped
+    at ``full_well_e * bin_x * bin_y``, divided by the gain and put on the bias level
+    ``bias_adu + offset * adu_per_offset`` with `column_bias` and per-exposure row noise,
+    then clipped to ``[0, max_adu]`` and rounded.
     """
     area = _read_area(sensor, exposure)
     t_s = exposure.exposure_s
     n_bin = exposure.bin_x * exposure.bin_y
     dark_e = dark_current_e_s(sensor, exposure.ccd_temperature_c) * t_s
+    columns = np.empty(0, dtype=BAD_COLUMN_DTYPE)
+    if sensor.dead_columns or sensor.hot_columns:
+        all_columns = bad_columns(
+            sensor.seed,
+            sensor.width_px,
+            sensor.height_px,
+            dead_count=sensor.dead_columns,
+            hot_count=sensor.hot_columns,
+            partial_fraction=sensor.partial_column_fraction,
+        )
+        columns = all_columns[
+            (all_columns["x"] >= area.x0) & (all_columns["x"] < area.x0 + area.width)
+        ]
 
+    galaxy_truth = np.empty(0, dtype=GALAXY_TRUTH_DTYPE)
+    trail = None
+    saturated = 0
     if exposure.light and scene is not None:
-        photons, truth = _photon_charge(sensor, exposure, scene, area)
-        expected = bin_charge(photons, exposure.bin_x, exposure.bin_y)
+        photons = _photon_charge(sensor, exposure, scene, area, columns)
+        truth, galaxy_truth, trail, conditions = (
+            photons.stars,
+            photons.galaxies,
+            photons.trail,
+            photons.conditions,
+        )
+        charge = photons.charge
         del photons
+        saturated = _saturate(charge, sensor, dark_e)
+        expected = bin_charge(charge, exposure.bin_x, exposure.bin_y)
+        del charge
         expected += np.float32(dark_e * n_bin)
     else:
         truth = np.empty(0, dtype=STAR_TRUTH_DTYPE)
+        conditions = None
         expected = np.full((exposure.num_y, exposure.num_x), dark_e * n_bin, dtype=np.float32)
 
     positions, factors = hot_pixel_map(sensor)
@@ -1061,6 +1635,18 @@ def render_exposure(
         ((hot[:, 0] - area.y0) // exposure.bin_y, (hot[:, 1] - area.x0) // exposure.bin_x),
         (factors[in_area] - np.float32(1.0)) * np.float32(dark_e),
     )
+    hot_columns = columns[columns["kind"] == "hot"]
+    if hot_columns.size:
+        apply_bad_columns(
+            expected,
+            hot_columns,
+            dark_e=dark_e,
+            light=False,
+            x0=area.x0,
+            y0=area.y0,
+            bin_x=exposure.bin_x,
+            bin_y=exposure.bin_y,
+        )
 
     rng = _rng(sensor.seed, exposure.seed, _STREAM_COSMICS)
     area_cm2 = area.width * area.height * (sensor.pixel_size_um * 1e-4) ** 2
@@ -1070,7 +1656,8 @@ def render_exposure(
 
     image = _digitise(expected, sensor, exposure, area)
     log.debug(
-        "rendered %dx%d frame (bin %dx%d, %.3f s, light=%s): %d cosmic rays, %d hot pixels",
+        "rendered %dx%d frame (bin %dx%d, %.3f s, light=%s): %d cosmic rays, %d hot pixels, "
+        "%d galaxies, trail %s, %d saturated pixels",
         exposure.num_x,
         exposure.num_y,
         exposure.bin_x,
@@ -1079,5 +1666,19 @@ def render_exposure(
         exposure.light and scene is not None,
         cosmic_count,
         hot.shape[0],
+        galaxy_truth.size,
+        trail is not None,
+        saturated,
     )
-    return RenderResult(image=image, stars=truth, cosmic_count=cosmic_count, hot_pixels=hot)
+    columns.flags.writeable = False
+    return RenderResult(
+        image=image,
+        stars=truth,
+        cosmic_count=cosmic_count,
+        hot_pixels=hot,
+        sky=conditions,
+        galaxies=galaxy_truth,
+        trail=trail,
+        saturated_px=saturated,
+        bad_columns=columns,
+    )

@@ -80,7 +80,11 @@ def sky(**overrides: Any) -> SkyScene:
     **overrides
         `SkyScene` fields to change. The defaults: pointing RA 150 deg, Dec 20 deg, no
         rotation, 1 arcsec per pixel, 3 arcsec seeing (Moffat beta 3), sky 5 e-/s/px, zero
-        point 22 mag, catalog seed 1 with 10000 stars per square degree from V 10 to 18.
+        point 22 mag, catalog seed 1 with 10000 stars per square degree from V 10 to 18, and
+        no atmosphere: airmass 1 with no extinction, colour term, seeing growth or clouds
+        (set ``airmass``, ``extinction_mag_per_airmass``, ``colour_term``,
+        ``seeing_airmass_exponent`` and ``transmission``, or build the scene from a
+        `SimulatedSkyConfig` with `obsctl.simulators.camera_model.sky_scene`).
 
     Returns
     -------
@@ -132,7 +136,7 @@ def image_metadata(
     spec : ExposureSpec
         The exposure: its time, shutter, geometry, gain (e-/ADU), offset and temperature.
     chip : SensorModel
-        The sensor, for its pixel size (micrometre).
+        The sensor, for its pixel size (micrometre) and Bayer pattern.
     start_time : datetime.datetime
         UTC start of the exposure.
     set_temperature_c : float
@@ -152,6 +156,7 @@ def image_metadata(
         ccd_temperature_c=spec.ccd_temperature_c, set_temperature_c=set_temperature_c,
         cooler_on=True, pixel_size_x_um=chip.pixel_size_um, pixel_size_y_um=chip.pixel_size_um,
         readout_mode="Normal", sensor_name=sensor_name, camera_name=camera_name,
+        bayer_pattern=chip.bayer_pattern,
     )  # fmt: skip
 
 

@@ -45,6 +45,12 @@ _MAX_DENSITY_PER_DEG2 = 1.0e7
 # log10 N(<m) = _MAG_SLOPE * m + const, the classic slope of star counts at intermediate
 # galactic latitude.
 _MAG_SLOPE = 0.35
+# Johnson-Cousins colours of main-sequence dwarfs against B-V (A0 to M4), after Bessell
+# (1990, PASP 102, 1181) and Pecaut & Mamajek (2013, ApJS 208, 9); the Sun: 0.65, 0.36, 0.34.
+_DWARF_B_V = (-0.10, 0.00, 0.30, 0.58, 0.65, 0.82, 1.00, 1.15, 1.40, 1.48, 1.53, 1.60, 1.90)
+_DWARF_V_R = (-0.05, 0.00, 0.17, 0.34, 0.36, 0.46, 0.57, 0.65, 0.85, 0.92, 0.98, 1.05, 1.20)
+_DWARF_R_I = (-0.05, 0.00, 0.17, 0.33, 0.34, 0.42, 0.50, 0.58, 0.85, 1.05, 1.20, 1.40, 1.70)
+_COLOUR_SCATTER_MAG = 0.03  # intrinsic spread of V-R and R-I about the sequences
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,9 +183,13 @@ def _cell_stars(
     giant = rng.random(n) < 0.35
     b_v = np.where(giant, rng.normal(1.15, 0.2, n), rng.normal(0.6, 0.2, n))
     b_v = np.clip(b_v, -0.1, 1.9)
-    # Linear fits to main-sequence colours (the Sun: B-V 0.65, V-R 0.36, R-I 0.34).
-    v_r = 0.55 * b_v
-    r_i = 0.50 * b_v + 0.02
+    # Dwarfs follow the main sequence, whose R-I climbs steeply into the M dwarfs; giants a
+    # near-linear branch. Each star scatters about its sequence as real stars do (metallicity,
+    # binarity), so V-R and R-I are not functions of B-V: colour terms in different colours
+    # can be told apart. These draws come last so that positions, V and B-V stay as they were.
+    scatter = rng.normal(0.0, _COLOUR_SCATTER_MAG, (2, n))
+    v_r = np.where(giant, 0.55 * b_v, np.interp(b_v, _DWARF_B_V, _DWARF_V_R)) + scatter[0]
+    r_i = np.where(giant, 0.50 * b_v + 0.02, np.interp(b_v, _DWARF_B_V, _DWARF_R_I)) + scatter[1]
     ids = cell_index * _ID_STRIDE + np.arange(n, dtype=np.int64)
     return StarCatalog(
         id=ids,
@@ -231,7 +241,8 @@ def synthetic_catalog(
     Stars are uniform on the sphere with, per cell, a Poisson number of mean
     ``density_per_deg2 * cell area``. V magnitudes follow ``log10 N(<m) = 0.35 m + const``
     between `mag_bright` and `mag_limit`; B-V colours are drawn from a dwarf/giant mix
-    (mostly 0.3-1.5) and V-R, R-I follow linearly from B-V. The same arguments (other than
+    (mostly 0.3-1.5) and V-R, R-I follow the dwarf or giant sequence with a 0.03 mag
+    scatter. The same arguments (other than
     the field centre and radius) always give the same stars, ids and magnitudes.
 
     Parameters

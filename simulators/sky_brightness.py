@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class SunMoonSky:
-    """Callable sky brightness (mag/arcsec2) at ``(time, ra_deg, dec_deg)``.
+    """Callable V-band sky brightness (mag/arcsec2) at ``(time, ra_deg, dec_deg)``.
+
+    Other filters add the dark sky's colour to it
+    (`obsctl.simulators.camera_model.sky_scene`, ``SimulatedSkyConfig.sky_offset_mag_arcsec2``).
 
     Parameters
     ----------

@@ -65,6 +65,19 @@ def parse_ascom_time(text: str) -> datetime:
     return when.astimezone(UTC)
 
 
+# ASCOM SensorType values this driver understands, and the 2 x 2 order (at the sensor's
+# first pixel, as FITS BAYERPAT) of an RGGB sensor whose red pixel is at (BayerOffsetX,
+# BayerOffsetY).
+_SENSOR_MONOCHROME = 0
+_SENSOR_RGGB = 2
+_RGGB_AT_OFFSET: dict[tuple[int, int], str] = {
+    (0, 0): "RGGB",
+    (1, 0): "GRBG",
+    (0, 1): "GBRG",
+    (1, 1): "BGGR",
+}
+
+
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -92,6 +105,8 @@ class AlpacaCamera(AlpacaDevice):
     download_timeout_s: float = 120.0
     prefer_imagebytes: bool = True
     _info: CameraInfo | None = field(default=None, init=False)
+    # The colour filter array (SensorType and BayerOffsetX/Y), read once per connection.
+    _bayer: tuple[str | None] | None = field(default=None, init=False)
     # Alpaca does not report whether the last exposure was a light frame; we started it.
     _last_light: bool = field(default=True, init=False)
 
@@ -132,7 +147,31 @@ class AlpacaCamera(AlpacaDevice):
     async def connect(self) -> None:
         """Connect and forget cached properties (the camera may have changed)."""
         self._info = None
+        self._bayer = None
         await super().connect()
+
+    async def _bayer_pattern(self) -> str | None:
+        """Return the sensor's Bayer pattern at its first pixel (None: monochrome), cached.
+
+        ASCOM describes every 2 x 2 order as ``SensorType`` RGGB with ``BayerOffsetX/Y``
+        giving the column and row of its red pixel. Other colour sensor types (CMYG, LRGB,
+        or colour images already demosaiced) are read as no mosaic, with a warning.
+        """
+        if self._bayer is not None:
+            return self._bayer[0]
+        pattern: str | None = None
+        sensor_type = (await self._get_all((), ("sensortype",)))["sensortype"]
+        if sensor_type is not None and int(sensor_type) == _SENSOR_RGGB:
+            v = await self._get_all(("bayeroffsetx", "bayeroffsety"))
+            pattern = _RGGB_AT_OFFSET[(int(v["bayeroffsetx"]) % 2, int(v["bayeroffsety"]) % 2)]
+        elif sensor_type is not None and int(sensor_type) != _SENSOR_MONOCHROME:
+            log.warning(
+                "%s: SensorType %d is not a Bayer RGGB mosaic; frames are treated as mono",
+                self.name,
+                int(sensor_type),
+            )
+        self._bayer = (pattern,)
+        return pattern
 
     async def configure(self, settings: ExposureSettings) -> None:
         """Apply binning, subframe, gain, offset and readout mode.
@@ -242,6 +281,7 @@ class AlpacaCamera(AlpacaDevice):
             readout_mode=info.readout_modes[mode] if mode < len(info.readout_modes) else str(mode),
             sensor_name=info.sensor_name,
             camera_name=self.name,
+            bayer_pattern=await self._bayer_pattern(),
         )
 
     async def download(self) -> CameraImage:

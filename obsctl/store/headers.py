@@ -242,7 +242,8 @@ def raw_header(ctx: FrameContext) -> fits.Header:
     -------
     astropy.io.fits.Header
         Standard keywords (DATE-OBS, MJD-OBS, EXPTIME, IMAGETYP, OBJECT, pointing, site,
-        camera settings) and, for light frames with a mount, an approximate WCS. SIMPLE to
+        camera settings; BAYERPAT, XBAYROFF, YBAYROFF and ROWORDER for an unbinned frame of
+        a colour sensor) and, for light frames with a mount, an approximate WCS. SIMPLE to
         NAXIS are added by astropy when the HDU is written.
     """
     m = ctx.image.metadata
@@ -295,6 +296,12 @@ def raw_header(ctx: FrameContext) -> fits.Header:
         h["CCD-TEMP"] = (round(m.ccd_temperature_c, 2), "[C] sensor temperature")
     if m.set_temperature_c is not None:
         h["SET-TEMP"] = (m.set_temperature_c, "[C] cooler set point")
+    if m.bayer_pattern is not None and m.bin_x == 1 and m.bin_y == 1:
+        # A binned colour frame sums its colours: it is no longer a mosaic, so it gets none.
+        h["BAYERPAT"] = (m.bayer_pattern, "Bayer pattern at the sensor's first pixel")
+        h["XBAYROFF"] = (m.start_x % 2, "[px] Bayer pattern offset x (subframe origin)")
+        h["YBAYROFF"] = (m.start_y % 2, "[px] Bayer pattern offset y (subframe origin)")
+        h["ROWORDER"] = ("TOP-DOWN", "row 0 of the data is the first row read out")
     set_text_card(h, "READOUTM", m.readout_mode, "readout mode")
     set_text_card(h, "INSTRUME", m.sensor_name, "sensor")
     set_text_card(h, "CAMERA", m.camera_name, "camera device name")

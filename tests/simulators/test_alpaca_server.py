@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 from obsctl.clock import ScaledClock
 from obsctl.config import (
     SimulatedCameraConfig,
+    SimulatedSkyConfig,
     SimulatorConfig,
     SiteConfig,
     TelescopeConfig,
@@ -28,10 +30,15 @@ IMAGEBYTES = {"Accept": "application/imagebytes"}
 
 @contextlib.asynccontextmanager
 async def served(
-    speed: float = 1000.0, **camera: Any
+    speed: float = 1000.0, sky: SimulatedSkyConfig | None = None, **camera: Any
 ) -> AsyncIterator[tuple[RunningSimulators, aiohttp.ClientSession]]:
     camera = {"width_px": 128, "height_px": 96} | camera
-    sim = SimulatorConfig(port=0, discovery_port=None, camera=SimulatedCameraConfig(**camera))
+    sim = SimulatorConfig(
+        port=0,
+        discovery_port=None,
+        camera=SimulatedCameraConfig(**camera),
+        sky=sky or SimulatedSkyConfig(),
+    )
     async with (
         running_simulators(sim, SITE, TELESCOPE, clock=ScaledClock(speed)) as running,
         aiohttp.ClientSession(
@@ -389,3 +396,59 @@ async def test_other_devices_answer_during_large_json_download() -> None:
         value = await task
         assert answered >= 1
         np.testing.assert_array_equal(value.T, running.observatory.camera.image)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "offsets"),
+    [("RGGB", (0, 0)), ("GRBG", (1, 0)), ("GBRG", (0, 1)), ("BGGR", (1, 1))],
+)
+async def test_bayer_camera_says_so_as_ascom_does(pattern, offsets) -> None:
+    async with served(bayer_pattern=pattern) as (_running, session):
+        await put(session, "/api/v1/camera/0/connected", Connected=True)
+        assert (await get(session, "/api/v1/camera/0/sensortype"))["Value"] == 2  # RGGB
+        assert (await get(session, "/api/v1/camera/0/bayeroffsetx"))["Value"] == offsets[0]
+        assert (await get(session, "/api/v1/camera/0/bayeroffsety"))["Value"] == offsets[1]
+
+
+async def test_monochrome_camera_has_no_bayer_offsets() -> None:
+    async with served() as (_running, session):
+        await put(session, "/api/v1/camera/0/connected", Connected=True)
+        for member in ("bayeroffsetx", "bayeroffsety"):
+            assert (await get(session, f"/api/v1/camera/0/{member}"))["ErrorNumber"] == 0x400
+
+
+async def test_truth_has_galaxies_trail_sky_and_bad_columns() -> None:
+    # A trail in every exposure (3600 an hour, 30 s) and the default galaxies and columns.
+    sky = SimulatedSkyConfig(satellite_rate_per_hour=3600.0)
+    async with served(width_px=512, height_px=512, sky=sky, hot_columns=3) as (running, session):
+        await put(session, "/api/v1/telescope/0/connected", Connected=True)
+        await put(session, "/api/v1/telescope/0/tracking", Tracking=True)
+        lst_h = (await get(session, "/api/v1/telescope/0/siderealtime"))["Value"]
+        await put(
+            session, "/api/v1/telescope/0/slewtocoordinates", RightAscension=lst_h, Declination=50
+        )
+        await expose(session, 30.0)
+        async with session.get("/sim/v1/camera/0/truth") as r:
+            reply = await r.json()
+    truth = running.observatory.camera.last_truth
+    assert truth is not None and truth.trail is not None and truth.sky is not None
+    assert len(reply["galaxies"]) == len(truth.galaxies) > 0
+    for galaxy, row in zip(reply["galaxies"], truth.galaxies, strict=True):
+        assert galaxy["id"] == row["id"]
+        assert galaxy["x"] == pytest.approx(row["x"])
+        assert galaxy["flux_e"] == pytest.approx(row["flux_e"])
+        assert set(galaxy) >= {"ra_deg", "dec_deg", "mag", "r_eff_px", "sersic_n", "pa_deg"}
+    assert reply["trail"] == pytest.approx(asdict(truth.trail))
+    assert reply["sky"] == asdict(truth.sky)
+    assert reply["sky"]["airmass"] == pytest.approx(truth.sky.airmass)
+    assert reply["saturated_px"] == truth.saturated_px
+    assert [c["x"] for c in reply["bad_columns"]] == truth.bad_columns["x"].tolist()
+    assert {c["kind"] for c in reply["bad_columns"]} <= {"dead", "hot"}
+    assert len(reply["bad_columns"]) == len(truth.bad_columns) >= 3
+
+
+async def test_truth_is_empty_before_an_exposure() -> None:
+    async with served() as (_running, session), session.get("/sim/v1/camera/0/truth") as r:
+        reply = await r.json()
+    assert reply["stars"] == reply["galaxies"] == reply["bad_columns"] == []
+    assert reply["trail"] is None and reply["sky"] is None

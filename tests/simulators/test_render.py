@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 import sep
 
+from obsctl.config import SimulatedSkyConfig
 from obsctl.simulators import scenes
+from obsctl.simulators.camera_model import sky_scene
 from obsctl.simulators.render import (
     STAR_TRUTH_DTYPE,
     ExposureSpec,
     RenderResult,
     SensorModel,
+    SkyScene,
     add_stars,
     bin_charge,
     column_bias,
@@ -25,6 +29,7 @@ from obsctl.simulators.render import (
     render_exposure,
     stamp_radius_px,
 )
+from obsctl.simulators.sky import synthetic_catalog
 
 SENSOR = scenes.sensor(
     width_px=256, height_px=256, dark_current_e_s=0.01, hot_pixel_fraction=1e-3, seed=11
@@ -395,3 +400,518 @@ def test_subframe_outside_the_sensor_is_rejected():
         render_exposure(SENSOR, spec(start_x=100, num_x=200), SCENE)
     with pytest.raises(ValueError, match="bin_x"):
         spec(bin_x=0)
+
+
+# --- photometric systematics: extinction, colour terms, band zero points, seeing, clouds ---
+#
+# The expected electrons are computed here from the synthetic catalog (the simulator's input)
+# and the configured coefficients with plain numpy; the rendered frames are measured with SEP.
+
+CLEAN = scenes.sensor()  # 256 x 256, no dark current, hot pixels or cosmic rays
+# A sparse field of bright stars: enough isolated ones for 1 % photometry in a small frame.
+ATMOSPHERE_SKY = SimulatedSkyConfig(
+    seeing_arcsec=3.0, moffat_beta=4.0, star_density_per_deg2=6000.0, mag_bright=10.5,
+    mag_limit=16.0, seed=5,
+)  # fmt: skip
+SCALE = 1.5  # arcsec per pixel
+EXPOSURE_S = 120.0
+
+
+def atmosphere_scene(band: str, airmass: float, **changes: Any) -> SkyScene:
+    scene = sky_scene(
+        ATMOSPHERE_SKY, ra_deg=120.0, dec_deg=30.0, rotation_deg=0.0,
+        pixel_scale_arcsec=SCALE, band=band, airmass=airmass,
+    )  # fmt: skip
+    return replace(scene, **changes)
+
+
+def catalog_for(result: RenderResult) -> dict[str, np.ndarray]:
+    """The catalog magnitudes of the frame's truth stars, straight from the synthetic sky."""
+    cat = synthetic_catalog(
+        120.0, 30.0, 0.2, seed=ATMOSPHERE_SKY.seed,
+        density_per_deg2=ATMOSPHERE_SKY.star_density_per_deg2,
+        mag_bright=ATMOSPHERE_SKY.mag_bright, mag_limit=ATMOSPHERE_SKY.mag_limit,
+    )  # fmt: skip
+    index = {star_id: i for i, star_id in enumerate(cat.id.tolist())}
+    rows = np.array([index[i] for i in result.stars["id"].tolist()])
+    return {"B": cat.mag_b[rows], "V": cat.mag_v[rows], "R": cat.mag_r[rows], "I": cat.mag_i[rows]}
+
+
+def expected_electrons(
+    mags: dict[str, np.ndarray], band: str, airmass: float, exposure_s: float, t: float = 1.0
+) -> np.ndarray:
+    """Electrons per star from the configured zero point, extinction and colour term."""
+    sky = ATMOSPHERE_SKY
+    m = 0.5 * (mags["V"] + mags["R"]) if band == "L" else mags[band]
+    colour = {
+        "B": mags["B"] - mags["V"], "V": mags["B"] - mags["V"], "R": mags["V"] - mags["R"],
+        "I": mags["R"] - mags["I"], "L": mags["V"] - mags["I"],
+    }[band]  # fmt: skip
+    zp = sky.zero_point_mag + getattr(sky.zero_point_offset_mag, band)
+    k = getattr(sky.extinction_mag_per_airmass, band)
+    c = getattr(sky.colour_term, band)
+    return exposure_s * t * 10 ** (-0.4 * (m + c * colour + k * airmass - zp))
+
+
+def moffat_enclosed(radius_px: float, fwhm_px: float, beta: float) -> float:
+    alpha = fwhm_px / (2 * math.sqrt(2 ** (1 / beta) - 1))
+    return 1 - (1 + radius_px**2 / alpha**2) ** (1 - beta)
+
+
+def star_electrons(result: RenderResult, exposure: ExposureSpec, sky_e_s_px: float) -> np.ndarray:
+    """Calibrate as the pipeline would: bias, columns, flat and the (known) sky level off."""
+    flat = flat_response(CLEAN, x0=0, y0=0, width=CLEAN.width_px, height=CLEAN.height_px)
+    electrons = debias(result, CLEAN, exposure) * exposure.electrons_per_adu / flat
+    electrons -= sky_e_s_px * exposure.exposure_s
+    return np.ascontiguousarray(electrons, dtype=np.float32)
+
+
+def clean_stars(
+    stars: np.ndarray, flux_e: np.ndarray, radius_px: float, fwhm_px: float
+) -> np.ndarray:
+    """Indices of bright, unsaturated stars off the edges that neighbours barely touch."""
+    beta = ATMOSPHERE_SKY.moffat_beta
+    alpha = fwhm_px / (2 * math.sqrt(2 ** (1 / beta) - 1))
+    dist = np.hypot(stars["x"][:, None] - stars["x"], stars["y"][:, None] - stars["y"])
+    np.fill_diagonal(dist, np.inf)
+    # A neighbour at distance d puts at most its light beyond d - r into the aperture.
+    gap = np.maximum(dist - radius_px, 0.0)
+    spill = (flux_e[None, :] * (1 + (gap / alpha) ** 2) ** (1 - beta)).sum(axis=1)
+    peak = flux_e * 0.7 / fwhm_px**2  # well above the true peak fraction of a Moffat
+    margin = radius_px + 2 * fwhm_px
+    keep = (
+        (flux_e > 10000)
+        & (peak < 0.7 * CLEAN.full_well_e)
+        & (spill < 0.002 * flux_e)
+        & (stars["x"] > margin) & (stars["x"] < CLEAN.width_px - 1 - margin)
+        & (stars["y"] > margin) & (stars["y"] < CLEAN.height_px - 1 - margin)
+    )  # fmt: skip
+    return np.flatnonzero(keep)
+
+
+def aperture_fluxes(band: str, airmass: float, **changes: Any):
+    """Render a frame; return its truth, the catalog's expected and the measured electrons."""
+    scene = atmosphere_scene(band, airmass, **changes)
+    exposure = scenes.exposure(CLEAN, exposure_s=EXPOSURE_S, seed=int(airmass * 10) + len(band))
+    result = render_exposure(CLEAN, exposure, scene)
+    transmission = changes.get("transmission", 1.0)
+    expected = expected_electrons(catalog_for(result), band, airmass, EXPOSURE_S, transmission)
+    fwhm_px = ATMOSPHERE_SKY.seeing_arcsec * airmass**0.6 / SCALE
+    radius = 3.0 * fwhm_px
+    data = star_electrons(result, exposure, scene.sky_e_s_px * transmission)
+    use = clean_stars(result.stars, expected, radius, fwhm_px)
+    flux, _, _ = sep.sum_circle(
+        data, result.stars["x"][use], result.stars["y"][use], radius, subpix=10
+    )
+    measured = flux / moffat_enclosed(radius, fwhm_px, ATMOSPHERE_SKY.moffat_beta)
+    return result, expected, use, measured
+
+
+def test_truth_flux_is_the_catalog_through_the_atmosphere():
+    scene = atmosphere_scene("V", 1.7, transmission=0.8)
+    result = render_exposure(CLEAN, scenes.exposure(CLEAN, exposure_s=30.0), scene)
+    mags = catalog_for(result)
+    assert len(result.stars) > 30
+    # The documented truth columns: catalog magnitudes, the colour and the flux.
+    np.testing.assert_array_equal(result.stars["mag"], mags["V"])
+    np.testing.assert_array_equal(result.stars["mag_b"], mags["B"])
+    np.testing.assert_array_equal(result.stars["mag_i"], mags["I"])
+    np.testing.assert_allclose(result.stars["colour"], mags["B"] - mags["V"])
+    np.testing.assert_allclose(result.stars["mag_inst"], mags["V"] + 0.05 * (mags["B"] - mags["V"]))
+    np.testing.assert_allclose(
+        result.stars["flux_e"], expected_electrons(mags, "V", 1.7, 30.0, 0.8), rtol=1e-9
+    )
+    # The per-frame truth.
+    assert result.sky is not None
+    assert result.sky.band == "V" and result.sky.airmass == 1.7
+    assert result.sky.extinction_mag == pytest.approx(0.15 * 1.7)
+    assert result.sky.zero_point_mag == pytest.approx(21.0)
+    assert result.sky.transmission == 0.8
+    assert result.sky.effective_zero_point_mag == pytest.approx(
+        21.0 - 0.15 * 1.7 + 2.5 * math.log10(0.8)
+    )
+    assert result.sky.seeing_arcsec == pytest.approx(3.0 * 1.7**0.6, rel=1e-3)
+    assert result.sky.sky_e_s_px == pytest.approx(scene.sky_e_s_px * 0.8)
+    assert render_exposure(CLEAN, scenes.exposure(CLEAN, light=False), scene).sky is None
+
+
+@pytest.mark.parametrize(("band", "airmass"), [("V", 1.3), ("B", 2.2), ("L", 1.0)])
+def test_measured_fluxes_match_the_catalog_through_the_atmosphere(band, airmass):
+    _, expected, use, measured = aperture_fluxes(band, airmass)
+    assert len(use) >= 5
+    # Summed over the clean stars, shot, sky and read noise are well under 1 %.
+    assert measured.sum() == pytest.approx(expected[use].sum(), rel=0.015)
+    np.testing.assert_allclose(measured, expected[use], rtol=0.05)
+
+
+def test_zero_point_differs_by_filter_and_falls_with_airmass():
+    zero_points: dict[tuple[str, float], float] = {}
+    for band in ("B", "V", "R", "I", "L"):
+        for airmass in (1.0, 2.0):
+            result, _, use, measured = aperture_fluxes(band, airmass)
+            assert len(use) >= 5
+            mags = catalog_for(result)
+            m = 0.5 * (mags["V"] + mags["R"]) if band == "L" else mags[band]
+            # The zero point a frame shows: catalog magnitude minus instrumental magnitude.
+            zero_points[band, airmass] = float(
+                np.median(m[use] + 2.5 * np.log10(measured / EXPOSURE_S))
+            )
+    at_zenith = {band: zero_points[band, 1.0] for band in "BVRIL"}
+    # Configured: B 20.4, V 21.0, R 21.1, I 20.6, L 21.6 above the air, less k at airmass 1.
+    assert sorted(at_zenith, key=at_zenith.__getitem__) == ["B", "I", "V", "R", "L"]
+    assert at_zenith["V"] - at_zenith["B"] > 0.5
+    sky = ATMOSPHERE_SKY
+    for band in "BVRIL":
+        k = getattr(sky.extinction_mag_per_airmass, band)
+        # The same stars at both airmasses: the colour term cancels, the extinction stays.
+        assert zero_points[band, 2.0] - zero_points[band, 1.0] == pytest.approx(-k, abs=0.02)
+
+
+def moffat_image(
+    shape: tuple[int, int], x: np.ndarray, y: np.ndarray, fwhm_px: float, beta: float
+) -> np.ndarray:
+    """Unit-flux Moffat stars integrated over pixels (10 x 10 sub-samples), written here."""
+    alpha = fwhm_px / (2 * math.sqrt(2 ** (1 / beta) - 1))
+    half = math.ceil(6 * fwhm_px)
+    image = np.zeros((shape[0] + 2 * half, shape[1] + 2 * half))  # margins for edge stars
+    sub = (np.arange(10) + 0.5) / 10 - 0.5
+    for xs, ys in zip(x, y, strict=True):
+        cx, cy = round(xs), round(ys)
+        px = (np.arange(cx - half, cx + half + 1)[:, None] + sub).ravel() - xs
+        py = (np.arange(cy - half, cy + half + 1)[:, None] + sub).ravel() - ys
+        r2 = py[:, None] ** 2 + px[None, :] ** 2
+        profile = (beta - 1) / (math.pi * alpha**2) * (1 + r2 / alpha**2) ** -beta
+        n = 2 * half + 1
+        image[cy : cy + n, cx : cx + n] += profile.reshape(n, 10, n, 10).mean(axis=(1, 3))
+    return np.ascontiguousarray(image[half:-half, half:-half])
+
+
+def test_seeing_grows_as_airmass_to_the_0_6():
+    beta = ATMOSPHERE_SKY.moffat_beta
+    zenith_arcsec = 3.75
+    r_half: dict[float, float] = {}
+    for airmass in (1.0, 2.0, 3.0):
+        scene = atmosphere_scene("R", airmass, seeing_arcsec=zenith_arcsec)
+        exposure = scenes.exposure(CLEAN, exposure_s=EXPOSURE_S)
+        result = render_exposure(CLEAN, exposure, scene)
+        data = star_electrons(result, exposure, scene.sky_e_s_px)
+        expected_px = zenith_arcsec * airmass**0.6 / SCALE
+        use = clean_stars(result.stars, result.stars["flux_e"], 3 * expected_px, expected_px)
+        assert len(use) >= 3
+        x, y = result.stars["x"][use], result.stars["y"][use]
+        rmax = np.full(len(use), 3 * expected_px)
+        measured, _ = sep.flux_radius(data, x, y, rmax, 0.5, subpix=10)
+        # The same measurement on pixelated profiles of the expected FWHM, free of noise.
+        model = moffat_image(data.shape, x, y, expected_px, beta)
+        reference, _ = sep.flux_radius(model, x, y, rmax, 0.5, subpix=10)
+        np.testing.assert_allclose(measured, reference, rtol=0.06)  # noise: a few % a star
+        assert np.median(measured / reference) == pytest.approx(1.0, abs=0.01)
+        r_half[airmass] = float(np.median(measured / reference)) * expected_px
+        assert result.sky is not None
+        assert result.sky.seeing_arcsec == pytest.approx(zenith_arcsec * airmass**0.6, rel=1e-3)
+    for airmass in (2.0, 3.0):
+        assert r_half[airmass] / r_half[1.0] == pytest.approx(airmass**0.6, rel=0.015)
+
+
+def test_clouds_dim_stars_and_sky_alike():
+    clear, expected_clear, use, measured_clear = aperture_fluxes("V", 1.2)
+    cloudy, expected_cloudy, use_c, measured_cloudy = aperture_fluxes("V", 1.2, transmission=0.5)
+    np.testing.assert_allclose(expected_cloudy, 0.5 * expected_clear)
+    common, i1, i2 = np.intersect1d(use, use_c, return_indices=True)
+    assert len(common) >= 5
+    ratio = measured_cloudy[i2].sum() / measured_clear[i1].sum()
+    assert ratio == pytest.approx(0.5, rel=0.02)
+    # The sky level (the frame's median, calibrated, in a sparse field) halves too.
+    exposure = scenes.exposure(CLEAN, exposure_s=EXPOSURE_S)
+    levels = [np.median(star_electrons(frame, exposure, 0.0)) for frame in (clear, cloudy)]
+    sky_e = atmosphere_scene("V", 1.2).sky_e_s_px * EXPOSURE_S
+    assert levels[0] == pytest.approx(sky_e, rel=0.02)
+    assert levels[1] == pytest.approx(0.5 * sky_e, rel=0.02)
+
+
+# ---------------------------------------------------- galaxies, trails, bleeds, bad columns
+
+
+def electrons(result: RenderResult, sensor: SensorModel, exposure: ExposureSpec) -> np.ndarray:
+    """Debiased frame in electrons (float64)."""
+    return debias(result, sensor, exposure) * exposure.electrons_per_adu
+
+
+def test_hand_built_scenes_render_no_artefacts(light):
+    # SCENE and SENSOR are built without the new fields: all of them default to off.
+    assert light.galaxies.size == 0
+    assert light.trail is None
+    assert light.bad_columns.size == 0
+
+
+# Galaxies only, bright against a faint sky: 2"/px keeps their stamps small enough to find
+# several isolated ones in 256 x 256 pixels.
+GALAXY_SCENE = scenes.sky(
+    density_per_deg2=0.0, pixel_scale_arcsec=2.0, galaxy_density_r21_per_deg2=10000.0,
+    galaxy_mag_bright=15.0, galaxy_mag_limit=19.0, zero_point_mag=26.0, sky_e_s_px=1.0,
+)  # fmt: skip
+
+
+def isolated_galaxy_boxes(galaxies: np.ndarray, shape: tuple[int, int], psf_radius: int):
+    """Yield (row, box slices) of galaxies whose whole stamp is inside and overlaps no other."""
+    from obsctl.simulators.artefacts import galaxy_stamp_radius_px
+
+    reach = galaxy_stamp_radius_px(galaxies["r_eff_px"], galaxies["sersic_n"]) + psf_radius + 1
+    cx = np.floor(galaxies["x"] + 0.5).astype(int)
+    cy = np.floor(galaxies["y"] + 0.5).astype(int)
+    ny, nx = shape
+    for i in range(len(galaxies)):
+        r = int(reach[i])
+        if cx[i] - r < 0 or cy[i] - r < 0 or cx[i] + r >= nx or cy[i] + r >= ny:
+            continue
+        near = (np.abs(cx - cx[i]) <= r + reach) & (np.abs(cy - cy[i]) <= r + reach)
+        if near.sum() > 1:
+            continue
+        yield galaxies[i], (slice(cy[i] - r, cy[i] + r + 1), slice(cx[i] - r, cx[i] + r + 1))
+
+
+@pytest.mark.parametrize("catalog_seed", [1, 2])
+def test_galaxy_flux_and_position_match_truth(catalog_seed):
+    chip = scenes.sensor()
+    scene = replace(GALAXY_SCENE, catalog_seed=catalog_seed)
+    exposure = scenes.exposure(chip)
+    result = render_exposure(chip, exposure, scene)
+    assert len(result.galaxies) > 10
+    assert result.stars.size == 0
+    sky_e = scene.sky_e_s_px * exposure.exposure_s
+    flat = flat_response(chip, x0=0, y0=0, width=chip.width_px, height=chip.height_px)
+    light_e = electrons(result, chip, exposure) / flat - sky_e
+    checked = 0
+    fwhm_px = scene.seeing_arcsec / scene.pixel_scale_arcsec
+    for galaxy, box in isolated_galaxy_boxes(
+        result.galaxies, light_e.shape, stamp_radius_px(fwhm_px, scene.moffat_beta)
+    ):
+        stamp = light_e[box]
+        assert stamp.sum() == pytest.approx(galaxy["flux_e"], rel=0.03)
+        yy, xx = np.mgrid[box]
+        weight = np.clip(stamp, 0.0, None)
+        assert (weight * xx).sum() / weight.sum() == pytest.approx(galaxy["x"], abs=0.3)
+        assert (weight * yy).sum() / weight.sum() == pytest.approx(galaxy["y"], abs=0.3)
+        checked += 1
+    assert checked >= 2
+
+
+def test_galaxies_go_through_the_atmosphere():
+    from obsctl.simulators.artefacts import galaxies
+
+    chip = scenes.sensor(width_px=128, height_px=128)
+    exposure = scenes.exposure(chip)
+    clear = render_exposure(chip, exposure, GALAXY_SCENE)
+    hazy_scene = replace(
+        GALAXY_SCENE, airmass=1.5, extinction_mag_per_airmass=0.2, colour_term=0.1,
+        transmission=0.5,
+    )  # fmt: skip
+    hazy = render_exposure(chip, exposure, hazy_scene)
+    assert clear.galaxies.size > 3
+    assert np.array_equal(clear.galaxies["id"], hazy.galaxies["id"])
+    # The colour term multiplies the galaxy's own B - V (the V band's catalog colour).
+    catalog = galaxies(150.0, 20.0, 0.1, seed=1, density_r21_per_deg2=10000.0,
+                       mag_bright=15.0, mag_limit=19.0)  # fmt: skip
+    by_id = {row["id"]: row for row in catalog}
+    colour = np.array([by_id[i]["mag_b"] - by_id[i]["mag_v"] for i in clear.galaxies["id"]])
+    expected = 0.5 * 10.0 ** (-0.4 * (0.2 * 1.5 + 0.1 * colour))
+    np.testing.assert_allclose(hazy.galaxies["flux_e"] / clear.galaxies["flux_e"], expected)
+    # And the frame holds that much less galaxy light.
+    sky_e = GALAXY_SCENE.sky_e_s_px * 60.0 * flat_response(chip, x0=0, y0=0, width=128, height=128)
+    clear_e = electrons(clear, chip, exposure) - sky_e
+    hazy_e = electrons(hazy, chip, exposure) - 0.5 * sky_e
+    ratio = hazy_e.sum() / clear_e.sum()
+    assert ratio == pytest.approx(float(np.average(expected, weights=clear.galaxies["flux_e"])),
+                                  rel=0.03)  # fmt: skip
+
+
+def test_galaxy_truth_in_binned_subframe():
+    chip = scenes.sensor()
+    full = render_exposure(chip, scenes.exposure(chip), GALAXY_SCENE)
+    sub_spec = scenes.exposure(chip, bin_x=2, bin_y=2, start_x=16, start_y=8, num_x=64, num_y=64)
+    sub = render_exposure(chip, sub_spec, GALAXY_SCENE)
+    assert sub.galaxies.size > 0
+    for galaxy in sub.galaxies:
+        (match,) = full.galaxies[full.galaxies["id"] == galaxy["id"]]
+        # Output pixel j of a 2x binned subframe is centred on unbinned 2 * (j + start) + 0.5.
+        assert 2 * (galaxy["x"] + 16) + 0.5 == pytest.approx(match["x"])
+        assert 2 * (galaxy["y"] + 8) + 0.5 == pytest.approx(match["y"])
+        assert galaxy["flux_e"] == pytest.approx(match["flux_e"])
+
+
+TRAIL_SCENE = scenes.sky(
+    density_per_deg2=0.0, satellite_rate_per_hour=1e9, sky_e_s_px=1.0,
+    trail_mag_per_arcsec_range=(15.0, 15.0),
+)  # fmt: skip
+
+
+def distance_to_trail(trail, shape, x0=0, y0=0) -> np.ndarray:
+    """Signed distance (unbinned pixel) of each pixel of a read area from the trail's line."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    dx, dy = trail.x1 - trail.x0, trail.y1 - trail.y0
+    length = math.hypot(dx, dy)
+    return ((yy + y0 - trail.y0) * dx - (xx + x0 - trail.x0) * dy) / length
+
+
+def test_trail_lies_where_the_truth_says():
+    chip = scenes.sensor()
+    exposure = scenes.exposure(chip)
+    result = render_exposure(chip, exposure, TRAIL_SCENE)
+    trail = result.trail
+    assert trail is not None
+    # 15 mag/arcsec at zero point 22 and 1"/px: 10**(0.4 * 7) e- per pixel of length.
+    assert trail.flux_e_per_px == pytest.approx(10 ** (0.4 * 7.0))
+    flat = flat_response(chip, x0=0, y0=0, width=256, height=256)
+    excess = electrons(result, chip, exposure) / flat - TRAIL_SCENE.sky_e_s_px * 60.0
+    d = distance_to_trail(trail, excess.shape)
+    fwhm = trail.fwhm_px
+    near, far = np.abs(d) < 0.5 * fwhm, np.abs(d) > 8 * fwhm
+    assert np.median(excess[near]) > 0.3 * trail.flux_e_per_px / fwhm
+    assert abs(np.median(excess[far])) < 5.0
+    band = np.abs(d) < 6 * fwhm
+    assert excess[band].sum() == pytest.approx(trail.flux_in_image_e, rel=0.03)
+    assert (excess[band] * d[band]).sum() / excess[band].sum() == pytest.approx(0.0, abs=0.2)
+
+
+def test_trail_is_placed_on_the_sensor_and_dimmed_by_the_sky():
+    chip = scenes.sensor()
+    full = render_exposure(chip, scenes.exposure(chip, seed=4), TRAIL_SCENE)
+    sub = render_exposure(
+        chip, scenes.exposure(chip, seed=4, start_x=64, start_y=32, num_x=128, num_y=128),
+        TRAIL_SCENE,
+    )  # fmt: skip
+    assert full.trail is not None and sub.trail is not None
+    assert (sub.trail.x0, sub.trail.y0, sub.trail.x1, sub.trail.y1) == pytest.approx(
+        (full.trail.x0, full.trail.y0, full.trail.x1, full.trail.y1)
+    )
+    cloudy = replace(TRAIL_SCENE, transmission=0.25, airmass=2.0, extinction_mag_per_airmass=0.5)
+    dim = render_exposure(chip, scenes.exposure(chip, seed=4), cloudy)
+    assert dim.trail is not None
+    assert dim.trail.flux_e_per_px == pytest.approx(full.trail.flux_e_per_px * 0.25 * 10**-0.4)
+    never = replace(TRAIL_SCENE, satellite_rate_per_hour=0.0)
+    assert render_exposure(chip, scenes.exposure(chip, seed=4), never).trail is None
+
+
+# Three bright stars only, well inside the frame (V 9-10 at zero point 22: 4-8 million
+# electrons each, some 20 full pixels tall).
+BRIGHT_SCENE = scenes.sky(density_per_deg2=1000.0, mag_bright=9.0, mag_limit=10.0, catalog_seed=39)
+
+
+def test_saturated_stars_bleed_along_columns_conserving_charge():
+    chip = scenes.sensor(bleeds=True)
+    exposure = scenes.exposure(chip)
+    result = render_exposure(chip, exposure, BRIGHT_SCENE)
+    stars = result.stars
+    assert stars.size == 3
+    assert np.all((stars["x"] > 20) & (stars["x"] < 235) & (stars["y"] > 20) & (stars["y"] < 235))
+    assert result.saturated_px > 0
+    flat = flat_response(chip, x0=0, y0=0, width=256, height=256)
+    light_e = electrons(result, chip, exposure) - BRIGHT_SCENE.sky_e_s_px * 60.0 * flat
+    expected = sum(
+        s["flux_e"] * flat[round(s["y"]), round(s["x"])] for s in stars
+    )  # the flat multiplies the light before it bleeds
+    assert light_e.sum() == pytest.approx(expected, rel=0.03)
+    # The full pixels form vertical streaks: taller than wide.
+    full = result.image >= bias_level(chip, exposure) + 0.98 * chip.full_well_e
+    assert full.sum() == pytest.approx(result.saturated_px, rel=0.1)
+    rows, cols = np.nonzero(full)
+    for star in stars:
+        mine = np.abs(cols - star["x"]) < 15
+        height, width = np.ptp(rows[mine]) + 1, np.ptp(cols[mine]) + 1
+        assert height > 3 * width
+        assert rows[mine].min() < star["y"] < rows[mine].max()
+    # A sensor that does not bleed loses what its full wells cannot hold.
+    clipped = render_exposure(scenes.sensor(), exposure, BRIGHT_SCENE)
+    clipped_e = electrons(clipped, chip, exposure) - BRIGHT_SCENE.sky_e_s_px * 60.0 * flat
+    assert clipped_e.sum() < 0.5 * expected
+
+
+def test_dead_columns_dim_the_light():
+    chip = scenes.sensor(dead_columns=3, partial_column_fraction=0.0)
+    exposure = scenes.exposure(chip, exposure_s=1.0)
+    lamp = scenes.sky(flat_panel_e_s=20000.0)
+    result = render_exposure(chip, exposure, lamp)
+    assert result.bad_columns.size == 3
+    assert set(result.bad_columns["kind"]) == {"dead"}
+    flat = flat_response(chip, x0=0, y0=0, width=256, height=256)
+    response = electrons(result, chip, exposure) / (flat * 20000.0)
+    for column in result.bad_columns:
+        x = int(column["x"])
+        assert np.median(response[:, x]) == pytest.approx(column["response"], abs=0.02)
+        if 0 < x < 255:
+            assert np.median(response[:, x - 1]) == pytest.approx(1.0, abs=0.02)
+
+
+def test_hot_columns_glow_in_darks():
+    chip = scenes.sensor(hot_columns=3, partial_column_fraction=1.0, dark_current_e_s=1.0)
+    exposure = scenes.exposure(chip, light=False, exposure_s=100.0)
+    result = render_exposure(chip, exposure, None)
+    assert result.bad_columns.size == 3
+    dark = electrons(result, chip, exposure)
+    for column in result.bad_columns:
+        x, y_start = int(column["x"]), int(column["y_start"])
+        glow = dark[y_start:, x]
+        expected = float(column["dark_factor"]) * 100.0
+        if glow.size > 10:
+            assert np.median(glow) == pytest.approx(expected, rel=0.1)
+        if y_start > 10:
+            assert np.median(dark[:y_start, x]) == pytest.approx(100.0, rel=0.1)
+
+
+def test_bayer_pixels_carry_their_filter_throughput():
+    from obsctl.simulators.artefacts import bayer_channel_masks
+
+    chip = scenes.sensor(bayer_pattern="GRBG")
+    exposure = scenes.exposure(chip, exposure_s=1.0)
+    lamp = scenes.sky(flat_panel_e_s=20000.0)
+    result = render_exposure(chip, exposure, lamp)
+    flat = flat_response(chip, x0=0, y0=0, width=256, height=256)
+    response = electrons(result, chip, exposure) / (flat * 20000.0)
+    red, green, blue = bayer_channel_masks(response.shape, "GRBG")
+    for mask, throughput in zip((red, green, blue), chip.bayer_throughput_rgb, strict=True):
+        assert np.median(response[mask]) == pytest.approx(throughput, abs=0.01)
+    # A subframe at an odd origin sees the pattern shifted: its pixels are the full frame's.
+    sub = render_exposure(
+        chip, scenes.exposure(chip, exposure_s=1.0, start_x=3, start_y=5, num_x=32, num_y=32),
+        lamp,
+    )  # fmt: skip
+    sub_e = (sub.image.astype(np.float64) - bias_level(chip, exposure)
+             - column_bias(chip)[3:35][None, :]) / (flat[5:37, 3:35] * 20000.0)  # fmt: skip
+    r, g, b = bayer_channel_masks((32, 32), "GRBG", x_offset=3, y_offset=5)
+    assert np.median(sub_e[g]) == pytest.approx(0.40, abs=0.01)
+    assert np.median(sub_e[r]) == pytest.approx(0.30, abs=0.01)
+    assert np.median(sub_e[b]) == pytest.approx(0.25, abs=0.01)
+
+
+def test_configuration_switches_the_artefacts():
+    from obsctl.config import SimulatedCameraConfig
+    from obsctl.simulators.camera_model import sensor_model
+
+    def scene_of(config: SimulatedSkyConfig) -> SkyScene:
+        return sky_scene(
+            config, ra_deg=10.0, dec_deg=20.0, rotation_deg=0.0, pixel_scale_arcsec=1.0, band="R"
+        )
+
+    default = scene_of(SimulatedSkyConfig())
+    assert default.galaxy_density_r21_per_deg2 == 3000.0
+    assert default.satellite_rate_per_hour > 0.0
+    off = scene_of(SimulatedSkyConfig(galaxies=False, satellite_trails=False))
+    assert off.galaxy_density_r21_per_deg2 == 0.0
+    assert off.satellite_rate_per_hour == 0.0
+
+    chip = sensor_model(SimulatedCameraConfig())
+    assert (chip.bleeds, chip.bayer_pattern) == (False, None)  # the default is a CMOS mono
+    assert chip.dead_columns + chip.hot_columns >= 2
+    colour = sensor_model(SimulatedCameraConfig(bayer_pattern="BGGR", bleeds=True))
+    assert (colour.bayer_pattern, colour.bleeds) == ("BGGR", True)
+
+
+def test_binned_colour_frame_sums_its_colours():
+    # Rendered as the hardware does it, not refused: a 2x2 bin holds R + 2 G + B.
+    chip = scenes.sensor(bayer_pattern="RGGB")
+    exposure = scenes.exposure(chip, exposure_s=1.0, bin_x=2, bin_y=2, num_x=128, num_y=128)
+    result = render_exposure(chip, exposure, scenes.sky(flat_panel_e_s=5000.0))
+    flat = bin_charge(flat_response(chip, x0=0, y0=0, width=256, height=256), 2, 2) / 4.0
+    response = electrons(result, chip, exposure) / (flat * 4 * 5000.0)
+    red, green, blue = chip.bayer_throughput_rgb
+    assert np.median(response) == pytest.approx((red + 2 * green + blue) / 4.0, abs=0.01)

@@ -101,8 +101,9 @@ def test_colours_are_realistic_and_bands_map_to_magnitudes():
     b_v = cat.mag_b - cat.mag_v
     assert 0.3 < np.median(b_v) < 1.2
     assert np.mean((b_v > 0.2) & (b_v < 1.6)) > 0.9
-    # Redder stars are brighter in redder bands: V > R > I for stars with B-V > 0.
-    red = b_v > 0.0
+    # Redder stars are brighter in redder bands: V > R > I for stars with B-V > 0.3 (bluer
+    # ones may scatter either way, as A stars do).
+    red = b_v > 0.3
     assert np.all(cat.mag_v[red] > cat.mag_r[red])
     assert np.all(cat.mag_r[red] > cat.mag_i[red])
     np.testing.assert_array_equal(cat.mag("B"), cat.mag_b)
@@ -111,6 +112,25 @@ def test_colours_are_realistic_and_bands_map_to_magnitudes():
     np.testing.assert_array_equal(cat.mag("I"), cat.mag_i)
     np.testing.assert_allclose(cat.mag("L"), 0.5 * (cat.mag_v + cat.mag_r))
     assert set(BANDS) == {"B", "V", "R", "I", "L"}
+
+
+def test_colours_span_the_field_population_and_are_not_one_parameter():
+    cat = synthetic_catalog(45.0, -20.0, 1.5, **KW)
+    b_v = cat.mag_b - cat.mag_v
+    v_r = cat.mag_v - cat.mag_r
+    r_i = cat.mag_r - cat.mag_i
+    # F-G-K dwarfs and K giants: B-V from about 0.1 to 1.6, a median near the Sun's.
+    low, median, high = np.percentile(b_v, [1, 50, 99])
+    assert low < 0.3 and 0.6 < median < 0.9 and high > 1.4
+    # The Sun's colours (B-V 0.65: V-R 0.36, R-I 0.34) sit on the dwarf sequence.
+    sun_like = np.abs(b_v - 0.65) < 0.03
+    assert np.median(v_r[sun_like]) == pytest.approx(0.36, abs=0.03)
+    assert np.median(r_i[sun_like]) == pytest.approx(0.34, abs=0.03)
+    # Stars scatter about their sequence: V-R and R-I are not functions of B-V.
+    for colour in (v_r, r_i):
+        trend = np.polyval(np.polyfit(b_v, colour, 3), b_v)
+        assert 0.02 < np.std(colour - trend) < 0.06
+    assert np.corrcoef(v_r - 0.55 * b_v, r_i - 0.5 * b_v)[0, 1] < 0.9
 
 
 def test_unknown_band_is_rejected():

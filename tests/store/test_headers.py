@@ -210,3 +210,36 @@ def test_ascii_target_needs_no_second_card() -> None:
     h = raw_header(context())
     assert h["OBJECT"] == "M51" and "OBJUTF8" not in h
     assert object_name(h) == "M51"
+
+
+def colour_context(*, bin_xy: int = 1, start: tuple[int, int] = (0, 0), pattern="RGGB"):
+    ctx = context()
+    meta = replace(
+        ctx.image.metadata,
+        bin_x=bin_xy,
+        bin_y=bin_xy,
+        start_x=start[0],
+        start_y=start[1],
+        bayer_pattern=pattern,
+    )
+    return replace(ctx, image=CameraImage(ctx.image.data, meta))
+
+
+@pytest.mark.parametrize(
+    ("start", "offsets", "first_pixel"),
+    [((0, 0), (0, 0), "BGGR"), ((3, 0), (1, 0), "GBRG"), ((2, 5), (0, 1), "GRBG")],
+)
+def test_colour_sensor_writes_its_bayer_pattern(start, offsets, first_pixel) -> None:
+    from obsctl.pipeline.detector import bayer_pattern
+
+    h = raw_header(colour_context(start=start, pattern="BGGR"))
+    assert h["BAYERPAT"] == "BGGR"
+    assert (h["XBAYROFF"], h["YBAYROFF"]) == offsets
+    assert h["ROWORDER"] == "TOP-DOWN"
+    # The pipeline reads the pattern of the subframe's own first pixel from these cards.
+    assert bayer_pattern(h) == first_pixel
+
+
+def test_binned_or_monochrome_frames_have_no_bayer_cards() -> None:
+    for h in (raw_header(colour_context(bin_xy=2)), raw_header(context())):
+        assert not {"BAYERPAT", "XBAYROFF", "YBAYROFF", "ROWORDER"} & set(h)
