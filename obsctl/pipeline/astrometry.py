@@ -29,7 +29,13 @@ from obsctl.classify.labels import FLAG_NOT_CELESTIAL
 from obsctl.frame import Frame
 from obsctl.processing.astrometry import AstrometryResult, NoSolution, match_and_fit
 from obsctl.processing.tables import with_columns
-from obsctl.store.refcat import MAG_COLUMNS, RefCatalog, band_magnitudes, reference_band
+from obsctl.store.refcat import (
+    MAG_COLUMNS,
+    RefCatalog,
+    band_colour,
+    band_magnitudes,
+    reference_band,
+)
 
 __all__ = ["Astrometry", "ConeQuery", "strip_wcs"]
 
@@ -210,8 +216,11 @@ class Astrometry:
                 catalog = used[np.argmax(counts)]
                 text = catalog.decode("ascii") if isinstance(catalog, bytes) else str(catalog)
                 header["ZPCAT"] = (text, "reference catalogue of most matched stars")
-        if "mag_b" in ref_names and "mag_v" in ref_names:
-            out["ref_colour"][det_idx] = (refs["mag_b"] - refs["mag_v"])[ref_idx]
+        # Each band's colour term is against its own standard colour index (V-R for R...).
+        colour = band_colour(refs, band)
+        if colour is not None:
+            out["ref_colour"][det_idx] = colour[0][ref_idx]
+            header["ZPCOLOR"] = (colour[1], "colour index of the colour term")
 
         metrics = {
             **frame.metrics,

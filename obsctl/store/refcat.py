@@ -36,10 +36,12 @@ from obsctl.errors import ConfigError, StorageError
 
 __all__ = [
     "BANDS",
+    "COLOUR_INDEX",
     "MAG_COLUMNS",
     "MOTION_COLUMNS",
     "REFSTAR_DTYPE",
     "RefCatalog",
+    "band_colour",
     "band_magnitudes",
     "filter_band",
     "propagate",
@@ -83,6 +85,55 @@ BANDS: dict[str, tuple[str, ...]] = {
     "BP": ("mag_gaia_bp",),
     "RP": ("mag_gaia_rp",),
 }
+
+#: The colour index a band's colour term is taken against (the standard choices: B-V for B
+#: and V, V-R for R, R-I for I, V-I for a clear filter reaching far into the red, g-r for
+#: SDSS g and r, BP-RP for Gaia), as ``(blue column, red column)``.
+COLOUR_INDEX: dict[str, tuple[str, str]] = {
+    "U": ("mag_u", "mag_b"),
+    "B": ("mag_b", "mag_v"),
+    "V": ("mag_b", "mag_v"),
+    "R": ("mag_v", "mag_r"),
+    "I": ("mag_r", "mag_i"),
+    "L": ("mag_v", "mag_i"),
+    "u": ("mag_sdss_u", "mag_sdss_g"),
+    "g": ("mag_sdss_g", "mag_sdss_r"),
+    "r": ("mag_sdss_g", "mag_sdss_r"),
+    "i": ("mag_sdss_r", "mag_sdss_i"),
+    "z": ("mag_sdss_i", "mag_sdss_z"),
+    "G": ("mag_gaia_bp", "mag_gaia_rp"),
+    "BP": ("mag_gaia_bp", "mag_gaia_rp"),
+    "RP": ("mag_gaia_bp", "mag_gaia_rp"),
+}
+
+
+# The band a single magnitude column holds (the inverse of `BANDS` without "L").
+_COLUMN_BAND = {columns[0]: band for band, columns in BANDS.items() if len(columns) == 1}
+
+
+def band_colour(stars: NDArray[Any], band: str | None) -> tuple[NDArray[np.float64], str] | None:
+    """Return the colour index a band is calibrated against, and its name (``"V-R"``).
+
+    Parameters
+    ----------
+    stars : numpy.ndarray
+        Reference stars with some of the `MAG_COLUMNS`.
+    band : str or None
+        A key of `BANDS`; None or a band whose colour columns are missing falls back to B-V
+        when the stars have it.
+
+    Returns
+    -------
+    tuple or None
+        The colour (mag, NaN where unknown) and its name; None without the columns.
+    """
+    names = stars.dtype.names or ()
+    for blue, red in (COLOUR_INDEX.get(band or "", ("", "")), ("mag_b", "mag_v")):
+        if blue in names and red in names:
+            colour = np.asarray(stars[blue], dtype=np.float64) - stars[red]
+            return colour, f"{_COLUMN_BAND[blue]}-{_COLUMN_BAND[red]}"
+    return None
+
 
 #: Proper-motion columns of ``refstars``: ``pmra_mas_yr`` is mu_alpha* (the RA rate times
 #: cos Dec) and ``epoch_yr`` the Julian epoch of the stored position; NULL when unknown.
