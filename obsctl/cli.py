@@ -773,7 +773,7 @@ def _reduce_overrides(config: Config, args: argparse.Namespace) -> Config:
         for radius in radii:
             _bounded(radius, "--apertures", 0.0, 50.0, above=True, unit=" FWHM")
         updates["aperture_fwhm"] = radii
-        updates["main_aperture"] = radii.index(1.5) if 1.5 in radii else 0
+        updates["main_aperture"] = None  # the config's index may not fit the new list
     if args.main_aperture is not None:
         _bounded(args.main_aperture, "--main-aperture", 0, len(radii) - 1)
         updates["main_aperture"] = args.main_aperture

@@ -399,8 +399,12 @@ class PipelineConfig(_Model):
         max_length=16,
         description="circular aperture radii in units of the frame's stellar FWHM",
     )
-    main_aperture: int = Field(
-        default=1, ge=0, le=15, description="index of aperture_fwhm reported as flux and mag"
+    main_aperture: int | None = Field(
+        default=None,
+        ge=0,
+        le=15,
+        description="index of aperture_fwhm reported as flux and mag; default: the 1.5 FWHM "
+        "radius when listed, else the first",
     )
     psf_fit: Literal["all", "blended", "off"] = Field(
         default="all",
@@ -426,9 +430,16 @@ class PipelineConfig(_Model):
         " default: the shipped model. Checked when the pipeline starts",
     )
 
+    @property
+    def main_aperture_index(self) -> int:
+        """The index of the main aperture: `main_aperture`, else 1.5 FWHM, else the first."""
+        if self.main_aperture is not None:
+            return self.main_aperture
+        return self.aperture_fwhm.index(1.5) if 1.5 in self.aperture_fwhm else 0
+
     @model_validator(mode="after")
     def _main_aperture_listed(self) -> PipelineConfig:
-        if self.main_aperture >= len(self.aperture_fwhm):
+        if self.main_aperture is not None and self.main_aperture >= len(self.aperture_fwhm):
             raise ValueError(
                 f"main_aperture {self.main_aperture} is not an index of aperture_fwhm "
                 f"({len(self.aperture_fwhm)} radii)"

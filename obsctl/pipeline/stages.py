@@ -51,7 +51,7 @@ def _photometry(config: Config, data_dir: DataDir, reference: Reference | None) 
         saturation_adu=config.pipeline.saturation_adu,
         gain_e_per_adu=config.pipeline.gain_e_per_adu,
         aperture_fwhm=config.pipeline.aperture_fwhm,
-        main_aperture=config.pipeline.main_aperture,
+        main_aperture=config.pipeline.main_aperture_index,
         psf_fit=config.pipeline.psf_fit,
     )
 

@@ -147,6 +147,8 @@ def _config(doc: Doc) -> Doc:
     pipeline = doc.get("pipeline", {})
     if "stages" in pipeline:
         pipeline["stages"] = list(dict.fromkeys(pipeline["stages"]))
+    if pipeline.get("main_aperture") is not None:
+        pipeline["main_aperture"] %= len(pipeline.get("aperture_fwhm", [1.0, 1.5, 2.0, 3.0]))
     sinks = doc.get("monitoring", {}).get("sinks", []) + doc.get("notifications", {}).get(
         "sinks", []
     )
