@@ -37,6 +37,7 @@ Usage: ``python bench/pipeline.py [--runs N] [--frames M] [--workers W] [--photu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import os
@@ -283,6 +284,15 @@ def latency(path: Path, config: Config, data_dir: Path, runs: int) -> FrameResul
         detect_sources(calibrated.data, mask=calibrated.mask, rms_floor_adu=rms_floor)
         detect.append(time.perf_counter() - t0)
 
+    # The photometry stage again without its PSF fit, on the same pixels: what the fit costs.
+    photometry = stages[names.index("photometry")][0]
+    no_psf = dataclasses.replace(photometry, psf_fit="off")
+    without_psf = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        no_psf.process(calibrated)
+        without_psf.append(time.perf_counter() - t0)
+
     print(f"\n1. latency, in this process, median of {runs} runs after a warm-up run")
     for name, values in per_stage.items():
         note = ""
@@ -295,6 +305,11 @@ def latency(path: Path, config: Config, data_dir: Path, runs: int) -> FrameResul
             bg = median(detect)
             print(f"     {'background + detect':26s} {fmt_ms(bg)}  (detect_sources alone)")
             print(f"     {'measure':26s} {fmt_ms(median(values) - bg)}  (the rest of the stage)")
+            plain = median(without_psf)
+            print(
+                f"     {'without the PSF fit':26s} {fmt_ms(plain)}  (psf_fit = off; with "
+                f"psf_fit = {photometry.psf_fit!r} the stage takes {median(values) / plain:.2f}x)"
+            )
     print(
         f"   {'total (process_file)':28s} {fmt_ms(median(totals))}  "
         f"(range {1000 * min(totals):.0f}-{1000 * max(totals):.0f} ms; goal <= 800 ms)"

@@ -407,9 +407,10 @@ class PipelineConfig(_Model):
         "radius when listed, else the first",
     )
     psf_fit: Literal["all", "blended", "off"] = Field(
-        default="all",
-        description="PSF-fitted fluxes (flux_psf) beside the aperture ones: every source, "
-        "blended groups only, or none",
+        default="blended",
+        description="PSF-fitted fluxes (flux_psf) beside the aperture ones: every source "
+        "(crowded fields, reprocessing; about 1.8x the photometry stage's time on a 4k frame "
+        "of 4000 stars), blended groups only (the default: the live pipeline's budget), none",
     )
     fit_colour_term: Literal["auto"] | bool = Field(
         default="auto",

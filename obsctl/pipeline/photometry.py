@@ -106,8 +106,9 @@ class SepPhotometry:
     psf_fit : {"all", "blended", "off"}, optional
         PSF-fitted fluxes (`obsctl.processing.psf.psf_photometry`: ``flux_psf``,
         ``flux_psf_err``, ``x_psf``, ``y_psf``, ``psf_chi2``, ``psf_group``,
-        ``psf_group_size``, ``psf_flags``) for every source, for blended groups only, or
-        none. A failed PSF fit flags the frame and leaves the aperture fluxes.
+        ``psf_group_size``, ``psf_flags``) for every source, for the members of blended
+        groups only (the default; others get NaN), or none. A failed PSF fit flags the frame
+        and leaves the aperture fluxes.
     """
 
     name: ClassVar[str] = "photometry"
@@ -122,7 +123,7 @@ class SepPhotometry:
     aperture_fwhm: Sequence[float] = (1.0, 1.5, 2.0, 3.0)
     main_aperture: int = 1
 
-    psf_fit: Literal["all", "blended", "off"] = "all"
+    psf_fit: Literal["all", "blended", "off"] = "blended"
 
     def __post_init__(self) -> None:
         # A tuple: a caller's list could change under the stage, and a frozen stage hashes.
