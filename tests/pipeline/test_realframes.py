@@ -115,6 +115,10 @@ def test_panoptes_colour_frame(workdir: Path, capsys: pytest.CaptureFixture[str]
     assert star_like.sum() > 50
     called = Counter(catalog["source_class"][star_like])
     assert called["star"] >= 0.95 * star_like.sum(), called
+    # Blended groups got PSF-fitted fluxes (the default psf_fit), isolated stars none.
+    grouped = np.asarray(catalog["psf_group_size"]) > 1
+    assert grouped.sum() > 20 and np.isfinite(catalog["flux_psf"][grouped]).mean() > 0.9
+    assert not np.isfinite(catalog["flux_psf"][~grouped]).any()
     # Red and blue are measured where green found the stars: positive for bright stars.
     bright = catalog[catalog["snr"] > 100]
     assert np.median(bright["flux_red"]) > 0 and np.median(bright["flux_blue"]) > 0
