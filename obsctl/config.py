@@ -137,6 +137,27 @@ class SiteConfig(_Model):
     latitude_deg: float = Field(ge=-90, le=90)
     longitude_deg: float = Field(ge=-180, le=180, description="east positive")
     elevation_m: float = Field(default=0.0, ge=-500, le=9000)
+    horizon: UsablePath | None = Field(
+        default=None,
+        description="local horizon file: 'azimuth altitude' lines in degrees, as N.I.N.A. "
+        "(.hrz) and Ekos write them (obsctl.night.horizon); targets behind it are not "
+        "scheduled and the simulated camera sees no stars there. Relative to the working "
+        "directory, like every path of the config; read when a night is planned",
+    )
+    # Two ranges that cannot overlap, so no rule between the fields is needed.
+    min_alt_deg: float | None = Field(
+        default=None,
+        ge=0,
+        le=60,
+        description="[deg] the mount's lowest altitude, for every target of every plan",
+    )
+    max_alt_deg: float | None = Field(
+        default=None,
+        gt=60,
+        le=90,
+        description="[deg] the mount's highest altitude (the zenith hole of an alt-az or "
+        "fork mount), for every target of every plan",
+    )
 
 
 class TelescopeConfig(_Model):

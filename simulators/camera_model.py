@@ -24,6 +24,7 @@ from obsctl.clock import Clock
 from obsctl.config import SimulatedCameraConfig, SimulatedSkyConfig
 from obsctl.coords import julian_date
 from obsctl.devices import CameraState
+from obsctl.night.horizon import site_horizon
 from obsctl.simulators.atmosphere import airmass, exposure_transmission
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
@@ -556,18 +557,24 @@ class CameraModel(ConnectableModel):
         Variable stars, the airmass and the clouds are evaluated for an exposure of
         `duration_s` seconds starting now: the airmass at its middle (a tracking mount's
         field moves on in hour angle, a stopped one keeps its altitude), the clouds averaged
-        over it. Without a mount the camera looks at the zenith (airmass 1).
+        over it. Without a mount the camera looks at the zenith (airmass 1). When the site
+        has a local horizon (``[site] horizon``) and the middle of the exposure points below
+        it, the skyline hides the field: the frame has the sky's glow but no stars, galaxies
+        or satellite trails.
         """
         x = 1.0
+        behind_horizon = False
         if self.mount is not None:
             pointing = self.mount.pointing()
             ra, dec = pointing.ra_deg, pointing.dec_deg
             rotation = self.mount.config.field_rotation_deg
-            alt = pointing.alt_deg
+            alt, az = pointing.alt_deg, pointing.az_deg
             if self.mount.tracking:
                 ha_mid = pointing.ha_deg + 0.5 * duration_s * _SIDEREAL_DEG_PER_S
-                alt, _ = hadec_to_altaz(ha_mid, dec, self.mount.site.latitude_deg)
+                alt, az = hadec_to_altaz(ha_mid, dec, self.mount.site.latitude_deg)
             x = airmass(alt)
+            horizon = site_horizon(self.mount.site)
+            behind_horizon = horizon is not None and not bool(horizon.above(alt, az))
         else:
             ra, dec, rotation = _DEFAULT_RA_DEG, _DEFAULT_DEC_DEG, 0.0
         sky_mag = self.sky.sky_mag_arcsec2
@@ -583,7 +590,7 @@ class CameraModel(ConnectableModel):
             timescale_s=timescale_s,
             seed=self.sky.clouds.seed,
         )
-        return sky_scene(
+        scene = sky_scene(
             self.sky,
             ra_deg=ra,
             dec_deg=dec,
@@ -597,6 +604,15 @@ class CameraModel(ConnectableModel):
             airmass=x,
             transmission=transmission,
         )
+        if behind_horizon:
+            scene = replace(
+                scene,
+                density_per_deg2=0.0,
+                variables=(),
+                galaxy_density_r21_per_deg2=0.0,
+                satellite_rate_per_hour=0.0,
+            )
+        return scene
 
     # --- exposure ----------------------------------------------------------------------
 

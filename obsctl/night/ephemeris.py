@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from obsctl.config import SiteConfig
 
 __all__ = [
+    "SYNODIC_MONTH_DAYS",
     "Crossing",
     "NightEphemeris",
     "TargetTrack",
@@ -48,6 +49,8 @@ SUNSET_ALT_DEG = -0.833
 CIVIL_ALT_DEG = -6.0
 NAUTICAL_ALT_DEG = -12.0
 ASTRONOMICAL_ALT_DEG = -18.0
+#: Mean length of the moon's cycle of phases (days), as N.I.N.A. Target Scheduler uses it.
+SYNODIC_MONTH_DAYS = 29.53059
 
 
 @functools.cache
@@ -188,12 +191,15 @@ class TargetTrack:
         Hour angle in hours, wrapped to [-12, 12).
     moon_sep_deg : numpy.ndarray
         Angle to the moon in degrees.
+    az_deg : numpy.ndarray
+        Azimuth in degrees, north = 0, east = 90 (for the local horizon).
     """
 
     alt_deg: NDArray[np.float64]
     airmass: NDArray[np.float64]
     hour_angle_h: NDArray[np.float64]
     moon_sep_deg: NDArray[np.float64]
+    az_deg: NDArray[np.float64]
 
 
 class NightEphemeris:
@@ -237,6 +243,12 @@ class NightEphemeris:
             elongation = sun.separation(moon).rad
             # Illuminated fraction from the sun-moon elongation (phase angle ~ pi - elong.).
             self.moon_illumination = np.asarray((1.0 - np.cos(elongation)) / 2.0)
+            # The moon's age (days since new moon) from its right ascension east of the
+            # sun's, as N.I.N.A. computes it (AstroUtil.GetMoonPositionAngle, Target
+            # Scheduler's AstrometryUtils.GetMoonAge): 0 new, half a cycle full.
+            east_deg = np.mod(np.asarray(moon.ra.deg) - np.asarray(sun.ra.deg), 360.0)
+            #: Moon's age in days (0 to `SYNODIC_MONTH_DAYS`) on the grid.
+            self.moon_age_days = np.asarray(east_deg * SYNODIC_MONTH_DAYS / 360.0)
             self._moon_icrs = moon.icrs
             lst = self._times.sidereal_time("mean", longitude=self._location.lon)
             self._lst_deg = np.asarray(lst.deg, dtype=np.float64)
@@ -265,6 +277,11 @@ class NightEphemeris:
     def moon_phase(self, when: datetime) -> float:
         """Illuminated fraction of the moon (0 to 1) at ``when``."""
         return self._interp(self.moon_illumination, when)
+
+    def moon_age(self, when: datetime) -> float:
+        """Moon's age in days since new moon (0 to `SYNODIC_MONTH_DAYS`) at ``when``."""
+        # Nearest grid point: the age jumps from a full cycle back to 0 at new moon.
+        return float(self.moon_age_days[self.index(when)])
 
     def crossing(self, alt_deg: float) -> Crossing:
         """Return when the sun goes below ``alt_deg`` (dusk) and back above it (dawn)."""
@@ -319,7 +336,9 @@ class NightEphemeris:
             return []
         with quiet_astropy():
             coord = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
-            alt = np.asarray(coord.transform_to(self._frame).alt.deg, dtype=np.float64)
+            altaz = coord.transform_to(self._frame)
+            alt = np.asarray(altaz.alt.deg, dtype=np.float64)
+            az = np.asarray(altaz.az.deg, dtype=np.float64)
             sep = np.asarray(coord.separation(self._moon_icrs[None, :]).deg, dtype=np.float64)
         ha = ((self._lst_deg[None, :] - ra) / 15.0 + 12.0) % 24.0 - 12.0
         return [
@@ -328,6 +347,7 @@ class NightEphemeris:
                 airmass=airmass_from_alt(alt[i]),
                 hour_angle_h=ha[i],
                 moon_sep_deg=sep[i],
+                az_deg=az[i],
             )
             for i in range(ra.shape[0])
         ]

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from obsctl.acquisition.sequence import MAX_EXPOSURE_S, MAX_STEPS, ExposureStep
@@ -28,6 +30,7 @@ from obsctl.config import (
     read_toml,
 )
 from obsctl.errors import ConfigError, ScheduleError
+from obsctl.night.ephemeris import SYNODIC_MONTH_DAYS
 
 __all__ = [
     "MAX_VISIT_S",
@@ -36,6 +39,7 @@ __all__ = [
     "Constraints",
     "DarkBlock",
     "FlatBlock",
+    "MoonAvoidance",
     "NightLimits",
     "Plan",
     "PlanTarget",
@@ -82,6 +86,43 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+class MoonAvoidance(_Model):
+    """The moon-avoidance Lorentzian: the separation from the moon grows with its phase.
+
+    ACP Scheduler's and N.I.N.A. Target Scheduler's rule (from the Berkeley Automated Imaging
+    Telescope team): at a moon age of ``a`` days the target must be at least
+
+    ``distance_deg / (1 + ((0.5 - a / P) / (width_days / P))**2)``
+
+    degrees from the moon, ``P`` = `SYNODIC_MONTH_DAYS`. That is ``distance_deg`` at full moon
+    (``a = P / 2``) and half of it ``width_days`` before or after; near new moon almost any
+    separation will do. Sources: ACP Scheduler help, "Constraints" and RTML
+    ``Lorentzian.Distance`` (http://bobdenny.com/ar/RefDocs/HelpFiles/ACPScheduler81Help/
+    Constraints.htm: "within distance/(1+(age/width)^2) of the moon", age counted from full
+    moon; "start out with distance=15 and width=6"), and Target Scheduler
+    ``AstrometryUtils.GetMoonAvoidanceLorentzianSeparation`` (tcpalmer/
+    nina.plugin.targetscheduler), whose form with the moon's age from new moon is used here.
+    As for ``min_moon_sep_deg``, a moon below the horizon is not avoided (Target Scheduler's
+    "relax" option at a minimum moon altitude of 0 deg).
+    """
+
+    distance_deg: float = Field(ge=0, le=180, description="[deg] separation needed at full moon")
+    width_days: float = Field(
+        gt=0,
+        le=15,
+        description="[days] before or after full moon, when half of distance_deg is needed",
+    )
+
+    def separation_deg(self, moon_age_days: ArrayLike) -> NDArray[np.float64]:
+        """Return the separation from the moon (deg) needed at a moon age (days since new)."""
+        age = np.asarray(moon_age_days, dtype=np.float64)
+        p = SYNODIC_MONTH_DAYS
+        out: NDArray[np.float64] = self.distance_deg / (
+            1.0 + ((0.5 - age / p) / (self.width_days / p)) ** 2
+        )
+        return out
+
+
 class Constraints(_Model):
     """When a target may be observed; every given limit must hold for the whole visit."""
 
@@ -92,6 +133,11 @@ class Constraints(_Model):
     )
     min_moon_sep_deg: float | None = Field(default=None, ge=0, le=180)
     max_moon_illumination: float | None = Field(default=None, ge=0, le=1)
+    moon_avoidance: MoonAvoidance | None = Field(
+        default=None,
+        description="a separation from the moon that grows with its phase (ACP's Lorentzian); "
+        "besides min_moon_sep_deg when both are given",
+    )
     min_hour_angle_h: float | None = Field(default=None, ge=-12, le=12)
     max_hour_angle_h: float | None = Field(default=None, ge=-12, le=12)
     windows: tuple[tuple[datetime, datetime], ...] = Field(

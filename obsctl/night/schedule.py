@@ -1,7 +1,10 @@
-"""What is observable when, and which target to observe next: pure logic, no I/O.
+"""What is observable when, and which target to observe next: logic, no I/O but one file.
 
 `NightSchedule` evaluates a plan's constraints on the night's ephemeris grid once (one boolean
-mask per constraint and target), so each decision is a few array lookups. A target may start
+mask per constraint and target), so each decision is a few array lookups. Besides each
+target's own constraints, the site's limits hold for every target: its local horizon (the
+``[site] horizon`` file, read once through `obsctl.night.horizon.site_horizon`, the only file
+this module touches) and the mount's ``min_alt_deg`` and ``max_alt_deg``. A target may start
 a visit only if every constraint holds from the start to the estimated end of the visit
 (exposures plus per-frame overhead and a slew). Among the targets that may start and whose
 repetition rules allow a visit, the highest merit wins:
@@ -19,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from obsctl.night.ephemeris import NightEphemeris, TargetTrack
-from obsctl.night.plan import FlatBlock, Plan, PlanTarget
+from obsctl.night.horizon import Horizon, site_horizon
+from obsctl.night.plan import FlatBlock, MoonAvoidance, Plan, PlanTarget
 
 __all__ = [
     "Candidate",
@@ -133,12 +138,19 @@ class NightSchedule:
     plan : Plan
         Targets, constraints and night limits.
     ephemeris : NightEphemeris
-        Sun, moon and grid of the night.
+        Sun, moon and grid of the night; its site gives the horizon and mount limits.
+
+    Raises
+    ------
+    ConfigError
+        When the site's horizon file cannot be read or is invalid.
     """
 
     def __init__(self, plan: Plan, ephemeris: NightEphemeris) -> None:
         self.plan = plan
         self.eph = ephemeris
+        #: The site's local horizon, None when it has none.
+        self.horizon: Horizon | None = site_horizon(ephemeris.site)
         limits = plan.night
         start = ephemeris.crossing(limits.start_sun_alt_deg).dusk
         end = ephemeris.crossing(limits.end_sun_alt_deg).dawn
@@ -169,6 +181,20 @@ class NightSchedule:
             "night": self._in_night,
             "above horizon": track.alt_deg > 0,
         }
+        site = eph.site
+        if self.horizon is not None:
+            name = Path(self.horizon.source).name
+            masks[f"above the local horizon ({name})"] = self.horizon.above(
+                track.alt_deg, track.az_deg
+            )
+        if site.min_alt_deg is not None:
+            masks[f"altitude >= {site.min_alt_deg:g} deg (site limit)"] = (
+                track.alt_deg >= site.min_alt_deg
+            )
+        if site.max_alt_deg is not None:
+            masks[f"altitude <= {site.max_alt_deg:g} deg (site limit)"] = (
+                track.alt_deg <= site.max_alt_deg
+            )
         if c.min_alt_deg is not None:
             masks[f"altitude >= {c.min_alt_deg:g} deg"] = track.alt_deg >= c.min_alt_deg
         if c.max_airmass is not None:
@@ -179,6 +205,10 @@ class NightSchedule:
             # The moon below the horizon does not light the sky.
             masks[f"moon separation >= {c.min_moon_sep_deg:g} deg"] = (
                 track.moon_sep_deg >= c.min_moon_sep_deg
+            ) | (eph.moon_alt_deg <= 0)
+        if c.moon_avoidance is not None:
+            masks[self._avoidance_name(c.moon_avoidance)] = (
+                track.moon_sep_deg >= c.moon_avoidance.separation_deg(eph.moon_age_days)
             ) | (eph.moon_alt_deg <= 0)
         if c.max_moon_illumination is not None:
             masks[f"moon illumination <= {c.max_moon_illumination:g} (or moon down)"] = (
@@ -199,6 +229,19 @@ class NightSchedule:
                 inside |= (t >= eph.seconds(start)) & (t <= eph.seconds(end))
             masks["time window"] = inside
         return masks
+
+    def _avoidance_name(self, rule: MoonAvoidance) -> str:
+        """Name the moon-avoidance mask with tonight's numbers (at the middle of the night)."""
+        eph = self.eph
+        inside = np.flatnonzero(self._in_night)
+        i = int(inside[inside.size // 2]) if inside.size else eph.t_s.size // 2
+        age = float(eph.moon_age_days[i])
+        need = float(rule.separation_deg(age))
+        return (
+            f"moon separation >= {need:.0f} deg (or moon down; Lorentzian "
+            f"{rule.distance_deg:g} deg at full moon, width {rule.width_days:g} d, "
+            f"moon {age:.1f} d old)"
+        )
 
     def observable(self, target: PlanTarget) -> NDArray[np.bool_]:
         """Return the grid points where every constraint of ``target`` holds."""

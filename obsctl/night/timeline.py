@@ -25,7 +25,28 @@ log = logging.getLogger(__name__)
 
 def describe_timeline(schedule: NightSchedule, timeline: Timeline) -> str:
     """Render a predicted night as text: events, visits with altitude/airmass, left-outs."""
-    lines = [f"night {schedule.eph.night} at {schedule.eph.site.name} (times UTC)", ""]
+    eph = schedule.eph
+    lines = [f"night {eph.night} at {eph.site.name} (times UTC)"]
+    limits = []
+    if schedule.horizon is not None:
+        limits.append(
+            f"local horizon {schedule.horizon.source} (up to {schedule.horizon.max_alt_deg:g} deg)"
+        )
+    if eph.site.min_alt_deg is not None:
+        limits.append(f"altitude >= {eph.site.min_alt_deg:g} deg")
+    if eph.site.max_alt_deg is not None:
+        limits.append(f"altitude <= {eph.site.max_alt_deg:g} deg")
+    if limits:
+        lines.append("site limits: " + ", ".join(limits))
+    start, end = schedule.night_start, schedule.night_end
+    if start is None or end is None:
+        start, end = eph.start, eph.end
+    middle = start + (end - start) / 2
+    lines += [
+        f"moon at {middle:%H:%M}: {eph.moon_phase(middle):.0%} illuminated, "
+        f"{eph.moon_age(middle):.1f} days old, altitude {eph.moon_alt(middle):.0f} deg",
+        "",
+    ]
     for name, when in timeline.events:
         lines.append(f"  {'--:--:--' if when is None else f'{when:%H:%M:%S}'}  {name}")
     lines += ["", "observations:"]

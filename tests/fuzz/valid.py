@@ -144,6 +144,8 @@ def _config(doc: Doc) -> Doc:
         server["token"] = server["token"].replace(" ", "")
     if "allowed_hosts" in server:
         server["allowed_hosts"] = ["obs.example.org", "192.0.2.10"]
+    # A drawn horizon path names no file: the daemon would refuse to plan or simulate.
+    doc.get("site", {}).pop("horizon", None)
     pipeline = doc.get("pipeline", {})
     if "stages" in pipeline:
         pipeline["stages"] = list(dict.fromkeys(pipeline["stages"]))
