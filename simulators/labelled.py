@@ -5,8 +5,24 @@ a classifier also needs galaxies, satellite trails, saturated stars with their b
 and diffraction spikes, and it needs to know which pixel belongs to which kind of object.
 `render_labelled_frame` draws all of them on a small calibrated frame (bias removed, dark
 subtracted with the hot pixels' residuals left, sky still on it: what the photometry stage
-sees) with the same Moffat PSF the camera simulator uses, and returns a label image that
-names the object dominating each pixel.
+sees) and returns a label image that names the object dominating each pixel.
+
+The frames cover what real ones show: crowded fields with close groups of bright stars,
+Moffat PSFs with wings down to beta = 2, some slightly elliptical, comatic or with a faint
+halo, undersampled ones, saturated stars that bleed (CCD) or just clip (CMOS), galaxies from
+one to eight PSF FWHM in half-light radius, a sky with a gradient and vignetting, and for
+about a third of the frames the green plane of a colour (Bayer) sensor, demosaiced by
+`obsctl.processing.colour.demosaic` as the pipeline does (half its pixels interpolated, so
+the noise is spatially correlated, and hits on red or blue pixels gone).
+
+Labels come from the light each kind of object puts in a pixel (before noise): a pixel is
+labelled with the kind that puts the most light there, among the kinds whose core covers it
+(a disk of 0.75 FWHM for a star, a cosmic ray's pixels grown by one, ...) or whose light there
+exceeds twice the sky's noise. Where the runner-up kind puts more than half as much light there,
+the pixel is `LABEL_CONFLICT` in `LabelledFrame.labels` (left out of training), while
+`LabelledFrame.dominant` keeps the leader (what a test counts as the truth). Pixels of no
+object are `LABEL_NONE`: a detection there is a noise peak. Objects of one kind never
+conflict: a blend of stars is a star.
 
 Everything is in electrons with a gain of 1 e-/ADU, so ADU and electrons coincide.
 """
@@ -19,8 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.ndimage import binary_dilation, distance_transform_edt
 from scipy.signal import fftconvolve
 
+from obsctl.processing.colour import demosaic
 from obsctl.simulators.render import add_stars, moffat_stamp, stamp_radius_px
 
 __all__ = [
@@ -44,10 +62,17 @@ LABEL_COSMIC_RAY = 2
 LABEL_HOT_PIXEL = 3
 LABEL_ARTIFACT = 4
 LABEL_NONE = -1
-"""No object dominates the pixel (sky)."""
+"""No object dominates the pixel (sky): a detection here is a noise peak."""
 LABEL_CONFLICT = -2
-"""Objects of different kinds overlap: a detection here has no single true class."""
+"""Objects of different kinds put comparable light here: a detection has no single class."""
 
+_N_KINDS = 5
+#: The runner-up kind must put less than this share of the leader's light in a pixel for
+#: the pixel to have a single class.
+_CONFLICT_RATIO = 0.5
+#: Beyond its core, an object claims the pixels where its light exceeds this many sigma of
+#: the sky's noise (a detection in a bright star's wing is that star's).
+_HALO_NSIGMA = 2.0
 _STREAM = 0x1ABE1  # keeps these draws apart from the camera simulator's streams
 
 
@@ -58,14 +83,16 @@ class LabelledFrame:
     Attributes
     ----------
     image : numpy.ndarray of float32
-        Calibrated pixels (electrons = ADU), sky included, shape ``(size, size)``.
+        Calibrated pixels (electrons = ADU), sky included, shape ``(size, size)``, or one
+        side longer by an unexposed band.
     labels : numpy.ndarray of int8
-        The class dominating each pixel (``LABEL_*``).
+        The class dominating each pixel (``LABEL_*``), `LABEL_CONFLICT` where two kinds
+        put comparable light.
     hot_map : numpy.ndarray of bool
         The hot pixels a master dark would reveal (True = hot), including those whose
-        residual is lost in the noise.
+        residual is lost in the noise (on a colour frame: of the raw mosaic).
     fwhm_px : float
-        PSF FWHM (pixel).
+        FWHM of the Moffat core of the PSF (pixel), before any distortion.
     beta : float
         Moffat beta of the PSF.
     read_noise_e : float
@@ -75,7 +102,14 @@ class LabelledFrame:
     saturation_e : float
         Level at which pixels saturate (electrons = ADU).
     galaxy_re_fwhm : numpy.ndarray of float32
-        Per pixel, the half-light radius (in PSF FWHM) of the galaxy painted there, else NaN.
+        Per pixel, the half-light radius (in PSF FWHM) of the galaxy putting the most light
+        there, else NaN.
+    dominant : numpy.ndarray of int8
+        Like `labels` but never `LABEL_CONFLICT`: the kind putting the most light there.
+    bayer : str or None
+        The Bayer pattern when the image is the green plane of a colour mosaic.
+    psf_distorted : bool
+        Whether the Moffat PSF was made elliptical, comatic or given a halo.
     """
 
     image: NDArray[np.float32]
@@ -87,21 +121,21 @@ class LabelledFrame:
     sky_e: float
     saturation_e: float
     galaxy_re_fwhm: NDArray[np.float32]
+    dominant: NDArray[np.int8]
+    bayer: str | None = None
+    psf_distorted: bool = False
 
 
 class _Painter:
-    """Paints object regions into the label image; different kinds overlapping conflict."""
+    """Marks the cores of objects, per kind; the light decides between kinds later."""
 
     def __init__(self, shape: tuple[int, int]) -> None:
-        self.labels = np.full(shape, LABEL_NONE, dtype=np.int8)
+        self.cores = np.zeros((_N_KINDS, *shape), dtype=bool)
 
     def paint(self, rows: NDArray[np.int64], cols: NDArray[np.int64], label: int) -> None:
-        ny, nx = self.labels.shape
+        ny, nx = self.cores.shape[1:]
         inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-        r, c = rows[inside], cols[inside]
-        current = self.labels[r, c]
-        clash = (current != LABEL_NONE) & (current != label)
-        self.labels[r, c] = np.where(clash, LABEL_CONFLICT, label).astype(np.int8)
+        self.cores[label, rows[inside], cols[inside]] = True
 
     def disk(self, x: float, y: float, radius: float, label: int) -> None:
         r = math.ceil(radius)
@@ -113,7 +147,7 @@ class _Painter:
     def segment(
         self, x0: float, y0: float, x1: float, y1: float, radius: float, label: int
     ) -> None:
-        ny, nx = self.labels.shape
+        ny, nx = self.cores.shape[1:]
         lo_x, hi_x = (
             max(0, math.floor(min(x0, x1) - radius)),
             min(nx - 1, math.ceil(max(x0, x1) + radius)),
@@ -129,6 +163,20 @@ class _Painter:
         t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
         near = np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy)) <= radius
         self.paint(yy[near].astype(np.int64), xx[near].astype(np.int64), label)
+
+    def labels(
+        self, light: NDArray[np.float32], noise: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int8], NDArray[np.int8]]:
+        """Return (labels with conflicts, dominant kind) from each kind's light ``[5, ny, nx]``."""
+        candidate = self.cores | (light > _HALO_NSIGMA * noise[None])
+        ranked = np.where(candidate, light, np.float32(-1.0))
+        leader = np.argmax(ranked, axis=0)
+        top2 = -np.partition(-ranked, 1, axis=0)[:2]
+        anything = candidate.any(axis=0)
+        dominant = np.where(anything, leader, LABEL_NONE).astype(np.int8)
+        clash = anything & (top2[1] >= 0.0) & (top2[1] >= _CONFLICT_RATIO * top2[0])
+        labels = np.where(clash, LABEL_CONFLICT, dominant).astype(np.int8)
+        return labels, dominant
 
 
 def _sersic_b(n: float) -> float:
@@ -215,39 +263,62 @@ def render_labelled_frame(
     seed: int,
     *,
     size: int = 256,
-    n_stars: int = 50,
-    n_galaxies: int = 20,
+    n_stars: int | None = None,
+    n_galaxies: int = 16,
     n_cosmic_rays: int = 14,
     n_hot_pixels: int = 12,
     trails_mean: float = 8.0,
-    saturated_stars: tuple[int, int] = (0, 2),
-    fwhm_range_px: tuple[float, float] = (1.6, 5.0),
+    saturated_stars: tuple[int, int] = (0, 3),
+    fwhm_range_px: tuple[float, float] = (1.4, 5.0),
+    beta_range: tuple[float, float] = (2.0, 5.0),
+    bayer: bool | None = None,
+    distorted_psf: bool | None = None,
 ) -> LabelledFrame:
     """Render one labelled calibrated frame.
 
-    Stars get aperture S/N log-uniform from 3 to 3000, and one in five a companion 1.2-4 FWHM
-    away; stars and galaxies may sit up to 2 px beyond the edge; galaxies (Sersic index 0.5-4, axis
-    ratio 0.3-1, half-light radius 1-4 PSF FWHM, convolved with the PSF) S/N 5 to 1000;
-    cosmic rays (single pixels, small blobs and straight tracks 2-20 px long) and hot-pixel
-    residuals both deposit 80-20000 e- (log-uniform), so only the hot-pixel map tells them
-    apart; trails are PSF-wide straight segments 10-200 px long at 1-60 sigma per pixel;
-    saturated stars peak at 2-60 times the saturation level, bleed along their column and
-    carry four diffraction spikes.
+    Stars (log-uniform 30 to 400 per frame unless given) get aperture S/N log-uniform from 3 to
+    3000; one in five has a companion 1.2-4 FWHM away, and one in ten heads a group of two to
+    five bright stars (S/N 30-3000) within 1-5 FWHM of it, all labelled star; stars and galaxies
+    may sit up to 2 px beyond the edge. The PSF is a Moffat profile (FWHM uniform in
+    `fwhm_range_px`, beta in `beta_range`); in half the frames (unless `distorted_psf` says)
+    it is convolved with a kernel that makes it elliptical (up to ~0.2), comatic (up to 20 %
+    of the light in a lobe 0.3-0.8 FWHM off centre) and gives it a faint halo (up to 5 %).
+    Galaxies (Sersic index 0.5-4, axis ratio 0.3-1, half-light radius 1-8 PSF FWHM, convolved
+    with the PSF) S/N 5 to 2000; cosmic rays (single pixels, small blobs and straight tracks
+    2-20 px long) and hot-pixel residuals both deposit 80-20000 e- (log-uniform), so only the
+    hot-pixel map tells them apart; trails are PSF-wide straight segments 10-200 px long at
+    1-60 sigma per pixel; saturated stars peak at 2-60 times the saturation level, and in
+    three frames out of five bleed along their column (a CCD; otherwise they clip, like a
+    CMOS sensor), in half the frames with four diffraction spikes. The sky has a gradient of
+    up to +-15 % across the frame and up to 15 % vignetting; one frame in three ends in a band
+    of 4-24 unexposed rows or columns (read noise only, appended to the frame, which is then
+    not square), and the 8-24 exposed pixels before it are artifact where no object
+    outshines one sigma. In about a third of the frames
+    (unless `bayer` says) the frame is the raw mosaic of a colour sensor (all its pixels see
+    the same light), and the image returned is its demosaiced green plane.
 
     Parameters
     ----------
     seed : int
         Seed of everything drawn; equal seeds give equal frames.
     size : int, optional
-        Frame side (pixel).
-    n_stars, n_galaxies, n_cosmic_rays, n_hot_pixels : int, optional
+        Frame side (pixel), before any unexposed band.
+    n_stars : int, optional
+        Isolated stars before companions and groups; drawn when not given.
+    n_galaxies, n_cosmic_rays, n_hot_pixels : int, optional
         Objects of each kind (placed uniformly, overlaps allowed).
     trails_mean : float, optional
         Mean number of trail segments (Poisson).
     saturated_stars : tuple of int, optional
         Inclusive range of the number of saturated stars.
     fwhm_range_px : tuple of float, optional
-        Range of the PSF FWHM (pixel), drawn uniformly.
+        Range of the Moffat FWHM (pixel), drawn uniformly.
+    beta_range : tuple of float, optional
+        Range of the Moffat beta, drawn uniformly.
+    bayer : bool, optional
+        Whether the frame is the green plane of a colour mosaic; drawn when not given.
+    distorted_psf : bool, optional
+        Whether the PSF is distorted (ellipticity, coma, halo); drawn when not given.
 
     Returns
     -------
@@ -257,73 +328,100 @@ def render_labelled_frame(
     rng = np.random.default_rng([seed, _STREAM])
     shape = (size, size)
     fwhm = float(rng.uniform(*fwhm_range_px))
-    beta = float(rng.uniform(2.5, 5.0))
+    beta = float(rng.uniform(*beta_range))
     sky = float(_log_uniform(rng, 20.0, 3000.0, 1)[0])
     read_noise = float(rng.uniform(2.0, 10.0))
     saturation = float(rng.uniform(30000.0, 65000.0))
+    # Drawn always, so that the options change nothing else in the frame.
+    star_count = round(float(_log_uniform(rng, 30.0, 400.0, 1)[0]))
+    is_bayer = bool(rng.random() < 0.35) if bayer is None else bayer
+    pattern = ("RGGB", "BGGR", "GRBG", "GBRG")[int(rng.integers(0, 4))]
+    is_distorted = bool(rng.random() < 0.5) if distorted_psf is None else distorted_psf
+    kernel = _distortion_kernel(rng, fwhm) if is_distorted else None
+    bleeds = bool(rng.random() < 0.6)
+    spikes = bool(rng.random() < 0.5)
+    n_stars = star_count if n_stars is None else n_stars
     var_pix = sky + read_noise**2
     sigma = math.sqrt(var_pix)
     ap_pix = math.pi * (1.5 * fwhm) ** 2
 
-    light = np.zeros(shape, dtype=np.float32)
+    stars = np.zeros(shape, dtype=np.float32)
+    galaxies = np.zeros(shape, dtype=np.float32)
+    artifacts = np.zeros(shape, dtype=np.float32)
     painter = _Painter(shape)
     re_map = np.full(shape, np.nan, dtype=np.float32)
+    brightest_galaxy = np.zeros(shape, dtype=np.float32)
 
     def uniform_xy(count: int, margin: float = 2.0) -> tuple[NDArray[np.float64], ...]:
         x = rng.uniform(margin, size - 1 - margin, count)
         y = rng.uniform(margin, size - 1 - margin, count)
         return x, y
 
-    # Stars, some cut by the frame's edge, and close companions (blends are still stars).
+    # Stars, some cut by the frame's edge, close companions and groups (blends are stars).
     sx, sy = uniform_xy(n_stars, margin=-2.0)
+    s_snr = _log_uniform(rng, 3.0, 3000.0, n_stars)
     n_close = n_stars // 5
     host = rng.integers(0, n_stars, n_close)
     sep_px = rng.uniform(1.2, 4.0, n_close) * fwhm
     pair_angle = rng.uniform(0.0, 2.0 * math.pi, n_close)
-    sx = np.concatenate([sx, sx[host] + sep_px * np.cos(pair_angle)])
-    sy = np.concatenate([sy, sy[host] + sep_px * np.sin(pair_angle)])
-    s_flux = _flux_for_snr(_log_uniform(rng, 3.0, 3000.0, sx.size), ap_pix, var_pix)
-    add_stars(light, sx, sy, s_flux, fwhm_px=fwhm, beta=beta)
+    xs = [sx, sx[host] + sep_px * np.cos(pair_angle)]
+    ys = [sy, sy[host] + sep_px * np.sin(pair_angle)]
+    snrs = [s_snr, _log_uniform(rng, 3.0, 3000.0, n_close)]
+    for _ in range(max(1, n_stars // 10)):
+        members = int(rng.integers(2, 6))
+        gx0, gy0 = (float(v[0]) for v in uniform_xy(1))
+        dist = rng.uniform(1.0, 5.0, members) * fwhm
+        dist[0] = 0.0
+        g_angle = rng.uniform(0.0, 2.0 * math.pi, members)
+        xs.append(gx0 + dist * np.cos(g_angle))
+        ys.append(gy0 + dist * np.sin(g_angle))
+        snrs.append(_log_uniform(rng, 30.0, 3000.0, members))
+    sx, sy = np.concatenate(xs), np.concatenate(ys)
+    s_flux = _flux_for_snr(np.concatenate(snrs), ap_pix, var_pix)
+    add_stars(stars, sx, sy, s_flux, fwhm_px=fwhm, beta=beta)
     for x, y in zip(sx, sy, strict=True):
         painter.disk(float(x), float(y), max(1.5, 0.75 * fwhm), LABEL_STAR)
 
-    # Galaxies: Sersic profiles convolved with the PSF, drawn into the light image.
+    # Galaxies: Sersic profiles convolved with the PSF.
     psf_r = stamp_radius_px(fwhm, beta)
     psf = moffat_stamp(0.0, 0.0, fwhm_px=fwhm, beta=beta, radius_px=psf_r, oversample=3)
     gx, gy = uniform_xy(n_galaxies, margin=-2.0)
     for x, y in zip(gx, gy, strict=True):
-        re_fwhm = float(_log_uniform(rng, 1.0, 4.0, 1)[0])
+        re_fwhm = float(_log_uniform(rng, 1.0, 8.0, 1)[0])
         re_px = re_fwhm * fwhm
         n = float(rng.uniform(0.5, 4.0))
         q = float(rng.uniform(0.3, 1.0))
         angle = float(rng.uniform(0.0, math.pi))
-        radius = int(min(48, math.ceil(3.0 * re_px + 2 * fwhm)))
+        radius = int(min(72, math.ceil(3.0 * re_px + 2 * fwhm)))
         cx, cy = round(x), round(y)
         model = sersic_image(
             radius, x - cx, y - cy, re_px=re_px, n=n, axis_ratio=q, angle_rad=angle
         )
         conv = np.clip(fftconvolve(model, psf, mode="same"), 0.0, None)
         g_pix = math.pi * max(1.5 * fwhm, re_px) ** 2
-        flux = float(_flux_for_snr(_log_uniform(rng, 5.0, 1000.0, 1), g_pix, var_pix)[0])
-        _add_stamp(light, conv * flux, cx, cy)
+        flux = float(_flux_for_snr(_log_uniform(rng, 5.0, 2000.0, 1), g_pix, var_pix)[0])
+        one = np.zeros(shape, dtype=np.float32)
+        _add_stamp(one, conv * flux, cx, cy)
+        galaxies += one
         core = max(2.0, 0.6 * re_px * math.sqrt(q))
         painter.disk(float(x), float(y), core, LABEL_GALAXY)
-        _paint_value(re_map, float(x), float(y), core, re_fwhm)
+        brighter = one > brightest_galaxy
+        re_map[brighter] = re_fwhm
+        brightest_galaxy = np.maximum(brightest_galaxy, one)
 
-    # Saturated stars with bleed columns and diffraction spikes.
+    # Saturated stars, with diffraction spikes on some telescopes.
     n_sat = int(rng.integers(saturated_stars[0], saturated_stars[1] + 1))
     bleed_cols: list[tuple[int, int, float]] = []
     for _ in range(n_sat):
         x, y = (float(v[0]) for v in uniform_xy(1, margin=10.0))
         peak_fraction = moffat_stamp(0.0, 0.0, fwhm_px=fwhm, beta=beta, radius_px=0, oversample=5)
         flux = float(_log_uniform(rng, 2.0, 60.0, 1)[0]) * saturation / float(peak_fraction[0, 0])
-        add_stars(light, np.array([x]), np.array([y]), np.array([flux]), fwhm_px=fwhm, beta=beta)
-        # Spikes: thin PSF-wide lines along the axes, a 1e-3 to 1e-2 share of the flux each.
+        add_stars(stars, np.array([x]), np.array([y]), np.array([flux]), fwhm_px=fwhm, beta=beta)
         spike_len = min(60.0, 4.0 * fwhm * math.log10(flux / saturation * 10.0) + 6.0 * fwhm)
         spike_flux = flux * float(rng.uniform(1e-3, 1e-2))
-        for ang in (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi):
+        for ang in (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi) if spikes else ():
             ex, ey = x + spike_len * math.cos(ang), y + spike_len * math.sin(ang)
-            _add_line(light, x, y, ex, ey, spike_flux, fwhm, beta, taper=True)
+            _add_line(artifacts, x, y, ex, ey, spike_flux, fwhm, beta, taper=True)
             start = 2.0 * fwhm
             painter.segment(
                 x + start * math.cos(ang), y + start * math.sin(ang), ex, ey,
@@ -347,47 +445,104 @@ def render_labelled_frame(
         peak_sigma = float(_log_uniform(rng, 1.0, 60.0, 1)[0])
         # A Gaussian line's peak is its flux per unit length / (1.064 FWHM).
         per_px = peak_sigma * sigma * 1.064 * fwhm
-        _add_line(light, mx - dx, my - dy, mx + dx, my + dy, per_px * length, fwhm, beta)
+        _add_line(artifacts, mx - dx, my - dy, mx + dx, my + dy, per_px * length, fwhm, beta)
         painter.segment(mx - dx, my - dy, mx + dx, my + dy, max(1.5, 0.7 * fwhm), LABEL_ARTIFACT)
 
+    if kernel is not None:  # everything the optics imaged gets the distorted PSF
+        for light in (stars, galaxies, artifacts):
+            light[:] = np.clip(fftconvolve(light, kernel, mode="same"), 0.0, None)
+
+    # A sky with a gradient (moonlight, twilight) and vignetting.
+    yy, xx = (np.mgrid[0:size, 0:size] - (size - 1) / 2.0) / size
+    gx_, gy_ = rng.uniform(-0.3, 0.3, 2)
+    vignetting = float(rng.uniform(0.0, 0.3))
+    sky_map = sky * np.clip(1.0 + gx_ * xx + gy_ * yy - vignetting * (xx**2 + yy**2), 0.3, None)
+    sky_map = sky_map.astype(np.float32)
+
     # Photon and read noise on the light plus sky.
-    expected = light + np.float32(sky)
+    expected = stars + galaxies + artifacts + sky_map
     image = expected + rng.normal(0.0, 1.0, shape).astype(np.float32) * np.sqrt(
         np.maximum(expected, 0.0) + read_noise**2
     ).astype(np.float32)
 
     # Cosmic rays: charge added after the optics, so sharper than any PSF.
+    cosmic = np.zeros(shape, dtype=np.float32)
     for _ in range(n_cosmic_rays):
         rows, cols = _cosmic_ray_pixels(rng, size)
         energy = float(_log_uniform(rng, 80.0, 20000.0, 1)[0])
         share = rng.uniform(0.6, 1.4, rows.size)
         inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
-        np.add.at(image, (rows[inside], cols[inside]), (energy * share / share.sum())[inside])
-        grown_r = (rows[:, None] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1])[None, :]).ravel()
-        grown_c = (cols[:, None] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1])[None, :]).ravel()
-        painter.paint(grown_r, grown_c, LABEL_COSMIC_RAY)
+        np.add.at(cosmic, (rows[inside], cols[inside]), (energy * share / share.sum())[inside])
+    image += cosmic
 
     # Hot pixels: the master dark knows them all; only some leave a residual above the noise
     # (a mis-scaled dark, or no dark at all), the rest are sprinkled as map-only distractors.
+    hot = np.zeros(shape, dtype=np.float32)
     hot_map = rng.random(shape) < float(rng.uniform(0.0005, 0.004))
     hy = rng.integers(1, size - 1, n_hot_pixels)
     hx = rng.integers(1, size - 1, n_hot_pixels)
     residual = _log_uniform(rng, 80.0, 20000.0, n_hot_pixels)
     for y, x, r in zip(hy, hx, residual, strict=True):
-        image[y, x] += np.float32(r + rng.normal(0.0, math.sqrt(r)))
+        hot[y, x] += np.float32(r + rng.normal(0.0, math.sqrt(r)))
         hot_map[y, x] = True
         if rng.random() < 0.2:  # a charge-transfer tail into the next row
-            image[y + 1, x] += np.float32(r * rng.uniform(0.05, 0.3))
-        painter.disk(float(x), float(y), 1.0, LABEL_HOT_PIXEL)
+            hot[y + 1, x] += np.float32(r * rng.uniform(0.05, 0.3))
+    image += hot
 
-    # Saturation: full wells spill along their column (bleed), then everything clips.
-    for cx, cy, core in bleed_cols:
-        _bleed(image, cx, cy, saturation, painter, fwhm, core)
+    # Saturation: full wells spill along their column (a CCD bleeds), then everything clips.
+    if bleeds:
+        before = image.copy()
+        for cx, cy, core in bleed_cols:
+            _bleed(image, cx, cy, saturation, painter, fwhm, core)
+        artifacts += np.clip(image - before, 0.0, None)
     np.minimum(image, np.float32(saturation), out=image)
+
+    lights = np.stack([stars, galaxies, cosmic, hot, artifacts])  # indexed by LABEL_*
+    if is_bayer:
+        image = demosaic(image, pattern)["G"]
+        lights = np.stack([demosaic(light, pattern)["G"] for light in lights])
+    # A hit's pixels grown by one (on a colour frame, where the green plane still shows it).
+    grow = np.ones((3, 3), dtype=bool)
+    painter.cores[LABEL_COSMIC_RAY] |= binary_dilation(lights[LABEL_COSMIC_RAY] > 0, grow)
+    painter.cores[LABEL_HOT_PIXEL] |= binary_dilation(
+        lights[LABEL_HOT_PIXEL] > 0, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+    )
+    # Some frames end in a band of unexposed rows or columns (masked or shadowed pixels left
+    # in the frame): read noise only. When the band fills the last, partial box of the
+    # background mesh, the background sags towards the step and the sky before it is
+    # detected as broad faint sources: artifacts (an object brighter than one sigma there
+    # stays what it is).
+    band = _unexposed_band(np.random.default_rng([seed, _STREAM, 1]))
+    if band is not None:
+        axis, width, margin = band
+        near = np.zeros(shape, dtype=bool)
+        if axis == 0:
+            near[-margin:, :] = True
+        else:
+            near[:, -margin:] = True
+        painter.cores[LABEL_ARTIFACT] |= near
+        lights[LABEL_ARTIFACT][near] += np.float32(sigma)
+    noise = np.sqrt(sky_map + np.float32(read_noise**2)).astype(np.float32)
+    labels, dominant = painter.labels(lights, noise)
+    if band is not None:
+        axis, width, margin = band
+        dead_shape = (width, size) if axis == 0 else (size, width)
+        dead = rng.normal(0.0, read_noise, dead_shape).astype(np.float32)
+        image = np.concatenate([image, dead], axis=axis)
+        artifact = np.full(dead_shape, LABEL_ARTIFACT, dtype=np.int8)
+        labels = np.concatenate([labels, artifact], axis=axis)
+        dominant = np.concatenate([dominant, artifact], axis=axis)
+        hot_map = np.concatenate([hot_map, np.zeros(dead_shape, dtype=bool)], axis=axis)
+        re_map = np.concatenate([re_map, np.full(dead_shape, np.nan, np.float32)], axis=axis)
+    gaps = np.isnan(re_map)
+    if gaps.any() and not gaps.all():  # light spread by the PSF distortion or the demosaicing
+        nearest = distance_transform_edt(gaps, return_distances=False, return_indices=True)
+        re_map = re_map[nearest[0], nearest[1]]
+    re_map[dominant != LABEL_GALAXY] = np.nan
 
     return LabelledFrame(
         image=np.ascontiguousarray(image, dtype=np.float32),
-        labels=painter.labels,
+        labels=labels,
         hot_map=hot_map,
         fwhm_px=fwhm,
         beta=beta,
@@ -395,7 +550,57 @@ def render_labelled_frame(
         sky_e=sky,
         saturation_e=saturation,
         galaxy_re_fwhm=re_map,
+        dominant=dominant,
+        bayer=pattern if is_bayer else None,
+        psf_distorted=is_distorted,
     )
+
+
+def _unexposed_band(rng: np.random.Generator) -> tuple[int, int, int] | None:
+    """Return (axis, width, margin) of the unexposed band of one frame in three, or None.
+
+    The band is appended after the last row (axis 0) or column (axis 1): 4-24 pixels, so
+    that it makes the last box of a 64-pixel background mesh a partial box of dead pixels;
+    the margin is the 8-24 exposed pixels before it.
+    """
+    if rng.random() >= 1.0 / 3.0:
+        return None
+    return int(rng.integers(0, 2)), int(rng.integers(4, 25)), int(rng.integers(8, 25))
+
+
+def _distortion_kernel(rng: np.random.Generator, fwhm: float) -> NDArray[np.float64]:
+    """Return a unit-sum kernel that makes a round PSF elliptical and comatic, with a halo."""
+    major = float(rng.uniform(0.05, 0.35)) * fwhm / 2.355  # sigma along the elongation (px)
+    minor = 0.05 * fwhm / 2.355
+    theta = float(rng.uniform(0.0, math.pi))
+    coma_w = float(rng.uniform(0.0, 0.2))
+    coma_d = float(rng.uniform(0.3, 0.8)) * fwhm
+    coma_phi = float(rng.uniform(0.0, 2.0 * math.pi))
+    halo_w = float(rng.uniform(0.0, 0.05))
+    halo_a = float(rng.uniform(1.0, 3.0)) * fwhm
+    r = min(30, math.ceil(4.0 * halo_a))
+    sub = (np.arange(5) + 0.5) / 5 - 0.5
+    grid = (np.arange(-r, r + 1)[:, None] + sub[None, :]).ravel()
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    c, s = math.cos(theta), math.sin(theta)
+    u, v = xx * c + yy * s, -xx * s + yy * c
+    core = np.exp(-0.5 * ((u / major) ** 2 + (v / minor) ** 2))
+    lobe_sigma = 0.4 * fwhm / 2.355
+    lobe = np.exp(
+        -0.5
+        * ((xx - coma_d * math.cos(coma_phi)) ** 2 + (yy - coma_d * math.sin(coma_phi)) ** 2)
+        / lobe_sigma**2
+    )
+    halo = (1.0 + (xx**2 + yy**2) / halo_a**2) ** -2.5
+    side = 2 * r + 1
+    parts = []
+    for part in (core, lobe, halo):
+        pixels = part.reshape(side, 5, side, 5).mean(axis=(1, 3))
+        parts.append(pixels / pixels.sum())
+    kernel: NDArray[np.float64] = (
+        (1.0 - coma_w - halo_w) * parts[0] + coma_w * parts[1] + halo_w * parts[2]
+    )
+    return kernel
 
 
 def _add_stamp(image: NDArray[np.float32], stamp: NDArray[np.float64], cx: int, cy: int) -> None:

@@ -1,6 +1,9 @@
 """Classifier metrics on a labelled set: F1 per class and S/N bin, cosmic-ray goals, calibration.
 
-Pure numpy, so the quality test and the model card use the same code without torch.
+Pure numpy, so the quality test and the model card use the same code without torch. Samples
+whose truth is negative (noise peaks of an uncleaned set,
+`obsctl.classify.training.dataset.NOISE`) are no class of the model: they are left out of
+every metric and reported apart (how many, and what the model calls them).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ SNR_BINS: tuple[tuple[float, float], ...] = (
     (200.0, math.inf),
 )
 #: Galaxy half-light radius bins (in PSF FWHM).
-SIZE_BINS: tuple[tuple[float, float], ...] = ((1.0, 1.5), (1.5, 2.5), (2.5, 4.0))
+SIZE_BINS: tuple[tuple[float, float], ...] = ((1.0, 1.5), (1.5, 2.5), (2.5, 4.0), (4.0, 8.0))
 
 _STAR = CLASSES.index("star")
 _COSMIC = CLASSES.index("cosmic_ray")
@@ -106,9 +109,28 @@ def quality_report(
         ``star_to_cosmic_ray_snr_gt_10`` (fraction of true stars called cosmic rays),
         ``accuracy``, ``expected_calibration_error``, ``per_class`` (S/N > 20),
         ``per_snr_bin`` (macro-F1 and per-class recall), ``galaxy_recall_per_size_bin``
-        (S/N > 20), ``confusion_snr_gt_20`` and sample counts.
+        (S/N > 20), ``confusion_snr_gt_20`` (rows true, columns predicted, in
+        `obsctl.classify.labels.CLASSES` order), sample counts and ``noise_peaks`` (samples
+        with a negative truth: their number, and the classes the model gives them, at any S/N
+        and at S/N > 20).
     """
-    predicted = probabilities.argmax(axis=1).astype(np.int64)
+    all_predicted = probabilities.argmax(axis=1).astype(np.int64)
+    noise = truth < 0
+    noise_peaks = {
+        "n": int(noise.sum()),
+        "called": {
+            k: int(np.count_nonzero(all_predicted[noise] == i)) for i, k in enumerate(CLASSES)
+        },
+        "n_snr_gt_20": int((noise & (snr > 20.0)).sum()),
+        "called_snr_gt_20": {
+            k: int(np.count_nonzero(all_predicted[noise & (snr > 20.0)] == i))
+            for i, k in enumerate(CLASSES)
+        },
+    }
+    objects = ~noise
+    probabilities, truth = probabilities[objects], truth[objects]
+    snr, galaxy_re_fwhm = snr[objects], galaxy_re_fwhm[objects]
+    predicted = all_predicted[objects]
     bright = snr > 20.0
     mid = snr > 10.0
     m20 = confusion(truth[bright], predicted[bright])
@@ -152,4 +174,5 @@ def quality_report(
         "per_snr_bin": per_bin,
         "galaxy_recall_per_size_bin_snr_gt_20": sizes,
         "confusion_snr_gt_20": m20.tolist(),
+        "noise_peaks": noise_peaks,
     }

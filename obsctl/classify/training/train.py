@@ -6,11 +6,13 @@ the same file (the card records its sha256). The shipped model is this function'
 
 Recipe: labelled cutouts from `obsctl.classify.training.dataset` (`TRAIN_SEEDS` frames), a small CNN
 (two 3 x 3 convolutions, 16 and 32 channels, a 2 x 2 max-pool between, then a 48-unit dense
-layer that also sees the four features), cross-entropy with class weights ~ 1/sqrt(frequency),
+layer that also sees the four features), cross-entropy with class weights ~ frequency^-1/4,
 the eight flips and right-angle rotations as augmentation, AdamW with a cosine schedule;
 temperature scaling on `VALIDATION_SEEDS` frames calibrates the probabilities and is folded
-into the exported graph; metrics come from the exported ONNX file run by onnxruntime on the
-held-out `TEST_SEEDS` frames.
+into the exported graph, with a prior correction (`PRIOR_CORRECTION`) for the classes the
+synthetic frames hold far more of than real ones; metrics come from the exported ONNX file
+run by onnxruntime on the held-out `TEST_SEEDS` frames, uncleaned (every detection, noise
+peaks reported apart), and on their first `QUICK_TEST_FRAMES`, which the test suite re-runs.
 """
 
 from __future__ import annotations
@@ -45,12 +47,25 @@ from obsctl.classify.training.dataset import (
 )
 from obsctl.classify.training.evaluate import quality_report
 
-__all__ = ["MODEL_VERSION", "train_model"]
+__all__ = ["MODEL_VERSION", "PRIOR_CORRECTION", "QUICK_TEST_FRAMES", "train_model"]
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "1.0.0"
-_EPOCHS = 30
+MODEL_VERSION = "1.1.0"
+#: Factors on each class's probability (then renormalised) in the exported graph: a prior
+#: correction (Saerens et al. 2002) for a class far more common in the training frames than
+#: in real ones. A labelled frame holds 14 cosmic rays per 65k pixels, and its hot pixels are
+#: cosmic rays when it has no hot-pixel map; a real 2-minute exposure holds a few per
+#: megapixel. On the real DSLR frame the uncorrected model calls 1 % of the faint, crowded
+#: detections cosmic rays (by their sharpness, stars); halving the prior leaves the held-out
+#: metrics unchanged.
+PRIOR_CORRECTION: dict[str, float] = {"cosmic_ray": 0.5}
+#: The held-out frames the test suite re-evaluates (the first of `TEST_SEEDS`).
+QUICK_TEST_FRAMES = 20
+_EPOCHS = 40
+# Class weights ~ frequency^-1/4: rarer classes count more, but not so much that bright stars
+# of distorted PSFs become galaxies (1/sqrt cost galaxy precision on the uncleaned set).
+_CLASS_WEIGHT_POWER = 0.25
 _BATCH = 256
 _LR = 3e-3
 
@@ -110,7 +125,7 @@ def _fit(train: LabelledSet, seed: int) -> Any:
     f = torch.from_numpy(train.features)
     y = torch.from_numpy(train.labels)
     counts = np.bincount(train.labels, minlength=len(CLASSES)).astype(np.float64)
-    weights = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+    weights = 1.0 / np.maximum(counts, 1.0) ** _CLASS_WEIGHT_POWER
     weights *= len(CLASSES) / weights.sum()
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
     optimiser = torch.optim.AdamW(net.parameters(), lr=_LR, weight_decay=1e-4)
@@ -153,13 +168,18 @@ def _export(net: Any, temperature: float, path: Path) -> None:
     import torch
     from torch import nn
 
+    log_prior = torch.tensor(
+        [math.log(PRIOR_CORRECTION.get(name, 1.0)) for name in CLASSES], dtype=torch.float32
+    )
+
     class Calibrated(nn.Module):  # type: ignore[misc]  # torch is Any to mypy (extra)
         def __init__(self) -> None:
             super().__init__()
             self.net = net
 
         def forward(self, cutouts: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.net(cutouts, features) / temperature, dim=1)
+            logits = self.net(cutouts, features) / temperature + log_prior
+            return torch.softmax(logits, dim=1)
 
     example = (
         torch.zeros(2, N_CHANNELS, CUTOUT_SIZE, CUTOUT_SIZE),
@@ -223,9 +243,10 @@ def train_model(out_dir: str | Path | None = None, *, seed: int = 0) -> dict[str
     card_path = folder / MODEL_CARD.name
 
     start = time.perf_counter()
-    train = generate(TRAIN_SEEDS)
-    valid = generate(VALIDATION_SEEDS)
-    test = generate(TEST_SEEDS)
+    workers = max(1, min(4, os.cpu_count() or 1))
+    train = generate(TRAIN_SEEDS, workers=workers)
+    valid = generate(VALIDATION_SEEDS, workers=workers)
+    test = generate(TEST_SEEDS, clean=False, workers=workers)
     data_s = time.perf_counter() - start
     log.info(
         "data: %d train, %d validation, %d test samples in %.1f s",
@@ -242,8 +263,12 @@ def train_model(out_dir: str | Path | None = None, *, seed: int = 0) -> dict[str
     _export(net, temperature, model_path)
 
     classifier = SourceClassifier(model_path)
-    report = quality_report(
-        classifier.predict(test.cutouts, test.features), test.labels, test.snr, test.galaxy_re_fwhm
+    probabilities = classifier.predict(test.cutouts, test.features)
+    report = quality_report(probabilities, test.labels, test.snr, test.galaxy_re_fwhm)
+    quick_seeds = TEST_SEEDS[:QUICK_TEST_FRAMES]
+    quick = np.isin(test.frame_seed, np.asarray(quick_seeds))
+    quick_report = quality_report(
+        probabilities[quick], test.labels[quick], test.snr[quick], test.galaxy_re_fwhm[quick]
     )
     card: dict[str, Any] = {
         "name": "obsctl source classifier",
@@ -275,15 +300,26 @@ def train_model(out_dir: str | Path | None = None, *, seed: int = 0) -> dict[str
             "definition": "obsctl.classify.cutouts.model_inputs",
         },
         "calibration": {
-            "method": "temperature scaling on the validation frames",
+            "method": "temperature scaling on the validation frames, then a prior correction",
             "temperature": temperature,
+            "prior_correction": PRIOR_CORRECTION,
         },
         "training": {
-            "generator": "obsctl.simulators.labelled.render_labelled_frame (256x256, gain 1)",
+            "generator": (
+                "obsctl.simulators.labelled.render_labelled_frame (256x256 plus, in a third, "
+                "an unexposed band; gain 1; crowded fields and groups of bright stars, Moffat "
+                "beta 2-5, distorted PSFs in half, FWHM 1.4-5 px, galaxies re 1-8 FWHM, sky "
+                "gradients, a third Bayer green planes)"
+            ),
             "measurement": "obsctl.processing.photometry.measure_sources defaults",
             "train_frame_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop],
             "validation_frame_seeds": [VALIDATION_SEEDS.start, VALIDATION_SEEDS.stop],
             "test_frame_seeds": [TEST_SEEDS.start, TEST_SEEDS.stop],
+            "test_set": (
+                "uncleaned: every detection, labelled with the kind putting the most light at "
+                "its cutout's centre; noise peaks (no object there) are left out of the "
+                "metrics and counted in metrics_test.noise_peaks"
+            ),
             "frames_without_hot_pixel_map": (
                 f"every {NO_MAP_EVERY}th seed (hot pixels labelled cosmic_ray)"
             ),
@@ -294,11 +330,19 @@ def train_model(out_dir: str | Path | None = None, *, seed: int = 0) -> dict[str
             "epochs": _EPOCHS,
             "batch": _BATCH,
             "learning_rate": _LR,
+            "class_weight_power": _CLASS_WEIGHT_POWER,
             "torch": torch.__version__,
             "data_seconds": round(data_s, 1),
             "fit_seconds": round(fit_s, 1),
         },
         "metrics_test": report,
+        "metrics_test_quick": {
+            "frame_seeds": [quick_seeds.start, quick_seeds.stop],
+            "n": quick_report["n"],
+            "macro_f1_snr_gt_20": quick_report["macro_f1_snr_gt_20"],
+            "accuracy": quick_report["accuracy"],
+            "cosmic_ray_recall_snr_gt_10": quick_report["cosmic_ray_recall_snr_gt_10"],
+        },
     }
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return card
