@@ -540,3 +540,62 @@ def test_bad_sections_are_flags_not_failures(tmp_path: Path) -> None:
     assert out.data.shape == (20, 30)
     assert any(f.startswith("BIASSEC ignored") for f in out.flags)
     assert any(f.startswith("TRIMSEC/DATASEC ignored") for f in out.flags)
+
+
+def test_star_fluxes_after_the_pipelines_own_masters_match_the_simulator_input(
+    observatory: Observatory, masters: dict[str, Path]
+) -> None:
+    """Aperture fluxes of a light frame calibrated with masters the pipeline built itself.
+
+    Dark current, hot pixels and cosmic rays are on (`SENSOR`); the truth is the simulator's
+    input: each star's expected electrons (catalog flux x exposure) times the fraction of a
+    Moffat profile inside the aperture, computed analytically here (not with SEP), times the
+    sensor's true median response (the star's own pixels' response is what the master flat
+    divides out; being normalised to its median, it leaves the median response in).
+    """
+    import math
+
+    from obsctl.pipeline.photometry import SepPhotometry
+
+    scene = scenes.sky(
+        seeing_arcsec=3.0, moffat_beta=3.0, density_per_deg2=20000.0, zero_point_mag=24.0
+    )
+    observatory.count += 1
+    spec = scenes.exposure(
+        SENSOR, exposure_s=DARK_S, electrons_per_adu=GAIN_E_ADU, offset=OFFSET,
+        ccd_temperature_c=TEMP_C, seed=observatory.count,
+    )  # fmt: skip
+    rendered = render_exposure(SENSOR, spec, scene)
+    start = START + timedelta(minutes=observatory.count)
+    meta = scenes.image_metadata(spec, SENSOR, start_time=start, set_temperature_c=TEMP_C)
+    ctx = FrameContext(
+        image=CameraImage(data=rendered.image, metadata=meta), image_type="LIGHT", site=SITE,
+        telescope=SCOPE, frame_number=observatory.count, start_time=start, filter_name="V",
+    )  # fmt: skip
+    path, _ = scenes.store_raw(observatory.store, observatory.db, ctx)
+    frame = Calibrate(observatory.db, observatory.root).process(light_frame(path))
+    assert frame.header["CALSTAT"] == "BDF"
+    frame = SepPhotometry(read_noise_e=3.5, saturation_adu=60000.0).process(frame)
+    catalog = frame.sources
+    assert catalog is not None and frame.aperture_radius_px is not None
+
+    fwhm_px = scene.seeing_arcsec / scene.pixel_scale_arcsec
+    alpha = fwhm_px / (2.0 * math.sqrt(2.0 ** (1.0 / scene.moffat_beta) - 1.0))
+    inside = 1.0 - (1.0 + (frame.aperture_radius_px / alpha) ** 2) ** (1.0 - scene.moffat_beta)
+    median_response = float(np.median(flat_response(SENSOR, x0=0, y0=0, width=NX, height=NY)))
+    truth = rendered.stars
+    ratios = []
+    for star in truth:
+        others = np.hypot(truth["x"] - star["x"], truth["y"] - star["y"])
+        if np.sort(others)[1] < 8 or not (8 < star["x"] < NX - 9 and 8 < star["y"] < NY - 9):
+            continue  # a neighbour's light in the aperture, or the aperture off the frame
+        distance = np.hypot(catalog["x"] - star["x"], catalog["y"] - star["y"])
+        k = int(np.argmin(distance))
+        if distance[k] > 1.0 or catalog["snr"][k] < 50 or catalog["flags"][k]:
+            continue
+        expected_e = star["flux_e"] * inside * median_response
+        ratios.append(catalog["flux"][k] * GAIN_E_ADU / expected_e)
+    assert len(ratios) >= 5, ratios
+    # The flat field, the dark and the bias come from the pipeline's masters: within 1 %.
+    print(f"\n{len(ratios)} stars, measured / expected: median {np.median(ratios):.4f}")
+    assert float(np.median(ratios)) == pytest.approx(1.0, abs=0.01), ratios
