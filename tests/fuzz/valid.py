@@ -162,6 +162,10 @@ def _config(doc: Doc) -> Doc:
     _ordered(camera, "exposure_min_s", "exposure_max_s", 1e-5, 3600.0)
     _ordered(camera, "gain_min", "gain_max", 0, 300)
     _ordered(camera, "offset_min", "offset_max", 0, 100)
+    # Bad columns must fit on the sensor (1024 columns unless drawn).
+    width = camera.get("width_px", 1024)
+    if camera.get("dead_columns", 1) + camera.get("hot_columns", 1) > width:
+        camera["dead_columns"], camera["hot_columns"] = 0, 0
     sky = simulator.get("sky", {})
     _ordered(sky, "mag_bright", "mag_limit", 8.0, 19.5)
     if sky.get("mag_bright", 8.0) == sky.get("mag_limit", 19.5):
