@@ -170,6 +170,11 @@ def _config(doc: Doc) -> Doc:
     _ordered(sky, "mag_bright", "mag_limit", 8.0, 19.5)
     if sky.get("mag_bright", 8.0) == sky.get("mag_limit", 19.5):
         sky["mag_bright"] = sky["mag_limit"] - 1
+    _ordered(sky, "galaxy_mag_bright", "galaxy_mag_limit", 12.0, 21.0)
+    if sky.get("galaxy_mag_bright", 12.0) == sky.get("galaxy_mag_limit", 21.0):
+        sky["galaxy_mag_bright"] = sky.get("galaxy_mag_limit", 21.0) - 1
+    if "trail_mag_per_arcsec" in sky:
+        sky["trail_mag_per_arcsec"] = sorted(sky["trail_mag_per_arcsec"])
     wheel = simulator.get("filter_wheel")
     if wheel is not None:
         names = wheel.setdefault("names", ["L", "B", "V", "R", "I"])
