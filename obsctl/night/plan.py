@@ -33,12 +33,14 @@ from obsctl.errors import ConfigError, ScheduleError
 from obsctl.night.ephemeris import SYNODIC_MONTH_DAYS
 
 __all__ = [
+    "GRADE_LETTERS",
     "MAX_VISIT_S",
     "NAMED_OBJECTS",
     "NIGHT_YEARS",
     "Constraints",
     "DarkBlock",
     "FlatBlock",
+    "Goal",
     "MoonAvoidance",
     "NightLimits",
     "Plan",
@@ -161,13 +163,28 @@ class Constraints(_Model):
 
 
 class Repeat(_Model):
-    """How often a target is visited; without a ``[repeat]`` a target is observed once."""
+    """How often a target is visited; without a ``[repeat]`` a target is observed once.
+
+    ``every_min`` counts from the start of one visit to the start of the next (so an hourly
+    monitor is visited every 60 min whatever a visit lasts), within ``tolerance_min``: a visit
+    starts when it is due or up to that much later. One started within the tolerance keeps
+    the series' phase (the next one is due ``every_min`` after this one was due, so late
+    starts do not add up); one started later starts a new phase. Dispatch fills the time
+    before a due visit with visits that end within the tolerance, and stops a longer visit of
+    a lower-priority target between two frames so that the monitor starts in time.
+    """
 
     every_min: float | None = Field(
         default=None,
         gt=0,
         le=1440,
-        description="[min] monitoring: minutes between visits within a night",
+        description="[min] monitoring: minutes from the start of one visit to the next",
+    )
+    tolerance_min: float | None = Field(
+        default=None,
+        ge=0,
+        le=720,
+        description="[min] a visit may start this late; default 5 % of every_min",
     )
     per_night: int | None = Field(
         default=None, ge=1, le=10_000, description="at most this many a night"
@@ -181,7 +198,61 @@ class Repeat(_Model):
     def _something(self) -> Repeat:
         if (self.every_min, self.per_night, self.total, self.until) == (None,) * 4:
             raise ValueError("give every_min, per_night, total or until")
+        if self.tolerance_min is not None:
+            if self.every_min is None:
+                raise ValueError("tolerance_min needs every_min")
+            if self.tolerance_min >= self.every_min:
+                raise ValueError(
+                    f"tolerance_min ({self.tolerance_min:g}) must be below every_min "
+                    f"({self.every_min:g})"
+                )
         return self
+
+    @property
+    def tolerance_s(self) -> float:
+        """How late (s) a visit may start after it is due; 0 without a cadence."""
+        if self.every_min is None:
+            return 0.0
+        tol = self.tolerance_min if self.tolerance_min is not None else 0.05 * self.every_min
+        return 60.0 * tol
+
+
+#: Quality grades, best first, as the pipeline gives them (`obsctl.classify.quality`).
+GRADE_LETTERS = ("A", "B", "C", "D")
+
+
+class Goal(_Model):
+    """Accepted frames to collect per filter, over as many nights as it takes.
+
+    A frame counts once the pipeline accepts it: graded ``max_grade`` or better and, when
+    given, at least ``min_limiting_mag`` deep. A rejected frame (graded worse, too shallow,
+    failed in the pipeline) does not count, so it is taken again; a frame still waiting for
+    the pipeline counts until it is graded, so that a busy pipeline does not make the
+    scheduler take frames twice. Visits take only the frames still missing.
+    """
+
+    frames: int | None = Field(
+        default=None, ge=1, le=1_000_000, strict=True, description="of every filter of the steps"
+    )
+    per_filter: dict[Annotated[HeaderText, Field(min_length=1)], Annotated[int, Field(ge=1)]] = (
+        Field(default_factory=dict, max_length=64, description="frames of these filters")
+    )
+    max_grade: Literal["A", "B", "C", "D"] = Field(
+        default="C", description="the worst quality grade accepted"
+    )
+    min_limiting_mag: float | None = Field(
+        default=None, ge=-5, le=40, description="[mag] accepted frames reach at least this deep"
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> Goal:
+        if self.frames is None and not self.per_filter:
+            raise ValueError("give frames (per filter of the steps) or per_filter")
+        return self
+
+    def accepted_grades(self) -> tuple[str, ...]:
+        """Return the accepted grade letters (``A`` up to ``max_grade``)."""
+        return GRADE_LETTERS[: GRADE_LETTERS.index(self.max_grade) + 1]
 
 
 class PlanTarget(_Model):
@@ -195,6 +266,7 @@ class PlanTarget(_Model):
     steps: Annotated[tuple[ExposureStep, ...], NotEmpty] = Field(max_length=MAX_STEPS)
     constraints: Constraints = Constraints()
     repeat: Repeat | None = None
+    goal: Goal | None = None
     dither_arcsec: float = Field(default=0.0, ge=0, le=3600, description="[arcsec]")
 
     @model_validator(mode="after")
@@ -216,7 +288,25 @@ class PlanTarget(_Model):
                     f"steps[{i}]: target steps take LIGHT frames (calibration goes in "
                     "[calibration])"
                 )
+        if self.goal is not None:
+            filters = [s.filter for s in self.steps]
+            if None in filters:
+                raise ValueError("goal: every step needs a filter (goals count frames per filter)")
+            extra = sorted(set(self.goal.per_filter) - set(filters))
+            if extra:
+                raise ValueError(
+                    f"goal.per_filter: no step takes {', '.join(map(repr, extra))} "
+                    f"(the steps take {', '.join(dict.fromkeys(map(str, filters)))})"
+                )
         return self
+
+    def goal_frames(self) -> dict[str, int]:
+        """Return the accepted frames to collect per filter (none without a goal)."""
+        if self.goal is None:
+            return {}
+        goal = self.goal
+        out = {} if goal.frames is None else {str(s.filter): goal.frames for s in self.steps}
+        return out | goal.per_filter
 
     @property
     def coordinates(self) -> tuple[float, float]:
@@ -249,6 +339,14 @@ class NightLimits(_Model):
         description="[s] per frame: readout, download, filter (for planning)",
     )
     slew_s: float = Field(default=60.0, ge=0, le=3600, description="[s] per visit (for planning)")
+    dispatch: Literal["lookahead", "greedy"] = Field(
+        default="lookahead",
+        description="lookahead: prefer a visit that ends before a higher-priority one is due; "
+        "greedy: the best target now, whatever comes next",
+    )
+    lookahead_min: float = Field(
+        default=60.0, ge=0, le=720, description="[min] how far ahead dispatch looks"
+    )
 
 
 class FlatBlock(_Model):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -46,7 +46,7 @@ from obsctl.night.control import NightControl, run_hooks
 from obsctl.night.ephemeris import NightEphemeris, cached_night
 from obsctl.night.plan import Plan, PlanTarget, check_filters
 from obsctl.night.progress import PlanProgress, iso_utc
-from obsctl.night.schedule import NightSchedule
+from obsctl.night.schedule import Candidate, NightSchedule, TargetHistory, visit_steps
 from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog
 
@@ -223,6 +223,10 @@ class NightRunner:
         self._eph: NightEphemeris | None = None
         self._too_seen = -1
         self._paused_at: datetime | None = None
+        #: When to stop the running visit for a monitor, and which (look-ahead dispatch).
+        self._preempt_at: tuple[datetime, str] | None = None
+        #: The running visit's frames and predicted end.
+        self._visit_plan: tuple[tuple[tuple[str | None, float], ...], datetime] | None = None
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -575,10 +579,13 @@ class NightRunner:
                 self._event("dispatch resumed (safe)")
             await self._refresh()  # a decision point: plan edits and new targets count
             assert self.schedule is not None
-            history = await asyncio.to_thread(self.progress.history)
+            history = await asyncio.to_thread(self.progress.history, self.schedule.plan)
             choice = self.schedule.choose(now, history)
             if choice is None:
                 wait_s = min(_IDLE_S, (end - now).total_seconds())
+                nxt = self.schedule.next_start(now, history, end)
+                if nxt is not None:
+                    wait_s = min(wait_s, max(1.0, (nxt[0] - now).total_seconds()))
                 self._step("waiting: nothing observable", until=now + timedelta(seconds=wait_s))
                 await self.clock.sleep(wait_s)
                 continue
@@ -592,7 +599,7 @@ class NightRunner:
             self._step(
                 f"observing {choice.target.name}", until=choice.end, target=choice.target.name
             )
-            await self._visit(choice.target, end)
+            await self._visit(choice, history, end)
         if paused:
             self._resumed(end)
 
@@ -602,27 +609,43 @@ class NightRunner:
             self._paused_at = None
 
     async def _preemption(self, current: PlanTarget) -> str | None:
-        """Return why a target of opportunity pre-empts ``current`` now, None if none does.
+        """Return why ``current`` is pre-empted now, None if nothing pre-empts it.
 
-        Looked at only when a new one was posted: the schedule is evaluated again, and the
-        new target must be observable now with a higher priority than ``current``.
+        A target of opportunity of higher priority pre-empts it (looked at only when a new
+        one was posted), and so does a monitor of higher priority once it is due (looked at
+        from the time the visit's start predicted, `NightSchedule.preemption`).
         """
-        if self.control.too_version == self._too_seen:
+        now = self.clock.now()
+        due = self._preempt_at is not None and now >= self._preempt_at[0]
+        if self.control.too_version == self._too_seen and not due:
             return None
         await self._refresh()
         assert self.schedule is not None and self.progress is not None
         toos = {t.name for t in self.control.targets_of_opportunity(self.night)}
-        history = await asyncio.to_thread(self.progress.history)
-        candidates, _ = self.schedule.candidates(self.clock.now(), history)
+        history = await asyncio.to_thread(self.progress.history, self.schedule.plan)
+        candidates, _ = self.schedule.candidates(now, history)
         for candidate in candidates:
             target = candidate.target
             if target.name in toos and target.priority > current.priority:
                 return f"pre-empted by the target of opportunity {target.name}"
+        if due and self._visit_plan is not None:
+            frames, end = self._visit_plan
+            self._preempt_at = self.schedule.preemption(current, frames, now, end, history)
+            if self._preempt_at is not None and self._preempt_at[0] <= now:
+                return f"pre-empted by {self._preempt_at[1]} (monitoring cadence)"
         return None
 
-    async def _visit(self, target: PlanTarget, night_end: datetime) -> None:
-        assert self.progress is not None
+    async def _visit(
+        self, choice: Candidate, history: Mapping[str, TargetHistory], night_end: datetime
+    ) -> None:
+        assert self.progress is not None and self.schedule is not None
+        target = choice.target
         grace = timedelta(seconds=self.plan.night.slew_s)
+        frames = self.schedule.visit_frames(target, history.get(target.name))
+        self._visit_plan = (frames, choice.end)
+        self._preempt_at = self.schedule.preemption(
+            target, frames, self.clock.now(), choice.end, history
+        )
 
         def stop_when() -> str | None:
             if self.clock.now() > night_end + grace:
@@ -641,11 +664,14 @@ class NightRunner:
             state, reason = await self._wait_sequence(sid, stop_when, preempt)
             self._finish_visit(int(visit["id"]), state, reason)
             return
+        steps = visit_steps(target, history.get(target.name, TargetHistory()))
+        if not steps:
+            return  # the goal was met meanwhile
         ra, dec = target.coordinates
         sequence = Sequence(
             name=f"{self.plan.name}: {target.name}",
             target=Target(name=target.name, ra_deg=ra, dec_deg=dec),
-            steps=target.steps,
+            steps=steps,
             dither_arcsec=target.dither_arcsec,
         )
         await self._run_visit(target.name, "light", sequence, stop_when, preempt)

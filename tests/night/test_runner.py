@@ -263,7 +263,10 @@ def test_monitoring_cadence_carries_over_the_restart(whole_night: dict[str, Any]
     assert len(times) >= 6  # about 11 h of night, one visit an hour, less the unsafe spell
     assert any(t < RESTART for t in times) and any(t > RESTART for t in times)
     gaps = [(b - a).total_seconds() / 60 for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 60.0 - 1.0, gaps
+    # Start to start, on the series' phase: a visit started late within the tolerance (5 %,
+    # 3 min) is followed by one on time, so an interval may be that much short; a minute
+    # more for the frame's start within the visit.
+    assert min(gaps) >= 60.0 - 3.0 - 1.0, gaps
 
 
 def test_unsafe_spell_pauses_and_resumes(whole_night: dict[str, Any]) -> None:
@@ -397,7 +400,7 @@ def test_progress_carries_cadence_across_nights(tmp_path: Path) -> None:
         second = PlanProgress(db, "p", "2026-11-26")
         history = second.history()["Monitor"]
         assert (history.total, history.tonight, history.failed_tonight) == (1, 0, 0)
-        assert history.last_end == end
+        assert history.last_start == end - timedelta(minutes=5)  # start to start
         assert first.history()["Monitor"].failed_tonight == 1
     finally:
         db.close()
