@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from obsctl.clock import SystemClock, parse_night
+from obsctl.clock import SystemClock, night_of, parse_night
 from obsctl.config import MAX_SPEED, Config, SimulatedSkyConfig, load_config, offset_ports
 from obsctl.devices import DeviceSet, ExposureSettings
 from obsctl.errors import ConfigError, DeviceError, ObsctlError
@@ -816,10 +816,25 @@ def _progress(done: int, total: int, result: Any) -> None:
 
 
 async def _plan(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.night.plan import load_plan
+    from obsctl.night.progress import describe_status
     from obsctl.night.timeline import check_plan
 
-    night = _night_arg(args.night, "--night")
-    _out(await asyncio.to_thread(check_plan, config, args.plan, night))
+    if args.plan_command == "check":
+        night = _night_arg(args.night, "--night")
+        _out(await asyncio.to_thread(check_plan, config, args.plan, night))
+        return 0
+    plan = load_plan(args.plan)
+    if args.night is not None:
+        night_text = _night_arg(args.night, "--night").isoformat()
+    else:
+        now = datetime.now(UTC)
+        night_text = night_of(now, config.site.longitude_deg)
+    db = DataDir(config.data.directory).open_log(existing=True)
+    try:
+        _out(await asyncio.to_thread(describe_status, db, plan, night_text))
+    finally:
+        db.close()
     return 0
 
 
@@ -983,6 +998,11 @@ def _parser() -> argparse.ArgumentParser:
     plan_check = plan_sub.add_parser("check", help="validate a plan and print its night")
     plan_check.add_argument("plan", type=Path, help="plan TOML")
     plan_check.add_argument("--night", required=True, help="night as YYYY-MM-DD")
+    plan_status = plan_sub.add_parser(
+        "status", help="a plan's progress from the log: visits, goals, cadence"
+    )
+    plan_status.add_argument("plan", type=Path, help="plan TOML")
+    plan_status.add_argument("--night", help="night as YYYY-MM-DD (default: tonight)")
     night = sub.add_parser("night", help="run the daemon through one night of a plan")
     night.add_argument("--plan", type=Path, required=True, help="plan TOML")
     night.add_argument("--date", default=None, help="night as YYYY-MM-DD (default: tonight)")

@@ -8,6 +8,7 @@ check``); `night_clock` and `simulation_config` set up a night run on a simulate
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,9 +17,23 @@ from obsctl.config import Config
 from obsctl.errors import ScheduleError
 from obsctl.night.ephemeris import cached_night
 from obsctl.night.plan import Plan, load_plan
-from obsctl.night.schedule import NightSchedule, Timeline
+from obsctl.night.schedule import (
+    NightSchedule,
+    TargetHistory,
+    Timeline,
+    describe_cadence,
+    goal_missing,
+)
 
-__all__ = ["check_plan", "describe_timeline", "first_event", "night_clock", "simulation_config"]
+__all__ = [
+    "check_plan",
+    "describe_efficiency",
+    "describe_timeline",
+    "first_event",
+    "night_clock",
+    "project_goals",
+    "simulation_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +68,94 @@ def describe_timeline(schedule: NightSchedule, timeline: Timeline) -> str:
     if not timeline.visits:
         lines.append("  (none)")
     for v in timeline.visits:
+        cut = f"  (pre-empted by {v.preempted_by})" if v.preempted_by else ""
         lines.append(
             f"  {v.start:%H:%M}-{v.end:%H:%M}  {v.target:<24} alt {v.alt_deg:5.1f} deg  "
-            f"airmass {v.airmass:5.2f}"
+            f"airmass {v.airmass:5.2f}  {v.frames} frame(s){cut}"
         )
     if timeline.unobserved:
         lines += ["", "not observed:"]
         for name, why in timeline.unobserved.items():
             lines.append(f"  {name}: {why}")
+    lines += ["", *describe_efficiency(schedule, timeline)]
     return "\n".join(lines)
+
+
+def describe_efficiency(
+    schedule: NightSchedule, timeline: Timeline, *, min_gap_s: float = 300.0
+) -> list[str]:
+    """Describe how the predicted night uses the dark time.
+
+    The open-shutter fraction (light exposures over the time from night start to night
+    end), the time in visits (with slews and per-frame overheads), the idle gaps of at
+    least ``min_gap_s`` and why, and each monitor's achieved cadence.
+    """
+    start, end = schedule.night_start, schedule.night_end
+    if start is None or end is None:
+        return ["efficiency: no night"]
+    dark_s = (end - start).total_seconds()
+    open_s = sum(v.exposure_s for v in timeline.visits)
+    busy_s = sum(
+        (min(v.end, end) - max(v.start, start)).total_seconds()
+        for v in timeline.visits
+        if v.end > start and v.start < end
+    )
+    idle = [g for g in timeline.gaps if (g.end - g.start).total_seconds() >= min_gap_s]
+    lines = [
+        f"efficiency: shutter open {open_s / dark_s:.0%} of the dark time "
+        f"({open_s / 3600:.1f} of {dark_s / 3600:.1f} h), in visits {busy_s / dark_s:.0%}, "
+        f"idle {sum((g.end - g.start).total_seconds() for g in timeline.gaps) / 60:.0f} min",
+    ]
+    if idle:
+        lines.append(f"idle gaps of {min_gap_s / 60:.0f} min or more:")
+        for g in idle:
+            lines.append(f"  {g.start:%H:%M}-{g.end:%H:%M}  {g.why}")
+    preempted = sum(v.preempted_by is not None for v in timeline.visits)
+    if preempted:
+        lines.append(f"visits pre-empted by a due monitor (resumed later): {preempted}")
+    for target in schedule.plan.targets:
+        starts = [v.start for v in timeline.visits if v.target == target.name and not v.resumed]
+        text = describe_cadence(target, starts)
+        if text is not None:
+            lines.append(f"cadence of {target.name}: {text}")
+    return lines
+
+
+def project_goals(
+    config: Config, plan: Plan, night: date, timeline: Timeline, *, max_nights: int = 30
+) -> list[str]:
+    """Predict by which night each target's goal completes, every frame accepted.
+
+    The nights after ``night`` are predicted one by one, each from where the previous
+    left off, until every goal is met or ``max_nights`` nights are predicted.
+    """
+    goals = [t for t in plan.targets if t.goal is not None]
+    if not goals:
+        return []
+    done: dict[str, date] = {}
+    history = timeline.history
+    current = night
+    for _ in range(max_nights):
+        for t in goals:
+            if t.name not in done and not goal_missing(t, history.get(t.name, TargetHistory())):
+                done[t.name] = current
+        if len(done) == len(goals):
+            break
+        current += timedelta(days=1)
+        history = {name: replace(h, tonight=0, failed_tonight=0) for name, h in history.items()}
+        schedule = NightSchedule(plan, cached_night(config.site, current))
+        history = schedule.timeline(history).history
+    lines = ["goals (every frame accepted; a rejected frame is taken again and adds time):"]
+    for t in goals:
+        wanted = ", ".join(f"{f} {n}" for f, n in t.goal_frames().items())
+        if t.name in done:
+            n = (done[t.name] - night).days + 1
+            lines.append(f"  {t.name} ({wanted}): complete on night {done[t.name]} ({n} night(s))")
+        else:
+            counted = history.get(t.name, TargetHistory()).counted
+            got = ", ".join(f"{f} {counted.get(f, 0)}/{n}" for f, n in t.goal_frames().items())
+            lines.append(f"  {t.name}: not complete within {max_nights} nights ({got})")
+    return lines
 
 
 def check_plan(config: Config, plan_path: str | Path, night: date) -> str:
@@ -83,7 +177,8 @@ def check_plan(config: Config, plan_path: str | Path, night: date) -> str:
         raise ScheduleError(
             text + f"\nthe sun does not reach {plan.night.start_sun_alt_deg:g} deg that night"
         )
-    return text
+    projection = project_goals(config, plan, night, timeline)
+    return "\n".join([text, *projection])
 
 
 def first_event(config: Config, plan: Plan, night: date) -> datetime:

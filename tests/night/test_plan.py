@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -124,8 +125,15 @@ def test_plan_check_prints_the_night(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     for text in ("sunset", "nautical dusk (-12)", "dusk flats start", "night start", "sunrise"):
         assert text in out
-    assert "M 31" in out and "airmass" in out
-    assert "not observed:\n  M 13: never altitude >= 30 deg during the night" in out
+    assert "M 42" in out and "airmass" in out
+    assert "  M 13: never altitude >= 30 deg during the night" in out
+    # The demo plan uses the night (issue 22): the shutter open >= 80 % of the dark time,
+    # every monitor within 5 % of its cadence, and the goals' completion predicted.
+    shutter = re.search(r"efficiency: shutter open (\d+)% of the dark time", out)
+    assert shutter is not None and int(shutter[1]) >= 80, out
+    cadences = re.findall(r"cadence of .*, (\d+) of (\d+) within 5 %", out)
+    assert len(cadences) == 3 and all(a == b for a, b in cadences), out
+    assert "M 31 (V 12, R 12): complete on night 2026-11-27 (3 night(s))" in out
 
 
 def test_plan_check_fails_on_an_invalid_plan(
