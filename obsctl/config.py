@@ -778,11 +778,28 @@ _CLOUD_SCENARIOS: dict[str, tuple[float, float, float]] = {
 }
 
 
+class CloudSpell(_Model):
+    """A spell of grey cloud at given times (UTC), on top of the scenario's clouds."""
+
+    start: datetime
+    end: datetime
+    extinction_mag: float = Field(default=2.0, gt=0, le=20, description="[mag] grey")
+
+    @model_validator(mode="after")
+    def _order(self) -> CloudSpell:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need UTC offsets (write e.g. 2026-11-25T21:00:00Z)")
+        if self.start >= self.end:
+            raise ValueError(f"the spell starts ({self.start}) after it ends ({self.end})")
+        return self
+
+
 class SimulatedCloudsConfig(_Model):
     """Clouds of the simulated sky: a grey, seeded, smooth transparency series in time.
 
     ``scenario`` picks a preset (`_CLOUD_SCENARIOS`); ``custom`` uses ``clouded_fraction``,
-    ``mean_extinction_mag`` and ``timescale_s`` (`obsctl.simulators.atmosphere`).
+    ``mean_extinction_mag`` and ``timescale_s`` (`obsctl.simulators.atmosphere`). ``spells``
+    add cloud at set times, whatever the scenario (a cloudy spell a test can rely on).
     """
 
     scenario: Literal["photometric", "cirrus", "patchy", "overcast", "custom"] = Field(
@@ -798,6 +815,7 @@ class SimulatedCloudsConfig(_Model):
         default=900.0, gt=0, le=86_400, description="custom: correlation time of the clouds (s)"
     )
     seed: int = Field(default=7, ge=0, le=2**32 - 1)
+    spells: tuple[CloudSpell, ...] = Field(default=(), max_length=1000)
 
     def parameters(self) -> tuple[float, float, float]:
         """Return ``(clouded_fraction, mean_extinction_mag, timescale_s)`` of the scenario."""

@@ -18,6 +18,7 @@ with ``t`` the exposure time (s), ``T`` the cloud transmission, ``c_F`` the colo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from functools import lru_cache
@@ -40,6 +41,7 @@ __all__ = [
     "exposure_transmission",
     "extinction_mag",
     "seeing_fwhm_arcsec",
+    "spell_transmission",
 ]
 
 COLOUR_INDEX: dict[str, tuple[str, str]] = {
@@ -322,3 +324,41 @@ def exposure_transmission(
             seed=seed,
         ).mean()
     )
+
+
+def spell_transmission(
+    start_s: float, exposure_s: float, spells: list[tuple[float, float, float]]
+) -> float:
+    """Return the transmission of cloud spells averaged over an exposure.
+
+    Each spell is ``(start, end, extinction_mag)`` on the exposure's time axis (s); the
+    light collected is the exposure's share outside every spell plus, inside each, that
+    share dimmed by its extinction (spells that overlap each other multiply).
+
+    Parameters
+    ----------
+    start_s : float
+        Start of the exposure (s, on the spells' axis).
+    exposure_s : float
+        Exposure time (s), >= 0; 0 takes the transmission at ``start_s``.
+    spells : list of (float, float, float)
+        The spells: start (s), end (s), grey extinction (mag).
+
+    Returns
+    -------
+    float
+        Mean transmission in (0, 1].
+    """
+    if not spells:
+        return 1.0
+    edges = sorted({start_s, start_s + exposure_s, *(t for a, b, _ in spells for t in (a, b))})
+    edges = [t for t in edges if start_s <= t <= start_s + exposure_s]
+    if exposure_s <= 0.0 or len(edges) < 2:
+        ext = sum(m for a, b, m in spells if a <= start_s < b)
+        return float(10.0 ** (-0.4 * ext))
+    light = 0.0
+    for a, b in itertools.pairwise(edges):
+        mid = 0.5 * (a + b)
+        ext = sum(m for lo, hi, m in spells if lo <= mid < hi)
+        light += (b - a) * 10.0 ** (-0.4 * ext)
+    return light / exposure_s

@@ -25,7 +25,7 @@ from obsctl.config import SimulatedCameraConfig, SimulatedSkyConfig
 from obsctl.coords import julian_date
 from obsctl.devices import CameraState
 from obsctl.night.horizon import site_horizon
-from obsctl.simulators.atmosphere import airmass, exposure_transmission
+from obsctl.simulators.atmosphere import airmass, exposure_transmission, spell_transmission
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
     INVALID_OPERATION,
@@ -590,6 +590,17 @@ class CameraModel(ConnectableModel):
             timescale_s=timescale_s,
             seed=self.sky.clouds.seed,
         )
+        if self.sky.clouds.spells:
+            start = self.clock.now()
+            spells = [
+                (
+                    (c.start - start).total_seconds(),
+                    (c.end - start).total_seconds(),
+                    c.extinction_mag,
+                )
+                for c in self.sky.clouds.spells
+            ]
+            transmission *= spell_transmission(0.0, duration_s, spells)
         scene = sky_scene(
             self.sky,
             ra_deg=ra,

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from obsctl.config import (
+    CloudSpell,
     SimulatedCameraConfig,
     SimulatedCloudsConfig,
     SimulatedMountConfig,
@@ -31,6 +33,7 @@ from obsctl.simulators.atmosphere import (
     exposure_transmission,
     extinction_mag,
     seeing_fwhm_arcsec,
+    spell_transmission,
 )
 from obsctl.simulators.camera_model import sky_scene
 from obsctl.simulators.sky import StarCatalog
@@ -256,3 +259,21 @@ def test_camera_scene_airmass_is_at_mid_exposure_of_the_tracked_field():
     )  # fmt: skip
     assert scene.transmission == pytest.approx(expected, rel=1e-6)
     assert scene.transmission < 1.0 or fraction < 1.0
+
+
+def test_cloud_spells_dim_the_share_of_the_exposure_they_cover() -> None:
+    assert spell_transmission(0.0, 100.0, []) == 1.0
+    # Half the exposure under 2.5 mag (a tenth of the light): 0.5 + 0.5 * 0.1.
+    assert spell_transmission(0.0, 100.0, [(50.0, 200.0, 2.5)]) == pytest.approx(0.55)
+    assert spell_transmission(0.0, 100.0, [(100.0, 200.0, 2.5)]) == 1.0  # after it
+    # Overlapping spells multiply: 1 mag everywhere, 2 mag over the second half.
+    both = spell_transmission(0.0, 100.0, [(0.0, 100.0, 1.0), (50.0, 100.0, 1.0)])
+    assert both == pytest.approx(0.5 * 10**-0.4 + 0.5 * 10**-0.8)
+    assert spell_transmission(5.0, 0.0, [(0.0, 10.0, 2.5)]) == pytest.approx(0.1)
+
+
+def test_cloud_spells_are_validated() -> None:
+    with pytest.raises(ValidationError, match="UTC offsets"):
+        CloudSpell.model_validate({"start": "2026-12-11T18:00:00", "end": "2026-12-11T19:00:00Z"})
+    with pytest.raises(ValidationError, match="after it ends"):
+        CloudSpell.model_validate({"start": "2026-12-11T19:00:00Z", "end": "2026-12-11T18:00:00Z"})
