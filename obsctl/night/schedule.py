@@ -17,13 +17,12 @@ The extra terms add up to less than one, so priority always decides first and th
 break ties between equal priorities.
 
 Dispatch looks ahead (``[night] dispatch = "lookahead"``, the default): a visit is chosen
-only if it ends before any target of higher priority can start (a monitor's next due time,
-plus its ``tolerance_min``; a target rising into its constraints) within ``lookahead_min``;
-the best such candidate wins, so a short visit fills the gap before a monitor instead of
-blocking it. When none fits, the best one is taken anyway, and a monitor of higher priority
-that falls due pre-empts it between two frames (the rest of the visit resumes later).
-``greedy`` takes the best candidate now, whatever comes next, and never pre-empts (for
-comparison).
+if it ends before any target of higher priority must start (a monitor by its due time plus
+``tolerance_min``; a target rising into its constraints) within ``lookahead_min``, so a
+short visit fills the gap before it. A longer visit may start when the one it runs into is
+a monitor: the monitor pre-empts it between two frames, early enough to start within its
+tolerance, and the rest of the visit resumes later. ``greedy`` takes the best candidate
+now, whatever comes next, and never pre-empts (for comparison).
 
 Goals (``[targets.goal]``) count accepted frames per filter over all nights; a visit takes
 only the frames still missing, and a target whose goal is met is not visited again.
@@ -172,9 +171,9 @@ def repeat_allows(
     An interrupted visit may always resume (within ``requeue_failed``). Without ``[repeat]``
     a target is observed once, or, with a goal, until the goal is met. With ``every_min``
     it is visited every ``every_min`` minutes start to start (across nights, from when it
-    is due, `advance_due`); ``per_night`` caps visits per
-    night (1 unless ``every_min`` is given), ``total`` caps all visits, and ``until`` ends
-    the visits after that night. A target whose goal is met is not visited again.
+    is due, `advance_due`); ``per_night`` caps visits per night (1 unless ``every_min`` is
+    given), ``total`` caps all visits, and ``until`` ends the visits after that night. A
+    target whose goal is met is not visited again.
     """
     if history.failed_tonight > requeue_failed:
         return False, f"failed {history.failed_tonight} times tonight"
@@ -534,31 +533,24 @@ class NightSchedule:
         i = int(fits[0])
         return start if i == lo else eph.start + timedelta(seconds=float(eph.t_s[i]))
 
-    def _first_higher(
-        self,
-        candidate: Candidate,
-        when: datetime,
-        history: Mapping[str, TargetHistory],
-        skip: set[str],
-    ) -> tuple[datetime, str] | None:
-        """Return by when (and for which) a higher-priority target must start, looking ahead.
+    def _deadlines(
+        self, when: datetime, history: Mapping[str, TargetHistory], skip: set[str]
+    ) -> list[tuple[datetime, PlanTarget]]:
+        """Return by when each target not among ``skip`` must start, looking ahead.
 
-        That is when it can first start, or for a monitor as late as its tolerance allows.
-        Targets among ``skip`` (the current candidates) are left out.
+        That is when it can first start within ``lookahead_min``, or for a monitor as late
+        as its tolerance allows; targets that cannot start by then are left out.
         """
         until = when + timedelta(minutes=self.plan.night.lookahead_min)
-        best: tuple[datetime, str] | None = None
+        out = []
         for target in self.plan.targets:
-            if target.priority <= candidate.target.priority or target.name in skip:
+            if target.name in skip:
                 continue
             hist = history.get(target.name, TargetHistory())
             at = self.earliest_start(target, hist, when, until)
-            if at is None:
-                continue
-            at = max(at, self._latest_start(target, hist) or at)
-            if best is None or at < best[0]:
-                best = (at, target.name)
-        return best
+            if at is not None:
+                out.append((max(at, self._latest_start(target, hist) or at), target))
+        return out
 
     @staticmethod
     def _latest_start(target: PlanTarget, history: TargetHistory) -> datetime | None:
@@ -581,19 +573,20 @@ class NightSchedule:
         cands, _ = self.candidates(when, history)
         if not cands or self.plan.night.dispatch == "greedy":
             return cands[0] if cands else None
-        names = {c.target.name for c in cands}
+        deadlines = self._deadlines(when, history, {c.target.name for c in cands})
         limits = self.plan.night
-        by_name = {t.name: t for t in self.plan.targets}
         for cand in cands:
-            nxt = self._first_higher(cand, when, history, names)
-            if nxt is None or cand.end <= nxt[0]:
+            higher = [d for d in deadlines if d[1].priority > cand.target.priority]
+            if not higher:
                 return cand
-            rep = by_name[nxt[1]].repeat
-            if rep is None or rep.every_min is None:
+            deadline, first = min(higher, key=lambda d: d[0])
+            if cand.end <= deadline:
+                return cand
+            if first.repeat is None or first.repeat.every_min is None:
                 continue  # it would wait for this visit: leave the gap to a shorter one
             frames = self.visit_frames(cand.target, history.get(cand.target.name))
             first_s = limits.slew_s + (frames[0][1] if frames else 0.0) + limits.overhead_s
-            if when + timedelta(seconds=first_s) <= nxt[0]:
+            if when + timedelta(seconds=first_s) <= deadline:
                 return cand  # the monitor pre-empts it; its first frames are done by then
         return None
 
