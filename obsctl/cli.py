@@ -338,6 +338,9 @@ def _night_lines(summary: Any) -> list[str]:
         f"{summary.failures} failure(s); {summary.time_lost_s / 60:.0f} min lost "
         f"(weather {summary.unsafe_s / 60:.0f}, failed visits {summary.failed_visit_s / 60:.0f})"
     ]
+    if summary.open_shutter is not None:
+        lines.append(f"  shutter open {summary.open_shutter:.0%} of the dark time")
+    lines += [f"  cadence of {item}" for item in summary.cadence]
     lines += [f"  incomplete: {item}" for item in summary.incomplete]
     return lines
 

@@ -46,7 +46,13 @@ from obsctl.night.control import NightControl, run_hooks
 from obsctl.night.ephemeris import NightEphemeris, cached_night
 from obsctl.night.plan import Plan, PlanTarget, check_filters
 from obsctl.night.progress import PlanProgress, iso_utc
-from obsctl.night.schedule import Candidate, NightSchedule, TargetHistory, visit_steps
+from obsctl.night.schedule import (
+    Candidate,
+    NightSchedule,
+    TargetHistory,
+    describe_cadence,
+    visit_steps,
+)
 from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog
 
@@ -63,6 +69,8 @@ _FINISHED = ("done", "incomplete", "stopped", "aborted", "failed")
 _POLL_REAL_S = 0.02
 #: Simulated seconds to wait when nothing can be observed, or while unsafe.
 _IDLE_S = 120.0
+#: Modified Julian Date 0.
+_MJD_ZERO = datetime(1858, 11, 17, tzinfo=UTC)
 #: Why a stopped visit is resumed later rather than counted failed.
 _RESUMED_LATER = ("unsafe", "pre-empted")
 #: Activity states in which a frame is being taken: a pre-emption waits until they end.
@@ -168,6 +176,11 @@ class NightSummary:
     incomplete : list of str
         Work the night started and did not finish: a target whose last visit failed or was
         interrupted, darks not done. ``obsctl night`` exits non-zero when there is any.
+    open_shutter : float or None
+        Light exposure over the dark time (night start to night end); None without a dark
+        time (a plan with no night, or before the schedule is built).
+    cadence : list of str
+        Each monitor's achieved cadence (`obsctl.night.schedule.describe_cadence`).
     """
 
     night: str
@@ -179,6 +192,8 @@ class NightSummary:
     unsafe_s: float = 0.0
     failed_visit_s: float = 0.0
     incomplete: list[str] = field(default_factory=list)
+    open_shutter: float | None = None
+    cadence: list[str] = field(default_factory=list)
 
     @property
     def time_lost_s(self) -> float:
@@ -802,6 +817,27 @@ class NightRunner:
         ]
         summary.failures = self.progress.failures_count()
         summary.frames = self._log.counts_by_type(self.night.isoformat())
+        schedule = self.schedule
+        if schedule is not None and schedule.night_start and schedule.night_end:
+            start, end = schedule.night_start, schedule.night_end
+            rows = self._log.query(
+                "SELECT SUM(exposure_s) AS s FROM exposures WHERE night = ? AND "
+                "image_type = 'LIGHT' AND mjd_start >= ? AND mjd_start <= ?",
+                (self.night.isoformat(), _mjd(start), _mjd(end)),
+            )
+            light_s = float(rows[0]["s"] or 0.0) if rows else 0.0
+            summary.open_shutter = light_s / (end - start).total_seconds()
+            for target in schedule.plan.targets:
+                visits = self.progress.visits(state="done", target=target.name, kind="light")
+                starts = [datetime.fromisoformat(v["started_utc"]) for v in visits]
+                text = describe_cadence(target, starts)
+                if text is not None and starts:
+                    summary.cadence.append(f"{target.name}: {text}")
+
+
+def _mjd(when: datetime) -> float:
+    """Return a time as a Modified Julian Date (UTC), as the exposure log keeps it."""
+    return (when - _MJD_ZERO).total_seconds() / 86400.0
 
 
 async def drive(

@@ -2,13 +2,15 @@
 
 Each is drawn from its model's JSON schema (`documents.from_schema`), then completed with the
 rules between fields that no schema states: a LIGHT step needs an exposure and its sequence a
-target, a plan's targets take LIGHT frames only and fit a visit in a day, a serial device
-suits its role, ranges run low to high. `tests/fuzz/test_parsers.py` checks that every
-document drawn here is accepted, so these rules stay the models' own.
+target, a plan's targets take LIGHT frames only, fit a visit in a day, give a goal some
+frames and a cadence tolerance a longer cadence, a serial device suits its role, ranges (and
+cloud spells) run low to high. `tests/fuzz/test_parsers.py` checks that every document drawn
+here is accepted, so these rules stay the models' own.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -31,6 +33,12 @@ def _ordered(doc: Doc, low: str, high: str, default_low: float, default_high: fl
     a, b = default_low if a is None else a, default_high if b is None else b
     if a > b:
         doc[low], doc[high] = b, a
+
+
+def _utc(value: datetime | str) -> datetime:
+    """Return a drawn date-time with a UTC offset (a naive one is taken as UTC)."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _step(step: Doc, *, light: bool = False) -> Doc:
@@ -76,8 +84,24 @@ def _target(target: Doc, index: int, names: set[str], night: Doc) -> Doc:
     if "windows" in constraints:
         constraints["windows"] = [sorted(w) for w in constraints["windows"] if w[0] != w[1]]
     repeat = target.get("repeat")
-    if repeat is not None and all(v is None for v in repeat.values()):
-        repeat["every_min"] = 60.0
+    if repeat is not None:
+        if all(repeat.get(k) is None for k in ("every_min", "per_night", "total", "until")):
+            repeat["every_min"] = 60.0
+        tolerance = repeat.get("tolerance_min")
+        if tolerance is not None:  # a tolerance needs a longer cadence
+            every = repeat.get("every_min") or 60.0
+            repeat["every_min"] = every
+            if tolerance >= every:
+                repeat["tolerance_min"] = every / 2
+    goal = target.get("goal")
+    if goal is not None:  # goals count frames per filter of the steps
+        for step in target["steps"]:
+            step["filter"] = step.get("filter") or "V"
+        filters = {step["filter"] for step in target["steps"]}
+        per_filter = goal.get("per_filter") or {}
+        goal["per_filter"] = {f: n for f, n in per_filter.items() if f in filters}
+        if goal.get("frames") is None and not goal["per_filter"]:
+            goal["frames"] = 1
     per_frame = night.get("overhead_s", 20.0)
     visit = night.get("slew_s", 60.0) + sum(
         (s["exposure_s"] + per_frame) * s.get("count", 1) for s in target["steps"]
@@ -173,6 +197,11 @@ def _config(doc: Doc) -> Doc:
     _ordered(sky, "galaxy_mag_bright", "galaxy_mag_limit", 12.0, 21.0)
     if sky.get("galaxy_mag_bright", 12.0) == sky.get("galaxy_mag_limit", 21.0):
         sky["galaxy_mag_bright"] = sky.get("galaxy_mag_limit", 21.0) - 1
+    for spell in sky.get("clouds", {}).get("spells", []):  # UTC times, start before end
+        start, end = (_utc(spell[k]) for k in ("start", "end"))
+        spell["start"], spell["end"] = min(start, end), max(start, end)
+        if start == end:
+            spell["end"] = end + timedelta(hours=1)
     if "trail_mag_per_arcsec" in sky:
         sky["trail_mag_per_arcsec"] = sorted(sky["trail_mag_per_arcsec"])
     wheel = simulator.get("filter_wheel")
