@@ -1,0 +1,259 @@
+"""Weather limits with hysteresis and waits: whether it is safe to open, and when it will be.
+
+Pure logic, no I/O: the safety supervisor feeds it each reading of the weather station
+(`WeatherPolicy.assess`) and acts on the verdict. A limit trips the moment its value goes
+beyond it (the roof closes at once, whatever the limit), and it clears only once the value
+has come back past the limit by its hysteresis and stayed there for the limit's wait. Several
+limits on one value make grades: humidity above 70 % waits 30 min, above 90 % waits 5 h (the
+longest wait of the limits tripped in a spell applies, since each keeps its own state).
+
+Safe by default: a value the station stops reporting counts as beyond every limit on it, and
+a feed that gives nothing new for ``feed_deadline_s`` (reads fail, or the station says its
+last update is older than that) is unsafe until it answers again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "QUANTITIES",
+    "UNITS",
+    "WeatherLimit",
+    "WeatherPolicy",
+    "WeatherVerdict",
+    "derived_values",
+]
+
+#: Unit of each quantity a limit can watch. The last two are derived (`derived_values`):
+#: sky minus ambient temperature is what an infrared cloud sensor measures (clear sky is
+#: 20-30 °C colder than the air), ambient minus dew point is the margin before dew forms.
+UNITS = {
+    "cloud_cover": "%",
+    "sky_temperature": "°C",
+    "ambient_temperature": "°C",
+    "dew_point": "°C",
+    "humidity": "%",
+    "wind_speed": "m/s",
+    "wind_gust": "m/s",
+    "rain_rate": "mm/h",
+    "sky_quality": "mag/arcsec²",
+    "sky_minus_ambient": "°C",
+    "dew_margin": "°C",
+}
+QUANTITIES = tuple(UNITS)
+
+
+def derived_values(readings: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Return ``readings`` with the derived quantities added (None where a term is missing).
+
+    Parameters
+    ----------
+    readings : mapping of str to float or None
+        Station values by quantity name (units of `UNITS`); None for a sensor not reported.
+
+    Returns
+    -------
+    dict of str to float or None
+        Every quantity of `QUANTITIES`.
+    """
+    out: dict[str, float | None] = {q: readings.get(q) for q in QUANTITIES}
+    sky, air, dew = out["sky_temperature"], out["ambient_temperature"], out["dew_point"]
+    out["sky_minus_ambient"] = None if sky is None or air is None else sky - air
+    out["dew_margin"] = None if air is None or dew is None else air - dew
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherLimit:
+    """One limit on one quantity.
+
+    Attributes
+    ----------
+    quantity : str
+        One of `QUANTITIES`.
+    above, below : float or None
+        Unsafe when the value is above ``above`` (or below ``below``): exactly one is given.
+    hysteresis : float
+        How far back past the limit the value must come to count as clear (units of the
+        quantity), so that a value hovering at the limit does not open and close the roof.
+    wait_s : float
+        How long (s) the value must stay clear before the limit lets go.
+    """
+
+    quantity: str
+    above: float | None = None
+    below: float | None = None
+    hysteresis: float = 0.0
+    wait_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.quantity not in UNITS:
+            raise ValueError(f"unknown weather quantity {self.quantity!r}")
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"{self.quantity}: give exactly one of above and below")
+        if self.hysteresis < 0 or self.wait_s < 0:
+            raise ValueError(f"{self.quantity}: hysteresis and wait must not be negative")
+
+    def beyond(self, value: float | None) -> bool:
+        """Return whether ``value`` trips the limit (a missing or NaN value does)."""
+        if value is None or math.isnan(value):
+            return True
+        return value > self.above if self.above is not None else value < self.below  # type: ignore[operator]
+
+    def clear(self, value: float | None) -> bool:
+        """Return whether ``value`` is back past the limit by the hysteresis."""
+        if value is None or math.isnan(value):
+            return False
+        if self.above is not None:
+            return value <= self.above - self.hysteresis
+        assert self.below is not None
+        return value >= self.below + self.hysteresis
+
+    def describe(self, value: float | None) -> str:
+        """Say why the limit holds and what clears it, for the log and the page.
+
+        For example ``humidity 92 % (limit above 90 %); safe 30 min after it falls to 85 %``.
+        """
+        unit = UNITS[self.quantity]
+        side = "above" if self.above is not None else "below"
+        limit = _quantity(self.above if self.above is not None else self.below, unit)
+        if self.above is not None:
+            clear = f"falls to {_quantity(self.above - self.hysteresis, unit)}"
+        else:
+            assert self.below is not None
+            clear = f"rises to {_quantity(self.below + self.hysteresis, unit)}"
+        now = "not reported" if value is None or math.isnan(value) else _quantity(value, unit)
+        wait = _duration(self.wait_s)
+        return f"{self.quantity} {now} (limit {side} {limit}); safe {wait} after it {clear}"
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherVerdict:
+    """The policy's answer for one reading.
+
+    Attributes
+    ----------
+    safe : bool
+        Whether every limit lets go and the feed is alive.
+    reasons : tuple of str
+        Why it is unsafe (empty when safe): one line per limit that holds.
+    safe_in_s : float or None
+        Seconds until safe if the values stay as they are: 0 when safe, None when some value
+        is still beyond its clear level (no estimate until it comes back).
+    values : dict of str to float or None
+        The values assessed (derived ones included), for the log and the page.
+    """
+
+    safe: bool
+    reasons: tuple[str, ...] = ()
+    safe_in_s: float | None = 0.0
+    values: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _State:
+    tripped: bool = False
+    clear_since_s: float | None = None
+
+
+class WeatherPolicy:
+    """Limits with hysteresis and waits over a weather feed, and the feed's deadline.
+
+    Parameters
+    ----------
+    limits : sequence of WeatherLimit
+        The limits; none means the weather never makes it unsafe (the feed still must live).
+    feed_deadline_s : float
+        How long (s) the feed may give nothing new before it counts as lost (unsafe).
+    """
+
+    def __init__(self, limits: Sequence[WeatherLimit], *, feed_deadline_s: float) -> None:
+        self.limits = tuple(limits)
+        self.feed_deadline_s = feed_deadline_s
+        self._states = [_State() for _ in self.limits]
+        self._last_update_s: float | None = None
+        self._values: dict[str, float | None] = {}
+
+    def assess(
+        self,
+        readings: Mapping[str, float | None] | None,
+        now_s: float,
+        *,
+        age_s: float | None = None,
+    ) -> WeatherVerdict:
+        """Take one reading of the feed and say whether it is safe.
+
+        Parameters
+        ----------
+        readings : mapping of str to float or None, or None
+            The station's values by quantity (`QUANTITIES`, units of `UNITS`); None when the
+            read failed or timed out (the limits keep the state of the last good reading).
+        now_s : float
+            Current time (s, monotonic on the simulated or real clock).
+        age_s : float, optional
+            How old the station says its values are (ASCOM ``TimeSinceLastUpdate``, s).
+
+        Returns
+        -------
+        WeatherVerdict
+        """
+        if readings is not None:
+            updated = now_s - (age_s if age_s is not None and age_s > 0 else 0.0)
+            if self._last_update_s is None or updated > self._last_update_s:
+                self._last_update_s = updated
+            self._values = derived_values(readings)
+            for limit, state in zip(self.limits, self._states, strict=True):
+                self._step(limit, state, self._values.get(limit.quantity), now_s)
+        reasons: list[str] = []
+        estimates: list[float | None] = []
+        silent_s = None if self._last_update_s is None else now_s - self._last_update_s
+        if silent_s is None or silent_s > self.feed_deadline_s:
+            lost = "never answered" if silent_s is None else f"nothing new for {silent_s:.0f} s"
+            reasons.append(f"weather feed lost ({lost}; deadline {self.feed_deadline_s:g} s)")
+            estimates.append(None)
+        for limit, state in zip(self.limits, self._states, strict=True):
+            if not state.tripped:
+                continue
+            if state.clear_since_s is None:
+                reasons.append(limit.describe(self._values.get(limit.quantity)))
+                estimates.append(None)
+            else:
+                clear_s = now_s - state.clear_since_s
+                reasons.append(
+                    f"{limit.quantity} clear for {_duration(clear_s)} of {_duration(limit.wait_s)}"
+                )
+                estimates.append(max(limit.wait_s - clear_s, 0.0))
+        if not reasons:
+            return WeatherVerdict(True, values=dict(self._values))
+        safe_in = None if None in estimates else max(e for e in estimates if e is not None)
+        return WeatherVerdict(False, tuple(reasons), safe_in, dict(self._values))
+
+    @staticmethod
+    def _step(limit: WeatherLimit, state: _State, value: float | None, now_s: float) -> None:
+        if limit.beyond(value):
+            state.tripped, state.clear_since_s = True, None
+        elif state.tripped:
+            if not limit.clear(value):
+                state.clear_since_s = None  # inside the hysteresis band: the wait restarts
+            else:
+                if state.clear_since_s is None:
+                    state.clear_since_s = now_s
+                if now_s - state.clear_since_s >= limit.wait_s:
+                    state.tripped, state.clear_since_s = False, None
+
+
+def _quantity(value: float | None, unit: str) -> str:
+    """Format a value with its unit (``92 %``, ``-18.5 °C``)."""
+    return f"{value:.3g} {unit}"
+
+
+def _duration(seconds: float) -> str:
+    """Format a duration for an operator: ``45 s``, ``12 min``, ``5.0 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
