@@ -20,30 +20,29 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "QUANTITIES",
-    "UNITS",
     "WeatherLimit",
     "WeatherPolicy",
     "WeatherVerdict",
     "derived_values",
 ]
 
-#: Unit of each quantity a limit can watch. The last two are derived (`derived_values`):
-#: sky minus ambient temperature is what an infrared cloud sensor measures (clear sky is
-#: 20-30 °C colder than the air), ambient minus dew point is the margin before dew forms.
-UNITS = {
-    "cloud_cover": "%",
-    "sky_temperature": "°C",
-    "ambient_temperature": "°C",
-    "dew_point": "°C",
-    "humidity": "%",
-    "wind_speed": "m/s",
-    "wind_gust": "m/s",
-    "rain_rate": "mm/h",
-    "sky_quality": "mag/arcsec²",
-    "sky_minus_ambient": "°C",
-    "dew_margin": "°C",
+#: Each quantity a limit can watch: (what the operator reads, unit). The names are those of
+#: `obsctl.devices.WeatherReadings`; the last two are derived (`derived_values`): sky minus
+#: ambient temperature is what an infrared cloud sensor measures (a clear sky is 20-30 °C
+#: colder than the air), ambient minus dew point is the margin before dew forms.
+QUANTITIES: dict[str, tuple[str, str]] = {
+    "cloud_cover_pct": ("cloud cover", "%"),
+    "sky_temperature_c": ("sky temperature", "°C"),
+    "temperature_c": ("temperature", "°C"),
+    "dew_point_c": ("dew point", "°C"),
+    "humidity_pct": ("humidity", "%"),
+    "wind_speed_m_s": ("wind", "m/s"),
+    "wind_gust_m_s": ("gusts", "m/s"),
+    "rain_rate_mm_h": ("rain", "mm/h"),
+    "sky_quality_mag_arcsec2": ("sky quality", "mag/arcsec²"),
+    "sky_minus_ambient_c": ("sky minus air temperature", "°C"),
+    "dew_margin_c": ("dew margin", "°C"),
 }
-QUANTITIES = tuple(UNITS)
 
 
 def derived_values(readings: Mapping[str, float | None]) -> dict[str, float | None]:
@@ -52,7 +51,8 @@ def derived_values(readings: Mapping[str, float | None]) -> dict[str, float | No
     Parameters
     ----------
     readings : mapping of str to float or None
-        Station values by quantity name (units of `UNITS`); None for a sensor not reported.
+        Station values by quantity name (units of `QUANTITIES`); None for a sensor not
+        reported.
 
     Returns
     -------
@@ -60,9 +60,9 @@ def derived_values(readings: Mapping[str, float | None]) -> dict[str, float | No
         Every quantity of `QUANTITIES`.
     """
     out: dict[str, float | None] = {q: readings.get(q) for q in QUANTITIES}
-    sky, air, dew = out["sky_temperature"], out["ambient_temperature"], out["dew_point"]
-    out["sky_minus_ambient"] = None if sky is None or air is None else sky - air
-    out["dew_margin"] = None if air is None or dew is None else air - dew
+    sky, air, dew = out["sky_temperature_c"], out["temperature_c"], out["dew_point_c"]
+    out["sky_minus_ambient_c"] = None if sky is None or air is None else sky - air
+    out["dew_margin_c"] = None if air is None or dew is None else air - dew
     return out
 
 
@@ -90,7 +90,7 @@ class WeatherLimit:
     wait_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.quantity not in UNITS:
+        if self.quantity not in QUANTITIES:
             raise ValueError(f"unknown weather quantity {self.quantity!r}")
         if (self.above is None) == (self.below is None):
             raise ValueError(f"{self.quantity}: give exactly one of above and below")
@@ -117,7 +117,7 @@ class WeatherLimit:
 
         For example ``humidity 92 % (limit above 90 %); safe 30 min after it falls to 85 %``.
         """
-        unit = UNITS[self.quantity]
+        label, unit = QUANTITIES[self.quantity]
         side = "above" if self.above is not None else "below"
         limit = _quantity(self.above if self.above is not None else self.below, unit)
         if self.above is not None:
@@ -127,7 +127,7 @@ class WeatherLimit:
             clear = f"rises to {_quantity(self.below + self.hysteresis, unit)}"
         now = "not reported" if value is None or math.isnan(value) else _quantity(value, unit)
         wait = _duration(self.wait_s)
-        return f"{self.quantity} {now} (limit {side} {limit}); safe {wait} after it {clear}"
+        return f"{label} {now} (limit {side} {limit}); safe {wait} after it {clear}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,7 @@ class WeatherPolicy:
         Parameters
         ----------
         readings : mapping of str to float or None, or None
-            The station's values by quantity (`QUANTITIES`, units of `UNITS`); None when the
+            The station's values by quantity (units of `QUANTITIES`); None when the
             read failed or timed out (the limits keep the state of the last good reading).
         now_s : float
             Current time (s, monotonic on the simulated or real clock).
@@ -222,8 +222,9 @@ class WeatherPolicy:
                 estimates.append(None)
             else:
                 clear_s = now_s - state.clear_since_s
+                label = QUANTITIES[limit.quantity][0]
                 reasons.append(
-                    f"{limit.quantity} clear for {_duration(clear_s)} of {_duration(limit.wait_s)}"
+                    f"{label} clear for {_duration(clear_s)} of {_duration(limit.wait_s)}"
                 )
                 estimates.append(max(limit.wait_s - clear_s, 0.0))
         if not reasons:

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from obsctl.acquisition.weather import WeatherLimit, WeatherPolicy, derived_values
 
-HUMID = WeatherLimit("humidity", above=70, hysteresis=5, wait_s=1800)
-SOAKED = WeatherLimit("humidity", above=90, hysteresis=5, wait_s=5 * 3600)
-RAIN = WeatherLimit("rain_rate", above=0, wait_s=600)
+HUMID = WeatherLimit("humidity_pct", above=70, hysteresis=5, wait_s=1800)
+SOAKED = WeatherLimit("humidity_pct", above=90, hysteresis=5, wait_s=5 * 3600)
+RAIN = WeatherLimit("rain_rate_mm_h", above=0, wait_s=600)
 
 
 def policy(*limits: WeatherLimit, deadline_s: float = 300.0) -> WeatherPolicy:
@@ -21,89 +21,89 @@ def policy(*limits: WeatherLimit, deadline_s: float = 300.0) -> WeatherPolicy:
 
 def test_a_limit_trips_at_once_and_clears_after_its_wait_below_the_hysteresis() -> None:
     p = policy(HUMID)
-    assert p.assess({"humidity": 60}, 0).safe
-    tripped = p.assess({"humidity": 71}, 10)
+    assert p.assess({"humidity_pct": 60}, 0).safe
+    tripped = p.assess({"humidity_pct": 71}, 10)
     assert not tripped.safe and tripped.safe_in_s is None
     assert tripped.reasons == (
         "humidity 71 % (limit above 70 %); safe 30 min after it falls to 65 %",
     )
     # Back under the limit but inside the hysteresis band: still unsafe, no estimate.
-    band = p.assess({"humidity": 68}, 20)
+    band = p.assess({"humidity_pct": 68}, 20)
     assert not band.safe and band.safe_in_s is None
     # Clear at t=30: safe 30 min later, not before.
-    waiting = p.assess({"humidity": 64}, 30)
+    waiting = p.assess({"humidity_pct": 64}, 30)
     assert not waiting.safe and waiting.safe_in_s == pytest.approx(1800)
-    assert p.assess({"humidity": 64}, 30 + 1799).safe_in_s == pytest.approx(1)
-    assert p.assess({"humidity": 64}, 30 + 1800).safe
+    assert p.assess({"humidity_pct": 64}, 30 + 1799).safe_in_s == pytest.approx(1)
+    assert p.assess({"humidity_pct": 64}, 30 + 1800).safe
 
 
 def test_a_value_back_in_the_band_restarts_the_wait() -> None:
     p = policy(HUMID)
-    p.assess({"humidity": 80}, 0)
-    p.assess({"humidity": 60}, 100)
-    p.assess({"humidity": 67}, 1000)  # in the band: the clear spell is broken
-    p.assess({"humidity": 60}, 1100)
-    assert not p.assess({"humidity": 60}, 100 + 1800).safe
-    assert p.assess({"humidity": 60}, 1100 + 1800).safe
+    p.assess({"humidity_pct": 80}, 0)
+    p.assess({"humidity_pct": 60}, 100)
+    p.assess({"humidity_pct": 67}, 1000)  # in the band: the clear spell is broken
+    p.assess({"humidity_pct": 60}, 1100)
+    assert not p.assess({"humidity_pct": 60}, 100 + 1800).safe
+    assert p.assess({"humidity_pct": 60}, 1100 + 1800).safe
 
 
 def test_grades_keep_the_longest_wait_of_what_tripped() -> None:
     mild = policy(HUMID, SOAKED)
-    mild.assess({"humidity": 75}, 0)
-    mild.assess({"humidity": 50}, 60)
-    assert mild.assess({"humidity": 50}, 60 + 1800).safe  # only the 70 % grade tripped
+    mild.assess({"humidity_pct": 75}, 0)
+    mild.assess({"humidity_pct": 50}, 60)
+    assert mild.assess({"humidity_pct": 50}, 60 + 1800).safe  # only the 70 % grade tripped
     wet = policy(HUMID, SOAKED)
-    wet.assess({"humidity": 95}, 0)
-    wet.assess({"humidity": 50}, 60)
-    verdict = wet.assess({"humidity": 50}, 60 + 1800)
+    wet.assess({"humidity_pct": 95}, 0)
+    wet.assess({"humidity_pct": 50}, 60)
+    verdict = wet.assess({"humidity_pct": 50}, 60 + 1800)
     assert not verdict.safe
     assert verdict.safe_in_s == pytest.approx(5 * 3600 - 1800)
-    assert wet.assess({"humidity": 50}, 60 + 5 * 3600).safe
+    assert wet.assess({"humidity_pct": 50}, 60 + 5 * 3600).safe
 
 
 def test_rain_trips_on_the_first_drop() -> None:
     p = policy(RAIN)
-    assert p.assess({"rain_rate": 0.0}, 0).safe
-    assert not p.assess({"rain_rate": 0.1}, 1).safe
+    assert p.assess({"rain_rate_mm_h": 0.0}, 0).safe
+    assert not p.assess({"rain_rate_mm_h": 0.1}, 1).safe
 
 
 @pytest.mark.parametrize("missing", [None, math.nan])
 def test_a_value_not_reported_counts_as_beyond(missing: float | None) -> None:
     p = policy(HUMID)
-    verdict = p.assess({"humidity": missing}, 0)
+    verdict = p.assess({"humidity_pct": missing}, 0)
     assert not verdict.safe
     assert verdict.reasons[0].startswith("humidity not reported")
 
 
 def test_a_lower_limit_and_derived_values() -> None:
     # An infrared cloud sensor: sky at least 20 °C colder than the air is clear.
-    cloudy = WeatherLimit("sky_minus_ambient", above=-20, hysteresis=2, wait_s=0)
-    dew = WeatherLimit("dew_margin", below=2, hysteresis=1, wait_s=0)
+    cloudy = WeatherLimit("sky_minus_ambient_c", above=-20, hysteresis=2, wait_s=0)
+    dew = WeatherLimit("dew_margin_c", below=2, hysteresis=1, wait_s=0)
     p = policy(cloudy, dew)
-    clear_night = {"sky_temperature": -25.0, "ambient_temperature": 5.0, "dew_point": -2.0}
+    clear_night = {"sky_temperature_c": -25.0, "temperature_c": 5.0, "dew_point_c": -2.0}
     assert p.assess(clear_night, 0).safe
-    dewy = p.assess({**clear_night, "dew_point": 4.0}, 1)
-    assert not dewy.safe and "dew_margin 1 °C (limit below 2 °C)" in dewy.reasons[0]
-    assert not p.assess({**clear_night, "dew_point": 2.5}, 2).safe  # margin 2.5 < 3: band
-    assert p.assess({**clear_night, "dew_point": 1.9}, 3).safe
-    assert derived_values({"sky_temperature": -10.0})["sky_minus_ambient"] is None
+    dewy = p.assess({**clear_night, "dew_point_c": 4.0}, 1)
+    assert not dewy.safe and "dew margin 1 °C (limit below 2 °C)" in dewy.reasons[0]
+    assert not p.assess({**clear_night, "dew_point_c": 2.5}, 2).safe  # margin 2.5 < 3: band
+    assert p.assess({**clear_night, "dew_point_c": 1.9}, 3).safe
+    assert derived_values({"sky_temperature_c": -10.0})["sky_minus_ambient_c"] is None
 
 
 def test_the_feed_is_unsafe_before_its_first_answer_and_after_its_deadline() -> None:
     p = policy(HUMID, deadline_s=300)
     assert "never answered" in p.assess(None, 0).reasons[0]
-    assert p.assess({"humidity": 50}, 10).safe
+    assert p.assess({"humidity_pct": 50}, 10).safe
     assert p.assess(None, 300).safe  # a failed read inside the deadline keeps the state
     lost = p.assess(None, 311)
     assert not lost.safe and "nothing new for 301 s" in lost.reasons[0]
     # A station that answers but says its values are old is as silent.
-    assert not p.assess({"humidity": 50}, 400, age_s=350).safe
-    assert p.assess({"humidity": 50}, 500, age_s=1).safe
+    assert not p.assess({"humidity_pct": 50}, 400, age_s=350).safe
+    assert p.assess({"humidity_pct": 50}, 500, age_s=1).safe
 
 
 def test_limits_are_checked_when_built() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        WeatherLimit("humidity", above=70, below=10)
+        WeatherLimit("humidity_pct", above=70, below=10)
     with pytest.raises(ValueError, match="unknown weather quantity"):
         WeatherLimit("humidty", above=70)
 
@@ -126,7 +126,7 @@ def test_never_safe_beyond_a_limit_nor_before_the_wait_since_the_last_trip(
     tripped = False
     for humidity, step in readings:
         now += step
-        verdict = p.assess({"humidity": humidity}, now)
+        verdict = p.assess({"humidity_pct": humidity}, now)
         if humidity > 70:
             tripped = True
         if tripped and humidity > 65:
