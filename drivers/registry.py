@@ -10,18 +10,21 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from obsctl.clock import Clock
 from obsctl.config import AlpacaDeviceConfig, Config, SerialDeviceConfig, SimulatorDeviceConfig
-from obsctl.devices import DeviceSet
+from obsctl.devices import ROLES, DeviceSet
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
     AlpacaClient,
+    AlpacaDome,
     AlpacaFilterWheel,
     AlpacaMount,
+    AlpacaObservingConditions,
     AlpacaSafetyMonitor,
 )
+from obsctl.errors import ConfigError
 
 if TYPE_CHECKING:
     from obsctl.simulators.observatory import SimulatedObservatory
@@ -30,13 +33,15 @@ __all__ = ["ROLES", "build_devices", "open_devices", "open_second_connections"]
 
 log = logging.getLogger(__name__)
 
-ROLES = ("camera", "filter_wheel", "mount", "safety_monitor")
+_M = TypeVar("_M")
 
 _ALPACA_CLASSES: dict[str, Callable[..., Any]] = {
     "camera": AlpacaCamera,
     "filter_wheel": AlpacaFilterWheel,
     "mount": AlpacaMount,
     "safety_monitor": AlpacaSafetyMonitor,
+    "dome": AlpacaDome,
+    "weather": AlpacaObservingConditions,
 }
 
 
@@ -93,8 +98,23 @@ def _simulator(role: str, cfg: SimulatorDeviceConfig, ctx: _BuildContext) -> Any
         "safety_monitor": lambda: sim_devices.SimulatedSafetyMonitor(
             observatory.safety_monitor, name=role
         ),
+        "dome": lambda: sim_devices.SimulatedDome(_present(observatory.dome, role), name=role),
+        "weather": lambda: sim_devices.SimulatedObservingConditions(
+            _present(observatory.weather, role), name=role
+        ),
     }
     return factories[role]()
+
+
+def _present(model: _M | None, role: str) -> _M:
+    """Return an optional simulator model, refusing a config that asks for a missing one."""
+    if model is None:
+        # Config validation requires the section; an observatory passed in may still lack it.
+        raise ConfigError(
+            f"devices.{role} uses driver 'simulator' but the simulated observatory has no "
+            f"{role}; add a [simulator.{role}] section"
+        )
+    return model
 
 
 def _serial(role: str, cfg: SerialDeviceConfig, ctx: _BuildContext) -> Any:

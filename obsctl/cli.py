@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -115,6 +116,16 @@ async def _describe(role: str, devices: DeviceSet) -> str:
                 f"az {ms.az_deg:.2f}, tracking {'on' if ms.tracking else 'off'}, "
                 f"{'parked' if ms.at_park else 'unparked'}, pier {ms.pier_side.name}"
             )
+        if role == "dome":
+            ds = await device.status()
+            shutter = "unknown" if ds.shutter is None else ds.shutter.name.lower()
+            azimuth = "" if ds.azimuth_deg is None else f", azimuth {ds.azimuth_deg:.1f} deg"
+            parked = ", parked" if ds.at_park else ""
+            return f"shutter {shutter}{azimuth}{', moving' if ds.slewing else ''}{parked}"
+        if role == "weather":
+            readings = dataclasses.asdict(await device.readings())
+            shown = [f"{k} {v:g}" for k, v in readings.items() if v is not None]
+            return "; ".join(shown) or "no sensors"
         return "SAFE" if await device.is_safe() else "UNSAFE"
     finally:
         await device.disconnect()

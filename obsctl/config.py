@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from obsctl.devices import ROLES
 from obsctl.errors import ConfigError
 
 __all__ = [
@@ -58,18 +59,23 @@ __all__ = [
     "SimulatedCameraConfig",
     "SimulatedCloudsConfig",
     "SimulatedColourTermsConfig",
+    "SimulatedDomeConfig",
     "SimulatedExtinctionConfig",
     "SimulatedFilterWheelConfig",
     "SimulatedMountConfig",
     "SimulatedSkyColourConfig",
     "SimulatedSkyConfig",
     "SimulatedVariableConfig",
+    "SimulatedWeatherConfig",
     "SimulatedZeroPointOffsetsConfig",
     "SimulatorConfig",
     "SimulatorDeviceConfig",
     "SiteConfig",
     "TelescopeConfig",
     "UsablePath",
+    "WeatherConfig",
+    "WeatherLimitConfig",
+    "WeatherQuantity",
     "WebhookSinkConfig",
     "brief_repr",
     "check_document_size",
@@ -257,10 +263,14 @@ class DevicesConfig(_Model):
     filter_wheel: DeviceConfig | None = None
     mount: DeviceConfig | None = None
     safety_monitor: DeviceConfig | None = None
+    dome: DeviceConfig | None = Field(default=None, description="a dome or a roll-off roof")
+    weather: DeviceConfig | None = Field(
+        default=None, description="a weather station (ASCOM ObservingConditions)"
+    )
 
     @model_validator(mode="after")
     def _serial_protocol_suits_role(self) -> DevicesConfig:
-        for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
+        for role in ROLES:
             cfg = getattr(self, role)
             if (
                 role != "mount"
@@ -518,6 +528,9 @@ class SequencerConfig(_Model):
         default=300.0, gt=0, le=3600, description="[s] slew and settle, park"
     )
     filter_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="[s] filter move")
+    shutter_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="[s] a dome shutter or roof opens or closes"
+    )
     command_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -545,6 +558,73 @@ class SequencerConfig(_Model):
     )
 
 
+WeatherQuantity = Literal[
+    "cloud_cover_pct",
+    "sky_temperature_c",
+    "temperature_c",
+    "dew_point_c",
+    "humidity_pct",
+    "wind_speed_m_s",
+    "wind_gust_m_s",
+    "rain_rate_mm_h",
+    "sky_quality_mag_arcsec2",
+    "sky_minus_ambient_c",
+    "dew_margin_c",
+]
+
+
+class WeatherLimitConfig(_Model):
+    """One weather limit (`obsctl.acquisition.weather.WeatherLimit`).
+
+    It trips at once, and clears once the value is back past it by ``hysteresis`` and has
+    stayed there ``wait_min``.
+    """
+
+    quantity: WeatherQuantity = Field(
+        description="a value of the station (units in the name); sky_minus_ambient_c and "
+        "dew_margin_c are derived from its temperatures"
+    )
+    above: float | None = Field(default=None, ge=-1e6, le=1e6, description="unsafe above this")
+    below: float | None = Field(default=None, ge=-1e6, le=1e6, description="unsafe below this")
+    hysteresis: float = Field(default=0.0, ge=0, le=1e6, description="in the quantity's unit")
+    wait_min: float = Field(
+        default=0.0, ge=0, le=10_080, description="[min] clear this long before safe again"
+    )
+
+    @model_validator(mode="after")
+    def _one_side(self) -> WeatherLimitConfig:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"{self.quantity}: give exactly one of above and below")
+        return self
+
+
+#: Limits when the config gives none: rain at once, humidity in two grades, wind, dew,
+#: cloud (a station lacking a sensor leaves its limits unwatched, and the log says so).
+DEFAULT_WEATHER_LIMITS = (
+    WeatherLimitConfig(quantity="rain_rate_mm_h", above=0.0, wait_min=30),
+    WeatherLimitConfig(quantity="humidity_pct", above=85, hysteresis=5, wait_min=30),
+    WeatherLimitConfig(quantity="humidity_pct", above=95, hysteresis=5, wait_min=120),
+    WeatherLimitConfig(quantity="wind_gust_m_s", above=15, hysteresis=3, wait_min=20),
+    WeatherLimitConfig(quantity="wind_speed_m_s", above=10, hysteresis=2, wait_min=20),
+    WeatherLimitConfig(quantity="dew_margin_c", below=2, hysteresis=1, wait_min=30),
+    WeatherLimitConfig(quantity="cloud_cover_pct", above=70, hysteresis=10, wait_min=15),
+)
+
+
+class WeatherConfig(_Model):
+    """How the safety supervisor judges the weather station (``[devices.weather]``)."""
+
+    limits: tuple[WeatherLimitConfig, ...] = Field(
+        default=DEFAULT_WEATHER_LIMITS, max_length=100, description="all must hold to be safe"
+    )
+    feed_deadline_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="[s] a station that gives nothing new for this long is unsafe",
+    )
+
+
 class SafetyConfig(_Model):
     """The safety supervisor, which runs beside the sequencer."""
 
@@ -560,6 +640,15 @@ class SafetyConfig(_Model):
         description="[s] how long it must stay safe before resuming",
     )
     park_when_unsafe: bool = True
+    close_when_unsafe: bool = Field(
+        default=True, description="close the dome or roof when unsafe (``[devices.dome]``)"
+    )
+    close_after_park: bool = Field(
+        default=True,
+        description="close only once the mount reports parked (a roll-off roof must not "
+        "close on the telescope); false closes at once (a dome)",
+    )
+    weather: WeatherConfig = WeatherConfig()
 
 
 class HookConfig(_Model):
@@ -956,6 +1045,60 @@ class SimulatedMountConfig(_Model):
     )
 
 
+class SimulatedDomeConfig(_Model):
+    """The simulated enclosure: a roll-off roof (a shutter only) or a rotating dome."""
+
+    kind: Literal["roll_off", "rotating"] = Field(
+        default="roll_off",
+        description="roll_off: a roof that opens and closes and cannot rotate; rotating: a "
+        "dome with a shutter that turns to an azimuth",
+    )
+    shutter_time_s: float = Field(
+        default=20.0, gt=0, le=3600, description="[s] to open or close the shutter or roof fully"
+    )
+    rotation_rate_deg_s: float = Field(
+        default=5.0, gt=0, le=360, description="[deg/s] rotating dome only"
+    )
+    park_az_deg: float = Field(
+        default=0.0, ge=0, lt=360, description="[deg] rotating dome only: the park azimuth"
+    )
+
+
+class SimulatedWeatherConfig(_Model):
+    """The simulated weather station's initial values; tests and ``/sim/v1`` change them.
+
+    Units are in the names. A sensor listed in ``missing`` is one the station does not have:
+    it answers ASCOM NotImplemented, as real stations do for the sensors they lack.
+    """
+
+    cloud_cover_pct: float = Field(default=0.0, ge=0, le=100)
+    sky_temperature_c: float = Field(default=-30.0, ge=-100, le=100)
+    temperature_c: float = Field(default=10.0, ge=-80, le=70)
+    dew_point_c: float = Field(default=0.0, ge=-80, le=70)
+    humidity_pct: float = Field(default=50.0, ge=0, le=100)
+    wind_speed_m_s: float = Field(default=2.0, ge=0, le=200)
+    wind_gust_m_s: float = Field(default=4.0, ge=0, le=200)
+    rain_rate_mm_h: float = Field(default=0.0, ge=0, le=1000)
+    sky_quality_mag_arcsec2: float = Field(default=21.0, ge=-30, le=30)
+    update_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description="[s] how often the station refreshes"
+    )
+    missing: tuple[
+        Literal[
+            "cloud_cover_pct",
+            "sky_temperature_c",
+            "temperature_c",
+            "dew_point_c",
+            "humidity_pct",
+            "wind_speed_m_s",
+            "wind_gust_m_s",
+            "rain_rate_mm_h",
+            "sky_quality_mag_arcsec2",
+        ],
+        ...,
+    ] = Field(default=(), max_length=9, description="sensors the station does not have")
+
+
 class SerialSimulatorConfig(_Model):
     """Serial simulators of the mount (LX200, OnStep flavour) and filter wheel (QHY CFW).
 
@@ -1001,6 +1144,12 @@ class SimulatorConfig(_Model):
     filter_wheel: SimulatedFilterWheelConfig = SimulatedFilterWheelConfig()
     mount: SimulatedMountConfig = SimulatedMountConfig()
     safe: bool = True
+    dome: SimulatedDomeConfig | None = Field(
+        default=None, description="serve a dome or roll-off roof (dome/0)"
+    )
+    weather: SimulatedWeatherConfig | None = Field(
+        default=None, description="serve a weather station (observingconditions/0)"
+    )
     serial: SerialSimulatorConfig | None = None
     quirks: tuple[SimulatorQuirk, ...] = Field(
         default=(),
@@ -1157,13 +1306,20 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _simulator_present_when_used(self) -> Config:
-        roles = ("camera", "filter_wheel", "mount", "safety_monitor")
-        used = [r for r in roles if isinstance(getattr(self.devices, r), SimulatorDeviceConfig)]
+        used = [r for r in ROLES if isinstance(getattr(self.devices, r), SimulatorDeviceConfig)]
         if used and self.simulator is None:
             raise ValueError(
                 f"devices {', '.join(used)} use driver 'simulator' but there is no "
                 "[simulator] section"
             )
+        # The simulators serve a dome and a weather station only when their section says
+        # what to simulate.
+        for role in ("dome", "weather"):
+            if role in used and getattr(self.simulator, role) is None:
+                raise ValueError(
+                    f"devices.{role} uses driver 'simulator' but there is no "
+                    f"[simulator.{role}] section"
+                )
         return self
 
 
@@ -1235,7 +1391,7 @@ def offset_ports(config: Config, offset: int, *, option: str = "--port-offset") 
                 )
         sim_update["serial"] = sim.serial.model_copy(update=serial_update)
     devices_update: dict[str, Any] = {}
-    for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
+    for role in ROLES:
         device = getattr(config.devices, role)
         if isinstance(device, AlpacaDeviceConfig) and device.address in addresses:
             devices_update[role] = device.model_copy(update={"address": addresses[device.address]})

@@ -586,12 +586,13 @@ class Daemon:
                 await self.ops.abort_exposure(devices.camera)
 
     async def _park_and_disconnect(self, devices: DeviceSet) -> None:
-        """Park the mount, then disconnect every device (the simulators still serve them).
+        """Park the mount, close the roof over it, then disconnect every device.
 
         A mount found disconnected (an interrupted reconnection, another client that let go
         of a shared Alpaca device) is connected again to be parked: the park matters more.
         """
         mount = devices.mount
+        parked = mount is None
         if mount is not None and self.config.sequencer.park_at_shutdown:
             try:
                 try:
@@ -601,8 +602,20 @@ class Daemon:
                     await mount.connect()
                     await self.ops.park(mount)
                 log.info("mount parked")
+                parked = True
             except DeviceError as exc:
                 log.error("could not park at shutdown: %s", exc)
+        dome = devices.dome
+        if dome is not None and self.config.sequencer.park_at_shutdown:
+            # A daemon that stops leaves no roof open behind it, and none closed on the mount.
+            if parked or not self.config.safety.close_after_park:
+                try:
+                    await self.ops.close_shutter(dome)
+                    log.info("roof closed")
+                except DeviceError as exc:
+                    log.error("could not close the roof at shutdown: %s", exc)
+            else:
+                log.error("the roof stays open at shutdown: the mount is not parked")
         for device in devices.all():
             with contextlib.suppress(ObsctlError, TimeoutError):
                 async with asyncio.timeout(5):

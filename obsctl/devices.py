@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "ROLES",
     "Camera",
     "CameraImage",
     "CameraInfo",
@@ -25,14 +26,30 @@ __all__ = [
     "CameraStatus",
     "Device",
     "DeviceSet",
+    "Dome",
+    "DomeInfo",
+    "DomeStatus",
     "ExposureSettings",
     "FilterWheel",
     "ImageMetadata",
     "Mount",
     "MountStatus",
+    "ObservingConditions",
     "PierSide",
     "SafetyMonitor",
+    "ShutterState",
+    "WeatherReadings",
 ]
+
+#: The device roles of a `DeviceSet` (and the keys of a config's ``[devices]``), in order.
+ROLES: tuple[str, ...] = (
+    "camera",
+    "filter_wheel",
+    "mount",
+    "safety_monitor",
+    "dome",
+    "weather",
+)
 
 
 class CameraState(enum.IntEnum):
@@ -52,6 +69,16 @@ class PierSide(enum.IntEnum):
     EAST = 0
     WEST = 1
     UNKNOWN = -1
+
+
+class ShutterState(enum.IntEnum):
+    """State of a dome shutter or roll-off roof, numbered as ASCOM ``ShutterState``."""
+
+    OPEN = 0
+    CLOSED = 1
+    OPENING = 2
+    CLOSING = 3
+    ERROR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +303,101 @@ class MountStatus:
     sidereal_time_h: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class DomeInfo:
+    """Fixed abilities of a dome or roll-off roof, read once after connecting.
+
+    A roll-off roof has a shutter (the roof) and nothing else: it cannot rotate, so it has no
+    azimuth, and it cannot be slaved to the telescope.
+
+    Attributes
+    ----------
+    can_set_azimuth : bool
+        Whether the dome rotates to an azimuth (False for a roll-off roof).
+    can_set_shutter : bool
+        Whether the shutter or roof can be opened and closed.
+    can_park : bool
+        Whether the dome has a park position.
+    can_slave : bool
+        Whether the dome can follow the telescope by itself (hardware slaving).
+    """
+
+    can_set_azimuth: bool
+    can_set_shutter: bool
+    can_park: bool
+    can_slave: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DomeStatus:
+    """A dome's shutter, rotation and park state, read together.
+
+    Attributes
+    ----------
+    shutter : ShutterState or None
+        The shutter or roof (`ShutterState.ERROR` when stopped part-way or the dome cannot
+        tell); None when the dome does not report it.
+    azimuth_deg : float or None
+        Azimuth of the slit (north = 0, east = 90) in degrees, None for a dome that does not
+        rotate (a roll-off roof).
+    slewing : bool
+        Whether any part of the dome moves: rotation or the shutter (ASCOM ``Slewing``).
+    at_park : bool
+        Whether the dome is at its park position.
+    slaved : bool
+        Whether the dome follows the telescope by itself.
+    """
+
+    shutter: ShutterState | None
+    azimuth_deg: float | None
+    slewing: bool
+    at_park: bool
+    slaved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherReadings:
+    """One reading of every sensor of a weather station; None for a sensor it does not have.
+
+    ASCOM lets an observing-conditions device implement any subset of its sensors, so every
+    value may be None.
+
+    Attributes
+    ----------
+    cloud_cover_pct : float or None
+        Sky covered by cloud, 0 to 100 percent.
+    sky_temperature_c : float or None
+        Sky temperature (an infrared sensor) in degrees Celsius.
+    temperature_c : float or None
+        Ambient air temperature in degrees Celsius.
+    dew_point_c : float or None
+        Dew point in degrees Celsius.
+    humidity_pct : float or None
+        Relative humidity, 0 to 100 percent.
+    wind_speed_m_s : float or None
+        Wind speed in metres per second.
+    wind_gust_m_s : float or None
+        Peak wind speed over the last 2 minutes in metres per second.
+    rain_rate_mm_h : float or None
+        Rain rate in millimetres per hour (0 when dry).
+    sky_quality_mag_arcsec2 : float or None
+        Sky brightness in magnitudes per square arcsecond (larger is darker).
+    average_period_h : float or None
+        Period over which the values are averaged, in hours (0: instantaneous values).
+    """
+
+    cloud_cover_pct: float | None = None
+    sky_temperature_c: float | None = None
+    temperature_c: float | None = None
+    dew_point_c: float | None = None
+    humidity_pct: float | None = None
+    wind_speed_m_s: float | None = None
+    wind_gust_m_s: float | None = None
+    rain_rate_mm_h: float | None = None
+    sky_quality_mag_arcsec2: float | None = None
+    average_period_h: float | None = None
+
+
 class Device(Protocol):
     """What every device has: a name and a connection."""
 
@@ -462,6 +584,110 @@ class SafetyMonitor(Device, Protocol):
         ...
 
 
+@runtime_checkable
+class Dome(Device, Protocol):
+    """A dome or a roll-off roof.
+
+    Moving commands return at once; `status` tells arrival, as the mount's `Mount.park` does.
+    """
+
+    async def info(self) -> DomeInfo:
+        """Return the dome's fixed abilities."""
+        ...
+
+    async def status(self) -> DomeStatus:
+        """Return shutter, azimuth, motion, park and slaving state."""
+        ...
+
+    async def open_shutter(self) -> None:
+        """Start opening the shutter or roof and return at once.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the shutter cannot be operated.
+        """
+        ...
+
+    async def close_shutter(self) -> None:
+        """Start closing the shutter or roof and return at once.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the shutter cannot be operated.
+        """
+        ...
+
+    async def slew_to_azimuth(self, az_deg: float) -> None:
+        """Start rotating the slit to an azimuth in degrees (north = 0, east = 90).
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the dome does not rotate (a roll-off roof).
+        InvalidDeviceValueError
+            When the azimuth is not finite.
+        DeviceBusyError
+            When the dome is slaved to the telescope.
+        """
+        ...
+
+    async def abort_slew(self) -> None:
+        """Stop every motion at once: rotation and shutter (a moving shutter is then ERROR)."""
+        ...
+
+    async def park(self) -> None:
+        """Start moving to the park position and return at once; `status` tells arrival.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the dome has no park position.
+        """
+        ...
+
+    async def set_slaved(self, on: bool) -> None:
+        """Switch the dome's own slaving to the telescope on or off.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the dome cannot slave itself and ``on`` is True.
+        """
+        ...
+
+
+@runtime_checkable
+class ObservingConditions(Device, Protocol):
+    """A weather station (ASCOM ``IObservingConditions``)."""
+
+    async def readings(self) -> WeatherReadings:
+        """Return every sensor's value; None for a sensor the station does not have."""
+        ...
+
+    async def time_since_last_update_s(self, sensor: str = "") -> float | None:
+        """Return the age of the latest reading in seconds.
+
+        Parameters
+        ----------
+        sensor : str
+            ASCOM sensor name (``"CloudCover"``, ``"RainRate"``, ...); empty for the most
+            recent update of any sensor.
+
+        Returns
+        -------
+        float or None
+            Seconds since the update; None when the station does not report it.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the sensor name is unknown.
+        """
+        ...
+
+
 @dataclass(slots=True)
 class DeviceSet:
     """The devices of one observatory, as built from a config.
@@ -470,7 +696,7 @@ class DeviceSet:
     ----------
     camera : Camera
         The imaging camera.
-    filter_wheel, mount, safety_monitor : device or None
+    filter_wheel, mount, safety_monitor, dome, weather : device or None
         Optional devices.
     """
 
@@ -478,13 +704,10 @@ class DeviceSet:
     filter_wheel: FilterWheel | None = None
     mount: Mount | None = None
     safety_monitor: SafetyMonitor | None = None
+    dome: Dome | None = None
+    weather: ObservingConditions | None = None
 
     def all(self) -> list[Device]:
-        """Return the configured devices in a fixed order."""
-        found: list[Device | None] = [
-            self.camera,
-            self.filter_wheel,
-            self.mount,
-            self.safety_monitor,
-        ]
+        """Return the configured devices in the order of `ROLES`."""
+        found: list[Device | None] = [getattr(self, role) for role in ROLES]
         return [d for d in found if d is not None]

@@ -1,9 +1,10 @@
 """Device procedures every caller shares, each bounded by its deadline from the config.
 
 Moving a filter and waiting for it, exposing until the image is ready, slewing and settling,
-parking and waiting, switching the cooler: the sequencer, the night runner, the safety
-supervisor, the daemon's shutdown and ``obsctl expose`` all do these through `Operations`,
-so each has one implementation and one deadline (``[sequencer]`` in the config).
+parking and waiting, opening and closing the roof, switching the cooler: the sequencer, the
+night runner, the safety supervisor, the daemon's shutdown and ``obsctl expose`` all do these
+through `Operations`, so each has one implementation and one deadline (``[sequencer]`` in the
+config).
 
 Waits are polled: a device reports arrival, readiness or park only when asked. Deadlines of
 waits are in observatory time (the clock's, simulated in a night at ``--speed N``); the
@@ -28,7 +29,7 @@ from typing import TypeVar
 
 from obsctl.clock import Clock
 from obsctl.config import SequencerConfig
-from obsctl.devices import Camera, CameraState, Device, FilterWheel, Mount
+from obsctl.devices import Camera, CameraState, Device, Dome, FilterWheel, Mount, ShutterState
 from obsctl.errors import (
     DeviceError,
     DeviceStateError,
@@ -440,3 +441,55 @@ class Operations:
             raise DeviceTimeoutError(
                 f"not parked {timeout_s:g} s after the park command", device=mount.name
             ) from exc
+
+    # -- dome or roof ---------------------------------------------------------------------
+
+    async def shutter(self, dome: Dome) -> ShutterState | None:
+        """Return the shutter's state (None when the dome does not report it)."""
+        return (await self.command(dome.status(), dome.name, "dome status")).shutter
+
+    async def open_shutter(self, dome: Dome) -> None:
+        """Open the shutter or roof and wait until it reports open.
+
+        Raises
+        ------
+        DeviceTimeoutError
+            When it is not open within ``shutter_timeout_s``.
+        DeviceStateError
+            When the shutter reports Error while opening.
+        """
+        await self._move_shutter(dome, ShutterState.OPEN, dome.open_shutter, "open")
+
+    async def close_shutter(self, dome: Dome, *, wait: bool = True) -> None:
+        """Send the close command and, with ``wait``, wait until it reports closed.
+
+        Raises as `open_shutter`.
+        """
+        if not wait:
+            await self.command(dome.close_shutter(), dome.name, "close the shutter")
+            return
+        await self._move_shutter(dome, ShutterState.CLOSED, dome.close_shutter, "close")
+
+    async def _move_shutter(
+        self,
+        dome: Dome,
+        goal: ShutterState,
+        move: Callable[[], Awaitable[None]],
+        what: str,
+    ) -> None:
+        if await self.shutter(dome) == goal:
+            return
+        await self.command(move(), dome.name, f"{what} the shutter")
+
+        # The other way's motion: someone (the safety supervisor) reversed the command.
+        reversed_ = ShutterState.CLOSING if goal == ShutterState.OPEN else ShutterState.OPENING
+
+        async def there() -> bool:
+            state = await self.shutter(dome)
+            if state in (ShutterState.ERROR, reversed_):
+                raise DeviceStateError(
+                    f"shutter {state.name.lower()} while told to {what}", device=dome.name
+                )
+            return state == goal
+
+        await self.until(there, self.settings.shutter_timeout_s, dome.name, f"{what} the shutter")

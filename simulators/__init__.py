@@ -9,12 +9,15 @@ from obsctl.simulators.alpaca_server import AlpacaServer
 from obsctl.simulators.camera_model import CameraModel, ExposureRecord
 from obsctl.simulators.devices import (
     SimulatedCamera,
+    SimulatedDome,
     SimulatedFilterWheel,
     SimulatedMount,
+    SimulatedObservingConditions,
     SimulatedSafetyMonitor,
     translate_ascom_error,
 )
 from obsctl.simulators.discovery import DiscoveryResponder
+from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import Fault, FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import AscomError
@@ -26,12 +29,14 @@ from obsctl.simulators.observatory import (
     serve_forever,
 )
 from obsctl.simulators.safety_model import SafetyMonitorModel
+from obsctl.simulators.weather_model import WeatherModel
 
 __all__ = [
     "AlpacaServer",
     "AscomError",
     "CameraModel",
     "DiscoveryResponder",
+    "DomeModel",
     "ExposureRecord",
     "Fault",
     "FaultInjector",
@@ -41,10 +46,13 @@ __all__ = [
     "RunningSimulators",
     "SafetyMonitorModel",
     "SimulatedCamera",
+    "SimulatedDome",
     "SimulatedFilterWheel",
     "SimulatedMount",
     "SimulatedObservatory",
+    "SimulatedObservingConditions",
     "SimulatedSafetyMonitor",
+    "WeatherModel",
     "running_simulators",
     "serve_forever",
     "translate_ascom_error",

@@ -1,7 +1,8 @@
 """ASCOM Alpaca HTTP server for the simulated observatory (aiohttp).
 
 Devices: ``camera/0`` (ICameraV4), ``filterwheel/0`` (IFilterWheelV3), ``telescope/0``
-(ITelescopeV4) and ``safetymonitor/0`` (ISafetyMonitorV3) under ``/api/v1/``, plus the
+(ITelescopeV4), ``safetymonitor/0`` (ISafetyMonitorV3) and, when configured, ``dome/0``
+(IDomeV3) and ``observingconditions/0`` (IObservingConditionsV2) under ``/api/v1/``, plus the
 management API, minimal setup pages, and a non-Alpaca control API under ``/sim/v1/``.
 
 Protocol rules followed (Alpaca API v1):
@@ -21,7 +22,10 @@ Protocol rules followed (Alpaca API v1):
 
 Control API (JSON bodies): ``PUT/DELETE/GET /sim/v1/{type}/{n}/fault`` sets, clears or lists
 the device's fault (see `obsctl.simulators.faults`), ``PUT /sim/v1/safetymonitor/0/safe``
-``{"safe": bool}``, ``PUT /sim/v1/camera/0/flatpanel`` ``{"on": bool}`` and
+``{"safe": bool}``, ``PUT /sim/v1/observingconditions/0/readings`` ``{"rain_rate_mm_h":
+2.5, ...}`` (fields of `obsctl.devices.WeatherReadings` but the average period; null removes
+the sensor) and ``PUT /sim/v1/observingconditions/0/stalled`` ``{"stalled": bool}``,
+``PUT /sim/v1/camera/0/flatpanel`` ``{"on": bool}`` and
 ``GET /sim/v1/camera/0/truth``: ``{"stars": [{id, ra_deg, dec_deg, mag, x, y, flux_e, ...},
 ...], "galaxies": [{id, ..., x, y, r_eff_px, ..., flux_e}, ...], "trail": {x0, y0, x1, y1,
 flux_e_per_px, ...} or null, "sky": {band, airmass, ..., seeing_arcsec, sky_e_s_px} or null,
@@ -55,6 +59,7 @@ from obsctl.clock import Clock
 from obsctl.config import TelescopeConfig
 from obsctl.coords import j2000_to_jnow, jnow_to_j2000
 from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
+from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import Fault, FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
@@ -67,6 +72,7 @@ from obsctl.simulators.models import (
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.quirks import Quirks
 from obsctl.simulators.safety_model import SafetyMonitorModel
+from obsctl.simulators.weather_model import ABSENT_SENSORS, SENSORS, WeatherModel
 
 if TYPE_CHECKING:
     from obsctl.simulators.observatory import SimulatedObservatory
@@ -326,6 +332,70 @@ def _filterwheel_members() -> dict[str, _Member[FilterWheelModel]]:
 def _safety_members() -> dict[str, _Member[SafetyMonitorModel]]:
     # ASCOM: IsSafe answers False (not an error) while disconnected.
     return {"issafe": _Member(get=lambda s, p: s.is_safe, needs_connection=False)}
+
+
+def _dome_members() -> dict[str, _Member[DomeModel]]:
+    def set_slaved(_d: DomeModel, p: _Params) -> None:
+        # CanSlave is False: ASCOM lets Slaved be set False, and True is NotImplemented.
+        if p.boolean("Slaved"):
+            raise AscomError(NOT_IMPLEMENTED, "this dome cannot slave itself to the telescope")
+
+    return {
+        "altitude": _ni_property("Altitude"),
+        "athome": _const(False),
+        "atpark": _Member(get=lambda d, p: d.at_park),
+        "azimuth": _Member(get=lambda d, p: d.azimuth_deg),
+        "canfindhome": _const(False),
+        "canpark": _Member(get=lambda d, p: d.rotates),
+        "cansetaltitude": _const(False),
+        "cansetazimuth": _Member(get=lambda d, p: d.rotates),
+        "cansetpark": _const(False),
+        "cansetshutter": _const(True),
+        "canslave": _const(False),
+        "cansyncazimuth": _const(False),
+        "shutterstatus": _Member(get=lambda d, p: int(d.shutter_state)),
+        "slaved": _Member(get=lambda d, p: False, put=set_slaved),
+        "slewing": _Member(get=lambda d, p: d.slewing),
+        "abortslew": _Member(put=lambda d, p: d.abort_slew()),
+        "closeshutter": _Member(put=lambda d, p: d.close_shutter()),
+        "findhome": _ni_method("FindHome"),
+        "openshutter": _Member(put=lambda d, p: d.open_shutter()),
+        "park": _Member(put=lambda d, p: d.park()),
+        "setpark": _ni_method("SetPark"),
+        "slewtoaltitude": _ni_method("SlewToAltitude"),
+        "slewtoazimuth": _Member(put=lambda d, p: d.slew_to_azimuth(p.number("Azimuth"))),
+        "synctoazimuth": _ni_method("SyncToAzimuth"),
+    }
+
+
+def _weather_members() -> dict[str, _Member[WeatherModel]]:
+    def set_average_period(_w: WeatherModel, p: _Params) -> None:
+        # The values are instantaneous; ASCOM requires 0 to be accepted and allows refusing
+        # any other period.
+        period = p.number("AveragePeriod")
+        if period != 0.0:
+            raise AscomError(INVALID_VALUE, f"AveragePeriod {period:g} h: only 0 is supported")
+
+    def sensor(field: str) -> _Member[WeatherModel]:
+        return _Member(get=lambda w, p: w.value(field))
+
+    members: dict[str, _Member[WeatherModel]] = {
+        name.lower(): sensor(field) for name, field in SENSORS.items()
+    }
+    members.update({name.lower(): _ni_property(name) for name in ABSENT_SENSORS})
+    members.update(
+        {
+            "averageperiod": _Member(get=lambda w, p: 0.0, put=set_average_period),
+            "refresh": _ni_method("Refresh"),
+            "sensordescription": _Member(
+                get=lambda w, p: w.sensor_description(p.text("SensorName"))
+            ),
+            "timesincelastupdate": _Member(
+                get=lambda w, p: w.time_since_update_s(p.text("SensorName"))
+            ),
+        }
+    )
+    return members
 
 
 def _axis(p: _Params) -> int:
@@ -611,6 +681,28 @@ _TELESCOPE = _Interface(
 _SAFETY_MONITOR = _Interface(
     "safetymonitor", "SafetyMonitor", version=3, state_names=(("IsSafe", "issafe"),)
 )
+_DOME = _Interface(
+    "dome",
+    "Dome",
+    version=3,
+    state_names=(
+        ("Altitude", "altitude"),
+        ("AtHome", "athome"),
+        ("AtPark", "atpark"),
+        ("Azimuth", "azimuth"),
+        ("ShutterStatus", "shutterstatus"),
+        ("Slewing", "slewing"),
+    ),
+)
+_OBSERVING_CONDITIONS = _Interface(
+    "observingconditions",
+    "ObservingConditions",
+    version=2,
+    state_names=tuple(
+        (name, name.lower())
+        for name in sorted((*SENSORS, *ABSENT_SENSORS))  # ASCOM lists them alphabetically
+    ),
+)
 
 
 _COMMON_UNCONNECTED = frozenset(
@@ -858,6 +950,16 @@ class AlpacaServer:
         self._register(
             _SAFETY_MONITOR, obs.safety_monitor, _safety_members(), name="Simulated safety monitor"
         )
+        if obs.dome is not None:
+            kind = "roll-off roof" if obs.dome.config.kind == "roll_off" else "rotating dome"
+            self._register(_DOME, obs.dome, _dome_members(), name=f"Simulated {kind}")
+        if obs.weather is not None:
+            self._register(
+                _OBSERVING_CONDITIONS,
+                obs.weather,
+                _weather_members(),
+                name="Simulated weather station",
+            )
 
     def _build_app(self) -> web.Application:
         app = web.Application()
@@ -872,6 +974,8 @@ class AlpacaServer:
         r.add_put("/sim/v1/{device_type}/{device_number}/fault", self._put_fault)
         r.add_delete("/sim/v1/{device_type}/{device_number}/fault", self._delete_fault)
         r.add_put("/sim/v1/safetymonitor/0/safe", self._put_safe)
+        r.add_put("/sim/v1/observingconditions/0/readings", self._put_weather)
+        r.add_put("/sim/v1/observingconditions/0/stalled", self._put_weather_stalled)
         r.add_put("/sim/v1/camera/0/flatpanel", self._put_flat_panel)
         r.add_get("/sim/v1/camera/0/truth", self._get_truth)
         return app
@@ -931,7 +1035,8 @@ class AlpacaServer:
         Parameters
         ----------
         device_type : str
-            ``camera``, ``filterwheel``, ``telescope`` or ``safetymonitor`` (any case).
+            ``camera``, ``filterwheel``, ``telescope``, ``safetymonitor``, ``dome`` or
+            ``observingconditions`` (any case).
         number : int
             Device number.
 
@@ -1275,6 +1380,35 @@ class AlpacaServer:
             raise web.HTTPBadRequest(text='expected {"safe": true|false}')
         self.observatory.safety_monitor.set_safe(safe)
         return web.json_response({"safe": safe})
+
+    def _weather(self) -> WeatherModel:
+        weather = self.observatory.weather
+        if weather is None:
+            raise web.HTTPNotFound(text="no weather station is simulated ([simulator.weather])")
+        return weather
+
+    async def _put_weather(self, request: web.Request) -> web.Response:
+        weather = self._weather()
+        data = await self._json_body(request)
+        for key, value in data.items():
+            # bool is an int to Python, but true is no reading.
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not number:
+                raise web.HTTPBadRequest(text=f"{key}: expected a number or null")
+        try:
+            weather.set_values(**data)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return web.json_response(weather.readings())
+
+    async def _put_weather_stalled(self, request: web.Request) -> web.Response:
+        weather = self._weather()
+        data = await self._json_body(request)
+        stalled = data.get("stalled")
+        if not isinstance(stalled, bool):
+            raise web.HTTPBadRequest(text='expected {"stalled": true|false}')
+        weather.set_stalled(stalled)
+        return web.json_response({"stalled": stalled})
 
     async def _put_flat_panel(self, request: web.Request) -> web.Response:
         data = await self._json_body(request)

@@ -1,7 +1,8 @@
 """In-process device Protocol implementations over the simulator models (no HTTP).
 
-`SimulatedCamera`, `SimulatedFilterWheel`, `SimulatedMount` and `SimulatedSafetyMonitor`
-satisfy `obsctl.devices.Camera`, `FilterWheel`, `Mount` and `SafetyMonitor` structurally.
+`SimulatedCamera`, `SimulatedFilterWheel`, `SimulatedMount`, `SimulatedSafetyMonitor`,
+`SimulatedDome` and `SimulatedObservingConditions` satisfy `obsctl.devices.Camera`,
+`FilterWheel`, `Mount`, `SafetyMonitor`, `Dome` and `ObservingConditions` structurally.
 Model `AscomError` numbers become obsctl errors: 0x400 → `DeviceNotImplementedError`,
 0x401/0x402 → `InvalidDeviceValueError`, 0x407 → `DeviceNotConnectedError`, 0x408/0x40B →
 `DeviceBusyError`, anything else → `DeviceError`.
@@ -10,6 +11,7 @@ Model `AscomError` numbers become obsctl errors: 0x400 → `DeviceNotImplemented
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar, Generic, TypeVar, cast
@@ -21,9 +23,12 @@ from obsctl.devices import (
     CameraImage,
     CameraInfo,
     CameraStatus,
+    DomeInfo,
+    DomeStatus,
     ExposureSettings,
     ImageMetadata,
     MountStatus,
+    WeatherReadings,
 )
 from obsctl.errors import (
     DeviceBusyError,
@@ -33,6 +38,7 @@ from obsctl.errors import (
     InvalidDeviceValueError,
 )
 from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
+from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
     INVALID_OPERATION,
@@ -46,11 +52,14 @@ from obsctl.simulators.models import (
 )
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.safety_model import SafetyMonitorModel
+from obsctl.simulators.weather_model import WeatherModel
 
 __all__ = [
     "SimulatedCamera",
+    "SimulatedDome",
     "SimulatedFilterWheel",
     "SimulatedMount",
+    "SimulatedObservingConditions",
     "SimulatedSafetyMonitor",
     "translate_ascom_error",
 ]
@@ -428,3 +437,113 @@ class SimulatedSafetyMonitor(_SimulatedDevice[SafetyMonitorModel]):
     async def is_safe(self) -> bool:
         """Return whether it is safe (False while disconnected)."""
         return self.model.is_safe
+
+
+class SimulatedDome(_SimulatedDevice[DomeModel]):
+    """The simulated roll-off roof or dome as an `obsctl.devices.Dome`.
+
+    It drives a `DomeModel`; its name is ``dome`` unless one is given.
+    """
+
+    default_name = "dome"
+
+    async def info(self) -> DomeInfo:
+        """Return the dome's abilities (a roll-off roof neither rotates nor parks)."""
+        self._require_connected()
+        rotates = self.model.rotates
+        return DomeInfo(
+            can_set_azimuth=rotates, can_set_shutter=True, can_park=rotates, can_slave=False
+        )
+
+    async def status(self) -> DomeStatus:
+        """Return shutter, azimuth (None for a roll-off roof), motion and park state."""
+        m = self.model
+        self._require_connected()
+        return DomeStatus(
+            shutter=m.shutter_state,
+            azimuth_deg=m.azimuth_deg if m.rotates else None,
+            slewing=m.slewing,
+            at_park=m.at_park,
+            slaved=False,
+        )
+
+    async def open_shutter(self) -> None:
+        """Start opening the shutter or roof."""
+        with self._ascom():
+            self.model.open_shutter()
+
+    async def close_shutter(self) -> None:
+        """Start closing the shutter or roof."""
+        with self._ascom():
+            self.model.close_shutter()
+
+    async def slew_to_azimuth(self, az_deg: float) -> None:
+        """Start turning to an azimuth in degrees (any finite value; it is wrapped).
+
+        Raises the errors `obsctl.devices.Dome.slew_to_azimuth` lists.
+        """
+        if not math.isfinite(az_deg):
+            raise InvalidDeviceValueError(f"azimuth {az_deg!r} is not finite", device=self.name)
+        with self._ascom():
+            self.model.slew_to_azimuth(az_deg % 360.0)
+
+    async def abort_slew(self) -> None:
+        """Stop every motion."""
+        with self._ascom():
+            self.model.abort_slew()
+
+    async def park(self) -> None:
+        """Start turning to the park azimuth.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            For a roll-off roof.
+        """
+        with self._ascom():
+            self.model.park()
+
+    async def set_slaved(self, on: bool) -> None:
+        """Switch slaving; the simulated dome cannot slave itself.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When ``on`` is True.
+        """
+        self._require_connected()
+        if on:
+            raise DeviceNotImplementedError(
+                "the simulated dome cannot slave itself to the telescope",
+                device=self.name,
+                ascom_error=NOT_IMPLEMENTED,
+            )
+
+
+class SimulatedObservingConditions(_SimulatedDevice[WeatherModel]):
+    """The simulated weather station as an `obsctl.devices.ObservingConditions`.
+
+    It drives a `WeatherModel`; its name is ``weather`` unless one is given.
+    """
+
+    default_name = "weather"
+
+    async def readings(self) -> WeatherReadings:
+        """Return every sensor's value; None for a sensor the station lacks."""
+        self._require_connected()
+        return WeatherReadings(**self.model.readings(), average_period_h=0.0)
+
+    async def time_since_last_update_s(self, sensor: str = "") -> float | None:
+        """Return the age of the latest reading in seconds; None for a missing sensor.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the sensor name is unknown.
+        """
+        self._require_connected()
+        try:
+            with self._ascom():
+                return self.model.time_since_update_s(sensor)
+        except DeviceNotImplementedError:
+            return None

@@ -1,4 +1,4 @@
-"""The simulated observatory: the four device models wired together, and running them.
+"""The simulated observatory: the device models wired together, and running them.
 
 `SimulatedObservatory` holds the models (for in-process devices); `running_simulators` serves
 them over Alpaca HTTP (plus UDP discovery) for a block, `serve_forever` for ``obsctl
@@ -22,10 +22,12 @@ from obsctl.config import Config, SimulatorConfig, SiteConfig, TelescopeConfig
 from obsctl.simulators.alpaca_server import MANUFACTURER, SERVER_NAME, AlpacaServer
 from obsctl.simulators.camera_model import CameraModel
 from obsctl.simulators.discovery import DiscoveryResponder
+from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.safety_model import SafetyMonitorModel
+from obsctl.simulators.weather_model import WeatherModel
 
 if TYPE_CHECKING:
     from obsctl.simulators.serial_server import RunningSerialSimulators
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SimulatedObservatory:
-    """Camera, filter wheel, mount and safety monitor sharing one clock.
+    """Camera, filter wheel, mount, safety monitor, dome and weather station on one clock.
 
     The camera reads its pointing and field rotation from the mount and its band from the
     filter wheel, so a rendered frame shows the stars where the mount points.
@@ -59,6 +61,10 @@ class SimulatedObservatory:
     config : SimulatorConfig
     site : SiteConfig
     telescope : TelescopeConfig
+    dome : DomeModel or None
+        The roll-off roof or dome, when ``[simulator.dome]`` is configured.
+    weather : WeatherModel or None
+        The weather station, when ``[simulator.weather]`` is configured.
     """
 
     camera: CameraModel
@@ -69,6 +75,8 @@ class SimulatedObservatory:
     config: SimulatorConfig
     site: SiteConfig
     telescope: TelescopeConfig
+    dome: DomeModel | None = None
+    weather: WeatherModel | None = None
 
     @classmethod
     def from_config(
@@ -79,7 +87,7 @@ class SimulatedObservatory:
         Parameters
         ----------
         sim : SimulatorConfig
-            Camera, sky, filter wheel, mount and initial safety settings.
+            Camera, sky, filter wheel, mount, initial safety, dome and weather settings.
         site : SiteConfig
             Where the mount stands.
         telescope : TelescopeConfig
@@ -115,6 +123,8 @@ class SimulatedObservatory:
             config=sim,
             site=site,
             telescope=telescope,
+            dome=None if sim.dome is None else DomeModel(sim.dome, clock),
+            weather=None if sim.weather is None else WeatherModel(sim.weather, clock),
         )
 
     async def close(self) -> None:

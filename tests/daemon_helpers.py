@@ -105,6 +105,46 @@ def daemon_config(data_dir: Path, *, token: str | None = None, **sections: Any) 
     return Config.model_validate(data)
 
 
+#: The weather limits of `enclosure_config`: rain (2 min), humidity (90 %, 5 % back, 1 min).
+RAIN_WAIT_MIN = 2.0
+RESUME_DELAY_S = 10.0
+FEED_DEADLINE_S = 60.0
+
+
+def enclosure_config(data_dir: Path, *, humidity_wait_min: float = 1.0, **weather: Any) -> Config:
+    """`daemon_config` with a simulated roll-off roof and weather station over Alpaca.
+
+    ``weather`` sets the station's `SimulatedWeatherConfig` (initial values, ``missing``).
+    """
+    alpaca = {"driver": "alpaca", "timeout_s": 1.0}
+    config = daemon_config(
+        data_dir,
+        safety={
+            "resume_delay_s": RESUME_DELAY_S,
+            "weather": {
+                "limits": [
+                    {"quantity": "rain_rate_mm_h", "above": 0.0, "wait_min": RAIN_WAIT_MIN},
+                    {
+                        "quantity": "humidity_pct",
+                        "above": 90,
+                        "hysteresis": 5,
+                        "wait_min": humidity_wait_min,
+                    },
+                ],
+                "feed_deadline_s": FEED_DEADLINE_S,
+            },
+        },
+    )
+    data = config.model_dump(mode="json", exclude_unset=True)
+    address = data["devices"]["camera"]["address"]
+    data["devices"] |= {role: alpaca | {"address": address} for role in ("dome", "weather")}
+    data["simulator"] |= {
+        "dome": {"kind": "roll_off", "shutter_time_s": 20.0},
+        "weather": {"update_interval_s": 5.0, **weather},
+    }
+    return Config.model_validate(data)
+
+
 def overhead_target(name: str = "Zenith field") -> Target:
     """A target on the meridian, high in the sky now (the simulated clock starts at now)."""
     lst = local_sidereal_time_deg(datetime.now(UTC), LONGITUDE)

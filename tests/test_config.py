@@ -241,3 +241,68 @@ def test_toml_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, "a = " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(ConfigError, match=r"obsctl\.toml: TOML nested too deeply"):
         load_config(path)
+
+
+def test_one_role_list_for_config_devices_and_registry() -> None:
+    from dataclasses import fields
+
+    from obsctl.config import DevicesConfig
+    from obsctl.devices import ROLES, DeviceSet
+    from obsctl.drivers import registry
+
+    assert tuple(DevicesConfig.model_fields) == ROLES
+    assert tuple(f.name for f in fields(DeviceSet)) == ROLES
+    assert registry.ROLES is ROLES
+
+
+def test_default_serves_a_roll_off_roof_and_a_weather_station() -> None:
+    sim = load_config().simulator
+    assert sim is not None and sim.dome is not None and sim.weather is not None
+    assert sim.dome.kind == "roll_off" and sim.dome.shutter_time_s == 20.0
+    assert sim.weather.missing == ()
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (
+            lambda t: t + SIMULATOR + '[devices.dome]\ndriver = "simulator"\n',
+            r"devices\.dome uses driver 'simulator' but there is no \[simulator\.dome\] section",
+        ),
+        (
+            lambda t: t + '[devices.weather]\ndriver = "simulator"\n',
+            r"devices weather use driver 'simulator' but there is no \[simulator\] section",
+        ),
+        (
+            lambda t: t + '[devices.dome]\ndriver = "serial"\nprotocol = "lx200"\nurl = "x"\n',
+            r"devices\.dome: serial protocol 'lx200' drives a mount, not a dome",
+        ),
+        (
+            lambda t: (
+                t
+                + '[devices.dome]\ndriver = "alpaca"\naddress = "127.0.0.1:1"\n'
+                + 'equatorial_system = "j2000"\n'
+            ),
+            r"devices\.dome: equatorial_system applies to a mount only",
+        ),
+        (
+            lambda t: t + SIMULATOR + '[simulator.dome]\nkind = "clamshell"\n',
+            r"simulator\.dome\.kind: Input should be 'roll_off' or 'rotating'",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.dome]\nshutter_time_s = 0\n",
+            r"simulator\.dome\.shutter_time_s: Input should be greater than 0",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.weather]\nhumidity_pct = 101\n",
+            r"simulator\.weather\.humidity_pct: Input should be less than or equal to 100",
+        ),
+        (
+            lambda t: t + SIMULATOR + '[simulator.weather]\nmissing = ["pressure_hpa"]\n',
+            r"simulator\.weather\.missing\[0\]: Input should be 'cloud_cover_pct'",
+        ),
+    ],
+)
+def test_dome_and_weather_config_errors(tmp_path, edit, pattern) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(write(tmp_path, edit(MINIMAL)))

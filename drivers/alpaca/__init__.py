@@ -2,8 +2,10 @@
 
 from obsctl.drivers.alpaca._http import ASCOM_ERRORS, HTTP_ERRORS, AlpacaClient, error_for_ascom
 from obsctl.drivers.alpaca.camera import AlpacaCamera
+from obsctl.drivers.alpaca.dome import AlpacaDome
 from obsctl.drivers.alpaca.filterwheel import AlpacaFilterWheel
 from obsctl.drivers.alpaca.mount import AlpacaMount
+from obsctl.drivers.alpaca.observingconditions import AlpacaObservingConditions
 from obsctl.drivers.alpaca.safetymonitor import AlpacaSafetyMonitor
 
 __all__ = [
@@ -11,8 +13,10 @@ __all__ = [
     "HTTP_ERRORS",
     "AlpacaCamera",
     "AlpacaClient",
+    "AlpacaDome",
     "AlpacaFilterWheel",
     "AlpacaMount",
+    "AlpacaObservingConditions",
     "AlpacaSafetyMonitor",
     "error_for_ascom",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 
 from obsctl.clock import Clock
 from obsctl.config import SequencerConfig
-from obsctl.devices import Device, DeviceSet, Mount
+from obsctl.devices import ROLES, Device, DeviceSet, Mount
 from obsctl.errors import DeviceError
 from obsctl.events import EventBus
 from obsctl.operations import Operations
@@ -32,9 +32,6 @@ from obsctl.operations import Operations
 __all__ = ["ROLES", "DeviceHealth", "HealthBoard", "Reconnector"]
 
 log = logging.getLogger(__name__)
-
-#: The device roles of a `DeviceSet`, in its order.
-ROLES: tuple[str, ...] = ("camera", "filter_wheel", "mount", "safety_monitor")
 
 
 @dataclass(slots=True)

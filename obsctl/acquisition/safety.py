@@ -1,12 +1,17 @@
 """The safety supervisor: runs beside the sequencer and acts on its own.
 
-It polls the safety monitor on its own connection and deadline. When the monitor says unsafe,
-or does not answer within its deadline (device health), it aborts a running light or flat
-exposure (darks and biases may go on), stops tracking and parks the mount (sending the park
-again at every reading until the mount accepts it), and closes the gate that the sequencer
-passes before every light frame. The gate opens again once the monitor has said safe for
-``resume_delay_s`` without a break. None of this waits for the sequencer, so a stuck
-sequencer or a download in flight cannot delay the park.
+It polls the safety monitor and the weather station on its own connections and deadline. The
+weather is judged by `obsctl.acquisition.weather` (limits with hysteresis and waits, a feed
+deadline). When the monitor says unsafe, or the weather does, or the monitor does not answer
+within its deadline (device health), it aborts a running light or flat exposure (darks and
+biases may go on), stops tracking and parks the mount (sending the park again at every
+reading until the mount accepts it), closes the dome or roof once the mount reports parked
+(``close_after_park``: a roll-off roof must not close on the telescope; the close is sent
+again at every reading until the shutter reports closing), and closes the gate that the
+sequencer passes before every light frame. The gate opens again once everything has said
+safe for ``resume_delay_s`` without a break; the supervisor never opens the roof itself (the
+sequencer opens it for the next light frame, past the gate). None of this waits for the
+sequencer, so a stuck sequencer or a download in flight cannot delay the park.
 
 In the daemon the supervisor runs on a thread and event loop of its own (`SupervisorThread`)
 with its own device connections, so that nothing on the daemon's event loop (a long request,
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -26,9 +32,10 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.weather import WeatherPolicy, WeatherVerdict, weather_policy
 from obsctl.clock import Clock
 from obsctl.config import SafetyConfig, SequencerConfig
-from obsctl.devices import DeviceSet
+from obsctl.devices import DeviceSet, ShutterState
 from obsctl.errors import DeviceError
 from obsctl.events import EventBus
 from obsctl.operations import Operations
@@ -38,6 +45,8 @@ __all__ = ["SafetySupervisor", "SupervisorThread"]
 log = logging.getLogger(__name__)
 
 _SAFE_TYPES_WHEN_UNSAFE = ("DARK", "BIAS")
+#: Shutter states in which a close needs not be sent again.
+_CLOSING = (ShutterState.CLOSED, ShutterState.CLOSING)
 
 
 class SafetySupervisor:
@@ -58,6 +67,18 @@ class SafetySupervisor:
     ops : Operations, optional
         The device procedures (abort, stop tracking, park) with the configured deadlines;
         by default those of a default ``[sequencer]``.
+
+    Attributes
+    ----------
+    is_safe : bool
+        Whether frames other than darks and biases may be taken.
+    reason : str
+        Why (every cause at once while unsafe).
+    safe_in_s : float or None
+        While unsafe, the estimated time until safe (s, observatory time) if the values stay
+        as they are; None when it cannot be told (a value beyond its limit, the monitor).
+    weather : WeatherVerdict or None
+        The last verdict on the weather station (None without one).
     """
 
     def __init__(
@@ -77,6 +98,12 @@ class SafetySupervisor:
         self.events = events
         self.is_safe = False
         self.reason = "not checked yet"
+        self.safe_in_s: float | None = None
+        self.weather: WeatherVerdict | None = None
+        self._policy: WeatherPolicy | None = (
+            weather_policy(config.weather) if devices.weather is not None else None
+        )
+        self._unwatched: tuple[str, ...] = ()
         # The gate and the first reading are awaited on the daemon's loop (`home`), wherever
         # the supervisor itself runs.
         self._gate = asyncio.Event()
@@ -89,6 +116,9 @@ class SafetySupervisor:
         self.last_park_sent: float | None = None
         #: Failed attempts to park in this unsafe spell (0 once the mount accepted the park).
         self._park_failures = 0
+        #: Real (monotonic) time when the close command last went to the dome, for latency.
+        self.last_close_sent: float | None = None
+        self._close_failures = 0
 
     async def wait_safe(self, image_type: str) -> None:
         """Return when frames of ``image_type`` may be taken (darks and biases always)."""
@@ -97,7 +127,7 @@ class SafetySupervisor:
             return
         await self._gate.wait()
 
-    async def _read(self) -> tuple[bool, str]:
+    async def _read_monitor(self) -> tuple[bool, str]:
         monitor = self.devices.safety_monitor
         if monitor is None:
             return True, "no safety monitor configured"
@@ -110,24 +140,72 @@ class SafetySupervisor:
             return False, f"safety monitor failed: {exc}"
         return safe, "safety monitor says safe" if safe else "safety monitor says unsafe"
 
+    async def _read_weather(self) -> WeatherVerdict | None:
+        station, policy = self.devices.weather, self._policy
+        if station is None or policy is None:
+            return None
+        readings: dict[str, float | None] | None = None
+        age_s = None
+        try:
+            async with asyncio.timeout(self.config.read_timeout_s):
+                values = await station.readings()
+                age_s = await station.time_since_last_update_s()
+            readings = dataclasses.asdict(values)
+        except Exception as exc:  # any failure is a missed reading: the feed deadline decides
+            log.debug("weather station read failed: %s", exc)
+        verdict = policy.assess(readings, self.clock.monotonic(), age_s=age_s)
+        if verdict.unwatched != self._unwatched:
+            self._unwatched = verdict.unwatched
+            if verdict.unwatched:
+                log.warning(
+                    "the weather station reports no %s: those limits are not watched",
+                    ", ".join(verdict.unwatched),
+                )
+        return verdict
+
+    async def _read(self) -> tuple[bool, str]:
+        (safe, reason), verdict = await asyncio.gather(self._read_monitor(), self._read_weather())
+        self.weather = verdict
+        if verdict is None:
+            self.safe_in_s = None
+            return safe, reason
+        if verdict.safe:
+            self.safe_in_s = None
+            weather = "weather within its limits"
+            monitor = self.devices.safety_monitor is not None
+            return safe, f"{reason}; {weather}" if monitor else weather
+        self.safe_in_s = verdict.safe_in_s if safe else None
+        weather = "; ".join(verdict.reasons)
+        return False, weather if safe else f"{reason}; {weather}"
+
     async def check(self) -> bool:
-        """Read the monitor once and act on the result; return whether it is safe."""
+        """Read the monitor and the weather once and act on the result; return whether safe."""
         safe, reason = await self._read()
         now = self.clock.monotonic()
         first = not self._checked.is_set()
         if not safe:
             self._safe_since = None
+            if self.safe_in_s is not None:
+                self.safe_in_s += self.config.resume_delay_s
             if self.is_safe or first:
                 await self._go_unsafe(reason)
-            elif self._park_failures:
-                # A refused or lost park command (a mount's passing fault) is sent again at
-                # every reading: one failure must not leave the mount out all spell.
-                await self._secure_mount()
+            else:
+                self.reason = reason
+                # A refused or lost park (a passing fault) is sent again at every reading: one
+                # failure must not leave the mount out all spell. The roof is looked at every
+                # reading: it closes once the mount is parked, and again if it was reopened.
+                if self._park_failures:
+                    await self._secure_mount()
+                await self._close_enclosure()
         else:
             if self._safe_since is None:
                 self._safe_since = now
-            if not self.is_safe and (first or now - self._safe_since >= self.config.resume_delay_s):
+            waited = now - self._safe_since
+            if not self.is_safe and (first or waited >= self.config.resume_delay_s):
+                self.safe_in_s = None
                 self._go_safe(reason)
+            elif not self.is_safe:
+                self.safe_in_s = self.config.resume_delay_s - waited
         self._at_home(self._checked.set)
         return safe
 
@@ -168,7 +246,13 @@ class SafetySupervisor:
         log.warning("UNSAFE: %s", reason)
         self._at_home(self.events.publish, "safety", safe=False, reason=reason)
         self._park_failures = 0
-        await asyncio.gather(self._abort_exposure(), self._secure_mount())
+        self._close_failures = 0
+        await asyncio.gather(self._abort_exposure(), self._secure())
+
+    async def _secure(self) -> None:
+        """Park the mount, then close the roof (each sent again while not done)."""
+        await self._secure_mount()
+        await self._close_enclosure()
 
     async def _abort_exposure(self) -> None:
         activity = self.activity
@@ -207,6 +291,31 @@ class SafetySupervisor:
         tries = f" (after {self._park_failures + 1} tries)" if self._park_failures else ""
         log.warning("mount parking%s", tries)
         self._park_failures = 0
+
+    async def _close_enclosure(self) -> None:
+        dome = self.devices.dome
+        if dome is None or not self.config.close_when_unsafe:
+            return
+        try:
+            status = await self.ops.command(dome.status(), dome.name, "dome status")
+            if status.shutter in _CLOSING:
+                return
+            mount = self.devices.mount
+            if self.config.close_after_park and mount is not None:
+                parked = await self.ops.command(mount.status(), mount.name, "mount status")
+                if not parked.at_park:
+                    return  # the next reading looks again; the park is on its way
+            self.last_close_sent = time.monotonic()
+            await self.ops.close_shutter(dome, wait=False)
+        except DeviceError as exc:
+            if not self._close_failures:
+                log.error("could not close the roof (trying again while unsafe): %s", exc)
+            self._close_failures += 1
+            return
+        self._at_home(self.events.publish, "dome", action="close", reason=self.reason)
+        tries = f" (after {self._close_failures + 1} tries)" if self._close_failures else ""
+        log.warning("closing the roof%s", tries)
+        self._close_failures = 0
 
 
 #: Opens the supervisor's devices on its own loop, given the daemon's loop (which owns the

@@ -44,6 +44,7 @@ from obsctl.devices import (
     DeviceSet,
     ExposureSettings,
     MountStatus,
+    ShutterState,
 )
 from obsctl.errors import (
     ConfigError,
@@ -254,6 +255,8 @@ class Sequencer:
         roles = ["camera"]
         if step.image_type in ("LIGHT", "FLAT") and step.filter is not None:
             roles.append("filter_wheel")
+        if step.image_type in ("LIGHT", "FLAT"):
+            roles.append("dome")
         if step.image_type == "LIGHT" and sequence.target is not None:
             roles.append("mount")
         return [r for r in roles if r in self.health.devices]
@@ -410,6 +413,11 @@ class Sequencer:
             if not self.supervisor.is_safe and step.image_type not in ("DARK", "BIAS"):
                 self._set("waiting_safe")
             await self.supervisor.wait_safe(step.image_type)
+            if step.image_type in ("LIGHT", "FLAT"):
+                try:
+                    await self._open_roof()
+                except _SafetyAbort:
+                    continue  # it turned unsafe meanwhile: wait again, never open while unsafe
             if step.image_type == "LIGHT" and sequence.target is not None:
                 dither = sequence.dither_arcsec if frame_index % sequence.dither_every == 0 else 0
                 await self._point(
@@ -484,6 +492,24 @@ class Sequencer:
         if self.writer.pending:
             self._set("paused" if self.writer.failure is not None else "storing")
         await self.writer.drain()
+
+    async def _open_roof(self) -> None:
+        """Open the dome or roof for a sky frame, unless it is open.
+
+        Each attempt (the fault policy retries) first looks that it is still safe: the safety
+        supervisor closes the roof from another thread, and a retry must not reopen it.
+        """
+        dome = self.devices.dome
+        if dome is None or await self.ops.shutter(dome) == ShutterState.OPEN:
+            return
+
+        async def open_when_safe() -> None:
+            if not self.supervisor.is_safe:
+                raise _SafetyAbort("unsafe: the roof stays closed")
+            await self.ops.open_shutter(dome)
+
+        self._set("opening roof")
+        await self._attempt("open the roof", dome, open_when_safe)
 
     async def _point(
         self, target: Target, dither_arcsec: float, rng: random.Random, *, force: bool

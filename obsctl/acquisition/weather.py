@@ -9,7 +9,9 @@ longest wait of the limits tripped in a spell applies, since each keeps its own 
 
 Safe by default: a value the station stops reporting counts as beyond every limit on it, and
 a feed that gives nothing new for ``feed_deadline_s`` (reads fail, or the station says its
-last update is older than that) is unsafe until it answers again.
+last update is older than that) is unsafe until it answers again. A value the station has
+never reported (a sensor it does not have: ASCOM lets a station implement any subset) leaves
+its limits unwatched, and the verdict names them so that the operator sees it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from obsctl.config import WeatherConfig
+
 __all__ = [
     "QUANTITIES",
     "WeatherLimit",
     "WeatherPolicy",
     "WeatherVerdict",
     "derived_values",
+    "weather_policy",
 ]
 
 #: Each quantity a limit can watch: (what the operator reads, unit). The names are those of
@@ -145,12 +150,15 @@ class WeatherVerdict:
         is still beyond its clear level (no estimate until it comes back).
     values : dict of str to float or None
         The values assessed (derived ones included), for the log and the page.
+    unwatched : tuple of str
+        Quantities with limits that the station has never reported.
     """
 
     safe: bool
     reasons: tuple[str, ...] = ()
     safe_in_s: float | None = 0.0
     values: dict[str, float | None] = field(default_factory=dict)
+    unwatched: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -176,6 +184,7 @@ class WeatherPolicy:
         self._states = [_State() for _ in self.limits]
         self._last_update_s: float | None = None
         self._values: dict[str, float | None] = {}
+        self._reported: set[str] = set()
 
     def assess(
         self,
@@ -205,8 +214,10 @@ class WeatherPolicy:
             if self._last_update_s is None or updated > self._last_update_s:
                 self._last_update_s = updated
             self._values = derived_values(readings)
+            self._reported |= {q for q, v in self._values.items() if v is not None}
             for limit, state in zip(self.limits, self._states, strict=True):
-                self._step(limit, state, self._values.get(limit.quantity), now_s)
+                if limit.quantity in self._reported:
+                    self._step(limit, state, self._values.get(limit.quantity), now_s)
         reasons: list[str] = []
         estimates: list[float | None] = []
         silent_s = None if self._last_update_s is None else now_s - self._last_update_s
@@ -227,10 +238,16 @@ class WeatherPolicy:
                     f"{label} clear for {_duration(clear_s)} of {_duration(limit.wait_s)}"
                 )
                 estimates.append(max(limit.wait_s - clear_s, 0.0))
+        unwatched = tuple(
+            dict.fromkeys(
+                limit.quantity for limit in self.limits if limit.quantity not in self._reported
+            )
+        )
+        values = dict(self._values)
         if not reasons:
-            return WeatherVerdict(True, values=dict(self._values))
+            return WeatherVerdict(True, values=values, unwatched=unwatched)
         safe_in = None if None in estimates else max(e for e in estimates if e is not None)
-        return WeatherVerdict(False, tuple(reasons), safe_in, dict(self._values))
+        return WeatherVerdict(False, tuple(reasons), safe_in, values, unwatched)
 
     @staticmethod
     def _step(limit: WeatherLimit, state: _State, value: float | None, now_s: float) -> None:
@@ -244,6 +261,21 @@ class WeatherPolicy:
                     state.clear_since_s = now_s
                 if now_s - state.clear_since_s >= limit.wait_s:
                     state.tripped, state.clear_since_s = False, None
+
+
+def weather_policy(config: WeatherConfig) -> WeatherPolicy:
+    """Return the policy that ``[safety.weather]`` describes (waits in minutes there)."""
+    limits = [
+        WeatherLimit(
+            limit.quantity,
+            above=limit.above,
+            below=limit.below,
+            hysteresis=limit.hysteresis,
+            wait_s=limit.wait_min * 60.0,
+        )
+        for limit in config.limits
+    ]
+    return WeatherPolicy(limits, feed_deadline_s=config.feed_deadline_s)
 
 
 def _quantity(value: float | None, unit: str) -> str:

@@ -735,14 +735,24 @@ class NightRunner:
         self._step("night done")
 
     async def _park(self) -> None:
-        mount = self.daemon.running.devices.mount
-        if mount is None:
-            return
-        try:
-            await self.daemon.ops.park(mount)
-            self._event("parked")
-        except DeviceError as exc:
-            log.error("could not park at dawn: %s", exc)
+        """Park the mount, then close the roof over it (never on a mount that did not park)."""
+        devices = self.daemon.running.devices
+        mount, dome = devices.mount, devices.dome
+        if mount is not None:
+            try:
+                await self.daemon.ops.park(mount)
+                self._event("parked")
+            except DeviceError as exc:
+                log.error("could not park at dawn: %s", exc)
+                if self.daemon.config.safety.close_after_park:
+                    log.error("the roof stays open: the mount is not parked")
+                    return
+        if dome is not None:
+            try:
+                await self.daemon.ops.close_shutter(dome)
+                self._event("roof closed")
+            except DeviceError as exc:
+                log.error("could not close the roof at dawn: %s", exc)
 
     def _night_exposures(self) -> list[float]:
         return self._log.exposure_times(self.night.isoformat(), "LIGHT")

@@ -5,7 +5,7 @@ and it streams server-sent events natively.
 
 | method | path | what |
 | --- | --- | --- |
-| GET | /api/status | activity, safety, devices, health (connected, last error, since), queue |
+| GET | /api/status | activity, safety (why, time to safe, weather), devices, health, queue |
 | GET | /api/sequences | sequences, their states and definitions (paged) |
 | POST | /api/sequences | queue a sequence (JSON body); 201 with its id |
 | POST | /api/sequences/{id}/stop | stop a pending or running sequence |
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ import orjson
 from aiohttp import web
 
 from obsctl.acquisition.running import RunningState
+from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import Sequence, parse_sequence
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
@@ -182,6 +184,20 @@ async def device_status(d: DeviceSet) -> dict[str, Any]:
             }
 
         calls.append(_read("mount", mount_status))
+    if d.dome is not None:
+        dome = d.dome
+
+        async def dome_status() -> dict[str, Any]:
+            ds = await dome.status()
+            return {
+                "name": dome.name,
+                "shutter": None if ds.shutter is None else ds.shutter.name,
+                "azimuth_deg": ds.azimuth_deg,
+                "slewing": ds.slewing,
+                "at_park": ds.at_park,
+            }
+
+        calls.append(_read("dome", dome_status))
     return dict(await asyncio.gather(*calls))
 
 
@@ -202,7 +218,7 @@ async def _status(request: web.Request) -> web.Response:
     return json_response(
         {
             "activity": running.activity.as_dict(),
-            "safety": {"safe": safety.is_safe, "reason": safety.reason},
+            "safety": _safety(safety),
             "devices": await device_status(running.devices),
             # Connected, last error and since when, per role: what waits for which device.
             "health": None if running.health is None else running.health.as_dict(),
@@ -216,6 +232,20 @@ async def _status(request: web.Request) -> web.Response:
             },
         }
     )
+
+
+def _safety(supervisor: SafetySupervisor) -> dict[str, Any]:
+    """Safe or not and why, the time to safe (s) and the last weather values read."""
+    weather = supervisor.weather
+    return {
+        "safe": supervisor.is_safe,
+        "reason": supervisor.reason,
+        "safe_in_s": supervisor.safe_in_s,
+        "weather": None
+        if weather is None
+        else {k: v for k, v in weather.values.items() if v is not None and math.isfinite(v)},
+        "unwatched": [] if weather is None else list(weather.unwatched),
+    }
 
 
 def _processing_counts(state: Observatory) -> dict[str, int] | None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obsctl.acquisition.weather import WeatherLimit, WeatherPolicy, derived_values
+from obsctl.acquisition.weather import (
+    QUANTITIES,
+    WeatherLimit,
+    WeatherPolicy,
+    derived_values,
+    weather_policy,
+)
+from obsctl.config import WeatherConfig, WeatherQuantity
 
 HUMID = WeatherLimit("humidity_pct", above=70, hysteresis=5, wait_s=1800)
 SOAKED = WeatherLimit("humidity_pct", above=90, hysteresis=5, wait_s=5 * 3600)
@@ -68,11 +76,19 @@ def test_rain_trips_on_the_first_drop() -> None:
 
 
 @pytest.mark.parametrize("missing", [None, math.nan])
-def test_a_value_not_reported_counts_as_beyond(missing: float | None) -> None:
+def test_a_value_no_longer_reported_counts_as_beyond(missing: float | None) -> None:
     p = policy(HUMID)
-    verdict = p.assess({"humidity_pct": missing}, 0)
+    assert p.assess({"humidity_pct": 50}, 0).safe
+    verdict = p.assess({"humidity_pct": missing}, 1)
     assert not verdict.safe
     assert verdict.reasons[0].startswith("humidity not reported")
+
+
+def test_a_sensor_the_station_lacks_leaves_its_limits_unwatched() -> None:
+    p = policy(HUMID, SOAKED, RAIN)
+    verdict = p.assess({"rain_rate_mm_h": 0.0}, 0)
+    assert verdict.safe and verdict.unwatched == ("humidity_pct",)
+    assert p.assess({"rain_rate_mm_h": 0.0, "humidity_pct": 60}, 1).unwatched == ()
 
 
 def test_a_lower_limit_and_derived_values() -> None:
@@ -139,3 +155,11 @@ def test_never_safe_beyond_a_limit_nor_before_the_wait_since_the_last_trip(
             assert verdict.safe
         if verdict.safe:
             tripped, last_not_clear = False, None
+
+
+def test_the_config_names_every_quantity_and_its_defaults_build_a_policy() -> None:
+    assert set(get_args(WeatherQuantity)) == set(QUANTITIES)
+    p = weather_policy(WeatherConfig())
+    assert len(p.limits) == len(WeatherConfig().limits)
+    rain = p.assess({"rain_rate_mm_h": 0.2, "humidity_pct": 60}, 0)
+    assert not rain.safe and rain.reasons[0].startswith("rain 0.2 mm/h (limit above 0 mm/h)")

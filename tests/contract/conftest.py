@@ -17,14 +17,18 @@ from obsctl.devices import DeviceSet
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
     AlpacaClient,
+    AlpacaDome,
     AlpacaFilterWheel,
     AlpacaMount,
+    AlpacaObservingConditions,
     AlpacaSafetyMonitor,
 )
 from obsctl.simulators.alpaca_server import AlpacaServer
 from obsctl.simulators.quirks import Quirks
 
 IMPLEMENTATIONS = ["simulator", "alpaca", "alpaca-quirky", "serial"]
+#: The implementations of a role that has no serial driver (dome, weather station).
+NOT_SERIAL = ["simulator", "alpaca", "alpaca-quirky"]
 
 
 @asynccontextmanager
@@ -67,18 +71,24 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
     if request.param == "alpaca-quirky":
         async with (
             quirky_server(sims.observatory) as server,
-            connected(alpaca_devices(server.port, clock, quirky=True)) as devs,
+            connected(
+                alpaca_devices(server.port, clock, quirky=True, observatory=sims.observatory)
+            ) as devs,
         ):
             yield devs
         return
     if request.param == "alpaca":
-        async with connected(alpaca_devices(sims.port, clock, quirky=False)) as devs:
+        async with connected(
+            alpaca_devices(sims.port, clock, quirky=False, observatory=sims.observatory)
+        ) as devs:
             yield devs
         return
     from obsctl.simulators.devices import (
         SimulatedCamera,
+        SimulatedDome,
         SimulatedFilterWheel,
         SimulatedMount,
+        SimulatedObservingConditions,
         SimulatedSafetyMonitor,
     )
 
@@ -88,13 +98,24 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
         filter_wheel=SimulatedFilterWheel(obs.filter_wheel, name="filter_wheel"),
         mount=SimulatedMount(obs.mount, name="mount"),
         safety_monitor=SimulatedSafetyMonitor(obs.safety_monitor, name="safety_monitor"),
+        dome=None if obs.dome is None else SimulatedDome(obs.dome, name="dome"),
+        weather=(
+            None
+            if obs.weather is None
+            else SimulatedObservingConditions(obs.weather, name="weather")
+        ),
     )
     async with connected((inprocess, None)) as devs:
         yield devs
 
 
-def alpaca_devices(port: int, clock, *, quirky: bool) -> tuple[DeviceSet, AlpacaClient]:
-    """The Alpaca drivers of a server on 127.0.0.1:``port`` (not connected)."""
+def alpaca_devices(
+    port: int, clock, *, quirky: bool, observatory=None
+) -> tuple[DeviceSet, AlpacaClient]:
+    """The Alpaca drivers of a server on 127.0.0.1:``port`` (not connected).
+
+    The dome and weather station are there when ``observatory`` simulates them.
+    """
     client = AlpacaClient(f"127.0.0.1:{port}")
     timeouts = {"timeout_s": 2.0, "connect_timeout_s": 2.0}
     # The quirky server's mount is topocentric but says "other": the config key says which.
@@ -105,6 +126,10 @@ def alpaca_devices(port: int, clock, *, quirky: bool) -> tuple[DeviceSet, Alpaca
         mount=AlpacaMount("mount", client, 0, equatorial_system=system, clock=clock, **timeouts),
         safety_monitor=AlpacaSafetyMonitor("safety_monitor", client, 0, **timeouts),
     )
+    if observatory is not None and observatory.dome is not None:
+        devs.dome = AlpacaDome("dome", client, 0, **timeouts)
+    if observatory is not None and observatory.weather is not None:
+        devs.weather = AlpacaObservingConditions("weather", client, 0, **timeouts)
     return devs, client
 
 

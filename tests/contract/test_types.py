@@ -1,18 +1,22 @@
 """Structural conformance checked by mypy (``.ci/typecheck`` includes this file)."""
 
-from obsctl.devices import Camera, FilterWheel, Mount, SafetyMonitor
+from obsctl.devices import Camera, Dome, FilterWheel, Mount, ObservingConditions, SafetyMonitor
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
     AlpacaClient,
+    AlpacaDome,
     AlpacaFilterWheel,
     AlpacaMount,
+    AlpacaObservingConditions,
     AlpacaSafetyMonitor,
 )
 from obsctl.drivers.serial import SerialFilterWheel, SerialLX200Mount
 from obsctl.simulators.devices import (
     SimulatedCamera,
+    SimulatedDome,
     SimulatedFilterWheel,
     SimulatedMount,
+    SimulatedObservingConditions,
     SimulatedSafetyMonitor,
 )
 
@@ -35,11 +39,25 @@ def simulated_devices(
     return camera, wheel, mount, monitor
 
 
+def alpaca_enclosure(client: AlpacaClient) -> tuple[Dome, ObservingConditions]:
+    return AlpacaDome("d", client), AlpacaObservingConditions("w", client)
+
+
+def simulated_enclosure(
+    dome: SimulatedDome, weather: SimulatedObservingConditions
+) -> tuple[Dome, ObservingConditions]:
+    return dome, weather
+
+
 def test_runtime_protocols() -> None:
     client = AlpacaClient("127.0.0.1:1")
     camera, wheel, mount, monitor = alpaca_devices(client)
     assert isinstance(camera, Camera) and isinstance(wheel, FilterWheel)
     assert isinstance(mount, Mount) and isinstance(monitor, SafetyMonitor)
+    dome, weather = alpaca_enclosure(client)
+    assert isinstance(dome, Dome) and isinstance(weather, ObservingConditions)
+    # The roles are distinct: a weather station is no dome, a dome no safety monitor.
+    assert not isinstance(weather, Dome) and not isinstance(dome, SafetyMonitor)
 
 
 def serial_devices(mount: SerialLX200Mount, wheel: SerialFilterWheel) -> tuple[Mount, FilterWheel]:

@@ -3,9 +3,9 @@
 Each is drawn from its model's JSON schema (`documents.from_schema`), then completed with the
 rules between fields that no schema states: a LIGHT step needs an exposure and its sequence a
 target, a plan's targets take LIGHT frames only, fit a visit in a day, give a goal some
-frames and a cadence tolerance a longer cadence, a serial device suits its role, ranges (and
-cloud spells) run low to high. `tests/fuzz/test_parsers.py` checks that every document drawn
-here is accepted, so these rules stay the models' own.
+frames and a cadence tolerance a longer cadence, a serial device suits its role, a weather
+limit has one side, ranges (and cloud spells) run low to high. `tests/fuzz/test_parsers.py`
+checks that every document drawn here is accepted, so these rules stay the models' own.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from obsctl.acquisition.sequence import Sequence
 from obsctl.config import Config
+from obsctl.devices import ROLES
 from obsctl.night.plan import MAX_VISIT_S, NAMED_OBJECTS, Plan
 
 from .documents import from_schema
@@ -153,12 +154,17 @@ def _device(device: Doc | None, role: str) -> Doc | None:
 def _config(doc: Doc) -> Doc:
     doc["version"] = 1
     devices = doc["devices"]
-    for role in ("camera", "filter_wheel", "mount", "safety_monitor"):
+    for role in ROLES:
         if role in devices:
             devices[role] = _device(devices[role], role)
     simulated = any((d or {}).get("driver") == "simulator" for d in devices.values())
     if simulated and doc.get("simulator") is None:
         doc["simulator"] = {}
+    for role in ("dome", "weather"):  # a simulated enclosure or station needs its section
+        if (devices.get(role) or {}).get("driver") == "simulator" and not doc["simulator"].get(
+            role
+        ):
+            doc["simulator"][role] = {}
     server = doc.get("server", {})
     server["host"] = "127.0.0.1"  # loopback, where no token is required
     token = server.get("token")
@@ -190,6 +196,10 @@ def _config(doc: Doc) -> Doc:
     width = camera.get("width_px", 1024)
     if camera.get("dead_columns", 1) + camera.get("hot_columns", 1) > width:
         camera["dead_columns"], camera["hot_columns"] = 0, 0
+    for limit in doc.get("safety", {}).get("weather", {}).get("limits", []):
+        if (limit.get("above") is None) == (limit.get("below") is None):  # exactly one side
+            limit["below"] = None
+            limit["above"] = limit.get("above") or 0.0
     sky = simulator.get("sky", {})
     _ordered(sky, "mag_bright", "mag_limit", 8.0, 19.5)
     if sky.get("mag_bright", 8.0) == sky.get("mag_limit", 19.5):

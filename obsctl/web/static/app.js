@@ -530,6 +530,9 @@
     parts.push(
       dl([
         ["safety", `<span class="${safety.safe ? "good" : "bad"}">${safety.safe ? "SAFE" : "UNSAFE"}</span> <span class="muted">${esc(safety.reason)}</span>`],
+        ...(safety.safe ? [] : [["safe in", typeof safety.safe_in_s === "number" ? (safety.safe_in_s < 120 ? `${Math.round(safety.safe_in_s)} s` : `${Math.round(safety.safe_in_s / 60)} min`) : "unknown (waiting for the values to clear)"]]),
+        ...(safety.weather ? [["weather", Object.entries(safety.weather).map(([k, v]) => `${esc(k)} ${fixed(v, 1)}`).join(", ") || "—"]] : []),
+        ...(safety.unwatched && safety.unwatched.length ? [["not watched", `<span class="bad">${safety.unwatched.map(esc).join(", ")}</span> <span class="muted">(the station does not report them)</span>`]] : []),
         ["activity", esc(a.state)],
         ["sequence", a.sequence_id != null ? `${esc(a.sequence_name)} #${a.sequence_id}, step ${a.step_index + 1}, frame ${a.frame_index != null ? a.frame_index + 1 : "—"}` : "—"],
         ["frame", a.image_type ? `${esc(a.image_type)} ${esc(format.seconds(a.exposure_s))} s` : "—"],
@@ -562,6 +565,11 @@
               ["alt / az", `${fixed(mount.alt_deg, 1)}° / ${fixed(mount.az_deg, 1)}°`],
             ]),
       );
+    }
+    const dome = (s.devices || {}).dome;
+    if (dome) {
+      const where = typeof dome.azimuth_deg === "number" ? `, azimuth ${fixed(dome.azimuth_deg, 1)}°` : "";
+      parts.push(dl([["roof", dome.error ? `<span class="bad">${esc(dome.error)}</span>` : `${esc((dome.shutter ?? "unknown").toLowerCase())}${where}${dome.at_park ? ", parked" : ""}`]]));
     }
     // Devices down (they would not connect, or stopped answering): what needs them waits.
     const health = Object.values(s.health || {});
