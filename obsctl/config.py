@@ -16,7 +16,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Mapping
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -73,12 +73,14 @@ __all__ = [
     "SiteConfig",
     "TelescopeConfig",
     "UsablePath",
+    "WeatherChange",
     "WeatherConfig",
     "WeatherLimitConfig",
     "WeatherQuantity",
     "WebhookSinkConfig",
     "brief_repr",
     "check_document_size",
+    "cloud_extinction_mag",
     "default_config_path",
     "format_validation_error",
     "load_config",
@@ -1064,6 +1066,45 @@ class SimulatedDomeConfig(_Model):
     )
 
 
+class WeatherChange(_Model):
+    """A change of the simulated weather at a set time: these values from ``at`` on.
+
+    The values left out keep what they were. A cloud cover also dims the camera's sky until
+    the next change that gives one (`cloud_extinction_mag`), so that clouds the station sees
+    are clouds in the frames.
+    """
+
+    at: datetime = Field(description="UTC, with its offset (2026-11-25T22:00:00Z)")
+    cloud_cover_pct: float | None = Field(default=None, ge=0, le=100)
+    sky_temperature_c: float | None = Field(default=None, ge=-100, le=100)
+    temperature_c: float | None = Field(default=None, ge=-80, le=70)
+    dew_point_c: float | None = Field(default=None, ge=-80, le=70)
+    humidity_pct: float | None = Field(default=None, ge=0, le=100)
+    wind_speed_m_s: float | None = Field(default=None, ge=0, le=200)
+    wind_gust_m_s: float | None = Field(default=None, ge=0, le=200)
+    rain_rate_mm_h: float | None = Field(default=None, ge=0, le=1000)
+    sky_quality_mag_arcsec2: float | None = Field(default=None, ge=-30, le=30)
+
+    @model_validator(mode="after")
+    def _utc(self) -> WeatherChange:
+        if self.at.tzinfo is None:
+            raise ValueError("at needs a UTC offset (write e.g. 2026-11-25T22:00:00Z)")
+        return self
+
+    def values(self) -> dict[str, float]:
+        """Return the values this change sets, by sensor field name."""
+        return {k: v for k, v in self.model_dump(exclude={"at"}).items() if v is not None}
+
+
+def cloud_extinction_mag(cloud_cover_pct: float) -> float:
+    """Return the grey extinction (mag) the simulated sky gets from a cloud cover (%).
+
+    A simple model, not a measurement: a covered share ``f`` of the sky transmits 5 % of the
+    light, so the frame keeps ``1 - 0.95 f`` of it (0.7 mag at 50 %, 3.3 mag overcast).
+    """
+    return -2.5 * math.log10(1.0 - 0.95 * cloud_cover_pct / 100.0)
+
+
 class SimulatedWeatherConfig(_Model):
     """The simulated weather station's initial values; tests and ``/sim/v1`` change them.
 
@@ -1097,6 +1138,30 @@ class SimulatedWeatherConfig(_Model):
         ],
         ...,
     ] = Field(default=(), max_length=9, description="sensors the station does not have")
+    scenario: tuple[WeatherChange, ...] = Field(
+        default=(), max_length=1000, description="changes at set times, in time order"
+    )
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SimulatedWeatherConfig:
+        times = [change.at for change in self.scenario]
+        if times != sorted(times):
+            raise ValueError("scenario: the changes must be in time order")
+        return self
+
+    def cloud_spells(self) -> tuple[CloudSpell, ...]:
+        """Return the scenario's cloud covers as spells of grey extinction on the sky.
+
+        A cover holds from its change to the next change that gives a cover (a day at most
+        for the last one).
+        """
+        covers = [(c.at, c.cloud_cover_pct) for c in self.scenario if c.cloud_cover_pct is not None]
+        ends = [at for at, _ in covers[1:]] + [covers[-1][0] + timedelta(days=1)] if covers else []
+        return tuple(
+            CloudSpell(start=start, end=end, extinction_mag=cloud_extinction_mag(cover))
+            for (start, cover), end in zip(covers, ends, strict=True)
+            if cover > 0 and end > start
+        )
 
 
 class SerialSimulatorConfig(_Model):

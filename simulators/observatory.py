@@ -102,9 +102,16 @@ class SimulatedObservatory:
         """
         mount = MountModel(sim.mount, site, clock)
         wheel = FilterWheelModel(sim.filter_wheel, clock)
+        sky = sim.sky
+        if sim.weather is not None and sim.weather.scenario:
+            # The clouds the station reports are clouds in the frames.
+            clouds = sky.clouds.model_copy(
+                update={"spells": (*sky.clouds.spells, *sim.weather.cloud_spells())}
+            )
+            sky = sky.model_copy(update={"clouds": clouds})
         camera = CameraModel(
             sim.camera,
-            sim.sky,
+            sky,
             focal_length_mm=telescope.focal_length_mm,
             clock=clock,
             mount=mount,

@@ -1,4 +1,7 @@
-"""Simulated weather station: values that tests and the control API set, and their ages.
+"""Simulated weather station: values that a scenario, tests and the control API set, and ages.
+
+A scenario (``[[simulator.weather.scenario]]``) changes values at set times of the simulated
+clock, applied when the station is next read.
 
 The station "refreshes" every ``update_interval_s`` of simulated time, so the age of a value
 (ASCOM ``TimeSinceLastUpdate``) climbs and falls back to 0 as a real station's does, until
@@ -63,6 +66,15 @@ class WeatherModel(ConnectableModel):
         }
         self._set_at: dict[str, float] = dict.fromkeys(SENSORS.values(), now)
         self._stalled_at: float | None = None
+        self._scenario = list(config.scenario)  # changes still to come, in time order
+
+    def _play(self) -> None:
+        """Apply the scenario's changes whose time has come (reads call it: lazy, exact)."""
+        now = self.clock.now()
+        while self._scenario and self._scenario[0].at <= now:
+            change = self._scenario.pop(0)
+            log.info("simulated weather scenario at %s", change.at.isoformat())
+            self.set_values(**change.values())
 
     def value(self, field: str) -> float:
         """Return one sensor's value, by its `SENSORS` field name.
@@ -72,6 +84,7 @@ class WeatherModel(ConnectableModel):
         AscomError
             0x400 when the station has no such sensor.
         """
+        self._play()
         value = self._values[field]
         if value is None:
             raise AscomError(NOT_IMPLEMENTED, f"this station has no {field} sensor")
@@ -79,6 +92,7 @@ class WeatherModel(ConnectableModel):
 
     def readings(self) -> dict[str, float | None]:
         """Return every sensor's value by field name; None for a sensor the station lacks."""
+        self._play()
         return dict(self._values)
 
     def set_values(self, **values: float | None) -> None:
@@ -149,6 +163,7 @@ class WeatherModel(ConnectableModel):
         AscomError
             0x401 for an unknown name, 0x400 for a sensor the station lacks.
         """
+        self._play()
         fitted = [f for f, v in self._values.items() if v is not None]
         if not sensor_name:
             if not fitted:
