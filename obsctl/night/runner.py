@@ -71,8 +71,10 @@ _POLL_REAL_S = 0.02
 _IDLE_S = 120.0
 #: Modified Julian Date 0.
 _MJD_ZERO = datetime(1858, 11, 17, tzinfo=UTC)
+#: Why a visit is stopped when the night ends under it.
+_NIGHT_OVER = "night over"
 #: Why a stopped visit is resumed later rather than counted failed.
-_RESUMED_LATER = ("unsafe", "pre-empted")
+_RESUMED_LATER = ("unsafe", "pre-empted", _NIGHT_OVER)
 #: Activity states in which a frame is being taken: a pre-emption waits until they end.
 _IN_FRAME = ("exposing", "downloading")
 
@@ -175,7 +177,8 @@ class NightSummary:
         Seconds of the observing night lost to the weather, and spent in failed visits.
     incomplete : list of str
         Work the night started and did not finish: a target whose last visit failed or was
-        interrupted, darks not done. ``obsctl night`` exits non-zero when there is any.
+        interrupted (not by the night's end), darks not done. ``obsctl night`` exits non-zero
+        when there is any.
     open_shutter : float or None
         Light exposure over the dark time (night start to night end); None without a dark
         time (a plan with no night, or before the schedule is built).
@@ -664,7 +667,7 @@ class NightRunner:
 
         def stop_when() -> str | None:
             if self.clock.now() > night_end + grace:
-                return "night over"
+                return _NIGHT_OVER
             return self._unsafe()
 
         async def preempt() -> str | None:
@@ -818,12 +821,14 @@ class NightRunner:
                     visit["started_utc"]
                 )
                 summary.failed_visit_s += max(0.0, spent.total_seconds())
-        # Flats end with their window (the sky decides); lights and darks are work left.
+        # Flats end with their window (the sky decides); lights and darks are work left. A
+        # visit the dawn cut short is not: the next night takes its frames left, as it takes
+        # a goal's.
         summary.incomplete = [
             f"{name if kind == 'light' else 'darks and bias'}: {v['state']}"
             + (f" ({v['reason']})" if v["reason"] else "")
             for (kind, name), v in last.items()
-            if kind in ("light", "darks") and v["state"] != "done"
+            if kind in ("light", "darks") and v["state"] != "done" and v["reason"] != _NIGHT_OVER
         ]
         summary.failures = self.progress.failures_count()
         summary.frames = self._log.counts_by_type(self.night.isoformat())
