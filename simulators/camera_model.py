@@ -710,7 +710,27 @@ class CameraModel(ConnectableModel):
     ) -> None:
         fast = record.readout_mode == READOUT_MODES[_FAST]
         readout_s = self.config.readout_time_s / 3.0 if fast else self.config.readout_time_s
-        seed = self.config.seed + self._sequence
+        spec = ExposureSpec(
+            exposure_s=record.requested_s,
+            light=record.light,
+            bin_x=record.bin_x,
+            bin_y=record.bin_y,
+            start_x=record.start_x,
+            start_y=record.start_y,
+            num_x=record.num_x,
+            num_y=record.num_y,
+            electrons_per_adu=record.electrons_per_adu,
+            offset=record.offset,
+            ccd_temperature_c=self.ccd_temperature_c,
+            read_noise_e=self.config.read_noise_e * (1.5 if fast else 1.0),
+            seed=self.config.seed + self._sequence,
+        )
+        # Drawn while the shutter is open, as a sensor integrates: the image is ready one
+        # readout after the exposure ends however long the drawing takes in real time (as
+        # long as it is shorter than the exposure). At a fast clock a frame drawn only at
+        # the end would add its drawing time, times the speed, to every frame. An exposure
+        # stopped early is drawn again for its actual length.
+        render = asyncio.ensure_future(asyncio.to_thread(render_exposure, self.sensor, spec, scene))
         try:
             actual_s = await self._expose(record.requested_s, stop)
             if self._fail_next:
@@ -719,31 +739,16 @@ class CameraModel(ConnectableModel):
                     self._enter(CameraState.ERROR, 0.0)
                 log.info("simulated exposure %d failed (injected): state Error", self._sequence)
                 return
-            spec = ExposureSpec(
-                exposure_s=actual_s,
-                light=record.light,
-                bin_x=record.bin_x,
-                bin_y=record.bin_y,
-                start_x=record.start_x,
-                start_y=record.start_y,
-                num_x=record.num_x,
-                num_y=record.num_y,
-                electrons_per_adu=record.electrons_per_adu,
-                offset=record.offset,
-                ccd_temperature_c=self.ccd_temperature_c,
-                read_noise_e=self.config.read_noise_e * (1.5 if fast else 1.0),
-                seed=seed,
-            )
+            if actual_s != spec.exposure_s:
+                render.cancel()  # the thread finishes on its own; its image is dropped
+                spec = replace(spec, exposure_s=actual_s)
+                render = asyncio.ensure_future(
+                    asyncio.to_thread(render_exposure, self.sensor, spec, scene)
+                )
             self._record = replace(record, duration_s=actual_s)
             self._enter(CameraState.READING, readout_s)
-            render = asyncio.ensure_future(
-                asyncio.to_thread(render_exposure, self.sensor, spec, scene)
-            )
-            try:
-                await self.clock.sleep(readout_s)
-                result = await render
-            finally:
-                render.cancel()  # on abort: drop the result, the thread finishes on its own
+            await self.clock.sleep(readout_s)
+            result = await render
             await self._readout_gate.wait()
             if generation != self._generation:
                 return
@@ -759,6 +764,8 @@ class CameraModel(ConnectableModel):
             log.exception("simulated exposure %d failed", self._sequence)
             if generation == self._generation:
                 self._enter(CameraState.ERROR, 0.0)
+        finally:
+            render.cancel()  # on abort or failure: drop the result
 
     def abort_exposure(self) -> None:
         """Abort the running exposure or readout and discard it; back to Idle.
