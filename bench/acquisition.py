@@ -2,8 +2,10 @@
 
 1. Per-frame overhead: time from the end of one download to the start of the next exposure,
    for a sequence of short light frames (the camera should never wait for disk or pipeline).
-2. Safety latency: time from the safety monitor turning unsafe to the park command, measured
-   while a 61 MP (9576x6388) image download is in flight, repeated several times.
+2. Safety latency: time from the safety monitor turning unsafe to the park command, and from
+   rain at the simulated weather station to the dome's close command (a dome that may close
+   at once: ``close_after_park = false``), each measured while a 61 MP (9576x6388) image
+   download is in flight, repeated several times.
 
 The simulators run in this process, as ``obsctl run`` does with the default config.
 Prints medians and ranges; nothing is asserted.
@@ -25,15 +27,28 @@ from typing import Any
 
 from simulated import bench_config, overhead_target
 
+from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import ExposureStep, Sequence
 from obsctl.config import Config
 from obsctl.daemon import Daemon
 from obsctl.simulators.faults import Fault
 
 
-def config(data: Path, width: int, height: int) -> Config:
-    safety = {"poll_s": 0.1, "read_timeout_s": 1.0, "resume_delay_s": 0.0}
-    return bench_config(data, width, height, safety=safety)
+def config(data: Path, width: int, height: int, *, enclosure: bool = False) -> Config:
+    safety: dict[str, Any] = {"poll_s": 0.1, "read_timeout_s": 1.0, "resume_delay_s": 0.0}
+    if not enclosure:
+        return bench_config(data, width, height, safety=safety)
+    safety |= {
+        "close_after_park": False,
+        "weather": {"limits": [{"quantity": "rain_rate_mm_h", "above": 0.0}]},
+    }
+    data_ = bench_config(data, width, height, safety=safety).model_dump(
+        mode="json", exclude_unset=True
+    )
+    address = data_["devices"]["camera"]["address"]
+    data_["devices"] |= {r: {"driver": "alpaca", "address": address} for r in ("dome", "weather")}
+    data_["simulator"] |= {"dome": {"kind": "rotating", "shutter_time_s": 1.0}, "weather": {}}
+    return Config.model_validate(data_)
 
 
 async def overhead(frames: int, width: int, height: int) -> list[float]:
@@ -68,10 +83,11 @@ async def overhead(frames: int, width: int, height: int) -> list[float]:
     return gaps
 
 
-async def safety_latency(trials: int) -> list[float]:
+async def safety_latency(trials: int, *, rain: bool = False) -> list[float]:
+    """Unsafe -> park command (or, with ``rain``, rain -> close command) latencies (s)."""
     latencies = []
     with tempfile.TemporaryDirectory() as tmp:
-        daemon = Daemon(config(Path(tmp), 9576, 6388), serve_api=False)
+        daemon = Daemon(config(Path(tmp), 9576, 6388, enclosure=rain), serve_api=False)
         run = asyncio.create_task(daemon.run(install_signal_handlers=False))
         await daemon.started.wait()
         state = daemon.state
@@ -91,20 +107,31 @@ async def safety_latency(trials: int) -> list[float]:
             while state.activity.state != "downloading":
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.3)  # well inside the download
-            park_before = state.supervisor.last_park_sent
+            before = sent(state.supervisor, rain)
             unsafe_at = time.monotonic()
-            obs.safety_monitor.set_safe(False)
-            while state.supervisor.last_park_sent in (None, park_before):
+            if rain:
+                obs.weather.set_values(rain_rate_mm_h=2.0)
+            else:
+                obs.safety_monitor.set_safe(False)
+            while (done := sent(state.supervisor, rain)) in (None, before):
                 await asyncio.sleep(0.001)
-            assert state.supervisor.last_park_sent is not None
-            latencies.append(state.supervisor.last_park_sent - unsafe_at)
+            assert done is not None
+            latencies.append(done - unsafe_at)
             await daemon.stop_sequence(sid)
-            obs.safety_monitor.set_safe(True)
+            if rain:
+                obs.weather.set_values(rain_rate_mm_h=0.0)
+            else:
+                obs.safety_monitor.set_safe(True)
             while not state.supervisor.is_safe or state.activity.state != "idle":
                 await asyncio.sleep(0.01)
         daemon.request_stop()
         await run
     return latencies
+
+
+def sent(supervisor: SafetySupervisor, close: bool) -> float | None:
+    """Return when the supervisor last sent the close (or else the park) command."""
+    return supervisor.last_close_sent if close else supervisor.last_park_sent
 
 
 def report(name: str, values: list[float]) -> None:
@@ -133,6 +160,10 @@ def main() -> None:
     )
     report(
         "unsafe -> park command during a 61 MP download", asyncio.run(safety_latency(args.trials))
+    )
+    report(
+        "rain -> dome close command during a 61 MP download",
+        asyncio.run(safety_latency(args.trials, rain=True)),
     )
 
 
