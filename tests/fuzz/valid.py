@@ -4,8 +4,9 @@ Each is drawn from its model's JSON schema (`documents.from_schema`), then compl
 rules between fields that no schema states: a LIGHT step needs an exposure and its sequence a
 target, a plan's targets take LIGHT frames only, fit a visit in a day, give a goal some
 frames and a cadence tolerance a longer cadence, a serial device suits its role, a weather
-limit has one side, ranges (and cloud spells) run low to high. `tests/fuzz/test_parsers.py`
-checks that every document drawn here is accepted, so these rules stay the models' own.
+limit has one side, ranges (cloud spells, weather scenarios) run low to high.
+`tests/fuzz/test_parsers.py` checks that every document drawn here is accepted, so these rules
+stay the models' own.
 """
 
 from __future__ import annotations
@@ -207,6 +208,10 @@ def _config(doc: Doc) -> Doc:
     _ordered(sky, "galaxy_mag_bright", "galaxy_mag_limit", 12.0, 21.0)
     if sky.get("galaxy_mag_bright", 12.0) == sky.get("galaxy_mag_limit", 21.0):
         sky["galaxy_mag_bright"] = sky.get("galaxy_mag_limit", 21.0) - 1
+    scenario = (simulator.get("weather") or {}).get("scenario") or []
+    for change in scenario:  # UTC times, in time order
+        change["at"] = _utc(change["at"])
+    scenario.sort(key=lambda change: change["at"])
     for spell in sky.get("clouds", {}).get("spells", []):  # UTC times, start before end
         start, end = (_utc(spell[k]) for k in ("start", "end"))
         spell["start"], spell["end"] = min(start, end), max(start, end)
