@@ -240,6 +240,12 @@ def notice_for(event: Event, now: datetime) -> tuple[str, Notice] | None:
         text = f"{when} hook {command!r} of night {night} failed: {event.get('reason')}"
         condition = f"hook {night} {when} {event.get('index')}"
         return "once", Notice(condition, "failed", text, now, {"night": night})
+    if kind in ("mount", "dome") and event.get("action") in ("park", "close"):
+        # The safety supervisor's actions, each told once with why.
+        what = "parking the mount" if kind == "mount" else "closing the roof"
+        condition = f"{kind} {event['action']} {now.isoformat(timespec='seconds')}"
+        text = f"{what}: {event.get('reason')}"
+        return "once", Notice(condition, str(event["action"]), text, now)
     if kind == "plan" and event.get("state") == "refused":
         text = f"plan edit refused (the running plan is kept): {event.get('reason')}"
         condition = f"plan refused {event.get('stamp')}"

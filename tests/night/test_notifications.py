@@ -178,6 +178,10 @@ async def test_notices_reach_a_webhook_once_per_change_and_flapping_is_one_notic
                     incomplete=[],
                 )
             bus.publish("hook", when="end", night="2026-12-10", index=0, ok=False, reason="exit 3")
+            # The supervisor's actions are told as they happen, with why.
+            bus.publish("mount", action="park", reason="rain")
+            await clock.sleep(5.0)
+            bus.publish("dome", action="close", reason="rain")
             bus.publish("frame", id=1)  # no news
             await clock.sleep(600.0)  # past the settle time: the returns are told
             bus.publish("device", role="mount", state="down", reason="timeout")  # a new change
@@ -193,8 +197,10 @@ async def test_notices_reach_a_webhook_once_per_change_and_flapping_is_one_notic
         ("night 2026-12-10 end", "end"),
         ("hook 2026-12-10 end 0", "failed"),
     ]
-    assert sorted(told[5:7]) == [("device mount", "up"), ("safety", "safe")]
-    assert told[7:] == [("device mount", "down")]
+    assert [(c.split()[0], s) for c, s in told[5:7]] == [("mount", "park"), ("dome", "close")]
+    assert receiver.notices()[6]["message"] == "closing the roof: rain"
+    assert sorted(told[7:9]) == [("device mount", "up"), ("safety", "safe")]
+    assert told[9:] == [("device mount", "down")]
     end = receiver.notices()[3]
     assert end["frames"] == {"LIGHT": 12, "DARK": 2} and end["time_lost_s"] == 1800.0
     assert "12 LIGHT" in end["message"] and "30 min lost" in end["message"]
