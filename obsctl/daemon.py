@@ -608,14 +608,12 @@ class Daemon:
         dome = devices.dome
         if dome is not None and self.config.sequencer.park_at_shutdown:
             # A daemon that stops leaves no roof open behind it, and none closed on the mount.
-            if parked or not self.config.safety.close_after_park:
-                try:
-                    await self.ops.close_shutter(dome)
+            after_park = self.config.safety.close_after_park
+            try:
+                if await self.ops.close_roof_over(dome, parked=parked, after_park=after_park):
                     log.info("roof closed")
-                except DeviceError as exc:
-                    log.error("could not close the roof at shutdown: %s", exc)
-            else:
-                log.error("the roof stays open at shutdown: the mount is not parked")
+            except DeviceError as exc:
+                log.error("could not close the roof at shutdown: %s", exc)
         for device in devices.all():
             with contextlib.suppress(ObsctlError, TimeoutError):
                 async with asyncio.timeout(5):

@@ -470,6 +470,34 @@ class Operations:
             return
         await self._move_shutter(dome, ShutterState.CLOSED, dome.close_shutter, "close")
 
+    async def close_roof_over(self, dome: Dome, *, parked: bool, after_park: bool) -> bool:
+        """Close the roof and wait, unless it must close over a parked mount that is not.
+
+        Parameters
+        ----------
+        dome : Dome
+            The roof or dome.
+        parked : bool
+            Whether the mount reported parked (True without a mount).
+        after_park : bool
+            ``[safety] close_after_park``: a roll-off roof must not close on the telescope.
+
+        Returns
+        -------
+        bool
+            Whether the roof closed (False, logged, when it stays open for the mount).
+
+        Raises
+        ------
+        DeviceError
+            As `close_shutter`.
+        """
+        if after_park and not parked:
+            log.error("the roof stays open: the mount is not parked")
+            return False
+        await self.close_shutter(dome)
+        return True
+
     async def _move_shutter(
         self,
         dome: Dome,

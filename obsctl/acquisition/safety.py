@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ __all__ = ["SafetySupervisor", "SupervisorThread"]
 log = logging.getLogger(__name__)
 
 _SAFE_TYPES_WHEN_UNSAFE = ("DARK", "BIAS")
+#: Real seconds between parks sent again to a mount found standing away from park.
+_REPARK_EVERY_S = 5.0
 #: Shutter states in which a close needs not be sent again.
 _CLOSING = (ShutterState.CLOSED, ShutterState.CLOSING)
 
@@ -119,6 +122,7 @@ class SafetySupervisor:
         #: Real (monotonic) time when the close command last went to the dome, for latency.
         self.last_close_sent: float | None = None
         self._close_failures = 0
+        self._reparked = -math.inf  # real (monotonic) time of the last park sent again
 
     async def wait_safe(self, image_type: str) -> None:
         """Return when frames of ``image_type`` may be taken (darks and biases always)."""
@@ -194,7 +198,7 @@ class SafetySupervisor:
                 # A refused or lost park (a passing fault) is sent again at every reading: one
                 # failure must not leave the mount out all spell. The roof is looked at every
                 # reading: it closes once the mount is parked, and again if it was reopened.
-                if self._park_failures:
+                if self._park_failures or await self._left_unparked():
                     await self._secure_mount()
                 await self._close_enclosure()
         else:
@@ -291,6 +295,26 @@ class SafetySupervisor:
         tries = f" (after {self._park_failures + 1} tries)" if self._park_failures else ""
         log.warning("mount parking%s", tries)
         self._park_failures = 0
+
+    async def _left_unparked(self) -> bool:
+        """Whether the mount stands still away from park while unsafe.
+
+        A slew the sequencer began in the instant it turned unsafe can end the park (its
+        recovery aborts a slew it did not start): the park is sent again.
+        """
+        mount = self.devices.mount
+        if mount is None or not self.config.park_when_unsafe:
+            return False
+        try:
+            status = await self.ops.command(mount.status(), mount.name, "mount status")
+        except DeviceError:
+            return False  # the park's own failure handling covers a mount that does not answer
+        now = time.monotonic()
+        if status.at_park or status.slewing or now - self._reparked < _REPARK_EVERY_S:
+            return False
+        self._reparked = now
+        log.warning("the mount is not parked while unsafe: parking again")
+        return True
 
     async def _close_enclosure(self) -> None:
         dome = self.devices.dome

@@ -429,6 +429,10 @@ class Sequencer:
             if step.image_type == "BIAS":
                 exposure_s = (await self.devices.camera.info()).exposure_min_s
             mount = await self._pointing(sequence, step)
+            if not self.supervisor.is_safe and step.image_type not in ("DARK", "BIAS"):
+                # It turned unsafe while this frame was prepared (slew, filter): the
+                # supervisor's abort came before the exposure began, so look again.
+                continue
             try:
                 image, start = await self._attempt(
                     "expose", self.devices.camera, functools.partial(self._expose, step, exposure_s)

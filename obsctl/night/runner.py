@@ -741,19 +741,21 @@ class NightRunner:
         """Park the mount, then close the roof over it (never on a mount that did not park)."""
         devices = self.daemon.running.devices
         mount, dome = devices.mount, devices.dome
+        parked = mount is None
         if mount is not None:
             try:
                 await self.daemon.ops.park(mount)
                 self._event("parked")
+                parked = True
             except DeviceError as exc:
                 log.error("could not park at dawn: %s", exc)
-                if self.daemon.config.safety.close_after_park:
-                    log.error("the roof stays open: the mount is not parked")
-                    return
         if dome is not None:
+            after_park = self.daemon.config.safety.close_after_park
             try:
-                await self.daemon.ops.close_shutter(dome)
-                self._event("roof closed")
+                if await self.daemon.ops.close_roof_over(
+                    dome, parked=parked, after_park=after_park
+                ):
+                    self._event("roof closed")
             except DeviceError as exc:
                 log.error("could not close the roof at dawn: %s", exc)
 

@@ -10,8 +10,11 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from obsctl.acquisition.sequence import ExposureStep, Sequence
 from obsctl.devices import ShutterState
+from obsctl.simulators.faults import Fault
 
 from ..daemon_helpers import (
     FEED_DEADLINE_S,
@@ -117,3 +120,51 @@ async def test_a_humidity_spike_inside_the_hysteresis_keeps_it_unsafe(tmp_path: 
         assert not supervisor.is_safe and supervisor.safe_in_s is None
         obs.weather.set_values(humidity_pct=80.0)
         await wait_for(lambda: supervisor.is_safe)
+
+
+@pytest.mark.parametrize("refuse_park", [False, True])
+async def test_shutdown_closes_the_roof_over_a_parked_mount_and_never_over_an_unparked_one(
+    tmp_path: Path, refuse_park: bool
+) -> None:
+    async with running_daemon(enclosure_config(tmp_path / "data")) as daemon:
+        sims = daemon.simulators
+        dome, mount = sims.observatory.dome, sims.observatory.mount
+        await wait_for(lambda: daemon.running.supervisor.is_safe)
+        dome.open_shutter()
+        await wait_for(lambda: dome.shutter_state == ShutterState.OPEN)
+        mount.unpark()
+        if refuse_park:
+            park = frozenset({"park"})
+            sims.faults("telescope", 0).set(Fault(kind="http500", members=park, count=100))
+    # The daemon has stopped: parked and closed, or left open over the unparked mount.
+    if refuse_park:
+        assert not mount.at_park and dome.shutter_state == ShutterState.OPEN
+    else:
+        assert mount.at_park and dome.shutter_state == ShutterState.CLOSED
+
+
+async def test_a_mount_moved_off_park_while_unsafe_is_parked_again_then_the_roof_closes(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(enclosure_config(tmp_path / "data")) as daemon:
+        obs = daemon.simulators.observatory  # type: ignore[union-attr]
+        dome, mount = obs.dome, obs.mount
+        supervisor = daemon.running.supervisor
+        await wait_for(lambda: supervisor.is_safe)
+        dome.open_shutter()
+        await wait_for(lambda: dome.shutter_state == ShutterState.OPEN)
+        # A recovery that aborts the park (as the sequencer's does for a slew it did not
+        # start) the moment the park is sent: the mount stands still away from park.
+        mount.unpark()
+        park = mount.park
+
+        def park_then_abort() -> None:  # once
+            park()
+            mount.abort_slew()
+            mount.park = park
+
+        mount.park = park_then_abort
+        obs.weather.set_values(humidity_pct=95.0)
+        await wait_for(lambda: not supervisor.is_safe)
+        await wait_for(lambda: mount.at_park, timeout_s=20)
+        await wait_for(lambda: dome.shutter_state == ShutterState.CLOSED)
