@@ -75,6 +75,9 @@ _MJD_ZERO = datetime(1858, 11, 17, tzinfo=UTC)
 _NIGHT_OVER = "night over"
 #: Why a stopped visit is resumed later rather than counted failed.
 _RESUMED_LATER = ("unsafe", "pre-empted", _NIGHT_OVER)
+#: Why a visit left unfinished is the schedule's choice, not work left undone: a pre-empted
+#: visit resumes when the schedule picks its target again (the next night if need be).
+_CARRIED_OVER = ("pre-empted", _NIGHT_OVER)
 #: Activity states in which a frame is being taken: a pre-emption waits until they end.
 _IN_FRAME = ("exposing", "downloading")
 
@@ -177,8 +180,9 @@ class NightSummary:
         Seconds of the observing night lost to the weather, and spent in failed visits.
     incomplete : list of str
         Work the night started and did not finish: a target whose last visit failed or was
-        interrupted (not by the night's end), darks not done. ``obsctl night`` exits non-zero
-        when there is any.
+        interrupted (by the weather; not by a pre-emption or the night's end, which the
+        schedule carries over), darks not done. ``obsctl night`` exits non-zero when there
+        is any.
     open_shutter : float or None
         Light exposure over the dark time (night start to night end); None without a dark
         time (a plan with no night, or before the schedule is built).
@@ -824,13 +828,15 @@ class NightRunner:
                 )
                 summary.failed_visit_s += max(0.0, spent.total_seconds())
         # Flats end with their window (the sky decides); lights and darks are work left. A
-        # visit the dawn cut short is not: the next night takes its frames left, as it takes
-        # a goal's.
+        # visit pre-empted or cut short by the dawn is not: the schedule takes its frames
+        # left later (the next night if need be), as it takes a goal's.
         summary.incomplete = [
             f"{name if kind == 'light' else 'darks and bias'}: {v['state']}"
             + (f" ({v['reason']})" if v["reason"] else "")
             for (kind, name), v in last.items()
-            if kind in ("light", "darks") and v["state"] != "done" and v["reason"] != _NIGHT_OVER
+            if kind in ("light", "darks")
+            and v["state"] != "done"
+            and not (v["reason"] or "").startswith(_CARRIED_OVER)
         ]
         summary.failures = self.progress.failures_count()
         summary.frames = self._log.counts_by_type(self.night.isoformat())
