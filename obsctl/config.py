@@ -77,6 +77,7 @@ __all__ = [
     "WeatherConfig",
     "WeatherLimitConfig",
     "WeatherQuantity",
+    "WeatherSensor",
     "WebhookSinkConfig",
     "brief_repr",
     "check_document_size",
@@ -560,7 +561,8 @@ class SequencerConfig(_Model):
     )
 
 
-WeatherQuantity = Literal[
+#: A weather station's sensors (the fields of `obsctl.devices.WeatherReadings`).
+WeatherSensor = Literal[
     "cloud_cover_pct",
     "sky_temperature_c",
     "temperature_c",
@@ -570,9 +572,9 @@ WeatherQuantity = Literal[
     "wind_gust_m_s",
     "rain_rate_mm_h",
     "sky_quality_mag_arcsec2",
-    "sky_minus_ambient_c",
-    "dew_margin_c",
 ]
+#: What a weather limit can watch: a sensor, or a value derived from two.
+WeatherQuantity = Literal[WeatherSensor, "sky_minus_ambient_c", "dew_margin_c"]
 
 
 class WeatherLimitConfig(_Model):
@@ -1124,20 +1126,9 @@ class SimulatedWeatherConfig(_Model):
     update_interval_s: float = Field(
         default=10.0, gt=0, le=3600, description="[s] how often the station refreshes"
     )
-    missing: tuple[
-        Literal[
-            "cloud_cover_pct",
-            "sky_temperature_c",
-            "temperature_c",
-            "dew_point_c",
-            "humidity_pct",
-            "wind_speed_m_s",
-            "wind_gust_m_s",
-            "rain_rate_mm_h",
-            "sky_quality_mag_arcsec2",
-        ],
-        ...,
-    ] = Field(default=(), max_length=9, description="sensors the station does not have")
+    missing: tuple[WeatherSensor, ...] = Field(
+        default=(), max_length=9, description="sensors the station does not have"
+    )
     scenario: tuple[WeatherChange, ...] = Field(
         default=(), max_length=1000, description="changes at set times, in time order"
     )
