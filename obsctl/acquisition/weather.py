@@ -103,14 +103,14 @@ class WeatherLimit:
             raise ValueError(f"{self.quantity}: hysteresis and wait must not be negative")
 
     def beyond(self, value: float | None) -> bool:
-        """Return whether ``value`` trips the limit (a missing or NaN value does)."""
-        if value is None or math.isnan(value):
+        """Return whether ``value`` trips the limit (a missing or non-finite value does)."""
+        if value is None or not math.isfinite(value):
             return True
         return value > self.above if self.above is not None else value < self.below  # type: ignore[operator]
 
     def clear(self, value: float | None) -> bool:
         """Return whether ``value`` is back past the limit by the hysteresis."""
-        if value is None or math.isnan(value):
+        if value is None or not math.isfinite(value):
             return False
         if self.above is not None:
             return value <= self.above - self.hysteresis
@@ -130,7 +130,9 @@ class WeatherLimit:
         else:
             assert self.below is not None
             clear = f"rises to {_quantity(self.below + self.hysteresis, unit)}"
-        now = "not reported" if value is None or math.isnan(value) else _quantity(value, unit)
+        now = (
+            "not reported" if value is None or not math.isfinite(value) else _quantity(value, unit)
+        )
         wait = _duration(self.wait_s)
         return f"{label} {now} (limit {side} {limit}); safe {wait} after it {clear}"
 
