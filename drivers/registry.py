@@ -18,6 +18,7 @@ from obsctl.devices import ROLES, DeviceSet
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
     AlpacaClient,
+    AlpacaCoverCalibrator,
     AlpacaDome,
     AlpacaFilterWheel,
     AlpacaMount,
@@ -42,6 +43,7 @@ _ALPACA_CLASSES: dict[str, Callable[..., Any]] = {
     "safety_monitor": AlpacaSafetyMonitor,
     "dome": AlpacaDome,
     "weather": AlpacaObservingConditions,
+    "cover_calibrator": AlpacaCoverCalibrator,
 }
 
 
@@ -101,6 +103,9 @@ def _simulator(role: str, cfg: SimulatorDeviceConfig, ctx: _BuildContext) -> Any
         "dome": lambda: sim_devices.SimulatedDome(_present(observatory.dome, role), name=role),
         "weather": lambda: sim_devices.SimulatedObservingConditions(
             _present(observatory.weather, role), name=role
+        ),
+        "cover_calibrator": lambda: sim_devices.SimulatedCoverCalibrator(
+            _present(observatory.cover_calibrator, role), name=role
         ),
     }
     return factories[role]()

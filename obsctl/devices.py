@@ -19,11 +19,16 @@ from numpy.typing import NDArray
 
 __all__ = [
     "ROLES",
+    "CalibratorState",
     "Camera",
     "CameraImage",
     "CameraInfo",
     "CameraState",
     "CameraStatus",
+    "CoverCalibrator",
+    "CoverCalibratorInfo",
+    "CoverCalibratorStatus",
+    "CoverState",
     "Device",
     "DeviceSet",
     "Dome",
@@ -49,6 +54,7 @@ ROLES: tuple[str, ...] = (
     "safety_monitor",
     "dome",
     "weather",
+    "cover_calibrator",
 )
 
 
@@ -79,6 +85,28 @@ class ShutterState(enum.IntEnum):
     OPENING = 2
     CLOSING = 3
     ERROR = 4
+
+
+class CoverState(enum.IntEnum):
+    """State of a telescope cover, numbered as ASCOM ``CoverStatus``."""
+
+    NOT_PRESENT = 0
+    CLOSED = 1
+    MOVING = 2
+    OPEN = 3
+    UNKNOWN = 4
+    ERROR = 5
+
+
+class CalibratorState(enum.IntEnum):
+    """State of a flat-field light source, numbered as ASCOM ``CalibratorStatus``."""
+
+    NOT_PRESENT = 0
+    OFF = 1
+    NOT_READY = 2
+    READY = 3
+    UNKNOWN = 4
+    ERROR = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +426,57 @@ class WeatherReadings:
     average_period_h: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CoverCalibratorInfo:
+    """Fixed abilities of a flat panel and dust cover, read once after connecting.
+
+    ASCOM ``ICoverCalibrator`` covers a panel with a motorised cover (a flip-flat), a cover
+    alone, and a panel alone (a light box or a screen).
+
+    Attributes
+    ----------
+    max_brightness : int
+        The panel's brightest setting in its own steps (``Brightness`` runs from 0 to this);
+        0 when there is no calibrator.
+    has_cover : bool
+        Whether there is a cover that opens and closes.
+    has_calibrator : bool
+        Whether there is a light source for flat fields.
+    """
+
+    max_brightness: int
+    has_cover: bool
+    has_calibrator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CoverCalibratorStatus:
+    """The cover's and the panel's state, read together.
+
+    Attributes
+    ----------
+    cover : CoverState
+        The cover (`CoverState.NOT_PRESENT` without one; `CoverState.UNKNOWN` when halted
+        part-way).
+    calibrator : CalibratorState
+        The light source (`CalibratorState.NOT_READY` while it warms up or changes).
+    brightness : int
+        The panel's set brightness in its steps, 0 to ``max_brightness`` (0 when off or
+        absent).
+    cover_moving : bool
+        Whether the cover moves (ASCOM ``CoverMoving``).
+    calibrator_changing : bool
+        Whether the light source is not yet settled after being switched (ASCOM
+        ``CalibratorChanging``).
+    """
+
+    cover: CoverState
+    calibrator: CalibratorState
+    brightness: int
+    cover_moving: bool
+    calibrator_changing: bool
+
+
 class Device(Protocol):
     """What every device has: a name and a connection."""
 
@@ -688,6 +767,80 @@ class ObservingConditions(Device, Protocol):
         ...
 
 
+@runtime_checkable
+class CoverCalibrator(Device, Protocol):
+    """A flat-field panel with a dust cover, either of which may be absent.
+
+    Moving commands return at once; `status` tells arrival: the cover is `CoverState.OPEN`
+    or `CoverState.CLOSED`, the panel `CalibratorState.READY` or `CalibratorState.OFF`.
+    """
+
+    async def info(self) -> CoverCalibratorInfo:
+        """Return the device's fixed abilities."""
+        ...
+
+    async def status(self) -> CoverCalibratorStatus:
+        """Return the cover and panel state and the panel's brightness."""
+        ...
+
+    async def open_cover(self) -> None:
+        """Start opening the cover and return at once.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When there is no cover.
+        """
+        ...
+
+    async def close_cover(self) -> None:
+        """Start closing the cover and return at once.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When there is no cover.
+        """
+        ...
+
+    async def halt_cover(self) -> None:
+        """Stop the cover where it is (part-way it is then `CoverState.UNKNOWN`).
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When there is no cover, or its motion cannot be interrupted.
+        """
+        ...
+
+    async def calibrator_on(self, brightness: int) -> None:
+        """Switch the panel on at a brightness and return at once; `status` tells ready.
+
+        Parameters
+        ----------
+        brightness : int
+            In the panel's steps, 0 to `CoverCalibratorInfo.max_brightness`.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the brightness is outside 0 to ``max_brightness``.
+        DeviceNotImplementedError
+            When there is no light source.
+        """
+        ...
+
+    async def calibrator_off(self) -> None:
+        """Switch the panel off and return at once.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When there is no light source.
+        """
+        ...
+
+
 @dataclass(slots=True)
 class DeviceSet:
     """The devices of one observatory, as built from a config.
@@ -696,7 +849,7 @@ class DeviceSet:
     ----------
     camera : Camera
         The imaging camera.
-    filter_wheel, mount, safety_monitor, dome, weather : device or None
+    filter_wheel, mount, safety_monitor, dome, weather, cover_calibrator : device or None
         Optional devices.
     """
 
@@ -706,6 +859,7 @@ class DeviceSet:
     safety_monitor: SafetyMonitor | None = None
     dome: Dome | None = None
     weather: ObservingConditions | None = None
+    cover_calibrator: CoverCalibrator | None = None
 
     def all(self) -> list[Device]:
         """Return the configured devices in the order of `ROLES`."""

@@ -7,8 +7,10 @@ device classes to run without HTTP.
 
 from obsctl.simulators.alpaca_server import AlpacaServer
 from obsctl.simulators.camera_model import CameraModel, ExposureRecord
+from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.devices import (
     SimulatedCamera,
+    SimulatedCoverCalibrator,
     SimulatedDome,
     SimulatedFilterWheel,
     SimulatedMount,
@@ -35,6 +37,7 @@ __all__ = [
     "AlpacaServer",
     "AscomError",
     "CameraModel",
+    "CoverCalibratorModel",
     "DiscoveryResponder",
     "DomeModel",
     "ExposureRecord",
@@ -46,6 +49,7 @@ __all__ = [
     "RunningSimulators",
     "SafetyMonitorModel",
     "SimulatedCamera",
+    "SimulatedCoverCalibrator",
     "SimulatedDome",
     "SimulatedFilterWheel",
     "SimulatedMount",

@@ -2,8 +2,9 @@
 
 Devices: ``camera/0`` (ICameraV4), ``filterwheel/0`` (IFilterWheelV3), ``telescope/0``
 (ITelescopeV4), ``safetymonitor/0`` (ISafetyMonitorV3) and, when configured, ``dome/0``
-(IDomeV3) and ``observingconditions/0`` (IObservingConditionsV2) under ``/api/v1/``, plus the
-management API, minimal setup pages, and a non-Alpaca control API under ``/sim/v1/``.
+(IDomeV3), ``observingconditions/0`` (IObservingConditionsV2) and ``covercalibrator/0``
+(ICoverCalibratorV2) under ``/api/v1/``, plus the management API, minimal setup pages, and a
+non-Alpaca control API under ``/sim/v1/``.
 
 Protocol rules followed (Alpaca API v1):
 
@@ -59,6 +60,7 @@ from obsctl.clock import Clock
 from obsctl.config import TelescopeConfig
 from obsctl.coords import j2000_to_jnow, jnow_to_j2000
 from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
+from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import Fault, FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
@@ -365,6 +367,22 @@ def _dome_members() -> dict[str, _Member[DomeModel]]:
         "slewtoaltitude": _ni_method("SlewToAltitude"),
         "slewtoazimuth": _Member(put=lambda d, p: d.slew_to_azimuth(p.number("Azimuth"))),
         "synctoazimuth": _ni_method("SyncToAzimuth"),
+    }
+
+
+def _cover_calibrator_members() -> dict[str, _Member[CoverCalibratorModel]]:
+    return {
+        "brightness": _Member(get=lambda c, p: c.brightness),
+        "calibratorchanging": _Member(get=lambda c, p: c.calibrator_changing),
+        "calibratorstate": _Member(get=lambda c, p: int(c.calibrator_state)),
+        "covermoving": _Member(get=lambda c, p: c.cover_moving),
+        "coverstate": _Member(get=lambda c, p: int(c.cover_state)),
+        "maxbrightness": _Member(get=lambda c, p: c.config.max_brightness),
+        "calibratoroff": _Member(put=lambda c, p: c.calibrator_off()),
+        "calibratoron": _Member(put=lambda c, p: c.calibrator_on(p.integer("Brightness"))),
+        "closecover": _Member(put=lambda c, p: c.close_cover()),
+        "haltcover": _Member(put=lambda c, p: c.halt_cover()),
+        "opencover": _Member(put=lambda c, p: c.open_cover()),
     }
 
 
@@ -704,6 +722,19 @@ _OBSERVING_CONDITIONS = _Interface(
     ),
 )
 
+_COVER_CALIBRATOR = _Interface(
+    "covercalibrator",
+    "CoverCalibrator",
+    version=2,
+    state_names=(
+        ("Brightness", "brightness"),
+        ("CalibratorChanging", "calibratorchanging"),
+        ("CalibratorState", "calibratorstate"),
+        ("CoverMoving", "covermoving"),
+        ("CoverState", "coverstate"),
+    ),
+)
+
 
 _COMMON_UNCONNECTED = frozenset(
     {
@@ -721,9 +752,11 @@ _COMMON_UNCONNECTED = frozenset(
 )
 
 
-#: Members ASCOM Platform 7 added to every interface; the ``unknown_member_404`` quirk
-#: plays a server that predates them.
-_PLATFORM7_MEMBERS = frozenset({"connect", "disconnect", "connecting", "devicestate"})
+#: Members ASCOM Platform 7 added to every interface, and to CoverCalibrator (V2); the
+#: ``unknown_member_404`` quirk plays a server that predates them.
+_PLATFORM7_MEMBERS = frozenset(
+    {"connect", "disconnect", "connecting", "devicestate", "calibratorchanging", "covermoving"}
+)
 
 
 def _common_members(device: _Device[Any], quirks: Quirks) -> dict[str, _Member[Any]]:
@@ -960,6 +993,15 @@ class AlpacaServer:
                 _weather_members(),
                 name="Simulated weather station",
             )
+        if obs.cover_calibrator is not None:
+            covered = "with dust cover" if obs.cover_calibrator.config.has_cover else "alone"
+            self._register(
+                _COVER_CALIBRATOR,
+                obs.cover_calibrator,
+                _cover_calibrator_members(),
+                name="Simulated flat panel",
+                description=f"Simulated flat panel {covered}",
+            )
 
     def _build_app(self) -> web.Application:
         app = web.Application()
@@ -1035,8 +1077,8 @@ class AlpacaServer:
         Parameters
         ----------
         device_type : str
-            ``camera``, ``filterwheel``, ``telescope``, ``safetymonitor``, ``dome`` or
-            ``observingconditions`` (any case).
+            ``camera``, ``filterwheel``, ``telescope``, ``safetymonitor``, ``dome``,
+            ``observingconditions`` or ``covercalibrator`` (any case).
         number : int
             Device number.
 

@@ -1,8 +1,9 @@
 """In-process device Protocol implementations over the simulator models (no HTTP).
 
 `SimulatedCamera`, `SimulatedFilterWheel`, `SimulatedMount`, `SimulatedSafetyMonitor`,
-`SimulatedDome` and `SimulatedObservingConditions` satisfy `obsctl.devices.Camera`,
-`FilterWheel`, `Mount`, `SafetyMonitor`, `Dome` and `ObservingConditions` structurally.
+`SimulatedDome`, `SimulatedObservingConditions` and `SimulatedCoverCalibrator` satisfy
+`obsctl.devices.Camera`, `FilterWheel`, `Mount`, `SafetyMonitor`, `Dome`,
+`ObservingConditions` and `CoverCalibrator` structurally.
 Model `AscomError` numbers become obsctl errors: 0x400 → `DeviceNotImplementedError`,
 0x401/0x402 → `InvalidDeviceValueError`, 0x407 → `DeviceNotConnectedError`, 0x408/0x40B →
 `DeviceBusyError`, anything else → `DeviceError`.
@@ -23,6 +24,8 @@ from obsctl.devices import (
     CameraImage,
     CameraInfo,
     CameraStatus,
+    CoverCalibratorInfo,
+    CoverCalibratorStatus,
     DomeInfo,
     DomeStatus,
     ExposureSettings,
@@ -38,6 +41,7 @@ from obsctl.errors import (
     InvalidDeviceValueError,
 )
 from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
+from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
@@ -56,6 +60,7 @@ from obsctl.simulators.weather_model import WeatherModel
 
 __all__ = [
     "SimulatedCamera",
+    "SimulatedCoverCalibrator",
     "SimulatedDome",
     "SimulatedFilterWheel",
     "SimulatedMount",
@@ -547,3 +552,60 @@ class SimulatedObservingConditions(_SimulatedDevice[WeatherModel]):
                 return self.model.time_since_update_s(sensor)
         except DeviceNotImplementedError:
             return None
+
+
+class SimulatedCoverCalibrator(_SimulatedDevice[CoverCalibratorModel]):
+    """The simulated flat panel and dust cover as an `obsctl.devices.CoverCalibrator`.
+
+    It drives a `CoverCalibratorModel`; its name is ``cover_calibrator`` unless one is given.
+    """
+
+    default_name = "cover_calibrator"
+
+    async def info(self) -> CoverCalibratorInfo:
+        """Return the brightest step and whether there is a cover (the panel is always there)."""
+        self._require_connected()
+        config = self.model.config
+        return CoverCalibratorInfo(
+            max_brightness=config.max_brightness, has_cover=config.has_cover, has_calibrator=True
+        )
+
+    async def status(self) -> CoverCalibratorStatus:
+        """Return the cover and panel state and the brightness."""
+        m = self.model
+        self._require_connected()
+        return CoverCalibratorStatus(
+            cover=m.cover_state,
+            calibrator=m.calibrator_state,
+            brightness=m.brightness,
+            cover_moving=m.cover_moving,
+            calibrator_changing=m.calibrator_changing,
+        )
+
+    async def open_cover(self) -> None:
+        """Start opening the cover."""
+        with self._ascom():
+            self.model.open_cover()
+
+    async def close_cover(self) -> None:
+        """Start closing the cover."""
+        with self._ascom():
+            self.model.close_cover()
+
+    async def halt_cover(self) -> None:
+        """Stop the cover where it is."""
+        with self._ascom():
+            self.model.halt_cover()
+
+    async def calibrator_on(self, brightness: int) -> None:
+        """Switch the panel on at a brightness (0 to ``max_brightness`` steps).
+
+        Raises the errors `obsctl.devices.CoverCalibrator.calibrator_on` lists.
+        """
+        with self._ascom():
+            self.model.calibrator_on(int(brightness))
+
+    async def calibrator_off(self) -> None:
+        """Switch the panel off."""
+        with self._ascom():
+            self.model.calibrator_off()

@@ -16,8 +16,8 @@ that obsctl's client can be tested against it over HTTP:
     (NotImplemented), not HTTP 404.
 ``unknown_member_404``
     A member the device does not implement is HTTP 404, not HTTP 200 with 0x400; and the
-    server predates ASCOM Platform 7: Connect, Disconnect, Connecting and DeviceState are
-    unknown members (HTTP 404).
+    server predates ASCOM Platform 7: Connect, Disconnect, Connecting and DeviceState (and a
+    CoverCalibrator's CoverMoving and CalibratorChanging) are unknown members (HTTP 404).
 ``action_not_implemented``
     ErrorNumber 0x40C (ActionNotImplemented) where 0x40B (InvalidOperation) is meant: no
     image ready, a slew while parked, PercentCompleted with no exposure.

@@ -306,3 +306,66 @@ def test_default_serves_a_roll_off_roof_and_a_weather_station() -> None:
 def test_dome_and_weather_config_errors(tmp_path, edit, pattern) -> None:
     with pytest.raises(ConfigError, match=pattern):
         load_config(write(tmp_path, edit(MINIMAL)))
+
+
+def test_default_serves_a_flat_panel_on_an_open_cover() -> None:
+    config = load_config()
+    sim = config.simulator
+    assert sim is not None and sim.cover_calibrator is not None
+    panel = sim.cover_calibrator
+    assert (panel.max_brightness, panel.cover_time_s, panel.warmup_s) == (255, 10.0, 2.0)
+    assert panel.has_cover and panel.start_open  # open: the default night's frames see sky
+    assert config.devices.cover_calibrator is not None
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (
+            lambda t: t + SIMULATOR + '[devices.cover_calibrator]\ndriver = "simulator"\n',
+            r"devices\.cover_calibrator uses driver 'simulator' but there is no "
+            r"\[simulator\.cover_calibrator\] section",
+        ),
+        (
+            lambda t: (
+                t + '[devices.cover_calibrator]\ndriver = "serial"\nprotocol = "qhycfw"\n'
+                'url = "x"\n'
+            ),
+            r"devices\.cover_calibrator: serial protocol 'qhycfw' drives a filter wheel, not a "
+            r"cover calibrator",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.cover_calibrator]\nmax_brightness = 0\n",
+            r"simulator\.cover_calibrator\.max_brightness: Input should be greater than or "
+            r"equal to 1",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.cover_calibrator]\ncover_time_s = 0\n",
+            r"simulator\.cover_calibrator\.cover_time_s: Input should be greater than 0",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.cover_calibrator]\nwarmup_s = -1\n",
+            r"simulator\.cover_calibrator\.warmup_s: Input should be greater than or equal to 0",
+        ),
+        (
+            lambda t: t + SIMULATOR + "[simulator.cover_calibrator]\nbrightness = 3\n",
+            r"simulator\.cover_calibrator\.brightness: unknown key",
+        ),
+    ],
+)
+def test_cover_calibrator_config_errors(tmp_path, edit, pattern) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(write(tmp_path, edit(MINIMAL)))
+
+
+def test_a_simulated_panel_with_its_section_loads(tmp_path) -> None:
+    text = (
+        MINIMAL
+        + SIMULATOR
+        + '[devices.cover_calibrator]\ndriver = "simulator"\n'
+        + "[simulator.cover_calibrator]\nhas_cover = false\nwarmup_s = 0\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.simulator is not None and config.simulator.cover_calibrator is not None
+    assert not config.simulator.cover_calibrator.has_cover
+    assert config.simulator.cover_calibrator.warmup_s == 0.0

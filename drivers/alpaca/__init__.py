@@ -2,6 +2,7 @@
 
 from obsctl.drivers.alpaca._http import ASCOM_ERRORS, HTTP_ERRORS, AlpacaClient, error_for_ascom
 from obsctl.drivers.alpaca.camera import AlpacaCamera
+from obsctl.drivers.alpaca.covercalibrator import AlpacaCoverCalibrator
 from obsctl.drivers.alpaca.dome import AlpacaDome
 from obsctl.drivers.alpaca.filterwheel import AlpacaFilterWheel
 from obsctl.drivers.alpaca.mount import AlpacaMount
@@ -13,6 +14,7 @@ __all__ = [
     "HTTP_ERRORS",
     "AlpacaCamera",
     "AlpacaClient",
+    "AlpacaCoverCalibrator",
     "AlpacaDome",
     "AlpacaFilterWheel",
     "AlpacaMount",

@@ -17,6 +17,7 @@ from obsctl.devices import DeviceSet
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
     AlpacaClient,
+    AlpacaCoverCalibrator,
     AlpacaDome,
     AlpacaFilterWheel,
     AlpacaMount,
@@ -27,7 +28,7 @@ from obsctl.simulators.alpaca_server import AlpacaServer
 from obsctl.simulators.quirks import Quirks
 
 IMPLEMENTATIONS = ["simulator", "alpaca", "alpaca-quirky", "serial"]
-#: The implementations of a role that has no serial driver (dome, weather station).
+#: The implementations of a role that has no serial driver (dome, weather station, panel).
 NOT_SERIAL = ["simulator", "alpaca", "alpaca-quirky"]
 
 
@@ -85,6 +86,7 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
         return
     from obsctl.simulators.devices import (
         SimulatedCamera,
+        SimulatedCoverCalibrator,
         SimulatedDome,
         SimulatedFilterWheel,
         SimulatedMount,
@@ -104,6 +106,11 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
             if obs.weather is None
             else SimulatedObservingConditions(obs.weather, name="weather")
         ),
+        cover_calibrator=(
+            None
+            if obs.cover_calibrator is None
+            else SimulatedCoverCalibrator(obs.cover_calibrator, name="cover_calibrator")
+        ),
     )
     async with connected((inprocess, None)) as devs:
         yield devs
@@ -114,7 +121,7 @@ def alpaca_devices(
 ) -> tuple[DeviceSet, AlpacaClient]:
     """The Alpaca drivers of a server on 127.0.0.1:``port`` (not connected).
 
-    The dome and weather station are there when ``observatory`` simulates them.
+    The dome, weather station and flat panel are there when ``observatory`` simulates them.
     """
     client = AlpacaClient(f"127.0.0.1:{port}")
     timeouts = {"timeout_s": 2.0, "connect_timeout_s": 2.0}
@@ -130,6 +137,8 @@ def alpaca_devices(
         devs.dome = AlpacaDome("dome", client, 0, **timeouts)
     if observatory is not None and observatory.weather is not None:
         devs.weather = AlpacaObservingConditions("weather", client, 0, **timeouts)
+    if observatory is not None and observatory.cover_calibrator is not None:
+        devs.cover_calibrator = AlpacaCoverCalibrator("cover_calibrator", client, 0, **timeouts)
     return devs, client
 
 

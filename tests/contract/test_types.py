@@ -1,9 +1,18 @@
 """Structural conformance checked by mypy (``.ci/typecheck`` includes this file)."""
 
-from obsctl.devices import Camera, Dome, FilterWheel, Mount, ObservingConditions, SafetyMonitor
+from obsctl.devices import (
+    Camera,
+    CoverCalibrator,
+    Dome,
+    FilterWheel,
+    Mount,
+    ObservingConditions,
+    SafetyMonitor,
+)
 from obsctl.drivers.alpaca import (
     AlpacaCamera,
     AlpacaClient,
+    AlpacaCoverCalibrator,
     AlpacaDome,
     AlpacaFilterWheel,
     AlpacaMount,
@@ -13,6 +22,7 @@ from obsctl.drivers.alpaca import (
 from obsctl.drivers.serial import SerialFilterWheel, SerialLX200Mount
 from obsctl.simulators.devices import (
     SimulatedCamera,
+    SimulatedCoverCalibrator,
     SimulatedDome,
     SimulatedFilterWheel,
     SimulatedMount,
@@ -49,6 +59,14 @@ def simulated_enclosure(
     return dome, weather
 
 
+def alpaca_cover_calibrator(client: AlpacaClient) -> CoverCalibrator:
+    return AlpacaCoverCalibrator("p", client)
+
+
+def simulated_cover_calibrator(panel: SimulatedCoverCalibrator) -> CoverCalibrator:
+    return panel
+
+
 def test_runtime_protocols() -> None:
     client = AlpacaClient("127.0.0.1:1")
     camera, wheel, mount, monitor = alpaca_devices(client)
@@ -58,6 +76,9 @@ def test_runtime_protocols() -> None:
     assert isinstance(dome, Dome) and isinstance(weather, ObservingConditions)
     # The roles are distinct: a weather station is no dome, a dome no safety monitor.
     assert not isinstance(weather, Dome) and not isinstance(dome, SafetyMonitor)
+    panel = alpaca_cover_calibrator(client)
+    assert isinstance(panel, CoverCalibrator) and not isinstance(panel, Dome)
+    assert not isinstance(dome, CoverCalibrator) and not isinstance(weather, CoverCalibrator)
 
 
 def serial_devices(mount: SerialLX200Mount, wheel: SerialFilterWheel) -> tuple[Mount, FilterWheel]:
