@@ -43,6 +43,7 @@ __all__ = [
     "DataConfig",
     "DeviceConfig",
     "DevicesConfig",
+    "DomeConfig",
     "HeaderText",
     "HookConfig",
     "MonitoredTargetConfig",
@@ -59,6 +60,7 @@ __all__ = [
     "SimulatedCameraConfig",
     "SimulatedCloudsConfig",
     "SimulatedColourTermsConfig",
+    "SimulatedCoverCalibratorConfig",
     "SimulatedDomeConfig",
     "SimulatedExtinctionConfig",
     "SimulatedFilterWheelConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "SimulatorDeviceConfig",
     "SiteConfig",
     "TelescopeConfig",
+    "TransparencyConfig",
     "UsablePath",
     "WeatherChange",
     "WeatherConfig",
@@ -269,6 +272,9 @@ class DevicesConfig(_Model):
     dome: DeviceConfig | None = Field(default=None, description="a dome or a roll-off roof")
     weather: DeviceConfig | None = Field(
         default=None, description="a weather station (ASCOM ObservingConditions)"
+    )
+    cover_calibrator: DeviceConfig | None = Field(
+        default=None, description="a flat panel with a dust cover (ASCOM CoverCalibrator)"
     )
 
     @model_validator(mode="after")
@@ -534,6 +540,12 @@ class SequencerConfig(_Model):
     shutter_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="[s] a dome shutter or roof opens or closes"
     )
+    cover_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="[s] a telescope cover opens or closes, a flat panel's lamp settles",
+    )
     command_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -629,6 +641,52 @@ class WeatherConfig(_Model):
     )
 
 
+class TransparencyConfig(_Model):
+    """The pipeline's zero points as a cloud sensor (`obsctl.acquisition.transparency`).
+
+    Transparency is ``10**(-0.4 * (reference - zero_point))`` of each processed light frame,
+    the reference being ``[pipeline] nominal_zero_point`` of its filter or else the best zero
+    point seen in that filter. Clouds pause light frames with the roof open; a probe frame
+    every ``probe_every_s`` tells when they have gone.
+    """
+
+    enabled: bool = Field(default=False, description="pause lights under clouds seen in frames")
+    pause_below: float = Field(
+        default=0.5, gt=0, lt=1, description="median transparency of the last frames below this"
+    )
+    resume_above: float = Field(
+        default=0.7, gt=0, le=1, description="a probe frame at or above this resumes"
+    )
+    frames: int = Field(default=3, ge=1, le=100, description="frames in the median")
+    max_age_s: float = Field(
+        default=1800.0, gt=0, le=86_400, description="[s] older frames are not in the median"
+    )
+    probe_every_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="[s] one light frame this often while paused"
+    )
+    probe_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=86_400,
+        description="[s] a probe whose zero point has not come by then is given up",
+    )
+    opaque_below_stars: int = Field(
+        default=5,
+        ge=0,
+        le=10_000,
+        description="a frame with fewer stars and no zero point counts as opaque",
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> TransparencyConfig:
+        if self.resume_above <= self.pause_below:
+            raise ValueError(
+                f"resume_above ({self.resume_above:g}) must be above pause_below "
+                f"({self.pause_below:g})"
+            )
+        return self
+
+
 class SafetyConfig(_Model):
     """The safety supervisor, which runs beside the sequencer."""
 
@@ -653,6 +711,75 @@ class SafetyConfig(_Model):
         "close on the telescope); false closes at once (a dome)",
     )
     weather: WeatherConfig = WeatherConfig()
+    transparency: TransparencyConfig = TransparencyConfig()
+
+
+class DomeConfig(_Model):
+    """A rotating dome's geometry and how obsctl slaves it to the telescope.
+
+    obsctl turns the dome itself (software slaving, as N.I.N.A. and Ekos do): the slit is
+    sent to the azimuth where the telescope's optical axis leaves the dome
+    (`obsctl.acquisition.dome_geometry`) at the start of every slew, and again while tracking
+    whenever the slit is off by more than half the tolerance. A roll-off roof (a dome that
+    cannot set its azimuth) is never slaved.
+    """
+
+    slave: bool = Field(
+        default=True,
+        description="the dome follows the telescope while its shutter is open or opening",
+    )
+    radius_m: float = Field(default=2.5, gt=0, le=100, description="[m] the dome's radius")
+    mount_offset_north_m: float = Field(
+        default=0.0,
+        ge=-50,
+        le=50,
+        description="[m] the mount's RA/Dec axis intersection from the dome's centre, north +",
+    )
+    mount_offset_east_m: float = Field(
+        default=0.0, ge=-50, le=50, description="[m] the same, east positive"
+    )
+    mount_offset_up_m: float = Field(
+        default=0.0, ge=-50, le=50, description="[m] the same, up positive"
+    )
+    gem_offset_m: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="[m] a German mount: from the RA axis to the optical axis along the Dec "
+        "axis (its side follows the pier side); 0 for a fork",
+    )
+    tolerance_deg: float = Field(
+        default=4.0,
+        gt=0,
+        le=90,
+        description="[deg] the slit is aligned within this of the required azimuth (about "
+        "half the slit's width less the aperture's)",
+    )
+    settle_s: float = Field(
+        default=2.0, ge=0, le=600, description="[s] wait after the dome stops before exposing"
+    )
+    align_timeout_s: float = Field(
+        default=180.0,
+        gt=0,
+        le=3600,
+        description="[s] a light frame waits this long for the slit, then is exposed and "
+        "flagged (DOMEOK = F)",
+    )
+    follow_every_s: float = Field(
+        default=10.0, gt=0, le=3600, description="[s] how often tracking is looked at"
+    )
+
+    @model_validator(mode="after")
+    def _inside(self) -> DomeConfig:
+        offset = math.hypot(
+            self.mount_offset_north_m, self.mount_offset_east_m, self.mount_offset_up_m
+        )
+        if offset + self.gem_offset_m >= self.radius_m:
+            raise ValueError(
+                f"the telescope ({offset:g} m from the centre, {self.gem_offset_m:g} m GEM "
+                f"offset) must be inside the dome's radius_m {self.radius_m:g}"
+            )
+        return self
 
 
 class HookConfig(_Model):
@@ -1066,6 +1193,46 @@ class SimulatedDomeConfig(_Model):
     park_az_deg: float = Field(
         default=0.0, ge=0, lt=360, description="[deg] rotating dome only: the park azimuth"
     )
+    # The camera sees the sky only through the slit. The simulated geometry is the real
+    # dome's (give it the values of ``[dome]``); the simulator computes it on its own.
+    slit_width_deg: float = Field(
+        default=15.0,
+        gt=0,
+        le=180,
+        description="[deg] rotating dome only: the slit's width in azimuth; the sky is hidden "
+        "when the slit is off the optical axis by more than half of it",
+    )
+    radius_m: float = Field(default=2.5, gt=0, le=100, description="[m] rotating dome only")
+    mount_offset_north_m: float = Field(default=0.0, ge=-50, le=50, description="[m] as [dome]")
+    mount_offset_east_m: float = Field(default=0.0, ge=-50, le=50, description="[m] as [dome]")
+    mount_offset_up_m: float = Field(default=0.0, ge=-50, le=50, description="[m] as [dome]")
+    gem_offset_m: float = Field(default=0.0, ge=0, le=10, description="[m] as [dome]")
+
+
+class SimulatedCoverCalibratorConfig(_Model):
+    """The simulated flat panel on a motorised dust cover (a flip-flat).
+
+    The camera sees it: a closed cover hides the sky, and the lit panel gives
+    ``[simulator.sky] flat_panel_e_s * brightness / max_brightness``.
+    """
+
+    max_brightness: int = Field(
+        default=255, ge=1, le=1_000_000, description="the panel's brightest step"
+    )
+    cover_time_s: float = Field(
+        default=10.0, gt=0, le=3600, description="[s] to open or close the cover fully"
+    )
+    warmup_s: float = Field(
+        default=2.0, ge=0, le=3600, description="[s] the panel is NotReady after switching on"
+    )
+    has_cover: bool = Field(
+        default=True, description="false: a panel alone (CoverState NotPresent)"
+    )
+    start_open: bool = Field(
+        default=True,
+        description="the cover starts open (false: closed, hiding the sky until a sequence "
+        "opens it for a sky frame)",
+    )
 
 
 class WeatherChange(_Model):
@@ -1205,6 +1372,9 @@ class SimulatorConfig(_Model):
     )
     weather: SimulatedWeatherConfig | None = Field(
         default=None, description="serve a weather station (observingconditions/0)"
+    )
+    cover_calibrator: SimulatedCoverCalibratorConfig | None = Field(
+        default=None, description="serve a flat panel with a dust cover (covercalibrator/0)"
     )
     serial: SerialSimulatorConfig | None = None
     quirks: tuple[SimulatorQuirk, ...] = Field(
@@ -1354,6 +1524,7 @@ class Config(_Model):
     calibration: CalibrationConfig = CalibrationConfig()
     sequencer: SequencerConfig = SequencerConfig()
     safety: SafetyConfig = SafetyConfig()
+    dome: DomeConfig = DomeConfig()
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
@@ -1368,9 +1539,9 @@ class Config(_Model):
                 f"devices {', '.join(used)} use driver 'simulator' but there is no "
                 "[simulator] section"
             )
-        # The simulators serve a dome and a weather station only when their section says
-        # what to simulate.
-        for role in ("dome", "weather"):
+        # The simulators serve a dome, a weather station and a flat panel only when their
+        # section says what to simulate.
+        for role in ("dome", "weather", "cover_calibrator"):
             if role in used and getattr(self.simulator, role) is None:
                 raise ValueError(
                     f"devices.{role} uses driver 'simulator' but there is no "

@@ -26,6 +26,8 @@ from obsctl.coords import julian_date
 from obsctl.devices import CameraState
 from obsctl.night.horizon import site_horizon
 from obsctl.simulators.atmosphere import airmass, exposure_transmission, spell_transmission
+from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
+from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.filterwheel_model import FilterWheelModel
 from obsctl.simulators.models import (
     INVALID_OPERATION,
@@ -282,6 +284,8 @@ class CameraModel(ConnectableModel):
         self.sky_brightness: Callable[[datetime, float, float], float] | None = None
         self.mount = mount
         self.filter_wheel = filter_wheel
+        #: The enclosure, whose shutter and slit hide the sky (`DomeModel.sky_transmission`).
+        self.dome: DomeModel | None = None
         self.sensor = sensor_model(config)
         self.bin_x = 1
         self.bin_y = 1
@@ -293,6 +297,8 @@ class CameraModel(ConnectableModel):
         self._offset = config.offset_min
         self._readout_mode = 0
         self.flat_panel_on = False
+        #: The flat panel and dust cover in front of the telescope (`CoverCalibratorModel.view`).
+        self.cover_calibrator: CoverCalibratorModel | None = None
         # Cooler: temperature relaxes from (_temp0_c at _temp_t0) toward the current goal.
         self._cooler_on = False
         self._set_point_c = config.ambient_c
@@ -601,6 +607,8 @@ class CameraModel(ConnectableModel):
                 for c in self.sky.clouds.spells
             ]
             transmission *= spell_transmission(0.0, duration_s, spells)
+        if self.dome is not None:  # at the exposure's start: a closed shutter, the slit off
+            transmission *= self.dome.sky_transmission(self.mount)
         scene = sky_scene(
             self.sky,
             ra_deg=ra,
@@ -623,6 +631,8 @@ class CameraModel(ConnectableModel):
                 galaxy_density_r21_per_deg2=0.0,
                 satellite_rate_per_hour=0.0,
             )
+        if self.cover_calibrator is not None:  # at the exposure's start, as the pointing
+            scene = self.cover_calibrator.view(scene, self.sky.flat_panel_e_s)
         return scene
 
     # --- exposure ----------------------------------------------------------------------

@@ -5,16 +5,26 @@ a start, a target and a time window, and every read interpolates at the current 
 time. The shutter (or roof) has an opening fraction from 0 (closed) to 1 (open); stopped
 anywhere between by `DomeModel.abort_slew` it reports `ShutterState.ERROR`, the ASCOM state
 for "neither open nor closed", and a later open or close goes on from where it stopped.
+
+A rotating dome also hides the sky from the telescope unless its slit faces the telescope's
+optical axis (`DomeModel.sky_transmission`). Where the axis leaves the dome is worked out here
+from the mount's mechanics (`slit_azimuth_deg`: rotation matrices and a root of the ray's
+quadratic), on purpose apart from obsctl's own `obsctl.acquisition.dome_geometry`: a test
+comparing the two then catches a wrong formula in either.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from obsctl.clock import Clock
 from obsctl.config import SimulatedDomeConfig
-from obsctl.devices import ShutterState
+from obsctl.devices import PierSide, ShutterState
 from obsctl.simulators.models import (
     INVALID_VALUE,
     NOT_IMPLEMENTED,
@@ -22,7 +32,10 @@ from obsctl.simulators.models import (
     ConnectableModel,
 )
 
-__all__ = ["DomeModel"]
+if TYPE_CHECKING:
+    from obsctl.simulators.mount_model import MountModel
+
+__all__ = ["DomeModel", "slit_azimuth_deg"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +59,53 @@ class _Motion:
 def _shortest(from_deg: float, to_deg: float) -> float:
     """Return the signed rotation in degrees, in [-180, 180), from one azimuth to another."""
     return (to_deg - from_deg + 180.0) % 360.0 - 180.0
+
+
+def _rotation_z(angle_rad: float) -> np.ndarray:
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def slit_azimuth_deg(
+    config: SimulatedDomeConfig,
+    *,
+    ha_deg: float,
+    dec_deg: float,
+    pier_side: PierSide,
+    latitude_deg: float,
+) -> float:
+    """Return the azimuth (deg, north = 0, east = 90) where the optical axis leaves the dome.
+
+    The mount is built as a German mount is: in the mount's frame (z along the polar axis
+    toward the north celestial pole, x toward the equator on the meridian, y toward the west
+    point) the tube lies along the Dec axis, ``gem_offset_m`` from the RA axis, on the east
+    of the pier (-y) at hour angle 0 for `PierSide.EAST` and on the west for the other side;
+    the mount turns it about z by the hour angle. One matrix takes the mount's frame to the
+    horizon's (north, east, up), and the ray from the tube meets the sphere at the positive
+    root of its quadratic.
+    """
+    lat = math.radians(latitude_deg)
+    # Columns: the mount's x, y and z axes in (north, east, up).
+    to_local = np.array(
+        [
+            [-math.sin(lat), 0.0, math.cos(lat)],
+            [0.0, -1.0, 0.0],
+            [math.cos(lat), 0.0, math.sin(lat)],
+        ]
+    )
+    turn = to_local @ _rotation_z(math.radians(ha_deg))
+    dec = math.radians(dec_deg)
+    look = turn @ np.array([math.cos(dec), 0.0, math.sin(dec)])
+    side = -1.0 if pier_side != PierSide.WEST else 1.0
+    tube = turn @ np.array([0.0, side * config.gem_offset_m, 0.0])
+    start = tube + np.array(
+        [config.mount_offset_north_m, config.mount_offset_east_m, config.mount_offset_up_m]
+    )
+    # |start + t look|^2 = R^2: t^2 + 2 (start . look) t + |start|^2 - R^2 = 0.
+    roots = np.roots([1.0, 2.0 * float(start @ look), float(start @ start) - config.radius_m**2])
+    t = max(float(r.real) for r in roots)
+    exit_point = start + t * look
+    return math.degrees(math.atan2(exit_point[1], exit_point[0])) % 360.0
 
 
 class DomeModel(ConnectableModel):
@@ -139,6 +199,28 @@ class DomeModel(ConnectableModel):
             0x407 when not connected.
         """
         self._move_shutter(0.0)
+
+    # --- the sky through the slit ------------------------------------------------------
+
+    def sky_transmission(self, mount: MountModel | None) -> float:
+        """Return the fraction of the sky's light that reaches the telescope now, 0 to 1.
+
+        The shutter's opening fraction; for a rotating dome, 0 too when the slit's centre is
+        off the mount's optical axis by more than half ``slit_width_deg`` in azimuth.
+        """
+        fraction = self.shutter_fraction
+        if not self.rotates or fraction <= 0.0 or mount is None:
+            return fraction
+        pointing = mount.pointing()
+        wanted = slit_azimuth_deg(
+            self.config,
+            ha_deg=pointing.ha_deg,
+            dec_deg=pointing.dec_deg,
+            pier_side=mount.side_of_pier,
+            latitude_deg=mount.site.latitude_deg,
+        )
+        off = abs(_shortest(self.azimuth_deg, wanted))
+        return fraction if off <= self.config.slit_width_deg / 2.0 else 0.0
 
     # --- rotation ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from obsctl.clock import Clock, ScaledClock
 from obsctl.config import Config, SimulatorConfig, SiteConfig, TelescopeConfig
 from obsctl.simulators.alpaca_server import MANUFACTURER, SERVER_NAME, AlpacaServer
 from obsctl.simulators.camera_model import CameraModel
+from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.discovery import DiscoveryResponder
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import FaultInjector
@@ -48,7 +49,8 @@ class SimulatedObservatory:
     """Camera, filter wheel, mount, safety monitor, dome and weather station on one clock.
 
     The camera reads its pointing and field rotation from the mount and its band from the
-    filter wheel, so a rendered frame shows the stars where the mount points.
+    filter wheel, so a rendered frame shows the stars where the mount points; it sees the sky
+    only through the dome's open shutter and, in a rotating dome, its slit.
 
     Attributes
     ----------
@@ -65,6 +67,9 @@ class SimulatedObservatory:
         The roll-off roof or dome, when ``[simulator.dome]`` is configured.
     weather : WeatherModel or None
         The weather station, when ``[simulator.weather]`` is configured.
+    cover_calibrator : CoverCalibratorModel or None
+        The flat panel and dust cover, when ``[simulator.cover_calibrator]`` is configured;
+        the camera sees it.
     """
 
     camera: CameraModel
@@ -77,6 +82,7 @@ class SimulatedObservatory:
     telescope: TelescopeConfig
     dome: DomeModel | None = None
     weather: WeatherModel | None = None
+    cover_calibrator: CoverCalibratorModel | None = None
 
     @classmethod
     def from_config(
@@ -117,6 +123,10 @@ class SimulatedObservatory:
             mount=mount,
             filter_wheel=wheel,
         )
+        if sim.cover_calibrator is not None:  # the camera looks through its cover
+            camera.cover_calibrator = CoverCalibratorModel(sim.cover_calibrator, clock)
+        dome = None if sim.dome is None else DomeModel(sim.dome, clock)
+        camera.dome = dome
         if sim.sky.follow_sun_moon:
             from obsctl.simulators.sky_brightness import SunMoonSky
 
@@ -130,8 +140,9 @@ class SimulatedObservatory:
             config=sim,
             site=site,
             telescope=telescope,
-            dome=None if sim.dome is None else DomeModel(sim.dome, clock),
+            dome=dome,
             weather=None if sim.weather is None else WeatherModel(sim.weather, clock),
+            cover_calibrator=camera.cover_calibrator,
         )
 
     async def close(self) -> None:

@@ -74,6 +74,9 @@ class ExposureRecord:
     sequence_id: int | None = None
     step_index: int | None = None
     frame_index: int | None = None
+    dome_az_deg: float | None = None
+    dome_err_deg: float | None = None
+    dome_ok: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,6 +546,21 @@ class ExposureLog:
             sql += " WHERE e.night = ?"
             args = (night,)
         return self.query(sql + " ORDER BY e.id", args)
+
+    def frame_metric(self, exposure_id: int) -> dict[str, Any] | None:
+        """Return one frame's metrics with its type, start time and filter; None if unknown.
+
+        Keys ``exposure_id``, ``image_type``, ``date_obs``, ``filter`` and every metric
+        column (None where the pipeline has not measured it).
+        """
+        columns = ", ".join(f"m.{c}" for c in FRAME_METRIC_COLUMNS)
+        rows = self.query(
+            "SELECT e.id AS exposure_id, e.image_type, e.date_obs, e.filter, "
+            f"{columns} FROM exposures e LEFT JOIN frame_metrics m ON m.exposure_id = e.id "
+            "WHERE e.id = ?",
+            (exposure_id,),
+        )
+        return rows[0] if rows else None
 
     def measurement_columns(self) -> list[dict[str, Any]]:
         """Return the ``measurements`` table's columns (``name``, ``type``, ``cid``)."""

@@ -24,6 +24,7 @@ from obsctl.devices import CameraImage, MountStatus
 
 __all__ = [
     "FrameContext",
+    "SlitRecord",
     "airmass",
     "date_obs",
     "fits_text",
@@ -165,6 +166,26 @@ def sexagesimal(value: float, *, hours: bool) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SlitRecord:
+    """Where a slaved dome's slit was during a light frame (``DOMEAZ``, ``DOMEERR``, ``DOMEOK``).
+
+    Attributes
+    ----------
+    azimuth_deg : float
+        The slit's azimuth at the exposure's start (deg).
+    error_deg : float
+        The larger of its distances from the required azimuth at the start and the end (deg).
+    aligned : bool
+        Whether that is within ``[dome] tolerance_deg``; a frame taken with the slit off is
+        flagged by False.
+    """
+
+    azimuth_deg: float
+    error_deg: float
+    aligned: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FrameContext:
     """Everything known about one frame when it is stored.
 
@@ -188,6 +209,8 @@ class FrameContext:
         Mount state read at exposure start.
     rotation_deg : float
         Camera position angle on the sky (east of north) for the approximate WCS.
+    slit : SlitRecord or None
+        A slaved dome's slit during the frame; None without one.
     """
 
     image: CameraImage
@@ -200,6 +223,7 @@ class FrameContext:
     filter_name: str | None = None
     mount: MountStatus | None = None
     rotation_deg: float = 0.0
+    slit: SlitRecord | None = None
 
 
 def _approximate_wcs(header: fits.Header, ctx: FrameContext) -> None:
@@ -281,6 +305,10 @@ def raw_header(ctx: FrameContext) -> fits.Header:
         if am is not None:
             h["AIRMASS"] = (round(am, 4), "airmass at exposure start (Pickering 2002)")
         h["PIERSIDE"] = (ms.pier_side.name, "side of pier")
+    if ctx.slit is not None:
+        h["DOMEAZ"] = (round(ctx.slit.azimuth_deg, 3), "[deg] dome slit azimuth at start")
+        h["DOMEERR"] = (round(ctx.slit.error_deg, 3), "[deg] slit off the telescope, worst")
+        h["DOMEOK"] = (ctx.slit.aligned, "slit on the telescope at start and end")
     h["XBINNING"] = (m.bin_x, "binning in x")
     h["YBINNING"] = (m.bin_y, "binning in y")
     h["XORGSUBF"] = (m.start_x, "[px] subframe origin x (binned)")

@@ -290,6 +290,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX night_fit_frames_night ON night_fit_frames (night, filter);
     """,
+    # a slaved dome's slit during a light frame (FITS DOMEAZ, DOMEERR, DOMEOK): dome_ok 0 flags
+    # a frame taken with the slit off the telescope; NULL without a dome to slave
+    """
+    ALTER TABLE exposures ADD COLUMN dome_az_deg REAL;
+    ALTER TABLE exposures ADD COLUMN dome_err_deg REAL;
+    ALTER TABLE exposures ADD COLUMN dome_ok INTEGER;
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.

@@ -403,6 +403,9 @@ def write_raw_frame(
         sequence_id=frame.sequence_id,
         step_index=frame.step_index,
         frame_index=frame.frame_index,
+        dome_az_deg=None if ctx.slit is None else ctx.slit.azimuth_deg,
+        dome_err_deg=None if ctx.slit is None else ctx.slit.error_deg,
+        dome_ok=None if ctx.slit is None else ctx.slit.aligned,
     )
     exposure_id = None if log_db is None else log_db.add_exposure(record)
     return WrittenFrame(path, header, record, exposure_id)
@@ -466,6 +469,9 @@ def recover_orphans(store: RawStore, log_db: ExposureLog, quarantine: Path) -> l
                 sequence_id=h.get("SEQ-ID"),
                 step_index=h.get("SEQ-STEP"),
                 frame_index=h.get("SEQ-FRAM"),
+                dome_az_deg=h.get("DOMEAZ"),
+                dome_err_deg=h.get("DOMEERR"),
+                dome_ok=h.get("DOMEOK"),
             )
         except (OSError, KeyError, ValueError) as exc:
             log.error("cannot recover %s (%s); left out of the log", rel, exc)

@@ -4,13 +4,15 @@ Each is drawn from its model's JSON schema (`documents.from_schema`), then compl
 rules between fields that no schema states: a LIGHT step needs an exposure and its sequence a
 target, a plan's targets take LIGHT frames only, fit a visit in a day, give a goal some
 frames and a cadence tolerance a longer cadence, a serial device suits its role, a weather
-limit has one side, ranges (cloud spells, weather scenarios) run low to high.
+limit has one side, only flats come from the flat panel, ranges (cloud spells, weather
+scenarios, transparency thresholds) run low to high.
 `tests/fuzz/test_parsers.py` checks that every document drawn here is accepted, so these rules
 stay the models' own.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -49,6 +51,8 @@ def _step(step: Doc, *, light: bool = False) -> Doc:
     if step.get("image_type", "LIGHT") != "BIAS" and step.get("exposure_s", 0.0) <= 0:
         step["exposure_s"] = 1.0
     _ordered(step, "flat_min_exposure_s", "flat_max_exposure_s", 0.01, 60.0)
+    if step.get("image_type", "LIGHT") != "FLAT":  # the flat panel lights flats only
+        step.pop("panel_brightness_pct", None)
     return step
 
 
@@ -161,7 +165,8 @@ def _config(doc: Doc) -> Doc:
     simulated = any((d or {}).get("driver") == "simulator" for d in devices.values())
     if simulated and doc.get("simulator") is None:
         doc["simulator"] = {}
-    for role in ("dome", "weather"):  # a simulated enclosure or station needs its section
+    # A simulated enclosure, station or flat panel needs its section.
+    for role in ("dome", "weather", "cover_calibrator"):
         if (devices.get(role) or {}).get("driver") == "simulator" and not doc["simulator"].get(
             role
         ):
@@ -201,6 +206,10 @@ def _config(doc: Doc) -> Doc:
         if (limit.get("above") is None) == (limit.get("below") is None):  # exactly one side
             limit["below"] = None
             limit["above"] = limit.get("above") or 0.0
+    clouds = doc.get("safety", {}).get("transparency", {})  # resume above the pause
+    _ordered(clouds, "pause_below", "resume_above", 0.5, 0.7)
+    if clouds.get("pause_below", 0.5) == clouds.get("resume_above", 0.7):
+        clouds["pause_below"] = clouds.get("resume_above", 0.7) / 2
     sky = simulator.get("sky", {})
     _ordered(sky, "mag_bright", "mag_limit", 8.0, 19.5)
     if sky.get("mag_bright", 8.0) == sky.get("mag_limit", 19.5):
@@ -219,6 +228,11 @@ def _config(doc: Doc) -> Doc:
             spell["end"] = end + timedelta(hours=1)
     if "trail_mag_per_arcsec" in sky:
         sky["trail_mag_per_arcsec"] = sorted(sky["trail_mag_per_arcsec"])
+    dome = doc.get("dome", {})  # the telescope stands inside the dome
+    axes = (dome.get(f"mount_offset_{a}_m", 0.0) for a in ("north", "east", "up"))
+    reach = math.hypot(*axes) + dome.get("gem_offset_m", 0.0)
+    if reach >= dome.get("radius_m", 2.5):
+        dome["radius_m"] = min(100.0, reach + 1.0)
     wheel = simulator.get("filter_wheel")
     if wheel is not None:
         names = wheel.setdefault("names", ["L", "B", "V", "R", "I"])
