@@ -126,6 +126,13 @@ async def _describe(role: str, devices: DeviceSet) -> str:
             readings = dataclasses.asdict(await device.readings())
             shown = [f"{k} {v:g}" for k, v in readings.items() if v is not None]
             return "; ".join(shown) or "no sensors"
+        if role == "cover_calibrator":
+            cs = await device.status()
+            top = (await device.info()).max_brightness
+            return (
+                f"cover {cs.cover.name.lower()}, panel {cs.calibrator.name.lower()} "
+                f"at {cs.brightness}/{top}"
+            )
         return "SAFE" if await device.is_safe() else "UNSAFE"
     finally:
         await device.disconnect()
@@ -142,10 +149,10 @@ async def _devices(config: Config) -> int:
             if getattr(devices, role) is None:
                 continue
             try:
-                _out(f"{role:15s} {await _describe(role, devices)}")
+                _out(f"{role:16s} {await _describe(role, devices)}")
             except DeviceError as exc:
                 failures += 1
-                _out(f"{role:15s} ERROR {exc}")
+                _out(f"{role:16s} ERROR {exc}")
     return 1 if failures else 0
 
 
@@ -352,6 +359,7 @@ def _night_lines(summary: Any) -> list[str]:
     if summary.open_shutter is not None:
         lines.append(f"  shutter open {summary.open_shutter:.0%} of the dark time")
     lines += [f"  cadence of {item}" for item in summary.cadence]
+    lines += [f"  weather {item}" for item in summary.weather]
     lines += [f"  incomplete: {item}" for item in summary.incomplete]
     return lines
 

@@ -18,7 +18,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.safety import SafetySupervisor, SupervisorThread
 from obsctl.acquisition.sequence import Sequence
 from obsctl.acquisition.sequencer import Sequencer
+from obsctl.acquisition.transparency import TransparencyWatch
 from obsctl.calibration.build import (
     build_configured_masters,
     frames_missing_masters,
@@ -79,6 +80,51 @@ async def _restarting(run: Callable[[], Awaitable[None]], name: str) -> None:
         except Exception:
             log.exception("%s failed; starting it again", name)
         await asyncio.sleep(1.0)
+
+
+def _in_turn(
+    *steps: Callable[[int], Awaitable[None]] | None,
+) -> Callable[[int], Awaitable[None]] | None:
+    """Return one after-store step running the given ones in turn (None: there are none)."""
+    found = [step for step in steps if step is not None]
+    if len(found) <= 1:
+        return found[0] if found else None
+
+    async def each(exposure_id: int) -> None:
+        for step in found:
+            try:
+                await step(exposure_id)
+            except Exception:  # one failing must not skip the others
+                log.exception("exposure %d: after-store step failed", exposure_id)
+
+    return each
+
+
+def _feeding(
+    watch: TransparencyWatch | None, log_db: ExposureLog, events: EventBus
+) -> Callable[[int], Awaitable[None]] | None:
+    """Return the after-store step giving each processed light frame to the cloud watch."""
+    if watch is None:
+        return None
+
+    async def feed(exposure_id: int) -> None:
+        row = await asyncio.to_thread(log_db.frame_metric, exposure_id)
+        if row is None or row["image_type"] != "LIGHT":
+            return
+        was_cloudy = watch.cloudy
+        reading = watch.add(
+            exposure_id,
+            datetime.fromisoformat(str(row["date_obs"])).replace(tzinfo=UTC),
+            str(row["filter"]),
+            row["zero_point"],
+            row["star_count"],
+        )
+        if reading is not None:
+            events.publish("transparency", **watch.as_dict())
+            if watch.cloudy != was_cloudy:
+                log.warning("%s", watch.reason)
+
+    return feed
 
 
 class Daemon:
@@ -364,7 +410,8 @@ class Daemon:
         watch = SupervisorThread(
             supervisor, functools.partial(open_second_connections, self.config, devices)
         )
-        runner = self._pipeline(log_db, events)
+        transparency = self._transparency()
+        runner = self._pipeline(log_db, events, transparency)
         fallback, kept = unstored
         writer = FrameWriter(
             store,
@@ -375,10 +422,13 @@ class Daemon:
             unstored=fallback,
         )
         writer.restore(kept)
-        self.state = RunningState(devices, log_db, activity, events, supervisor, writer, health)
+        self.state = RunningState(
+            devices, log_db, activity, events, supervisor, writer, health, transparency
+        )
         sequencer = Sequencer(
             devices, self.config, log_db, writer, supervisor, activity, self.clock, events, health
         )
+        sequencer.transparency = transparency
         sequencer.wait_for_devices = not until_idle
         # With the sequencer's procedures: a mount found slewing at start is recorded.
         reconnector = Reconnector(health, sequencer.ops, self.config.sequencer, self.clock)
@@ -386,6 +436,9 @@ class Daemon:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(reconnector.run(), name="reconnect")]
         self.notifier = notifier = Notifier(self.config.notifications, events, self.clock)
         tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
+        # A slaved dome follows the tracking telescope; cancelled before the park at the end.
+        follower = _restarting(sequencer.dome_follower.run, "the dome follower")
+        tasks.append(asyncio.create_task(follower, name="dome follower"))
         api_runner = None
         try:
             writer.start()
@@ -498,7 +551,16 @@ class Daemon:
                 return
             await asyncio.sleep(0.1)
 
-    def _pipeline(self, log_db: ExposureLog, events: EventBus) -> PipelineRunner | None:
+    def _transparency(self) -> TransparencyWatch | None:
+        """Return the zero points' cloud watch, when configured and the pipeline measures."""
+        cfg = self.config
+        if not (cfg.safety.transparency.enabled and cfg.pipeline.enabled):
+            return None
+        return TransparencyWatch(cfg.safety.transparency, cfg.pipeline.nominal_zero_point)
+
+    def _pipeline(
+        self, log_db: ExposureLog, events: EventBus, transparency: TransparencyWatch | None
+    ) -> PipelineRunner | None:
         if not self.config.pipeline.enabled:
             return None
         from obsctl.embedded import reference_catalog
@@ -511,7 +573,9 @@ class Daemon:
             factory,
             workers=self.config.pipeline.workers,
             events=events,
-            after_store=self._light_curves(log_db, events),
+            after_store=_in_turn(
+                self._light_curves(log_db, events), _feeding(transparency, log_db, events)
+            ),
         )
         return self.pipeline
 

@@ -216,6 +216,12 @@ def notice_for(event: Event, now: datetime) -> tuple[str, Notice] | None:
         if event.get("safe"):
             return "good", Notice("safety", "safe", f"safe again: {event.get('reason')}", now)
         return "bad", Notice("safety", "unsafe", f"unsafe: {event.get('reason')}", now)
+    if kind == "transparency":
+        # Clouds seen in the frames pause light frames (the roof stays open); told once
+        # per spell, as the safety is.
+        if event.get("cloudy"):
+            return "bad", Notice("clouds", "cloudy", f"lights paused: {event.get('reason')}", now)
+        return "good", Notice("clouds", "clear", f"lights resume: {event.get('reason')}", now)
     if kind == "device" and event.get("role"):
         role = str(event["role"])
         details = {"role": role, "reason": event.get("reason")}

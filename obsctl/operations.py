@@ -29,7 +29,19 @@ from typing import TypeVar
 
 from obsctl.clock import Clock
 from obsctl.config import SequencerConfig
-from obsctl.devices import Camera, CameraState, Device, Dome, FilterWheel, Mount, ShutterState
+from obsctl.devices import (
+    CalibratorState,
+    Camera,
+    CameraState,
+    CoverCalibrator,
+    CoverCalibratorStatus,
+    CoverState,
+    Device,
+    Dome,
+    FilterWheel,
+    Mount,
+    ShutterState,
+)
 from obsctl.errors import (
     DeviceError,
     DeviceStateError,
@@ -482,6 +494,9 @@ class Operations:
         after_park : bool
             ``[safety] close_after_park``: a roll-off roof must not close on the telescope.
 
+        A rotating dome with a park position is sent there once closed (not waited for; a
+        failure is logged: the shutter is what matters).
+
         Returns
         -------
         bool
@@ -496,6 +511,12 @@ class Operations:
             log.error("the roof stays open: the mount is not parked")
             return False
         await self.close_shutter(dome)
+        try:
+            info = await self.command(dome.info(), dome.name, "dome info")
+            if info.can_park:
+                await self.command(dome.park(), dome.name, "park the dome")
+        except DeviceError as exc:
+            log.error("could not park the dome: %s", exc)
         return True
 
     async def _move_shutter(
@@ -521,3 +542,75 @@ class Operations:
             return state == goal
 
         await self.until(there, self.settings.shutter_timeout_s, dome.name, f"{what} the shutter")
+
+    # -- flat panel and telescope cover ---------------------------------------------------
+
+    async def uncover(self, panel: CoverCalibrator) -> None:
+        """Switch the flat panel off and open the cover, for the sky; wait until open.
+
+        Does nothing to what the device does not have (a panel alone, a cover alone).
+
+        Raises
+        ------
+        DeviceTimeoutError
+            When the cover is not open within ``cover_timeout_s``.
+        DeviceStateError
+            When the cover reports Error.
+        """
+        status = await self.panel_off(panel)
+        if status.cover in (CoverState.NOT_PRESENT, CoverState.OPEN):
+            return
+        await self.command(panel.open_cover(), panel.name, "open the cover")
+        await self._cover_reaches(panel, CoverState.OPEN, "open the cover")
+
+    async def panel_off(self, panel: CoverCalibrator) -> CoverCalibratorStatus:
+        """Switch the flat panel off unless it is off or absent; return the status read."""
+        status = await self.command(panel.status(), panel.name, "cover status")
+        if status.calibrator not in (CalibratorState.NOT_PRESENT, CalibratorState.OFF):
+            await self.command(panel.calibrator_off(), panel.name, "switch the panel off")
+        return status
+
+    async def light_panel(self, panel: CoverCalibrator, brightness: int) -> None:
+        """Close the cover and switch the panel on at ``brightness``; wait until it is ready.
+
+        Parameters
+        ----------
+        panel : CoverCalibrator
+            The flat panel (with or without a cover).
+        brightness : int
+            In the panel's steps, 1 to its ``max_brightness``.
+
+        Raises
+        ------
+        DeviceTimeoutError
+            When the cover is not closed, or the lamp not ready, within ``cover_timeout_s``.
+        DeviceStateError
+            When the cover or the lamp reports Error.
+        """
+        status = await self.command(panel.status(), panel.name, "cover status")
+        if status.cover not in (CoverState.NOT_PRESENT, CoverState.CLOSED):
+            await self.command(panel.close_cover(), panel.name, "close the cover")
+            await self._cover_reaches(panel, CoverState.CLOSED, "close the cover")
+        if status.calibrator != CalibratorState.READY or status.brightness != brightness:
+            await self.command(
+                panel.calibrator_on(brightness), panel.name, f"panel on at {brightness}"
+            )
+
+        async def ready() -> bool:
+            lamp = (await self.command(panel.status(), panel.name, "panel status")).calibrator
+            if lamp == CalibratorState.ERROR:
+                raise DeviceStateError("panel in error while switched on", device=panel.name)
+            return lamp == CalibratorState.READY  # Off or Unknown may be a slow driver
+
+        await self.until(ready, self.settings.cover_timeout_s, panel.name, "panel on")
+
+    async def _cover_reaches(self, panel: CoverCalibrator, goal: CoverState, what: str) -> None:
+        async def there() -> bool:
+            status = await self.command(panel.status(), panel.name, "cover status")
+            if status.cover == CoverState.ERROR:
+                raise DeviceStateError(f"cover in error while told to {what}", device=panel.name)
+            # Anything else may be on the way (a driver slow to say Moving): the deadline
+            # decides.
+            return status.cover == goal and not status.cover_moving
+
+        await self.until(there, self.settings.cover_timeout_s, panel.name, what)

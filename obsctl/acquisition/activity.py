@@ -17,6 +17,7 @@ class Activity:
     ----------
     state : str
         ``idle``, ``slewing``, ``filter``, ``exposing``, ``downloading``, ``waiting_safe``,
+        ``waiting_clear`` (light frames wait for clouds seen in the frames to pass),
         ``storing`` (a sequence's last frames to the disk), ``paused`` (see
         ``paused_reason``), ``waiting_device`` (every step left needs a device that is
         down; see ``paused_reason``).
@@ -26,6 +27,9 @@ class Activity:
         Position within it (0-based).
     image_type : str or None
         Type of the frame being taken.
+    sky : bool
+        Whether that frame takes the sky's light (a light, a sky flat; not a dark, a bias
+        or a flat of the flat panel): the safety supervisor aborts only those.
     exposure_s : float or None
         Duration of the running exposure.
     exposure_start : datetime or None
@@ -46,6 +50,7 @@ class Activity:
     step_index: int | None = None
     frame_index: int | None = None
     image_type: str | None = None
+    sky: bool = False
     exposure_s: float | None = None
     exposure_start: datetime | None = None
     safety_abort: bool = False

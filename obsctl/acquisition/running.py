@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.health import HealthBoard
 from obsctl.acquisition.safety import SafetySupervisor
+from obsctl.acquisition.transparency import TransparencyWatch
 from obsctl.devices import DeviceSet
 from obsctl.events import EventBus
 from obsctl.store.exposure_log import ExposureLog
@@ -36,6 +37,8 @@ class RunningState:
     health : HealthBoard or None
         Each device's health (connected, last error, since when), shown by ``/api/status``;
         None where nothing tracks it.
+    transparency : TransparencyWatch or None
+        The frames' zero points as a cloud sensor (``[safety.transparency]``), when on.
     """
 
     devices: DeviceSet
@@ -45,6 +48,7 @@ class RunningState:
     supervisor: SafetySupervisor
     writer: FrameWriter
     health: HealthBoard | None = None
+    transparency: TransparencyWatch | None = None
 
     def unsafe_reason(self) -> str | None:
         """Return why it is unsafe to observe now, None when it is safe."""

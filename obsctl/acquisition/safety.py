@@ -7,11 +7,13 @@ within its deadline (device health), it aborts a running light or flat exposure 
 biases may go on), stops tracking and parks the mount (sending the park again at every
 reading until the mount accepts it), closes the dome or roof once the mount reports parked
 (``close_after_park``: a roll-off roof must not close on the telescope; the close is sent
-again at every reading until the shutter reports closing), and closes the gate that the
-sequencer passes before every light frame. The gate opens again once everything has said
-safe for ``resume_delay_s`` without a break; the supervisor never opens the roof itself (the
-sequencer opens it for the next light frame, past the gate). None of this waits for the
-sequencer, so a stuck sequencer or a download in flight cannot delay the park.
+again at every reading until the shutter reports closing; a rotating dome is then parked,
+and the dome follower of `obsctl.acquisition.dome_slaving` stands still while unsafe), and
+closes the gate that the sequencer passes before every light frame. The gate opens again
+once everything has said safe for ``resume_delay_s`` without a break; the supervisor never
+opens the roof itself (the sequencer opens it for the next light frame, past the gate). None
+of this waits for the sequencer, so a stuck sequencer or a download in flight cannot delay
+the park.
 
 In the daemon the supervisor runs on a thread and event loop of its own (`SupervisorThread`)
 with its own device connections, so that nothing on the daemon's event loop (a long request,
@@ -36,7 +38,7 @@ from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.weather import WeatherPolicy, WeatherVerdict, weather_policy
 from obsctl.clock import Clock
 from obsctl.config import SafetyConfig, SequencerConfig
-from obsctl.devices import DeviceSet, ShutterState
+from obsctl.devices import DeviceSet, Dome, DomeStatus, ShutterState
 from obsctl.errors import DeviceError
 from obsctl.events import EventBus
 from obsctl.operations import Operations
@@ -45,7 +47,6 @@ __all__ = ["SafetySupervisor", "SupervisorThread"]
 
 log = logging.getLogger(__name__)
 
-_SAFE_TYPES_WHEN_UNSAFE = ("DARK", "BIAS")
 #: Real seconds between parks sent again to a mount found standing away from park.
 _REPARK_EVERY_S = 5.0
 #: Shutter states in which a close needs not be sent again.
@@ -107,6 +108,8 @@ class SafetySupervisor:
             weather_policy(config.weather) if devices.weather is not None else None
         )
         self._unwatched: tuple[str, ...] = ()
+        #: What has held it unsafe in this spell (`_read`), to tell a new cause once.
+        self._unsafe_causes: set[str] = set()
         # The gate and the first reading are awaited on the daemon's loop (`home`), wherever
         # the supervisor itself runs.
         self._gate = asyncio.Event()
@@ -121,15 +124,20 @@ class SafetySupervisor:
         self._park_failures = 0
         #: Real (monotonic) time when the close command last went to the dome, for latency.
         self.last_close_sent: float | None = None
+        #: Whether the dome has a park position (read once).
+        self._dome_parks: bool | None = None
         self._close_failures = 0
         self._reparked = -math.inf  # real (monotonic) time of the last park sent again
 
-    async def wait_safe(self, image_type: str) -> None:
-        """Return when frames of ``image_type`` may be taken (darks and biases always)."""
+    async def wait_safe(self, *, sky: bool) -> None:
+        """Return when a frame may be taken: at once unless it takes the sky's light.
+
+        Darks, biases and flats of the flat panel go on under a closed roof whatever the
+        weather; lights and sky flats wait for the gate.
+        """
         await self._checked.wait()
-        if image_type.upper() in _SAFE_TYPES_WHEN_UNSAFE:
-            return
-        await self._gate.wait()
+        if sky:
+            await self._gate.wait()
 
     async def _read_monitor(self) -> tuple[bool, str]:
         monitor = self.devices.safety_monitor
@@ -167,24 +175,30 @@ class SafetySupervisor:
                 )
         return verdict
 
-    async def _read(self) -> tuple[bool, str]:
+    async def _read(self) -> tuple[bool, str, set[str]]:
+        """Read the monitor and the weather: safe or not, why, and what holds it unsafe.
+
+        The causes are ``"safety monitor"``, the weather's quantities beyond their limits and
+        ``"feed"`` (a lost weather feed).
+        """
         (safe, reason), verdict = await asyncio.gather(self._read_monitor(), self._read_weather())
         self.weather = verdict
+        causes = set() if safe else {"safety monitor"}
         if verdict is None:
             self.safe_in_s = None
-            return safe, reason
+            return safe, reason, causes
         if verdict.safe:
             self.safe_in_s = None
             weather = "weather within its limits"
             monitor = self.devices.safety_monitor is not None
-            return safe, f"{reason}; {weather}" if monitor else weather
+            return safe, f"{reason}; {weather}" if monitor else weather, causes
         self.safe_in_s = verdict.safe_in_s if safe else None
         weather = "; ".join(verdict.reasons)
-        return False, weather if safe else f"{reason}; {weather}"
+        return False, weather if safe else f"{reason}; {weather}", causes | set(verdict.beyond)
 
     async def check(self) -> bool:
         """Read the monitor and the weather once and act on the result; return whether safe."""
-        safe, reason = await self._read()
+        safe, reason, causes = await self._read()
         now = self.clock.monotonic()
         first = not self._checked.is_set()
         if not safe:
@@ -192,8 +206,14 @@ class SafetySupervisor:
             if self.safe_in_s is not None:
                 self.safe_in_s += self.config.resume_delay_s
             if self.is_safe or first:
+                self._unsafe_causes = causes
                 await self._go_unsafe(reason)
             else:
+                if causes - self._unsafe_causes:
+                    # A new cause on top (the rain after the clouds): told, not acted on again.
+                    log.warning("still unsafe, and now: %s", reason)
+                    self._at_home(self.events.publish, "safety", safe=False, reason=reason)
+                self._unsafe_causes |= causes
                 self.reason = reason
                 # A refused or lost park (a passing fault) is sent again at every reading: one
                 # failure must not leave the mount out all spell. The roof is looked at every
@@ -260,9 +280,7 @@ class SafetySupervisor:
 
     async def _abort_exposure(self) -> None:
         activity = self.activity
-        if activity.state not in ("exposing", "downloading") or activity.image_type in (
-            _SAFE_TYPES_WHEN_UNSAFE
-        ):
+        if activity.state not in ("exposing", "downloading") or not activity.sky:
             return
         activity.safety_abort = True
         if activity.state == "downloading":
@@ -323,6 +341,8 @@ class SafetySupervisor:
         try:
             status = await self.ops.command(dome.status(), dome.name, "dome status")
             if status.shutter in _CLOSING:
+                if status.shutter == ShutterState.CLOSED:
+                    await self._park_dome(dome, status)
                 return
             mount = self.devices.mount
             if self.config.close_after_park and mount is not None:
@@ -340,6 +360,26 @@ class SafetySupervisor:
         tries = f" (after {self._close_failures + 1} tries)" if self._close_failures else ""
         log.warning("closing the roof%s", tries)
         self._close_failures = 0
+
+    async def _park_dome(self, dome: Dome, status: DomeStatus) -> None:
+        """Park a rotating dome once its shutter is closed (again if it was moved off park).
+
+        Nothing follows the telescope while unsafe (`obsctl.acquisition.dome_slaving`), so
+        the park is not fought; a dome without a park position stays where it is.
+        """
+        if status.azimuth_deg is None or status.at_park or status.slewing:
+            return
+        try:
+            if self._dome_parks is None:
+                info = await self.ops.command(dome.info(), dome.name, "dome info")
+                self._dome_parks = info.can_park
+            if not self._dome_parks:
+                return
+            await self.ops.command(dome.park(), dome.name, "park the dome")
+        except DeviceError as exc:
+            log.error("could not park the dome: %s", exc)
+            return
+        log.warning("parking the dome")
 
 
 #: Opens the supervisor's devices on its own loop, given the daemon's loop (which owns the

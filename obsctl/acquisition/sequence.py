@@ -67,7 +67,10 @@ class ExposureStep(_Model):
 
     For ``FLAT`` steps ``exposure_s`` is the first guess; the exposure is scaled until the
     median reaches ``flat_target_adu`` within ``flat_tolerance`` (a fraction) and kept within
-    ``[flat_min_exposure_s, flat_max_exposure_s]``.
+    ``[flat_min_exposure_s, flat_max_exposure_s]``. A flat with ``panel_brightness_pct`` is
+    taken from the flat panel (the cover calibrator, cover closed, lamp on at that
+    brightness: a first guess too) with the roof closed, day or night; when the exposure
+    limits cannot reach the level, the lamp's brightness is scaled instead.
     """
 
     image_type: ImageType = "LIGHT"
@@ -82,11 +85,23 @@ class ExposureStep(_Model):
     flat_tolerance: float = Field(default=0.15, gt=0, lt=1)
     flat_min_exposure_s: float = Field(default=0.01, gt=0, le=MAX_EXPOSURE_S, description="[s]")
     flat_max_exposure_s: float = Field(default=60.0, gt=0, le=MAX_EXPOSURE_S, description="[s]")
+    panel_brightness_pct: float | None = Field(
+        default=None, gt=0, le=100, description="[%] FLAT only: from the flat panel, this bright"
+    )
+
+    @property
+    def sees_sky(self) -> bool:
+        """Whether the frame takes the sky's light (a light, a sky flat): the roof must open."""
+        return self.image_type == "LIGHT" or (
+            self.image_type == "FLAT" and self.panel_brightness_pct is None
+        )
 
     @model_validator(mode="after")
     def _exposure_fits_type(self) -> ExposureStep:
         if self.image_type in ("LIGHT", "DARK", "FLAT") and self.exposure_s <= 0:
             raise ValueError(f"{self.image_type} steps need exposure_s > 0")
+        if self.panel_brightness_pct is not None and self.image_type != "FLAT":
+            raise ValueError(f"panel_brightness_pct is for FLAT steps, not {self.image_type}")
         if self.flat_min_exposure_s > self.flat_max_exposure_s:
             raise ValueError(
                 f"flat_min_exposure_s ({self.flat_min_exposure_s:g}) is above "

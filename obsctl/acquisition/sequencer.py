@@ -32,10 +32,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.dome_slaving import DomeFollower, SlitReading, slit_record
 from obsctl.acquisition.health import HealthBoard
 from obsctl.acquisition.policy import FaultPolicy, with_policy
 from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target, parse_sequence
+from obsctl.acquisition.transparency import TransparencyWatch
 from obsctl.clock import Clock, night_of
 from obsctl.config import Config
 from obsctl.devices import (
@@ -57,7 +59,7 @@ from obsctl.errors import (
 from obsctl.events import EventBus
 from obsctl.operations import Operations, Recovery
 from obsctl.store.exposure_log import ExposureLog, FailureRecord
-from obsctl.store.headers import FrameContext
+from obsctl.store.headers import FrameContext, SlitRecord
 from obsctl.store.raw_store import StoredFrame
 from obsctl.store.writer import FrameWriter
 
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _FLAT_TRIES = 6
+#: Observatory seconds between looks at the clouds while light frames wait for them.
+_CLEAR_POLL_S = 10.0
 
 
 class _SafetyAbort(ObsctlError):
@@ -146,6 +150,12 @@ class Sequencer:
         sc = config.sequencer
         self.policy = FaultPolicy(sc.retries, sc.backoff_s, sc.backoff_factor, sc.reconnect)
         self.ops = Operations(sc, clock, on_recovery=self._recovered)
+        #: Turns a rotating dome with the telescope (`obsctl.acquisition.dome_slaving`); the
+        #: daemon runs its tracking loop, `_point` and `_take_frame` use it around slews and
+        #: light frames.
+        self.dome_follower = DomeFollower(
+            devices, config, self.ops, clock, lambda: supervisor.is_safe
+        )
         if health is None:
             health = HealthBoard(devices, events, clock)
             for role in health.devices:
@@ -154,16 +164,22 @@ class Sequencer:
         self._pointed: Target | None = None
         self._filter: str | None = None
         self._settings: ExposureSettings | None = None
+        #: The flat panel as last set ("lit B", "open", "off"), None when not known.
+        self._panel: str | None = None
+        self._panel_max = 1
         self._waiting_reason: str | None = None
         #: Whether steps wait for a device that is down (the daemon); False skips them, as
         #: ``obsctl run --until-idle`` must: it runs what is queued once, then ends.
         self.wait_for_devices = True
+        #: The zero points as a cloud sensor (``[safety.transparency]``), set by the daemon.
+        self.transparency: TransparencyWatch | None = None
 
     def _forget(self) -> None:
         """Forget cached device state (pointing, filter, settings): a device was down."""
         self._pointed = None
         self._filter = None
         self._settings = None
+        self._panel = None
 
     def reset(self) -> None:
         """Forget cached device state after an interruption (pointing, filter, settings)."""
@@ -255,8 +271,10 @@ class Sequencer:
         roles = ["camera"]
         if step.image_type in ("LIGHT", "FLAT") and step.filter is not None:
             roles.append("filter_wheel")
-        if step.image_type in ("LIGHT", "FLAT"):
+        if step.sees_sky:
             roles.append("dome")
+        if step.image_type in ("LIGHT", "FLAT"):  # the cover opened, or the panel lit
+            roles.append("cover_calibrator")
         if step.image_type == "LIGHT" and sequence.target is not None:
             roles.append("mount")
         return [r for r in roles if r in self.health.devices]
@@ -408,16 +426,21 @@ class Sequencer:
     ) -> None:
         exposure_s = step.exposure_s
         flat_tries = 0
+        slit_start: SlitReading | None = None
+        brightness = await self._panel_brightness(step)
         while True:
             await self._storage_ready()
-            if not self.supervisor.is_safe and step.image_type not in ("DARK", "BIAS"):
+            if not self.supervisor.is_safe and step.sees_sky:
                 self._set("waiting_safe")
-            await self.supervisor.wait_safe(step.image_type)
-            if step.image_type in ("LIGHT", "FLAT"):
+            await self.supervisor.wait_safe(sky=step.sees_sky)
+            if step.sees_sky:
                 try:
                     await self._open_roof()
                 except _SafetyAbort:
                     continue  # it turned unsafe meanwhile: wait again, never open while unsafe
+            await self._set_panel(step, brightness)
+            if step.image_type == "LIGHT" and not await self._transparent():
+                continue  # it turned unsafe while waiting for the clouds to pass
             if step.image_type == "LIGHT" and sequence.target is not None:
                 dither = sequence.dither_arcsec if frame_index % sequence.dither_every == 0 else 0
                 await self._point(
@@ -429,7 +452,9 @@ class Sequencer:
             if step.image_type == "BIAS":
                 exposure_s = (await self.devices.camera.info()).exposure_min_s
             mount = await self._pointing(sequence, step)
-            if not self.supervisor.is_safe and step.image_type not in ("DARK", "BIAS"):
+            if step.image_type == "LIGHT" and sequence.target is not None:
+                slit_start = await self._align_dome()
+            if not self.supervisor.is_safe and step.sees_sky:
                 # It turned unsafe while this frame was prepared (slew, filter): the
                 # supervisor's abort came before the exposure began, so look again.
                 continue
@@ -446,12 +471,18 @@ class Sequencer:
                 if abs(ratio - 1.0) > step.flat_tolerance:
                     flat_tries += 1
                     scaled = _next_flat_exposure(exposure_s, ratio, step)
-                    if scaled is None or flat_tries >= _FLAT_TRIES:
+                    # The exposure at its limit: a panel's lamp can be turned up or down.
+                    brighter = None
+                    if scaled is None and brightness is not None:
+                        brighter = _next_brightness(brightness, ratio, self._panel_max)
+                    if (scaled is None and brighter is None) or flat_tries >= _FLAT_TRIES:
+                        limits = "exposure and panel" if brightness is not None else "exposure"
                         raise _StepSkipped(
                             f"flat level {level:.0f} ADU does not reach "
-                            f"{step.flat_target_adu:.0f} ADU within the exposure limits"
+                            f"{step.flat_target_adu:.0f} ADU within the {limits} limits"
                         )
-                    exposure_s = scaled
+                    exposure_s = scaled if scaled is not None else exposure_s
+                    brightness = brighter if brighter is not None else brightness
                     continue  # a test exposure: not stored
             break
         sky = step.image_type == "LIGHT"
@@ -467,6 +498,7 @@ class Sequencer:
                 target=sequence.target.name if sky and sequence.target else None,
                 filter_name=self._filter if step.image_type in ("LIGHT", "FLAT") else None,
                 mount=mount,
+                slit=await self._slit_after(slit_start),
             ),
             sequence_id=self.activity.sequence_id,
             step_index=step_index,
@@ -477,6 +509,98 @@ class Sequencer:
             },
         )
         self.writer.submit(frame)
+
+    async def _transparent(self) -> bool:
+        """Wait while the frames' zero points say cloud (`TransparencyWatch`).
+
+        The roof stays open and the mount tracks. Returns False when it turned unsafe
+        meanwhile (the safety gate comes first again), True when a light frame may go.
+        """
+        watch = self.transparency
+        if watch is None:
+            return True
+        while (wait_s := watch.hold_s(self.clock.now())) > 0:
+            if self.activity.state != "waiting_clear":
+                log.info("light frames wait: %s", watch.reason)
+                self._set("waiting_clear")
+            # Short steps: a probe's reading, or the safety supervisor, may end the wait.
+            await self.clock.sleep(min(wait_s, _CLEAR_POLL_S))
+            if not self.supervisor.is_safe:
+                return False
+        return True
+
+    async def _panel_brightness(self, step: ExposureStep) -> int | None:
+        """Return a panel flat's first brightness in the panel's steps; None for the others.
+
+        Raises
+        ------
+        _StepSkipped
+            When the step wants the flat panel and there is none.
+        """
+        if step.panel_brightness_pct is None:
+            return None
+        panel = self.devices.cover_calibrator
+        if panel is None:
+            raise _StepSkipped("a panel flat needs [devices.cover_calibrator]")
+        info = await self._attempt(
+            "read the flat panel", panel, lambda: self.ops.command(panel.info(), panel.name, "info")
+        )
+        if not info.has_calibrator or info.max_brightness < 1:
+            raise _StepSkipped(f"{panel.name} has no light source for flats")
+        self._panel_max = info.max_brightness
+        return max(1, round(info.max_brightness * step.panel_brightness_pct / 100.0))
+
+    async def _set_panel(self, step: ExposureStep, brightness: int | None) -> None:
+        """Ready the flat panel for a frame; nothing without one.
+
+        A panel flat: lit behind its closed cover. The sky: off, the cover open. A dark or a
+        bias: off. What was done is remembered (`_forget` clears it), so that a light frame
+        costs no reading of the cover.
+        """
+        panel = self.devices.cover_calibrator
+        if panel is None:
+            return
+        sky = "open" if step.sees_sky else "off"
+        want = sky if brightness is None else f"lit {brightness}"
+        if want == self._panel or (want == "off" and self._panel == "open"):
+            return
+        if want == "open":
+            self._set("opening cover")
+            await self._attempt("open the cover", panel, lambda: self.ops.uncover(panel))
+        elif want == "off":
+            await self._attempt("switch the panel off", panel, lambda: self.ops.panel_off(panel))
+        else:
+            assert brightness is not None
+            self._set("lighting panel")
+            await self._attempt(
+                "light the panel", panel, lambda: self.ops.light_panel(panel, brightness)
+            )
+        self._panel = want
+
+    async def _align_dome(self) -> SlitReading | None:
+        """Wait for a slaved dome's slit to face the telescope (deadline: ``[dome]``)."""
+        if not await self._dome_slaved():
+            return None
+        self._set("aligning dome")
+        return await self.dome_follower.wait_aligned()
+
+    async def _dome_slaved(self) -> bool:
+        try:
+            return await self.dome_follower.enabled()
+        except DeviceError as exc:
+            log.warning("could not read the dome's abilities: %s", exc)
+            return False
+
+    async def _slit_after(self, start: SlitReading | None) -> SlitRecord | None:
+        """Read the slit after a light frame; the record flags it if off at start or end."""
+        if start is None:
+            return None
+        try:
+            end = await self.dome_follower.reading()
+        except DeviceError as exc:
+            log.warning("could not read the dome after the frame: %s", exc)
+            end = None
+        return slit_record(start, end, self.config.dome.tolerance_deg)
 
     async def _storage_ready(self) -> None:
         """Wait while frames cannot be stored: a new one would only be held in memory too.
@@ -514,6 +638,7 @@ class Sequencer:
 
         self._set("opening roof")
         await self._attempt("open the roof", dome, open_when_safe)
+        self.events.publish("dome", action="open", reason="safe, for a sky frame")
 
     async def _point(
         self, target: Target, dither_arcsec: float, rng: random.Random, *, force: bool
@@ -529,6 +654,7 @@ class Sequencer:
             ra += r * math.cos(theta) / max(math.cos(math.radians(dec)), 1e-6)
 
         self._set("slewing")
+        await self.dome_follower.slew_with(ra % 360.0, dec)  # the dome turns with the mount
         await self._attempt("slew", mount, lambda: self.ops.slew(mount, ra % 360.0, dec))
         self._pointed = target
 
@@ -587,7 +713,11 @@ class Sequencer:
         self.activity.safety_abort = False
         start = self.clock.now()
         self._set(
-            "exposing", image_type=step.image_type, exposure_s=exposure_s, exposure_start=start
+            "exposing",
+            image_type=step.image_type,
+            sky=step.sees_sky,
+            exposure_s=exposure_s,
+            exposure_start=start,
         )
 
         def check() -> None:
@@ -606,6 +736,12 @@ class Sequencer:
 def _median_level(image: CameraImage) -> float:
     """Median of a subsample: a 61 MP median costs a second, every 8th pixel is enough."""
     return float(np.median(image.data[::8, ::8]))
+
+
+def _next_brightness(brightness: int, ratio: float, top: int) -> int | None:
+    """Scale a panel's brightness (steps) toward the target level; None when at its limit."""
+    wanted = min(max(round(brightness * ratio), 1), top)
+    return None if wanted == brightness else wanted
 
 
 def _next_flat_exposure(exposure_s: float, ratio: float, step: ExposureStep) -> float | None:

@@ -154,6 +154,10 @@ class WeatherVerdict:
         The values assessed (derived ones included), for the log and the page.
     unwatched : tuple of str
         Quantities with limits that the station has never reported.
+    beyond : tuple of str
+        What holds it unsafe now, not just waiting: the quantities beyond their limits
+        (or inside the hysteresis), and ``"feed"`` when the feed is lost. A new one while
+        unsafe is news (the rain comes on top of the clouds).
     """
 
     safe: bool
@@ -161,6 +165,7 @@ class WeatherVerdict:
     safe_in_s: float | None = 0.0
     values: dict[str, float | None] = field(default_factory=dict)
     unwatched: tuple[str, ...] = ()
+    beyond: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -222,17 +227,20 @@ class WeatherPolicy:
                     self._step(limit, state, self._values.get(limit.quantity), now_s)
         reasons: list[str] = []
         estimates: list[float | None] = []
+        beyond: list[str] = []
         silent_s = None if self._last_update_s is None else now_s - self._last_update_s
         if silent_s is None or silent_s > self.feed_deadline_s:
             lost = "never answered" if silent_s is None else f"nothing new for {silent_s:.0f} s"
             reasons.append(f"weather feed lost ({lost}; deadline {self.feed_deadline_s:g} s)")
             estimates.append(None)
+            beyond.append("feed")
         for limit, state in zip(self.limits, self._states, strict=True):
             if not state.tripped:
                 continue
             if state.clear_since_s is None:
                 reasons.append(limit.describe(self._values.get(limit.quantity)))
                 estimates.append(None)
+                beyond.append(limit.quantity)
             else:
                 clear_s = now_s - state.clear_since_s
                 label = QUANTITIES[limit.quantity][0]
@@ -249,7 +257,8 @@ class WeatherPolicy:
         if not reasons:
             return WeatherVerdict(True, values=values, unwatched=unwatched)
         safe_in = None if None in estimates else max(e for e in estimates if e is not None)
-        return WeatherVerdict(False, tuple(reasons), safe_in, values, unwatched)
+        causes = tuple(dict.fromkeys(beyond))
+        return WeatherVerdict(False, tuple(reasons), safe_in, values, unwatched, causes)
 
     @staticmethod
     def _step(limit: WeatherLimit, state: _State, value: float | None, now_s: float) -> None:

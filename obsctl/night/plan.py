@@ -350,8 +350,19 @@ class NightLimits(_Model):
 
 
 class FlatBlock(_Model):
-    """Sky flats while the sun is between two altitudes, at dusk and/or dawn."""
+    """Flats at dusk and/or dawn, of the twilight sky or of the flat panel.
 
+    Sky flats are taken while the sun is between the two altitudes. Panel flats
+    (``source = "panel"``: the cover calibrator's lamp, roof closed) are taken at the start
+    of the dusk job and after the night ends, whatever the sun does.
+    """
+
+    source: Literal["sky", "panel"] = Field(
+        default="sky", description="sky: twilight flats; panel: the cover calibrator's lamp"
+    )
+    panel_brightness_pct: float = Field(
+        default=50.0, gt=0, le=100, description="[%] panel only: the lamp's first brightness"
+    )
     when: tuple[Literal["dusk", "dawn"], ...] = Field(default=("dusk",), max_length=2)
     sun_alt_max_deg: float = Field(default=-1.0, ge=-20, le=10)
     sun_alt_min_deg: float = Field(default=-10.0, ge=-20, le=10)
@@ -386,6 +397,7 @@ class FlatBlock(_Model):
             flat_tolerance=self.flat_tolerance,
             flat_min_exposure_s=limits[0],
             flat_max_exposure_s=limits[1],
+            panel_brightness_pct=self.panel_brightness_pct if self.source == "panel" else None,
         )
 
     @model_validator(mode="after")

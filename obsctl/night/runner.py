@@ -42,6 +42,7 @@ from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
 from obsctl.clock import Clock, night_of, parse_night, real_seconds
 from obsctl.config import Config
 from obsctl.errors import DeviceError, ScheduleError
+from obsctl.events import Event
 from obsctl.night.control import NightControl, run_hooks
 from obsctl.night.ephemeris import NightEphemeris, cached_night
 from obsctl.night.plan import Plan, PlanTarget, check_filters
@@ -56,7 +57,15 @@ from obsctl.night.schedule import (
 from obsctl.operations import Operations
 from obsctl.store.exposure_log import ExposureLog
 
-__all__ = ["NightHost", "NightRunner", "NightSummary", "drive", "run_night", "wall_time"]
+__all__ = [
+    "NightHost",
+    "NightRunner",
+    "NightSummary",
+    "drive",
+    "run_night",
+    "wall_time",
+    "weather_line",
+]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +197,10 @@ class NightSummary:
         time (a plan with no night, or before the schedule is built).
     cadence : list of str
         Each monitor's achieved cadence (`obsctl.night.schedule.describe_cadence`).
+    weather : list of str
+        What the weather made the observatory do, with the observatory time and why:
+        unsafe and safe again, the mount parked, the roof closed and opened, light frames
+        paused by clouds seen in the frames and resumed (`weather_line`).
     """
 
     night: str
@@ -201,11 +214,35 @@ class NightSummary:
     incomplete: list[str] = field(default_factory=list)
     open_shutter: float | None = None
     cadence: list[str] = field(default_factory=list)
+    weather: list[str] = field(default_factory=list)
 
     @property
     def time_lost_s(self) -> float:
         """Seconds lost to the weather and to failed visits."""
         return self.unsafe_s + self.failed_visit_s
+
+
+def weather_line(event: Event, cloudy: bool) -> str | None:
+    """Return how an event of the bus reads in the night's weather log, None if it is not one.
+
+    Parameters
+    ----------
+    event : Event
+        An event of the daemon's bus.
+    cloudy : bool
+        Whether light frames were paused by clouds seen in the frames before this event
+        (``transparency`` events come with every frame; only a change is told).
+    """
+    kind, reason = event.get("kind"), event.get("reason")
+    if kind == "safety":
+        return f"safe again: {reason}" if event.get("safe") else f"unsafe: {reason}"
+    if kind == "mount" and event.get("action") == "park":
+        return f"mount parked: {reason}"
+    if kind == "dome" and event.get("action") in ("close", "open"):
+        return f"roof {'closed' if event['action'] == 'close' else 'opened'}: {reason}"
+    if kind == "transparency" and bool(event.get("cloudy")) != cloudy:
+        return f"lights {'paused' if event.get('cloudy') else 'resumed'}: {reason}"
+    return None
 
 
 class NightRunner:
@@ -417,6 +454,7 @@ class NightRunner:
             ("dawn", schedule.night_end, self._dawn, "night"),
         ]
         self._done = {name: asyncio.Event() for name, *_ in jobs}
+        weather = asyncio.create_task(self._note_weather(), name="night weather")
         failures: list[BaseException] = []
         scheduler = AsyncIOScheduler(timezone=UTC)
         for name, at, body, after in jobs:
@@ -437,6 +475,8 @@ class NightRunner:
             await self._done["dawn"].wait()
         finally:
             scheduler.shutdown(wait=False)
+            weather.cancel()
+            await asyncio.gather(weather, return_exceptions=True)
         if failures:
             raise failures[0]
         await asyncio.to_thread(self._summarise)
@@ -452,8 +492,21 @@ class NightRunner:
             failed_visit_s=round(s.failed_visit_s, 1),
             time_lost_s=round(s.time_lost_s, 1),
             incomplete=s.incomplete,
+            weather=s.weather,
         )
         return self.summary
+
+    async def _note_weather(self) -> None:
+        """Note what the weather made the observatory do, for the summary, as it happens."""
+        cloudy = False
+        async with self.daemon.running.events.subscribe() as queue:
+            while True:
+                event = await queue.get()
+                line = weather_line(event, cloudy)
+                if event.get("kind") == "transparency":
+                    cloudy = bool(event.get("cloudy"))
+                if line is not None:
+                    self.summary.weather.append(f"{self.clock.now():%H:%M} UTC {line}")
 
     async def _job(
         self,
@@ -542,7 +595,8 @@ class NightRunner:
         await self._sleep_until(start)
         self._event(f"{when} flats")
         self._step(f"{when} flats", until=end)
-        await self._point_flat_field(when)
+        if block.source == "sky":
+            await self._point_flat_field(when)
         for name in block.filters:
             key = f"flats {when} {name}"
             exposure_s = block.exposure_s
@@ -719,12 +773,16 @@ class NightRunner:
     async def _dawn(self) -> None:
         self._event("night end")
         flats = self.plan.calibration.flats
-        if flats is not None and "dawn" in flats.when:
+        dawn_flats = flats is not None and "dawn" in flats.when
+        panel = flats is not None and flats.source == "panel"
+        if dawn_flats and not panel:
             await self._flats("dawn")
         config = self.daemon.config.night
         if config.park_at_dawn:
             self._step("parking")
             await self._park()
+        if dawn_flats and panel:  # under the closed roof
+            await self._flats("dawn")
         darks = self.plan.calibration.darks
         if darks is not None:
             await self._darks()

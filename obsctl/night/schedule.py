@@ -648,7 +648,18 @@ class NightSchedule:
     # -- flats ------------------------------------------------------------------------------
 
     def flat_window(self, block: FlatBlock, when: str) -> tuple[datetime, datetime] | None:
-        """Return when the sun is between the block's altitudes at ``"dusk"`` or ``"dawn"``."""
+        """Return when the block's flats are taken at ``"dusk"`` or ``"dawn"``; None: never.
+
+        Sky flats: while the sun is between the block's altitudes. Panel flats: from sunset
+        to the night's start, and from the night's end to sunrise (the roof stays closed).
+        """
+        if block.source == "panel":
+            sun = self.eph.twilights().sunset
+            if when == "dusk":
+                start, end = sun.dusk, self.night_start
+            else:
+                start, end = self.night_end, sun.dawn
+            return (start, end) if start and end and start < end else None
         hi = self.eph.crossing(block.sun_alt_max_deg)
         lo = self.eph.crossing(block.sun_alt_min_deg)
         if when == "dusk":

@@ -25,6 +25,7 @@ __all__ = [
     "calibrated_magnitudes",
     "fit_zero_point",
     "instrumental_magnitudes",
+    "transparency",
 ]
 
 _MAG_PER_LN = 2.5 / math.log(10.0)  # 1.0857: d(mag) = 1.0857 d(flux) / flux
@@ -66,6 +67,25 @@ class ZeroPointResult:
     mask: NDArray[np.bool_]
     colour_term_err: float = 0.0
     intrinsic_scatter: float = 0.0
+
+
+def transparency(zero_point: float, reference: float) -> float:
+    """Return the fraction of a clear sky's light that a frame received.
+
+    Parameters
+    ----------
+    zero_point : float
+        The frame's zero point (mag, e-/s).
+    reference : float
+        The clear-sky zero point of the same filter and aperture (mag, e-/s).
+
+    Returns
+    -------
+    float
+        ``10**(-0.4 * (reference - zero_point))``: 1 under a clear sky, 0.5 when clouds
+        take half the light (0.75 mag); above 1 when the frame beats the reference.
+    """
+    return float(10.0 ** (-0.4 * (reference - zero_point)))
 
 
 def instrumental_magnitudes(

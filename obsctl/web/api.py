@@ -49,10 +49,12 @@ from aiohttp import web
 from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import Sequence, parse_sequence
+from obsctl.acquisition.transparency import TransparencyWatch
 from obsctl.config import Config
 from obsctl.devices import DeviceSet
 from obsctl.errors import ConfigError, DeviceError, ScheduleError
 from obsctl.pipeline.queue import ProcessingQueue
+from obsctl.processing.zeropoint import transparency
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.web import QuickLook, add_quicklook
@@ -198,6 +200,19 @@ async def device_status(d: DeviceSet) -> dict[str, Any]:
             }
 
         calls.append(_read("dome", dome_status))
+    if d.cover_calibrator is not None:
+        panel = d.cover_calibrator
+
+        async def panel_status() -> dict[str, Any]:
+            ps = await panel.status()
+            return {
+                "name": panel.name,
+                "cover": ps.cover.name,
+                "calibrator": ps.calibrator.name,
+                "brightness": ps.brightness,
+            }
+
+        calls.append(_read("cover_calibrator", panel_status))
     return dict(await asyncio.gather(*calls))
 
 
@@ -218,7 +233,7 @@ async def _status(request: web.Request) -> web.Response:
     return json_response(
         {
             "activity": running.activity.as_dict(),
-            "safety": _safety(safety),
+            "safety": _safety(safety, running.transparency),
             "devices": await device_status(running.devices),
             # Connected, last error and since when, per role: what waits for which device.
             "health": None if running.health is None else running.health.as_dict(),
@@ -234,10 +249,14 @@ async def _status(request: web.Request) -> web.Response:
     )
 
 
-def _safety(supervisor: SafetySupervisor) -> dict[str, Any]:
-    """Safe or not and why, the time to safe (s) and the last weather values read."""
+def _safety(supervisor: SafetySupervisor, transparency: TransparencyWatch | None) -> dict[str, Any]:
+    """Safe or not and why, the time to safe (s), the weather, the clouds in the frames.
+
+    ``transparency`` is None without ``[safety.transparency]``.
+    """
     weather = supervisor.weather
     return {
+        "transparency": None if transparency is None else transparency.as_dict(),
         "safe": supervisor.is_safe,
         "reason": supervisor.reason,
         "safe_in_s": supervisor.safe_in_s,
@@ -360,7 +379,7 @@ def add_transparency(rows: list[dict[str, Any]], nominal: dict[str, float]) -> N
         if reference is None:
             reference = best.get((str(row.get("night")), str(row.get("filter"))))
         row["transparency"] = (
-            None if zp is None or reference is None else 10.0 ** (-0.4 * (reference - zp))
+            None if zp is None or reference is None else transparency(float(zp), reference)
         )
 
 

@@ -163,3 +163,14 @@ def test_the_config_names_every_quantity_and_its_defaults_build_a_policy() -> No
     assert len(p.limits) == len(WeatherConfig().limits)
     rain = p.assess({"rain_rate_mm_h": 0.2, "humidity_pct": 60}, 0)
     assert not rain.safe and rain.reasons[0].startswith("rain 0.2 mm/h (limit above 0 mm/h)")
+
+
+def test_beyond_names_what_holds_it_unsafe_not_what_only_waits() -> None:
+    p = policy(HUMID, RAIN, deadline_s=300)
+    assert p.assess({"humidity_pct": 80, "rain_rate_mm_h": 0}, 0).beyond == ("humidity_pct",)
+    both = p.assess({"humidity_pct": 80, "rain_rate_mm_h": 1.5}, 10)
+    assert both.beyond == ("humidity_pct", "rain_rate_mm_h")
+    # Humidity clear and waiting: only the rain holds it now.
+    assert p.assess({"humidity_pct": 60, "rain_rate_mm_h": 1.5}, 20).beyond == ("rain_rate_mm_h",)
+    # Silent past the deadline: the feed too.
+    assert "feed" in p.assess(None, 400).beyond

@@ -158,6 +158,31 @@ def test_flat_windows_bracket_the_sun(eph: NightEphemeris) -> None:
         assert sorted(round(a, 2) for a in alts) == [-10.0, -1.0]
 
 
+def test_panel_flats_come_between_sunset_and_the_night_whatever_the_sun_altitudes(
+    eph: NightEphemeris,
+) -> None:
+    plan = parse_plan(
+        {
+            "version": 1,
+            "name": "f",
+            "calibration": {
+                "flats": {"filters": ["V"], "when": ["dusk", "dawn"], "source": "panel"}
+            },
+            "targets": [target("A", 0, 0)],
+        }
+    )
+    sched = NightSchedule(plan, eph)
+    assert plan.calibration.flats is not None
+    assert sched.night_start is not None and sched.night_end is not None
+    dusk = sched.flat_window(plan.calibration.flats, "dusk")
+    dawn = sched.flat_window(plan.calibration.flats, "dawn")
+    assert dusk is not None and dawn is not None
+    # The sun's altitude is the truth: it sets at the start of the dusk window and rises at
+    # the end of the dawn one (0 deg for its centre, -0.83 deg with refraction and its size).
+    assert -1.0 < eph.sun_alt(dusk[0]) < 0.1 and -1.0 < eph.sun_alt(dawn[1]) < 0.1
+    assert dusk[1] == sched.night_start and dawn[0] == sched.night_end
+
+
 def test_wall_time_maps_simulated_time() -> None:
     start = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
     clock = ScaledClock(600.0, start=start)

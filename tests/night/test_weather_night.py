@@ -6,7 +6,9 @@ HTTP. The truth is the scenario's times and the roof's own command record (the t
 simulated roof's commands to note the mount's park state at each), never the daemon's own
 account: the roof closes once the telescope is parked, stays closed until the limits' waits
 have passed, opens again for the plan's next frame, no light frame is exposed under a roof
-that is not open, and every frame taken is on disk.
+that is not open, and every frame taken is on disk. The plan's flats come from a flip-flat
+at dusk, under the closed roof, before the roof first opens; the night's summary tells what
+the weather did.
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ def weather_config(tmp_path: Path) -> Config:
     )
     data = base.model_dump(mode="json", exclude_unset=True)
     address = data["devices"]["camera"]["address"]
-    data["devices"] |= {r: {"driver": "alpaca", "address": address} for r in ("dome", "weather")}
+    enclosure = ("dome", "weather", "cover_calibrator")
+    data["devices"] |= {r: {"driver": "alpaca", "address": address} for r in enclosure}
     data["server"]["port"] = 0
     data["simulator"] |= {
         "speed": SPEED,
         "camera": {"width_px": 64, "height_px": 48, "readout_time_s": 0.5},
         "dome": {"kind": "roll_off", "shutter_time_s": SHUTTER_S},
+        # A flip-flat, closed at dusk: the panel's flats, then opened for the lights.
+        "cover_calibrator": {"start_open": False, "cover_time_s": 20.0},
         "weather": {
             "update_interval_s": 30.0,
             "scenario": [
@@ -89,6 +94,15 @@ def weather_plan() -> Any:
             "version": 1,
             "name": "weather-night",
             "night": {"overhead_s": 20, "slew_s": 30},
+            "calibration": {
+                "flats": {
+                    "source": "panel",
+                    "filters": ["V", "R"],
+                    "count": 2,
+                    "flat_target_adu": 20000,
+                    "panel_brightness_pct": 40,
+                }
+            },
             "targets": [
                 {
                     "name": "Monitor",
@@ -142,12 +156,14 @@ def weather_night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     plan = weather_plan()
     night_start = NightSchedule(plan, cached_night(config.site, NIGHT)).night_start
     assert night_start is not None
-    start = night_start - timedelta(minutes=10)
+    start = night_start - timedelta(minutes=30)  # the panel's flats come first
     commands: list[tuple[datetime, str, bool]] = []
+    runners: list[NightRunner] = []
 
     async def night() -> None:
         clock = ScaledClock(SPEED, start=start)
         runner = NightRunner(Daemon(config, clock=clock, serve_api=False), plan, NIGHT)
+        runners.append(runner)
         tasks = [
             asyncio.create_task(_record_roof(runner.daemon, commands)),
             asyncio.create_task(_stop_at(runner.daemon, clock, STOP)),
@@ -162,7 +178,13 @@ def weather_night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         exposures = db.query("SELECT * FROM exposures ORDER BY mjd_start")
     finally:
         db.close()
-    return {"config": config, "commands": commands, "exposures": exposures}
+    return {
+        "config": config,
+        "commands": commands,
+        "exposures": exposures,
+        "weather": runners[0].summary.weather,
+        "night_start": night_start,
+    }
 
 
 def _start(row: dict[str, Any]) -> datetime:
@@ -215,3 +237,32 @@ def test_every_frame_taken_is_on_disk(weather_night: dict[str, Any]) -> None:
     root = Path(weather_night["config"].data.directory)
     missing = [e["file_path"] for e in exposures if not (root / e["file_path"]).exists()]
     assert exposures and not missing
+
+
+def test_the_night_summary_tells_what_the_weather_did_and_why(
+    weather_night: dict[str, Any],
+) -> None:
+    lines = weather_night["weather"]
+    # The first opening, for the night's first frame; then the clouds' close, in order.
+    assert lines[0].endswith("roof opened: safe, for a sky frame"), lines
+    unsafe = next(i for i, line in enumerate(lines) if "unsafe: cloud cover 90 %" in line)
+    parked = next(i for i, line in enumerate(lines) if "mount parked: " in line)
+    closed = next(i for i, line in enumerate(lines) if "roof closed: " in line)
+    safe = next(i for i, line in enumerate(lines) if "safe again" in line)
+    reopened = next(i for i, line in enumerate(lines[1:], 1) if "roof opened" in line)
+    assert unsafe < parked < closed < safe < reopened, lines
+    assert any("rain" in line for line in lines[unsafe:safe]), lines
+    # Each line carries the observatory time it happened at.
+    assert lines[unsafe].startswith(f"{CLOUDS:%H}:0"), lines
+
+
+def test_panel_flats_at_dusk_under_the_closed_roof_before_the_first_opening(
+    weather_night: dict[str, Any],
+) -> None:
+    flats = [e for e in weather_night["exposures"] if e["image_type"] == "FLAT"]
+    assert sorted(e["filter"] for e in flats) == ["R", "R", "V", "V"]
+    first_open = min(t for t, name, _ in weather_night["commands"] if name == "open")
+    night_start = weather_night["night_start"]
+    for frame in flats:
+        end = _start(frame) + timedelta(seconds=frame["exposure_s"])
+        assert end <= first_open and end <= night_start, (frame["id"], _start(frame))

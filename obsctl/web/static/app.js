@@ -519,6 +519,13 @@
     banner.textContent = paused ? `acquisition paused: ${typeof reason === "string" ? reason : JSON.stringify(reason)}` : "";
   }
 
+  // The zero points as a cloud sensor: the latest frame's transparency, and whether light
+  // frames wait for the clouds to pass (the roof stays open).
+  function transparencyText(t) {
+    const latest = t.latest ? `transparency ${fixed(t.latest.transparency, 2)} (${esc(t.latest.filter)})` : "no frame measured yet";
+    return t.cloudy ? `<span class="bad">LIGHTS PAUSED</span> <span class="muted">${esc(t.reason)}</span>` : latest;
+  }
+
   function renderStatus(s) {
     const parts = [];
     const a = s.activity || {};
@@ -533,6 +540,7 @@
         ...(safety.safe ? [] : [["safe in", typeof safety.safe_in_s === "number" ? (safety.safe_in_s < 120 ? `${Math.round(safety.safe_in_s)} s` : `${Math.round(safety.safe_in_s / 60)} min`) : "unknown (waiting for the values to clear)"]]),
         ...(safety.weather ? [["weather", Object.entries(safety.weather).map(([k, v]) => `${esc(k)} ${fixed(v, 1)}`).join(", ") || "—"]] : []),
         ...(safety.unwatched && safety.unwatched.length ? [["not watched", `<span class="bad">${safety.unwatched.map(esc).join(", ")}</span> <span class="muted">(the station does not report them)</span>`]] : []),
+        ...(safety.transparency ? [["clouds in frames", transparencyText(safety.transparency)]] : []),
         ["activity", esc(a.state)],
         ["sequence", a.sequence_id != null ? `${esc(a.sequence_name)} #${a.sequence_id}, step ${a.step_index + 1}, frame ${a.frame_index != null ? a.frame_index + 1 : "—"}` : "—"],
         ["frame", a.image_type ? `${esc(a.image_type)} ${esc(format.seconds(a.exposure_s))} s` : "—"],
@@ -570,6 +578,11 @@
     if (dome) {
       const where = typeof dome.azimuth_deg === "number" ? `, azimuth ${fixed(dome.azimuth_deg, 1)}°` : "";
       parts.push(dl([["roof", dome.error ? `<span class="bad">${esc(dome.error)}</span>` : `${esc((dome.shutter ?? "unknown").toLowerCase())}${where}${dome.at_park ? ", parked" : ""}`]]));
+    }
+    const panel = (s.devices || {}).cover_calibrator;
+    if (panel) {
+      const lamp = panel.calibrator === "NOT_PRESENT" ? "" : `, panel ${esc(panel.calibrator.toLowerCase().replace("_", " "))}${panel.calibrator === "READY" ? ` at ${esc(panel.brightness)}` : ""}`;
+      parts.push(dl([["cover", panel.error ? `<span class="bad">${esc(panel.error)}</span>` : `${esc(panel.cover.toLowerCase().replace("_", " "))}${lamp}`]]));
     }
     // Devices down (they would not connect, or stopped answering): what needs them waits.
     const health = Object.values(s.health || {});
@@ -923,7 +936,7 @@
         showFrame(ev.exposure_id, Date.parse(ev.time));
       }
     });
-    for (const kind of ["activity", "safety", "sequence", "failure", "mount", "downloaded"]) on(kind, refreshStatusSoon);
+    for (const kind of ["activity", "safety", "transparency", "sequence", "failure", "mount", "downloaded"]) on(kind, refreshStatusSoon);
     on("nightfit", (ev) => {
       if (ev.night === state.night) loadExtinctionSoon();
     });
