@@ -308,13 +308,14 @@ def test_dome_and_weather_config_errors(tmp_path, edit, pattern) -> None:
         load_config(write(tmp_path, edit(MINIMAL)))
 
 
-def test_default_serves_a_flat_panel_on_an_open_cover() -> None:
+def test_default_serves_a_flat_panel_on_a_closed_cover() -> None:
     config = load_config()
     sim = config.simulator
     assert sim is not None and sim.cover_calibrator is not None
     panel = sim.cover_calibrator
     assert (panel.max_brightness, panel.cover_time_s, panel.warmup_s) == (255, 10.0, 2.0)
-    assert panel.has_cover and panel.start_open  # open: the default night's frames see sky
+    # Closed, as a night starts: the sequencer opens it for the first sky frame.
+    assert panel.has_cover and not panel.start_open
     assert config.devices.cover_calibrator is not None
 
 
