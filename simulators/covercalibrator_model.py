@@ -13,7 +13,7 @@ brightness while it is on takes effect at once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from obsctl.clock import Clock
 from obsctl.config import SimulatedCoverCalibratorConfig
@@ -23,28 +23,13 @@ from obsctl.simulators.models import (
     NOT_IMPLEMENTED,
     AscomError,
     ConnectableModel,
+    Motion,
 )
 from obsctl.simulators.render import SkyScene
 
 __all__ = ["CoverCalibratorModel"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Motion:
-    """The cover's motion: ``start`` at ``t_start`` to ``target`` at ``t_end``."""
-
-    start: float
-    target: float
-    t_start: float
-    t_end: float
-
-    def at(self, t: float) -> float:
-        if t >= self.t_end:
-            return self.target  # exactly: start + (target - start) can miss it by an ulp
-        f = max(0.0, (t - self.t_start) / (self.t_end - self.t_start))
-        return self.start + f * (self.target - self.start)
 
 
 class CoverCalibratorModel(ConnectableModel):
@@ -69,7 +54,7 @@ class CoverCalibratorModel(ConnectableModel):
         self.clock = clock
         now = clock.monotonic()
         start = 1.0 if config.start_open or not config.has_cover else 0.0
-        self._cover = _Motion(start, start, now, now)
+        self._cover = Motion(start, start, now, now)
         self._lit = False
         self._brightness = 0
         self._ready_at = now
@@ -113,7 +98,7 @@ class CoverCalibratorModel(ConnectableModel):
             return  # already there or on the way: ASCOM allows the repeated command
         # From where it is: a cover halted half-way takes half the time to finish.
         duration = abs(target - fraction) * self.config.cover_time_s
-        self._cover = _Motion(fraction, target, now, now + duration)
+        self._cover = Motion(fraction, target, now, now + duration)
         log.info("simulated cover %s", "opening" if target else "closing")
 
     def open_cover(self) -> None:
@@ -150,7 +135,7 @@ class CoverCalibratorModel(ConnectableModel):
         if self.cover_moving:
             log.info("simulated cover halted")
         fraction = self._cover.at(now)
-        self._cover = _Motion(fraction, fraction, now, now)
+        self._cover = Motion(fraction, fraction, now, now)
 
     # --- calibrator --------------------------------------------------------------------
 

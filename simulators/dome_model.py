@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +29,7 @@ from obsctl.simulators.models import (
     NOT_IMPLEMENTED,
     AscomError,
     ConnectableModel,
+    Motion,
 )
 
 if TYPE_CHECKING:
@@ -38,22 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["DomeModel", "slit_azimuth_deg"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Motion:
-    """A motion along one axis: ``start`` at ``t_start`` to ``target`` at ``t_end``."""
-
-    start: float
-    target: float
-    t_start: float
-    t_end: float
-
-    def at(self, t: float) -> float:
-        if t >= self.t_end:
-            return self.target  # exactly: start + (target - start) can miss it by an ulp
-        f = max(0.0, (t - self.t_start) / (self.t_end - self.t_start))
-        return self.start + f * (self.target - self.start)
 
 
 def _shortest(from_deg: float, to_deg: float) -> float:
@@ -129,8 +113,8 @@ class DomeModel(ConnectableModel):
         self.config = config
         self.clock = clock
         now = clock.monotonic()
-        self._shutter = _Motion(0.0, 0.0, now, now)
-        self._azimuth = _Motion(config.park_az_deg, config.park_az_deg, now, now)
+        self._shutter = Motion(0.0, 0.0, now, now)
+        self._azimuth = Motion(config.park_az_deg, config.park_az_deg, now, now)
         self._park_pending = False
         self._at_park = self.rotates
 
@@ -177,7 +161,7 @@ class DomeModel(ConnectableModel):
             return  # already there or on the way: ASCOM allows the repeated command
         # From where it is: a roof stopped half-way takes half the time to finish.
         duration = abs(target - fraction) * self.config.shutter_time_s
-        self._shutter = _Motion(fraction, target, now, now + duration)
+        self._shutter = Motion(fraction, target, now, now + duration)
         log.info("simulated dome shutter %s", "opening" if target else "closing")
 
     def open_shutter(self) -> None:
@@ -263,7 +247,7 @@ class DomeModel(ConnectableModel):
         here = self._azimuth.at(now) % 360.0
         turn = _shortest(here, az_deg)
         duration = abs(turn) / self.config.rotation_rate_deg_s
-        self._azimuth = _Motion(here, here + turn, now, now + duration)
+        self._azimuth = Motion(here, here + turn, now, now + duration)
 
     def slew_to_azimuth(self, az_deg: float) -> None:
         """Start turning the slit to an azimuth; leaves the park position.
@@ -316,7 +300,7 @@ class DomeModel(ConnectableModel):
         if self.slewing:
             log.info("simulated dome motion aborted")
         fraction = self._shutter.at(now)
-        self._shutter = _Motion(fraction, fraction, now, now)
+        self._shutter = Motion(fraction, fraction, now, now)
         here = self._azimuth.at(now) % 360.0
-        self._azimuth = _Motion(here, here, now, now)
+        self._azimuth = Motion(here, here, now, now)
         self._park_pending = False

@@ -1,4 +1,4 @@
-"""What the simulated device models share: the ASCOM error and its numbers.
+"""What the simulated device models share: the ASCOM error and its numbers, a timed motion.
 
 The models (`CameraModel`, `FilterWheelModel`, `MountModel`, `SafetyMonitorModel`) speak
 ASCOM semantics: they raise `AscomError` with an ASCOM error number, and both adapters (the
@@ -8,6 +8,7 @@ Alpaca server and the in-process Protocol implementations) translate it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "VALUE_NOT_SET",
     "AscomError",
     "ConnectableModel",
+    "Motion",
     "ascom_datetime",
 ]
 
@@ -30,6 +32,27 @@ VALUE_NOT_SET = 0x402
 NOT_CONNECTED = 0x407
 INVALID_WHILE_PARKED = 0x408
 INVALID_OPERATION = 0x40B
+
+
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """A motion along one axis: ``start`` at ``t_start`` to ``target`` at ``t_end``.
+
+    The models compute positions lazily from their clock: every read interpolates at the
+    current simulated time (a dome's shutter and azimuth, a telescope cover).
+    """
+
+    start: float
+    target: float
+    t_start: float
+    t_end: float
+
+    def at(self, t: float) -> float:
+        """Return the position at simulated time ``t`` (s)."""
+        if t >= self.t_end:
+            return self.target  # exactly: start + (target - start) can miss it by an ulp
+        f = max(0.0, (t - self.t_start) / (self.t_end - self.t_start))
+        return self.start + f * (self.target - self.start)
 
 
 class AscomError(Exception):

@@ -188,8 +188,12 @@ class DomeFollower:
         except DeviceError as exc:
             log.warning("the dome did not take the slew's azimuth: %s", exc)
 
-    async def reading(self) -> SlitReading | None:
+    async def reading(self, *, follow: bool = False) -> SlitReading | None:
         """Read the slit against the telescope; None without a dome to slave.
+
+        With ``follow``, send the dome again when the slit is off by more than half the
+        tolerance and it may move (not while the mount slews, nor to an azimuth it is
+        already on its way to).
 
         Raises
         ------
@@ -204,22 +208,8 @@ class DomeFollower:
         dome, mount = read
         assert dome.azimuth_deg is not None
         required = self.required_for(mount)
-        return SlitReading(
-            dome.azimuth_deg, required, _off_deg(dome.azimuth_deg, required), dome.slewing
-        )
-
-    async def _follow_once(self) -> SlitReading | None:
-        """Look once and send the dome again if the slit is off by more than half the tolerance."""
-        if not await self.enabled():
-            return None
-        read = await self._read()
-        if read is None:
-            return None
-        dome, mount = read
-        assert dome.azimuth_deg is not None
-        required = self.required_for(mount)
         error = _off_deg(dome.azimuth_deg, required)
-        if self._may_move(dome, mount) and not mount.slewing:
+        if follow and self._may_move(dome, mount) and not mount.slewing:
             half = self.config.tolerance_deg / 2.0
             # On its way to an azimuth close enough: let it arrive rather than start again.
             on_its_way = dome.slewing and (
@@ -241,7 +231,7 @@ class DomeFollower:
         last: SlitReading | None = None
         try:
             while True:
-                last = await self._follow_once()
+                last = await self.reading(follow=True)
                 if last is None:
                     return None
                 if not last.slewing and last.error_deg <= c.tolerance_deg:
@@ -271,7 +261,7 @@ class DomeFollower:
             await self.clock.sleep(self.config.follow_every_s)
             try:
                 if await self.enabled():
-                    await self._follow_once()
+                    await self.reading(follow=True)
             except DeviceError as exc:
                 log.debug("dome follower: %s", exc)
 
