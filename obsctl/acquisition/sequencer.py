@@ -452,7 +452,7 @@ class Sequencer:
             if step.image_type == "BIAS":
                 exposure_s = (await self.devices.camera.info()).exposure_min_s
             mount = await self._pointing(sequence, step)
-            if step.image_type == "LIGHT" and sequence.target is not None:
+            if step.sees_sky:  # a sky flat too: the slit must face where the tube points
                 slit_start = await self._align_dome()
             if not self.supervisor.is_safe and step.sees_sky:
                 # It turned unsafe while this frame was prepared (slew, filter): the
