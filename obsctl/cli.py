@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -837,6 +838,180 @@ def _progress(done: int, total: int, result: Any) -> None:
     sys.stderr.flush()
 
 
+def _night_range(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """Return the nights of ``--night`` or ``--from-night``/``--to-night`` (both included).
+
+    Raises
+    ------
+    ConfigError
+        When a night is no date, or ``--night`` is given with a range.
+    """
+    if args.night is not None:
+        if args.from_night is not None or args.to_night is not None:
+            raise ConfigError("--night: give one night or a range (--from-night, --to-night)")
+        night = _night_arg(args.night, "--night").isoformat()
+        return night, night
+    first = None if args.from_night is None else _night_arg(args.from_night, "--from-night")
+    last = None if args.to_night is None else _night_arg(args.to_night, "--to-night")
+    if first is not None and last is not None and first > last:
+        raise ConfigError(f"--from-night {first} is after --to-night {last}")
+    return (
+        None if first is None else first.isoformat(),
+        None if last is None else last.isoformat(),
+    )
+
+
+async def _reprocess(config: Config, args: argparse.Namespace) -> int:
+    import functools
+    import threading
+
+    from obsctl.embedded import reference_catalog
+    from obsctl.pipeline.reprocess import (
+        Selection,
+        Summary,
+        check_cluster,
+        check_from_stage,
+        dask_client,
+        reprocess,
+    )
+    from obsctl.pipeline.stages import build_stages, check_stages
+
+    workers = args.workers if args.workers is not None else config.pipeline.workers
+    _bounded(workers, "--workers", 1, 256)
+    _bounded(args.batch_size, "--batch-size", 1, 100_000)
+    _bounded(args.connect_timeout, "--connect-timeout", 0.0, 3600.0, above=True, unit=" s")
+    if args.limit is not None:
+        _bounded(args.limit, "--limit", 1, _MAX_ROWS)
+    stage_names = tuple(config.pipeline.stages)
+    check_from_stage(args.from_stage, stage_names)
+    check_cluster(args.cluster)
+    check_stages(config)
+    first, last = _night_range(args)
+    selection = Selection(
+        first_night=first,
+        last_night=last,
+        target=args.target,
+        filter_name=args.filter,
+        image_type=args.type,
+        state=args.state,
+    )
+    data_dir = DataDir(config.data.directory)
+    factory = functools.partial(build_stages, config, data_dir, reference_catalog(config))
+    stop = threading.Event()
+    shown = [0.0, 0.0]  # last progress line, start of the tasks (time.monotonic)
+
+    def connected(client: Any) -> None:
+        where = "a local cluster" if args.cluster == "local" else args.cluster
+        dashboard = "off" if args.no_dashboard else client.dashboard_link
+        _out(f"Dask: {where}, {len(client.nthreads())} worker(s); dashboard {dashboard}")
+
+    def progress(summary: Summary, result: Any) -> None:
+        now = time.monotonic()
+        if result is None:
+            how = "taken up again" if summary.resumed else "new"
+            _out(
+                f"reprocess run {summary.run_id} ({how}): {summary.n_frames} frame(s)"
+                + (f", from stage {args.from_stage}" if args.from_stage else ", every stage")
+                + f"; {summary.finished_before} finished before"
+            )
+            shown[:] = [now, now]
+            return
+        if now - shown[0] < 1.0 and summary.remaining:  # one line a second at most
+            return
+        shown[0] = now
+        total = summary.done + summary.remaining
+        width = 24
+        filled = width * summary.done // max(total, 1)
+        rate = summary.done / max(now - shown[1], 1e-9)
+        failed = f", {summary.failed} failed" if summary.failed else ""
+        sys.stderr.write(
+            f"[{'#' * filled}{'.' * (width - filled)}] {summary.done}/{total} "
+            f"{rate:.1f} frames/s{failed}\n"
+        )
+        sys.stderr.flush()
+
+    def run() -> Summary:
+        with data_dir.lock():  # the one writer of the log: no daemon beside the run
+            log_db = data_dir.open_log(existing=True)
+            try:
+                return reprocess(
+                    log_db,
+                    data_dir,
+                    factory,
+                    stage_names,
+                    selection,
+                    cluster=functools.partial(
+                        dask_client,
+                        args.cluster,
+                        workers=workers,
+                        dashboard=not args.no_dashboard,
+                        connect_timeout_s=args.connect_timeout,
+                    ),
+                    from_stage=args.from_stage,
+                    new=args.new,
+                    limit=args.limit,
+                    batch_size=args.batch_size,
+                    on_client=connected,
+                    progress=progress,
+                    stop=stop,
+                )
+            finally:
+                log_db.close()
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        summary = await asyncio.shield(task)
+    except asyncio.CancelledError:  # Ctrl-C: write what is in hand, leave the rest pending
+        stop.set()
+        stopped = await task
+        sys.stderr.write(
+            f"obsctl: run {stopped.run_id} stopped with {stopped.remaining} frame(s) pending: "
+            "run the same command again to go on\n"
+        )
+        raise
+    if summary.n_frames == 0:
+        sys.stderr.write("obsctl: no logged frame matches the selection\n")
+        return 1
+    rate = summary.done / summary.wall_s if summary.wall_s > 0 else math.nan
+    _out(
+        f"run {summary.run_id}: {summary.done} frame(s) processed"
+        + (f" ({summary.failed} failed)" if summary.failed else "")
+        + f" in {summary.wall_s:.1f} s ({rate:.2f} frames/s); "
+        + (
+            f"{summary.remaining} still pending: run the same command again"
+            if summary.remaining
+            else f"the run is complete ({summary.n_frames} frames)"
+        )
+        + (
+            f"; nights refitted: {', '.join(summary.nights_refitted)}"
+            if summary.nights_refitted
+            else ""
+        )
+    )
+    return 1 if summary.failed else 0
+
+
+async def _export(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.store.parquet import export_parquet
+
+    first, last = _night_range(args)
+    data_dir = DataDir(config.data.directory)
+    out = args.out if args.out is not None else data_dir.root / "export" / "parquet"
+    log_db = data_dir.open_log(existing=True)
+    try:
+        counts = await asyncio.to_thread(
+            export_parquet, log_db, out, first_night=first, last_night=last
+        )
+    finally:
+        log_db.close()
+    _out(
+        f"exported to {out}: "
+        + ", ".join(f"{n} {table} row(s)" for table, n in counts.items())
+        + "; schema in docs/parquet.md"
+    )
+    return 0
+
+
 async def _plan(config: Config, args: argparse.Namespace) -> int:
     from obsctl.night.plan import load_plan
     from obsctl.night.progress import describe_status
@@ -1093,7 +1268,79 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output folder (default: the shipped model's)"
     )
     model_train.add_argument("--seed", type=int, default=0, help="training seed")
+    repro = sub.add_parser(
+        "reprocess", help="run the pipeline again over logged frames, on a Dask cluster"
+    )
+    _night_options(repro)
+    repro.add_argument("--target", type=_text, default=None, help="target name")
+    repro.add_argument("--filter", type=_text, default=None, help="filter name")
+    repro.add_argument(
+        "--type",
+        type=str.upper,
+        choices=["LIGHT", "DARK", "BIAS", "FLAT"],
+        default="LIGHT",
+        help="image type (default LIGHT)",
+    )
+    repro.add_argument(
+        "--state",
+        choices=["done", "failed", "queued", "running", "none"],
+        default=None,
+        help="processing state (none: never queued; default: any)",
+    )
+    repro.add_argument(
+        "--from-stage",
+        default=None,
+        metavar="NAME",
+        help="run this stage and the ones after it on the stored results (classify, "
+        "astrometry, zeropoint); default: every stage from the raw frame, calibrated with "
+        "the masters the live pipeline picks today",
+    )
+    repro.add_argument(
+        "--cluster",
+        default="local",
+        help="'local' (a Dask LocalCluster of processes on 127.0.0.1, the default) or a "
+        "scheduler address, tcp://host:8786",
+    )
+    repro.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local cluster's worker processes (default: [pipeline] workers)",
+    )
+    repro.add_argument(
+        "--limit", type=int, default=None, help="process at most N frames now; rerun for the rest"
+    )
+    repro.add_argument(
+        "--batch-size", type=int, default=50, help="results written per transaction (default 50)"
+    )
+    repro.add_argument(
+        "--new", action="store_true", help="start a new run even if the same one is unfinished"
+    )
+    repro.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to reach a remote scheduler (default 10)",
+    )
+    repro.add_argument("--no-dashboard", action="store_true", help="no Dask dashboard")
+    export = sub.add_parser("export", help="export results for analysis")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    export_pq = export_sub.add_parser(
+        "parquet",
+        help="measurements, frame metrics and light curves as Parquet, partitioned by night",
+    )
+    export_pq.add_argument(
+        "--out", type=Path, default=None, help="folder (default: <data>/export/parquet)"
+    )
+    _night_options(export_pq)
     return parser
+
+
+def _night_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--night", default=None, help="one night, YYYY-MM-DD")
+    parser.add_argument("--from-night", default=None, help="first night, YYYY-MM-DD")
+    parser.add_argument("--to-night", default=None, help="last night, YYYY-MM-DD (included)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1116,6 +1363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": lambda config: _model(config, args),
         "lightcurve": lambda config: _lightcurve(config, args),
         "alerts": lambda config: _alerts(config, args),
+        "reprocess": lambda config: _reprocess(config, args),
+        "export": lambda config: _export(config, args),
     }
     try:
         config = offset_ports(load_config(args.config), args.port_offset)

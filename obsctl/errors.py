@@ -174,7 +174,10 @@ class ImageDownloadError(DeviceError):
 
 
 class PipelineError(ObsctlError):
-    """A pipeline run failed as a whole (queue or worker pool broken)."""
+    """A pipeline run failed as a whole (queue or worker pool broken, Dask scheduler unreachable).
+
+    Say it and stop: the frames not done stay queued (or pending in their reprocessing run).
+    """
 
 
 class StageError(PipelineError):

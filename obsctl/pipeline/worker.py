@@ -193,17 +193,21 @@ def process_file(
     stages: StageList | None = None,
     data_dir: DataDir | Path | None = None,
     write_outputs: bool = True,
+    start: Callable[[], Frame] | None = None,
 ) -> FrameResult:
     """Process one FITS file through the stages; write the calibrated frame and catalog.
 
-    In a worker process the stages built by the pool initializer are used.
+    In a worker process the stages built by the pool initializer are used. ``start``, when
+    given, returns the frame to begin from instead of the raw file (a reprocessing from a
+    later stage on, `obsctl.pipeline.checkpoint`); its `OSError` or `ValueError` fails the
+    frame in ``load`` as an unreadable raw file does.
     """
     stages = stages if stages is not None else _STAGES
     data_dir = data_dir if data_dir is not None else _DATA_DIR
     assert stages is not None, "no stages: call through PipelineRunner or pass stages"
     result = FrameResult(path=path, exposure_id=exposure_id)
     try:
-        frame = load_frame(path, exposure_id)
+        frame = load_frame(path, exposure_id) if start is None else start()
     except (OSError, ValueError) as exc:
         result.failed_stage, result.reason = "load", f"{type(exc).__name__}: {exc}"
         return result

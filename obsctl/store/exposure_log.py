@@ -123,8 +123,10 @@ class ExposureLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot create its folder: {exc}") from exc
-        # One connection shared by the daemon's worker threads, serialised by a lock.
-        self._lock = threading.Lock()
+        # One connection shared by the daemon's worker threads, serialised by a lock;
+        # re-entrant so that the writes inside `batch` join its transaction.
+        self._lock = threading.RLock()
+        self._batch_depth = 0
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -189,6 +191,9 @@ class ExposureLog:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._locked() as db:
+            if self._batch_depth:  # inside `batch`: part of its transaction
+                yield db
+                return
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -196,6 +201,20 @@ class ExposureLog:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every write inside the block, from this thread, one transaction.
+
+        One commit for many results (the reprocessing writer's batches) instead of one per
+        statement; other threads wait until the block ends. A failure rolls back all of it.
+        """
+        with self._transaction():
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
 
     @property
     def schema_version(self) -> int:

@@ -297,6 +297,33 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE exposures ADD COLUMN dome_err_deg REAL;
     ALTER TABLE exposures ADD COLUMN dome_ok INTEGER;
     """,
+    # archive reprocessing (obsctl.pipeline.runs): a run is its selection and options (the same
+    # command finds it again), with the frames chosen at its start and each one's outcome, so
+    # that a run interrupted is resumed without redoing what finished
+    """
+    CREATE TABLE reprocess_runs (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        selection TEXT NOT NULL,
+        from_stage TEXT,
+        state TEXT NOT NULL,
+        n_frames INTEGER NOT NULL,
+        created_utc TEXT NOT NULL,
+        updated_utc TEXT NOT NULL
+    );
+    CREATE INDEX reprocess_runs_key ON reprocess_runs (key, state);
+    CREATE TABLE reprocess_frames (
+        run_id INTEGER NOT NULL REFERENCES reprocess_runs (id),
+        exposure_id INTEGER NOT NULL REFERENCES exposures (id),
+        state TEXT NOT NULL,
+        stage TEXT,
+        reason TEXT,
+        seconds REAL,
+        updated_utc TEXT,
+        PRIMARY KEY (run_id, exposure_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX reprocess_frames_state ON reprocess_frames (run_id, state);
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.

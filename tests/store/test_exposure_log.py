@@ -245,3 +245,23 @@ def test_calibration_stars_of_a_night(db) -> None:
     assert {r[0] for r in rows} == {"V"} and {r[1] for r in rows} == set(ids["V"][:2])
     assert all(len(r) == 8 and r[6] is None for r in rows)  # ref_mag_err NULL
     assert db.night_calibration_stars("2026-11-24") == []
+
+
+def test_a_batch_is_one_transaction_and_rolls_back_whole(db, tmp_path) -> None:
+    record = ExposureRecord(
+        night="2026-11-25", file_path="raw/a.fits", image_type="LIGHT", exposure_s=1.0,
+        date_obs="2026-11-25T22:00:00", mjd_start=61000.0, mjd_mid=61000.0, bin_x=1, bin_y=1,
+    )  # fmt: skip
+    other = ExposureLog(tmp_path / "obsctl.sqlite")  # another connection: sees commits only
+    try:
+        with db.batch():
+            first = db.add_exposure(record)
+            db.set_status(first, "processed")
+            assert other.query("SELECT COUNT(*) AS n FROM exposures")[0]["n"] == 0
+        assert other.exposure(first)["status"] == "processed"
+        with pytest.raises(sqlite3.IntegrityError), db.batch():
+            db.add_exposure(replace(record, file_path="raw/b.fits"))
+            db.add_exposure(record)  # the same file again: refused, and the batch with it
+        assert [r["file_path"] for r in db.exposures()] == ["raw/a.fits"]
+    finally:
+        other.close()
