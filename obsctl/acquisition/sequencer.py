@@ -499,6 +499,7 @@ class Sequencer:
                 filter_name=self._filter if step.image_type in ("LIGHT", "FLAT") else None,
                 mount=mount,
                 slit=await self._slit_after(slit_start),
+                panel_brightness=brightness,
             ),
             sequence_id=self.activity.sequence_id,
             step_index=step_index,

@@ -211,6 +211,9 @@ class FrameContext:
         Camera position angle on the sky (east of north) for the approximate WCS.
     slit : SlitRecord or None
         A slaved dome's slit during the frame; None without one.
+    panel_brightness : int or None
+        A panel flat's lamp brightness in the panel's steps; None for a sky flat or any
+        other frame.
     """
 
     image: CameraImage
@@ -224,6 +227,7 @@ class FrameContext:
     mount: MountStatus | None = None
     rotation_deg: float = 0.0
     slit: SlitRecord | None = None
+    panel_brightness: int | None = None
 
 
 def _approximate_wcs(header: fits.Header, ctx: FrameContext) -> None:
@@ -305,6 +309,11 @@ def raw_header(ctx: FrameContext) -> fits.Header:
         if am is not None:
             h["AIRMASS"] = (round(am, 4), "airmass at exposure start (Pickering 2002)")
         h["PIERSIDE"] = (ms.pier_side.name, "side of pier")
+    if ctx.image_type == "FLAT":  # which light: masters must not mix a panel and the sky
+        panel = ctx.panel_brightness is not None
+        h["FLATSRC"] = ("panel" if panel else "sky", "flat-field light source")
+        if panel:
+            h["PANELBRT"] = (ctx.panel_brightness, "flat panel brightness, device steps")
     if ctx.slit is not None:
         h["DOMEAZ"] = (round(ctx.slit.azimuth_deg, 3), "[deg] dome slit azimuth at start")
         h["DOMEERR"] = (round(ctx.slit.error_deg, 3), "[deg] slit off the telescope, worst")

@@ -95,6 +95,8 @@ async def test_panel_flats_under_a_closed_roof_in_the_rain_then_lights_uncovered
         for row in rows:
             level = float(np.median(fits.getdata(root / row["file_path"])))
             assert abs(level / TARGET_ADU - 1.0) <= 0.1, level
+            header = fits.getheader(root / row["file_path"])
+            assert header["FLATSRC"] == "panel" and 1 <= header["PANELBRT"] <= MAX_BRIGHTNESS
         assert seen and all(s[0] == CoverState.CLOSED for s in seen)
         assert all(s[1] == CalibratorState.READY for s in seen)
         assert all(s[2] == ShutterState.CLOSED for s in seen)  # the roof never opened
