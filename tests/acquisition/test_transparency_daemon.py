@@ -24,14 +24,18 @@ from obsctl.store.exposure_log import ExposureLog
 
 from ..daemon_helpers import enclosure_config, overhead_target
 
-EXPOSURE_S = 60.0
-PROBE_EVERY = timedelta(minutes=4)
+#: Long enough that the pipeline (about 0.4 s a frame here, real time) keeps up with the
+#: frames (1.2 s apart at the default 100x) with room for a loaded machine: a pipeline
+#: slower than the frames falls further behind with every frame, and the pause comes late.
+EXPOSURE_S = 120.0
+PROBE_EVERY = timedelta(minutes=8)
 #: The spell, from the simulated clock's start (it starts at the real time now): late enough
 #: for the pipeline to have caught up with its start (its worker starting, the first frames).
-SPELL_FROM, SPELL_TO = timedelta(minutes=24), timedelta(minutes=44)
-#: How long into the spell frames may still go: the frames of the median, the pipeline's lag
-#: (about 3 min here on 2 cores at the default 100x).
-PAUSE_WITHIN = timedelta(minutes=10)
+SPELL_FROM, SPELL_TO = timedelta(minutes=24), timedelta(minutes=56)
+#: How long into the spell frames may still go: the two frames of the median, the one under
+#: way when they are measured and the pipeline's lag.
+PAUSE_WITHIN = timedelta(minutes=14)
+FRAMES = 28
 
 
 def cloudy_config(data_dir: Path, spell: tuple[datetime, datetime]) -> Config:
@@ -65,7 +69,7 @@ async def test_clouds_in_the_frames_pause_lights_with_the_roof_open(tmp_path: Pa
     sequence = Sequence(
         name="cloudy",
         target=overhead_target(),
-        steps=(ExposureStep(image_type="LIGHT", filter="V", exposure_s=EXPOSURE_S, count=60),),
+        steps=(ExposureStep(image_type="LIGHT", filter="V", exposure_s=EXPOSURE_S, count=FRAMES),),
     )
     commands: list[tuple[datetime, str]] = []
 
@@ -95,11 +99,11 @@ async def test_clouds_in_the_frames_pause_lights_with_the_roof_open(tmp_path: Pa
     finally:
         db.close()
     starts = [datetime.fromisoformat(r["date_obs"]).replace(tzinfo=UTC) for r in rows]
-    assert len(starts) == 60  # every frame of the sequence, none lost
+    assert len(starts) == FRAMES  # every frame of the sequence, none lost
 
     before = [t for t in starts if t < spell[0]]
     # Before: the sequence's own rate, about one frame per exposure and readout.
-    assert len(before) >= 15
+    assert len(before) >= 8
     rate = (len(before) - 1) / (before[-1] - before[0]).total_seconds()
     # Within a few frames of the spell's start (the median's frames and the pipeline's lag)
     # the lights pause: a gap of at least half a probe interval.
