@@ -905,7 +905,10 @@ class SimulatedVariableConfig(_Model):
     """A variable star or transient of the simulated sky (see `obsctl.simulators.variables`)."""
 
     name: str = Field(min_length=1, max_length=68)
-    kind: Literal["constant", "sine", "eclipsing", "rrlyrae", "transit", "transient"]
+    kind: Literal[
+        "constant", "sine", "eclipsing", "rrlyrae", "transit", "transient",
+        "rrc", "dcep", "dscuti", "contact", "lpv", "irregular", "flare",
+    ]  # fmt: skip
     ra_deg: float = Field(ge=0, lt=360)
     dec_deg: float = Field(ge=-90, le=90)
     mag_v: float = Field(ge=-30, le=40, description="quiescent V magnitude; a transient's peak")
@@ -1455,6 +1458,15 @@ class MonitoringConfig(_Model):
     max_comparisons: int = Field(default=30, ge=2, le=10_000)
     periodogram_min_points: int = Field(default=20, ge=5, le=1_000_000)
     min_period_d: float = Field(default=0.05, gt=0, le=1e5)
+    classify: bool = Field(
+        default=True, description="classify the monitored targets' light curves (variable kind)"
+    )
+    classify_min_points: int = Field(
+        default=20, ge=5, le=1_000_000, description="good points before a first classification"
+    )
+    class_alert_probability: float = Field(
+        default=0.8, gt=0, le=1, description="a class found or changed at this probability alerts"
+    )
     sinks: tuple[AlertSinkConfig, ...] = Field(default=(), max_length=100)
 
 

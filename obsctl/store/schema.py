@@ -324,6 +324,19 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX reprocess_frames_state ON reprocess_frames (run_id, state);
     """,
+    # what kind of variable a monitored target is (obsctl.timeseries.classifier): the period
+    # search's method and false-alarm probability, the classifier's class, its probability,
+    # every class's probability (JSON), the anomaly score (in units of its threshold: >= 1 is
+    # unlike every class), and the class last alerted (a class change is alerted once)
+    """
+    ALTER TABLE lc_objects ADD COLUMN period_method TEXT;
+    ALTER TABLE lc_objects ADD COLUMN period_fap REAL;
+    ALTER TABLE lc_objects ADD COLUMN var_class TEXT;
+    ALTER TABLE lc_objects ADD COLUMN var_class_prob REAL;
+    ALTER TABLE lc_objects ADD COLUMN var_probs TEXT;
+    ALTER TABLE lc_objects ADD COLUMN anomaly_score REAL;
+    ALTER TABLE lc_objects ADD COLUMN alerted_class TEXT;
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.

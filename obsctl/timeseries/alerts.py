@@ -23,7 +23,7 @@ __all__ = [
     "transit_dip",
 ]
 
-AlertKind = Literal["brighten", "fade", "dip", "new_source"]
+AlertKind = Literal["brighten", "fade", "dip", "new_source", "class", "anomaly"]
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -34,8 +34,9 @@ class Alert:
 
     Parameters
     ----------
-    kind : {"brighten", "fade", "dip", "new_source"}
-        What happened.
+    kind : {"brighten", "fade", "dip", "new_source", "class", "anomaly"}
+        What happened: a change of brightness, a transit-like dip, a new source, a variable
+        class found or changed with confidence, a light curve unlike every class.
     field, target : str or None
         The monitored field and target.
     object_id, exposure_id : int or None

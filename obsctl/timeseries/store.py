@@ -12,6 +12,7 @@ length, not on the size of the archive.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -386,6 +387,8 @@ class LightCurveStore:
         period_d: float | None,
         period_power: float | None,
         amplitude_mag: float | None,
+        period_method: str | None = None,
+        period_fap: float | None = None,
     ) -> None:
         """Store a target's variability statistics and period, stamped with the time now.
 
@@ -399,11 +402,15 @@ class LightCurveStore:
             Reduced chi-square against a constant, Stetson J index.
         period_d, period_power, amplitude_mag : float or None
             Best period (d), its periodogram power and amplitude (mag); None without one.
+        period_method : str or None
+            The method that found the period (``ls``, ``ls-multi`` or ``bls``).
+        period_fap : float or None
+            The period's false-alarm probability.
         """
         self.db.execute(
             "UPDATE lc_objects SET wmean_mag = ?, wscatter_mag = ?, expected_mag = ?, "
             "chi2_red = ?, stetson_j = ?, period_d = ?, period_power = ?, amplitude_mag = ?, "
-            "updated_utc = ? WHERE target = ?",
+            "period_method = ?, period_fap = ?, updated_utc = ? WHERE target = ?",
             (
                 wmean_mag,
                 wscatter_mag,
@@ -413,18 +420,74 @@ class LightCurveStore:
                 period_d,
                 period_power,
                 amplitude_mag,
+                period_method,
+                period_fap,
                 _now("seconds"),
                 target,
             ),
         )
 
+    def save_class(
+        self,
+        target: str,
+        *,
+        var_class: str,
+        probability: float,
+        probabilities: Mapping[str, float],
+        anomaly_score: float | None,
+    ) -> None:
+        """Store a target's variable class, its probabilities and anomaly score.
+
+        Parameters
+        ----------
+        target : str
+            The monitored target.
+        var_class : str
+            The most probable class.
+        probability : float
+            Its probability (0-1).
+        probabilities : mapping of str to float
+            Every class's probability, stored as JSON.
+        anomaly_score : float or None
+            How unlike every class the light curve is (higher is more unusual).
+        """
+        self.db.execute(
+            "UPDATE lc_objects SET var_class = ?, var_class_prob = ?, var_probs = ?, "
+            "anomaly_score = ? WHERE target = ?",
+            (
+                var_class,
+                probability,
+                json.dumps({k: round(float(v), 4) for k, v in probabilities.items()}),
+                anomaly_score,
+                target,
+            ),
+        )
+
+    def alerted_class(self, target: str) -> str | None:
+        """Return the class last alerted for a target, None before the first."""
+        rows = self.db.query("SELECT alerted_class FROM lc_objects WHERE target = ?", (target,))
+        return rows[0]["alerted_class"] if rows else None
+
+    def set_alerted_class(self, target: str, var_class: str) -> None:
+        """Record the class alerted for a target: the next alert needs another class."""
+        self.db.execute(
+            "UPDATE lc_objects SET alerted_class = ? WHERE target = ?", (var_class, target)
+        )
+
     def light_curves(self) -> list[dict[str, Any]]:
-        """Return every monitored target with its point count and statistics, by name."""
-        return self.db.query(
+        """Return every monitored target with its point count, statistics and class, by name.
+
+        ``var_probs`` is a mapping of class to probability (None before a classification).
+        """
+        rows = self.db.query(
             "SELECT target, field, ra_deg, dec_deg, n_points, wmean_mag, wscatter_mag, "
             "expected_mag, chi2_red, stetson_j, period_d, period_power, amplitude_mag, "
+            "period_method, period_fap, var_class, var_class_prob, var_probs, anomaly_score, "
             "first_mjd, updated_utc FROM lc_objects WHERE target IS NOT NULL ORDER BY target"
         )
+        for row in rows:
+            row["var_probs"] = json.loads(row["var_probs"]) if row["var_probs"] else None
+        return rows
 
     # --- alerts --------------------------------------------------------------------------
 

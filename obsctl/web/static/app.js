@@ -760,7 +760,9 @@
       return;
     }
     try {
-      const names = targetNames(await api("/api/lightcurves")).slice(0, 8);
+      const listing = await api("/api/lightcurves");
+      const rows = new Map((Array.isArray(listing) ? listing : listing.items || []).map((r) => [r.target, r]));
+      const names = targetNames(listing).slice(0, 8);
       const curves = await Promise.all(
         names.map((n) => api(`/api/lightcurve?target=${encodeURIComponent(n)}`).catch(() => null)),
       );
@@ -770,7 +772,11 @@
         return;
       }
       box.innerHTML = withPoints
-        .map((c, i) => `<div class="plot"><div class="title">${esc(c.target)} (${c.points.length})</div><canvas id="lc-${i}"></canvas></div>`)
+        .map((c, i) => {
+          const row = rows.get(c.target) || {};
+          const fold = Number.isFinite(row.period_d) ? `<canvas id="lc-fold-${i}" class="fold"></canvas>` : "";
+          return `<div class="plot" data-target="${esc(c.target)}"><div class="title">${esc(c.target)} (${c.points.length})${variableLabel(row)}</div><canvas id="lc-${i}"></canvas>${fold}</div>`;
+        })
         .join("");
       withPoints.forEach((c, i) => {
         const points = c.points.map((p) => ({
@@ -780,6 +786,19 @@
           color: p.flag ? "#777" : FILTER_COLOURS[p.filter],
         }));
         window.ObsPlot.draw($(`#lc-${i}`), points, { invert: true, yErr: "err" });
+        const period = (rows.get(c.target) || {}).period_d;
+        if (Number.isFinite(period)) {
+          // Two cycles of the fold on the found period, times in BJD where known.
+          const t0 = Math.min(...c.points.map((p) => p.mjd));
+          const folded = points.flatMap((p, k) => {
+            const t = c.points[k].bjd_tdb ? c.points[k].bjd_tdb - 2400000.5 : p.x;
+            const phase = (((t - t0) / period) % 1 + 1) % 1;
+            return [{ ...p, x: phase }, { ...p, x: phase + 1 }];
+          });
+          window.ObsPlot.draw($(`#lc-fold-${i}`), folded, {
+            invert: true, yErr: "err", connect: false, xFormat: (x) => `phase ${x.toFixed(1)}`,
+          });
+        }
       });
     } catch (err) {
       box.innerHTML = '<p class="muted">no light curves yet</p>';
@@ -787,6 +806,16 @@
     }
   }
   const loadLightcurvesSoon = debounce(loadLightcurves, 1000);
+
+  // The class the light-curve classifier gives, its probability, the period and how it was
+  // found, and a flag for a curve unlike every class.
+  function variableLabel(row) {
+    const parts = [];
+    if (row.var_class) parts.push(`<span class="var-class">${esc(row.var_class)} ${Math.round(100 * row.var_class_prob)} %</span>`);
+    if (Number.isFinite(row.period_d)) parts.push(`P = ${row.period_d.toFixed(row.period_d < 10 ? 5 : 2)} d${row.period_method ? ` (${esc(row.period_method)})` : ""}`);
+    if (Number.isFinite(row.anomaly_score) && row.anomaly_score >= 1) parts.push('<span class="anomaly">unusual</span>');
+    return parts.length ? ` — ${parts.join(", ")}` : "";
+  }
 
   async function loadAlerts() {
     const box = $("#alerts");
