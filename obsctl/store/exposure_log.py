@@ -230,8 +230,13 @@ class ExposureLog:
                 f"understands ({SCHEMA_VERSION}); upgrade obsctl"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            log.info("migrating %s to schema version %d", self.path, target)
             db.execute("BEGIN IMMEDIATE")
+            # Read again under the write lock: another process (a pipeline worker opening the
+            # same file) may have migrated since, and a migration run twice fails.
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= target:
+                db.execute("COMMIT")
+                continue
+            log.info("migrating %s to schema version %d", self.path, target)
             try:
                 for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():

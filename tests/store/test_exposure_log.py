@@ -265,3 +265,39 @@ def test_a_batch_is_one_transaction_and_rolls_back_whole(db, tmp_path) -> None:
         assert [r["file_path"] for r in db.exposures()] == ["raw/a.fits"]
     finally:
         other.close()
+
+
+def test_logs_opening_an_old_schema_at_once_migrate_it_once(tmp_path) -> None:
+    """Workers that open a log of an older schema together: one migrates, none fails.
+
+    Each opener is a connection of its own, as a pipeline worker process has; threads
+    started on a barrier make them read the old version together (sqlite releases the GIL).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from obsctl.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:-1], start=1):
+        raw.executescript(script)
+        raw.execute(f"PRAGMA user_version = {version}")
+    raw.execute("PRAGMA journal_mode = wal")
+    raw.close()
+    barrier = Barrier(8)
+
+    def open_log() -> int | str:
+        barrier.wait()
+        try:
+            log = ExposureLog(path)
+        except StorageError as exc:
+            return str(exc)
+        try:
+            return log.schema_version
+        finally:
+            log.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: open_log(), range(8)))
+    assert outcomes == [SCHEMA_VERSION] * 8
