@@ -501,14 +501,14 @@ def _format_status(value: dict[str, object]) -> str:
 
 
 async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
-    from obsctl.timeseries.export import plot_light_curve, write_light_curve
-    from obsctl.timeseries.store import load_light_curve, object_for_target
+    from obsctl.timeseries.export import plot_folds, plot_light_curve, write_light_curve
+    from obsctl.timeseries.periods import PeriodSearchError, search_period
+    from obsctl.timeseries.store import load_light_curve
 
     data_dir = DataDir(config.data.directory)
     db = data_dir.open_log(existing=True)
     try:
         points = load_light_curve(db, args.target)
-        obj = object_for_target(db, args.target)
     finally:
         db.close()
     if not points:
@@ -520,8 +520,22 @@ async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
         sys.stderr.write(f"{len(points)} point(s) of {args.target} written to {args.out}\n")
     if args.plot is not None:
         known = next((t.period_d for t in config.monitoring.targets if t.name == args.target), None)
-        period = known if known is not None else (obj or {}).get("period_d") if args.fold else None
-        plot_light_curve(args.target, points, args.plot, period_d=period)
+        if args.fold and known is None:
+            good = [p for p in points if p["flag"] == 0 and p["mag"] is not None]
+            try:
+                result = search_period(
+                    [p["bjd_tdb"] - 2400000.5 for p in good],
+                    [p["mag"] for p in good],
+                    [p["mag_err"] for p in good],
+                    min_period_d=config.monitoring.min_period_d,
+                )
+            except PeriodSearchError as exc:
+                raise ObsctlError(f"--fold: {args.target}: {exc}") from exc
+            folds = plot_folds(args.target, points, result, args.plot)
+            periods = ", ".join(f"{method} {period:.6f} d" for method, period in folds.items())
+            sys.stderr.write(f"folded on {periods} (chosen: {result.method})\n")
+        else:
+            plot_light_curve(args.target, points, args.plot, period_d=known)
         sys.stderr.write(f"plot written to {args.plot}\n")
     return 0
 
@@ -1255,7 +1269,9 @@ def _parser() -> argparse.ArgumentParser:
     lc.add_argument("--out", type=Path, default=None, help="write to this file")
     lc.add_argument("--plot", type=Path, default=None, help="also write a PNG plot")
     lc.add_argument(
-        "--fold", action="store_true", help="fold the plot on the measured period if none is set"
+        "--fold",
+        action="store_true",
+        help="without a configured period, fold the plot on each method's best period",
     )
     alerts = sub.add_parser("alerts", help="list the latest light-curve alerts")
     alerts.add_argument("--limit", type=int, default=50)

@@ -1,4 +1,4 @@
-"""Light-curve exports (CSV, ECSV, AAVSO Extended File Format) and a PNG plot."""
+"""Light-curve exports (CSV, ECSV, AAVSO Extended File Format) and PNG plots, plain or folded."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["plot_light_curve", "to_aavso", "to_table", "write_light_curve"]
+from obsctl.timeseries.periods import PeriodSearchResult, folded_model
+
+__all__ = ["plot_folds", "plot_light_curve", "to_aavso", "to_table", "write_light_curve"]
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +137,78 @@ def plot_light_curve(
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
+
+
+def _family(origin: str) -> str:
+    """Return the periodogram a candidate came from: ``ls``, ``ls-multi`` or ``bls``."""
+    head = origin.split(":", 1)[0]
+    return "ls-multi" if head.startswith("ls-multi") else head
+
+
+def plot_folds(
+    target: str, points: Sequence[dict[str, Any]], result: PeriodSearchResult, out: Path
+) -> dict[str, float]:
+    """Write a PNG of the light curve folded on each method's best period, one panel each.
+
+    One panel per periodogram (one-term and multi-term Lomb-Scargle, box search) at the best
+    period that method proposed (aliases included), two cycles from the chosen epoch; the
+    chosen model is drawn over its panel, whose title is marked.
+
+    Parameters
+    ----------
+    target : str
+        Name for the title.
+    points : sequence of dict
+        The light curve (`load_light_curve`); points without a magnitude are left out,
+        flagged ones drawn hollow.
+    result : PeriodSearchResult
+        The period search of these points (`search_period`).
+    out : pathlib.Path
+        The PNG file.
+
+    Returns
+    -------
+    dict of str to float
+        The period (day) of each panel, by method, the chosen method first.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    best: dict[str, float] = {}
+    for c in result.candidates:  # best first
+        best.setdefault(_family(c.origin), c.period_d)
+    chosen = _family(result.candidates[0].origin) if result.candidates else "ls"
+    best[chosen] = result.period_d
+    panels = [f for f in ("ls", "ls-multi", "bls") if f in best]
+    fig = Figure(figsize=(4.0 * len(panels), 4.0), dpi=100)
+    good = [p for p in points if p.get("mag") is not None]
+    t = np.array([p["bjd_tdb"] - 2400000.5 for p in good])
+    mag = np.array([p["mag"] for p in good])
+    err = np.array([p["mag_err"] or 0.0 for p in good])
+    bad = np.array([bool(p.get("flag")) for p in good])
+    for i, family in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        period = best[family]
+        phase = np.mod((t - result.epoch) / period, 1.0)
+        for shift in (0.0, 1.0):
+            ax.errorbar(phase[~bad] + shift, mag[~bad], err[~bad], fmt="o", ms=2, color="C0")
+            if bad.any():
+                ax.errorbar(phase[bad] + shift, mag[bad], err[bad], fmt="o", ms=2, mfc="none",
+                            color="C0")  # fmt: skip
+        mark = ""
+        if family == chosen:
+            model_phase, model = folded_model(result)
+            for shift in (0.0, 1.0):
+                ax.plot(model_phase + shift, model, color="C3", lw=1.5)
+            mark = " (chosen)"
+        ax.set_title(f"{family}: P = {period:.6f} d{mark}", fontsize="small")
+        ax.set_xlabel("phase")
+        ax.invert_yaxis()
+    fig.axes[0].set_ylabel("mag")
+    fig.suptitle(f"{target}: {result.method}, FAP {result.false_alarm:.2g}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return {chosen: best[chosen]} | {f: best[f] for f in panels}

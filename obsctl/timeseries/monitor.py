@@ -27,7 +27,8 @@ from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.alerts import Alert, baseline, brightness_change, transit_dip
 from obsctl.timeseries.differential import choose_comparisons, differential_photometry
 from obsctl.timeseries.matching import match_positions, separation_arcsec
-from obsctl.timeseries.stats import find_period, variability_stats
+from obsctl.timeseries.periods import PeriodSearchError, search_period
+from obsctl.timeseries.stats import variability_stats
 from obsctl.timeseries.store import FramePoint, LightCurveStore, SolvedPoint
 from obsctl.timeseries.times import bjd_tdb
 
@@ -326,14 +327,12 @@ class LightCurveMonitor:
         mag = np.array([p["mag"] for p in pts])
         err = np.array([p["mag_err"] for p in pts])
         stats = variability_stats(t, mag, err)
-        period: tuple[float | None, float | None, float | None] = (None, None, None)
+        best = None
         if stats.n_points >= self.config.periodogram_min_points:
             try:
-                best = find_period(t, mag, err, min_period_d=self.config.min_period_d)
-                period = (best.period_d, best.power, best.amplitude_mag)
-            except ValueError as exc:  # too short a span so far
-                log.debug("%s: no periodogram yet: %s", target, exc)
-        period_d, period_power, amplitude_mag = period
+                best = search_period(t, mag, err, min_period_d=self.config.min_period_d)
+            except PeriodSearchError as exc:  # too short a span so far
+                log.debug("%s: no period search yet: %s", target, exc)
         self.store.save_statistics(
             target,
             wmean_mag=_finite(stats.wmean_mag),
@@ -341,9 +340,11 @@ class LightCurveMonitor:
             expected_mag=_finite(stats.expected_mag),
             chi2_red=_finite(stats.chi2_red),
             stetson_j=_finite(stats.stetson_j),
-            period_d=period_d,
-            period_power=period_power,
-            amplitude_mag=amplitude_mag,
+            period_d=best.period_d if best else None,
+            period_power=best.power if best else None,
+            amplitude_mag=best.amplitude_mag if best else None,
+            period_method=best.method if best else None,
+            period_fap=_finite(best.false_alarm) if best else None,
         )
 
     # --- alerts --------------------------------------------------------------------------

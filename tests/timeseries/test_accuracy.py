@@ -158,6 +158,10 @@ def test_cli_exports_the_light_curve(monitoring_run, tmp_path, capsys) -> None:
     code = main(["--config", str(config), "lightcurve", "VSINE", "--format", "ecsv",
                  "--out", str(out), "--plot", str(png), "--fold"])  # fmt: skip
     assert code == 0 and png.stat().st_size > 10_000
+    # Folded on each method's best period, the chosen one first: the sine's.
+    folded = capsys.readouterr().err.split("folded on ", 1)[1].split(" (chosen")[0]
+    first = float(folded.split(",")[0].split()[1])
+    assert first == pytest.approx(ts.SINE.period_d, rel=1e-3)
     table = Table.read(out)
     assert len(table) == len(monitoring_run.exposure_ids) and "bjd_tdb" in table.colnames
     assert main(["--config", str(config), "lightcurve", "VSINE", "--format", "aavso"]) == 0
