@@ -30,7 +30,7 @@ from obsctl.store.exposure_log import ExposureLog
 from ..daemon_helpers import LONGITUDE, free_port
 
 NIGHTS = ["2026-12-10", "2026-12-11", "2026-12-12"]
-SPEED = 4000.0
+SPEED = 8000.0
 # The second night's visits happen at its start (19:0x UTC): cloud from 18:00 to 23:00.
 SPELL = (datetime(2026, 12, 11, 18, tzinfo=UTC), datetime(2026, 12, 11, 23, tzinfo=UTC))
 
