@@ -753,8 +753,10 @@ def _prefer_shorter(scored: list[_Scored], df: float) -> _Scored:
     """Return the lowest-BIC candidate, or a shorter period that its model nests.
 
     A candidate at 1/2 or 1/3 of the best one's period that comes within
-    `_NESTED_BIC_MARGIN` of its BIC replaces it, and so on down; the frequency rises at
-    each step, so this ends.
+    `_NESTED_BIC_MARGIN` of its BIC replaces it, and so on down. The frequency rises by at
+    least half at each step, so this ends: near the lowest frequencies the tolerance (a few
+    grid steps) is wider than the frequency itself, and the best candidate (or one below
+    it) would otherwise match its own multiples, forever.
     """
     best = scored[0]
     while True:
@@ -762,7 +764,9 @@ def _prefer_shorter(scored: list[_Scored], df: float) -> _Scored:
             c
             for c in scored
             for m in (2, 3)
-            if abs(c.freq - m * best.freq) < 0.5 * m * df and c.bic < best.bic + _NESTED_BIC_MARGIN
+            if abs(c.freq - m * best.freq) < 0.5 * m * df
+            and c.freq > 1.5 * best.freq
+            and c.bic < best.bic + _NESTED_BIC_MARGIN
         ]
         if not shorter:
             return best

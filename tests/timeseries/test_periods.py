@@ -12,6 +12,8 @@ from obsctl.simulators.variables import VariableStar
 from obsctl.timeseries.periods import (
     PeriodSearchError,
     _fourier_chi2,
+    _prefer_shorter,
+    _Scored,
     folded_model,
     search_period,
 )
@@ -227,3 +229,17 @@ def test_folded_model_follows_the_folded_truth(kind: str) -> None:
     assert np.sqrt(np.mean((model - truth) ** 2)) < 0.03
     expected = {"sine": "ls", "eclipsing": "bls"}[kind]
     assert result.method == expected
+
+
+def test_preferring_shorter_periods_ends_at_the_lowest_frequencies() -> None:
+    """Near 1 / span the tolerance is wider than the frequency: no candidate is its own 2P.
+
+    A light curve whose best period was near its time span made the search loop forever
+    (found by the classifier's training on LPV and irregular curves).
+    """
+    df = 0.01
+    best = _Scored(bic=0.0, freq=0.1 * df, origin="ls", nterms=1, eclipse=None)
+    near = _Scored(bic=5.0, freq=0.15 * df, origin="ls:2P", nterms=1, eclipse=None)
+    half = _Scored(bic=8.0, freq=0.2 * df + 0.5 * df, origin="ls:P/2", nterms=1, eclipse=None)
+    assert _prefer_shorter([best, near], df) is best
+    assert _prefer_shorter([best, near, half], df) is half
