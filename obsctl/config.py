@@ -1457,7 +1457,13 @@ class MonitoringConfig(_Model):
     )
     max_comparisons: int = Field(default=30, ge=2, le=10_000)
     periodogram_min_points: int = Field(default=20, ge=5, le=1_000_000)
-    min_period_d: float = Field(default=0.05, gt=0, le=1e5)
+    min_period_d: float = Field(
+        default=0.02,
+        gt=0,
+        le=1e5,
+        description="[d] shortest period searched: delta Scuti stars pulsate in 0.02-0.25 d, "
+        "and the variable classifier was trained with 0.02",
+    )
     classify: bool = Field(
         default=True, description="classify the monitored targets' light curves (variable kind)"
     )

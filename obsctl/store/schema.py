@@ -326,8 +326,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # what kind of variable a monitored target is (obsctl.timeseries.classifier): the period
     # search's method and false-alarm probability, the classifier's class, its probability,
-    # every class's probability (JSON), the anomaly score (in units of its threshold: >= 1 is
-    # unlike every class), and the class last alerted (a class change is alerted once)
+    # every class's probability (JSON), the anomaly score (the anomaly model's score less its
+    # threshold: above 0 is unlike every class), and the class last alerted (a class change is
+    # alerted once)
     """
     ALTER TABLE lc_objects ADD COLUMN period_method TEXT;
     ALTER TABLE lc_objects ADD COLUMN period_fap REAL;

@@ -25,9 +25,10 @@ from obsctl.pipeline.zeropoint import CALIBRATION_REJECT_FLAGS
 from obsctl.processing.photometry import FLAG_CROWDED
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.alerts import Alert, baseline, brightness_change, transit_dip
+from obsctl.timeseries.classifier import VariableClassifier, VariableModelError
 from obsctl.timeseries.differential import choose_comparisons, differential_photometry
+from obsctl.timeseries.features import light_curve_features, search_light_curve_period
 from obsctl.timeseries.matching import match_positions, separation_arcsec
-from obsctl.timeseries.periods import PeriodSearchError, search_period
 from obsctl.timeseries.stats import variability_stats
 from obsctl.timeseries.store import FramePoint, LightCurveStore, SolvedPoint
 from obsctl.timeseries.times import bjd_tdb
@@ -106,6 +107,8 @@ class LightCurveMonitor:
         self.store = LightCurveStore(log_db)
         self.config = config
         self.site = site
+        self._classifier: VariableClassifier | None = None
+        self._classifier_failed = False
 
     # --- targets -------------------------------------------------------------------------
 
@@ -229,9 +232,13 @@ class LightCurveMonitor:
             alerts += self._new_sources(
                 field, targets, exposure_id, mjd, first_seen, meas, object_ids, snr
             )
+        features: dict[str, NDArray[np.float32]] = {}
         for target in targets:
             alerts += self._target_alerts(target, exposure_id, exposure["filter"], mjd)
-            self.update_stats(target.name)
+            vector = self.update_stats(target.name)
+            if vector is not None:
+                features[target.name] = vector
+        alerts += self._classify(features, field, exposure_id, mjd)
         return [a for a in alerts if self._store_alert(a)]
 
     def _objects(self, field: str) -> dict[str, NDArray[Any]]:
@@ -318,21 +325,26 @@ class LightCurveMonitor:
         """Return a target's points in time order (see `obsctl.timeseries.store`)."""
         return self.store.light_curve(target)
 
-    def update_stats(self, target: str) -> None:
-        """Recompute a target's variability statistics and period from its good points."""
+    def update_stats(self, target: str) -> NDArray[np.float32] | None:
+        """Recompute a target's variability statistics and period from its good points.
+
+        Returns
+        -------
+        numpy.ndarray of float32 or None
+            The light curve's features for the classifier (`light_curve_features`, with the
+            same period), None while it has too few points or classification is off.
+        """
         pts = [p for p in self.light_curve(target) if p["flag"] == 0 and p["mag"] is not None]
         if not pts:
-            return
+            return None
         t = np.array([p["bjd_tdb"] - 2400000.5 for p in pts])
         mag = np.array([p["mag"] for p in pts])
         err = np.array([p["mag_err"] for p in pts])
         stats = variability_stats(t, mag, err)
         best = None
         if stats.n_points >= self.config.periodogram_min_points:
-            try:
-                best = search_period(t, mag, err, min_period_d=self.config.min_period_d)
-            except PeriodSearchError as exc:  # too short a span so far
-                log.debug("%s: no period search yet: %s", target, exc)
+            # The search the classifier was trained with, so that its features mean the same.
+            best = search_light_curve_period(t, mag, err, min_period_d=self.config.min_period_d)
         self.store.save_statistics(
             target,
             wmean_mag=_finite(stats.wmean_mag),
@@ -346,6 +358,66 @@ class LightCurveMonitor:
             period_method=best.method if best else None,
             period_fap=_finite(best.false_alarm) if best else None,
         )
+        if not self.config.classify or stats.n_points < self.config.classify_min_points:
+            return None
+        return light_curve_features(t, mag, err, best)
+
+    # --- classes -------------------------------------------------------------------------
+
+    def _variable_classifier(self) -> VariableClassifier | None:
+        """Return the shipped light-curve classifier, loaded once; None (logged) if it fails."""
+        if self._classifier is None and not self._classifier_failed:
+            try:
+                self._classifier = VariableClassifier()
+            except VariableModelError as exc:
+                self._classifier_failed = True
+                log.error("light curves are not classified: %s", exc)
+        return self._classifier
+
+    def _classify(
+        self, features: dict[str, NDArray[np.float32]], field: str, exposure_id: int, mjd: float
+    ) -> list[Alert]:
+        """Classify the targets' light curves; store the classes and alert on a new one.
+
+        A class reached at ``class_alert_probability`` or more that differs from the last
+        one alerted is alerted (the first confident class too); a light curve beyond the
+        anomaly model's threshold (unlike every class) is alerted once per target.
+        """
+        model = self._variable_classifier() if features else None
+        if model is None:
+            return []
+        names = list(features)
+        labels, probabilities, scores = model.classify(np.stack([features[n] for n in names]))
+        out: list[Alert] = []
+        for name, label, row, score in zip(names, labels, probabilities, scores, strict=True):
+            label = str(label)
+            probability = float(row.max())
+            anomaly = float(score) - model.anomaly_threshold  # above 0: unusual
+            self.store.save_class(
+                name,
+                var_class=label,
+                probability=probability,
+                probabilities=dict(zip(model.classes, row.tolist(), strict=True)),
+                anomaly_score=anomaly,
+            )
+            obj = self.store.target_object_id(name)
+            previous = self.store.alerted_class(name)
+            if probability >= self.config.class_alert_probability and label != previous:
+                was = f" (was {previous})" if previous else ""
+                out.append(
+                    Alert("class", field, name, obj, exposure_id, mjd, None, None, probability,
+                          f"{name} is a {label} variable ({probability:.0%}){was}",
+                          f"class:{name}:{label}:{exposure_id}")
+                )  # fmt: skip
+                self.store.set_alerted_class(name, label)
+            if anomaly > 0.0:
+                out.append(
+                    Alert("anomaly", field, name, obj, exposure_id, mjd, None, None, anomaly,
+                          f"{name}'s light curve is unlike every class (anomaly score "
+                          f"{anomaly:+.3f} over the threshold; most like {label})",
+                          f"anomaly:{name}")
+                )  # fmt: skip
+        return out
 
     # --- alerts --------------------------------------------------------------------------
 

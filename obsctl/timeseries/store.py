@@ -449,7 +449,8 @@ class LightCurveStore:
         probabilities : mapping of str to float
             Every class's probability, stored as JSON.
         anomaly_score : float or None
-            How unlike every class the light curve is (higher is more unusual).
+            The anomaly model's score less its threshold: above 0, the light curve is unlike
+            every class.
         """
         self.db.execute(
             "UPDATE lc_objects SET var_class = ?, var_class_prob = ?, var_probs = ?, "

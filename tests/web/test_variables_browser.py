@@ -50,11 +50,11 @@ async def page(tmp_path_factory, browser: Browser) -> AsyncIterator[Page]:
     store.save_statistics("VECL", period_d=PERIOD_D, period_method="bls", period_fap=1e-9,
                           **stats)  # fmt: skip
     store.save_class("VECL", var_class="ea", probability=0.97,
-                     probabilities={"ea": 0.97, "ew": 0.03}, anomaly_score=0.4)  # fmt: skip
+                     probabilities={"ea": 0.97, "ew": 0.03}, anomaly_score=-0.1)  # fmt: skip
     log_target(store, "ODD", 12.0 + 2.0 * (np.arange(POINTS) > POINTS // 2), 1000)
     store.save_statistics("ODD", period_d=None, **stats)
     store.save_class("ODD", var_class="irregular", probability=0.41,
-                     probabilities={"irregular": 0.41}, anomaly_score=3.2)  # fmt: skip
+                     probabilities={"irregular": 0.41}, anomaly_score=0.2)  # fmt: skip
     config = daemon_config(data_dir, pipeline={"enabled": False})
     try:
         async with running_daemon(config) as daemon:

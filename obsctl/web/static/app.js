@@ -813,7 +813,7 @@
     const parts = [];
     if (row.var_class) parts.push(`<span class="var-class">${esc(row.var_class)} ${Math.round(100 * row.var_class_prob)} %</span>`);
     if (Number.isFinite(row.period_d)) parts.push(`P = ${row.period_d.toFixed(row.period_d < 10 ? 5 : 2)} d${row.period_method ? ` (${esc(row.period_method)})` : ""}`);
-    if (Number.isFinite(row.anomaly_score) && row.anomaly_score >= 1) parts.push('<span class="anomaly">unusual</span>');
+    if (Number.isFinite(row.anomaly_score) && row.anomaly_score > 0) parts.push('<span class="anomaly">unusual</span>');
     return parts.length ? ` — ${parts.join(", ")}` : "";
   }
 
