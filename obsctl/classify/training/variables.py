@@ -140,7 +140,7 @@ def _patch_skl2onnx() -> None:
     `obsctl.timeseries.features.MISSING`), so the flag's value is immaterial; only its type
     is wrong.
     """
-    from skl2onnx.common import tree_ensemble  # type: ignore[import-untyped]
+    from skl2onnx.common import tree_ensemble
 
     add_node = tree_ensemble.add_node
     if getattr(add_node, "_obsctl_int_flags", False):
@@ -158,8 +158,8 @@ def _patch_skl2onnx() -> None:
 
 
 def _to_onnx(model: Any, name: str, classes: Sequence[str] | None) -> bytes:
-    from skl2onnx import to_onnx  # type: ignore[import-untyped]
-    from skl2onnx.common.data_types import FloatTensorType  # type: ignore[import-untyped]
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
 
     _patch_skl2onnx()
     options = {id(model): {"zipmap": False}} if classes is not None else None
@@ -233,7 +233,7 @@ def train_variable_model(out_dir: Path | None = None, *, seed: int = 0) -> dict[
     dict
         The model card.
     """
-    from sklearn.ensemble import (  # type: ignore[import-untyped]
+    from sklearn.ensemble import (
         HistGradientBoostingClassifier,
         IsolationForest,
         RandomForestClassifier,
@@ -324,7 +324,7 @@ def train_variable_model(out_dir: Path | None = None, *, seed: int = 0) -> dict[
     import onnx
     import onnxruntime
     import skl2onnx
-    import sklearn  # type: ignore[import-untyped]
+    import sklearn
 
     card: dict[str, Any] = {
         "name": "obsctl variable-star classifier",
