@@ -1468,10 +1468,20 @@ class MonitoringConfig(_Model):
         default=True, description="classify the monitored targets' light curves (variable kind)"
     )
     classify_min_points: int = Field(
-        default=20, ge=5, le=1_000_000, description="good points before a first classification"
+        default=50,
+        ge=5,
+        le=1_000_000,
+        description="good points before a first classification (below ~50 the classes are "
+        "unreliable: see the model card's F1 by points)",
     )
     class_alert_probability: float = Field(
         default=0.8, gt=0, le=1, description="a class found or changed at this probability alerts"
+    )
+    class_alert_frames: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="...when it held for this many classifications (frames) in a row",
     )
     sinks: tuple[AlertSinkConfig, ...] = Field(default=(), max_length=100)
 

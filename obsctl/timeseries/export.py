@@ -207,7 +207,10 @@ def plot_folds(
         ax.set_xlabel("phase")
         ax.invert_yaxis()
     fig.axes[0].set_ylabel("mag")
-    fig.suptitle(f"{target}: {result.method}, FAP {result.false_alarm:.2g}")
+    fap = result.false_alarm
+    # Below double precision's resolution of 1 - p, a FAP is "0": say how small instead.
+    fap_text = "< 1e-16" if fap < 1e-16 else f"{fap:.2g}"
+    fig.suptitle(f"{target}: {result.method}, false-alarm probability {fap_text}")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")

@@ -34,6 +34,7 @@ from obsctl.timeseries.store import FramePoint, LightCurveStore, SolvedPoint
 from obsctl.timeseries.times import bjd_tdb
 
 __all__ = [
+    "CONSTANT_CLASS",
     "FLAG_BAD_FRAME",
     "FLAG_NO_ENSEMBLE",
     "FLAG_PHOTOMETRY",
@@ -49,6 +50,9 @@ FLAG_BAD_FRAME = 2
 """The frame has a bad quality grade or a failed pipeline stage."""
 FLAG_NO_ENSEMBLE = 4
 """Too few comparison stars in the frame for a differential magnitude."""
+
+CONSTANT_CLASS = "constant"
+"""The variable classifier's class of a constant star: what a target is until alerted."""
 
 _MIN_SNR_NEW_OBJECT = 5.0
 _NEW_SOURCE_REJECT_FLAGS = CALIBRATION_REJECT_FLAGS & ~FLAG_CROWDED
@@ -109,6 +113,8 @@ class LightCurveMonitor:
         self.site = site
         self._classifier: VariableClassifier | None = None
         self._classifier_failed = False
+        # Per target: the last confident class and for how many classifications in a row.
+        self._class_streak: dict[str, tuple[str, int]] = {}
 
     # --- targets -------------------------------------------------------------------------
 
@@ -380,7 +386,8 @@ class LightCurveMonitor:
         """Classify the targets' light curves; store the classes and alert on a new one.
 
         A class reached at ``class_alert_probability`` or more that differs from the last
-        one alerted is alerted (the first confident class too); a light curve beyond the
+        one alerted (at first, `CONSTANT_CLASS`) is alerted once it held for
+        ``class_alert_frames`` classifications in a row; a light curve beyond the
         anomaly model's threshold (unlike every class) is alerted once per target.
         """
         model = self._variable_classifier() if features else None
@@ -401,9 +408,16 @@ class LightCurveMonitor:
                 anomaly_score=anomaly,
             )
             obj = self.store.target_object_id(name)
-            previous = self.store.alerted_class(name)
-            if probability >= self.config.class_alert_probability and label != previous:
-                was = f" (was {previous})" if previous else ""
+            # A confident class must hold for `class_alert_frames` frames in a row: young
+            # light curves flip between classes, each flip confident.
+            confident = probability >= self.config.class_alert_probability
+            held, count = self._class_streak.get(name, ("", 0))
+            count = count + 1 if confident and label == held else int(confident)
+            self._class_streak[name] = (label, count)
+            # Before any alert a star counts as constant: that it stays so is no news.
+            previous = self.store.alerted_class(name) or CONSTANT_CLASS
+            if count >= self.config.class_alert_frames and label != previous:
+                was = f" (was {previous})"
                 out.append(
                     Alert("class", field, name, obj, exposure_id, mjd, None, None, probability,
                           f"{name} is a {label} variable ({probability:.0%}){was}",

@@ -224,7 +224,7 @@ def search_period(
     min_period_d: float = 0.05,
     max_period_d: float = 300.0,
     samples_per_peak: float = 5.0,
-    n_peaks: int = 3,
+    n_peaks: int = 5,
     multi_nterms: tuple[int, ...] = (2,),
     max_nterms: int = 6,
     use_bls: bool = True,

@@ -2,8 +2,9 @@
 
 Light curves of simulated variables (`obsctl.simulators.variables`, the truth) are stored as
 the monitor stores points; `LightCurveMonitor.update_stats` searches the period and computes
-the features, the shipped classifier (real ONNX files) gives the class. A confident class is
-alerted once; a new confident class is alerted again, naming the old one.
+the features, the shipped classifier (real ONNX files) gives the class. A confident class
+held for three classifications is alerted once; a new one again, naming the old one; a
+constant star is never alerted.
 """
 
 from __future__ import annotations
@@ -70,23 +71,33 @@ def test_a_confident_class_is_stored_and_alerted_once_then_a_new_one_again(monit
     rrab = VariableStar("VAR", "rrlyrae", 150.0, 20.0, 13.0, period_d=0.57, epoch_mjd=61000.1,
                         amplitude_mag=0.9)  # fmt: skip
     last = store_curve(monitor, rrab, 1, 1)
+    # Held for two classifications: not yet; the third (class_alert_frames) alerts.
+    assert classify(monitor, last) == [] and classify(monitor, last) == []
     alerts = classify(monitor, last)
     row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
     assert row["var_class"] == "rrab", row["var_probs"]
     assert row["period_d"] == pytest.approx(0.57, rel=1e-3)
     assert sum(row["var_probs"].values()) == pytest.approx(1.0, abs=1e-3)
     assert [a.kind for a in alerts] == ["class"]
-    assert alerts[0].message.startswith("VAR is a rrab variable") and "was" not in alerts[0].message
+    message = alerts[0].message
+    assert message.startswith("VAR is a rrab variable (") and message.endswith("(was constant)")
     # The same class at the next frame: stored again, not alerted again.
     assert [a for a in classify(monitor, last + 1) if a.kind == "class"] == []
 
     contact = VariableStar("VAR", "contact", 150.0, 20.0, 13.0, period_d=0.37,
                            epoch_mjd=61000.05, amplitude_mag=0.6)  # fmt: skip
     last = store_curve(monitor, contact, 2, 1000)
-    alerts = [a for a in classify(monitor, last) if a.kind == "class"]
+    alerts = [a for _ in range(3) for a in classify(monitor, last) if a.kind == "class"]
     row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
     assert row["var_class"] == "ew", row["var_probs"]
     assert len(alerts) == 1 and "(was rrab)" in alerts[0].message
+
+
+def test_a_constant_star_is_classified_but_never_alerted(monitor) -> None:
+    last = store_curve(monitor, VariableStar("VAR", "constant", 150.0, 20.0, 13.0), 4, 1)
+    assert [a for _ in range(3) for a in classify(monitor, last)] == []
+    row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
+    assert row["var_class"] == "constant", row["var_probs"]
 
 
 def test_classification_off_or_too_few_points_stores_no_class(monitor) -> None:
