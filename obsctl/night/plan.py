@@ -119,9 +119,11 @@ class MoonAvoidance(_Model):
         """Return the separation from the moon (deg) needed at a moon age (days since new)."""
         age = np.asarray(moon_age_days, dtype=np.float64)
         p = SYNODIC_MONTH_DAYS
-        out: NDArray[np.float64] = self.distance_deg / (
-            1.0 + ((0.5 - age / p) / (self.width_days / p)) ** 2
-        )
+        # A vanishing width squares to infinity away from full moon: 0 deg needed, the limit.
+        with np.errstate(over="ignore"):
+            out: NDArray[np.float64] = self.distance_deg / (
+                1.0 + ((0.5 - age / p) / (self.width_days / p)) ** 2
+            )
         return out
 
 

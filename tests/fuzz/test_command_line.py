@@ -100,7 +100,9 @@ def document_file(data: st.DataObject, path: Path, valid: st.SearchStrategy) -> 
     return path
 
 
-@settings(max_examples=examples(0.3))
+# No deadline: every new night computes its ephemeris (seconds, tens on a loaded machine),
+# which is the work asked for, not an input slow to refuse.
+@settings(max_examples=examples(0.3), deadline=None)
 @given(data=st.data())
 def test_plan_check(data: st.DataObject, workspace: Path) -> None:
     plan = document_file(data, workspace / "plan.toml", plans())
