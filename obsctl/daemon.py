@@ -629,7 +629,12 @@ class Daemon:
             # Off the event loop: a worker thread may hold the database for a while.
             row = await asyncio.to_thread(log_db.exposure, exposure_id)
             if row is not None and row["image_type"] == "LIGHT":
-                runner.notify(exposure_id)  # calibration frames make masters instead
+                try:
+                    runner.notify(exposure_id)  # calibration frames make masters instead
+                except StorageError as exc:
+                    # The disk filled after the frame was stored: the frame is safe, and a
+                    # frame without a processing row is queued again at the next start.
+                    log.error("exposure %d stored, not queued for processing: %s", exposure_id, exc)
 
         return stored
 

@@ -119,10 +119,12 @@ class MoonAvoidance(_Model):
         """Return the separation from the moon (deg) needed at a moon age (days since new)."""
         age = np.asarray(moon_age_days, dtype=np.float64)
         p = SYNODIC_MONTH_DAYS
-        # A vanishing width squares to infinity away from full moon: 0 deg needed, the limit.
+        # ((0.5 - a / P) / (w / P))^2 written without w / P, which underflows to 0 for a
+        # vanishing width; the square then overflows to infinity away from full moon: 0 deg
+        # needed, the limit.
         with np.errstate(over="ignore"):
             out: NDArray[np.float64] = self.distance_deg / (
-                1.0 + ((0.5 - age / p) / (self.width_days / p)) ** 2
+                1.0 + ((0.5 * p - age) / self.width_days) ** 2
             )
         return out
 
