@@ -58,13 +58,20 @@ async def test_centroids_match_catalog(site, telescope, binning) -> None:
                 http.get(f"{sims.url}/sim/v1/camera/0/truth") as resp,
             ):
                 truth = await resp.json()
+            # Sensor defects are in the in-process truth only (the endpoint gives counts).
+            result = sims.server.observatory.camera.last_truth
+            assert result is not None
+            hot = result.hot_pixels // binning  # (y, x) unbinned -> binned output pixels
+            bad_x = result.bad_columns["x"] // binning
         finally:
             await client.close()
     stars = np.array([[s["x"], s["y"], s["flux_e"]] for s in truth["stars"]])
     data = np.ascontiguousarray(image.data, dtype=np.float32)
     sub = data - sep.Background(data)
     # Bright stars with no catalog neighbour within 6 binned pixels (>= 4 FWHM) and no brighter
-    # one within 15 (whose wings would pull the centroid), off the edges.
+    # one within 15 (whose wings would pull the centroid), off the edges, and no hot pixel or bad
+    # column within 4 (the field depends on the wall-clock latency at 100x, so some runs put
+    # a defect on a test star: 6 of 40 fields failed before this rule).
     ny, nx = data.shape
     errors = []
     for i, (x, y, flux) in enumerate(stars):
@@ -72,7 +79,10 @@ async def test_centroids_match_catalog(site, telescope, binning) -> None:
         distance = np.hypot(others[:, 0] - x, others[:, 1] - y)
         isolated = not np.any((distance <= 6) | ((distance <= 15) & (others[:, 2] > flux)))
         inside = 8 < x < nx - 9 and 8 < y < ny - 9
-        if flux < 3e3 or not (isolated and inside):  # S/N above ~40
+        clean = not np.any(np.hypot(hot[:, 1] - x, hot[:, 0] - y) <= 4) and not np.any(
+            np.abs(bad_x - x) <= 4
+        )
+        if flux < 3e3 or not (isolated and inside and clean):  # S/N above ~40
             continue
         cx, cy = measured_centroid(sub, x, y)
         errors.append(float(np.hypot(cx - x, cy - y)))

@@ -166,7 +166,9 @@ async def tcp_device() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
 
 async def test_socket_url_reopens_after_a_dropped_connection(tcp_device) -> None:
     port, writers = tcp_device
-    transport = PySerialTransport(f"socket://127.0.0.1:{port}", timeout_s=0.5, device="dev")
+    # A timeout long enough for a reconnection on a loaded machine (0.5 s was not, in CI): the
+    # drop itself must be told at once, not after the timeout.
+    transport = PySerialTransport(f"socket://127.0.0.1:{port}", timeout_s=3.0, device="dev")
     try:
         await transport.write(b"x")
         assert await transport.read_until(b"#", max_bytes=8) == b"ok#"
