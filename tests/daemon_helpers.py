@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,9 +21,22 @@ LONGITUDE = -17.88
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a free TCP port of 127.0.0.1 below Linux's ephemeral range (32768-60999).
+
+    A port from ``bind(0)`` is an ephemeral one, which outgoing connections (the daemon's
+    own HTTP clients) draw from too: in CI one took the control API's port between this
+    call and the daemon's bind ("address already in use").
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port of 127.0.0.1 in 20000-32767")
 
 
 # The head of every test config file; `write_config` adds the devices and the rest.

@@ -119,5 +119,7 @@ async def test_panel_flats_under_a_closed_roof_in_the_rain_then_lights_uncovered
         assert seen and all(
             s[:3] == (CoverState.OPEN, CalibratorState.OFF, ShutterState.OPEN) for s in seen
         )
+        # The sky reached the sensor: neither cover nor roof cut it (a 128 x 96 field holds
+        # ~2 catalog stars, none in one frame of nine: not a test of the sky).
         truth = camera.last_truth
-        assert truth is not None and len(truth.stars) > 0
+        assert truth is not None and truth.sky is not None and truth.sky.transmission > 0.9
