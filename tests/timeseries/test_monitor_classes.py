@@ -111,3 +111,49 @@ def test_classification_off_or_too_few_points_stores_no_class(monitor) -> None:
     assert monitor.update_stats("VAR") is None
     row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
     assert row["var_class"] is None and row["period_d"] is not None
+
+
+def test_the_period_is_searched_again_only_when_the_curve_grew_or_changed(
+    monitor, monkeypatch
+) -> None:
+    from obsctl.timeseries import monitor as monitor_module
+
+    searches: list[int] = []
+    search = monitor_module.search_light_curve_period
+
+    def counted(t, *args, **kwargs):
+        searches.append(len(t))
+        return search(t, *args, **kwargs)
+
+    monkeypatch.setattr(monitor_module, "search_light_curve_period", counted)
+    rrab = VariableStar("VAR", "rrlyrae", 150.0, 20.0, 13.0, period_d=0.57, epoch_mjd=61000.1,
+                        amplitude_mag=0.9)  # fmt: skip
+    last = store_curve(monitor, rrab, 1, 1)
+    n = len(monitor.light_curve("VAR"))
+    monitor.update_stats("VAR")
+    assert searches == [n]
+    obj = monitor.store.target_object_id("VAR")
+
+    def add_point(eid: int, mjd: float) -> None:
+        mag = float(rrab.mag("V", [mjd])[0])
+        monitor.store.replace_points(
+            eid, [FramePoint(obj, mjd, eid, mjd + 2400000.5, "V", 1.2, mag, NOISE, "good", 0)]
+        )
+        monitor.store.set_differential_mags([SolvedPoint(obj, eid, mag, NOISE, 0)], flag=4)
+
+    # One more point (under 5 %): the last period stands.
+    add_point(last + 1, 61060.1)
+    monitor.update_stats("VAR")
+    assert searches == [n]
+    row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
+    assert row["period_d"] == pytest.approx(0.57, rel=1e-3)
+    # Grown by 5 %: searched again on every point.
+    extra = int(np.ceil(0.05 * n))
+    for k in range(extra):
+        add_point(last + 2 + k, 61060.2 + 0.01 * k)
+    monitor.update_stats("VAR")
+    assert searches == [n, n + 1 + extra]
+    # An earlier point added (not a growth at the end): searched again.
+    add_point(last + 100, 60999.5)
+    monitor.update_stats("VAR")
+    assert searches[-1] == n + 2 + extra
