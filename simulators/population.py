@@ -26,11 +26,15 @@ from obsctl.simulators.variables import VariableKind, VariableStar
 __all__ = [
     "CLASSES",
     "KIND_OF_CLASS",
+    "MIN_SIGNAL_POINTS",
+    "SIGNAL_SIGMA",
+    "SPARSE_CLASSES",
     "LabelledCurve",
     "draw_star",
     "observing_times",
     "photometric_error",
     "population",
+    "shows_class",
     "simulate_curve",
     "truncate",
 ]
@@ -90,6 +94,12 @@ _FAINT_LIMIT_MAG = 1.0
 # (their signal is a few in-transit points out of many).
 _MIN_SNR = 3.0
 _MIN_SNR_TRANSIT = 4.0
+#: Classes whose signal covers a small part of the time; see `shows_class`.
+SPARSE_CLASSES: tuple[str, ...] = ("ea", "transit", "flare")
+#: Points a sparse class's curve needs off its quiescent level (see `shows_class`) ...
+MIN_SIGNAL_POINTS = 3
+#: ... by at least this many times their error.
+SIGNAL_SIGMA = 2.0
 
 
 @dataclass(frozen=True)
@@ -385,6 +395,7 @@ def population(
     classes: tuple[str, ...] = CLASSES,
     min_points: int = 10,
     max_points: int = 300,
+    shown_only: bool = True,
 ) -> list[LabelledCurve]:
     """Draw a labelled population: equal numbers per class, each at its own plan and depth.
 
@@ -402,6 +413,10 @@ def population(
         A plan giving more points keeps a random subset of its nights (whole nights, so the
         cadence within a night stays) until under this; the period search's cost grows with
         the points.
+    shown_only : bool, optional
+        Draw again a curve that does not show its class (`shows_class`: an eclipsing
+        binary, transit or flare star observed between its events). False keeps them, for
+        a figure of what such curves cost.
 
     Returns
     -------
@@ -412,45 +427,86 @@ def population(
     out: list[LabelledCurve] = []
     for i in range(n):
         label = classes[i % len(classes)]
-        while True:
-            t, plan = observing_times(rng)
-            if t.size > max_points:
-                nights = np.floor(t - 0.5)
-                unique = np.unique(nights)
-                keep_n = max(1, int(unique.size * max_points / t.size))
-                kept = rng.choice(unique, size=keep_n, replace=False)
-                t = t[np.isin(nights, kept)][:max_points]
-                plan["nights_kept"] = keep_n
-            if t.size >= min_points:
+        while True:  # a sparse class's curve that missed every event is drawn again
+            curve = _draw_curve(
+                label, rng, name=f"{label}-{seed}-{i}", min_points=min_points, max_points=max_points
+            )
+            if not shown_only or shows_class(curve):
                 break
-        star = draw_star(label, rng, name=f"{label}-{seed}-{i}")
-        m0 = float(rng.uniform(14.0, 17.0))
-        # The quiescent magnitude: anywhere in the plan's range, but bright enough that the
-        # variation shows (see _MIN_SNR); a constant star anywhere.
-        mag_v = float(rng.uniform(m0 - _BRIGHT_RANGE_MAG, m0 + _FAINT_LIMIT_MAG))
-        if label != "constant":
-            need = _MIN_SNR_TRANSIT if label == "transit" else _MIN_SNR
-            while (
-                float(photometric_error(np.array([mag_v]), m0_mag=m0)[0]) * need > _amplitude(star)
-                and mag_v > m0 - _BRIGHT_RANGE_MAG - 3.0
-            ):
-                mag_v -= 0.25
-        star = replace(star, mag_v=mag_v)
-        mag, err, noise = simulate_curve(star, t, rng, m0_mag=m0)
-        params: dict[str, Any] = {
-            "kind": star.kind,
-            "mag_v": mag_v,
-            "period_d": star.period_d,
-            "amplitude_mag": star.amplitude_mag,
-            "depth": star.depth,
-            "duration_d": star.duration_d,
-            "seed": star.seed,
-            "n_points": int(t.size),
-            **plan,
-            **noise,
-        }
-        out.append(LabelledCurve(t, mag, err, label, star, params))
+        out.append(curve)
     return out
+
+
+def _draw_curve(
+    label: str, rng: np.random.Generator, *, name: str, min_points: int, max_points: int
+) -> LabelledCurve:
+    """Draw one star of a class and its light curve (see `population`)."""
+    while True:
+        t, plan = observing_times(rng)
+        if t.size > max_points:
+            nights = np.floor(t - 0.5)
+            unique = np.unique(nights)
+            keep_n = max(1, int(unique.size * max_points / t.size))
+            kept = rng.choice(unique, size=keep_n, replace=False)
+            t = t[np.isin(nights, kept)][:max_points]
+            plan["nights_kept"] = keep_n
+        if t.size >= min_points:
+            break
+    star = draw_star(label, rng, name=name)
+    m0 = float(rng.uniform(14.0, 17.0))
+    # The quiescent magnitude: anywhere in the plan's range, but bright enough that the
+    # variation shows (see _MIN_SNR); a constant star anywhere.
+    mag_v = float(rng.uniform(m0 - _BRIGHT_RANGE_MAG, m0 + _FAINT_LIMIT_MAG))
+    if label != "constant":
+        need = _MIN_SNR_TRANSIT if label == "transit" else _MIN_SNR
+        while (
+            float(photometric_error(np.array([mag_v]), m0_mag=m0)[0]) * need > _amplitude(star)
+            and mag_v > m0 - _BRIGHT_RANGE_MAG - 3.0
+        ):
+            mag_v -= 0.25
+    star = replace(star, mag_v=mag_v)
+    mag, err, noise = simulate_curve(star, t, rng, m0_mag=m0)
+    params: dict[str, Any] = {
+        "kind": star.kind,
+        "mag_v": mag_v,
+        "period_d": star.period_d,
+        "amplitude_mag": star.amplitude_mag,
+        "depth": star.depth,
+        "duration_d": star.duration_d,
+        "seed": star.seed,
+        "n_points": int(t.size),
+        **plan,
+        **noise,
+    }
+    return LabelledCurve(t, mag, err, label, star, params)
+
+
+def shows_class(curve: LabelledCurve) -> bool:
+    """Whether the curve's points show its class's signal.
+
+    The eclipses, transits and flares of `SPARSE_CLASSES` cover a small fraction of the time,
+    so a curve can miss them all: a transit with no point in transit is, to any classifier,
+    a constant star, and labelling it a transit teaches noise (the held-out set counted them
+    as transits missed). Such a class is shown when at least `MIN_SIGNAL_POINTS` points lie
+    at least `SIGNAL_SIGMA` times their error off the quiescent magnitude, in the noise-free
+    light curve. Every other class always shows.
+
+    Parameters
+    ----------
+    curve : LabelledCurve
+        A curve of `population` or `truncate`.
+
+    Returns
+    -------
+    bool
+        True when the curve may carry its label.
+    """
+    if curve.label not in SPARSE_CLASSES:
+        return True
+    true = curve.star.mag("V", curve.t)
+    sigma = photometric_error(true, m0_mag=float(curve.params["m0_mag"]))
+    off = np.abs(true - curve.star.quiescent_mag("V")) >= SIGNAL_SIGMA * sigma
+    return int(np.count_nonzero(off)) >= MIN_SIGNAL_POINTS
 
 
 def truncate(curve: LabelledCurve, n_points: int) -> LabelledCurve:

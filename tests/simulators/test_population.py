@@ -5,6 +5,8 @@ Truth is `VariableStar.mag`, the simulator's own light curve.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from obsctl.simulators.population import (
     draw_star,
     photometric_error,
     population,
+    shows_class,
     truncate,
 )
 from obsctl.simulators.variables import VariableStar
@@ -50,6 +53,26 @@ def test_curves_have_real_cadences_errors_and_truth() -> None:
     m = np.array([10.0, 14.0, 16.0])
     e = photometric_error(m, m0_mag=15.0)
     assert e[0] == pytest.approx(0.003, rel=0.2) and e[0] < e[1] < e[2]
+
+
+def test_sparse_classes_show_their_events() -> None:
+    """Every eclipse, transit or flare curve has >= 3 points >= 2 sigma off in its truth."""
+    curves = population(110, seed=8, min_points=10, max_points=60)
+    for c in curves:
+        if c.label in ("ea", "transit", "flare"):
+            true = c.star.mag("V", c.t)
+            sigma = photometric_error(true, m0_mag=c.params["m0_mag"])
+            assert np.sum(np.abs(true - c.params["mag_v"]) >= 2.0 * sigma) >= 3, c.label
+        assert shows_class(c)
+    # A transit observed only out of transit does not show: its first points before one.
+    transit = next(c for c in curves if c.label == "transit")
+    phase = np.mod(transit.t - transit.star.epoch_mjd, transit.star.period_d)
+    half = 0.5 * transit.star.duration_d
+    out = np.flatnonzero((phase > half) & (phase < transit.star.period_d - half))
+    blind = replace(transit, t=transit.t[out], mag=transit.mag[out], err=transit.err[out])
+    assert not shows_class(blind)
+    # Classes with a signal all the time always show.
+    assert all(shows_class(truncate(c, 10)) for c in curves if c.label in ("rrab", "constant"))
 
 
 def test_truncate_keeps_the_first_points() -> None:
