@@ -4,7 +4,8 @@ Prints, from the shipped model card, the macro-F1 (curves of >= 50 points, held-
 population) of the two model families trained side by side, the shipped model's confusion
 matrix and its macro-F1 against the number of points; then times, on one thread, the
 classification of 1000 feature rows (median of repeats) and the features of one light curve
-(period search plus features, median over a small population).
+(period search plus features, median over a small population), and what the monitor's
+schedule of period searches (`PERIOD_RESEARCH_GROWTH`) makes of it per frame.
 
     python bench/variables.py [--repeat 20] [--curves 22]
 """
@@ -24,6 +25,7 @@ from obsctl.timeseries.features import (
     light_curve_features,
     search_light_curve_period,
 )
+from obsctl.timeseries.monitor import PERIOD_RESEARCH_GROWTH
 
 
 def main() -> None:
@@ -78,6 +80,20 @@ def main() -> None:
         f"{1e3 * statistics.median(search_s):.0f} ms + features "
         f"{1e3 * statistics.median(feature_s):.1f} ms (medians; max total "
         f"{1e3 * max(a + b for a, b in zip(search_s, feature_s, strict=True)):.0f} ms)"
+    )
+    # A target gaining one point a frame is searched again once it grew by the fraction:
+    # at n points, once every PERIOD_RESEARCH_GROWTH * n frames.
+    searches, last = 0, 0
+    for n in range(20, 301):  # from periodogram_min_points (20) to 300 points
+        if last == 0 or n >= last * (1.0 + PERIOD_RESEARCH_GROWTH):
+            searches, last = searches + 1, n
+    every = PERIOD_RESEARCH_GROWTH * points
+    per_frame_s = 1000 * statistics.median(search_s) / every
+    print(
+        f"period searches from 20 to 300 points, one point a frame: {searches} of 281 frames; "
+        f"at {points:.0f} points one every {every:.0f} frames: 1,000 such targets cost "
+        f"{per_frame_s:.1f} s of searches a frame (every frame: "
+        f"{1000 * statistics.median(search_s):.0f} s)"
     )
 
 

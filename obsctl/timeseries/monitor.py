@@ -39,6 +39,7 @@ __all__ = [
     "FLAG_BAD_FRAME",
     "FLAG_NO_ENSEMBLE",
     "FLAG_PHOTOMETRY",
+    "PERIOD_RESEARCH_GROWTH",
     "LightCurveMonitor",
     "frame_is_bad",
 ]
@@ -61,13 +62,14 @@ _LOG10 = 2.5 / math.log(10.0)  # magnitude error per fractional flux error
 # Frames whose ensemble is solved together: enough history to weigh the comparison stars,
 # bounded so a frame's work does not grow with the archive.
 _ENSEMBLE_FRAMES = 400
-# A target's period is searched again once its good points grew by this fraction since the
-# last search, or changed otherwise (a point dropped, an earlier one added). A search costs
-# 0.1-0.5 s: on every frame, 1,000 targets would cost minutes a frame. In between, the last
-# search's period and figures stand (found on up to 5 % fewer points; their magnitudes
-# may have been solved again since). The cache lives in memory: after a restart every
-# target is searched once again.
-_RESEARCH_GROWTH = 0.05
+PERIOD_RESEARCH_GROWTH = 0.05
+"""A target's period is searched again once its good points grew by this fraction (5 %).
+
+Or changed otherwise: a point dropped, an earlier one added. A search costs 0.1-0.5 s; on
+every frame, 1,000 targets would cost minutes a frame. In between, the last search's period
+and figures stand (found on up to 5 % fewer points; their magnitudes may have been solved
+again since). The record lives in memory: after a restart every target is searched again.
+"""
 
 
 def frame_is_bad(grade: str | None, flags: str | None, bad_grades: Collection[str]) -> bool:
@@ -361,7 +363,7 @@ class LightCurveMonitor:
         if stats.n_points >= self.config.periodogram_min_points:
             last_t, best = self._searched.get(target, (t[:0], None))
             # Searched again unless the points are the last search's plus under 5 % more.
-            grown = t.size >= last_t.size * (1.0 + _RESEARCH_GROWTH)
+            grown = t.size >= last_t.size * (1.0 + PERIOD_RESEARCH_GROWTH)
             if grown or last_t.size == 0 or not np.array_equal(t[: last_t.size], last_t):
                 # The search the classifier was trained with: its features mean the same.
                 best = search_light_curve_period(t, mag, err, min_period_d=self.config.min_period_d)
