@@ -6,7 +6,8 @@ classifier's classes (`CLASSES`), with parameters drawn from ranges like the pub
 that visits the field either continuously for a few hours or a few times a night, losing
 cloudy nights in runs and the months the field is behind the Sun) and with the errors the
 photometry delivers (the CCD equation plus a floor, errors a little under-estimated, and
-occasional outliers). `population` returns the labelled curves, `truncate` cuts one to its
+occasional outliers). `population` returns the labelled curves (an eclipsing binary, transit
+or flare curve only if its points show an event, `shows_class`), `truncate` cuts one to its
 first points (the classification-quality-vs-points curve). Everything is a function of the
 seed.
 """
