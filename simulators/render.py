@@ -617,35 +617,33 @@ def moffat_stamp(
     return pixels
 
 
-def _psf_oversample(fwhm_px: float) -> int:
-    """Sub-pixel samples per axis: enough that undersampled stars keep their pixel values."""
-    return min(25, max(3, math.ceil(10.0 / fwhm_px)))
+def _star_stamp(dx: float, dy: float, fwhm_px: float, beta: float) -> NDArray[np.float64]:
+    """One star's exact stamp, `stamp_radius_px` in size.
+
+    Sampled finely enough (3-25 sub-pixels per axis) that undersampled stars keep their
+    pixel values.
+    """
+    oversample = min(25, max(3, math.ceil(10.0 / fwhm_px)))
+    radius = stamp_radius_px(fwhm_px, beta)
+    return moffat_stamp(dx, dy, fwhm_px=fwhm_px, beta=beta, radius_px=radius, oversample=oversample)
 
 
 @lru_cache(maxsize=8)
-def _psf_table(fwhm_px: float, beta: float) -> tuple[NDArray[np.float32], int]:
+def _psf_table(fwhm_px: float, beta: float) -> NDArray[np.float32]:
     """Stamps for a grid of sub-pixel phases, interpolated bilinearly per star.
 
     Building one oversampled stamp per star would dominate a full-frame render; stamps at
     1/16-pixel phases interpolate to well under 0.01 pixel of centroid error.
     """
     radius = stamp_radius_px(fwhm_px, beta)
-    oversample = _psf_oversample(fwhm_px)
     phases = np.arange(_PSF_TABLE_STEPS + 1) / _PSF_TABLE_STEPS - 0.5
     size = 2 * radius + 1
     table = np.empty((phases.size, phases.size, size, size), dtype=np.float32)
     for iy, dy in enumerate(phases):
         for ix, dx in enumerate(phases):
-            table[iy, ix] = moffat_stamp(
-                float(dx),
-                float(dy),
-                fwhm_px=fwhm_px,
-                beta=beta,
-                radius_px=radius,
-                oversample=oversample,
-            )
+            table[iy, ix] = _star_stamp(float(dx), float(dy), fwhm_px, beta)
     table.flags.writeable = False
-    return table, radius
+    return table
 
 
 def add_stars(
@@ -680,18 +678,9 @@ def add_stars(
     cx = np.floor(x + 0.5).astype(np.int64)
     cy = np.floor(y + 0.5).astype(np.int64)
     if x.size <= _DIRECT_STARS:
-        radius = stamp_radius_px(fwhm_px, beta)
-        oversample = _psf_oversample(fwhm_px)
         stamps = np.stack(
             [
-                moffat_stamp(
-                    float(dx),
-                    float(dy),
-                    fwhm_px=fwhm_px,
-                    beta=beta,
-                    radius_px=radius,
-                    oversample=oversample,
-                )
+                _star_stamp(float(dx), float(dy), fwhm_px, beta)
                 for dx, dy in zip(x - cx, y - cy, strict=True)
             ]
         ).astype(np.float32)
@@ -699,7 +688,7 @@ def add_stars(
         _add_stamps(image, stamps, cx, cy)
         return
 
-    table, radius = _psf_table(float(fwhm_px), float(beta))
+    table = _psf_table(float(fwhm_px), float(beta))
     steps = _PSF_TABLE_STEPS
     tx = (x - cx + 0.5) * steps
     ty = (y - cy + 0.5) * steps
