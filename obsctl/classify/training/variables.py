@@ -57,8 +57,7 @@ from obsctl.timeseries.features import (
     MIN_SEARCH_PERIOD_D,
     N_FEATURES,
     SEARCH_OPTIONS,
-    light_curve_features,
-    search_light_curve_period,
+    curve_features,
 )
 from obsctl.timeseries.features import period_search_name as _period_search_name
 
@@ -90,12 +89,6 @@ _ANOMALY_PERCENTILE = 99.0
 _ONNX_OPSET = 17
 
 
-def _features_one(arrays: tuple[NDArray[np.float64], ...]) -> NDArray[np.float32]:
-    """Return one curve's features, with the period search the classifier runs live."""
-    t, mag, err = arrays
-    return light_curve_features(t, mag, err, search_light_curve_period(t, mag, err))
-
-
 def curves_features(
     curves: Sequence[LabelledCurve], *, workers: int | None = None
 ) -> NDArray[np.float32]:
@@ -116,13 +109,13 @@ def curves_features(
     """
     if not curves:
         return np.zeros((0, N_FEATURES), dtype=np.float32)
-    jobs = [(c.t, c.mag, c.err) for c in curves]
+    columns = ([c.t for c in curves], [c.mag for c in curves], [c.err for c in curves])
     n = workers or os.cpu_count() or 1
     if n == 1:
-        out = [_features_one(j) for j in jobs]
+        out = list(map(curve_features, *columns))
     else:
         with ProcessPoolExecutor(max_workers=n) as pool:
-            out = list(pool.map(_features_one, jobs, chunksize=4))
+            out = list(pool.map(curve_features, *columns, chunksize=4))
     return np.stack(out)
 
 
