@@ -63,7 +63,7 @@ _ECLIPSE_PARAMETERS = 5
 _ECLIPSE_CANDIDATES = 4
 # The best few candidates are refined before the final comparison.
 _REFINED = 3
-# A model at 2 or 3 times another candidate's period nests that candidate's model (its
+# A model at 2 to 5 times another candidate's period nests that candidate's model (its
 # harmonics include the shorter period's), so it must beat it by this much BIC, "very
 # strong" evidence on the Kass & Raftery (1995) scale, to be chosen instead.
 _NESTED_BIC_MARGIN = 10.0
@@ -151,7 +151,8 @@ class PeriodSearchResult:
         eclipse), in the cycle nearest the mean time of the data (same scale as the input
         times).
     nterms : int
-        Harmonics of the Fourier model; 0 for the eclipse model.
+        Harmonics of the Fourier model (its highest: a doubled model has only harmonics 1,
+        3 and the even ones); 0 for the eclipse model.
     power : float
         Fraction of the weighted variance about the mean that the model explains,
         ``1 - chi2_model / chi2_constant``.
@@ -205,6 +206,8 @@ class _Scored:
     origin: str
     nterms: int
     eclipse: _Eclipse | None
+    # Harmonics of a Fourier model when not all of 1..nterms (a doubled model, `_doubled`).
+    harmonics: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -249,8 +252,11 @@ def search_period(
     their periods, (b) a 5-parameter eclipse model (level, two dips half a cycle apart, a
     box or a rounded shape, epoch and width) whose first dip holds points from at least two
     cycles. The lowest BIC wins, after the best `_REFINED` candidates are re-scored on finer
-    grids, unless a candidate at 1/2 or 1/3 of its period, whose model it nests, comes
-    within `_NESTED_BIC_MARGIN` (10) of it: then the shorter period wins.
+    grids, unless a candidate at 1/2 to 1/5 of its period, whose model it nests, comes
+    within `_NESTED_BIC_MARGIN` (10) of it: then the shorter period wins. Last, the winner
+    is tried at twice its period, with a model that can tell the two halves of the cycle
+    apart (an eclipsing binary's minima), and doubled if that lowers the BIC by the same
+    margin (`_doubled`).
 
     One-term and multi-term powers both come from one pass over the Fourier normal
     equations (the one-term power is their first block), which costs about what astropy's
@@ -406,6 +412,10 @@ def search_period(
     scored = sorted(lead + scored[_REFINED:], key=lambda s: s.bic)
     best = _prefer_shorter(scored, df)
     scored.remove(best)
+    doubled = _doubled(x, y, w, best, df)
+    if doubled is not None:
+        scored.insert(0, best)
+        best = doubled
     scored.insert(0, best)
 
     if best.eclipse is not None:
@@ -427,7 +437,7 @@ def search_period(
             false_alarm = _box_fap(bls_peak * chi2_0, bls_freq.size)
     else:
         period = 1.0 / best.freq
-        coef = _fourier_coefficients(x, y, w, best.freq, best.nterms)
+        coef = _fourier_coefficients(x, y, w, best.freq, best.nterms, best.harmonics)
         phase = np.linspace(0.0, 1.0, 1024, endpoint=False)
         curve = _fourier_eval(coef, phase)
         faint = float(phase[int(np.argmax(curve))])
@@ -635,15 +645,24 @@ def _fourier_coefficients(
     w: NDArray[np.float64],
     f: float,
     nterms: int,
+    harmonics: tuple[int, ...] | None = None,
 ) -> NDArray[np.float64]:
-    """Least-squares ``(c0, a1, b1, ...)`` at one frequency, phase zero at ``x = 0``."""
+    """Least-squares ``(c0, a1, b1, ...)`` at one frequency, phase zero at ``x = 0``.
+
+    With `harmonics`, only those of 1..`nterms` are fitted; the others' coefficients are 0.
+    """
+    used = range(1, nterms + 1) if harmonics is None else harmonics
     cols = [np.ones_like(x)]
-    for k in range(1, nterms + 1):
+    for k in used:
         arg = 2.0 * math.pi * k * f * x
         cols += [np.cos(arg), np.sin(arg)]
     design = np.stack(cols, axis=1) * np.sqrt(w)[:, None]
-    coef, *_ = np.linalg.lstsq(design, y * np.sqrt(w), rcond=None)
-    return np.asarray(coef, dtype=np.float64)
+    fit, *_ = np.linalg.lstsq(design, y * np.sqrt(w), rcond=None)
+    coef = np.zeros(2 * nterms + 1)
+    coef[0] = fit[0]
+    for i, k in enumerate(used):
+        coef[2 * k - 1 : 2 * k + 1] = fit[2 * i + 1 : 2 * i + 3]
+    return coef
 
 
 def _fourier_eval(coef: NDArray[np.float64], phase: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -739,11 +758,14 @@ def _refine(
         if c.eclipse is None:
             continue
         ecl = c.eclipse
-        f0 = 1.0 / ecl.period_d
-        ecl = _fit_eclipse(
-            x, y, w, f0 + np.linspace(-df, df, 9)[None, :] / 8.0, np.array([ecl.t0]), 0.02, 11,
-            fractions=ecl.q * np.linspace(0.8, 1.25, 7), shapes=(ecl.shape,),
-        )[0]  # fmt: skip
+        # Two zooms: the second's steps (df / 128 in frequency, 0.001 cycle in epoch) keep a
+        # few-cycle span's period within a few 1e-4 (one step of the first alone is ~1e-3).
+        for zoom, dphase, spread in ((8.0, 0.02, 0.2), (32.0, 0.005, 0.1)):
+            ecl = _fit_eclipse(
+                x, y, w, 1.0 / ecl.period_d + np.linspace(-df, df, 9)[None, :] / zoom,
+                np.array([ecl.t0]), dphase, 11,
+                fractions=ecl.q * np.exp(np.linspace(-spread, spread, 7)), shapes=(ecl.shape,),
+            )[0]  # fmt: skip
         bic = float(_bic(ecl.chi2, _ECLIPSE_PARAMETERS, x.size))
         out.append(_Scored(bic, 1.0 / ecl.period_d, c.origin, 0, ecl))
     return out
@@ -752,7 +774,7 @@ def _refine(
 def _prefer_shorter(scored: list[_Scored], df: float) -> _Scored:
     """Return the lowest-BIC candidate, or a shorter period that its model nests.
 
-    A candidate at 1/2 or 1/3 of the best one's period that comes within
+    A candidate at 1/2 to 1/5 of the best one's period that comes within
     `_NESTED_BIC_MARGIN` of its BIC replaces it, and so on down. The frequency rises by at
     least half at each step, so this ends: near the lowest frequencies the tolerance (a few
     grid steps) is wider than the frequency itself, and the best candidate (or one below
@@ -763,7 +785,7 @@ def _prefer_shorter(scored: list[_Scored], df: float) -> _Scored:
         shorter = [
             c
             for c in scored
-            for m in (2, 3)
+            for m in (2, 3, 4, 5)
             if abs(c.freq - m * best.freq) < 0.5 * m * df
             and c.freq > 1.5 * best.freq
             and c.bic < best.bic + _NESTED_BIC_MARGIN
@@ -771,6 +793,63 @@ def _prefer_shorter(scored: list[_Scored], df: float) -> _Scored:
         if not shorter:
             return best
         best = min(shorter, key=lambda c: c.bic)
+
+
+def _doubled(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    w: NDArray[np.float64],
+    best: _Scored,
+    df: float,
+) -> _Scored | None:
+    """Return the winner at twice its period if the data tell the two halves of a cycle apart.
+
+    An eclipsing binary's two minima differ only a little, so the judge picks half the
+    period, whose model is simpler. At twice the period, a Fourier winner keeps its
+    harmonics (now the even ones) and gains the first and third odd ones, which carry the
+    difference between the minima and between the maxima (the O'Connell effect); it must beat
+    both the winner and the winner with two more harmonics (as many parameters): a pulsator
+    whose shape the harmonic cap leaves under-fitted gains from any added terms, but more from
+    its own harmonics than from a split of its cycle. An eclipse winner (whose two dips then
+    hold primary and secondary eclipses together, and nothing) is refitted at twice its
+    period with dips half as wide, either of its dips first (the first must repeat). The
+    doubled model must lower the BIC by `_NESTED_BIC_MARGIN`, as a
+    longer period must in `_prefer_shorter`; None otherwise.
+    """
+    n = x.size
+    f2 = 0.5 * best.freq
+    if best.eclipse is None:
+        k = best.nterms
+        harmonics = tuple(sorted({1, 3, *range(2, 2 * k + 1, 2)}))
+        chi2 = _chi2_at(x, y, w, f2, harmonics)
+        control = _chi2_at(x, y, w, best.freq, tuple(range(1, k + 3)))
+        bic = float(_bic(chi2, 2 * len(harmonics) + 1, n))
+        if bic < best.bic - _NESTED_BIC_MARGIN and chi2 < control:
+            return _Scored(bic, f2, f"{best.origin}:2P", harmonics[-1], None, harmonics)
+        return None
+    ecl = best.eclipse
+    fits = _fit_eclipse(
+        x, y, w, np.full((2, 1), f2) + np.linspace(-df, df, 9)[None, :] / 16.0,
+        np.array([ecl.t0, ecl.t0 + ecl.period_d]), 0.01, 11,
+        fractions=0.5 * ecl.q * np.linspace(0.8, 1.25, 7), shapes=(ecl.shape,),
+    )  # fmt: skip
+    fit = min(fits, key=lambda e: e.chi2)
+    bic = float(_bic(fit.chi2, _ECLIPSE_PARAMETERS, n))
+    if bic < best.bic - _NESTED_BIC_MARGIN:
+        return _Scored(bic, 1.0 / fit.period_d, f"{best.origin}:2P", 0, fit)
+    return None
+
+
+def _chi2_at(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    w: NDArray[np.float64],
+    f: float,
+    harmonics: tuple[int, ...],
+) -> float:
+    """Weighted chi-square of the Fourier series of the given `harmonics` at frequency `f`."""
+    coef = _fourier_coefficients(x, y, w, f, harmonics[-1], harmonics)
+    return float(np.sum(w * (y - _fourier_eval(coef, np.mod(f * x, 1.0))) ** 2))
 
 
 def _top_peaks(power: NDArray[np.float64], n: int) -> list[int]:
