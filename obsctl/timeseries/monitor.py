@@ -29,7 +29,7 @@ from obsctl.timeseries.classifier import VariableClassifier, VariableModelError
 from obsctl.timeseries.differential import choose_comparisons, differential_photometry
 from obsctl.timeseries.features import light_curve_features, search_light_curve_period
 from obsctl.timeseries.matching import match_positions, separation_arcsec
-from obsctl.timeseries.periods import PeriodSearchResult
+from obsctl.timeseries.periods import PeriodSearchResult, minima_per_cycle
 from obsctl.timeseries.stats import variability_stats
 from obsctl.timeseries.store import FramePoint, LightCurveStore, SolvedPoint
 from obsctl.timeseries.times import bjd_tdb
@@ -41,6 +41,7 @@ __all__ = [
     "FLAG_PHOTOMETRY",
     "PERIOD_RESEARCH_GROWTH",
     "LightCurveMonitor",
+    "class_period",
     "frame_is_bad",
 ]
 
@@ -423,6 +424,7 @@ class LightCurveMonitor:
                 probability=probability,
                 probabilities=dict(zip(model.classes, row.tolist(), strict=True)),
                 anomaly_score=anomaly,
+                period_d=class_period(label, self._searched.get(name, (None, None))[1]),
             )
             obj = self.store.target_object_id(name)
             # A confident class must hold for `class_alert_frames` frames in a row: young
@@ -557,3 +559,16 @@ class LightCurveMonitor:
 
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def class_period(label: str, result: PeriodSearchResult | None) -> float | None:
+    """Return the period a class implies when it differs from the period search's (day).
+
+    A contact binary (``ew``) has two minima a cycle, nearly alike; when they are alike
+    within the errors the search reports half the period, whose model has one minimum (see
+    `obsctl.timeseries.periods`), and the binary's period is twice that, as catalogues
+    (GCVS, ASAS-SN, ZTF) report it. None when the search's period stands.
+    """
+    if label == "ew" and result is not None and minima_per_cycle(result) == 1:
+        return 2.0 * result.period_d
+    return None

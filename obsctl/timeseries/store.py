@@ -435,6 +435,7 @@ class LightCurveStore:
         probability: float,
         probabilities: Mapping[str, float],
         anomaly_score: float | None,
+        period_d: float | None = None,
     ) -> None:
         """Store a target's variable class, its probabilities and anomaly score.
 
@@ -451,15 +452,18 @@ class LightCurveStore:
         anomaly_score : float or None
             The anomaly model's score less its threshold: above 0, the light curve is unlike
             every class.
+        period_d : float or None, optional
+            The period the class implies, replacing the stored one (day); None keeps it.
         """
         self.db.execute(
             "UPDATE lc_objects SET var_class = ?, var_class_prob = ?, var_probs = ?, "
-            "anomaly_score = ? WHERE target = ?",
+            "anomaly_score = ?, period_d = COALESCE(?, period_d) WHERE target = ?",
             (
                 var_class,
                 probability,
                 json.dumps({k: round(float(v), 4) for k, v in probabilities.items()}),
                 anomaly_score,
+                period_d,
                 target,
             ),
         )

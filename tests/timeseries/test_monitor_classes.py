@@ -157,3 +157,17 @@ def test_the_period_is_searched_again_only_when_the_curve_grew_or_changed(
     add_point(last + 100, 60999.5)
     monitor.update_stats("VAR")
     assert searches[-1] == n + 2 + extra
+
+
+def test_a_contact_binary_with_alike_minima_is_stored_at_its_period_not_half(monitor) -> None:
+    """Minima alike within the noise: the search says P/2, the class says the period is 2x."""
+    contact = VariableStar("VAR", "contact", 150.0, 20.0, 13.0, period_d=0.37,
+                           epoch_mjd=61000.05, amplitude_mag=0.6, secondary_ratio=1.0)  # fmt: skip
+    last = store_curve(monitor, contact, 3, 1)
+    monitor.update_stats("VAR")
+    row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
+    assert row["period_d"] == pytest.approx(0.37 / 2, rel=1e-3)  # the search's, one minimum
+    classify(monitor, last)
+    row = next(r for r in list_light_curves(monitor.db) if r["target"] == "VAR")
+    assert row["var_class"] == "ew", row["var_probs"]
+    assert row["period_d"] == pytest.approx(0.37, rel=1e-3)

@@ -17,6 +17,7 @@ from obsctl.timeseries.periods import (
     _prefer_shorter,
     _Scored,
     folded_model,
+    minima_per_cycle,
     search_period,
 )
 
@@ -282,3 +283,15 @@ def test_eclipsing_binaries_of_the_population_at_their_period_not_half() -> None
             ratios.append(result.period_d / curve.star.period_d)
         exact = sum(abs(r - 1.0) < 1e-3 for r in ratios)
         assert exact >= at_least, (label, np.round(ratios, 3))
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "minima"),
+    [("eclipsing", {"duration_d": 0.1}, 2), ("sine", {}, 1), ("rrlyrae", {}, 1)],
+)
+def test_minima_per_cycle_of_the_chosen_model(kind: str, extra: dict, minima: int) -> None:
+    var = star(kind, period_d=0.83, amplitude_mag=0.4, epoch_mjd=60000.2, **extra)
+    t, mag, err = light_curve(var, 5)
+    result = search_period(t, mag, err)
+    assert rel_err(result.period_d, var.period_d) < 1e-3
+    assert minima_per_cycle(result) == minima
