@@ -29,7 +29,11 @@ from obsctl.timeseries.classifier import VariableClassifier, VariableModelError
 from obsctl.timeseries.differential import choose_comparisons, differential_photometry
 from obsctl.timeseries.features import light_curve_features, search_light_curve_period
 from obsctl.timeseries.matching import match_positions, separation_arcsec
-from obsctl.timeseries.periods import PeriodSearchResult, minima_per_cycle
+from obsctl.timeseries.periods import (
+    PeriodSearchResult,
+    minima_per_cycle,
+    period_is_determined,
+)
 from obsctl.timeseries.stats import variability_stats
 from obsctl.timeseries.store import FramePoint, LightCurveStore, SolvedPoint
 from obsctl.timeseries.times import bjd_tdb
@@ -369,6 +373,8 @@ class LightCurveMonitor:
                 # The search the classifier was trained with: its features mean the same.
                 best = search_light_curve_period(t, mag, err, min_period_d=self.config.min_period_d)
                 self._searched[target] = (t, best)
+        # A period the data do not settle (one eclipse, a close rival) is not reported.
+        found = best if best is not None and period_is_determined(best) else None
         self.store.save_statistics(
             target,
             wmean_mag=_finite(stats.wmean_mag),
@@ -376,11 +382,11 @@ class LightCurveMonitor:
             expected_mag=_finite(stats.expected_mag),
             chi2_red=_finite(stats.chi2_red),
             stetson_j=_finite(stats.stetson_j),
-            period_d=best.period_d if best else None,
-            period_power=best.power if best else None,
-            amplitude_mag=best.amplitude_mag if best else None,
-            period_method=best.method if best else None,
-            period_fap=_finite(best.false_alarm) if best else None,
+            period_d=found.period_d if found else None,
+            period_power=found.power if found else None,
+            amplitude_mag=found.amplitude_mag if found else None,
+            period_method=found.method if found else None,
+            period_fap=_finite(found.false_alarm) if found else None,
         )
         if not self.config.classify or stats.n_points < self.config.classify_min_points:
             return None
@@ -567,8 +573,11 @@ def class_period(label: str, result: PeriodSearchResult | None) -> float | None:
     A contact binary (``ew``) has two minima a cycle, nearly alike; when they are alike
     within the errors the search reports half the period, whose model has one minimum (see
     `obsctl.timeseries.periods`), and the binary's period is twice that, as catalogues
-    (GCVS, ASAS-SN, ZTF) report it. None when the search's period stands.
+    (GCVS, ASAS-SN, ZTF) report it. None when the search's period stands or is not
+    determined (`obsctl.timeseries.periods.period_is_determined`).
     """
-    if label == "ew" and result is not None and minima_per_cycle(result) == 1:
+    if label != "ew" or result is None or not period_is_determined(result):
+        return None
+    if minima_per_cycle(result) == 1:
         return 2.0 * result.period_d
     return None

@@ -18,6 +18,7 @@ from obsctl.timeseries.periods import (
     _Scored,
     folded_model,
     minima_per_cycle,
+    period_is_determined,
     search_period,
 )
 
@@ -295,3 +296,40 @@ def test_minima_per_cycle_of_the_chosen_model(kind: str, extra: dict, minima: in
     result = search_period(t, mag, err)
     assert rel_err(result.period_d, var.period_d) < 1e-3
     assert minima_per_cycle(result) == minima
+
+
+def test_one_eclipse_or_one_transit_leaves_the_period_undetermined() -> None:
+    """Five nights in a row of the demo (14-15 frames 20 min apart from ~08:30 UTC).
+
+    Measured in a run of five consecutive demo nights: the EB of configs/monitoring.toml
+    showed one primary and one secondary eclipse, the transit one transit. Many periods fit
+    as well; the search's best is not reported as the period. The same EB over the README's
+    nights (two primaries) is determined.
+    """
+    nights = ((61001.3575, 14), (61002.3544, 14), (61003.3532, 14), (61004.3507, 15),
+              (61005.3481, 15))  # fmt: skip
+    t = np.concatenate([start + np.arange(n) / 72.0 for start, n in nights])
+    eb = VariableStar("VECL", "eclipsing", 149.985, 20.03, mag_v=13.2, period_d=1.37,
+                      epoch_mjd=61000.3, amplitude_mag=0.5, duration_d=0.15)  # fmt: skip
+    transit = VariableStar("VTRANSIT", "transit", 149.976, 20.022, mag_v=12.3, period_d=2.71,
+                           epoch_mjd=61004.45, depth=0.01, duration_d=0.125)  # fmt: skip
+    rng = np.random.default_rng(3)
+    for var, noise in ((eb, 0.007), (transit, 0.0045)):
+        mag = var.mag("V", t) + rng.normal(0.0, noise, t.size)
+        result = search_light_curve_period(t, mag, np.full(t.size, noise))
+        assert result is not None
+        assert not period_is_determined(result), (var.name, result.period_d, result.rival_bic)
+    readme = ((61001.3694, 13), (61002.3670, 13), (61004.3635, 14), (61007.3557, 14),
+              (61008.3513, 15))  # fmt: skip
+    t = np.concatenate([start + np.arange(n) / 72.0 for start, n in readme])
+    mag = eb.mag("V", t) + rng.normal(0.0, 0.007, t.size)
+    result = search_light_curve_period(t, mag, np.full(t.size, 0.007))
+    assert result is not None and period_is_determined(result)
+    assert rel_err(result.period_d, eb.period_d) < 1e-3
+
+
+def test_a_period_longer_than_half_the_span_is_undetermined() -> None:
+    lpv = star("sine", period_d=30.0, amplitude_mag=1.0, epoch_mjd=60000.0)
+    t, mag, err = light_curve(lpv, 4, nights=40)
+    result = search_period(t, mag, err, max_period_d=40.0)
+    assert result.cycles < 2.0 and not period_is_determined(result)
