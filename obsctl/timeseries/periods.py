@@ -22,9 +22,28 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from astropy.timeseries import BoxLeastSquares, LombScargle
+from astropy.timeseries import LombScargle
 from numpy.typing import ArrayLike, NDArray
 
+from obsctl.timeseries.eclipse_model import (
+    Box,
+    Eclipse,
+    binned_bls,
+    bls_grid,
+    bootstrap_fap,
+    box_fap,
+    eclipse_eval,
+    fit_eclipse,
+    refine_box,
+)
+from obsctl.timeseries.fourier_series import (
+    fourier_chi2_all,
+    fourier_chi2_at,
+    fourier_coefficients,
+    fourier_eval,
+    max_phase_gap,
+    rotate_phase,
+)
 from obsctl.timeseries.stats import _clean
 
 __all__ = [
@@ -52,14 +71,6 @@ MIN_POINTS = 12
 # Fourier models are capped at one parameter per this many points, so that a candidate cannot
 # buy a low chi-square with parameters the data do not constrain.
 _POINTS_PER_PARAMETER = 8
-# Elements (frequencies x points) per vectorised chunk: bounds memory at ~16 MB of complex.
-_CHUNK_ELEMENTS = 1_000_000
-# The box search folds into this many phase bins and tries boxes this many bins wide (duty
-# cycles 1/32 to 1/8: transits to detached eclipses; wider dips are Fourier's job).
-_BLS_BINS = 32
-_BLS_WIDTHS = (1, 2, 4)
-# The astropy refinement tries these durations, as fractions of the period.
-_BLS_DURATION_FRACTIONS = (0.02, 0.03, 0.045, 0.065, 0.09, 0.12, 0.16)
 # The eclipse model's parameters: out-of-eclipse level, two depths, mid-time and width.
 _ECLIPSE_PARAMETERS = 5
 # The eclipse model is tried on this many of the best Fourier candidates (and twice their
@@ -78,11 +89,6 @@ _NESTED_BIC_MARGIN = 10.0
 AMBIGUOUS_BIC = 10.0
 #: Fewest cycles the data must span for a period to be determined.
 MIN_CYCLES = 2.0
-# Dip widths of the eclipse model, as fractions of the period.
-_ECLIPSE_FRACTIONS = (0.02, 0.032, 0.05, 0.08, 0.13, 0.2)
-# Dip shapes: a box (flat-bottomed transit) and a smooth, rounded dip (a detached eclipse),
-# the biweight ``(1 - u^2)^2`` of the distance from mid-eclipse in half-widths.
-_BOX, _SMOOTH = 0, 1
 
 
 class PeriodSearchError(ValueError):
@@ -202,20 +208,6 @@ class PeriodSearchResult:
 
 
 @dataclass(frozen=True)
-class _Eclipse:
-    """A two-dip eclipse model at one period: dips at phases 0 and 0.5 of one width."""
-
-    period_d: float
-    t0: float
-    q: float
-    shape: int
-    level: float
-    depth1: float
-    depth2: float
-    chi2: float
-
-
-@dataclass(frozen=True)
 class _Scored:
     """A candidate frequency (1/day) and its best model: Fourier (`nterms` > 0) or eclipse."""
 
@@ -223,18 +215,9 @@ class _Scored:
     freq: float
     origin: str
     nterms: int
-    eclipse: _Eclipse | None
+    eclipse: Eclipse | None
     # Harmonics of a Fourier model when not all of 1..nterms (a doubled model, `_doubled`).
     harmonics: tuple[int, ...] | None = None
-
-
-@dataclass(frozen=True)
-class _Box:
-    """A box (transit or eclipse) at one period: times in the centred scale (day)."""
-
-    period_d: float
-    duration_d: float
-    t0: float
 
 
 def search_period(
@@ -362,9 +345,9 @@ def search_period(
     # exact floating-mean Lomb-Scargle power (astropy's method="chi2"), at no extra cost,
     # where astropy's own fast method would take about as long as the whole multi-term pass.
     # astropy's LombScargle still supplies the false-alarm probability.
-    seeds: list[tuple[float, str, _Box | None]] = []
+    seeds: list[tuple[float, str, Box | None]] = []
     ls = LombScargle(x, y, e)
-    chi2_multi = _fourier_chi2_all(x, y, w, freq, max((1, *multi_nterms)))
+    chi2_multi = fourier_chi2_all(x, y, w, freq, max((1, *multi_nterms)))
     ls_power = 1.0 - chi2_multi[0] / chi2_0
     seeds += [(float(freq[i]), "ls", None) for i in _top_peaks(ls_power, n_peaks)]
     for k in multi_nterms:
@@ -374,13 +357,13 @@ def search_period(
     bls_freq = np.empty(0)
     bls_peak = math.nan
     if use_bls:
-        bls_freq = _bls_grid(span, f_lo, min(f_hi, 1.0 / bls_min_period_d), bls_max_frequencies)
+        bls_freq = bls_grid(span, f_lo, min(f_hi, 1.0 / bls_min_period_d), bls_max_frequencies)
         if bls_freq.size:
-            bls_power = _binned_bls(x, y, w, bls_freq)
+            bls_power = binned_bls(x, y, w, bls_freq)
             bls_peak = float(np.max(bls_power))
             step = float(bls_freq[1] - bls_freq[0]) if bls_freq.size > 1 else df
             for i in _top_peaks(bls_power, n_peaks):
-                box = _refine_box(x, y, e, float(bls_freq[i]), step)
+                box = refine_box(x, y, e, float(bls_freq[i]), step)
                 seeds.append((1.0 / box.period_d, "bls", box))
 
     cands = _with_aliases(seeds, f_lo, f_hi, 0.5 * df)
@@ -402,8 +385,8 @@ def search_period(
     starts = [(f, box.t0, o) for f, o, box in seeds if box is not None]
     phase = np.linspace(0.0, 1.0, 256, endpoint=False)
     for c in _distinct(scored, 0.5 * df)[:_ECLIPSE_CANDIDATES]:
-        coef = _fourier_coefficients(x, y, w, c.freq, c.nterms)
-        faint = float(phase[int(np.argmax(_fourier_eval(coef, phase)))])
+        coef = fourier_coefficients(x, y, w, c.freq, c.nterms)
+        faint = float(phase[int(np.argmax(fourier_eval(coef, phase)))])
         starts.append((c.freq, faint / c.freq, c.origin))
     trials: list[tuple[float, float, str]] = []
     for f_c, t0, origin in starts:
@@ -413,7 +396,7 @@ def search_period(
     if trials:
         # A Fourier series fits narrow eclipses poorly and may misplace their frequency by a
         # grid step; the winner is refined below.
-        fits = _fit_eclipse(
+        fits = fit_eclipse(
             x, y, w,
             np.array([f for f, _, _ in trials])[:, None] + np.linspace(-0.25, 0.25, 3) * df,
             np.array([t0 for _, t0, _ in trials]),
@@ -446,23 +429,23 @@ def search_period(
         mid = primary + period * round(-primary / period)
         coefficients: tuple[float, ...] = (ecl.level, d1, d2, ecl.q, float(ecl.shape))
         method: Method = "bls"
-        curve = _eclipse_eval(coefficients, np.linspace(0.0, 1.0, 1024, endpoint=False))
+        curve = eclipse_eval(coefficients, np.linspace(0.0, 1.0, 1024, endpoint=False))
         if not bls_freq.size:
             false_alarm = _baluev(ls, ls_power, freq)
         elif bls_bootstrap > 0:
-            false_alarm = _bootstrap_fap(x, y, w, bls_freq, bls_peak, bls_bootstrap, seed)
+            false_alarm = bootstrap_fap(x, y, w, bls_freq, bls_peak, bls_bootstrap, seed)
         else:
-            false_alarm = _box_fap(bls_peak * chi2_0, bls_freq.size)
+            false_alarm = box_fap(bls_peak * chi2_0, bls_freq.size)
     else:
         period = 1.0 / best.freq
-        coef = _fourier_coefficients(x, y, w, best.freq, best.nterms, best.harmonics)
+        coef = fourier_coefficients(x, y, w, best.freq, best.nterms, best.harmonics)
         phase = np.linspace(0.0, 1.0, 1024, endpoint=False)
-        curve = _fourier_eval(coef, phase)
+        curve = fourier_eval(coef, phase)
         faint = float(phase[int(np.argmax(curve))])
         mid = period * (faint + round(-faint))
-        coefficients = tuple(float(c) for c in _rotate(coef, faint))
+        coefficients = tuple(float(c) for c in rotate_phase(coef, faint))
         method = "ls" if best.nterms == 1 else "ls-multi"
-        model = _fourier_eval(coef, np.mod(best.freq * x, 1.0))
+        model = fourier_eval(coef, np.mod(best.freq * x, 1.0))
         chi2_w = float(np.sum(w * (y - model) ** 2))
         false_alarm = _baluev(ls, ls_power, freq)
 
@@ -520,9 +503,9 @@ def folded_model(
     """
     phase = np.linspace(0.0, 1.0, n_phase, endpoint=False)
     if result.method == "bls":
-        return phase, result.mean_mag + _eclipse_eval(result.coefficients, phase)
+        return phase, result.mean_mag + eclipse_eval(result.coefficients, phase)
     c = np.asarray(result.coefficients, dtype=np.float64)
-    return phase, result.mean_mag + _fourier_eval(c, phase)
+    return phase, result.mean_mag + fourier_eval(c, phase)
 
 
 def minima_per_cycle(result: PeriodSearchResult, *, prominence: float = 0.25) -> int:
@@ -564,209 +547,6 @@ def minima_per_cycle(result: PeriodSearchResult, *, prominence: float = 0.25) ->
     return count
 
 
-def _fourier_chi2(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    freq: NDArray[np.float64],
-    nterms: int,
-) -> NDArray[np.float64]:
-    """Weighted chi-square of a floating-mean Fourier series of `nterms` at each frequency.
-
-    Equals astropy's ``LombScargle(nterms=nterms)`` with ``method="chi2"``: its power is
-    ``1 - chi2 / sum(w (y - ybar)^2)``.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Times (day), best centred.
-    y : numpy.ndarray
-        Values (mag).
-    w : numpy.ndarray
-        Weights, ``1 / err^2`` (mag^-2).
-    freq : numpy.ndarray
-        Frequencies (1/day).
-    nterms : int
-        Harmonics.
-
-    Returns
-    -------
-    numpy.ndarray of float64
-        Chi-square at each frequency.
-    """
-    return np.asarray(_fourier_chi2_all(x, y, w, freq, nterms)[nterms - 1], dtype=np.float64)
-
-
-def _fourier_chi2_all(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    freq: NDArray[np.float64],
-    nterms: int,
-) -> NDArray[np.float64]:
-    """Chi-square of the nested Fourier series of 1..`nterms` harmonics, shape (nterms, F).
-
-    The normal equations need only the moments ``sum(w z^m)`` (m <= 2 nterms) and
-    ``sum(w y z^k)`` (k <= nterms) of ``z = exp(2 pi i f t)``, since products of harmonics are
-    harmonics. Columns are ordered ``1, cos, sin, cos 2, sin 2, ...``, so the leading blocks
-    of one Cholesky factor serve every smaller harmonic count: the explained chi-square of
-    the first ``2k + 1`` columns is the sum of the first ``2k + 1`` squared entries of
-    ``L^-1 b``.
-    """
-    out = np.empty((nterms, freq.size))
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, x.size))
-    yy = float(np.sum(w * y**2))
-    for s in range(0, freq.size, chunk):
-        a, b = _normal_equations(x, y, w, freq[s : s + chunk], nterms)
-        explained = np.cumsum(_whitened_rhs(a, b) ** 2, axis=1)
-        out[:, s : s + chunk] = yy - explained[:, 2::2].T
-    return out
-
-
-def _whitened_rhs(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``L^-1 b`` for the Cholesky factor ``L`` of each normal matrix, shape (F, p).
-
-    Written out over the (small) matrix index and vectorised over frequencies: LAPACK's
-    batched solve pays microseconds of overhead per 7x7 system, far more than the algebra.
-    A column that is (numerically) a combination of earlier ones, as the harmonics of the
-    lowest frequencies nearly are, is dropped rather than allowed to blow up.
-    """
-    n_f, p = b.shape
-    low = np.zeros((n_f, p, p))
-    u = np.zeros((n_f, p))
-    for j in range(p):
-        row = low[:, j, :j]
-        d2 = a[:, j, j] - np.einsum("fk,fk->f", row, row)
-        ok = d2 > 1e-10 * a[:, j, j]
-        d = np.where(ok, np.sqrt(np.where(ok, d2, 1.0)), 1.0)
-        low[:, j, j] = d
-        if j + 1 < p:
-            below = a[:, j + 1 :, j] - np.einsum("fik,fk->fi", low[:, j + 1 :, :j], row)
-            low[:, j + 1 :, j] = np.where(ok[:, None], below / d[:, None], 0.0)
-        u[:, j] = np.where(ok, (b[:, j] - np.einsum("fk,fk->f", row, u[:, :j])) / d, 0.0)
-    return u
-
-
-def _phasors(freq: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.complex128]:
-    """``exp(2 pi i f x)``, shape (F, n).
-
-    On a uniform grid each block of rows is the previous block times one phasor row, so the
-    exponential (the dominant cost) is evaluated on one block only; the rounding error grows
-    by ~1e-16 per block.
-    """
-    block = 64
-    n_f = freq.size
-    step = float(freq[1] - freq[0]) if n_f > 1 else 0.0
-    if n_f < 4 * block or not np.allclose(np.diff(freq), step, rtol=1e-9, atol=0.0):
-        return np.asarray(np.exp(2j * math.pi * np.outer(freq, x)), dtype=np.complex128)
-    z = np.empty((n_f, x.size), dtype=np.complex128)
-    z[:block] = np.exp(2j * math.pi * np.outer(freq[:block], x))
-    shift = np.exp(2j * math.pi * block * step * x)
-    for s in range(block, n_f, block):
-        e = min(s + block, n_f)
-        np.multiply(z[s - block : e - block], shift, out=z[s:e])
-    return z
-
-
-def _normal_equations(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    freq: NDArray[np.float64],
-    nterms: int,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Return the normal matrix (F, p, p) and right-hand side (F, p) of the Fourier design."""
-    z = _phasors(freq, x)
-    moments = np.empty((2 * nterms + 1, freq.size), dtype=np.complex128)
-    proj = np.empty((nterms + 1, freq.size), dtype=np.complex128)
-    wc = w.astype(np.complex128)
-    wyc = (w * y).astype(np.complex128)
-    moments[0] = np.sum(w)
-    proj[0] = np.sum(w * y)
-    zm = z.copy()
-    for k in range(1, 2 * nterms + 1):
-        moments[k] = np.einsum("fn,n->f", zm, wc)
-        if k <= nterms:
-            proj[k] = np.einsum("fn,n->f", zm, wyc)
-        if k < 2 * nterms:
-            zm *= z
-    c, s = moments.real, moments.imag
-    p = 2 * nterms + 1
-    a = np.empty((freq.size, p, p))
-    b = np.empty((freq.size, p))
-    a[:, 0, 0] = c[0]
-    b[:, 0] = proj[0].real
-    for j in range(1, nterms + 1):
-        cj, sj = 2 * j - 1, 2 * j
-        a[:, 0, cj] = a[:, cj, 0] = c[j]
-        a[:, 0, sj] = a[:, sj, 0] = s[j]
-        b[:, cj] = proj[j].real
-        b[:, sj] = proj[j].imag
-        for k in range(1, nterms + 1):
-            ck, sk = 2 * k - 1, 2 * k
-            d = abs(j - k)
-            sign = 1.0 if k >= j else -1.0
-            a[:, cj, ck] = 0.5 * (c[d] + c[j + k])
-            a[:, sj, sk] = 0.5 * (c[d] - c[j + k])
-            # cos(jx) sin(kx) = (sin((k + j) x) + sin((k - j) x)) / 2
-            a[:, cj, sk] = a[:, sk, cj] = 0.5 * (s[j + k] + sign * s[d])
-    return a, b
-
-
-def _fourier_coefficients(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    f: float,
-    nterms: int,
-    harmonics: tuple[int, ...] | None = None,
-) -> NDArray[np.float64]:
-    """Least-squares ``(c0, a1, b1, ...)`` at one frequency, phase zero at ``x = 0``.
-
-    With `harmonics`, only those of 1..`nterms` are fitted; the others' coefficients are 0.
-    """
-    used = range(1, nterms + 1) if harmonics is None else harmonics
-    cols = [np.ones_like(x)]
-    for k in used:
-        arg = 2.0 * math.pi * k * f * x
-        cols += [np.cos(arg), np.sin(arg)]
-    design = np.stack(cols, axis=1) * np.sqrt(w)[:, None]
-    fit, *_ = np.linalg.lstsq(design, y * np.sqrt(w), rcond=None)
-    coef = np.zeros(2 * nterms + 1)
-    coef[0] = fit[0]
-    for i, k in enumerate(used):
-        coef[2 * k - 1 : 2 * k + 1] = fit[2 * i + 1 : 2 * i + 3]
-    return coef
-
-
-def _fourier_eval(coef: NDArray[np.float64], phase: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Evaluate ``c0 + sum(a_k cos(2 pi k phase) + b_k sin(2 pi k phase))``."""
-    out = np.full(phase.shape, coef[0])
-    for k in range(1, (coef.size - 1) // 2 + 1):
-        arg = 2.0 * math.pi * k * phase
-        out += coef[2 * k - 1] * np.cos(arg) + coef[2 * k] * np.sin(arg)
-    return out
-
-
-def _rotate(coef: NDArray[np.float64], phase0: float) -> NDArray[np.float64]:
-    """Coefficients of the same series with phase zero moved to `phase0`."""
-    out = coef.copy()
-    for k in range(1, (coef.size - 1) // 2 + 1):
-        v = 2.0 * math.pi * k * phase0
-        a, b = coef[2 * k - 1], coef[2 * k]
-        out[2 * k - 1] = a * math.cos(v) + b * math.sin(v)
-        out[2 * k] = -a * math.sin(v) + b * math.cos(v)
-    return out
-
-
-def _max_phase_gap(x: NDArray[np.float64], freq: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Largest gap in the folded phase at each frequency (cycles, wrap-around included)."""
-    phase = np.sort(np.mod(np.outer(freq, x), 1.0), axis=1)
-    inner = np.max(np.diff(phase, axis=1), axis=1) if x.size > 1 else np.zeros(freq.size)
-    wrap = 1.0 - phase[:, -1] + phase[:, 0]
-    return np.asarray(np.maximum(inner, wrap), dtype=np.float64)
-
-
 def _bic(chi2: ArrayLike, n_params: ArrayLike, n: int) -> NDArray[np.float64]:
     """Bayesian information criterion with the noise scale profiled out.
 
@@ -793,9 +573,9 @@ def _best_fourier_bic(
     """
     flat = grids.ravel()
     # Harmonics shorter than twice the largest phase gap could bend freely inside it.
-    gap = _max_phase_gap(x, flat)
+    gap = max_phase_gap(x, flat)
     allowed = np.clip(np.floor(0.5 / np.maximum(gap, 1e-9)), 1, kcap)
-    chi2 = _fourier_chi2_all(x, y, w, flat, kcap)
+    chi2 = fourier_chi2_all(x, y, w, flat, kcap)
     k = np.arange(1, kcap + 1)[:, None]
     bic = _bic(chi2, 2 * k + 1, x.size)
     bic[k > allowed[None, :]] = np.inf
@@ -835,7 +615,7 @@ def _refine(
         # Two zooms: the second's steps (df / 128 in frequency, 0.001 cycle in epoch) keep a
         # few-cycle span's period within a few 1e-4 (one step of the first alone is ~1e-3).
         for zoom, dphase, spread in ((8.0, 0.02, 0.2), (32.0, 0.005, 0.1)):
-            ecl = _fit_eclipse(
+            ecl = fit_eclipse(
                 x, y, w, 1.0 / ecl.period_d + np.linspace(-df, df, 9)[None, :] / zoom,
                 np.array([ecl.t0]), dphase, 11,
                 fractions=ecl.q * np.exp(np.linspace(-spread, spread, 7)), shapes=(ecl.shape,),
@@ -895,14 +675,14 @@ def _doubled(
     if best.eclipse is None:
         k = best.nterms
         harmonics = tuple(sorted({1, 3, *range(2, 2 * k + 1, 2)}))
-        chi2 = _chi2_at(x, y, w, f2, harmonics)
-        control = _chi2_at(x, y, w, best.freq, tuple(range(1, k + 3)))
+        chi2 = fourier_chi2_at(x, y, w, f2, harmonics)
+        control = fourier_chi2_at(x, y, w, best.freq, tuple(range(1, k + 3)))
         bic = float(_bic(chi2, 2 * len(harmonics) + 1, n))
         if bic < best.bic - _NESTED_BIC_MARGIN and chi2 < control:
             return _Scored(bic, f2, f"{best.origin}:2P", harmonics[-1], None, harmonics)
         return None
     ecl = best.eclipse
-    fits = _fit_eclipse(
+    fits = fit_eclipse(
         x, y, w, np.full((2, 1), f2) + np.linspace(-df, df, 9)[None, :] / 16.0,
         np.array([ecl.t0, ecl.t0 + ecl.period_d]), 0.01, 11,
         fractions=0.5 * ecl.q * np.linspace(0.8, 1.25, 7), shapes=(ecl.shape,),
@@ -912,18 +692,6 @@ def _doubled(
     if bic < best.bic - _NESTED_BIC_MARGIN:
         return _Scored(bic, 1.0 / fit.period_d, f"{best.origin}:2P", 0, fit)
     return None
-
-
-def _chi2_at(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    f: float,
-    harmonics: tuple[int, ...],
-) -> float:
-    """Weighted chi-square of the Fourier series of the given `harmonics` at frequency `f`."""
-    coef = _fourier_coefficients(x, y, w, f, harmonics[-1], harmonics)
-    return float(np.sum(w * (y - _fourier_eval(coef, np.mod(f * x, 1.0))) ** 2))
 
 
 def _top_peaks(power: NDArray[np.float64], n: int) -> list[int]:
@@ -937,10 +705,10 @@ def _top_peaks(power: NDArray[np.float64], n: int) -> list[int]:
 
 
 def _with_aliases(
-    seeds: list[tuple[float, str, _Box | None]], f_lo: float, f_hi: float, tol: float
-) -> list[tuple[float, str, _Box | None]]:
+    seeds: list[tuple[float, str, Box | None]], f_lo: float, f_hi: float, tol: float
+) -> list[tuple[float, str, Box | None]]:
     """Seeds plus their aliases inside the band, merging those within `tol` (1/day)."""
-    out: list[tuple[float, str, _Box | None]] = []
+    out: list[tuple[float, str, Box | None]] = []
     offsets = (1.0, 1.0 / SIDEREAL_DAY_D)
     for f, origin, box in seeds:
         family = [
@@ -962,117 +730,6 @@ def _with_aliases(
     return out
 
 
-def _bls_grid(span: float, f_lo: float, f_hi: float, max_freq: int) -> NDArray[np.float64]:
-    """Return the box-search frequencies (1/day).
-
-    At least two transits fit in the span, and the step keeps a box within a quarter of a
-    phase bin of the grid over half the span; the grid is coarsened to `max_freq` points.
-    """
-    lo = max(f_lo, 2.0 / span)
-    if not f_hi > lo:
-        return np.empty(0)
-    step = max(1.0 / (_BLS_BINS * span), (f_hi - lo) / max_freq)
-    return np.arange(lo, f_hi, step)
-
-
-def _binned_bls(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    freq: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """Box-search power at each frequency: the chi-square drop of the best dip, over chi2_0.
-
-    The fold goes into `_BLS_BINS` fixed phase bins and boxes of `_BLS_WIDTHS` bins slide
-    over them with wrap-around; a box of in-box weight ``W_in`` and weighted sum ``S`` (of
-    the mean-subtracted magnitudes) lowers the chi-square by ``S^2 / (W_in (1 - W_in /
-    W))``. Only dips (fainter, ``S > 0``) count. astropy's `BoxLeastSquares` loops over
-    periods at ~20 us each, too slow for the ~10^4 periods a 60-night span needs in the
-    monitor's budget; it refines the peaks instead (`_refine_box`).
-    """
-    nb = _BLS_BINS
-    w_tot = float(np.sum(w))
-    chi2_0 = float(np.sum(w * y**2))
-    # Times from the first point keep every product positive, so truncation is floor, and
-    # with a power-of-two bin count the fold is a bit mask.
-    x0 = x - np.min(x)
-    out = np.empty(freq.size)
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, x.size))
-    width_max = max(_BLS_WIDTHS)
-    for s in range(0, freq.size, chunk):
-        f = freq[s : s + chunk]
-        n_f = f.size
-        bins = np.outer(f * nb, x0).astype(np.int32)
-        bins &= nb - 1
-        bins += (nb * np.arange(n_f, dtype=np.int32))[:, None]
-        flat = bins.ravel()
-        sw = np.bincount(flat, np.tile(w, n_f), nb * n_f).reshape(n_f, nb)
-        swy = np.bincount(flat, np.tile(w * y, n_f), nb * n_f).reshape(n_f, nb)
-        # Cumulative sums over the bins, continued over the first bins again so that a box
-        # may straddle phase 0, bin-major so that each step adds two contiguous rows
-        # (numpy's cumsum along short rows is many times slower).
-        cw = np.zeros((nb + width_max + 1, n_f))
-        cy = np.zeros((nb + width_max + 1, n_f))
-        for i in range(nb + width_max):
-            np.add(cw[i], sw[:, i % nb], out=cw[i + 1])
-            np.add(cy[i], swy[:, i % nb], out=cy[i + 1])
-        best = np.zeros(n_f)
-        for width in _BLS_WIDTHS:
-            w_in = cw[width : width + nb] - cw[:nb]
-            s_in = cy[width : width + nb] - cy[:nb]
-            # An empty box (or one holding every point) has s_in = 0: the floor only keeps
-            # the division finite.
-            denom = np.maximum(w_in - w_in * w_in / w_tot, 1e-12 * w_tot)
-            np.maximum(s_in, 0.0, out=s_in)
-            s_in *= s_in
-            s_in /= denom
-            np.maximum(best, np.max(s_in, axis=0), out=best)
-        out[s : s + chunk] = best / chi2_0 if chi2_0 > 0 else best
-    return out
-
-
-def _refine_box(
-    x: NDArray[np.float64], y: NDArray[np.float64], e: NDArray[np.float64], f: float, step: float
-) -> _Box:
-    """Astropy `BoxLeastSquares` on a fine local grid around a coarse box peak."""
-    fine = f + np.linspace(-1.5 * step, 1.5 * step, 31)
-    fine = fine[fine > 0.0]
-    periods = np.sort(1.0 / fine)
-    durations = np.asarray(_BLS_DURATION_FRACTIONS) * periods[0]
-    # BoxLeastSquares looks for flux dips; in magnitudes a dip is a rise, hence -y.
-    res = BoxLeastSquares(x, -y, e).power(periods, durations, objective="likelihood")
-    i = int(np.argmax(res.power))
-    return _Box(float(res.period[i]), float(res.duration[i]), float(res.transit_time[i]))
-
-
-def _box_fap(drop: float, n_freq: int) -> float:
-    """Bonferroni false-alarm probability of the best box: one-sided tail times the trials."""
-    trials = n_freq * _BLS_BINS * len(_BLS_WIDTHS)
-    tail = 0.5 * math.erfc(math.sqrt(max(drop, 0.0) / 2.0))
-    return min(1.0, -math.expm1(trials * math.log1p(-min(tail, 1.0 - 1e-16))))
-
-
-def _bootstrap_fap(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    freq: NDArray[np.float64],
-    peak: float,
-    n_boot: int,
-    seed: int,
-) -> float:
-    """``(k + 1) / (n + 1)``: `k` of `n` shuffled light curves reach the box-search `peak`."""
-    if n_boot <= 0 or freq.size == 0:
-        return math.nan
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(n_boot):
-        # Shuffle magnitude and weight together: a point keeps its own error.
-        order = rng.permutation(y.size)
-        hits += float(np.max(_binned_bls(x, y[order], w[order], freq))) >= peak
-    return (hits + 1) / (n_boot + 1)
-
-
 def _baluev(ls: LombScargle, power: NDArray[np.float64], freq: NDArray[np.float64]) -> float:
     """Baluev (2008) false-alarm probability of the highest one-term periodogram peak."""
     return float(
@@ -1092,107 +749,3 @@ def _distinct(scored: list[_Scored], tol: float) -> list[_Scored]:
         if all(abs(c.freq - o.freq) >= tol for o in out):
             out.append(c)
     return out
-
-
-def _dip(u: NDArray[np.float64], shape: int) -> NDArray[np.float64]:
-    """Return a dip of unit depth against ``u``, the distance from its centre in half-widths."""
-    if shape == _BOX:
-        return (u < 1.0).astype(np.float64)
-    v = np.maximum(1.0 - u * u, 0.0)
-    return v * v
-
-
-def _eclipse_eval(
-    coefficients: tuple[float, ...], phase: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """``level + depth1 dip(phase) + depth2 dip(phase - 0.5)`` about the mean (mag)."""
-    level, d1, d2, q, shape = coefficients
-    u1 = np.minimum(phase, 1.0 - phase) / (0.5 * q)
-    u2 = np.abs(phase - 0.5) / (0.5 * q)
-    return level + d1 * _dip(u1, int(shape)) + d2 * _dip(u2, int(shape))
-
-
-def _fit_eclipse(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    w: NDArray[np.float64],
-    freqs: NDArray[np.float64],
-    t0: NDArray[np.float64],
-    dphase: float,
-    n_t0: int,
-    *,
-    fractions: ArrayLike = _ECLIPSE_FRACTIONS,
-    shapes: tuple[int, ...] = (_BOX, _SMOOTH),
-) -> list[_Eclipse]:
-    """Best two-dip eclipse model of each start over its grid of frequencies, epochs, widths.
-
-    Start `s` searches the frequencies ``freqs[s]`` (1/day) and epochs within `dphase`
-    cycles of ``t0[s]`` (day, centred scale) in `n_t0` steps; for each width (fraction of
-    the period) and shape, the level and both depths follow by weighted linear least
-    squares, and the lowest chi-square wins. Depths are free in sign, so a missing
-    secondary costs only its parameter.
-    """
-    n_s, n_f = freqs.shape
-    offs = np.linspace(-dphase, dphase, n_t0)
-    ff = np.repeat(freqs.ravel(), n_t0)  # (G,) with G = n_s * n_f * n_t0
-    oo = np.tile(offs, n_s * n_f)
-    tt = np.repeat(t0, n_f * n_t0)
-    turns = ff[:, None] * (x[None, :] - tt[:, None]) - oo[:, None]
-    phase = np.mod(turns, 1.0)
-    near1 = np.minimum(phase, 1.0 - phase)
-    near2 = np.abs(phase - 0.5)
-    qs = np.asarray(fractions, dtype=np.float64)
-    combos = [(q, sh) for sh in shapes for q in qs]
-    g1 = np.stack([_dip(near1 / (0.5 * q), sh) for q, sh in combos], axis=1)  # (G, C, n)
-    g2 = np.stack([_dip(near2 / (0.5 * q), sh) for q, sh in combos], axis=1)
-    # The dip at phase 0 must repeat to say anything about a period: one seen in a single
-    # cycle could absorb any one night's trend. The dip at phase 0.5 may be seen once; the
-    # first dip has already fixed where it falls.
-    cycle = np.floor(turns + 0.5)
-    seen = np.stack([_repeats(near1 < 0.5 * q, cycle) for q, _ in combos], axis=1)
-    wy = w * y
-    a = np.empty((*g1.shape[:2], 3, 3))
-    a[..., 0, 0] = np.sum(w)
-    a[..., 0, 1] = a[..., 1, 0] = np.einsum("gcn,n->gc", g1, w)
-    a[..., 0, 2] = a[..., 2, 0] = np.einsum("gcn,n->gc", g2, w)
-    a[..., 1, 1] = np.einsum("gcn,gcn,n->gc", g1, g1, w)
-    a[..., 2, 2] = np.einsum("gcn,gcn,n->gc", g2, g2, w)
-    a[..., 1, 2] = a[..., 2, 1] = np.einsum("gcn,gcn,n->gc", g1, g2, w)
-    # A dip that holds no point leaves its depth undetermined; the ridge sets it to zero.
-    a += 1e-9 * np.sum(w) * np.eye(3)
-    b = np.stack(
-        [
-            np.full(g1.shape[:2], np.sum(wy)),
-            np.einsum("gcn,n->gc", g1, wy),
-            np.einsum("gcn,n->gc", g2, wy),
-        ],
-        axis=-1,
-    )
-    sol = np.linalg.solve(a, b[..., None])[..., 0]
-    chi2 = float(np.sum(w * y**2)) - np.sum(b * sol, axis=-1)
-    chi2 = np.where(seen, chi2, np.inf).reshape(n_s, -1)
-    out = []
-    for s_i, flat in enumerate(np.argmin(chi2, axis=1)):
-        g, j = divmod(int(flat), len(combos))
-        g += s_i * n_f * n_t0
-        q, sh = combos[j]
-        out.append(
-            _Eclipse(
-                period_d=1.0 / float(ff[g]),
-                t0=float(tt[g]) + float(oo[g]) / float(ff[g]),
-                q=float(q),
-                shape=sh,
-                level=float(sol[g, j, 0]),
-                depth1=float(sol[g, j, 1]),
-                depth2=float(sol[g, j, 2]),
-                chi2=float(chi2[s_i, flat]),
-            )
-        )
-    return out
-
-
-def _repeats(inside: NDArray[np.bool_], cycle: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Whether the points inside a dip, (G, n), belong to more than one cycle, (G,)."""
-    first = np.min(np.where(inside, cycle, np.inf), axis=1)
-    last = np.max(np.where(inside, cycle, -np.inf), axis=1)
-    return np.asarray(np.isfinite(first) & (last > first))
