@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from obsctl.classify.cutouts import CUTOUT_SIZE, N_CHANNELS, N_FEATURES
 from obsctl.classify.labels import CLASSES
+from obsctl.classify.onnx_session import cpu_session
 from obsctl.errors import ConfigError
 
 __all__ = [
@@ -83,21 +84,8 @@ class SourceClassifier:
     """
 
     def __init__(self, path: str | Path | None = None, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path) if path is not None else SHIPPED_MODEL
-        if not self.path.is_file():
-            raise ModelInputError(f"{self.path}: classifier model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelInputError(f"{self.path}: not a loadable ONNX model: {exc}") from exc
+        self._session = cpu_session(self.path, threads, ModelInputError, "classifier model")
         inputs = {i.name: i for i in self._session.get_inputs()}
         if set(inputs) != set(_INPUTS):
             raise ModelInputError(

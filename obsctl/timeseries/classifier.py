@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from obsctl.classify.onnx_session import cpu_session
 from obsctl.errors import ConfigError
 from obsctl.timeseries.features import FEATURE_NAMES, N_FEATURES
 
@@ -53,20 +54,7 @@ class VariableModelError(ConfigError):
 
 
 def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    if not path.is_file():
-        raise VariableModelError(f"{path}: model file not found")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise VariableModelError(f"{path}: not a loadable ONNX model: {exc}") from exc
+    session = cpu_session(path, threads, VariableModelError)
     inputs = session.get_inputs()
     if len(inputs) != 1 or inputs[0].name != _INPUT:
         names = [i.name for i in inputs]
