@@ -40,6 +40,7 @@ from obsctl.timeseries.times import bjd_tdb
 
 __all__ = [
     "CONSTANT_CLASS",
+    "CONTACT_MAX_PERIOD_D",
     "FLAG_BAD_FRAME",
     "FLAG_NO_ENSEMBLE",
     "FLAG_PHOTOMETRY",
@@ -567,17 +568,25 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+#: Longest period of a contact (W UMa) binary (day): they lie between a sharp cut-off at
+#: 0.22 d and about a day (Rucinski 2007, MNRAS 382, 393; GCVS EW). A sinusoid-like curve
+#: the classifier calls ``ew`` whose doubled period is longer is left at its own period.
+CONTACT_MAX_PERIOD_D = 1.0
+
+
 def class_period(label: str, result: PeriodSearchResult | None) -> float | None:
     """Return the period a class implies when it differs from the period search's (day).
 
     A contact binary (``ew``) has two minima a cycle, nearly alike; when they are alike
     within the errors the search reports half the period, whose model has one minimum (see
     `obsctl.timeseries.periods`), and the binary's period is twice that, as catalogues
-    (GCVS, ASAS-SN, ZTF) report it. None when the search's period stands or is not
-    determined (`obsctl.timeseries.periods.period_is_determined`).
+    (GCVS, ASAS-SN, ZTF) report it. None when the search's period stands, is not determined
+    (`obsctl.timeseries.periods.period_is_determined`), or doubled would be longer than a
+    contact binary's (`CONTACT_MAX_PERIOD_D`: then the one minimum is the star's own).
     """
     if label != "ew" or result is None or not period_is_determined(result):
         return None
-    if minima_per_cycle(result) == 1:
-        return 2.0 * result.period_d
+    doubled = 2.0 * result.period_d
+    if minima_per_cycle(result) == 1 and doubled <= CONTACT_MAX_PERIOD_D:
+        return doubled
     return None

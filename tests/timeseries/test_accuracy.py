@@ -109,7 +109,11 @@ def test_sine_amplitude_and_period_are_recovered(monitoring_run) -> None:
     assert amplitude_error < 0.03
     stats = {r["target"]: r for r in list_light_curves(monitoring_run.db)}
     assert stats["VSINE"]["chi2_red"] > 20 and stats["VSINE"]["stetson_j"] > 2
-    assert stats["VSINE"]["period_d"] == pytest.approx(ts.SINE.period_d, rel=1e-3)
+    sine = stats["VSINE"]
+    assert sine["period_d"] == pytest.approx(ts.SINE.period_d, rel=1e-3), (
+        sine["var_class"],
+        sine["var_probs"],
+    )
     assert stats["VCONST"]["chi2_red"] < 3 and abs(stats["VCONST"]["stetson_j"]) < 1
 
 
