@@ -21,6 +21,7 @@ from obsctl.drivers.alpaca import (
     AlpacaCoverCalibrator,
     AlpacaDome,
     AlpacaFilterWheel,
+    AlpacaFocuser,
     AlpacaMount,
     AlpacaObservingConditions,
     AlpacaSafetyMonitor,
@@ -44,6 +45,7 @@ _ALPACA_CLASSES: dict[str, Callable[..., Any]] = {
     "dome": AlpacaDome,
     "weather": AlpacaObservingConditions,
     "cover_calibrator": AlpacaCoverCalibrator,
+    "focuser": AlpacaFocuser,
 }
 
 
@@ -106,6 +108,9 @@ def _simulator(role: str, cfg: SimulatorDeviceConfig, ctx: _BuildContext) -> Any
         ),
         "cover_calibrator": lambda: sim_devices.SimulatedCoverCalibrator(
             _present(observatory.cover_calibrator, role), name=role
+        ),
+        "focuser": lambda: sim_devices.SimulatedFocuser(
+            _present(observatory.focuser, role), name=role
         ),
     }
     return factories[role]()

@@ -134,6 +134,13 @@ async def _describe(role: str, devices: DeviceSet) -> str:
                 f"cover {cs.cover.name.lower()}, panel {cs.calibrator.name.lower()} "
                 f"at {cs.brightness}/{top}"
             )
+        if role == "focuser":
+            fs = await device.status()
+            where = "relative" if fs.position is None else f"at {fs.position}"
+            temp = "" if fs.temperature_c is None else f", {fs.temperature_c:.1f} C"
+            return f"{where}/{(await device.info()).max_step} steps{temp}" + (
+                ", moving" if fs.moving else ""
+            )
         return "SAFE" if await device.is_safe() else "UNSAFE"
     finally:
         await device.disconnect()

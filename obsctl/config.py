@@ -64,6 +64,7 @@ __all__ = [
     "SimulatedDomeConfig",
     "SimulatedExtinctionConfig",
     "SimulatedFilterWheelConfig",
+    "SimulatedFocuserConfig",
     "SimulatedMountConfig",
     "SimulatedSkyColourConfig",
     "SimulatedSkyConfig",
@@ -276,6 +277,7 @@ class DevicesConfig(_Model):
     cover_calibrator: DeviceConfig | None = Field(
         default=None, description="a flat panel with a dust cover (ASCOM CoverCalibrator)"
     )
+    focuser: DeviceConfig | None = Field(default=None, description="a focuser (ASCOM Focuser)")
 
     @model_validator(mode="after")
     def _serial_protocol_suits_role(self) -> DevicesConfig:
@@ -1238,6 +1240,50 @@ class SimulatedCoverCalibratorConfig(_Model):
     )
 
 
+class SimulatedFocuserConfig(_Model):
+    """The simulated focuser: an absolute stepper with backlash; best focus follows temperature.
+
+    The true best focus is ``best_focus_steps + steps_per_c * (T - reference_temperature_c)``
+    at the focuser's temperature ``T``, which starts at ``temperature_c`` and drifts by
+    ``temperature_drift_c_per_h``. Reversing the direction of travel takes up
+    ``backlash_steps`` before the optics move.
+    """
+
+    max_step: int = Field(default=60_000, ge=10, le=10_000_000, description="[steps]")
+    max_increment: int = Field(
+        default=60_000, ge=1, le=10_000_000, description="[steps] the longest single move"
+    )
+    step_size_um: float = Field(default=1.0, gt=0, le=1000, description="[micron] per step")
+    speed_steps_s: float = Field(default=2000.0, gt=0, le=1e7, description="[steps/s]")
+    start_position: int = Field(default=30_000, ge=0, le=10_000_000, description="[steps]")
+    best_focus_steps: float = Field(
+        default=30_500.0, ge=0, le=10_000_000, description="[steps] at the reference temperature"
+    )
+    reference_temperature_c: float = Field(default=10.0, ge=-80, le=70, description="[C]")
+    steps_per_c: float = Field(
+        default=-60.0,
+        ge=-100_000,
+        le=100_000,
+        description="[steps/C] how the best focus moves with temperature (the tube shrinks "
+        "in the cold)",
+    )
+    temperature_c: float = Field(default=10.0, ge=-80, le=70, description="[C] at the start")
+    temperature_drift_c_per_h: float = Field(
+        default=0.0, ge=-20, le=20, description="[C/h] from the start of the simulation"
+    )
+    backlash_steps: int = Field(
+        default=0, ge=0, le=100_000, description="[steps] taken up when the direction reverses"
+    )
+
+    @model_validator(mode="after")
+    def _within_travel(self) -> SimulatedFocuserConfig:
+        if self.start_position > self.max_step:
+            raise ValueError(f"start_position {self.start_position} > max_step {self.max_step}")
+        if self.best_focus_steps > self.max_step:
+            raise ValueError(f"best_focus_steps {self.best_focus_steps} > max_step {self.max_step}")
+        return self
+
+
 class WeatherChange(_Model):
     """A change of the simulated weather at a set time: these values from ``at`` on.
 
@@ -1378,6 +1424,9 @@ class SimulatorConfig(_Model):
     )
     cover_calibrator: SimulatedCoverCalibratorConfig | None = Field(
         default=None, description="serve a flat panel with a dust cover (covercalibrator/0)"
+    )
+    focuser: SimulatedFocuserConfig | None = Field(
+        default=None, description="serve a focuser (focuser/0)"
     )
     serial: SerialSimulatorConfig | None = None
     quirks: tuple[SimulatorQuirk, ...] = Field(
@@ -1567,9 +1616,9 @@ class Config(_Model):
                 f"devices {', '.join(used)} use driver 'simulator' but there is no "
                 "[simulator] section"
             )
-        # The simulators serve a dome, a weather station and a flat panel only when their
+        # The simulators serve a dome, a weather station, a flat panel and a focuser only when their
         # section says what to simulate.
-        for role in ("dome", "weather", "cover_calibrator"):
+        for role in ("dome", "weather", "cover_calibrator", "focuser"):
             if role in used and getattr(self.simulator, role) is None:
                 raise ValueError(
                     f"devices.{role} uses driver 'simulator' but there is no "

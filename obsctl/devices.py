@@ -36,6 +36,9 @@ __all__ = [
     "DomeStatus",
     "ExposureSettings",
     "FilterWheel",
+    "Focuser",
+    "FocuserInfo",
+    "FocuserStatus",
     "ImageMetadata",
     "Mount",
     "MountStatus",
@@ -55,6 +58,7 @@ ROLES: tuple[str, ...] = (
     "dome",
     "weather",
     "cover_calibrator",
+    "focuser",
 )
 
 
@@ -477,6 +481,55 @@ class CoverCalibratorStatus:
     calibrator_changing: bool
 
 
+@dataclass(frozen=True, slots=True)
+class FocuserInfo:
+    """Fixed abilities of a focuser, read once after connecting.
+
+    Attributes
+    ----------
+    absolute : bool
+        Whether it moves to positions (ASCOM ``Absolute``); a relative focuser only moves by
+        steps and has no position.
+    max_step : int
+        The highest position, in steps (positions run from 0); for a relative focuser the
+        longest travel.
+    max_increment : int
+        The most steps one move may take.
+    step_size_um : float or None
+        The travel of one step (micron); None when the driver does not know it.
+    temp_comp_available : bool
+        Whether the focuser compensates for temperature by itself.
+    """
+
+    absolute: bool
+    max_step: int
+    max_increment: int
+    step_size_um: float | None
+    temp_comp_available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FocuserStatus:
+    """The focuser's position, motion and temperature, read together.
+
+    Attributes
+    ----------
+    position : int or None
+        The position in steps; None for a relative focuser.
+    moving : bool
+        Whether it moves (ASCOM ``IsMoving``).
+    temperature_c : float or None
+        The focuser's temperature probe (Celsius); None without one.
+    temp_comp : bool
+        Whether its own temperature compensation is on.
+    """
+
+    position: int | None
+    moving: bool
+    temperature_c: float | None
+    temp_comp: bool
+
+
 class Device(Protocol):
     """What every device has: a name and a connection."""
 
@@ -841,6 +894,67 @@ class CoverCalibrator(Device, Protocol):
         ...
 
 
+@runtime_checkable
+class Focuser(Device, Protocol):
+    """A focuser, absolute (moves to positions) or relative (moves by steps).
+
+    Moves return at once; `status` tells arrival (``moving`` false). A move while one is
+    under way goes to the new target from where the focuser is.
+    """
+
+    async def info(self) -> FocuserInfo:
+        """Return the focuser's fixed abilities."""
+        ...
+
+    async def status(self) -> FocuserStatus:
+        """Return the position, motion, temperature and compensation state."""
+        ...
+
+    async def move_to(self, position: int) -> None:
+        """Start a move to a position (steps) and return at once.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the position is outside 0 to ``max_step``, or farther than
+            ``max_increment`` steps from where the focuser is.
+        DeviceNotImplementedError
+            For a relative focuser.
+        """
+        ...
+
+    async def move_by(self, steps: int) -> None:
+        """Start a move by a number of steps (positive outward) and return at once.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the move is longer than ``max_increment`` steps, or (absolute focuser)
+            would end outside 0 to ``max_step``.
+        """
+        ...
+
+    async def halt(self) -> None:
+        """Stop the focuser where it is.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When its motion cannot be interrupted.
+        """
+        ...
+
+    async def set_temp_comp(self, on: bool) -> None:
+        """Switch the focuser's own temperature compensation on or off.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When switching it on and the focuser has none.
+        """
+        ...
+
+
 @dataclass(slots=True)
 class DeviceSet:
     """The devices of one observatory, as built from a config.
@@ -849,7 +963,7 @@ class DeviceSet:
     ----------
     camera : Camera
         The imaging camera.
-    filter_wheel, mount, safety_monitor, dome, weather, cover_calibrator : device or None
+    filter_wheel, mount, safety_monitor, dome, weather, cover_calibrator, focuser : device or None
         Optional devices.
     """
 
@@ -860,6 +974,7 @@ class DeviceSet:
     dome: Dome | None = None
     weather: ObservingConditions | None = None
     cover_calibrator: CoverCalibrator | None = None
+    focuser: Focuser | None = None
 
     def all(self) -> list[Device]:
         """Return the configured devices in the order of `ROLES`."""

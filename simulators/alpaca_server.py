@@ -2,9 +2,9 @@
 
 Devices: ``camera/0`` (ICameraV4), ``filterwheel/0`` (IFilterWheelV3), ``telescope/0``
 (ITelescopeV4), ``safetymonitor/0`` (ISafetyMonitorV3) and, when configured, ``dome/0``
-(IDomeV3), ``observingconditions/0`` (IObservingConditionsV2) and ``covercalibrator/0``
-(ICoverCalibratorV2) under ``/api/v1/``, plus the management API, minimal setup pages, and a
-non-Alpaca control API under ``/sim/v1/``.
+(IDomeV3), ``observingconditions/0`` (IObservingConditionsV2), ``covercalibrator/0``
+(ICoverCalibratorV2) and ``focuser/0`` (IFocuserV4) under ``/api/v1/``, plus the management
+API, minimal setup pages, and a non-Alpaca control API under ``/sim/v1/``.
 
 Protocol rules followed (Alpaca API v1):
 
@@ -64,6 +64,7 @@ from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import Fault, FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.focuser_model import FocuserModel
 from obsctl.simulators.models import (
     INVALID_VALUE,
     NOT_IMPLEMENTED,
@@ -383,6 +384,24 @@ def _cover_calibrator_members() -> dict[str, _Member[CoverCalibratorModel]]:
         "closecover": _Member(put=lambda c, p: c.close_cover()),
         "haltcover": _Member(put=lambda c, p: c.halt_cover()),
         "opencover": _Member(put=lambda c, p: c.open_cover()),
+    }
+
+
+def _focuser_members() -> dict[str, _Member[FocuserModel]]:
+    return {
+        "absolute": _const(True),
+        "ismoving": _Member(get=lambda f, p: f.is_moving),
+        "maxincrement": _Member(get=lambda f, p: f.config.max_increment),
+        "maxstep": _Member(get=lambda f, p: f.config.max_step),
+        "position": _Member(get=lambda f, p: f.position),
+        "stepsize": _Member(get=lambda f, p: f.config.step_size_um),
+        "tempcomp": _Member(
+            get=lambda f, p: f.temp_comp, put=lambda f, p: f.set_temp_comp(p.boolean("TempComp"))
+        ),
+        "tempcompavailable": _Member(get=lambda f, p: f.temp_comp_available),
+        "temperature": _Member(get=lambda f, p: f.temperature_c),
+        "halt": _Member(put=lambda f, p: f.halt()),
+        "move": _Member(put=lambda f, p: f.move(p.integer("Position"))),
     }
 
 
@@ -734,6 +753,16 @@ _COVER_CALIBRATOR = _Interface(
         ("CoverState", "coverstate"),
     ),
 )
+_FOCUSER = _Interface(
+    "focuser",
+    "Focuser",
+    version=4,
+    state_names=(
+        ("IsMoving", "ismoving"),
+        ("Position", "position"),
+        ("Temperature", "temperature"),
+    ),
+)
 
 
 _COMMON_UNCONNECTED = frozenset(
@@ -1002,6 +1031,14 @@ class AlpacaServer:
                 name="Simulated flat panel",
                 description=f"Simulated flat panel {covered}",
             )
+        if obs.focuser is not None:
+            self._register(
+                _FOCUSER,
+                obs.focuser,
+                _focuser_members(),
+                name="Simulated focuser",
+                description="Simulated absolute stepper focuser",
+            )
 
     def _build_app(self) -> web.Application:
         app = web.Application()
@@ -1078,7 +1115,7 @@ class AlpacaServer:
         ----------
         device_type : str
             ``camera``, ``filterwheel``, ``telescope``, ``safetymonitor``, ``dome``,
-            ``observingconditions`` or ``covercalibrator`` (any case).
+            ``observingconditions``, ``covercalibrator`` or ``focuser`` (any case).
         number : int
             Device number.
 

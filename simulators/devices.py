@@ -1,9 +1,9 @@
 """In-process device Protocol implementations over the simulator models (no HTTP).
 
 `SimulatedCamera`, `SimulatedFilterWheel`, `SimulatedMount`, `SimulatedSafetyMonitor`,
-`SimulatedDome`, `SimulatedObservingConditions` and `SimulatedCoverCalibrator` satisfy
-`obsctl.devices.Camera`, `FilterWheel`, `Mount`, `SafetyMonitor`, `Dome`,
-`ObservingConditions` and `CoverCalibrator` structurally.
+`SimulatedDome`, `SimulatedObservingConditions`, `SimulatedCoverCalibrator` and
+`SimulatedFocuser` satisfy `obsctl.devices.Camera`, `FilterWheel`, `Mount`, `SafetyMonitor`,
+`Dome`, `ObservingConditions`, `CoverCalibrator` and `Focuser` structurally.
 Model `AscomError` numbers become obsctl errors: 0x400 → `DeviceNotImplementedError`,
 0x401/0x402 → `InvalidDeviceValueError`, 0x407 → `DeviceNotConnectedError`, 0x408/0x40B →
 `DeviceBusyError`, anything else → `DeviceError`.
@@ -29,6 +29,8 @@ from obsctl.devices import (
     DomeInfo,
     DomeStatus,
     ExposureSettings,
+    FocuserInfo,
+    FocuserStatus,
     ImageMetadata,
     MountStatus,
     WeatherReadings,
@@ -44,6 +46,7 @@ from obsctl.simulators.camera_model import READOUT_MODES, CameraModel
 from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.focuser_model import FocuserModel
 from obsctl.simulators.models import (
     INVALID_OPERATION,
     INVALID_VALUE,
@@ -63,6 +66,7 @@ __all__ = [
     "SimulatedCoverCalibrator",
     "SimulatedDome",
     "SimulatedFilterWheel",
+    "SimulatedFocuser",
     "SimulatedMount",
     "SimulatedObservingConditions",
     "SimulatedSafetyMonitor",
@@ -609,3 +613,78 @@ class SimulatedCoverCalibrator(_SimulatedDevice[CoverCalibratorModel]):
         """Switch the panel off."""
         with self._ascom():
             self.model.calibrator_off()
+
+
+def _require_int(value: object, name: str) -> None:
+    """Refuse a non-integer step count, as the Alpaca driver does (a float is no step)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+
+
+class SimulatedFocuser(_SimulatedDevice[FocuserModel]):
+    """The simulated focuser as an `obsctl.devices.Focuser` (absolute, with a temperature probe).
+
+    It drives a `FocuserModel`; its name is ``focuser`` unless one is given.
+    """
+
+    default_name = "focuser"
+
+    async def info(self) -> FocuserInfo:
+        """Return the travel (steps), the longest move, the step size and no compensation."""
+        self._require_connected()
+        m = self.model
+        return FocuserInfo(
+            absolute=True,
+            max_step=m.config.max_step,
+            max_increment=m.config.max_increment,
+            step_size_um=m.config.step_size_um,
+            temp_comp_available=m.temp_comp_available,
+        )
+
+    async def status(self) -> FocuserStatus:
+        """Return the position (steps), motion, temperature (Celsius) and compensation."""
+        m = self.model
+        self._require_connected()
+        return FocuserStatus(
+            position=m.position,
+            moving=m.is_moving,
+            temperature_c=m.temperature_c,
+            temp_comp=m.temp_comp,
+        )
+
+    async def move_to(self, position: int) -> None:
+        """Start a move to a position in steps.
+
+        Raises the errors `obsctl.devices.Focuser.move_to` lists.
+        """
+        _require_int(position, "position")
+        with self._ascom():
+            self.model.move(position)
+
+    async def move_by(self, steps: int) -> None:
+        """Start a move by ``steps`` (positive outward) from where the focuser is.
+
+        Raises the errors `obsctl.devices.Focuser.move_by` lists.
+        """
+        _require_int(steps, "steps")
+        with self._ascom():
+            # An absolute focuser moves by steps as a move to a position (as ASCOM clients
+            # do); the model range-checks the target and the increment.
+            self.model.require_connected()
+            self.model.move(self.model.position + steps)
+
+    async def halt(self) -> None:
+        """Stop the focuser where it is."""
+        with self._ascom():
+            self.model.halt()
+
+    async def set_temp_comp(self, on: bool) -> None:
+        """Switch temperature compensation; the simulated focuser has none.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When ``on`` is True.
+        """
+        with self._ascom():
+            self.model.set_temp_comp(on)

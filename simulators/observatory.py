@@ -26,6 +26,7 @@ from obsctl.simulators.discovery import DiscoveryResponder
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.faults import FaultInjector
 from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.focuser_model import FocuserModel
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.safety_model import SafetyMonitorModel
 from obsctl.simulators.weather_model import WeatherModel
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SimulatedObservatory:
-    """Camera, filter wheel, mount, safety monitor, dome and weather station on one clock.
+    """Camera, filter wheel, mount, safety monitor and the optional devices on one clock.
 
     The camera reads its pointing and field rotation from the mount and its band from the
     filter wheel, so a rendered frame shows the stars where the mount points; it sees the sky
@@ -70,6 +71,8 @@ class SimulatedObservatory:
     cover_calibrator : CoverCalibratorModel or None
         The flat panel and dust cover, when ``[simulator.cover_calibrator]`` is configured;
         the camera sees it.
+    focuser : FocuserModel or None
+        The focuser, when ``[simulator.focuser]`` is configured.
     """
 
     camera: CameraModel
@@ -83,6 +86,7 @@ class SimulatedObservatory:
     dome: DomeModel | None = None
     weather: WeatherModel | None = None
     cover_calibrator: CoverCalibratorModel | None = None
+    focuser: FocuserModel | None = None
 
     @classmethod
     def from_config(
@@ -93,7 +97,8 @@ class SimulatedObservatory:
         Parameters
         ----------
         sim : SimulatorConfig
-            Camera, sky, filter wheel, mount, initial safety, dome and weather settings.
+            Camera, sky, filter wheel, mount, initial safety, dome, weather, flat panel and
+            focuser settings.
         site : SiteConfig
             Where the mount stands.
         telescope : TelescopeConfig
@@ -143,6 +148,7 @@ class SimulatedObservatory:
             dome=dome,
             weather=None if sim.weather is None else WeatherModel(sim.weather, clock),
             cover_calibrator=camera.cover_calibrator,
+            focuser=None if sim.focuser is None else FocuserModel(sim.focuser, clock),
         )
 
     async def close(self) -> None:

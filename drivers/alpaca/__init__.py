@@ -5,6 +5,7 @@ from obsctl.drivers.alpaca.camera import AlpacaCamera
 from obsctl.drivers.alpaca.covercalibrator import AlpacaCoverCalibrator
 from obsctl.drivers.alpaca.dome import AlpacaDome
 from obsctl.drivers.alpaca.filterwheel import AlpacaFilterWheel
+from obsctl.drivers.alpaca.focuser import AlpacaFocuser
 from obsctl.drivers.alpaca.mount import AlpacaMount
 from obsctl.drivers.alpaca.observingconditions import AlpacaObservingConditions
 from obsctl.drivers.alpaca.safetymonitor import AlpacaSafetyMonitor
@@ -17,6 +18,7 @@ __all__ = [
     "AlpacaCoverCalibrator",
     "AlpacaDome",
     "AlpacaFilterWheel",
+    "AlpacaFocuser",
     "AlpacaMount",
     "AlpacaObservingConditions",
     "AlpacaSafetyMonitor",

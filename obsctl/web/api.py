@@ -213,6 +213,20 @@ async def device_status(d: DeviceSet) -> dict[str, Any]:
             }
 
         calls.append(_read("cover_calibrator", panel_status))
+    if d.focuser is not None:
+        focuser = d.focuser
+
+        async def focuser_status() -> dict[str, Any]:
+            fs = await focuser.status()
+            return {
+                "name": focuser.name,
+                "position": fs.position,
+                "moving": fs.moving,
+                "temperature_c": fs.temperature_c,
+                "temp_comp": fs.temp_comp,
+            }
+
+        calls.append(_read("focuser", focuser_status))
     return dict(await asyncio.gather(*calls))
 
 

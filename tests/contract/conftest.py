@@ -20,6 +20,7 @@ from obsctl.drivers.alpaca import (
     AlpacaCoverCalibrator,
     AlpacaDome,
     AlpacaFilterWheel,
+    AlpacaFocuser,
     AlpacaMount,
     AlpacaObservingConditions,
     AlpacaSafetyMonitor,
@@ -28,7 +29,8 @@ from obsctl.simulators.alpaca_server import AlpacaServer
 from obsctl.simulators.quirks import Quirks
 
 IMPLEMENTATIONS = ["simulator", "alpaca", "alpaca-quirky", "serial"]
-#: The implementations of a role that has no serial driver (dome, weather station, panel).
+#: The implementations of a role that has no serial driver (dome, weather station, panel,
+#: focuser).
 NOT_SERIAL = ["simulator", "alpaca", "alpaca-quirky"]
 
 
@@ -89,6 +91,7 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
         SimulatedCoverCalibrator,
         SimulatedDome,
         SimulatedFilterWheel,
+        SimulatedFocuser,
         SimulatedMount,
         SimulatedObservingConditions,
         SimulatedSafetyMonitor,
@@ -111,6 +114,7 @@ async def devices(request, sims, clock) -> AsyncIterator[DeviceSet]:
             if obs.cover_calibrator is None
             else SimulatedCoverCalibrator(obs.cover_calibrator, name="cover_calibrator")
         ),
+        focuser=None if obs.focuser is None else SimulatedFocuser(obs.focuser, name="focuser"),
     )
     async with connected((inprocess, None)) as devs:
         yield devs
@@ -121,7 +125,8 @@ def alpaca_devices(
 ) -> tuple[DeviceSet, AlpacaClient]:
     """The Alpaca drivers of a server on 127.0.0.1:``port`` (not connected).
 
-    The dome, weather station and flat panel are there when ``observatory`` simulates them.
+    The dome, weather station, flat panel and focuser are there when ``observatory``
+    simulates them.
     """
     client = AlpacaClient(f"127.0.0.1:{port}")
     timeouts = {"timeout_s": 2.0, "connect_timeout_s": 2.0}
@@ -139,6 +144,8 @@ def alpaca_devices(
         devs.weather = AlpacaObservingConditions("weather", client, 0, **timeouts)
     if observatory is not None and observatory.cover_calibrator is not None:
         devs.cover_calibrator = AlpacaCoverCalibrator("cover_calibrator", client, 0, **timeouts)
+    if observatory is not None and observatory.focuser is not None:
+        devs.focuser = AlpacaFocuser("focuser", client, 0, **timeouts)
     return devs, client
 
 

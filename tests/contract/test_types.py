@@ -5,6 +5,7 @@ from obsctl.devices import (
     CoverCalibrator,
     Dome,
     FilterWheel,
+    Focuser,
     Mount,
     ObservingConditions,
     SafetyMonitor,
@@ -15,6 +16,7 @@ from obsctl.drivers.alpaca import (
     AlpacaCoverCalibrator,
     AlpacaDome,
     AlpacaFilterWheel,
+    AlpacaFocuser,
     AlpacaMount,
     AlpacaObservingConditions,
     AlpacaSafetyMonitor,
@@ -25,6 +27,7 @@ from obsctl.simulators.devices import (
     SimulatedCoverCalibrator,
     SimulatedDome,
     SimulatedFilterWheel,
+    SimulatedFocuser,
     SimulatedMount,
     SimulatedObservingConditions,
     SimulatedSafetyMonitor,
@@ -67,6 +70,14 @@ def simulated_cover_calibrator(panel: SimulatedCoverCalibrator) -> CoverCalibrat
     return panel
 
 
+def alpaca_focuser(client: AlpacaClient) -> Focuser:
+    return AlpacaFocuser("f", client)
+
+
+def simulated_focuser(focuser: SimulatedFocuser) -> Focuser:
+    return focuser
+
+
 def test_runtime_protocols() -> None:
     client = AlpacaClient("127.0.0.1:1")
     camera, wheel, mount, monitor = alpaca_devices(client)
@@ -79,6 +90,9 @@ def test_runtime_protocols() -> None:
     panel = alpaca_cover_calibrator(client)
     assert isinstance(panel, CoverCalibrator) and not isinstance(panel, Dome)
     assert not isinstance(dome, CoverCalibrator) and not isinstance(weather, CoverCalibrator)
+    focuser = alpaca_focuser(client)
+    assert isinstance(focuser, Focuser) and not isinstance(focuser, CoverCalibrator)
+    assert not isinstance(dome, Focuser) and not isinstance(panel, Focuser)
 
 
 def serial_devices(mount: SerialLX200Mount, wheel: SerialFilterWheel) -> tuple[Mount, FilterWheel]:

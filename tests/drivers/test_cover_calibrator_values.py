@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from aiohttp import web
 
 from obsctl.devices import CalibratorState, CoverState
-from obsctl.drivers.alpaca import AlpacaClient, AlpacaCoverCalibrator
+from obsctl.drivers.alpaca import AlpacaCoverCalibrator
 from obsctl.drivers.alpaca.covercalibrator import _calibrator, _cover
 from obsctl.errors import InvalidDeviceValueError
+
+from .scripted_server import ScriptedServer, serving
 
 
 @pytest.mark.parametrize("odd", [6, -1, 99, True, "open", 2.5, None, [1], {"v": 1}])
@@ -37,52 +37,10 @@ def test_states_in_the_enumeration_pass_through() -> None:
     assert _calibrator(" 2 ") == CalibratorState.NOT_READY
 
 
-class ScriptedServer:
-    """An Alpaca server with one covercalibrator/0 answering scripted values.
-
-    A value in ``answers`` is the reply's ``Value``; an int in ``statuses`` is an HTTP status
-    sent instead (404 or 400 for a member the driver lacks); ``errors`` holds ASCOM error
-    numbers to answer with HTTP 200.
-    """
-
-    def __init__(self) -> None:
-        self.answers: dict[str, Any] = {}
-        self.statuses: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
-        self.puts: list[tuple[str, dict[str, str]]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        member = request.match_info["member"]
-        if member in self.statuses:
-            return web.Response(status=self.statuses[member], text=f"no member {member}")
-        if request.method == "PUT":
-            form = await request.post()
-            self.puts.append((member, {k: str(v) for k, v in form.items()}))
-        reply: dict[str, Any] = {"ClientTransactionID": 0, "ServerTransactionID": 1}
-        if member in self.errors:
-            reply |= {"ErrorNumber": self.errors[member], "ErrorMessage": "scripted"}
-        else:
-            reply |= {"ErrorNumber": 0, "ErrorMessage": ""}
-            if request.method == "GET":
-                reply["Value"] = self.answers.get(member)
-        return web.json_response(reply)
-
-
 @contextlib.asynccontextmanager
 async def driver(server: ScriptedServer) -> AsyncIterator[AlpacaCoverCalibrator]:
-    app = web.Application()
-    app.router.add_route("*", "/api/v1/covercalibrator/0/{member}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    client = AlpacaClient(f"127.0.0.1:{port}")
-    try:
+    async with serving(server, "covercalibrator") as client:
         yield AlpacaCoverCalibrator("panel", client, 0, timeout_s=2.0)
-    finally:
-        await client.close()
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("absent", ["404", "400", "0x400"])

@@ -165,12 +165,17 @@ def _config(doc: Doc) -> Doc:
     simulated = any((d or {}).get("driver") == "simulator" for d in devices.values())
     if simulated and doc.get("simulator") is None:
         doc["simulator"] = {}
-    # A simulated enclosure, station or flat panel needs its section.
-    for role in ("dome", "weather", "cover_calibrator"):
+    # A simulated enclosure, station, flat panel or focuser needs its section.
+    for role in ("dome", "weather", "cover_calibrator", "focuser"):
         if (devices.get(role) or {}).get("driver") == "simulator" and not doc["simulator"].get(
             role
         ):
             doc["simulator"][role] = {}
+    focuser = (doc.get("simulator") or {}).get("focuser")
+    if focuser:  # its start and best focus lie on its travel
+        top = focuser.get("max_step", 60_000)
+        for key, default in (("start_position", 30_000), ("best_focus_steps", 30_500.0)):
+            focuser[key] = min(focuser.get(key, default), top)
     server = doc.get("server", {})
     server["host"] = "127.0.0.1"  # loopback, where no token is required
     token = server.get("token")
