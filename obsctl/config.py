@@ -1246,7 +1246,8 @@ class SimulatedFocuserConfig(_Model):
     The true best focus is ``best_focus_steps + steps_per_c * (T - reference_temperature_c)``
     at the focuser's temperature ``T``, which starts at ``temperature_c`` and drifts by
     ``temperature_drift_c_per_h``. Reversing the direction of travel takes up
-    ``backlash_steps`` before the optics move.
+    ``backlash_steps`` before the optics move. The camera's stars are spread over a blur
+    circle of radius ``|optics - best focus| * step_size_um / (2 * focal ratio)``.
     """
 
     max_step: int = Field(default=60_000, ge=10, le=10_000_000, description="[steps]")
@@ -1273,6 +1274,13 @@ class SimulatedFocuserConfig(_Model):
     )
     backlash_steps: int = Field(
         default=0, ge=0, le=100_000, description="[steps] taken up when the direction reverses"
+    )
+    obstruction: float = Field(
+        default=0.35,
+        ge=0,
+        lt=1,
+        description="the central obstruction's diameter over the aperture's: the hole in a "
+        "far-defocused star",
     )
 
     @model_validator(mode="after")

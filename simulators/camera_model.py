@@ -29,6 +29,7 @@ from obsctl.simulators.atmosphere import airmass, exposure_transmission, spell_t
 from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.filterwheel_model import FilterWheelModel
+from obsctl.simulators.focuser_model import FocuserModel
 from obsctl.simulators.models import (
     INVALID_OPERATION,
     INVALID_VALUE,
@@ -299,6 +300,10 @@ class CameraModel(ConnectableModel):
         self.flat_panel_on = False
         #: The flat panel and dust cover in front of the telescope (`CoverCalibratorModel.view`).
         self.cover_calibrator: CoverCalibratorModel | None = None
+        #: The focuser, whose distance from the best focus blurs the stars (`_defocus_px`).
+        self.focuser: FocuserModel | None = None
+        #: The telescope's focal ratio (focal length over aperture), for the blur circle.
+        self.focal_ratio: float | None = None
         # Cooler: temperature relaxes from (_temp0_c at _temp_t0) toward the current goal.
         self._cooler_on = False
         self._set_point_c = config.ambient_c
@@ -633,7 +638,25 @@ class CameraModel(ConnectableModel):
             )
         if self.cover_calibrator is not None:  # at the exposure's start, as the pointing
             scene = self.cover_calibrator.view(scene, self.sky.flat_panel_e_s)
+        if self.focuser is not None and self.focal_ratio is not None:
+            scene = replace(
+                scene,
+                defocus_px=self._defocus_px(self.focuser, self.focal_ratio),
+                obstruction=self.focuser.config.obstruction,
+            )
         return scene
+
+    def _defocus_px(self, focuser: FocuserModel, focal_ratio: float) -> float:
+        """Return the blur circle's radius (unbinned pixel) at the focuser's focus offset.
+
+        A focus offset ``dz`` spreads a star over the aperture's image, a disc of diameter
+        ``dz / focal_ratio``; the focuser moves the focal plane one step size per step. In
+        steps of 0.05 pixel, so that a slowly drifting focus does not rebuild the stamps of
+        every frame.
+        """
+        dz_um = abs(focuser.defocus_steps) * focuser.config.step_size_um
+        radius_px = dz_um / (2.0 * focal_ratio) / self.config.pixel_size_um
+        return round(radius_px / 0.05) * 0.05
 
     # --- exposure ----------------------------------------------------------------------
 

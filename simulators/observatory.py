@@ -72,7 +72,8 @@ class SimulatedObservatory:
         The flat panel and dust cover, when ``[simulator.cover_calibrator]`` is configured;
         the camera sees it.
     focuser : FocuserModel or None
-        The focuser, when ``[simulator.focuser]`` is configured.
+        The focuser, when ``[simulator.focuser]`` is configured; the camera's stars blur
+        with its distance from the best focus.
     """
 
     camera: CameraModel
@@ -130,6 +131,9 @@ class SimulatedObservatory:
         )
         if sim.cover_calibrator is not None:  # the camera looks through its cover
             camera.cover_calibrator = CoverCalibratorModel(sim.cover_calibrator, clock)
+        if sim.focuser is not None:  # the camera's stars blur with the focus
+            camera.focuser = FocuserModel(sim.focuser, clock)
+            camera.focal_ratio = telescope.focal_length_mm / telescope.aperture_mm
         dome = None if sim.dome is None else DomeModel(sim.dome, clock)
         camera.dome = dome
         if sim.sky.follow_sun_moon:
@@ -148,7 +152,7 @@ class SimulatedObservatory:
             dome=dome,
             weather=None if sim.weather is None else WeatherModel(sim.weather, clock),
             cover_calibrator=camera.cover_calibrator,
-            focuser=None if sim.focuser is None else FocuserModel(sim.focuser, clock),
+            focuser=camera.focuser,
         )
 
     async def close(self) -> None:

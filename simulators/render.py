@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from astropy.wcs import WCS
 from numpy.typing import NDArray
+from scipy.signal import fftconvolve
 
 from obsctl.simulators.artefacts import (
     BAD_COLUMN_DTYPE,
@@ -127,6 +128,8 @@ _PSF_TABLE_STEPS = 16  # sub-pixel phases per pixel in the PSF look-up table
 # stamps, 0.1-0.2 s, built again whenever the seeing changes) cost 87 % of rendering the small
 # frames of the tests and of fast-clock nights, which have a handful of stars.
 _DIRECT_STARS = 32
+# A blur circle smaller than this (pixel) is drawn as in focus: the seeing hides it.
+_MIN_DEFOCUS_PX = 0.25
 _MIN_STAMP_RADIUS_PX = 3
 _MAX_STAMP_RADIUS_FWHM = 8.0
 _STAMP_LOST_FLUX = 0.01  # flux allowed outside the stamp when the wings are heavy
@@ -354,6 +357,13 @@ class SkyScene:
         (the default) for none.
     trail_mag_per_arcsec_range : tuple of float, optional
         Range of trail surface brightness (mag per arcsec of trail, above the atmosphere).
+    defocus_px : float, optional
+        Radius of a defocused star's geometric blur circle (unbinned pixel): the aperture's
+        image, ``|focus offset| / (2 * focal ratio)``, which the seeing profile is spread
+        over. 0 is in focus. Stars only: galaxies and trails stay sharp.
+    obstruction : float, optional
+        The central obstruction's diameter over the aperture's (0 to < 1): far from focus a
+        star is a ring with a hole of this fraction of its radius (a doughnut).
 
     Notes
     -----
@@ -389,6 +399,8 @@ class SkyScene:
     galaxy_mag_limit: float = 21.0
     satellite_rate_per_hour: float = 0.0
     trail_mag_per_arcsec_range: tuple[float, float] = (13.0, 17.0)
+    defocus_px: float = 0.0
+    obstruction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.pixel_scale_arcsec <= 0.0 or self.seeing_arcsec <= 0.0:
@@ -410,6 +422,8 @@ class SkyScene:
         low, high = self.trail_mag_per_arcsec_range
         if not low <= high:
             raise ValueError("trail_mag_per_arcsec_range must be (low, high) with low <= high")
+        if not (self.defocus_px >= 0.0 and 0.0 <= self.obstruction < 1.0):
+            raise ValueError("need defocus_px >= 0 and obstruction within [0, 1)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -617,31 +631,67 @@ def moffat_stamp(
     return pixels
 
 
-def _star_stamp(dx: float, dy: float, fwhm_px: float, beta: float) -> NDArray[np.float64]:
-    """One star's exact stamp, `stamp_radius_px` in size.
-
-    Sampled finely enough (3-25 sub-pixels per axis) that undersampled stars keep their
-    pixel values.
-    """
-    oversample = min(25, max(3, math.ceil(10.0 / fwhm_px)))
-    radius = stamp_radius_px(fwhm_px, beta)
-    return moffat_stamp(dx, dy, fwhm_px=fwhm_px, beta=beta, radius_px=radius, oversample=oversample)
+def blur_radius_px(defocus_px: float) -> int:
+    """Return how far (pixel) the blur circle widens a star's stamp: 0 in focus."""
+    return 0 if defocus_px < _MIN_DEFOCUS_PX else math.ceil(defocus_px + 0.5)
 
 
 @lru_cache(maxsize=8)
-def _psf_table(fwhm_px: float, beta: float) -> NDArray[np.float32]:
+def _pupil_kernel(defocus_px: float, obstruction: float) -> NDArray[np.float64]:
+    """Return the defocused pupil's image, pixel-integrated and summing to 1.
+
+    A uniform disc of radius `defocus_px` less the central obstruction's disc, averaged over
+    16 x 16 samples a pixel.
+    """
+    radius = blur_radius_px(defocus_px)
+    n = 16
+    sub = (np.arange(n) + 0.5) / n - 0.5
+    grid = (np.arange(-radius, radius + 1)[:, None] + sub[None, :]).ravel()
+    r = np.hypot(grid[:, None], grid[None, :])
+    inside = (r <= defocus_px) & (r >= obstruction * defocus_px)
+    size = 2 * radius + 1
+    kernel = inside.reshape(size, n, size, n).mean(axis=(1, 3))
+    return np.asarray(kernel / kernel.sum(), dtype=np.float64)
+
+
+def _star_stamp(
+    dx: float, dy: float, fwhm_px: float, beta: float, defocus_px: float = 0.0,
+    obstruction: float = 0.0,
+) -> NDArray[np.float64]:  # fmt: skip
+    """One star's exact stamp, `stamp_radius_px` plus `blur_radius_px` in size.
+
+    Sampled finely enough (3-25 sub-pixels per axis) that undersampled stars keep their
+    pixel values; out of focus, the seeing profile is spread over the pupil's image (the
+    convolution of two pixel-integrated images, good to a fraction of a pixel's width).
+    """
+    oversample = min(25, max(3, math.ceil(10.0 / fwhm_px)))
+    radius = stamp_radius_px(fwhm_px, beta)
+    stamp = moffat_stamp(
+        dx, dy, fwhm_px=fwhm_px, beta=beta, radius_px=radius, oversample=oversample
+    )
+    if blur_radius_px(defocus_px) == 0:
+        return stamp
+    return np.asarray(fftconvolve(stamp, _pupil_kernel(defocus_px, obstruction)), np.float64)
+
+
+@lru_cache(maxsize=8)
+def _psf_table(
+    fwhm_px: float, beta: float, defocus_px: float = 0.0, obstruction: float = 0.0
+) -> NDArray[np.float32]:
     """Stamps for a grid of sub-pixel phases, interpolated bilinearly per star.
 
     Building one oversampled stamp per star would dominate a full-frame render; stamps at
     1/16-pixel phases interpolate to well under 0.01 pixel of centroid error.
     """
-    radius = stamp_radius_px(fwhm_px, beta)
+    radius = stamp_radius_px(fwhm_px, beta) + blur_radius_px(defocus_px)
     phases = np.arange(_PSF_TABLE_STEPS + 1) / _PSF_TABLE_STEPS - 0.5
     size = 2 * radius + 1
     table = np.empty((phases.size, phases.size, size, size), dtype=np.float32)
     for iy, dy in enumerate(phases):
         for ix, dx in enumerate(phases):
-            table[iy, ix] = _star_stamp(float(dx), float(dy), fwhm_px, beta)
+            table[iy, ix] = _star_stamp(
+                float(dx), float(dy), fwhm_px, beta, defocus_px, obstruction
+            )
     table.flags.writeable = False
     return table
 
@@ -654,8 +704,10 @@ def add_stars(
     *,
     fwhm_px: float,
     beta: float,
+    defocus_px: float = 0.0,
+    obstruction: float = 0.0,
 ) -> None:
-    """Add Moffat stars to an image in place.
+    """Add Moffat stars to an image in place, defocused if asked.
 
     Parameters
     ----------
@@ -670,6 +722,8 @@ def add_stars(
         Profile FWHM (pixel).
     beta : float
         Moffat beta, > 1.
+    defocus_px, obstruction : float, optional
+        The blur circle's radius (pixel) and the central obstruction (see `SkyScene`).
     """
     if image.dtype != np.float32 or not image.flags.c_contiguous or image.ndim != 2:
         raise ValueError("image must be a two-dimensional C-contiguous float32 array")
@@ -680,7 +734,7 @@ def add_stars(
     if x.size <= _DIRECT_STARS:
         stamps = np.stack(
             [
-                _star_stamp(float(dx), float(dy), fwhm_px, beta)
+                _star_stamp(float(dx), float(dy), fwhm_px, beta, defocus_px, obstruction)
                 for dx, dy in zip(x - cx, y - cy, strict=True)
             ]
         ).astype(np.float32)
@@ -688,7 +742,7 @@ def add_stars(
         _add_stamps(image, stamps, cx, cy)
         return
 
-    table = _psf_table(float(fwhm_px), float(beta))
+    table = _psf_table(float(fwhm_px), float(beta), float(defocus_px), float(obstruction))
     steps = _PSF_TABLE_STEPS
     tx = (x - cx + 0.5) * steps
     ty = (y - cy + 0.5) * steps
@@ -1510,10 +1564,13 @@ def _photon_charge(
         truth = np.empty(0, dtype=STAR_TRUTH_DTYPE)
     else:
         fwhm_px = _rendered_fwhm_px(scene)
-        radius = stamp_radius_px(fwhm_px, scene.moffat_beta)
+        radius = stamp_radius_px(fwhm_px, scene.moffat_beta) + blur_radius_px(scene.defocus_px)
         wcs = _scene_wcs(scene, sensor)
         truth, x, y, flux_e = _star_truth(scene, sensor, exposure, area, radius, wcs)
-        add_stars(charge, x, y, flux_e, fwhm_px=fwhm_px, beta=scene.moffat_beta)
+        add_stars(
+            charge, x, y, flux_e, fwhm_px=fwhm_px, beta=scene.moffat_beta,
+            defocus_px=scene.defocus_px, obstruction=scene.obstruction,
+        )  # fmt: skip
         galaxy_truth = _add_galaxies(charge, scene, sensor, exposure, area)
         trail = _add_trail(charge, sensor, scene, exposure, area, fwhm_px)
         # Clouds dim the sky's light as they dim the stars' (grey: no added moonlight glow).
