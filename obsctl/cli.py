@@ -509,7 +509,7 @@ def _format_status(value: dict[str, object]) -> str:
 
 async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
     from obsctl.timeseries.export import plot_folds, plot_light_curve, write_light_curve
-    from obsctl.timeseries.periods import PeriodSearchError, search_period
+    from obsctl.timeseries.features import search_light_curve_period
     from obsctl.timeseries.store import load_light_curve
 
     data_dir = DataDir(config.data.directory)
@@ -529,15 +529,18 @@ async def _lightcurve(config: Config, args: argparse.Namespace) -> int:
         known = next((t.period_d for t in config.monitoring.targets if t.name == args.target), None)
         if args.fold and known is None:
             good = [p for p in points if p["flag"] == 0 and p["mag"] is not None]
-            try:
-                result = search_period(
-                    [p["bjd_tdb"] - 2400000.5 for p in good],
-                    [p["mag"] for p in good],
-                    [p["mag_err"] for p in good],
-                    min_period_d=config.monitoring.min_period_d,
+            # The monitor's search (periods up to the span), so the folds show its candidates.
+            result = search_light_curve_period(
+                [p["bjd_tdb"] - 2400000.5 for p in good],
+                [p["mag"] for p in good],
+                [p["mag_err"] for p in good],
+                min_period_d=config.monitoring.min_period_d,
+            )
+            if result is None:
+                raise ObsctlError(
+                    f"--fold: {args.target}: {len(good)} good point(s) are too few, or span "
+                    "too short a time, for a period search"
                 )
-            except PeriodSearchError as exc:
-                raise ObsctlError(f"--fold: {args.target}: {exc}") from exc
             folds = plot_folds(args.target, points, result, args.plot)
             periods = ", ".join(f"{method} {period:.6f} d" for method, period in folds.items())
             sys.stderr.write(f"folded on {periods} (chosen: {result.method})\n")

@@ -52,6 +52,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Longest period of a contact (W UMa) binary (day): they lie between a sharp cut-off at
+#: 0.22 d and about a day (Rucinski 2007, MNRAS 382, 393; GCVS EW). A sinusoid-like curve
+#: the classifier calls ``ew`` whose doubled period is longer is left at its own period.
+CONTACT_MAX_PERIOD_D = 1.0
+
 FLAG_PHOTOMETRY = 1
 """The source's photometry is flagged (saturated, blended, truncated, ...)."""
 FLAG_BAD_FRAME = 2
@@ -566,12 +571,6 @@ class LightCurveMonitor:
 
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
-
-
-#: Longest period of a contact (W UMa) binary (day): they lie between a sharp cut-off at
-#: 0.22 d and about a day (Rucinski 2007, MNRAS 382, 393; GCVS EW). A sinusoid-like curve
-#: the classifier calls ``ew`` whose doubled period is longer is left at its own period.
-CONTACT_MAX_PERIOD_D = 1.0
 
 
 def class_period(label: str, result: PeriodSearchResult | None) -> float | None:
