@@ -98,6 +98,10 @@ _MAX_STEP_PX = 0.5  # per Gauss-Newton step
 _MAX_BATCH_ELEMENTS = 1_500_000  # groups x members x pixels x sub-samples per numpy pass
 _F_TEST_P = 1e-3  # a higher polynomial order must explain the FWHM scatter at this level
 _MODEL_HALF_FACTOR = 2  # neighbours are subtracted out to 2 fit radii (3 FWHM, 99.5 %)
+# A joint fit's cost grows as its members squared times its pixels: a group of 83 rings in a
+# far-defocused frame (FWHM 20 px) held the pipeline for minutes. Bigger groups are left to
+# the aperture fluxes; resolved star groups in real frames are a few members.
+_MAX_GROUP_MEMBERS = 32
 
 
 @dataclass(frozen=True)
@@ -895,7 +899,10 @@ def _fit_groups(
     own_half: int,
     settings: _Settings,
 ) -> _Fitted:
-    """Fit the selected groups (0-based group indices), batched by padded group size."""
+    """Fit the selected groups (0-based group indices), batched by padded group size.
+
+    Groups of more than `_MAX_GROUP_MEMBERS` are left unfitted (see `psf_photometry`).
+    """
     n = src.x.size
     ny, nx = image.shape
     out = _Fitted(
@@ -909,6 +916,7 @@ def _fit_groups(
     order = np.argsort(group, kind="stable")
     group_sizes = np.bincount(group, minlength=int(group.max(initial=0)) + 1)[1:]
     starts = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])
+    selected = selected[group_sizes[selected] <= _MAX_GROUP_MEMBERS]
     n_pix = settings.offsets[0].size
     for padded, bucket in _buckets(group_sizes[selected].astype(np.int64)):
         gids = selected[bucket]
@@ -1218,7 +1226,9 @@ def psf_photometry(
     fit : {"all", "blended"}, optional
         Fit every source, or only members of groups of two or more (isolated sources then
         get NaN and `PSF_FLAG_NOT_FITTED`; a catalog source hiding a companion is then not
-        seen).
+        seen). Groups of more than 32 members (`_MAX_GROUP_MEMBERS`: a defocused or smeared
+        frame's overlapping sources) are not fitted either, which bounds the time a frame
+        takes.
     find_residual : bool, optional
         Search the residual around the fitted sources for stars the catalog missed.
     residual_sigma : float, optional

@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from obsctl.processing.photometry import FLAG_EDGE, FLAG_SATURATED, measure_sources
 from obsctl.processing.psf import (
+    _MAX_GROUP_MEMBERS,
     PSF_FLAG_NOT_FITTED,
     PSF_FLAG_SATURATED,
     build_psf_model,
@@ -310,3 +311,32 @@ def test_masked_and_saturated_stars_do_not_shape_the_psf():
     assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
     assert not (result.table["psf_flags"] & PSF_FLAG_NOT_FITTED).any()
     assert math.isfinite(float(np.median(result.table["flux_psf"])))
+
+
+def test_a_far_defocused_frame_leaves_its_huge_group_unfitted() -> None:
+    """Rings 8 px in radius (FWHM ~20 px) chain 80-odd sources into one group.
+
+    Fitted jointly it held the pipeline for minutes; over `_MAX_GROUP_MEMBERS` it is left
+    to the aperture fluxes (NaN, not fitted). Smaller groups are fitted as before (the
+    crowded-frame tests above).
+    """
+    sensor = scenes.sensor(width_px=512, height_px=512, seed=3)
+    scene = scenes.sky(
+        ra_deg=120.0, dec_deg=30.0, pixel_scale_arcsec=1.5, seeing_arcsec=3.0,
+        catalog_seed=3, density_per_deg2=3000.0, mag_limit=15.0,
+        defocus_px=8.0, obstruction=0.35,
+    )  # fmt: skip
+    data = render_exposure(sensor, scenes.exposure(sensor, exposure_s=30.0), scene).image
+    data = data.astype(np.float32)
+    catalog, info = measure_sources(
+        data, gain_e_per_adu=1.0, read_noise_e=3.0, saturation_adu=60_000.0
+    )
+    result = psf_photometry(
+        data, catalog, gain_e_per_adu=1.0, rms_adu=info.rms_adu, fwhm_px=info.fwhm_px,
+        fit="blended",
+    )  # fmt: skip
+    size = result.table["psf_group_size"]
+    huge = size > _MAX_GROUP_MEMBERS
+    assert huge.sum() > _MAX_GROUP_MEMBERS
+    assert np.isnan(result.table["flux_psf"][huge]).all()
+    assert (result.table["psf_flags"][huge] & PSF_FLAG_NOT_FITTED).all()
