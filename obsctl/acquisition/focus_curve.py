@@ -151,11 +151,12 @@ def _hyperbola(x: NDArray[np.float64], y: NDArray[np.float64]) -> FocusFit:
         return np.asarray(a * np.sqrt(1.0 + ((x - c) / b) ** 2) - y, dtype=np.float64)
 
     span = float(np.ptp(x))
+    lower = np.array([1e-9 * a0, 1e-6 * span, x.min() - span])
+    upper = np.array([np.inf, 100.0 * span, x.max() + span])
+    # The start inside the bounds whatever the data (a start on a bound is refused).
+    start = np.clip([a0, b0, c0], lower * (1 + 1e-9) + 1e-12, upper * (1 - 1e-9))
     res = least_squares(
-        residual,
-        x0=[a0, b0, c0],
-        bounds=([1e-6, 1e-6 * span, x.min() - span], [np.inf, 100.0 * span, x.max() + span]),
-        x_scale=[a0, b0, span / 10.0],
+        residual, x0=start, bounds=(lower, upper), x_scale=[a0, start[1], span / 10.0]
     )
     a, b, c = (float(v) for v in res.x)
     rms = float(np.sqrt(np.mean(res.fun**2)))

@@ -102,3 +102,22 @@ def test_too_few_points_flat_or_scattered_are_refused() -> None:
     rng = np.random.default_rng(1)
     with pytest.raises(FocusCurveError, match="scatter"):
         fit_focus_curve(x, 2.0 + np.abs(x - 200) / 100 + rng.normal(0, 1.0, 9))
+
+
+@pytest.mark.parametrize(
+    "hfr",
+    [
+        [1e-9, 5.0, 9.0, 12.0, 20.0, 30.0],
+        [1e12, 1.0, 1e12, 1.0, 1e12, 1.0],
+        [2.0, 2.0, 2.0, 2.0, 2.0, 2.0],
+        [9.0, 7.0, 5.0, 3.0, 2.0, 1.5],
+        [3.0, 1.0, 1e-6, 1.0, 3.0, 5.0],
+    ],
+)
+def test_odd_points_give_a_fit_or_a_reason_never_another_error(hfr: list[float]) -> None:
+    x = 1_000.0 + 25.0 * np.arange(6)
+    try:
+        fit = fit_focus_curve(x, hfr)
+    except FocusCurveError:
+        return
+    assert x.min() < fit.best_position < x.max() and fit.best_hfr_px > 0
