@@ -37,6 +37,7 @@ from obsctl.errors import ConfigError
 __all__ = [
     "MAX_DOCUMENT_VALUES",
     "AlpacaDeviceConfig",
+    "AutofocusConfig",
     "CalibrationConfig",
     "CommandSinkConfig",
     "Config",
@@ -539,6 +540,7 @@ class SequencerConfig(_Model):
         default=300.0, gt=0, le=3600, description="[s] slew and settle, park"
     )
     filter_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="[s] filter move")
+    focuser_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="[s] a focuser move")
     shutter_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="[s] a dome shutter or roof opens or closes"
     )
@@ -782,6 +784,106 @@ class DomeConfig(_Model):
                 f"offset) must be inside the dome's radius_m {self.radius_m:g}"
             )
         return self
+
+
+class FocusTriggersConfig(_Model):
+    """When a focus run is due before a light frame; each trigger off when unset or false."""
+
+    start_of_night: bool = Field(
+        default=True, description="the night's first light frame is preceded by a run"
+    )
+    temperature_change_c: float | None = Field(
+        default=2.0,
+        gt=0,
+        le=50,
+        description="[degC] a run when the focuser's temperature moved this far since the last",
+    )
+    hfr_growth: float | None = Field(
+        default=0.15,
+        gt=0,
+        le=10,
+        description="a run when the median HFR of the last frames (of the pipeline, in the "
+        "filter) exceeds the HFR after the last run by this fraction",
+    )
+    hfr_frames: int = Field(
+        default=3, ge=1, le=100, description="light frames whose median HFR hfr_growth uses"
+    )
+    interval_min: float | None = Field(
+        default=None, gt=0, le=1440, description="[min] a run when this long since the last"
+    )
+
+
+class AutofocusConfig(_Model):
+    """Focus runs (`obsctl.acquisition.autofocus`), their triggers and what is done between.
+
+    A run takes `points` frames around the focuser's position, `step_steps` apart, measures
+    the stars' half-flux radius, fits a hyperbola and moves to its minimum; a fit that is not
+    a V is refused and the focuser goes back where it started. Between runs, filter changes
+    apply `filter_offsets` and the temperature model moves the focuser as it cools.
+    """
+
+    enabled: bool = Field(default=False, description="focus runs and focus offsets at all")
+    exposure_s: float = Field(default=5.0, gt=0, le=600, description="[s] each focus frame")
+    points: int = Field(
+        default=7, ge=5, le=31, description="frames of a run (odd: the start in the middle)"
+    )
+    step_steps: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="[focuser steps] between the run's positions: its outer points should be "
+        "about two to three times the in-focus HFR",
+    )
+    max_extra_points: int = Field(
+        default=4,
+        ge=0,
+        le=30,
+        description="frames a run may add beyond an end of its positions when the V's "
+        "minimum is not inside them",
+    )
+    overshoot_steps: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="[focuser steps] backlash: every move ends outward, and a move inward "
+        "first goes this far past its target; at least the focuser's backlash, 0 for none",
+    )
+    min_stars: int = Field(default=5, ge=1, le=10_000, description="stars a focus frame needs")
+    check: bool = Field(
+        default=True,
+        description="a frame at the new focus; a run whose check is worse than the start "
+        "goes back to the start",
+    )
+    check_tolerance: float = Field(
+        default=0.25,
+        gt=0,
+        le=5,
+        description="the check frame's HFR may exceed the fit's minimum by this fraction",
+    )
+    filter_offsets: dict[Annotated[str, Field(max_length=200)], int] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="[focuser steps] each filter's focus relative to the others' common "
+        "zero (an unlisted filter: 0); a filter change moves by the difference",
+    )
+    steps_per_c: float | None = Field(
+        default=None,
+        ge=-100_000,
+        le=100_000,
+        description="[focuser steps per degC] the temperature model until the night's runs "
+        "fit their own (two runs at least 1 degC apart); None: no compensation before that",
+    )
+    temperature_compensation: bool = Field(
+        default=True, description="move with the temperature model between runs"
+    )
+    min_move_steps: int = Field(
+        default=5,
+        ge=1,
+        le=1_000_000,
+        description="[focuser steps] the temperature model moves the focuser only this far "
+        "or farther",
+    )
+    triggers: FocusTriggersConfig = FocusTriggersConfig()
 
 
 class HookConfig(_Model):
@@ -1610,6 +1712,7 @@ class Config(_Model):
     sequencer: SequencerConfig = SequencerConfig()
     safety: SafetyConfig = SafetyConfig()
     dome: DomeConfig = DomeConfig()
+    autofocus: AutofocusConfig = AutofocusConfig()
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()

@@ -39,11 +39,13 @@ from obsctl.devices import (
     Device,
     Dome,
     FilterWheel,
+    Focuser,
     Mount,
     ShutterState,
 )
 from obsctl.errors import (
     DeviceError,
+    DeviceNotImplementedError,
     DeviceStateError,
     DeviceTimeoutError,
     FilterNotFoundError,
@@ -419,6 +421,36 @@ class Operations:
             When the slew has not ended within ``slew_timeout_s``.
         """
         await self._goto(mount, lambda: mount.slew_to_radec(ra_deg, dec_deg), track=True)
+
+    async def move_focuser(self, focuser: Focuser, position: int, *, overshoot: int = 0) -> None:
+        """Move an absolute focuser to a position (steps) and wait until it is there.
+
+        Every move ends outward (toward higher positions): a move inward first goes
+        ``overshoot`` steps past the target, so the gears' slack is always taken up the same
+        way and a position means the same optics whichever side it was reached from.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the position is outside the focuser's travel (nothing is moved).
+        DeviceTimeoutError
+            When it has not arrived within ``focuser_timeout_s``.
+        """
+        status = await focuser.status()
+        if status.position is None:
+            raise DeviceNotImplementedError(
+                "the focuser is relative: it has no positions to move to", device=focuser.name
+            )
+        legs = [position]
+        if overshoot > 0 and position < status.position:
+            legs = [max(position - overshoot, 0), position]
+        for leg in legs:
+            await focuser.move_to(leg)
+
+            async def arrived() -> bool:
+                return not (await focuser.status()).moving
+
+            await self.until(arrived, self.settings.focuser_timeout_s, focuser.name, "focus move")
 
     async def point_altaz(self, mount: Mount, alt_deg: float, az_deg: float) -> None:
         """Unpark if needed, stop tracking, slew to altitude and azimuth (deg), wait.

@@ -79,7 +79,11 @@ class FocusFit:
 
 
 def fit_focus_curve(
-    positions: ArrayLike, hfr_px: ArrayLike, *, model: Model = "hyperbola"
+    positions: ArrayLike,
+    hfr_px: ArrayLike,
+    *,
+    model: Model = "hyperbola",
+    n_stars: ArrayLike | None = None,
 ) -> FocusFit:
     """Fit a V-curve to a focus run's points.
 
@@ -92,6 +96,10 @@ def fit_focus_curve(
         non-positive values (a frame without stars) are left out.
     model : {"hyperbola", "parabola"}, optional
         The curve.
+    n_stars : array_like, optional
+        Stars behind each median HFR: a point weighs by their number (the median's variance
+        falls as 1 / n), so that a frame with three stars left far out does not pull the
+        V as much as one with thirty. Equal weights when not given.
 
     Returns
     -------
@@ -109,13 +117,17 @@ def fit_focus_curve(
     y = np.asarray(hfr_px, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise FocusCurveError(f"{x.size} positions but {y.size} HFR values")
-    ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
-    x, y = x[ok], y[ok]
+    w = np.ones_like(x) if n_stars is None else np.asarray(n_stars, dtype=np.float64).ravel()
+    if w.shape != x.shape:
+        raise FocusCurveError(f"{x.size} positions but {w.size} star counts")
+    ok = np.isfinite(x) & np.isfinite(y) & (y > 0) & np.isfinite(w) & (w > 0)
+    x, y, w = x[ok], y[ok], w[ok]
     if x.size < MIN_POINTS or np.unique(x).size < MIN_POINTS:
         raise FocusCurveError(
             f"{x.size} usable point(s) at {np.unique(x).size} position(s); a V needs {MIN_POINTS}"
         )
-    fit = _hyperbola(x, y) if model == "hyperbola" else _parabola(x, y)
+    w = w / np.mean(w)  # weights that average 1 keep the rms in pixels
+    fit = _hyperbola(x, y, w) if model == "hyperbola" else _parabola(x, y, w)
     lo, hi = float(x.min()), float(x.max())
     if fit.half_width_steps > _MAX_HALF_WIDTH_RANGES * (hi - lo):
         raise FocusCurveError(
@@ -137,8 +149,8 @@ def fit_focus_curve(
     return fit
 
 
-def _hyperbola(x: NDArray[np.float64], y: NDArray[np.float64]) -> FocusFit:
-    """Least squares for ``a sqrt(1 + ((x - c) / b)^2)``, started from the data."""
+def _hyperbola(x: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64]) -> FocusFit:
+    """Weighted least squares for ``a sqrt(1 + ((x - c) / b)^2)``, started from the data."""
     i = int(np.argmin(y))
     a0, c0 = float(y[i]), float(x[i])
     # The arms' slope from the outermost points: hfr ~ a |x - c| / b far out.
@@ -148,7 +160,8 @@ def _hyperbola(x: NDArray[np.float64], y: NDArray[np.float64]) -> FocusFit:
 
     def residual(p: NDArray[np.float64]) -> NDArray[np.float64]:
         a, b, c = p
-        return np.asarray(a * np.sqrt(1.0 + ((x - c) / b) ** 2) - y, dtype=np.float64)
+        model = a * np.sqrt(1.0 + ((x - c) / b) ** 2)
+        return np.asarray(np.sqrt(w) * (model - y), dtype=np.float64)
 
     span = float(np.ptp(x))
     lower = np.array([1e-9 * a0, 1e-6 * span, x.min() - span])
@@ -159,22 +172,24 @@ def _hyperbola(x: NDArray[np.float64], y: NDArray[np.float64]) -> FocusFit:
         residual, x0=start, bounds=(lower, upper), x_scale=[a0, start[1], span / 10.0]
     )
     a, b, c = (float(v) for v in res.x)
-    rms = float(np.sqrt(np.mean(res.fun**2)))
+    rms = float(np.sqrt(np.mean(res.fun**2)))  # weighted: the weights average 1
     # hfr = 2a where ((x - c) / b)^2 = 3.
     return FocusFit("hyperbola", c, a, b * math.sqrt(3.0), rms, int(x.size), (a, b, c))
 
 
-def _parabola(x: NDArray[np.float64], y: NDArray[np.float64]) -> FocusFit:
-    """Least squares for ``p0 + p1 u + p2 u^2`` about the mean position."""
+def _parabola(x: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64]) -> FocusFit:
+    """Weighted least squares for ``p0 + p1 u + p2 u^2`` about the mean position."""
     mean = float(np.mean(x))
-    p2, p1, p0 = (float(v) for v in np.polyfit(x - mean, y, 2))
+    # np.polyfit weighs the residuals themselves: the square root of the variance weight.
+    p2, p1, p0 = (float(v) for v in np.polyfit(x - mean, y, 2, w=np.sqrt(w)))
     if p2 <= 0.0:
         raise FocusCurveError("the points curve down, not up: no V")
     u = -p1 / (2.0 * p2)
     best = p0 - p1 * p1 / (4.0 * p2)
     if best <= 0.0:
         raise FocusCurveError(f"the parabola's minimum HFR {best:.2f} px is not positive")
-    rms = float(np.sqrt(np.mean((p0 + p1 * (x - mean) + p2 * (x - mean) ** 2 - y) ** 2)))
+    residual = p0 + p1 * (x - mean) + p2 * (x - mean) ** 2 - y
+    rms = float(np.sqrt(np.mean(w * residual**2)))
     return FocusFit(
         "parabola", mean + u, best, math.sqrt(best / p2), rms, int(x.size), (p0, p1, p2)
     )

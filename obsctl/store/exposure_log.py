@@ -101,6 +101,27 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+#: Columns of ``focus_runs`` a run may set (``id`` is assigned).
+_FOCUS_RUN_COLUMNS = (
+    "night",
+    "started_utc",
+    "trigger",
+    "filter",
+    "temperature_c",
+    "start_position",
+    "points",
+    "best_position",
+    "best_hfr_px",
+    "half_width_steps",
+    "fit_rms_px",
+    "parabola_position",
+    "final_position",
+    "check_hfr_px",
+    "outcome",
+    "reason",
+)
+
+
 class ExposureLog:
     """The SQLite exposure log.
 
@@ -394,6 +415,51 @@ class ExposureLog:
             sql += " WHERE sequence_id = ?"
             args = (sequence_id,)
         return self._select(sql + " ORDER BY id", args, window)
+
+    def add_focus_run(self, values: Mapping[str, Any]) -> int:
+        """Record a focus run (the columns of ``focus_runs``) and return its id.
+
+        Raises
+        ------
+        ValueError
+            When `values` names a column ``focus_runs`` does not have.
+        """
+        unknown = set(values) - set(_FOCUS_RUN_COLUMNS)
+        if unknown:
+            raise ValueError(f"focus_runs has no column(s) {sorted(unknown)}")
+        names = [n for n in _FOCUS_RUN_COLUMNS if n in values]
+        sql = (
+            f"INSERT INTO focus_runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+        )
+        with self._transaction() as db:
+            cursor = db.execute(sql, [values[n] for n in names])
+            return int(cursor.lastrowid or 0)
+
+    def focus_runs(self, night: str | None = None) -> list[dict[str, Any]]:
+        """Return the focus runs (of one night, or all), oldest first."""
+        if night is None:
+            return self.query("SELECT * FROM focus_runs ORDER BY id")
+        return self.query("SELECT * FROM focus_runs WHERE night = ? ORDER BY id", (night,))
+
+    def recent_hfr(self, night: str, filter_name: str | None, since_mjd: float) -> list[float]:
+        """Return the pipeline's HFR (pixel) of the night's light frames started after a time.
+
+        Parameters
+        ----------
+        night : str
+            The night.
+        filter_name : str or None
+            Only frames through this filter (None: frames without a filter).
+        since_mjd : float
+            Frames that started after this MJD (observatory time), oldest first.
+        """
+        rows = self.query(
+            "SELECT m.hfr_px FROM frame_metrics m JOIN exposures e ON e.id = m.exposure_id "
+            "WHERE e.night = ? AND e.image_type = 'LIGHT' AND e.filter IS ? "
+            "AND e.mjd_start > ? AND m.hfr_px IS NOT NULL ORDER BY e.mjd_start",
+            (night, filter_name, since_mjd),
+        )
+        return [float(r["hfr_px"]) for r in rows]
 
     def add_sequence(self, name: str, definition: str, state: str = "pending") -> int:
         """Store a sequence definition (JSON text) and return its id."""

@@ -338,6 +338,33 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE lc_objects ADD COLUMN anomaly_score REAL;
     ALTER TABLE lc_objects ADD COLUMN alerted_class TEXT;
     """,
+    # focus runs (obsctl.acquisition.autofocus): why it ran, where it started, the points
+    # (JSON [[position, hfr_px, n_stars], ...]), the V-curve fitted (hyperbola; the parabola's
+    # minimum for comparison), where the focuser was left and the check frame's HFR; outcome
+    # "focused", "refused" (no V: back at the start) or "failed" (a device or safety stopped
+    # it), with the reason
+    """
+    CREATE TABLE focus_runs (
+        id INTEGER PRIMARY KEY,
+        night TEXT NOT NULL,
+        started_utc TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        filter TEXT,
+        temperature_c REAL,
+        start_position INTEGER NOT NULL,
+        points TEXT NOT NULL,
+        best_position REAL,
+        best_hfr_px REAL,
+        half_width_steps REAL,
+        fit_rms_px REAL,
+        parabola_position REAL,
+        final_position INTEGER NOT NULL,
+        check_hfr_px REAL,
+        outcome TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX focus_runs_night ON focus_runs (night, started_utc);
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.
