@@ -1384,6 +1384,11 @@ class SimulatedFocuserConfig(_Model):
         description="the central obstruction's diameter over the aperture's: the hole in a "
         "far-defocused star",
     )
+    filter_focus_offsets: bool = Field(
+        default=False,
+        description="each filter's best focus lies its [simulator.filter_wheel] focus_offsets "
+        "farther out (steps), as a real filter set's thicknesses differ",
+    )
 
     @model_validator(mode="after")
     def _within_travel(self) -> SimulatedFocuserConfig:

@@ -650,11 +650,17 @@ class CameraModel(ConnectableModel):
         """Return the blur circle's radius (unbinned pixel) at the focuser's focus offset.
 
         A focus offset ``dz`` spreads a star over the aperture's image, a disc of diameter
-        ``dz / focal_ratio``; the focuser moves the focal plane one step size per step. In
+        ``dz / focal_ratio``; the focuser moves the focal plane one step size per step (and
+        the filter's thickness by its focus offset, when so configured). In
         steps of 0.05 pixel, so that a slowly drifting focus does not rebuild the stamps of
         every frame.
         """
-        dz_um = abs(focuser.defocus_steps) * focuser.config.step_size_um
+        defocus = focuser.defocus_steps
+        wheel = self.filter_wheel
+        if focuser.config.filter_focus_offsets and wheel is not None:
+            # The filter in (or coming into) the beam focuses its offset farther out.
+            defocus -= wheel.focus_offsets[wheel.target]
+        dz_um = abs(defocus) * focuser.config.step_size_um
         radius_px = dz_um / (2.0 * focal_ratio) / self.config.pixel_size_um
         return round(radius_px / 0.05) * 0.05
 

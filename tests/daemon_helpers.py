@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
+from obsctl.clock import Clock
 from obsctl.config import Config
 from obsctl.daemon import Daemon
 from obsctl.simulators.mount_model import local_sidereal_time_deg
@@ -179,9 +180,11 @@ def standard_sequence(lights: int = 2, exposure_s: float = 1.0) -> Sequence:
 
 
 @asynccontextmanager
-async def running_daemon(config: Config, **run_kwargs: Any) -> AsyncIterator[Daemon]:
-    """Start a daemon in the background; stop it and re-raise its failure on exit."""
-    daemon = Daemon(config)
+async def running_daemon(
+    config: Config, *, clock: Clock | None = None, **run_kwargs: Any
+) -> AsyncIterator[Daemon]:
+    """Start a daemon (on `clock`, else the config's) in the background; stop it after."""
+    daemon = Daemon(config, clock=clock)
     task = asyncio.create_task(daemon.run(install_signal_handlers=False, **run_kwargs))
     try:
         async with asyncio.timeout(30):

@@ -33,6 +33,7 @@ import numpy as np
 
 from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.dome_slaving import DomeFollower, SlitReading, slit_record
+from obsctl.acquisition.focus_keeper import FocusKeeper
 from obsctl.acquisition.health import HealthBoard
 from obsctl.acquisition.policy import FaultPolicy, with_policy
 from obsctl.acquisition.safety import SafetySupervisor
@@ -173,6 +174,11 @@ class Sequencer:
         self.wait_for_devices = True
         #: The zero points as a cloud sensor (``[safety.transparency]``), set by the daemon.
         self.transparency: TransparencyWatch | None = None
+        #: Focus runs, filter offsets and the temperature model before light frames.
+        self.focus = FocusKeeper(
+            devices, config, self.ops, clock, log_db, events,
+            on_run=lambda reason: self._set("focusing"),
+        )  # fmt: skip
 
     def _forget(self) -> None:
         """Forget cached device state (pointing, filter, settings): a device was down."""
@@ -449,6 +455,8 @@ class Sequencer:
             if "filter_wheel" in self._needs(sequence, step) or self.health.is_up("filter_wheel"):
                 await self._select_filter(step.filter)
             await self._configure(step)
+            if step.image_type == "LIGHT" and not await self._keep_focus():
+                continue  # it turned unsafe during a focus run: wait, then prepare again
             if step.image_type == "BIAS":
                 exposure_s = (await self.devices.camera.info()).exposure_min_s
             mount = await self._pointing(sequence, step)
@@ -528,6 +536,25 @@ class Sequencer:
             await self.clock.sleep(min(wait_s, _CLEAR_POLL_S))
             if not self.supervisor.is_safe:
                 return False
+        return True
+
+    async def _keep_focus(self) -> bool:
+        """Ready the focus for a light frame (`FocusKeeper`); False if it turned unsafe.
+
+        A focuser or camera failure here costs the focus, not the frame: it is recorded and
+        the frame is taken as the focus is.
+        """
+
+        def check() -> None:
+            if not self.supervisor.is_safe:
+                raise _SafetyAbort("unsafe: the focus run stops")
+
+        try:
+            await self.focus.before_light(self._filter, check)
+        except _SafetyAbort:
+            return False
+        except DeviceError as exc:
+            await self._report("focus", exc, "the frame is taken without refocusing")
         return True
 
     async def _panel_brightness(self, step: ExposureStep) -> int | None:
