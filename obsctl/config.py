@@ -1281,6 +1281,35 @@ class SimulatedMountConfig(_Model):
         default="j2000",
         description="the RA/Dec the Alpaca mount takes and reports: J2000 or of date (JNow)",
     )
+    # The pointing error: where the optics look minus where the mount says it points, as
+    # (east, north) = (dRA cos Dec, dDec) on the sky. The reported RA/Dec stay the commanded
+    # ones, as a real mount's encoders do; only the rendered sky moves.
+    pointing_error_east_arcsec: tuple[
+        Annotated[float, Field(ge=-3600, le=3600)], Annotated[float, Field(ge=-3600, le=3600)]
+    ] = Field(
+        default=(0.0, 0.0),
+        description="[arcsec] (dRA cos Dec, dDec), fixed, with the mount on the east side of "
+        "the pier (looking west); a real mount's is a few arcminutes",
+    )
+    pointing_error_west_arcsec: tuple[
+        Annotated[float, Field(ge=-3600, le=3600)], Annotated[float, Field(ge=-3600, le=3600)]
+    ] = Field(
+        default=(0.0, 0.0),
+        description="[arcsec] (dRA cos Dec, dDec), fixed, on the west side of the pier",
+    )
+    drift_arcsec_per_h: tuple[
+        Annotated[float, Field(ge=-3600, le=3600)], Annotated[float, Field(ge=-3600, le=3600)]
+    ] = Field(
+        default=(0.0, 0.0),
+        description="[arcsec/h] (dRA cos Dec, dDec) the error grows by per hour since the "
+        "last slew or sync (polar misalignment, flexure)",
+    )
+    periodic_error_arcsec: float = Field(
+        default=0.0, ge=0, le=600, description="[arcsec] amplitude of the RA periodic error"
+    )
+    periodic_error_period_s: float = Field(
+        default=480.0, ge=1, le=86400, description="[s] the RA worm's period"
+    )
 
 
 class SimulatedDomeConfig(_Model):

@@ -259,7 +259,8 @@ class CameraModel(ConnectableModel):
     clock : Clock
         Source of simulated time.
     mount : MountModel or None
-        Gives the pointing and the field rotation at exposure start.
+        Gives the pointing (where the optics look: the reported position moved by the
+        pointing error at mid-exposure) and the field rotation at exposure start.
     filter_wheel : FilterWheelModel or None
         Gives the band (the current filter name); "L" without a wheel.
     """
@@ -576,7 +577,9 @@ class CameraModel(ConnectableModel):
         x = 1.0
         behind_horizon = False
         if self.mount is not None:
-            pointing = self.mount.pointing()
+            # Where the optics look, not where the mount reports: its pointing error (with
+            # drift and periodic error at mid-exposure) shifts the stars in the frame.
+            pointing = self.mount.true_pointing(after_s=0.5 * duration_s)
             ra, dec = pointing.ra_deg, pointing.dec_deg
             rotation = self.mount.config.field_rotation_deg
             alt, az = pointing.alt_deg, pointing.az_deg

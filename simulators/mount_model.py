@@ -11,6 +11,13 @@ time (Meeus, eq. 12.4) plus the east longitude, with UTC standing in for UT1 (<1
 All positions are computed lazily from the injected clock: a slew is a start pose, a target
 and a time window, and every read interpolates along the mechanical axes (hour angle and
 declination) at the current simulated time.
+
+Pointing error: the sky the optics see (`MountModel.true_pointing`) is the reported
+position (`MountModel.pointing`, what the Alpaca RightAscension/Declination give) moved by
+`MountModel.pointing_error_arcsec`: a fixed offset per pier side, a drift since the last slew
+and the RA worm's periodic error (`obsctl.simulators.pointing_error`, configured in
+``[simulator.mount]``). The reported position stays what the mount was told, as a real
+mount's encoders do; a sync re-zeros the fixed offset of the side it is on.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from datetime import datetime
 from obsctl.clock import Clock
 from obsctl.config import SimulatedMountConfig, SiteConfig
 from obsctl.devices import PierSide
+from obsctl.simulators import pointing_error
 from obsctl.simulators.models import (
     INVALID_OPERATION,
     INVALID_VALUE,
@@ -196,6 +204,14 @@ class MountModel(ConnectableModel):
         self._slew: _Slew | None = None
         self._target_ra_deg: float | None = None
         self._target_dec_deg: float | None = None
+        #: The pier side whose fixed pointing error applies: the side the last slew went to
+        #: (a real GEM keeps its side while it tracks past the meridian, until a flip).
+        self._error_side = PierSide.WEST if ha < 0 else PierSide.EAST
+        #: What syncs have added to each side's configured fixed error, (east, north) arcsec.
+        self._sync_correction_arcsec = {PierSide.EAST: (0.0, 0.0), PierSide.WEST: (0.0, 0.0)}
+        #: Monotonic simulated time the drift counts from: the end of the last slew or the
+        #: last sync.
+        self._drift_epoch_s = clock.monotonic()
         #: A driver that lost track of a slew: Slewing stays True (the mount holds its
         #: position) until AbortSlew; a new slew or a park does not clear it.
         self.slewing_stuck = False
@@ -242,17 +258,89 @@ class MountModel(ConnectableModel):
         self._slew = None
         self._hold_ha_deg, self._hold_dec_deg = ha, dec
         self._hold_ra_deg = _wrap360(lst - ha)
+        # A slew stopped short: the drift counts from the stop, not from the planned end.
+        self._drift_epoch_s = min(self._drift_epoch_s, mono)
 
     # --- properties --------------------------------------------------------------------
 
     def pointing(self) -> MountPointing:
-        """Return the current pointing, all coordinates read at one instant."""
-        mono, lst = self._lst_now()
+        """Return the reported pointing, all coordinates read at one instant.
+
+        This is where the mount says it points (the Alpaca RightAscension and Declination);
+        the optics see `true_pointing`.
+        """
+        return self._pointing_at(*self._lst_now())
+
+    def _pointing_at(self, mono: float, lst: float) -> MountPointing:
         ha, dec = self._hadec(mono, lst)
         alt, az = hadec_to_altaz(ha, dec, self.site.latitude_deg)
         return MountPointing(
             ra_deg=_wrap360(lst - ha), dec_deg=dec, ha_deg=ha, alt_deg=alt, az_deg=az, lst_deg=lst
         )
+
+    def _configured_fixed_arcsec(self) -> tuple[float, float]:
+        """Return the configured fixed error (east, north) of the present error side."""
+        if self._error_side == PierSide.EAST:
+            return self.config.pointing_error_east_arcsec
+        return self.config.pointing_error_west_arcsec
+
+    def _error_at(self, mono: float) -> tuple[float, float]:
+        """Return the pointing error (east, north) in arcsec at monotonic time ``mono``."""
+        cfg = self.config
+        configured = self._configured_fixed_arcsec()
+        synced = self._sync_correction_arcsec[self._error_side]
+        return pointing_error.pointing_error_arcsec(
+            fixed_arcsec=(configured[0] + synced[0], configured[1] + synced[1]),
+            drift_rate_arcsec_per_h=cfg.drift_arcsec_per_h,
+            since_slew_s=mono - self._drift_epoch_s,
+            periodic_amplitude_arcsec=cfg.periodic_error_arcsec,
+            periodic_period_s=cfg.periodic_error_period_s,
+            t_s=mono,
+        )
+
+    def pointing_error_arcsec(self, after_s: float = 0.0) -> tuple[float, float]:
+        """Return the pointing error: where the optics look minus the reported position.
+
+        The truth for tests of centring and guiding; no ASCOM client can read it.
+
+        Parameters
+        ----------
+        after_s : float, optional
+            Seconds from now at which to evaluate the error (the middle of an exposure),
+            assuming no slew or sync in between.
+
+        Returns
+        -------
+        tuple of float
+            ``(east, north)`` = ``(dRA cos Dec, dDec)`` in arcsec, as gnomonic offsets in
+            the tangent plane at the reported position. ``(0, 0)`` with the default config.
+        """
+        return self._error_at(self.clock.monotonic() + after_s)
+
+    def true_pointing(self, after_s: float = 0.0) -> MountPointing:
+        """Return where the optics look: the reported pointing moved by the pointing error.
+
+        Parameters
+        ----------
+        after_s : float, optional
+            Seconds from now at which the error is evaluated (drift and periodic error go
+            on); the reported position is read now (a tracking mount's RA/Dec stay put).
+
+        Returns
+        -------
+        MountPointing
+            The true RA/Dec, with hour angle, altitude and azimuth from them and the
+            sidereal time of now. The reported pointing itself when the error is 0.
+        """
+        mono, lst = self._lst_now()
+        reported = self._pointing_at(mono, lst)
+        east, north = self._error_at(mono + after_s)
+        if east == 0.0 and north == 0.0:
+            return reported
+        ra, dec = pointing_error.offset_radec_deg(reported.ra_deg, reported.dec_deg, east, north)
+        ha = _wrap180(lst - ra)
+        alt, az = hadec_to_altaz(ha, dec, self.site.latitude_deg)
+        return MountPointing(ra_deg=ra, dec_deg=dec, ha_deg=ha, alt_deg=alt, az_deg=az, lst_deg=lst)
 
     @property
     def sidereal_time_h(self) -> float:
@@ -388,6 +476,8 @@ class MountModel(ConnectableModel):
         # Both axes move at the same rate at once, so the longer axis sets the time.
         distance = max(abs(_wrap180(target_ha - ha)), abs(target_dec_deg - dec))
         move_s = distance / self.config.slew_rate_deg_s
+        self._error_side = PierSide.WEST if target_ha < 0 else PierSide.EAST
+        self._drift_epoch_s = mono + move_s + self.config.settle_s
         self._slew = _Slew(
             start_ha_deg=ha,
             start_dec_deg=dec,
@@ -486,6 +576,15 @@ class MountModel(ConnectableModel):
     def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
         """Declare that the mount points at the given coordinates.
 
+        The reported position becomes the given one and the pointing model is re-zeroed
+        there: the fixed error of the pier side the last slew went to is corrected (until
+        the next sync on that side; the other side keeps its own error) and the drift
+        starts again from 0, so the reported and the true position agree now. Given the true
+        position (a plate solution), the optics stay on the same sky. Given anything else,
+        the simulated optics move there with the reported position, as they always have in
+        this simulator (tests place the mount with a sync); a real mount would keep its
+        optics and carry the wrong sync into its model instead.
+
         Parameters
         ----------
         ra_deg, dec_deg : float
@@ -501,8 +600,19 @@ class MountModel(ConnectableModel):
         _check_radec(ra_deg, dec_deg)
         if self.slewing:
             raise AscomError(INVALID_OPERATION, "cannot sync while slewing")
-        _, lst = self._lst_now()
+        mono, lst = self._lst_now()
         self._target_ra_deg, self._target_dec_deg = ra_deg, dec_deg
+        # The worm's periodic error cannot be taken out (it turns on), so what the sync
+        # absorbs is its present value: later it shows as the change since the sync.
+        configured = self._configured_fixed_arcsec()
+        periodic = pointing_error.periodic_error_arcsec(
+            mono, self.config.periodic_error_arcsec, self.config.periodic_error_period_s
+        )
+        self._sync_correction_arcsec[self._error_side] = (
+            -configured[0] - periodic,
+            -configured[1],
+        )
+        self._drift_epoch_s = mono
         self._hold_ra_deg = ra_deg
         self._hold_ha_deg = _wrap180(lst - ra_deg)
         self._hold_dec_deg = dec_deg

@@ -50,8 +50,9 @@ class SimulatedObservatory:
     """Camera, filter wheel, mount, safety monitor and the optional devices on one clock.
 
     The camera reads its pointing and field rotation from the mount and its band from the
-    filter wheel, so a rendered frame shows the stars where the mount points; it sees the sky
-    only through the dome's open shutter and, in a rotating dome, its slit.
+    filter wheel, so a rendered frame shows the stars where the mount points (the reported
+    position moved by the mount's configured pointing error, `MountModel.true_pointing`); it
+    sees the sky only through the dome's open shutter and, in a rotating dome, its slit.
 
     Attributes
     ----------
