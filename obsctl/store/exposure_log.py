@@ -441,6 +441,23 @@ class ExposureLog:
             return self.query("SELECT * FROM focus_runs ORDER BY id")
         return self.query("SELECT * FROM focus_runs WHERE night = ? ORDER BY id", (night,))
 
+    def recent_focus_runs(
+        self, night: str | None = None, *, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """Return a night's latest focus runs, newest first, at most `limit` of them.
+
+        Each row carries ``night_runs``, the night's number of runs (beyond the `limit`
+        too). `night` None is the latest night with a run; no run at all: an empty list.
+        """
+        args: tuple[Any, ...] = (limit,) if night is None else (night, limit)
+        where = "night = (SELECT MAX(night) FROM focus_runs)" if night is None else "night = ?"
+        # The window's count is taken before the LIMIT: the whole night's.
+        return self.query(
+            f"SELECT *, COUNT(*) OVER () AS night_runs FROM focus_runs WHERE {where} "
+            "ORDER BY id DESC LIMIT ?",
+            args,
+        )
+
     def recent_hfr(self, night: str, filter_name: str | None, since_mjd: float) -> list[float]:
         """Return the pipeline's HFR (pixel) of the night's light frames started after a time.
 

@@ -2,8 +2,8 @@
 
 - `api`: status, sequences, exposures, metrics and server-sent events, driving the daemon
   through a protocol;
-- `quicklook`: the page's routes; `frames`: what they read; `previews`: the previews made on
-  the server; `static/`: the page.
+- `quicklook`: the page's routes; `frames` and `focus`: what they read (frames, focus runs);
+  `previews`: the previews made on the server; `static/`: the page.
 """
 
 from obsctl.web.quicklook import QUICKLOOK, QuickLook, add_quicklook, static_dir

@@ -10,10 +10,15 @@
 | GET | /api/quicklook/frames/{id}/preview.png | the frame stretched (``stretch``, ``size``) |
 | GET | /api/quicklook/frames/{id}/sources | the frame's measured sources and their classes |
 | GET | /api/quicklook/frames/{id}/pixel | one pixel's value (``x``, ``y``, 0-based) |
+| GET | /api/quicklook/focus | a night's focus runs, newest first, with points and fit |
 | GET | /data/{path} | a FITS file of the data directory (anything else, or outside it: 404) |
 
 The log is paged like the control API's listings: ``limit`` rows (default 100, at most 1000)
 from ``offset``, oldest first, and a ``Link: <...>; rel="next"`` header while more follow.
+
+The focus runs are those of ``night`` (``YYYY-MM-DD``; absent: the latest night with a run),
+the newest ``limit`` of them (default 20, at most 100), as `obsctl.web.focus.focus_runs`
+gives them; the page reloads them on each ``focus`` event.
 
 A preview with ``x0, y0, x1, y1`` is that part of the frame only, sharper, for zooming in.
 Live updates reach the page through the control API's ``/api/events`` stream; when a frame's
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -55,6 +61,7 @@ from obsctl.web._http import (
     query_page,
     serialize_rows,
 )
+from obsctl.web.focus import focus_runs
 from obsctl.web.frames import FrameFileError
 from obsctl.web.previews import PreviewCache, bin_region
 
@@ -66,6 +73,12 @@ _MIN_SIZE_PX = 64
 _MAX_SIZE_PX = 4096
 #: Pixel coordinates and sizes in a query, at most (in magnitude).
 _MAX_COORDINATE = 2**31
+#: Focus runs in a reply: by default, and at most.
+_FOCUS_RUNS = 20
+_FOCUS_RUNS_MAX = 100
+#: A night as the exposure log names it (DAY-OBS): ASCII digits only.
+_NIGHT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_LIMIT = re.compile(r"[0-9]{1,3}")
 
 
 def static_dir() -> Path:
@@ -283,6 +296,20 @@ async def _pixel(request: web.Request) -> web.Response:
     return json_response({"exposure_id": eid, "x": x, "y": y, "value": value, "image": kind})
 
 
+async def _focus(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    night = request.query.get("night") or None
+    if night is not None and not _NIGHT.fullmatch(night):
+        raise BadRequestError(f"night must be YYYY-MM-DD, got {night[:40]!r}")
+    raw = request.query.get("limit") or str(_FOCUS_RUNS)
+    limit = int(raw) if _LIMIT.fullmatch(raw) else 0
+    if not 1 <= limit <= _FOCUS_RUNS_MAX:
+        raise BadRequestError(
+            f"limit must be a whole number from 1 to {_FOCUS_RUNS_MAX}, got {raw[:40]!r}"
+        )
+    return json_response(await asyncio.to_thread(focus_runs, ql.log_db, night, limit))
+
+
 async def _data_file(request: web.Request) -> web.StreamResponse:
     ql = request.app[QUICKLOOK]
     path = frames.resolve_data_file(ql.data_dir, request.match_info["path"])
@@ -338,5 +365,6 @@ def add_quicklook(app: web.Application, quicklook: QuickLook) -> None:
     app.router.add_get("/api/quicklook/frames/{id}/preview.png", _preview)
     app.router.add_get("/api/quicklook/frames/{id}/sources", _sources)
     app.router.add_get("/api/quicklook/frames/{id}/pixel", _pixel)
+    app.router.add_get("/api/quicklook/focus", _focus)
     app.router.add_get("/data/{path:.+}", _data_file)
     app.cleanup_ctx.append(_watcher)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import struct
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from obsctl.acquisition.autofocus import FocusPoint, FocusRun
+from obsctl.acquisition.focus_curve import fit_focus_curve
 from obsctl.store.exposure_log import ExposureLog, ExposureRecord
 from obsctl.store.fitsfile import write_fits_atomic
 
@@ -82,3 +87,43 @@ def png_size(blob: bytes) -> tuple[int, int]:
     """Return a PNG's width and height."""
     assert blob[:8] == b"\x89PNG\r\n\x1a\n"
     return struct.unpack(">II", blob[16:24])
+
+
+def v_curve(position: float, best: float, hfr_px: float, half_width: float) -> float:
+    """Return the truth's HFR (pixel) at a focuser position: the V whose HFR doubles at
+    ``half_width`` steps from ``best``."""
+    return hfr_px * math.sqrt(1.0 + 3.0 * ((position - best) / half_width) ** 2)
+
+
+def focus_row(
+    positions: list[int],
+    *,
+    best: float = 30_010.0,
+    hfr_px: float = 1.8,
+    half_width: float = 120.0,
+    minute: int = 0,
+    night: str = NIGHT,
+    **changes: Any,
+) -> dict[str, Any]:
+    """Return the ``focus_runs`` row of a focused run over noise-free points of a known V.
+
+    The row is the daemon's (`FocusRun.row`, the fit by `fit_focus_curve`); ``changes``
+    replace columns after, as a refused run or a hand-made row would hold them.
+    """
+    hfr = [v_curve(p, best, hfr_px, half_width) for p in positions]
+    fit = fit_focus_curve(positions, hfr)
+    run = FocusRun(
+        trigger="start of night",
+        started=datetime.fromisoformat(f"{night}T21:{minute:02d}:00+00:00"),
+        filter_name="V",
+        temperature_c=8.25,
+        start_position=round(best),
+        points=tuple(FocusPoint(p, h, 30) for p, h in zip(positions, hfr, strict=True)),
+        fit=fit,
+        parabola=None,
+        final_position=round(fit.best_position),
+        check_hfr_px=hfr_px * 1.02,
+        outcome="focused",
+        reason="",
+    )
+    return run.row(night) | changes

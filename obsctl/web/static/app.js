@@ -53,6 +53,9 @@
     log: [],
     trends: new Map(), // exposure id -> metrics row
     extinction: null, // the night's fit: {night, filters: [...], frames: [...]}
+    focus: null, // the night's focus runs: {night, total, runs: [...]}, newest first
+    focusRun: null, // the id of the run drawn; null: the newest
+    focusToken: 0,
     shown: [], // {exposure_id, latency_ms, processed_ms, shown_ms, sources}
     statusTimer: null,
     loadToken: 0,
@@ -926,6 +929,159 @@
   }
   const loadExtinctionSoon = debounce(() => loadExtinction().catch((err) => console.warn(err.message)), 500);
 
+  // -- autofocus: a run's V-curve and the night's runs -----------------------------------
+
+  const OUTCOME_CLASS = { focused: "good", refused: "warn", failed: "bad" };
+  const CURVE_SAMPLES = 64;
+
+  // An element with plain-text children: what the database holds (a run's reason may hold
+  // anything) is never parsed as HTML.
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "dataset") Object.assign(node.dataset, v);
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
+    return node;
+  }
+
+  function finite(v) {
+    return typeof v === "number" && Number.isFinite(v);
+  }
+
+  // The stored hyperbola, hfr = a sqrt(1 + ((x - c) / b)^2) with a the in-focus HFR, c the
+  // best position and b = half-width / sqrt(3) (the HFR doubles at the half-width), sampled
+  // from `lo` to `hi`; [] when the run has no fit.
+  function focusCurve(run, lo, hi) {
+    const a = run.best_hfr_px;
+    const c = run.best_position;
+    const w = run.half_width_steps;
+    if (![a, c, w, lo, hi].every(finite) || a <= 0 || w <= 0) return [];
+    const from = Math.min(lo, c);
+    const to = Math.max(hi, c);
+    const samples = [];
+    for (let i = 0; i <= CURVE_SAMPLES; i++) {
+      const x = from + ((to - from) * i) / CURVE_SAMPLES;
+      samples.push([x, a * Math.sqrt(1 + 3 * ((x - c) / w) ** 2)]);
+    }
+    return samples;
+  }
+
+  function shownRun() {
+    const runs = state.focus ? state.focus.runs : [];
+    return runs.find((r) => r.id === state.focusRun) || runs[0] || null;
+  }
+
+  function utcTime(iso) {
+    return typeof iso === "string" ? iso.slice(0, 19).replace("T", " ") : "";
+  }
+
+  function drawFocus() {
+    const reply = state.focus || { night: null, total: 0, runs: [] };
+    const run = shownRun();
+    const canvas = $("#focus-plot");
+    canvas.dataset.run = run ? String(run.id) : "";
+    $("#focus-night").textContent = reply.night ? `night ${reply.night}` : "";
+    const points = run
+      ? run.points
+          .filter((p) => finite(p.position) && finite(p.hfr_px))
+          .map((p) => ({ x: p.position, y: p.hfr_px, n: p.n_stars }))
+          .sort((p, q) => p.x - q.x)
+      : [];
+    const lines = [];
+    let curve = [];
+    if (run && points.length) {
+      const xs = points.map((p) => p.x);
+      curve = focusCurve(run, Math.min(...xs), Math.max(...xs));
+      const colour = run.outcome === "focused" ? "#62c462" : "#8793a0";
+      for (let i = 1; i < curve.length; i++) {
+        lines.push({ x0: curve[i - 1][0], y0: curve[i - 1][1], x1: curve[i][0], y1: curve[i][1], color: colour });
+      }
+      const ys = points.map((p) => p.y);
+      const low = Math.min(...ys, ...(curve.length ? [run.best_hfr_px] : []));
+      const high = Math.max(...ys);
+      if (finite(run.best_position)) lines.push({ x0: run.best_position, x1: run.best_position, y0: low, y1: high, color: "#ffffff", dash: [4, 3] });
+      if (finite(run.final_position)) lines.push({ x0: run.final_position, x1: run.final_position, y0: low, y1: high, color: "#f0b64a", dash: [2, 3] });
+    }
+    canvas._drawn = window.ObsPlot.draw(canvas, points, {
+      connect: false,
+      lines,
+      xFormat: (v) => `${Math.round(v)} steps`,
+      empty: run ? "no HFR measured in this run" : "no focus run this night",
+    });
+    canvas._curve = curve;
+    canvas.dataset.curve = String(curve.length ? curve.length - 1 : 0);
+    renderFocusSummary(run);
+    renderFocusRuns(reply);
+  }
+
+  function renderFocusSummary(run) {
+    const box = $("#focus-summary");
+    if (!run) {
+      box.replaceChildren();
+      return;
+    }
+    const steps = (v) => (finite(v) ? `${Math.round(v)}` : "—");
+    const px = (v) => (finite(v) ? `${v.toFixed(2)} px` : "—");
+    const rows = [
+      ["outcome", el("span", { class: OUTCOME_CLASS[run.outcome] || "", id: "focus-outcome" }, run.outcome), ` #${run.id}`],
+      ["trigger", el("span", { id: "focus-trigger" }, run.trigger)],
+      ["filter", el("span", { id: "focus-filter" }, run.filter ?? "—")],
+      ["temperature", el("span", { id: "focus-temperature" }, finite(run.temperature_c) ? `${run.temperature_c.toFixed(1)} °C` : "—")],
+      ["started (UT)", utcTime(run.started_utc)],
+      ["focuser", `${steps(run.start_position)} → ${steps(run.final_position)} steps`],
+      ["fit", finite(run.best_position)
+        ? `best ${steps(run.best_position)} steps, HFR ${px(run.best_hfr_px)}, half-width ${steps(run.half_width_steps)} steps, rms ${px(run.fit_rms_px)}` +
+          (finite(run.parabola_position) ? `, parabola ${steps(run.parabola_position)}` : "")
+        : "none"],
+      ["frames", `${run.points.filter((p) => finite(p.hfr_px)).length} of ${run.points.length} with an HFR`],
+      ["check frame", px(run.check_hfr_px)],
+    ];
+    if (run.reason) rows.push(["reason", el("span", { id: "focus-reason" }, run.reason)]);
+    box.replaceChildren(...rows.flatMap(([k, ...v]) => [el("dt", {}, k), el("dd", {}, ...v)]));
+  }
+
+  function renderFocusRuns(reply) {
+    const current = shownRun();
+    $("#focus-runs tbody").replaceChildren(
+      ...reply.runs.map((r) =>
+        el(
+          "tr",
+          { dataset: { id: String(r.id), outcome: String(r.outcome) }, class: current && r.id === current.id ? "current" : "" },
+          el("td", { class: "num" }, r.id),
+          el("td", {}, utcTime(r.started_utc).slice(11)),
+          el("td", { class: "trigger" }, r.trigger),
+          el("td", {}, r.filter ?? ""),
+          el("td", { class: OUTCOME_CLASS[r.outcome] || "" }, r.outcome),
+          el("td", { class: "num" }, finite(r.final_position) ? Math.round(r.final_position) : ""),
+          el("td", { class: "num" }, fixed(r.check_hfr_px ?? r.best_hfr_px, 2)),
+          el("td", { class: "num" }, fixed(r.temperature_c, 1)),
+        ),
+      ),
+    );
+    $("#focus-count").textContent = reply.total > reply.runs.length ? `the latest ${reply.runs.length} of ${reply.total} runs` : "";
+  }
+
+  $("#focus-runs tbody").addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr");
+    if (!tr) return;
+    state.focusRun = Number(tr.dataset.id);
+    drawFocus();
+  });
+
+  // A night's runs (null: the night of the newest run); the newest is drawn unless another
+  // was picked in the list and is still there.
+  async function loadFocus(night) {
+    const token = ++state.focusToken;
+    const reply = await api(`/api/quicklook/focus${night ? `?night=${encodeURIComponent(night)}` : ""}`);
+    if (token !== state.focusToken) return; // a newer request was made meanwhile
+    state.focus = reply;
+    drawFocus();
+  }
+  const loadFocusSoon = debounce((night) => loadFocus(night).catch((err) => console.warn(err.message)), 250);
+
   // -- live events -----------------------------------------------------------------------
 
   async function onProcessed(ev) {
@@ -969,6 +1125,14 @@
     on("nightfit", (ev) => {
       if (ev.night === state.night) loadExtinctionSoon();
     });
+    // A run of the night shown, or (following live) the first of a new night: drawn at once.
+    on("focus", (ev) => {
+      const shown = state.focus ? state.focus.night : state.night;
+      if (ev.night === shown || !shown || state.follow) {
+        state.focusRun = null;
+        loadFocusSoon(ev.night);
+      }
+    });
     for (const kind of ["lightcurve", "alert"]) {
       on(kind, () => {
         loadLightcurvesSoon();
@@ -981,6 +1145,7 @@
   async function catchUp() {
     refreshStatusSoon();
     if (state.night) await Promise.all([loadLog(), loadTrends(), loadExtinction().catch((err) => console.warn(err.message))]);
+    await loadFocus(state.focus ? state.focus.night : state.night).catch((err) => console.warn(err.message));
     if (state.follow) {
       const latest = await api("/api/quicklook/latest");
       if (latest.exposure_id !== null) await showFrame(latest.exposure_id);
@@ -994,8 +1159,14 @@
       select.insertAdjacentHTML("afterbegin", `<option>${esc(night)}</option>`);
     }
     select.value = night;
-    // The fit is extra: the log and trends show even when it cannot be read.
-    await Promise.all([loadLog(), loadTrends(), loadExtinction().catch((err) => console.warn(err.message))]);
+    // The fits are extra: the log and trends show even when they cannot be read.
+    state.focusRun = null;
+    await Promise.all([
+      loadLog(),
+      loadTrends(),
+      loadExtinction().catch((err) => console.warn(err.message)),
+      loadFocus(night).catch((err) => console.warn(err.message)),
+    ]);
   }
 
   $("#night").addEventListener("change", (ev) => selectNight(ev.target.value));
@@ -1005,6 +1176,7 @@
     buildExtinctionPlot();
     drawTrends();
     drawExtinction();
+    drawFocus();
     state.info = await api("/api/quicklook/info");
     connect();
     refreshStatus();
@@ -1017,7 +1189,11 @@
       if (info) night = info.exposure.night;
     }
     if (night) await selectNight(night);
-    else drawTrends();
+    else {
+      drawTrends();
+      // No frame yet, but perhaps a focus run already (the start of a night).
+      await loadFocus(null).catch((err) => console.warn(err.message));
+    }
     loadLightcurves();
     loadAlerts();
     document.body.dataset.ready = "1";

@@ -25,7 +25,8 @@
   // points: [{x, y, id}] (x in MJD unless opts.xFormat says otherwise). opts: color, invert
   // (brighter magnitudes up), highlight (id drawn ringed), yErr (key of an error bar), empty
   // (text when there are no points), connect (false: no line through the points), lines
-  // ([{x0, y0, x1, y1, color}]: straight lines drawn under the points, e.g. fits).
+  // ([{x0, y0, x1, y1, color, dash}]: straight lines drawn under the points, e.g. fits;
+  // `dash` a canvas line-dash pattern such as [4, 3]).
   // Returns the drawn points in canvas pixels for hit tests.
   function draw(canvas, points, opts = {}) {
     const dpr = window.devicePixelRatio || 1;
@@ -101,11 +102,13 @@
     g.lineWidth = 1.5;
     for (const l of lines) {
       g.strokeStyle = l.color || color;
+      g.setLineDash(l.dash || []);
       g.beginPath();
       g.moveTo(px(l.x0), py(l.y0));
       g.lineTo(px(l.x1), py(l.y1));
       g.stroke();
     }
+    g.setLineDash([]);
     g.lineWidth = 1;
     g.globalAlpha = 1;
     const drawn = [];
