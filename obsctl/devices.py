@@ -690,6 +690,24 @@ class Mount(Device, Protocol):
         """
         ...
 
+    async def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """Declare that the mount points at ICRS/J2000 coordinates in degrees.
+
+        The mount does not move: the position it reports becomes the given one, and its
+        pointing model takes up the difference (a plate solution corrects it this way).
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the mount cannot sync (ASCOM ``CanSync`` false).
+        DeviceBusyError
+            When the mount is parked (`DeviceParkedError` where the driver can tell) or
+            slewing.
+        InvalidDeviceValueError
+            When the coordinates are out of range.
+        """
+        ...
+
     async def abort_slew(self) -> None:
         """Stop any slew at once."""
         ...

@@ -414,6 +414,14 @@ class SimulatedMount(_SimulatedDevice[MountModel]):
                     self.model.set_tracking(True)
                 raise
 
+    async def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """Declare that the mount points at J2000 coordinates in degrees.
+
+        Raises the errors `obsctl.devices.Mount.sync_to_radec` lists.
+        """
+        with self._ascom():
+            self.model.sync_to_radec(ra_deg % 360.0, dec_deg)
+
     async def abort_slew(self) -> None:
         """Stop any slew."""
         with self._ascom():

@@ -171,6 +171,30 @@ class AlpacaMount(AlpacaDevice):
             Declination=repr(float(dec_deg)),
         )
 
+    async def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
+        """``SyncToCoordinates`` at J2000 coordinates in degrees.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the coordinates are no sky position (checked before any conversion), or the
+            mount refuses them.
+        DeviceNotImplementedError
+            When the mount cannot sync (ASCOM requires 0x400 when ``CanSync`` is false).
+        DeviceParkedError
+            When the mount is parked.
+        DeviceBusyError
+            When the mount is slewing.
+        """
+        check_radec(ra_deg, dec_deg, device=self.name)
+        if await self._system() == _EQU_TOPOCENTRIC:
+            ra_deg, dec_deg = j2000_to_jnow(ra_deg, dec_deg, self.clock.now())
+        await self._put(
+            "synctocoordinates",
+            RightAscension=repr((ra_deg % 360.0) / 15.0),
+            Declination=repr(float(dec_deg)),
+        )
+
     async def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
         """Start ``SlewToAltAzAsync`` in degrees."""
         await self._put(

@@ -886,14 +886,18 @@ class SerialLX200Mount(SerialDevice):
     async def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
         """Declare that the mount points at J2000 coordinates in degrees (``:CM#``).
 
-        Not part of the `Mount` protocol; for plate-solve corrections.
-
         Raises
         ------
-        DeviceBusyError, InvalidDeviceValueError, DeviceError
-            When OnStep refuses (``E<n>``, as `goto_error`).
+        InvalidDeviceValueError
+            When the coordinates are out of range, or OnStep refuses them.
+        DeviceBusyError
+            When the mount is parked or moving: OnStep says so (``E<n>``, as `goto_error`);
+            a Meade is refused here once `park` was sent, as its reply cannot tell.
+        DeviceError
+            When OnStep refuses for another reason.
         """
         flavor = self._require()
+        self._refuse_if_parked_meade()
         await self._set_target(ra_deg, dec_deg)
         if flavor == "meade":
             await self._query(":CM#", _any_text)  # Meade answers with an object description

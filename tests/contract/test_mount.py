@@ -76,3 +76,49 @@ async def test_abort_slew(devices) -> None:
     await mount.slew_to_radec(ra, dec)
     await mount.abort_slew()
     assert not (await mount.status()).slewing
+
+
+async def test_sync_to_radec_sets_the_reported_position(devices) -> None:
+    mount = devices.mount
+    await mount.unpark()
+    await mount.set_tracking(True)
+    ra, dec = await high_target(mount)
+    await mount.slew_to_radec(ra, dec)
+    await settled(mount)
+    # A plate solution half a degree off in RA, a quarter in Dec.
+    solved_ra, solved_dec = (ra + 0.5) % 360.0, dec + 0.25
+    before = await mount.status()
+    assert before.ra_deg != pytest.approx(solved_ra, abs=0.1)
+    await mount.sync_to_radec(solved_ra, solved_dec)
+    status = await mount.status()
+    assert status.ra_deg == pytest.approx(solved_ra, abs=1e-3)
+    assert status.dec_deg == pytest.approx(solved_dec, abs=1e-3)
+    assert not status.slewing and status.tracking
+
+
+async def test_sync_to_radec_is_refused_while_parked_or_slewing(devices) -> None:
+    mount = devices.mount
+    await mount.unpark()
+    await mount.park()
+    await settled(mount)
+    parked = await mount.status()
+    ra, dec = (parked.ra_deg + 10.0) % 360.0, parked.dec_deg - 20.0
+    with pytest.raises(DeviceBusyError):
+        await mount.sync_to_radec(ra, dec)
+    status = await mount.status()
+    assert status.at_park
+    assert status.dec_deg == pytest.approx(parked.dec_deg, abs=1e-3)
+    await mount.unpark()
+    await mount.set_tracking(True)
+    ra, dec = await high_target(mount, hour_angle_deg=40.0)
+    await mount.slew_to_radec(ra, dec)
+    with pytest.raises(DeviceBusyError):
+        await mount.sync_to_radec(ra, dec)
+    await mount.abort_slew()
+
+
+async def test_sync_to_radec_refuses_positions_off_the_sky(devices) -> None:
+    mount = devices.mount
+    await mount.unpark()
+    with pytest.raises(InvalidDeviceValueError):
+        await mount.sync_to_radec(10.0, 95.0)

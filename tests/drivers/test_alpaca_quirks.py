@@ -223,6 +223,29 @@ async def test_topocentric_mount_that_says_other_needs_the_key(serve, clock) -> 
         assert abs(now_ra - ra) + abs(now_dec - dec) > 0.2
 
 
+async def test_topocentric_sync_is_converted_to_the_equinox_of_date(serve, clock) -> None:
+    async with serve(topocentric=True) as server:
+        model = server.observatory.mount
+        mount = mount_of(server, clock)
+        await mount.connect()
+        await mount.unpark()
+        await mount.set_tracking(True)
+        ra, dec = await high_radec(mount)
+        await mount.slew_to_radec(ra, dec)
+        await settled(mount)
+        solved_ra, solved_dec = ra + 0.5, dec + 0.25
+        await mount.sync_to_radec(solved_ra, solved_dec)
+        # The model works in J2000: it was told the J2000 position the caller gave.
+        assert model.pointing().ra_deg == pytest.approx(solved_ra, abs=2e-3)
+        assert model.pointing().dec_deg == pytest.approx(solved_dec, abs=2e-3)
+        status = await mount.status()
+        assert status.ra_deg == pytest.approx(solved_ra, abs=2e-3)
+        assert status.dec_deg == pytest.approx(solved_dec, abs=2e-3)
+        # Sent unconverted, the sync would be off by the precession since 2000.
+        now_ra, now_dec = j2000_to_jnow(solved_ra, solved_dec, clock.now())
+        assert abs(now_ra - solved_ra) + abs(now_dec - solved_dec) > 0.2
+
+
 @pytest.mark.parametrize("dec", [95.0, -90.5, float("nan")])
 async def test_out_of_range_dec_is_refused_before_converting(serve, clock, dec) -> None:
     async with serve(topocentric=True) as server:

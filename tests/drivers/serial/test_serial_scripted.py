@@ -137,6 +137,9 @@ async def test_meade_park_is_one_way() -> None:
     await m.park()
     with pytest.raises(DeviceBusyError, match="parked"):
         await m.slew_to_altaz(45.0, 90.0)
+    # :CM# answers the same text whether or not a Meade synced: the driver refuses first.
+    with pytest.raises(DeviceBusyError, match="parked"):
+        await m.sync_to_radec(10.0, 20.0)
     with pytest.raises(DeviceNotImplementedError, match="power cycle"):
         await m.unpark()
     with pytest.raises(DeviceNotImplementedError, match="tracking"):
