@@ -39,6 +39,7 @@ __all__ = [
     "AlpacaDeviceConfig",
     "AutofocusConfig",
     "CalibrationConfig",
+    "CentringConfig",
     "CommandSinkConfig",
     "Config",
     "DataConfig",
@@ -884,6 +885,45 @@ class AutofocusConfig(_Model):
         "or farther",
     )
     triggers: FocusTriggersConfig = FocusTriggersConfig()
+
+
+class CentringConfig(_Model):
+    """Plate-solve and centre (`obsctl.acquisition.centring`) after a slew to a light target.
+
+    A short frame is solved with the pipeline's astrometry against the local reference
+    catalog (offline); the pointing error is corrected (an offset slew, or a sync and a slew)
+    until the target is within `tolerance_arcsec` of the frame's centre, at most
+    `max_corrections` times. A frame that does not solve within `search_arcmin` is solved
+    again about points spiralling out to `blind_search_arcmin`.
+    """
+
+    enabled: bool = Field(default=False, description="centre light targets after each slew")
+    exposure_s: float = Field(default=5.0, gt=0, le=600, description="[s] each centring frame")
+    tolerance_arcsec: float = Field(
+        default=10.0, gt=0, le=3600, description="[arcsec] the target this near the centre"
+    )
+    max_corrections: int = Field(
+        default=3, ge=1, le=20, description="corrections (slews) before it gives up"
+    )
+    method: Literal["offset", "sync"] = Field(
+        default="offset",
+        description="offset: slew to the target moved by the measured error (the mount's "
+        "model untouched); sync: sync the mount to the solution, then slew to the target",
+    )
+    search_arcmin: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="[arcmin] the pointing error the matcher searches about where the mount "
+        "reports",
+    )
+    blind_search_arcmin: float = Field(
+        default=60.0,
+        ge=0,
+        le=600,
+        description="[arcmin] a frame that does not solve is solved again about points "
+        "spiralling out to this far, nearest first (0: no blind search)",
+    )
 
 
 class HookConfig(_Model):
@@ -1747,6 +1787,7 @@ class Config(_Model):
     safety: SafetyConfig = SafetyConfig()
     dome: DomeConfig = DomeConfig()
     autofocus: AutofocusConfig = AutofocusConfig()
+    centring: CentringConfig = CentringConfig()
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()

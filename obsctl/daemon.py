@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.centring import PlateSolver
 from obsctl.acquisition.health import HealthBoard, Reconnector
 from obsctl.acquisition.running import RunningState
 from obsctl.acquisition.safety import SafetySupervisor, SupervisorThread
@@ -54,6 +55,7 @@ from obsctl.pipeline.stages import build_stages, check_stages
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.raw_store import RawStore, StoredFrame
+from obsctl.store.refcat import RefCatalog
 from obsctl.store.unstored import UnstoredFrames, temporary_folder
 from obsctl.store.writer import FrameWriter, recover_orphans
 
@@ -429,6 +431,7 @@ class Daemon:
             devices, self.config, log_db, writer, supervisor, activity, self.clock, events, health
         )
         sequencer.transparency = transparency
+        sequencer.plate_solver = self._plate_solver()
         sequencer.wait_for_devices = not until_idle
         # With the sequencer's procedures: a mount found slewing at start is recorded.
         reconnector = Reconnector(health, sequencer.ops, self.config.sequencer, self.clock)
@@ -557,6 +560,19 @@ class Daemon:
         if not (cfg.safety.transparency.enabled and cfg.pipeline.enabled):
             return None
         return TransparencyWatch(cfg.safety.transparency, cfg.pipeline.nominal_zero_point)
+
+    def _plate_solver(self) -> PlateSolver | None:
+        """Return the centring frames' solver, on the pipeline's reference stars."""
+        cfg = self.config
+        if not cfg.centring.enabled:
+            return None
+        from obsctl.embedded import reference_catalog
+
+        reference = reference_catalog(cfg) or RefCatalog(self.data_dir.catalog_path)
+        return PlateSolver(
+            reference, cfg.centring.search_arcmin, cfg.centring.blind_search_arcmin,
+            bands=dict(cfg.catalogs.bands),
+        )  # fmt: skip
 
     def _pipeline(
         self, log_db: ExposureLog, events: EventBus, transparency: TransparencyWatch | None

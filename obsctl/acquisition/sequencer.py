@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from obsctl.acquisition.activity import Activity
+from obsctl.acquisition.centring import Centring, PlateSolver
 from obsctl.acquisition.dome_slaving import DomeFollower, SlitReading, slit_record
 from obsctl.acquisition.focus_keeper import FocusKeeper
 from obsctl.acquisition.health import HealthBoard
@@ -179,10 +180,17 @@ class Sequencer:
             devices, config, self.ops, clock, log_db, events,
             on_run=lambda reason: self._set("focusing"),
         )  # fmt: skip
+        #: Solves the centring frames (``[centring]``), set by the daemon.
+        self.plate_solver: PlateSolver | None = None
+        #: A target slewed to and not yet centred.
+        self._to_centre: Target | None = None
+        #: Where the mount is sent for a centred target (offset centring): dithers go from it.
+        self._aim: tuple[Target, tuple[float, float]] | None = None
 
     def _forget(self) -> None:
         """Forget cached device state (pointing, filter, settings): a device was down."""
         self._pointed = None
+        self._aim = None
         self._filter = None
         self._settings = None
         self._panel = None
@@ -457,6 +465,8 @@ class Sequencer:
             await self._configure(step)
             if step.image_type == "LIGHT" and not await self._keep_focus():
                 continue  # it turned unsafe during a focus run: wait, then prepare again
+            if step.image_type == "LIGHT" and not await self._centre():
+                continue  # it turned unsafe during centring: wait, then prepare again
             if step.image_type == "BIAS":
                 exposure_s = (await self.devices.camera.info()).exposure_min_s
             mount = await self._pointing(sequence, step)
@@ -555,6 +565,40 @@ class Sequencer:
             return False
         except DeviceError as exc:
             await self._report("focus", exc, "the frame is taken without refocusing")
+        return True
+
+    async def _centre(self) -> bool:
+        """Centre the target just slewed to (`obsctl.acquisition.centring`); False if unsafe.
+
+        A run that does not centre (unsolved, out of corrections, a device error) is
+        recorded and the frame is taken where the mount points.
+        """
+        target, self._to_centre = self._to_centre, None
+        mount = self.devices.mount
+        if target is None or mount is None or self.plate_solver is None:
+            return True
+        if not self.config.centring.enabled:
+            return True
+
+        def check() -> None:
+            if not self.supervisor.is_safe:
+                raise _SafetyAbort("unsafe: centring stops")
+
+        self._set("centring")
+        centring = Centring(
+            self.devices.camera, mount, self.ops, self.clock, self.config, self.plate_solver,
+            check=check,
+        )  # fmt: skip
+        try:
+            run = await centring.run(target, self._filter)
+        except _SafetyAbort:
+            self._to_centre = target
+            return False
+        if run.frames:
+            self._aim = (target, run.frames[-1].commanded)
+        row = run.row(night_of(self.clock.now(), self.config.site.longitude_deg))
+        await asyncio.to_thread(self.log_db.add_centring_run, row)
+        self.events.publish("centring", **row)
         return True
 
     async def _panel_brightness(self, step: ExposureStep) -> int | None:
@@ -675,6 +719,8 @@ class Sequencer:
         if mount is None or (self._pointed == target and not force):
             return
         ra, dec = target.ra_deg, target.dec_deg
+        if self._aim is not None and self._aim[0] == target:
+            ra, dec = self._aim[1]  # centred: dither about where it was centred
         if dither_arcsec > 0:
             r = dither_arcsec / 3600.0 * math.sqrt(rng.random())
             theta = rng.uniform(0, 2 * math.pi)
@@ -684,6 +730,8 @@ class Sequencer:
         self._set("slewing")
         await self.dome_follower.slew_with(ra % 360.0, dec)  # the dome turns with the mount
         await self._attempt("slew", mount, lambda: self.ops.slew(mount, ra % 360.0, dec))
+        if self._pointed != target:
+            self._to_centre = target
         self._pointed = target
 
     async def _select_filter(self, name: str | None) -> None:

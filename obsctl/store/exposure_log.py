@@ -101,6 +101,22 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+#: Columns of ``centring_runs`` a run may set (``id`` is assigned).
+_CENTRING_RUN_COLUMNS = (
+    "night",
+    "started_utc",
+    "target",
+    "ra_deg",
+    "dec_deg",
+    "method",
+    "pier_side",
+    "frames",
+    "corrections",
+    "error_arcsec",
+    "outcome",
+    "reason",
+)
+
 #: Columns of ``focus_runs`` a run may set (``id`` is assigned).
 _FOCUS_RUN_COLUMNS = (
     "night",
@@ -424,13 +440,32 @@ class ExposureLog:
         ValueError
             When `values` names a column ``focus_runs`` does not have.
         """
-        unknown = set(values) - set(_FOCUS_RUN_COLUMNS)
+        return self._insert("focus_runs", _FOCUS_RUN_COLUMNS, values)
+
+    def add_centring_run(self, values: Mapping[str, Any]) -> int:
+        """Record a centring run (the columns of ``centring_runs``) and return its id.
+
+        Raises
+        ------
+        ValueError
+            When `values` names a column ``centring_runs`` does not have.
+        """
+        return self._insert("centring_runs", _CENTRING_RUN_COLUMNS, values)
+
+    def centring_runs(self, night: str | None = None) -> list[dict[str, Any]]:
+        """Return the centring runs (of one night, or all), oldest first."""
+        if night is None:
+            return self.query("SELECT * FROM centring_runs ORDER BY id")
+        return self.query("SELECT * FROM centring_runs WHERE night = ? ORDER BY id", (night,))
+
+    def _insert(self, table: str, columns: tuple[str, ...], values: Mapping[str, Any]) -> int:
+        """Insert a row of `values` (a subset of `columns`) into `table`; return its id."""
+        unknown = set(values) - set(columns)
         if unknown:
-            raise ValueError(f"focus_runs has no column(s) {sorted(unknown)}")
-        names = [n for n in _FOCUS_RUN_COLUMNS if n in values]
-        sql = (
-            f"INSERT INTO focus_runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-        )
+            raise ValueError(f"{table} has no column(s) {sorted(unknown)}")
+        names = [n for n in columns if n in values]
+        marks = ", ".join("?" for _ in names)
+        sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})"
         with self._transaction() as db:
             cursor = db.execute(sql, [values[n] for n in names])
             return int(cursor.lastrowid or 0)

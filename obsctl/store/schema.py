@@ -365,6 +365,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX focus_runs_night ON focus_runs (night, started_utc);
     """,
+    # centring runs (obsctl.acquisition.centring): the target, each frame's solved centre and
+    # its distance from the target (JSON [[ra_deg, dec_deg, error_arcsec, blind_offset_arcmin],
+    # ...], null where a frame did not solve), the corrections made, the pier side; outcome
+    # "centred", "not centred" (out of corrections), "unsolved" or "failed", with the reason
+    """
+    CREATE TABLE centring_runs (
+        id INTEGER PRIMARY KEY,
+        night TEXT NOT NULL,
+        started_utc TEXT NOT NULL,
+        target TEXT,
+        ra_deg REAL NOT NULL,
+        dec_deg REAL NOT NULL,
+        method TEXT NOT NULL,
+        pier_side TEXT,
+        frames TEXT NOT NULL,
+        corrections INTEGER NOT NULL,
+        error_arcsec REAL,
+        outcome TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX centring_runs_night ON centring_runs (night, started_utc);
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.
