@@ -48,6 +48,7 @@ __all__ = [
     "DomeConfig",
     "HeaderText",
     "HookConfig",
+    "MeridianFlipConfig",
     "MonitoredTargetConfig",
     "MonitoringConfig",
     "NightConfig",
@@ -926,6 +927,42 @@ class CentringConfig(_Model):
     )
 
 
+class MeridianFlipConfig(_Model):
+    """The meridian flip of a German equatorial mount (`obsctl.acquisition.meridian`).
+
+    Between frames, a mount looking east (``PierSide.WEST``) that has tracked its target
+    `flip_after_min` past the meridian slews to it again, which flips it; a frame that would
+    end past `limit_after_min` (the mount's own tracking limit, or less) waits for the flip
+    instead. After the flip the target is centred again (``[centring]``, when on) and, if
+    asked, the focus is run again.
+    """
+
+    enabled: bool = Field(default=False, description="flip German equatorial mounts")
+    flip_after_min: float = Field(
+        default=5.0,
+        ge=0,
+        le=120,
+        description="[min of hour angle] the flip is made this long past the meridian",
+    )
+    limit_after_min: float = Field(
+        default=15.0,
+        ge=0,
+        le=180,
+        description="[min of hour angle] no frame may end later than this past the meridian "
+        "before the flip: at most the mount's own limit",
+    )
+    refocus: bool = Field(default=False, description="a focus run after each flip")
+
+    @model_validator(mode="after")
+    def _limit_after_flip(self) -> MeridianFlipConfig:
+        if self.limit_after_min <= self.flip_after_min:
+            raise ValueError(
+                f"limit_after_min ({self.limit_after_min:g}) must be later than "
+                f"flip_after_min ({self.flip_after_min:g})"
+            )
+        return self
+
+
 class HookConfig(_Model):
     """A command run at the start or end of each night (no shell), with a deadline."""
 
@@ -1346,6 +1383,14 @@ class SimulatedMountConfig(_Model):
     )
     periodic_error_arcsec: float = Field(
         default=0.0, ge=0, le=600, description="[arcsec] amplitude of the RA periodic error"
+    )
+    meridian_limit_deg: float | None = Field(
+        default=None,
+        ge=0,
+        le=90,
+        description="[deg] hour angle past the meridian at which the mount, tracking on the "
+        "west side of the pier (looking east), stops tracking (the tube would hit the pier); "
+        "None: no limit",
     )
     periodic_error_period_s: float = Field(
         default=480.0, ge=1, le=86400, description="[s] the RA worm's period"
@@ -1788,6 +1833,7 @@ class Config(_Model):
     dome: DomeConfig = DomeConfig()
     autofocus: AutofocusConfig = AutofocusConfig()
     centring: CentringConfig = CentringConfig()
+    meridian_flip: MeridianFlipConfig = MeridianFlipConfig()
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()

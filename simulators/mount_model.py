@@ -204,9 +204,10 @@ class MountModel(ConnectableModel):
         self._slew: _Slew | None = None
         self._target_ra_deg: float | None = None
         self._target_dec_deg: float | None = None
-        #: The pier side whose fixed pointing error applies: the side the last slew went to
-        #: (a real GEM keeps its side while it tracks past the meridian, until a flip).
-        self._error_side = PierSide.WEST if ha < 0 else PierSide.EAST
+        #: The side of the pier: the one the last slew went to (a German equatorial mount
+        #: keeps its side while it tracks past the meridian, until a slew flips it), and the
+        #: one whose fixed pointing error applies.
+        self._side = PierSide.WEST if ha < 0 else PierSide.EAST
         #: What syncs have added to each side's configured fixed error, (east, north) arcsec.
         self._sync_correction_arcsec = {PierSide.EAST: (0.0, 0.0), PierSide.WEST: (0.0, 0.0)}
         #: Monotonic simulated time the drift counts from: the end of the last slew or the
@@ -215,6 +216,8 @@ class MountModel(ConnectableModel):
         #: A driver that lost track of a slew: Slewing stays True (the mount holds its
         #: position) until AbortSlew; a new slew or a park does not clear it.
         self.slewing_stuck = False
+        #: Monotonic simulated times at which tracking stopped at the meridian limit.
+        self.limit_stops: list[float] = []
 
     # --- time and state ----------------------------------------------------------------
 
@@ -248,7 +251,17 @@ class MountModel(ConnectableModel):
             dec = slew.start_dec_deg + f * (slew.target_dec_deg - slew.start_dec_deg)
             return _wrap180(ha), dec
         if self._tracking:
-            return _wrap180(lst - self._hold_ra_deg), self._hold_dec_deg
+            ha = _wrap180(lst - self._hold_ra_deg)
+            limit = self.config.meridian_limit_deg
+            if limit is not None and self._side == PierSide.WEST and ha > limit:
+                # Looking east past the meridian, the tube nears the pier: the mount stops
+                # tracking at its limit (when it got there), as a real one does.
+                self._tracking = False
+                self._hold_ha_deg = limit
+                self.limit_stops.append(mono - (ha - limit) / _SIDEREAL_DEG_PER_S)
+                log.warning("simulated mount: tracking stopped at the meridian limit")
+                return limit, self._hold_dec_deg
+            return ha, self._hold_dec_deg
         return self._hold_ha_deg, self._hold_dec_deg
 
     def _hold_current(self) -> None:
@@ -280,7 +293,7 @@ class MountModel(ConnectableModel):
 
     def _configured_fixed_arcsec(self) -> tuple[float, float]:
         """Return the configured fixed error (east, north) of the present error side."""
-        if self._error_side == PierSide.EAST:
+        if self._side == PierSide.EAST:
             return self.config.pointing_error_east_arcsec
         return self.config.pointing_error_west_arcsec
 
@@ -288,7 +301,7 @@ class MountModel(ConnectableModel):
         """Return the pointing error (east, north) in arcsec at monotonic time ``mono``."""
         cfg = self.config
         configured = self._configured_fixed_arcsec()
-        synced = self._sync_correction_arcsec[self._error_side]
+        synced = self._sync_correction_arcsec[self._side]
         return pointing_error.pointing_error_arcsec(
             fixed_arcsec=(configured[0] + synced[0], configured[1] + synced[1]),
             drift_rate_arcsec_per_h=cfg.drift_arcsec_per_h,
@@ -369,8 +382,12 @@ class MountModel(ConnectableModel):
 
     @property
     def side_of_pier(self) -> PierSide:
-        """Pier side from the current hour angle: west for HA < 0, east otherwise."""
-        return PierSide.WEST if self.pointing().ha_deg < 0 else PierSide.EAST
+        """The side of the pier the last slew chose: west for a target east of the meridian.
+
+        It stays while the mount tracks past the meridian (up to ``meridian_limit_deg``),
+        until a slew flips it.
+        """
+        return self._side
 
     def destination_side_of_pier(self, ra_deg: float, dec_deg: float) -> PierSide:
         """Pier side the mount would take for a target, by the same hour-angle rule.
@@ -475,8 +492,12 @@ class MountModel(ConnectableModel):
             target_ha = _wrap180(lst - target_ra_deg)
         # Both axes move at the same rate at once, so the longer axis sets the time.
         distance = max(abs(_wrap180(target_ha - ha)), abs(target_dec_deg - dec))
+        side = PierSide.WEST if target_ha < 0 else PierSide.EAST
+        if side != self._side:
+            # A flip turns the RA axis half a turn, whatever the hour angles say.
+            distance = max(distance, 180.0)
         move_s = distance / self.config.slew_rate_deg_s
-        self._error_side = PierSide.WEST if target_ha < 0 else PierSide.EAST
+        self._side = side
         self._drift_epoch_s = mono + move_s + self.config.settle_s
         self._slew = _Slew(
             start_ha_deg=ha,
@@ -608,7 +629,7 @@ class MountModel(ConnectableModel):
         periodic = pointing_error.periodic_error_arcsec(
             mono, self.config.periodic_error_arcsec, self.config.periodic_error_period_s
         )
-        self._sync_correction_arcsec[self._error_side] = (
+        self._sync_correction_arcsec[self._side] = (
             -configured[0] - periodic,
             -configured[1],
         )

@@ -19,7 +19,8 @@ class Activity:
         ``idle``, ``slewing``, ``filter``, ``exposing``, ``downloading``, ``waiting_safe``,
         ``waiting_clear`` (light frames wait for clouds seen in the frames to pass),
         ``focusing`` (a focus run before a light frame), ``centring`` (solving and correcting
-        the pointing after a slew),
+        the pointing after a slew), ``waiting_flip`` (a frame waits for the meridian flip),
+        ``flipping`` (the meridian flip's slew),
         ``storing`` (a sequence's last frames to the disk), ``paused`` (see
         ``paused_reason``), ``waiting_device`` (every step left needs a device that is
         down; see ``paused_reason``).

@@ -177,6 +177,8 @@ class FocusKeeper:
         self.events = events
         self._classifier: SourceClassifier | None = None
         self._offsets: dict[str, int] | None = None
+        #: A run asked for before the next light frame (a meridian flip), and why.
+        self._requested: str | None = None
         self._reset("")
 
     def _reset(self, night: str) -> None:
@@ -187,6 +189,10 @@ class FocusKeeper:
         self._focused: list[tuple[float, float]] = []
         #: The filter whose offset the focuser's position holds; None before the first.
         self._filter: str | None = None
+
+    def request(self, reason: str) -> None:
+        """Ask for a focus run before the next light frame, whatever the triggers say."""
+        self._requested = reason
 
     @property
     def last(self) -> FocusMark | None:
@@ -232,7 +238,7 @@ class FocusKeeper:
             recent = await asyncio.to_thread(
                 self.log_db.recent_hfr, night, filter_name, mjd(last.time)
             )
-        reason = focus_due(
+        reason = self._requested or focus_due(
             self.settings.triggers,
             last=last,
             now=self.clock.now(),
@@ -240,6 +246,7 @@ class FocusKeeper:
             recent_hfr=recent,
         )
         if reason is not None:
+            self._requested = None
             return await self._run(focuser, reason, filter_name, check)
         await self._compensate(focuser, position, status.temperature_c, filter_name)
         return None

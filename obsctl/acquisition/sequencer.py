@@ -36,6 +36,7 @@ from obsctl.acquisition.centring import Centring, PlateSolver
 from obsctl.acquisition.dome_slaving import DomeFollower, SlitReading, slit_record
 from obsctl.acquisition.focus_keeper import FocusKeeper
 from obsctl.acquisition.health import HealthBoard
+from obsctl.acquisition.meridian import SIDEREAL_MIN_PER_DEG, flip_wait_s, hour_angle_deg
 from obsctl.acquisition.policy import FaultPolicy, with_policy
 from obsctl.acquisition.safety import SafetySupervisor
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target, parse_sequence
@@ -48,6 +49,7 @@ from obsctl.devices import (
     DeviceSet,
     ExposureSettings,
     MountStatus,
+    PierSide,
     ShutterState,
 )
 from obsctl.errors import (
@@ -78,6 +80,10 @@ _CLEAR_POLL_S = 10.0
 
 class _SafetyAbort(ObsctlError):
     """The supervisor aborted the exposure; retake the frame once it is safe."""
+
+
+class _MeridianLimit(_SafetyAbort):
+    """The mount reached its meridian limit mid-exposure: abort, flip, retake the frame."""
 
 
 class _StepSkipped(ObsctlError):
@@ -186,6 +192,9 @@ class Sequencer:
         self._to_centre: Target | None = None
         #: Where the mount is sent for a centred target (offset centring): dithers go from it.
         self._aim: tuple[Target, tuple[float, float]] | None = None
+        #: Clock monotonic time the mount reaches its meridian limit (looking east); a light
+        #: exposure still running then is aborted, the mount flipped and the frame retaken.
+        self._limit_at: float | None = None
 
     def _forget(self) -> None:
         """Forget cached device state (pointing, filter, settings): a device was down."""
@@ -460,6 +469,7 @@ class Sequencer:
                 await self._point(
                     sequence.target, dither, rng, force=frame_index > 0 and dither > 0
                 )
+                await self._meridian(sequence.target, exposure_s)
             if "filter_wheel" in self._needs(sequence, step) or self.health.is_up("filter_wheel"):
                 await self._select_filter(step.filter)
             await self._configure(step)
@@ -480,6 +490,10 @@ class Sequencer:
                 image, start = await self._attempt(
                     "expose", self.devices.camera, functools.partial(self._expose, step, exposure_s)
                 )
+            except _MeridianLimit as exc:
+                log.warning("%s: the mount flips and the frame is retaken", exc)
+                await self.ops.abort_exposure(self.devices.camera)
+                continue
             except _SafetyAbort:
                 log.warning("frame aborted for safety; it is retaken when safe")
                 continue
@@ -566,6 +580,53 @@ class Sequencer:
         except DeviceError as exc:
             await self._report("focus", exc, "the frame is taken without refocusing")
         return True
+
+    async def _meridian(self, target: Target, exposure_s: float) -> None:
+        """Flip a German equatorial mount past the meridian, between frames (`meridian`).
+
+        A frame that would end past the limit waits for the flip time; after the flip the
+        target is centred again (``[centring]``) and, when asked, refocused.
+        """
+        settings = self.config.meridian_flip
+        mount = self.devices.mount
+        self._limit_at = None
+        if not settings.enabled or mount is None or self._pointed != target:
+            return
+        status = await self._attempt("mount status", mount, mount.status)
+        if status.pier_side != PierSide.WEST:
+            return  # looking west (or a mount that cannot tell): nothing to flip
+        ha = hour_angle_deg(status.alt_deg, status.az_deg, self.config.site.latitude_deg)
+        minutes = ha * SIDEREAL_MIN_PER_DEG
+        wait_s = flip_wait_s(ha, exposure_s + self.config.sequencer.readout_margin_s, settings)
+        if wait_s is None:
+            self._limit_at = self.clock.monotonic() + (settings.limit_after_min - minutes) * 60.0
+            return
+        if wait_s > 0:
+            log.info("meridian flip in %.0f s: the frame would end past the limit", wait_s)
+            self._set("waiting_flip")
+            await self.clock.sleep(wait_s)
+        self._set("flipping")
+        ra, dec = self._aim[1] if self._aim is not None else (target.ra_deg, target.dec_deg)
+        await self.dome_follower.slew_with(ra, dec)
+        await self._attempt("meridian flip", mount, lambda: self.ops.slew(mount, ra, dec))
+        after = await self._attempt("mount status", mount, mount.status)
+        flipped = after.pier_side != status.pier_side
+        self.events.publish(
+            "meridian_flip", target=target.name, flipped=flipped,
+            hour_angle_min=round(minutes + wait_s / 60.0, 2), pier_side=after.pier_side.name,
+        )  # fmt: skip
+        if not flipped:
+            await self._report(
+                "meridian flip",
+                DeviceError("the mount did not change sides", device=mount.name),
+                "check the mount's own meridian settings; frames go on",
+            )
+            return
+        log.info("meridian flip of %s done", target.name)
+        self._aim = None  # the other side's pointing error: centre afresh
+        self._to_centre = target
+        if settings.refocus:
+            self.focus.request("meridian flip")
 
     async def _centre(self) -> bool:
         """Centre the target just slewed to (`obsctl.acquisition.centring`); False if unsafe.
@@ -799,6 +860,10 @@ class Sequencer:
         def check() -> None:
             if self.activity.safety_abort and self.activity.state == "exposing":
                 raise _SafetyAbort("exposure aborted by the safety supervisor")
+            limit_at = self._limit_at
+            past_limit = limit_at is not None and self.clock.monotonic() >= limit_at
+            if step.image_type == "LIGHT" and past_limit:
+                raise _MeridianLimit("the mount reached its meridian limit mid-exposure")
 
         light = step.image_type in ("LIGHT", "FLAT")
         await self.ops.expose(camera, exposure_s, light=light, check=check)

@@ -343,6 +343,14 @@ class NightLimits(_Model):
         description="[s] per frame: readout, download, filter (for planning)",
     )
     slew_s: float = Field(default=60.0, ge=0, le=3600, description="[s] per visit (for planning)")
+    meridian_flip_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="[s] a German equatorial mount's meridian flip (its slew and the "
+        "centring after): a visit across the meridian takes this longer (for planning); "
+        "0 for a mount that does not flip",
+    )
     dispatch: Literal["lookahead", "greedy"] = Field(
         default="lookahead",
         description="lookahead: prefer a visit that ends before a higher-priority one is due; "

@@ -62,6 +62,8 @@ __all__ = [
 #: One frame of a visit: (filter, exposure in s).
 Frame = tuple[str | None, float]
 
+#: Hours of hour angle per second of time (a sidereal day is 86164.09 s).
+_SIDEREAL_H_PER_S = 24.0 / 86164.0905
 _URGENCY_HORIZON_S = 8 * 3600.0
 
 
@@ -393,6 +395,28 @@ class NightSchedule:
             return self.frames_duration_s(_frames(target.steps))
         return self.frames_duration_s(self.visit_frames(target, history))
 
+    def hour_angle_h(self, target: PlanTarget, when: datetime) -> float:
+        """Return the target's hour angle (h, west positive, in [-12, 12)) at ``when``."""
+        eph = self.eph
+        t = eph.seconds(when)
+        i = min(max(int(np.searchsorted(eph.t_s, t)) - 1, 0), eph.t_s.size - 1)
+        # From the grid point before, at the sidereal rate: no interpolation across +-12 h.
+        ha = float(self.tracks[target.name].hour_angle_h[i])
+        ha += (t - float(eph.t_s[i])) * _SIDEREAL_H_PER_S
+        return (ha + 12.0) % 24.0 - 12.0
+
+    def flip_s(self, target: PlanTarget, start: datetime, duration_s: float) -> float:
+        """Return the meridian flip's cost (s) in a visit: ``meridian_flip_s`` if it crosses.
+
+        The visit crosses when the target is east of the meridian at ``start`` and west of it
+        by the end (the flip itself is made a few minutes past the meridian).
+        """
+        cost = self.plan.night.meridian_flip_s
+        if cost == 0:
+            return 0.0
+        ha = self.hour_angle_h(target, start)
+        return cost if ha < 0.0 <= ha + duration_s * _SIDEREAL_H_PER_S else 0.0
+
     def _span(self, start: datetime, duration_s: float) -> NDArray[np.intp]:
         """Return the grid indices inside ``[start, start + duration]`` (the nearest one if none).
 
@@ -474,6 +498,7 @@ class NightSchedule:
                 why[target.name] = reason
                 continue
             duration_s = self.visit_duration_s(target, hist)
+            duration_s += self.flip_s(target, when, duration_s)
             failing = self.blocking(target, when, duration_s)
             if failing:
                 why[target.name] = "not " + ", not ".join(failing)
@@ -731,12 +756,17 @@ class NightSchedule:
                 h = hist.get(target.name, TargetHistory())
                 frames = self.visit_frames(target, h)
                 cut = self.preemption(target, frames, now, best.end, hist)
-                # Frame ends: the slew, then each exposure and its overhead.
+                # Frame ends: the slew, then each exposure and its overhead (and the flip,
+                # between the frames, once the target is past the meridian).
                 ends = now + timedelta(seconds=limits.slew_s)
+                east = self.hour_angle_h(target, now) < 0.0
                 done = 0
                 for _, exposure_s in frames:
                     if cut is not None and ends >= cut[0] and done > 0:
                         break
+                    if east and self.hour_angle_h(target, ends) >= 0.0:
+                        ends += timedelta(seconds=limits.meridian_flip_s)
+                        east = False
                     ends += timedelta(seconds=exposure_s + limits.overhead_s)
                     done += 1
                 preempted = done < len(frames)

@@ -189,3 +189,23 @@ def test_wall_time_maps_simulated_time() -> None:
     later = wall_time(clock, start + timedelta(hours=1))
     expected = datetime.now(UTC) + timedelta(seconds=6.0)
     assert abs(later - expected) < timedelta(seconds=0.5)
+
+
+def test_a_visit_across_the_meridian_costs_the_flip(eph: NightEphemeris) -> None:
+    # The target's RA is the local sidereal time 10 min after midnight (astropy's, not the
+    # schedule's): a 30 min visit from midnight crosses the meridian; one from 00:20 does not.
+    loc = EarthLocation.from_geodetic(SITE.longitude_deg * u.deg, SITE.latitude_deg * u.deg)
+    lst = Time(MIDNIGHT + timedelta(minutes=10)).sidereal_time("mean", longitude=loc.lon).deg
+    steps = [{"filter": "V", "exposure_s": 300, "count": 5}]
+    flips = {"night": {"meridian_flip_s": 180.0, "overhead_s": 0.0, "slew_s": 0.0}}
+    with_flip = NightSchedule(plan_of(target("T", lst, 20.0, steps=steps), **flips), eph)
+    without = NightSchedule(plan_of(target("T", lst, 20.0, steps=steps)), eph)
+    t = with_flip.plan.targets[0]
+    assert with_flip.hour_angle_h(t, MIDNIGHT) == pytest.approx(-10 / 60, abs=0.01)
+    assert with_flip.flip_s(t, MIDNIGHT, 1500.0) == 180.0
+    assert with_flip.flip_s(t, MIDNIGHT + timedelta(minutes=20), 1500.0) == 0.0
+    assert with_flip.flip_s(t, MIDNIGHT - timedelta(hours=1), 1500.0) == 0.0
+    [flipped], _ = with_flip.candidates(MIDNIGHT, {})
+    [plain], _ = without.candidates(MIDNIGHT, {})
+    assert (flipped.end - MIDNIGHT).total_seconds() == pytest.approx(1500.0 + 180.0)
+    assert (plain.end - MIDNIGHT).total_seconds() == pytest.approx(1500.0 + 20 * 5 + 60)
