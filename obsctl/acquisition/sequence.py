@@ -120,7 +120,24 @@ class Sequence(_Model):
     dither_arcsec: float = Field(
         default=0.0, ge=0, le=3600, description="[arcsec] random offset between frames"
     )
+    dither_px: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="[camera pixels] dither amplitude: the random disc's radius, the spiral's "
+        "step (instead of dither_arcsec)",
+    )
+    dither_pattern: Literal["random", "spiral"] = "random"
     dither_every: int = Field(default=1, ge=1, le=100_000)
+    dither_settle_s: float = Field(
+        default=0.0, ge=0, le=600, description="[s] wait after each dither's slew"
+    )
+
+    @model_validator(mode="after")
+    def _one_dither_unit(self) -> Sequence:
+        if self.dither_arcsec > 0 and self.dither_px > 0:
+            raise ValueError("give dither_arcsec or dither_px, not both")
+        return self
 
     @model_validator(mode="after")
     def _lights_need_target(self) -> Sequence:

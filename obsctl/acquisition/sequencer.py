@@ -33,6 +33,7 @@ import numpy as np
 
 from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.centring import Centring, PlateSolver
+from obsctl.acquisition.dither import Dither, dither_offset_px, offset_radec_deg, pixels_to_sky
 from obsctl.acquisition.dome_slaving import DomeFollower, SlitReading, slit_record
 from obsctl.acquisition.focus_keeper import FocusKeeper
 from obsctl.acquisition.health import HealthBoard
@@ -192,6 +193,9 @@ class Sequencer:
         self._to_centre: Target | None = None
         #: Where the mount is sent for a centred target (offset centring): dithers go from it.
         self._aim: tuple[Target, tuple[float, float]] | None = None
+        #: The dither the mount is at (for the frames' header), and the visit's dithers so far.
+        self._dither = Dither((0.0, 0.0), (0.0, 0.0))
+        self._dithers = 0
         #: Clock monotonic time the mount reaches its meridian limit (looking east); a light
         #: exposure still running then is aborted, the mount flipped and the frame retaken.
         self._limit_at: float | None = None
@@ -374,6 +378,7 @@ class Sequencer:
         self._set("starting", sequence_id=sequence_id, sequence_name=sequence.name)
         self.events.publish("sequence", id=sequence_id, name=sequence.name, state="running")
         rng = random.Random(sequence_id)
+        self._dithers = 0
         skipped = 0
         # The next frame of each step left to take, in step order; a step whose devices are
         # down waits while the later ones run.
@@ -465,10 +470,10 @@ class Sequencer:
             if step.image_type == "LIGHT" and not await self._transparent():
                 continue  # it turned unsafe while waiting for the clouds to pass
             if step.image_type == "LIGHT" and sequence.target is not None:
-                dither = sequence.dither_arcsec if frame_index % sequence.dither_every == 0 else 0
-                await self._point(
-                    sequence.target, dither, rng, force=frame_index > 0 and dither > 0
-                )
+                dither = None
+                if frame_index > 0 and frame_index % sequence.dither_every == 0:
+                    dither = await self._next_dither(sequence, step, rng)
+                await self._point(sequence.target, dither, sequence.dither_settle_s)
                 await self._meridian(sequence.target, exposure_s)
             if "filter_wheel" in self._needs(sequence, step) or self.health.is_up("filter_wheel"):
                 await self._select_filter(step.filter)
@@ -532,6 +537,7 @@ class Sequencer:
                 mount=mount,
                 slit=await self._slit_after(slit_start),
                 panel_brightness=brightness,
+                **self._dither_header(sequence, step),
             ),
             sequence_id=self.activity.sequence_id,
             step_index=step_index,
@@ -773,27 +779,52 @@ class Sequencer:
         await self._attempt("open the roof", dome, open_when_safe)
         self.events.publish("dome", action="open", reason="safe, for a sky frame")
 
-    async def _point(
-        self, target: Target, dither_arcsec: float, rng: random.Random, *, force: bool
-    ) -> None:
+    async def _next_dither(
+        self, sequence: Sequence, step: ExposureStep, rng: random.Random
+    ) -> Dither | None:
+        """Return the visit's next dither (`obsctl.acquisition.dither`); None without."""
+        if sequence.dither_px > 0:
+            camera = self.devices.camera
+            info = await self._attempt("camera info", camera, camera.info)
+            pixel_um = info.pixel_size_x_um * step.bin
+            scale = 206.264806 * pixel_um / self.config.telescope.focal_length_mm  # arcsec/px
+            amplitude, unit = sequence.dither_px, scale
+        elif sequence.dither_arcsec > 0:
+            amplitude, unit = sequence.dither_arcsec, None
+        else:
+            return None
+        self._dithers += 1
+        dx, dy = dither_offset_px(sequence.dither_pattern, self._dithers, amplitude, rng)
+        if unit is None:  # an amplitude on the sky: the offset is (east, north) arcsec
+            return Dither(None, (dx, dy))
+        return Dither((dx, dy), pixels_to_sky(dx, dy, unit))
+
+    def _dither_header(self, sequence: Sequence, step: ExposureStep) -> dict[str, Any]:
+        """Return the frame's dither for its header: a dithered visit's light frames only."""
+        dithered = sequence.dither_px > 0 or sequence.dither_arcsec > 0
+        if step.image_type != "LIGHT" or not dithered:
+            return {}
+        return {"dither_px": self._dither.pixels, "dither_arcsec": self._dither.sky_arcsec}
+
+    async def _point(self, target: Target, dither: Dither | None, settle_s: float) -> None:
+        """Slew to a new target, or dither about it (about its centred position if centred)."""
         mount = self.devices.mount
-        if mount is None or (self._pointed == target and not force):
+        if mount is None or (self._pointed == target and dither is None):
             return
         ra, dec = target.ra_deg, target.dec_deg
         if self._aim is not None and self._aim[0] == target:
             ra, dec = self._aim[1]  # centred: dither about where it was centred
-        if dither_arcsec > 0:
-            r = dither_arcsec / 3600.0 * math.sqrt(rng.random())
-            theta = rng.uniform(0, 2 * math.pi)
-            dec += r * math.sin(theta)
-            ra += r * math.cos(theta) / max(math.cos(math.radians(dec)), 1e-6)
-
+        if dither is not None:
+            ra, dec = offset_radec_deg(ra, dec, *dither.sky_arcsec)
         self._set("slewing")
         await self.dome_follower.slew_with(ra % 360.0, dec)  # the dome turns with the mount
         await self._attempt("slew", mount, lambda: self.ops.slew(mount, ra % 360.0, dec))
         if self._pointed != target:
             self._to_centre = target
         self._pointed = target
+        self._dither = dither or Dither((0.0, 0.0), (0.0, 0.0))
+        if dither is not None and settle_s > 0:
+            await self.clock.sleep(settle_s)
 
     async def _select_filter(self, name: str | None) -> None:
         wheel = self.devices.filter_wheel

@@ -272,6 +272,10 @@ class PlanTarget(_Model):
     repeat: Repeat | None = None
     goal: Goal | None = None
     dither_arcsec: float = Field(default=0.0, ge=0, le=3600, description="[arcsec]")
+    dither_px: float = Field(
+        default=0.0, ge=0, le=10_000, description="[camera pixels] instead of dither_arcsec"
+    )
+    dither_pattern: Literal["random", "spiral"] = "random"
 
     @model_validator(mode="after")
     def _position_and_lights(self) -> PlanTarget:

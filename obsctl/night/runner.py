@@ -749,6 +749,8 @@ class NightRunner:
             target=Target(name=target.name, ra_deg=ra, dec_deg=dec),
             steps=steps,
             dither_arcsec=target.dither_arcsec,
+            dither_px=target.dither_px,
+            dither_pattern=target.dither_pattern,
         )
         await self._run_visit(target.name, "light", sequence, stop_when, preempt)
 

@@ -214,6 +214,11 @@ class FrameContext:
     panel_brightness : int or None
         A panel flat's lamp brightness in the panel's steps; None for a sky flat or any
         other frame.
+    dither_px : tuple of float or None
+        A dithered visit's offset of this frame (x, y) in pixels; None when not dithered in
+        pixels.
+    dither_arcsec : tuple of float or None
+        The same (east, north) on the sky (arcsec); None when the visit is not dithered.
     """
 
     image: CameraImage
@@ -228,6 +233,8 @@ class FrameContext:
     rotation_deg: float = 0.0
     slit: SlitRecord | None = None
     panel_brightness: int | None = None
+    dither_px: tuple[float, float] | None = None
+    dither_arcsec: tuple[float, float] | None = None
 
 
 def _approximate_wcs(header: fits.Header, ctx: FrameContext) -> None:
@@ -318,6 +325,12 @@ def raw_header(ctx: FrameContext) -> fits.Header:
         h["DOMEAZ"] = (round(ctx.slit.azimuth_deg, 3), "[deg] dome slit azimuth at start")
         h["DOMEERR"] = (round(ctx.slit.error_deg, 3), "[deg] slit off the telescope, worst")
         h["DOMEOK"] = (ctx.slit.aligned, "slit on the telescope at start and end")
+    if ctx.dither_arcsec is not None:
+        if ctx.dither_px is not None:
+            h["DITHX"] = (round(ctx.dither_px[0], 3), "[px] dither offset x from the visit's")
+            h["DITHY"] = (round(ctx.dither_px[1], 3), "[px] dither offset y from the visit's")
+        h["DITHE"] = (round(ctx.dither_arcsec[0], 3), "[arcsec] dither offset east")
+        h["DITHN"] = (round(ctx.dither_arcsec[1], 3), "[arcsec] dither offset north")
     h["XBINNING"] = (m.bin_x, "binning in x")
     h["YBINNING"] = (m.bin_y, "binning in y")
     h["XORGSUBF"] = (m.start_x, "[px] subframe origin x (binned)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from obsctl.acquisition.sequence import ExposureStep, Sequence, Target
 from obsctl.clock import ScaledClock
@@ -121,3 +122,55 @@ async def test_visits_on_two_nights_put_the_target_on_the_same_pixel(
     # Within 10 arcsec of the centre; within 5 px of each other across the nights.
     assert off * SCALE_ARCSEC <= 10.0
     assert apart <= 5.0
+
+
+async def test_spiral_dithers_in_pixels_about_the_centred_target(tmp_path: Path) -> None:
+    """Five frames dithered 12 px on a spiral: the optics move by the spiral, in pixels."""
+    config = night_config(tmp_path, centring=True)
+    data = config.model_dump(mode="json", exclude_unset=True)
+    data["simulator"]["mount"]["drift_arcsec_per_h"] = (0.0, 0.0)
+    config = Config.model_validate(data)
+    target = Target(name="Dithered field", ra_deg=RA_DEG, dec_deg=DEC_DEG)
+    sequence = Sequence(
+        name="dithered",
+        target=target,
+        steps=(ExposureStep(image_type="LIGHT", filter="V", exposure_s=30.0, count=5),),
+        dither_px=12.0,
+        dither_pattern="spiral",
+        dither_settle_s=5.0,
+    )
+    looks: list[tuple[float, float]] = []
+    start = start_at_hour_angle(1, -30.0)
+    async with running_daemon(config, clock=ScaledClock(SPEED, start=start)) as daemon:
+        mount = daemon.simulators.observatory.mount  # type: ignore[union-attr]
+        running = daemon.running
+
+        async def watch() -> None:
+            seen = None
+            while True:
+                a = running.activity
+                if a.state == "exposing" and a.image_type == "LIGHT" and a.frame_index != seen:
+                    seen = a.frame_index
+                    p = mount.true_pointing()
+                    cos_dec = math.cos(math.radians(DEC_DEG))
+                    # The frame's centre from the target, in pixels (x west, y north).
+                    x = -((p.ra_deg - RA_DEG + 180.0) % 360.0 - 180.0) * cos_dec * 3600.0
+                    y = (p.dec_deg - DEC_DEG) * 3600.0
+                    looks.append((x / SCALE_ARCSEC, y / SCALE_ARCSEC))
+                await asyncio.sleep(0.001)
+
+        watcher = asyncio.create_task(watch())
+        sid = daemon.enqueue(sequence)
+        await wait_for(lambda: daemon.sequence_state(sid) == "done", timeout_s=120)
+        watcher.cancel()
+        rows = running.log_db.exposures()
+        root = Path(config.data.directory)
+        headers = [fits.getheader(root / r["file_path"]) for r in rows]
+    # The square spiral's first points, times the step: written out, not computed.
+    spiral = [(0, 0), (12, 0), (12, 12), (0, 12), (-12, 12)]
+    print(f"\nlooked at (px) {np.round(looks, 2).tolist()}")
+    assert len(looks) == 5
+    assert np.allclose(looks, spiral, atol=0.5)
+    assert [(h["DITHX"], h["DITHY"]) for h in headers] == [(float(x), float(y)) for x, y in spiral]
+    scale = math.hypot(headers[1]["DITHE"], headers[1]["DITHN"]) / 12.0
+    assert scale == pytest.approx(SCALE_ARCSEC, rel=1e-3)
