@@ -10,6 +10,7 @@ listed in a docstring are those a caller is expected to handle.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -17,7 +18,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from obsctl.errors import InvalidDeviceValueError
+
 __all__ = [
+    "DEFAULT_GUIDE_RATE_ARCSEC_S",
     "ROLES",
     "CalibratorState",
     "Camera",
@@ -39,6 +43,7 @@ __all__ = [
     "Focuser",
     "FocuserInfo",
     "FocuserStatus",
+    "GuideDirection",
     "ImageMetadata",
     "Mount",
     "MountStatus",
@@ -47,6 +52,7 @@ __all__ = [
     "SafetyMonitor",
     "ShutterState",
     "WeatherReadings",
+    "pulse_duration_ms",
 ]
 
 #: The device roles of a `DeviceSet` (and the keys of a config's ``[devices]``), in order.
@@ -79,6 +85,63 @@ class PierSide(enum.IntEnum):
     EAST = 0
     WEST = 1
     UNKNOWN = -1
+
+
+class GuideDirection(enum.IntEnum):
+    """Direction of a guide pulse, numbered as ASCOM ``GuideDirections``.
+
+    ASCOM defines north as +Dec, south as -Dec, east as +RA and west as -RA (alpyca's
+    ``alpaca.telescope.GuideDirections``: "East (+ right ascension/azimuth)"). Some German
+    equatorial mounts reverse north and south on one side of the pier; ASCOM asks clients to
+    be prepared for either.
+    """
+
+    NORTH = 0
+    SOUTH = 1
+    EAST = 2
+    WEST = 3
+
+
+#: ASCOM's default guide rate, 0.5 x sidereal, in arcsec per second of time: what a mount
+#: that cannot tell its guide rate is assumed to guide at (sidereal = 15.0411 arcsec/s).
+DEFAULT_GUIDE_RATE_ARCSEC_S = 0.5 * 360.98564736629 * 3600.0 / 86400.0
+
+# ASCOM's PulseGuide takes the duration as a 32-bit integer of milliseconds.
+_MAX_PULSE_MS = 2**31 - 1
+
+
+def pulse_duration_ms(duration_s: float, *, device: str) -> int:
+    """Return a guide pulse's length in the whole milliseconds ASCOM and LX200 take.
+
+    Parameters
+    ----------
+    duration_s : float
+        Length of the pulse in seconds.
+    device : str
+        Device name for the error.
+
+    Returns
+    -------
+    int
+        The length rounded to milliseconds.
+
+    Raises
+    ------
+    InvalidDeviceValueError
+        When the length is negative, not finite, or longer than ASCOM's 32-bit milliseconds.
+    """
+    if not math.isfinite(duration_s) or duration_s < 0:
+        raise InvalidDeviceValueError(
+            f"guide pulse of {duration_s!r} s: the duration must be finite and >= 0",
+            device=device,
+        )
+    duration_ms = round(duration_s * 1000.0)
+    if duration_ms > _MAX_PULSE_MS:
+        raise InvalidDeviceValueError(
+            f"guide pulse of {duration_s:g} s is longer than ASCOM's {_MAX_PULSE_MS} ms",
+            device=device,
+        )
+    return duration_ms
 
 
 class ShutterState(enum.IntEnum):
@@ -706,6 +769,47 @@ class Mount(Device, Protocol):
         InvalidDeviceValueError
             When the coordinates are out of range.
         """
+        ...
+
+    async def pulse_guide(self, direction: GuideDirection, duration_s: float) -> None:
+        """Start a guide pulse at the mount's guide rate and return at once.
+
+        A relative move for drift corrections: unlike a slew (or a goto to the corrected
+        position), it leaves tracking as it is. The move is the guide rate (`guide_rates`)
+        times the duration along the RA or the Dec axis; an RA pulse changes the RA
+        coordinate by that much, so the star moves by it times cos(Dec) on the sky.
+        `is_pulse_guiding` is true until the pulse ends.
+
+        Parameters
+        ----------
+        direction : GuideDirection
+            North (+Dec), south (-Dec), east (+RA) or west (-RA), as ASCOM.
+        duration_s : float
+            Length of the pulse in seconds (>= 0; sent in whole milliseconds).
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the mount cannot pulse guide (ASCOM ``CanPulseGuide`` false).
+        DeviceBusyError
+            When the mount is parked (`DeviceParkedError` where the driver can tell),
+            slewing, or (where the mount refuses it) not tracking.
+        InvalidDeviceValueError
+            When the duration is negative or not finite.
+        """
+        ...
+
+    async def guide_rates(self) -> tuple[float, float]:
+        """Return the RA and Dec guide rates in arcsec per second of time.
+
+        The RA rate is that of the RA axis (arcsec of RA coordinate per second). A mount
+        that cannot tell is assumed to guide at ASCOM's default, 0.5 x sidereal
+        (`DEFAULT_GUIDE_RATE_ARCSEC_S`).
+        """
+        ...
+
+    async def is_pulse_guiding(self) -> bool:
+        """Return whether a guide pulse is in progress."""
         ...
 
     async def abort_slew(self) -> None:

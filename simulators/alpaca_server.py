@@ -569,7 +569,7 @@ def _telescope_members(
         "canfindhome": _const(False),
         "canmoveaxis": _Member(get=can_move_axis),
         "canpark": _const(True),
-        "canpulseguide": _const(False),
+        "canpulseguide": _const(True),
         "cansetdeclinationrate": _const(False),
         "cansetguiderates": _const(False),
         "cansetpark": _const(False),
@@ -593,9 +593,16 @@ def _telescope_members(
         ),
         "equatorialsystem": _const(system),  # equTopocentric 1, equJ2000 2
         "focallength": _const(telescope.focal_length_mm / 1000.0),
-        "guideratedeclination": _ni_property("GuideRateDeclination", writable=True),
-        "guideraterightascension": _ni_property("GuideRateRightAscension", writable=True),
-        "ispulseguiding": _const(False),
+        # ASCOM gives guide rates in degrees per second; CanSetGuideRates is false.
+        "guideratedeclination": _Member(
+            get=lambda m, p: m.guide_rate_dec_arcsec_s / 3600.0,
+            put=_not_implemented("GuideRateDeclination write"),
+        ),
+        "guideraterightascension": _Member(
+            get=lambda m, p: m.guide_rate_ra_arcsec_s / 3600.0,
+            put=_not_implemented("GuideRateRightAscension write"),
+        ),
+        "ispulseguiding": _Member(get=lambda m, p: m.is_pulse_guiding),
         "rightascension": _Member(get=lambda m, p: wire_pointing(m)[0]),
         "rightascensionrate": _Member(
             get=lambda m, p: 0.0, put=_not_implemented("RightAscensionRate write")
@@ -636,7 +643,9 @@ def _telescope_members(
         "findhome": _ni_method("FindHome"),
         "moveaxis": _ni_method("MoveAxis"),
         "park": _Member(put=lambda m, p: m.park()),
-        "pulseguide": _ni_method("PulseGuide"),
+        "pulseguide": _Member(
+            put=lambda m, p: m.pulse_guide(p.integer("Direction"), p.integer("Duration"))
+        ),
         "setpark": _ni_method("SetPark"),
         "slewtoaltaz": _Member(put=slew_altaz_sync),
         "slewtoaltazasync": _Member(put=slew_altaz),

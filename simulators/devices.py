@@ -31,9 +31,11 @@ from obsctl.devices import (
     ExposureSettings,
     FocuserInfo,
     FocuserStatus,
+    GuideDirection,
     ImageMetadata,
     MountStatus,
     WeatherReadings,
+    pulse_duration_ms,
 )
 from obsctl.errors import (
     DeviceBusyError,
@@ -421,6 +423,26 @@ class SimulatedMount(_SimulatedDevice[MountModel]):
         """
         with self._ascom():
             self.model.sync_to_radec(ra_deg % 360.0, dec_deg)
+
+    async def pulse_guide(self, direction: GuideDirection, duration_s: float) -> None:
+        """Start a guide pulse of ``duration_s`` seconds (whole milliseconds).
+
+        Raises the errors `obsctl.devices.Mount.pulse_guide` lists; also `DeviceBusyError`
+        while not tracking (the simulated mount refuses to guide then).
+        """
+        duration_ms = pulse_duration_ms(duration_s, device=self.name)
+        with self._ascom():
+            self.model.pulse_guide(int(direction), duration_ms)
+
+    async def guide_rates(self) -> tuple[float, float]:
+        """Return the RA and Dec guide rates in arcsec per second of time."""
+        self._require_connected()
+        return self.model.guide_rate_ra_arcsec_s, self.model.guide_rate_dec_arcsec_s
+
+    async def is_pulse_guiding(self) -> bool:
+        """Return whether a guide pulse is in progress."""
+        self._require_connected()
+        return self.model.is_pulse_guiding
 
     async def abort_slew(self) -> None:
         """Stop any slew."""

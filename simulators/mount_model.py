@@ -18,6 +18,11 @@ position (`MountModel.pointing`, what the Alpaca RightAscension/Declination give
 and the RA worm's periodic error (`obsctl.simulators.pointing_error`, configured in
 ``[simulator.mount]``). The reported position stays what the mount was told, as a real
 mount's encoders do; a sync re-zeros the fixed offset of the side it is on.
+
+Pulse guiding (`MountModel.pulse_guide`) is the relative move: it shifts the reported and
+the true position together by the guide rate times the pulse's length, over the pulse, and
+leaves the drift running (a slew or a sync restarts it). The guide rate is ASCOM's default,
+0.5 x sidereal, on both axes.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from datetime import datetime
 
 from obsctl.clock import Clock
 from obsctl.config import SimulatedMountConfig, SiteConfig
-from obsctl.devices import PierSide
+from obsctl.devices import DEFAULT_GUIDE_RATE_ARCSEC_S, GuideDirection, PierSide
 from obsctl.simulators import pointing_error
 from obsctl.simulators.models import (
     INVALID_OPERATION,
@@ -41,6 +46,7 @@ from obsctl.simulators.models import (
 )
 
 __all__ = [
+    "GUIDE_RATE_ARCSEC_S",
     "MountModel",
     "MountPointing",
     "altaz_to_hadec",
@@ -53,6 +59,8 @@ log = logging.getLogger(__name__)
 # Sidereal degrees per SI second of UT (Meeus, eq. 12.4 coefficient / 86400).
 _SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
 _JD_UNIX_EPOCH = 2440587.5
+#: The simulated guide rate of both axes, arcsec per second of time (ASCOM's default).
+GUIDE_RATE_ARCSEC_S = DEFAULT_GUIDE_RATE_ARCSEC_S
 _JD_J2000 = 2451545.0
 
 
@@ -174,6 +182,19 @@ class _Slew:
         return _wrap180(lst_deg - self.target_ra_deg)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pulse:
+    """A guide pulse on one axis: ``rate_deg_s`` (signed) from ``t_start`` to ``t_end``."""
+
+    rate_deg_s: float
+    t_start: float
+    t_end: float
+
+    def offset_deg(self, mono: float) -> float:
+        """Return how far the pulse has moved its axis by monotonic time ``mono``."""
+        return self.rate_deg_s * (min(mono, self.t_end) - self.t_start)
+
+
 class MountModel(ConnectableModel):
     """A German equatorial mount with ASCOM ``ITelescopeV4`` semantics.
 
@@ -213,6 +234,10 @@ class MountModel(ConnectableModel):
         #: Monotonic simulated time the drift counts from: the end of the last slew or the
         #: last sync.
         self._drift_epoch_s = clock.monotonic()
+        #: Guide pulses in progress, by axis ("ra", "dec"); folded into the held position
+        #: when they end (`_fold_pulses`), dropped where they are by anything that moves
+        #: the mount otherwise (`_drop_pulses`).
+        self._pulses: dict[str, _Pulse] = {}
         #: A driver that lost track of a slew: Slewing stays True (the mount holds its
         #: position) until AbortSlew; a new slew or a park does not clear it.
         self.slewing_stuck = False
@@ -251,24 +276,53 @@ class MountModel(ConnectableModel):
             dec = slew.start_dec_deg + f * (slew.target_dec_deg - slew.start_dec_deg)
             return _wrap180(ha), dec
         if self._tracking:
-            ha = _wrap180(lst - self._hold_ra_deg)
+            self._fold_pulses(mono)
+            ra_pulse, dec_pulse = self._pulse_offsets_deg(mono)
+            ha = _wrap180(lst - self._hold_ra_deg - ra_pulse)
+            dec = _clamp_dec(self._hold_dec_deg + dec_pulse)
             limit = self.config.meridian_limit_deg
             if limit is not None and self._side == PierSide.WEST and ha > limit:
                 # Looking east past the meridian, the tube nears the pier: the mount stops
                 # tracking at its limit (when it got there), as a real one does.
                 self._tracking = False
                 self._hold_ha_deg = limit
+                self._hold_dec_deg = dec
+                self._pulses.clear()
                 self.limit_stops.append(mono - (ha - limit) / _SIDEREAL_DEG_PER_S)
                 log.warning("simulated mount: tracking stopped at the meridian limit")
-                return limit, self._hold_dec_deg
-            return ha, self._hold_dec_deg
+                return limit, dec
+            return ha, dec
         return self._hold_ha_deg, self._hold_dec_deg
+
+    def _pulse_offsets_deg(self, mono: float) -> tuple[float, float]:
+        """Return (RA, Dec) in degrees the pulses in progress have moved the mount by."""
+        ra = self._pulses["ra"].offset_deg(mono) if "ra" in self._pulses else 0.0
+        dec = self._pulses["dec"].offset_deg(mono) if "dec" in self._pulses else 0.0
+        return ra, dec
+
+    def _fold_pulses(self, mono: float) -> None:
+        """Move the held position by the pulses that have ended, and forget them."""
+        for axis in [a for a, p in self._pulses.items() if mono >= p.t_end]:
+            pulse = self._pulses.pop(axis)
+            self._move_held(axis, pulse.offset_deg(pulse.t_end))
+
+    def _move_held(self, axis: str, moved_deg: float) -> None:
+        """Add a pulse's move to the held RA (``axis`` "ra") or Dec (while tracking)."""
+        if axis == "ra":
+            self._hold_ra_deg = _wrap360(self._hold_ra_deg + moved_deg)
+        else:
+            self._hold_dec_deg = _clamp_dec(self._hold_dec_deg + moved_deg)
+
+    def _drop_pulses(self) -> None:
+        """Stop the pulses in progress where they are (call after taking the position)."""
+        self._pulses.clear()
 
     def _hold_current(self) -> None:
         """Freeze the present position as the settled position (ends any slew)."""
         mono, lst = self._lst_now()
         ha, dec = self._hadec(mono, lst)
         self._slew = None
+        self._drop_pulses()  # their progress so far is in (ha, dec)
         self._hold_ha_deg, self._hold_dec_deg = ha, dec
         self._hold_ra_deg = _wrap360(lst - ha)
         # A slew stopped short: the drift counts from the stop, not from the planned end.
@@ -373,6 +427,22 @@ class MountModel(ConnectableModel):
     def tracking(self) -> bool:
         """Whether sidereal tracking is on."""
         return self._tracking
+
+    @property
+    def is_pulse_guiding(self) -> bool:
+        """Whether a guide pulse is in progress (on either axis)."""
+        mono = self.clock.monotonic()
+        return any(mono < p.t_end for p in self._pulses.values())
+
+    @property
+    def guide_rate_ra_arcsec_s(self) -> float:
+        """The RA axis's guide rate in arcsec of RA per second of time (0.5 x sidereal)."""
+        return GUIDE_RATE_ARCSEC_S
+
+    @property
+    def guide_rate_dec_arcsec_s(self) -> float:
+        """The Dec axis's guide rate in arcsec per second of time (0.5 x sidereal)."""
+        return GUIDE_RATE_ARCSEC_S
 
     @property
     def at_park(self) -> bool:
@@ -485,6 +555,7 @@ class MountModel(ConnectableModel):
     ) -> None:
         mono, lst = self._lst_now()
         ha, dec = self._hadec(mono, lst)
+        self._drop_pulses()  # the slew starts from where they have moved the mount
         if target_ha_deg is not None:
             target_ha = target_ha_deg
         else:
@@ -634,9 +705,67 @@ class MountModel(ConnectableModel):
             -configured[1],
         )
         self._drift_epoch_s = mono
+        self._drop_pulses()
         self._hold_ra_deg = ra_deg
         self._hold_ha_deg = _wrap180(lst - ra_deg)
         self._hold_dec_deg = dec_deg
+
+    def pulse_guide(self, direction: int, duration_ms: int) -> None:
+        """Start a guide pulse: move one axis at the guide rate for ``duration_ms``.
+
+        The reported position moves by the guide rate times the duration, linearly over
+        the pulse (`is_pulse_guiding` is true until it ends); the true position moves with
+        it, and the pointing error's drift keeps counting from the last slew or sync (a
+        pulse is a relative move, the way drift corrections keep the tracking). East adds
+        to RA and north to Dec, as ASCOM ``GuideDirections`` defines them (alpyca's
+        ``alpaca.telescope.GuideDirections``: "East (+ right ascension/azimuth)", "North
+        (+ declination/altitude)"), on either side of the pier. An RA pulse changes the RA
+        coordinate by the rate times the duration (the RA axis turns at the guide rate), so
+        on the sky it moves by that times cos(Dec). A pulse on an axis that is already
+        guiding stops the running one where it is and starts afresh, as OnStep does; the
+        two axes guide at once.
+
+        Parameters
+        ----------
+        direction : int
+            ASCOM ``GuideDirections``: 0 north, 1 south, 2 east, 3 west.
+        duration_ms : int
+            Length of the pulse in milliseconds, >= 0.
+
+        Raises
+        ------
+        AscomError
+            0x408 when parked; 0x40B while slewing or not tracking (some real mounts guide
+            without tracking; this one refuses, as guiding a mount that does not track
+            corrects nothing); 0x401 for an unknown direction or a negative duration;
+            0x407 when not connected.
+        """
+        self._check_can_slew()
+        if direction not in tuple(GuideDirection):
+            raise AscomError(INVALID_VALUE, f"guide direction {direction} is not 0 to 3")
+        if duration_ms < 0:
+            raise AscomError(INVALID_VALUE, f"pulse duration {duration_ms} ms is negative")
+        if self.slewing:
+            raise AscomError(INVALID_OPERATION, "cannot pulse guide while slewing")
+        if not self._tracking:
+            raise AscomError(INVALID_OPERATION, "cannot pulse guide while not tracking")
+        mono, lst = self._lst_now()
+        self._hadec(mono, lst)  # fold the pulses that have ended
+        guide = GuideDirection(direction)
+        axis = "ra" if guide in (GuideDirection.EAST, GuideDirection.WEST) else "dec"
+        running = self._pulses.pop(axis, None)
+        if running is not None:  # stopped where it is, kept in the held position
+            self._move_held(axis, running.offset_deg(mono))
+        rate_arcsec_s = (
+            self.guide_rate_ra_arcsec_s if axis == "ra" else self.guide_rate_dec_arcsec_s
+        )
+        sign = 1.0 if guide in (GuideDirection.NORTH, GuideDirection.EAST) else -1.0
+        self._pulses[axis] = _Pulse(
+            rate_deg_s=sign * rate_arcsec_s / 3600.0,
+            t_start=mono,
+            t_end=mono + duration_ms / 1000.0,
+        )
+        log.debug("simulated mount pulse guiding %s for %d ms", guide.name, duration_ms)
 
     def park(self) -> None:
         """Switch tracking off and start the slew to the park position.
@@ -673,6 +802,12 @@ class MountModel(ConnectableModel):
         if slew is not None and slew.park:
             self._hold_current()
         self._at_park = False
+
+
+def _clamp_dec(dec_deg: float) -> float:
+    # A Dec pulse across the pole would need the RA axis turned half a turn; the simulated
+    # mount stops at the pole instead.
+    return max(-90.0, min(90.0, dec_deg))
 
 
 def _check_radec(ra_deg: float, dec_deg: float) -> None:

@@ -12,6 +12,10 @@ answers like an Autostar II in polar mode (tracking from the start, degree sign 
 errors with a message, ``:hP#`` without a reply, the ``:SC#`` planetary-data strings, silence
 for unknown commands).
 
+Both take guide pulses (``:Mg<d><ms>#``, no reply): a pulse the model refuses (parked,
+slewing, not tracking) is ignored, as OnStep ignores one while parked; OnStep's ``:GU#``
+shows ``G`` while a pulse runs.
+
 Site and time commands are accepted and recorded (`LX200Interpreter.site_latitude_deg`, ...)
 but do not change the simulation: the model's site and clock come from the configuration. A
 serial device has no connect handshake, so the model is marked connected when the
@@ -51,6 +55,11 @@ _LON_RE = re.compile(r"^([+-]?)(\d{3})[*\xdf:](\d{2})$")
 _OFFSET_RE = re.compile(r"^([+-])(\d{2})(?:\.(\d)|:(\d{2}))?$")
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
 _DATE_RE = re.compile(r"^(\d{2})/(\d{2})/(\d{2})$")
+_PULSE_RE = re.compile(r"^Mg([nsew])(\d{1,5})$")
+# :Mg direction letters as ASCOM GuideDirections (north 0, south 1, east 2, west 3).
+_GUIDE_DIRECTIONS = {"n": 0, "s": 1, "e": 2, "w": 3}
+# Longest pulse each flavour takes: OnStep's 16399 ms, Meade's four digits.
+_MAX_PULSE_MS = {"onstep": 16399, "meade": 9999}
 
 
 def _hms(value_h: float, *, decimals: int) -> str:
@@ -254,6 +263,9 @@ class LX200Interpreter:
             return commands[text]()
         if text.startswith("SC"):
             return self._set_date(text[2:])
+        if text.startswith("Mg"):
+            self._pulse_guide(text)
+            return None  # no reply, whether the pulse runs or not
         log.info("simulated LX200: unknown command %r", text)
         return "0" if self.onstep else None
 
@@ -306,6 +318,7 @@ class LX200Interpreter:
         flags = "" if model.tracking else "n"
         flags += "" if slewing else "N"
         flags += "P" if at_park else ("I" if self._parking else "p")
+        flags += "G" if model.is_pulse_guiding else ""
         flags += "E"  # a German equatorial mount
         if at_park:
             flags += "o"
@@ -482,6 +495,22 @@ class LX200Interpreter:
         except AscomError as exc:
             return f"E{_goto_code(exc)}#" if self.onstep else "#"
         return "N/A#" if self.onstep else " Coordinates     matched.        #"
+
+    def _pulse_guide(self, text: str) -> None:
+        """``:Mg<d><ms>#``: start a guide pulse; no reply, whether it runs or not.
+
+        Like OnStep, the mount ignores a pulse it cannot run (parked, slewing, a duration
+        out of range); this simulated one also while not tracking (`MountModel.pulse_guide`).
+        """
+        match = _PULSE_RE.match(text)
+        if match is None or int(match.group(2)) > _MAX_PULSE_MS[self.flavor]:
+            log.info("simulated LX200: bad pulse command %r ignored", text)
+            return None
+        try:
+            self.model.pulse_guide(_GUIDE_DIRECTIONS[match.group(1)], int(match.group(2)))
+        except AscomError as exc:
+            log.info("simulated LX200 %r ignored: %s", text, exc)
+        return None
 
     def _park(self) -> str | None:
         try:

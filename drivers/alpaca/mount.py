@@ -6,11 +6,17 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from obsctl.clock import Clock, SystemClock
 from obsctl.coords import j2000_to_jnow, jnow_to_j2000
-from obsctl.devices import MountStatus, PierSide
+from obsctl.devices import (
+    DEFAULT_GUIDE_RATE_ARCSEC_S,
+    GuideDirection,
+    MountStatus,
+    PierSide,
+    pulse_duration_ms,
+)
 from obsctl.drivers.alpaca._device import AlpacaDevice
 from obsctl.errors import DeviceError, InvalidDeviceValueError
 
@@ -27,6 +33,24 @@ _EQU_J2000 = 2
 #: driver's EquatorialSystem, the others override it.
 EquatorialSetting = Literal["driver", "j2000", "topocentric"]
 _SETTING_SYSTEMS = {"j2000": _EQU_J2000, "topocentric": _EQU_TOPOCENTRIC}
+
+
+def _guide_rate_arcsec_s(value: Any) -> float:
+    """Return an ASCOM guide rate (degrees per second) in arcsec per second.
+
+    Lenient, as the other readings: a rate the driver does not implement, or answers with
+    something that is no positive finite number, is taken as ASCOM's default (0.5 x
+    sidereal) rather than failing the guiding that does not depend on knowing it exactly.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return DEFAULT_GUIDE_RATE_ARCSEC_S
+    try:
+        rate_deg_s = float(value)
+    except ValueError:
+        return DEFAULT_GUIDE_RATE_ARCSEC_S
+    if not math.isfinite(rate_deg_s) or rate_deg_s <= 0:
+        return DEFAULT_GUIDE_RATE_ARCSEC_S
+    return rate_deg_s * 3600.0
 
 
 def check_radec(ra_deg: float, dec_deg: float, *, device: str) -> None:
@@ -194,6 +218,46 @@ class AlpacaMount(AlpacaDevice):
             RightAscension=repr((ra_deg % 360.0) / 15.0),
             Declination=repr(float(dec_deg)),
         )
+
+    async def pulse_guide(self, direction: GuideDirection, duration_s: float) -> None:
+        """Start ``PulseGuide`` (Direction as ASCOM ``GuideDirections``, Duration in ms).
+
+        The duration is rounded to whole milliseconds, which ASCOM takes as an integer.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the duration is negative or not finite (checked before sending), or the
+            mount refuses it.
+        DeviceNotImplementedError
+            When the mount cannot pulse guide (ASCOM requires 0x400 when ``CanPulseGuide``
+            is false).
+        DeviceParkedError
+            When the mount is parked.
+        DeviceBusyError
+            When the mount refuses in its present state (slewing, not tracking).
+        """
+        duration_ms = pulse_duration_ms(duration_s, device=self.name)
+        await self._put("pulseguide", Direction=str(int(direction)), Duration=str(duration_ms))
+
+    async def guide_rates(self) -> tuple[float, float]:
+        """Read ``GuideRateRightAscension`` and ``GuideRateDeclination`` in arcsec/s.
+
+        ASCOM gives them in degrees per second. A rate the driver does not implement or
+        answers with no positive number is ASCOM's default, 0.5 x sidereal.
+        """
+        ra, dec = await asyncio.gather(
+            self._get_optional("guideraterightascension"),
+            self._get_optional("guideratedeclination"),
+        )
+        return _guide_rate_arcsec_s(ra), _guide_rate_arcsec_s(dec)
+
+    async def is_pulse_guiding(self) -> bool:
+        """Read ``IsPulseGuiding``; False for a driver that does not implement it."""
+        value = await self._get_optional("ispulseguiding")
+        if isinstance(value, str):  # a driver that sends "True"/"False" as text
+            return value.strip().lower() == "true"
+        return bool(value)
 
     async def slew_to_altaz(self, alt_deg: float, az_deg: float) -> None:
         """Start ``SlewToAltAzAsync`` in degrees."""

@@ -28,6 +28,7 @@ command              reply                                                  used
 ``:MA#``             ``0`` ok; Meade ``1`` fault; OnStep one digit 0-9      slew to alt/az
 ``:Q#``              none                                                   abort
 ``:CM#``             any ``...#`` (Meade); OnStep ``N/A#`` or ``E<n>#``     sync
+``:Mg<d><ms>#``      none; ``d`` one of ``nsew``, ``ms`` four or more digits   guide pulse
 ``:D#``              bar characters while slewing, ``#`` alone otherwise    slewing (Meade)
 ``:GW#``             ``<mount><T|N><align>#`` (Autostar II)                 tracking (Meade)
 ``:GU#``             OnStep status flags ``...#``                           state (OnStep)
@@ -39,6 +40,14 @@ command              reply                                                  used
 ``:SG``/``:SL``      ``1`` / ``0``                                          UTC offset, local time
 ``:SC...#``          OnStep ``1`` / ``0``; Meade ``1`` and two ``...#``     date
 ===================  =====================================================  ========================
+
+A guide pulse (``:Mgn0500#``: north for 500 ms) moves at the mount's guide rate and has no
+reply, so a mount that ignores it (OnStep while parked or in a goto) cannot say so: the
+driver asks first (OnStep ``:GU#``, Meade ``:D#`` and its own park record) and refuses.
+OnStep reports a pulse in progress with the ``G`` flag of ``:GU#``; for a Meade the driver
+counts the pulse's length itself. Pulses are at most 16399 ms on OnStep (its limit) and
+9999 ms on a Meade (four digits). The guide rate is not read: both are taken to guide at
+ASCOM's default, 0.5 x sidereal.
 
 OnStep's single-digit goto replies mean: 0 ok, 1 below the horizon limit, 2 above the
 overhead limit, 3 controller in standby, 4 parked, 5 goto in progress, 6 outside limits,
@@ -76,7 +85,13 @@ from typing import Literal, TypeVar
 from obsctl.clock import Clock, SystemClock
 from obsctl.config import SiteConfig
 from obsctl.coords import j2000_to_jnow, jnow_to_j2000
-from obsctl.devices import MountStatus, PierSide
+from obsctl.devices import (
+    DEFAULT_GUIDE_RATE_ARCSEC_S,
+    GuideDirection,
+    MountStatus,
+    PierSide,
+    pulse_duration_ms,
+)
 from obsctl.drivers.serial._device import SerialDevice
 from obsctl.drivers.serial._line import Exchange
 from obsctl.drivers.serial.transport import ByteTransport
@@ -85,6 +100,7 @@ from obsctl.errors import (
     DeviceError,
     DeviceNotConnectedError,
     DeviceNotImplementedError,
+    DeviceParkedError,
     DeviceTimeoutError,
     InvalidDeviceValueError,
 )
@@ -132,7 +148,16 @@ _DMS_RE = re.compile(
     r"^(?P<sign>[+-])?(?P<deg>\d{2,3})(?P<sep>[" + _DEGREE_SEPARATORS + r"])(?P<min>\d{2})"
     r"(?:[:'](?P<sec>\d{2})(?:\.(?P<frac>\d+))?)?$"
 )
-_ONSTEP_FLAGS = set("nNpIPFRHSGfrstwuzaEKkAoTW/,~;^0123456789")
+# 'G' pulse guide active, 'g' any guiding (OnStepX sends both while a pulse runs).
+_ONSTEP_FLAGS = set("nNpIPFRHSGgfrstwuzaEKkAoTW/,~;^0123456789")
+_GUIDE_LETTERS = {
+    GuideDirection.NORTH: "n",
+    GuideDirection.SOUTH: "s",
+    GuideDirection.EAST: "e",
+    GuideDirection.WEST: "w",
+}
+# Longest pulse each flavour takes in one :Mg command (OnStep's limit; Meade's four digits).
+_MAX_PULSE_MS = {"onstep": 16399, "meade": 9999}
 _DISTANCE_BARS = set("\x7f\xff|")
 
 
@@ -417,12 +442,15 @@ class OnStepStatus:
         ``P``.
     park_failed : bool
         ``F``.
+    pulse_guiding : bool
+        ``G`` (a guide pulse in progress).
     """
 
     tracking: bool
     slewing: bool
     parked: bool
     park_failed: bool
+    pulse_guiding: bool = False
 
 
 def parse_onstep_status(text: str) -> OnStepStatus:
@@ -447,6 +475,7 @@ def parse_onstep_status(text: str) -> OnStepStatus:
         slewing="N" not in text or park_flags[0] == "I",
         parked=park_flags[0] == "P",
         park_failed=park_flags[0] == "F",
+        pulse_guiding="G" in text,
     )
 
 
@@ -569,6 +598,9 @@ class SerialLX200Mount(SerialDevice):
         self._ra_fraction = True  # OnStep: set RA with fractional seconds until refused
         self._has_alignment_status = False  # Meade: whether :GW# answers
         self._park_requested = False  # Meade: :hP# sent, the mount accepts no slews now
+        # Meade: the clock's monotonic time at which the last guide pulse ends (it cannot
+        # be asked whether one runs).
+        self._pulse_end_s = -math.inf
 
     @property
     def flavor(self) -> Flavor | None:
@@ -882,6 +914,69 @@ class SerialLX200Mount(SerialDevice):
         state = await self._query(":GU#", parse_onstep_status)
         if state.parked or state.park_failed:
             raise DeviceBusyError(":hR# refused by the mount", device=self._name)
+
+    async def pulse_guide(self, direction: GuideDirection, duration_s: float) -> None:
+        """Start a guide pulse at the mount's guide rate (``:Mg<d><ms>#``, no reply).
+
+        The mount cannot refuse a pulse in its reply, so its state is asked first. A pulse
+        of 0 ms is no move and nothing is sent.
+
+        Raises
+        ------
+        InvalidDeviceValueError
+            When the duration is negative, not finite, or longer than one command takes
+            (16399 ms on OnStep, 9999 ms on a Meade).
+        DeviceParkedError
+            When OnStep says it is parked, or a Meade was sent `park`.
+        DeviceBusyError
+            When the mount is slewing or parking (OnStep ``:GU#``, Meade ``:D#``), or
+            OnStep reports a failed park.
+        """
+        flavor = self._require()
+        duration_ms = pulse_duration_ms(duration_s, device=self._name)
+        limit = _MAX_PULSE_MS[flavor]
+        if duration_ms > limit:
+            raise InvalidDeviceValueError(
+                f"guide pulse of {duration_ms} ms: this mount takes at most {limit} ms",
+                device=self._name,
+            )
+        if flavor == "meade" and self._park_requested:
+            raise DeviceParkedError(
+                "mount is parked (a Meade stays parked until power-cycled)", device=self._name
+            )
+        if flavor == "onstep":
+            # OnStep ignores :Mg unless it is "not parked" and not in a goto.
+            state = await self._query(":GU#", parse_onstep_status)
+            if state.parked:
+                raise DeviceParkedError("mount is parked", device=self._name)
+            if state.park_failed:
+                raise DeviceBusyError(
+                    "mount reports a failed park; unpark it first", device=self._name
+                )
+            slewing = state.slewing  # also a park in progress
+        else:
+            slewing = await self._query(":D#", parse_distance_bars)
+        if slewing:
+            raise DeviceBusyError("cannot pulse guide while slewing", device=self._name)
+        if duration_ms == 0:
+            return
+        letter = _GUIDE_LETTERS[GuideDirection(direction)]
+        await self._send(f":Mg{letter}{duration_ms:04d}#")
+        self._pulse_end_s = self._clock.monotonic() + duration_ms / 1000.0
+
+    async def guide_rates(self) -> tuple[float, float]:
+        """Return ASCOM's default guide rate (0.5 x sidereal, arcsec/s) for both axes.
+
+        Neither flavour's guide rate is read (see the module docs).
+        """
+        self._require()
+        return DEFAULT_GUIDE_RATE_ARCSEC_S, DEFAULT_GUIDE_RATE_ARCSEC_S
+
+    async def is_pulse_guiding(self) -> bool:
+        """Return whether a guide pulse runs: OnStep's ``G`` flag; a Meade's sent length."""
+        if self._require() == "onstep":
+            return (await self._query(":GU#", parse_onstep_status)).pulse_guiding
+        return self._clock.monotonic() < self._pulse_end_s
 
     async def sync_to_radec(self, ra_deg: float, dec_deg: float) -> None:
         """Declare that the mount points at J2000 coordinates in degrees (``:CM#``).

@@ -1,6 +1,6 @@
 import pytest
 
-from obsctl.devices import Mount, PierSide
+from obsctl.devices import GuideDirection, Mount, PierSide
 from obsctl.errors import DeviceBusyError, InvalidDeviceValueError
 
 from ._wait import until
@@ -122,3 +122,105 @@ async def test_sync_to_radec_refuses_positions_off_the_sky(devices) -> None:
     await mount.unpark()
     with pytest.raises(InvalidDeviceValueError):
         await mount.sync_to_radec(10.0, 95.0)
+
+
+# --- pulse guiding -----------------------------------------------------------------------
+
+#: ASCOM's default guide rate, 0.5 x sidereal (15.0411 arcsec/s), what every implementation
+#: here guides at: arcsec of RA (or Dec) per second of time.
+GUIDE_RATE_ARCSEC_S = 0.5 * 360.98564736629 / 86400.0 * 3600.0
+
+
+async def guiding_ended(mount: Mount) -> None:
+    async def done() -> bool:
+        return not await mount.is_pulse_guiding()
+
+    await until(done)
+
+
+async def tracking_high(mount: Mount) -> None:
+    await mount.unpark()
+    await mount.set_tracking(True)
+    ra, dec = await high_target(mount)
+    await mount.slew_to_radec(ra, dec)
+    await settled(mount)
+
+
+def ra_change_arcsec(before_deg: float, after_deg: float) -> float:
+    return ((after_deg - before_deg + 180.0) % 360.0 - 180.0) * 3600.0
+
+
+async def test_guide_rates_are_the_ascom_default(devices) -> None:
+    rates = await devices.mount.guide_rates()
+    assert rates == pytest.approx((GUIDE_RATE_ARCSEC_S, GUIDE_RATE_ARCSEC_S), rel=1e-6)
+    assert pytest.approx(7.52, abs=0.01) == GUIDE_RATE_ARCSEC_S
+
+
+async def test_pulse_east_and_north_move_by_rate_times_duration(devices) -> None:
+    mount = devices.mount
+    await tracking_high(mount)
+    before = await mount.status()
+    await mount.pulse_guide(GuideDirection.EAST, 2.0)
+    await guiding_ended(mount)
+    after_east = await mount.status()
+    # East is +RA (ASCOM GuideDirections). The RA axis turns at the guide rate: the RA
+    # coordinate changes by rate x 2 s (on the sky, that times cos Dec), not by rate / cos.
+    expected = GUIDE_RATE_ARCSEC_S * 2.0
+    assert ra_change_arcsec(before.ra_deg, after_east.ra_deg) == pytest.approx(expected, abs=1.0)
+    assert (after_east.dec_deg - before.dec_deg) * 3600.0 == pytest.approx(0.0, abs=1.0)
+    assert after_east.tracking and not after_east.slewing
+
+    await mount.pulse_guide(GuideDirection.NORTH, 2.0)
+    await guiding_ended(mount)
+    after_north = await mount.status()
+    assert (after_north.dec_deg - after_east.dec_deg) * 3600.0 == pytest.approx(expected, abs=1.0)
+    assert ra_change_arcsec(after_east.ra_deg, after_north.ra_deg) == pytest.approx(0.0, abs=1.0)
+
+
+async def test_pulse_west_and_south_move_back(devices) -> None:
+    mount = devices.mount
+    await tracking_high(mount)
+    before = await mount.status()
+    await mount.pulse_guide(GuideDirection.WEST, 2.0)
+    await guiding_ended(mount)
+    await mount.pulse_guide(GuideDirection.SOUTH, 2.0)
+    await guiding_ended(mount)
+    after = await mount.status()
+    expected = -GUIDE_RATE_ARCSEC_S * 2.0
+    assert ra_change_arcsec(before.ra_deg, after.ra_deg) == pytest.approx(expected, abs=1.0)
+    assert (after.dec_deg - before.dec_deg) * 3600.0 == pytest.approx(expected, abs=1.0)
+
+
+async def test_is_pulse_guiding_during_the_pulse_and_not_after(devices) -> None:
+    mount = devices.mount
+    await tracking_high(mount)
+    assert not await mount.is_pulse_guiding()
+    # 16 s (OnStep's longest pulse is 16.399 s): 0.16 s of real time in these tests.
+    await mount.pulse_guide(GuideDirection.EAST, 16.0)
+    assert await mount.is_pulse_guiding()
+    assert not (await mount.status()).slewing  # ASCOM: a pulse is not a slew
+    await guiding_ended(mount)
+    assert not await mount.is_pulse_guiding()
+
+
+async def test_pulse_guide_is_refused_while_parked(devices) -> None:
+    mount = devices.mount
+    await mount.unpark()
+    await mount.park()
+    await settled(mount)
+    parked = await mount.status()
+    with pytest.raises(DeviceBusyError):
+        await mount.pulse_guide(GuideDirection.NORTH, 2.0)
+    assert not await mount.is_pulse_guiding()
+    status = await mount.status()
+    assert status.at_park
+    assert status.dec_deg == pytest.approx(parked.dec_deg, abs=1e-4)
+
+
+async def test_pulse_guide_refuses_a_bad_duration(devices) -> None:
+    mount = devices.mount
+    await tracking_high(mount)
+    for duration_s in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(InvalidDeviceValueError):
+            await mount.pulse_guide(GuideDirection.EAST, duration_s)
+    assert not await mount.is_pulse_guiding()

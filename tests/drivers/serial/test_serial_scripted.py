@@ -8,7 +8,7 @@ import pytest
 
 from obsctl.config import SiteConfig
 from obsctl.coords import j2000_to_jnow
-from obsctl.devices import FilterWheel, Mount, PierSide
+from obsctl.devices import FilterWheel, GuideDirection, Mount, PierSide
 from obsctl.drivers.serial import SerialFilterWheel, SerialLX200Mount
 from obsctl.drivers.serial.lx200 import format_dec, format_ra
 from obsctl.errors import (
@@ -16,6 +16,7 @@ from obsctl.errors import (
     DeviceError,
     DeviceNotConnectedError,
     DeviceNotImplementedError,
+    DeviceParkedError,
     DeviceTimeoutError,
     InvalidDeviceValueError,
 )
@@ -140,6 +141,9 @@ async def test_meade_park_is_one_way() -> None:
     # :CM# answers the same text whether or not a Meade synced: the driver refuses first.
     with pytest.raises(DeviceBusyError, match="parked"):
         await m.sync_to_radec(10.0, 20.0)
+    # :Mg has no reply at all: the driver refuses a parked Meade before sending.
+    with pytest.raises(DeviceParkedError, match="parked"):
+        await m.pulse_guide(GuideDirection.EAST, 1.0)
     with pytest.raises(DeviceNotImplementedError, match="power cycle"):
         await m.unpark()
     with pytest.raises(DeviceNotImplementedError, match="tracking"):
@@ -401,3 +405,37 @@ async def test_cfw_move_timeout() -> None:
 def test_cfw_offsets_must_match_names() -> None:
     with pytest.raises(ValueError, match="must match"):
         SerialFilterWheel("wheel", ScriptedTransport(), names=("L",), focus_offsets=(1, 2))
+
+
+async def test_meade_pulse_guide_bytes_and_its_own_count_of_the_pulse() -> None:
+    t = meade_connect(ScriptedTransport())
+    m = mount(t)
+    await m.connect()
+    t.expect(b":D#", b"#").expect(b":Mge0250#", None)
+    await m.pulse_guide(GuideDirection.EAST, 0.25)
+    # FixedClock stands still: the 250 ms pulse has not ended by the Meade's count.
+    assert await m.is_pulse_guiding()
+    t.expect(b":D#", b"\x7f#")
+    with pytest.raises(DeviceBusyError, match="slewing"):
+        await m.pulse_guide(GuideDirection.NORTH, 0.25)
+    with pytest.raises(InvalidDeviceValueError, match="9999"):
+        await m.pulse_guide(GuideDirection.NORTH, 10.0)  # four digits at most
+
+
+async def test_onstep_pulse_guide_asks_its_state_first() -> None:
+    t = onstep_connect(ScriptedTransport())
+    m = mount(t)
+    await m.connect()
+    t.expect(b":GU#", b"NpEW0#").expect(b":Mgs1200#", None)
+    await m.pulse_guide(GuideDirection.SOUTH, 1.2)
+    t.expect(b":GU#", b"NpGgEW0#")  # OnStepX: 'G' pulse guide, 'g' any guiding
+    assert await m.is_pulse_guiding()
+    t.expect(b":GU#", b"nNPEo0#")
+    with pytest.raises(DeviceParkedError):
+        await m.pulse_guide(GuideDirection.WEST, 1.0)
+    t.expect(b":GU#", b"pEW0#")  # no 'N': a goto in progress
+    with pytest.raises(DeviceBusyError, match="slewing"):
+        await m.pulse_guide(GuideDirection.WEST, 1.0)
+    with pytest.raises(InvalidDeviceValueError, match="16399"):
+        await m.pulse_guide(GuideDirection.WEST, 16.4)
+    assert await m.guide_rates() == pytest.approx((7.5205, 7.5205), abs=1e-4)
