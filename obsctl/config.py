@@ -46,6 +46,7 @@ __all__ = [
     "DeviceConfig",
     "DevicesConfig",
     "DomeConfig",
+    "DriftCorrectionConfig",
     "HeaderText",
     "HookConfig",
     "MeridianFlipConfig",
@@ -963,6 +964,37 @@ class MeridianFlipConfig(_Model):
         return self
 
 
+class DriftCorrectionConfig(_Model):
+    """Drift correction from the science frames (`obsctl.acquisition.drift_keeper`).
+
+    Each light frame of a visit is measured against the visit's first (the Donuts method:
+    the frames' projections cross-correlated), and a proportional-integral controller
+    moves the mount with guide pulses before the next frame; no guide camera. Dithered
+    visits are left alone.
+    """
+
+    enabled: bool = Field(default=False, description="correct the drift between frames")
+    gain_p: float = Field(
+        default=0.7, gt=0, lt=2, description="the fraction of the error corrected at once"
+    )
+    gain_i: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="the fraction of each error added to the learned drift per frame (takes "
+        "out a steady drift; overshoots a sudden jump by about as much)",
+    )
+    deadband_px: float = Field(
+        default=0.3, ge=0, le=100, description="[px] errors this small are not corrected"
+    )
+    max_correction_px: float = Field(
+        default=20.0,
+        gt=0,
+        le=10_000,
+        description="[px] a longer correction is refused and the target centred again",
+    )
+
+
 class HookConfig(_Model):
     """A command run at the start or end of each night (no shell), with a deadline."""
 
@@ -1834,6 +1866,7 @@ class Config(_Model):
     autofocus: AutofocusConfig = AutofocusConfig()
     centring: CentringConfig = CentringConfig()
     meridian_flip: MeridianFlipConfig = MeridianFlipConfig()
+    drift_correction: DriftCorrectionConfig = DriftCorrectionConfig()
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()

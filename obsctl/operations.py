@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -40,6 +41,7 @@ from obsctl.devices import (
     Dome,
     FilterWheel,
     Focuser,
+    GuideDirection,
     Mount,
     ShutterState,
 )
@@ -421,6 +423,49 @@ class Operations:
             When the slew has not ended within ``slew_timeout_s``.
         """
         await self._goto(mount, lambda: mount.slew_to_radec(ra_deg, dec_deg), track=True)
+
+    async def nudge(
+        self, mount: Mount, east_arcsec: float, north_arcsec: float, *, dec_deg: float
+    ) -> None:
+        """Move the pointing by a small offset on the sky with guide pulses, and wait.
+
+        A relative move: the mount keeps tracking as it was (a goto would re-zero its
+        tracking, and the drift a correction is meant to follow with it).
+
+        Parameters
+        ----------
+        mount : Mount
+            The mount, tracking.
+        east_arcsec, north_arcsec : float
+            The offset on the sky (arcsec).
+        dec_deg : float
+            The declination pointed at: a pulse in RA turns the RA axis, which moves the
+            pointing by the rate times cos(dec) on the sky.
+
+        Raises
+        ------
+        DeviceNotImplementedError
+            When the mount cannot pulse-guide.
+        DeviceTimeoutError
+            When a pulse has not ended within its duration and ``command_timeout_s``.
+        """
+        ra_rate, dec_rate = await self.command(mount.guide_rates(), mount.name, "guide rates")
+        # Near the pole a pulse in RA barely moves the pointing: bounded, not unbounded.
+        on_sky_ra = ra_rate * max(math.cos(math.radians(dec_deg)), 0.05)
+        east = GuideDirection.EAST if east_arcsec > 0 else GuideDirection.WEST
+        north = GuideDirection.NORTH if north_arcsec > 0 else GuideDirection.SOUTH
+        pulses = ((east, abs(east_arcsec) / on_sky_ra), (north, abs(north_arcsec) / dec_rate))
+
+        async def ended() -> bool:
+            return not await mount.is_pulse_guiding()
+
+        for direction, seconds in pulses:
+            if seconds <= 0.0:
+                continue
+            await self.command(mount.pulse_guide(direction, seconds), mount.name, "guide pulse")
+            await self.until(
+                ended, seconds + self.settings.command_timeout_s, mount.name, "guide pulse"
+            )
 
     async def move_focuser(self, focuser: Focuser, position: int, *, overshoot: int = 0) -> None:
         """Move an absolute focuser to a position (steps) and wait until it is there.

@@ -35,6 +35,7 @@ from obsctl.acquisition.activity import Activity
 from obsctl.acquisition.centring import Centring, PlateSolver
 from obsctl.acquisition.dither import Dither, dither_offset_px, offset_radec_deg, pixels_to_sky
 from obsctl.acquisition.dome_slaving import DomeFollower, SlitReading, slit_record
+from obsctl.acquisition.drift_keeper import DriftKeeper, DriftLost
 from obsctl.acquisition.focus_keeper import FocusKeeper
 from obsctl.acquisition.health import HealthBoard
 from obsctl.acquisition.meridian import SIDEREAL_MIN_PER_DEG, flip_wait_s, hour_angle_deg
@@ -56,6 +57,7 @@ from obsctl.devices import (
 from obsctl.errors import (
     ConfigError,
     DeviceError,
+    DeviceNotImplementedError,
     DeviceStateError,
     FilterNotFoundError,
     InvalidDeviceValueError,
@@ -187,6 +189,8 @@ class Sequencer:
             devices, config, self.ops, clock, log_db, events,
             on_run=lambda reason: self._set("focusing"),
         )  # fmt: skip
+        #: Drift correction from the light frames (``[drift_correction]``).
+        self.drift = DriftKeeper(config.drift_correction, log_db, events)
         #: Solves the centring frames (``[centring]``), set by the daemon.
         self.plate_solver: PlateSolver | None = None
         #: A target slewed to and not yet centred.
@@ -548,6 +552,49 @@ class Sequencer:
             },
         )
         self.writer.submit(frame)
+        if sky and sequence.target is not None:
+            await self._follow_drift(sequence, image)
+
+    async def _follow_drift(self, sequence: Sequence, image: CameraImage) -> None:
+        """Guide out the drift this stored light frame shows (`drift_keeper`).
+
+        With guide pulses, a relative move: a goto would re-zero the mount's tracking and
+        the drift with it. Never fatal: the frame is stored, a failure costs the correction.
+        """
+        mount, target = self.devices.mount, sequence.target
+        dithered = sequence.dither_px > 0 or sequence.dither_arcsec > 0
+        if not self.config.drift_correction.enabled or mount is None or target is None:
+            return
+        if dithered:
+            return  # the frames move on purpose
+        m = image.metadata
+        scale = 206.264806 * m.pixel_size_x_um * m.bin_x / self.config.telescope.focal_length_mm
+        night = night_of(self.clock.now(), self.config.site.longitude_deg)
+        try:
+            offset = await self.drift.after_light(
+                target, image.data, sequence_id=self.activity.sequence_id, night=night,
+                scale_arcsec=scale,
+            )  # fmt: skip
+        except DriftLost as exc:
+            await self._report(
+                "drift correction", DeviceError(str(exc), device=mount.name),
+                "the target is centred again",
+            )  # fmt: skip
+            self._to_centre = target
+            return
+        except Exception:  # a bug here must not stop the night: the frame is stored
+            log.exception("drift correction failed; frames go on uncorrected")
+            return
+        if offset is None:
+            return
+        east, north = offset
+        try:
+            await self.ops.nudge(mount, east, north, dec_deg=target.dec_deg)
+        except DeviceNotImplementedError as exc:
+            await self._report("drift correction", exc, "no drift correction: no guide pulses")
+            self.drift.disabled = True
+        except DeviceError as exc:  # the next frame measures again
+            await self._report("drift correction", exc, "the next frame corrects again")
 
     async def _transparent(self) -> bool:
         """Wait while the frames' zero points say cloud (`TransparencyWatch`).
@@ -630,6 +677,7 @@ class Sequencer:
             return
         log.info("meridian flip of %s done", target.name)
         self._aim = None  # the other side's pointing error: centre afresh
+        self.drift.restart()
         self._to_centre = target
         if settings.refocus:
             self.focus.request("meridian flip")
@@ -663,6 +711,7 @@ class Sequencer:
             return False
         if run.frames:
             self._aim = (target, run.frames[-1].commanded)
+        self.drift.restart()  # the field moved: the next frame is the new reference
         row = run.row(night_of(self.clock.now(), self.config.site.longitude_deg))
         await asyncio.to_thread(self.log_db.add_centring_run, row)
         self.events.publish("centring", **row)

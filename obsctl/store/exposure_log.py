@@ -101,6 +101,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+#: Columns of ``drift_visits`` (``id`` is assigned).
+_DRIFT_VISIT_COLUMNS = (
+    "night",
+    "sequence_id",
+    "target",
+    "frames",
+    "corrections",
+    "refused",
+    "rms_px",
+    "max_px",
+    "corrected_x_px",
+    "corrected_y_px",
+)
+
 #: Columns of ``centring_runs`` a run may set (``id`` is assigned).
 _CENTRING_RUN_COLUMNS = (
     "night",
@@ -457,6 +471,33 @@ class ExposureLog:
         if night is None:
             return self.query("SELECT * FROM centring_runs ORDER BY id")
         return self.query("SELECT * FROM centring_runs WHERE night = ? ORDER BY id", (night,))
+
+    def put_drift_visit(self, values: Mapping[str, Any]) -> None:
+        """Record a visit's drift so far (``drift_visits``), replacing its previous row.
+
+        Raises
+        ------
+        ValueError
+            When `values` names a column ``drift_visits`` does not have.
+        """
+        unknown = set(values) - set(_DRIFT_VISIT_COLUMNS)
+        if unknown:
+            raise ValueError(f"drift_visits has no column(s) {sorted(unknown)}")
+        names = [n for n in _DRIFT_VISIT_COLUMNS if n in values]
+        kept = ("sequence_id", "target")
+        sql = (
+            f"INSERT INTO drift_visits ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT (sequence_id, target) "
+            f"DO UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in names if n not in kept)}"
+        )
+        with self._transaction() as db:
+            db.execute(sql, [values[n] for n in names])
+
+    def drift_visits(self, night: str | None = None) -> list[dict[str, Any]]:
+        """Return the visits' drift records (of one night, or all), oldest first."""
+        if night is None:
+            return self.query("SELECT * FROM drift_visits ORDER BY id")
+        return self.query("SELECT * FROM drift_visits WHERE night = ? ORDER BY id", (night,))
 
     def _insert(self, table: str, columns: tuple[str, ...], values: Mapping[str, Any]) -> int:
         """Insert a row of `values` (a subset of `columns`) into `table`; return its id."""

@@ -387,6 +387,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX centring_runs_night ON centring_runs (night, started_utc);
     """,
+    # drift correction (obsctl.acquisition.drift_keeper): per visit (a sequence's target),
+    # its light frames' measured shifts against the first after correction (rms and worst,
+    # pixel), the corrections made and refused, and the drift taken out (pixel)
+    """
+    CREATE TABLE drift_visits (
+        id INTEGER PRIMARY KEY,
+        night TEXT NOT NULL,
+        sequence_id INTEGER,
+        target TEXT NOT NULL,
+        frames INTEGER NOT NULL,
+        corrections INTEGER NOT NULL,
+        refused INTEGER NOT NULL,
+        rms_px REAL NOT NULL,
+        max_px REAL NOT NULL,
+        corrected_x_px REAL NOT NULL,
+        corrected_y_px REAL NOT NULL,
+        UNIQUE (sequence_id, target)
+    );
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.
