@@ -203,3 +203,24 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> No
     async with asyncio.timeout(timeout_s):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+def on_each_light_frame(running: Any, record: Callable[[], None]) -> asyncio.Task[None]:
+    """Call `record` once as each light frame of a running daemon starts exposing.
+
+    The daemon's activity is polled every millisecond (real time); cancel the task after.
+    Tests read the simulators' truth (focus, pointing) in `record`.
+    """
+
+    async def watch() -> None:
+        seen = None
+        while True:
+            a = running.activity
+            if a.state == "exposing" and a.image_type == "LIGHT":
+                key = (a.sequence_id, a.step_index, a.frame_index)
+                if key != seen:
+                    seen = key
+                    record()
+            await asyncio.sleep(0.001)
+
+    return asyncio.create_task(watch())

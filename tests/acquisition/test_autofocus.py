@@ -71,16 +71,7 @@ def simulators(start: int, *, stars: bool = True) -> SimulatorConfig:
             extinction=False,
             seeing_airmass_exponent=0.0,
         ),
-        focuser=SimulatedFocuserConfig(
-            start_position=start,
-            best_focus_steps=BEST,
-            reference_temperature_c=REFERENCE_C,
-            temperature_c=TEMPERATURE_C,
-            steps_per_c=STEPS_PER_C,
-            step_size_um=STEP_UM,
-            backlash_steps=BACKLASH,
-            speed_steps_s=5000.0,
-        ),
+        focuser=FOCUSER.model_copy(update={"start_position": start}),
     )
 
 

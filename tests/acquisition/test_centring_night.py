@@ -9,7 +9,6 @@ exposes (watched in-process), against the target, in pixels of the frame.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,13 @@ from obsctl.clock import ScaledClock
 from obsctl.config import Config
 from obsctl.simulators.mount_model import local_sidereal_time_deg
 
-from ..daemon_helpers import LONGITUDE, daemon_config, running_daemon, wait_for
+from ..daemon_helpers import (
+    LONGITUDE,
+    daemon_config,
+    on_each_light_frame,
+    running_daemon,
+    wait_for,
+)
 
 SPEED = 100.0
 SCALE_ARCSEC = 206.264806 * 3.76 / 800.0  # the conftest camera on the 800 mm telescope
@@ -74,23 +79,15 @@ async def visit(data_dir: Path, start: datetime, *, centring: bool) -> tuple[lis
         mount = daemon.simulators.observatory.mount  # type: ignore[union-attr]
         running = daemon.running
 
-        async def watch() -> None:
-            seen = None
-            while True:
-                a = running.activity
-                if a.state == "exposing" and a.image_type == "LIGHT":
-                    key = (a.step_index, a.frame_index)
-                    if key != seen:
-                        seen = key
-                        p = mount.true_pointing()
-                        # Where the target falls from the frame's centre (east, north), px.
-                        cos_dec = math.cos(math.radians(DEC_DEG))
-                        east = ((RA_DEG - p.ra_deg + 180.0) % 360.0 - 180.0) * cos_dec * 3600.0
-                        north = (DEC_DEG - p.dec_deg) * 3600.0
-                        offsets.append((east / SCALE_ARCSEC, north / SCALE_ARCSEC))
-                await asyncio.sleep(0.001)
+        def record() -> None:
+            p = mount.true_pointing()
+            # Where the target falls from the frame's centre (east, north), px.
+            cos_dec = math.cos(math.radians(DEC_DEG))
+            east = ((RA_DEG - p.ra_deg + 180.0) % 360.0 - 180.0) * cos_dec * 3600.0
+            north = (DEC_DEG - p.dec_deg) * 3600.0
+            offsets.append((east / SCALE_ARCSEC, north / SCALE_ARCSEC))
 
-        watcher = asyncio.create_task(watch())
+        watcher = on_each_light_frame(running, record)
         sid = daemon.enqueue(sequence)
         await wait_for(lambda: daemon.sequence_state(sid) == "done", timeout_s=120)
         watcher.cancel()
@@ -145,21 +142,15 @@ async def test_spiral_dithers_in_pixels_about_the_centred_target(tmp_path: Path)
         mount = daemon.simulators.observatory.mount  # type: ignore[union-attr]
         running = daemon.running
 
-        async def watch() -> None:
-            seen = None
-            while True:
-                a = running.activity
-                if a.state == "exposing" and a.image_type == "LIGHT" and a.frame_index != seen:
-                    seen = a.frame_index
-                    p = mount.true_pointing()
-                    cos_dec = math.cos(math.radians(DEC_DEG))
-                    # The frame's centre from the target, in pixels (x west, y north).
-                    x = -((p.ra_deg - RA_DEG + 180.0) % 360.0 - 180.0) * cos_dec * 3600.0
-                    y = (p.dec_deg - DEC_DEG) * 3600.0
-                    looks.append((x / SCALE_ARCSEC, y / SCALE_ARCSEC))
-                await asyncio.sleep(0.001)
+        def record() -> None:
+            p = mount.true_pointing()
+            cos_dec = math.cos(math.radians(DEC_DEG))
+            # The frame's centre from the target, in pixels (x west, y north).
+            x = -((p.ra_deg - RA_DEG + 180.0) % 360.0 - 180.0) * cos_dec * 3600.0
+            y = (p.dec_deg - DEC_DEG) * 3600.0
+            looks.append((x / SCALE_ARCSEC, y / SCALE_ARCSEC))
 
-        watcher = asyncio.create_task(watch())
+        watcher = on_each_light_frame(running, record)
         sid = daemon.enqueue(sequence)
         await wait_for(lambda: daemon.sequence_state(sid) == "done", timeout_s=120)
         watcher.cancel()

@@ -11,7 +11,6 @@ in-process; and the stars' half-flux radius measured here on the stored frames w
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +23,13 @@ from obsctl.clock import ScaledClock
 from obsctl.config import Config
 from obsctl.simulators.mount_model import local_sidereal_time_deg
 
-from ..daemon_helpers import LONGITUDE, daemon_config, running_daemon, wait_for
+from ..daemon_helpers import (
+    LONGITUDE,
+    daemon_config,
+    on_each_light_frame,
+    running_daemon,
+    wait_for,
+)
 
 SPEED = 300.0
 START = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
@@ -88,19 +93,11 @@ async def observe(
         obs = daemon.simulators.observatory  # type: ignore[union-attr]
         running = daemon.running
 
-        async def watch() -> None:
-            seen = None
-            while True:
-                a = running.activity
-                if a.state == "exposing" and a.image_type == "LIGHT":
-                    key = (a.step_index, a.frame_index)
-                    if key != seen:  # once per frame, as it starts
-                        seen = key
-                        offset = FOCUS_OFFSETS[obs.filter_wheel.target]
-                        defocus.append(obs.focuser.defocus_steps - offset)
-                await asyncio.sleep(0.001)
+        def record() -> None:
+            offset = FOCUS_OFFSETS[obs.filter_wheel.target]
+            defocus.append(obs.focuser.defocus_steps - offset)
 
-        watcher = asyncio.create_task(watch())
+        watcher = on_each_light_frame(running, record)
         sid = daemon.enqueue(the_night())
         await wait_for(lambda: daemon.sequence_state(sid) == "done", timeout_s=240)
         watcher.cancel()

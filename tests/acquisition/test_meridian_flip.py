@@ -9,7 +9,6 @@ exposes, and the times it stopped at its limit.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,13 @@ from obsctl.config import Config, MeridianFlipConfig
 from obsctl.devices import PierSide
 from obsctl.simulators.mount_model import local_sidereal_time_deg
 
-from ..daemon_helpers import LONGITUDE, daemon_config, running_daemon, wait_for
+from ..daemon_helpers import (
+    LONGITUDE,
+    daemon_config,
+    on_each_light_frame,
+    running_daemon,
+    wait_for,
+)
 
 SPEED = 100.0
 SCALE_ARCSEC = 206.264806 * 3.76 / 800.0
@@ -73,23 +78,16 @@ async def test_a_sequence_across_the_meridian_flips_once_and_loses_no_frame(
         obs = daemon.simulators.observatory  # type: ignore[union-attr]
         running = daemon.running
 
-        async def watch() -> None:
-            seen = None
-            while True:
-                a = running.activity
-                if a.state == "exposing" and a.image_type == "LIGHT":
-                    key = (a.step_index, a.frame_index)
-                    if key != seen:
-                        seen = key
-                        p = obs.mount.true_pointing()
-                        cos_dec = math.cos(math.radians(DEC_DEG))
-                        east = ((RA_DEG - p.ra_deg + 180.0) % 360.0 - 180.0) * cos_dec * 3600
-                        north = (DEC_DEG - p.dec_deg) * 3600.0
-                        off_px = math.hypot(east, north) / SCALE_ARCSEC
-                        starts.append((key, obs.mount.side_of_pier, off_px))
-                await asyncio.sleep(0.001)
+        def record() -> None:
+            p = obs.mount.true_pointing()
+            cos_dec = math.cos(math.radians(DEC_DEG))
+            east = ((RA_DEG - p.ra_deg + 180.0) % 360.0 - 180.0) * cos_dec * 3600
+            north = (DEC_DEG - p.dec_deg) * 3600.0
+            off_px = math.hypot(east, north) / SCALE_ARCSEC
+            key = (running.activity.step_index, running.activity.frame_index)
+            starts.append((key, obs.mount.side_of_pier, off_px))
 
-        watcher = asyncio.create_task(watch())
+        watcher = on_each_light_frame(running, record)
         sid = daemon.enqueue(sequence)
         await wait_for(lambda: daemon.sequence_state(sid) == "done", timeout_s=120)
         watcher.cancel()

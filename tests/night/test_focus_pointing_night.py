@@ -31,7 +31,7 @@ from obsctl.night.runner import NightRunner, run_night
 from obsctl.simulators.mount_model import local_sidereal_time_deg
 from obsctl.store.exposure_log import ExposureLog
 
-from ..daemon_helpers import LONGITUDE, daemon_config
+from ..daemon_helpers import LONGITUDE, daemon_config, on_each_light_frame
 
 NIGHT = date(2026, 11, 25)
 SPEED = 300.0
@@ -128,27 +128,23 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             obs = daemon.simulators.observatory  # type: ignore[union-attr]
             running = daemon.running
             kept["obs"], kept["events"] = obs, running.events
-            seen = None
-            while True:
-                a = running.activity
-                if a.state == "exposing" and a.image_type == "LIGHT":
-                    key = (a.sequence_id, a.step_index, a.frame_index)
-                    if key != seen:
-                        seen = key
-                        p = obs.mount.true_pointing()
-                        cos_dec = math.cos(math.radians(DEC_DEG))
-                        east = ((p.ra_deg - RA_DEG + 180.0) % 360.0 - 180.0) * cos_dec * 3600
-                        north = (p.dec_deg - DEC_DEG) * 3600.0
-                        offset = FOCUS_OFFSETS[obs.filter_wheel.target]
-                        frames.append(
-                            {
-                                "defocus": obs.focuser.defocus_steps - offset,
-                                "off_arcsec": math.hypot(east, north),
-                                "side": obs.mount.side_of_pier.name,
-                                "temperature": obs.focuser.temperature_c,
-                            }
-                        )
-                await asyncio.sleep(0.001)
+
+            def record() -> None:
+                p = obs.mount.true_pointing()
+                cos_dec = math.cos(math.radians(DEC_DEG))
+                east = ((p.ra_deg - RA_DEG + 180.0) % 360.0 - 180.0) * cos_dec * 3600
+                north = (p.dec_deg - DEC_DEG) * 3600.0
+                offset = FOCUS_OFFSETS[obs.filter_wheel.target]
+                frames.append(
+                    {
+                        "defocus": obs.focuser.defocus_steps - offset,
+                        "off_arcsec": math.hypot(east, north),
+                        "side": obs.mount.side_of_pier.name,
+                        "temperature": obs.focuser.temperature_c,
+                    }
+                )
+
+            await on_each_light_frame(running, record)
 
         async def stop() -> None:
             await daemon.started.wait()
