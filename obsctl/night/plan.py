@@ -278,6 +278,12 @@ class PlanTarget(_Model):
     dither_pattern: Literal["random", "spiral"] = "random"
 
     @model_validator(mode="after")
+    def _one_dither_unit(self) -> PlanTarget:
+        if self.dither_arcsec > 0 and self.dither_px > 0:
+            raise ValueError("give dither_arcsec or dither_px, not both")
+        return self
+
+    @model_validator(mode="after")
     def _position_and_lights(self) -> PlanTarget:
         given = self.ra_deg is not None, self.dec_deg is not None
         if self.catalog is not None:

@@ -35,3 +35,19 @@ def test_random_dithers_fill_the_disc_and_replay() -> None:
 def test_pixels_to_sky_turns_with_the_position_angle(pa: float, expected) -> None:
     # +x is west at position angle 0, north up; the camera turned by 90 deg puts +x north.
     assert pixels_to_sky(2.0, 1.0, 1.0, pa) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_dither_is_in_arcsec_or_in_pixels_not_both() -> None:
+    from obsctl.acquisition.sequence import parse_sequence
+    from obsctl.errors import ConfigError
+    from obsctl.night.plan import parse_plan
+
+    step = {"image_type": "LIGHT", "filter": "V", "exposure_s": 10.0}
+    target = {"name": "T", "ra_deg": 10.0, "dec_deg": 20.0}
+    with pytest.raises(ConfigError, match="dither_arcsec or dither_px"):
+        parse_sequence({"name": "s", "target": target, "steps": [step],
+                        "dither_arcsec": 5.0, "dither_px": 3.0})  # fmt: skip
+    plan_target = {**target, "steps": [step], "dither_arcsec": 5.0, "dither_px": 3.0}
+    with pytest.raises(ConfigError, match="dither_arcsec or dither_px"):
+        parse_plan({"version": 1, "name": "p", "targets": [plan_target]})
+    assert parse_sequence({"name": "s", "target": target, "steps": [step], "dither_px": 3.0})

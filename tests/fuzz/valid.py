@@ -56,7 +56,14 @@ def _step(step: Doc, *, light: bool = False) -> Doc:
     return step
 
 
+def _one_dither(doc: Doc) -> None:
+    """Keep one dither amplitude: arcsec or pixels, not both."""
+    if (doc.get("dither_arcsec") or 0) > 0 and (doc.get("dither_px") or 0) > 0:
+        doc.pop("dither_px")
+
+
 def _sequence(doc: Doc) -> Doc:
+    _one_dither(doc)
     for step in doc["steps"]:
         _step(step)
     if doc.get("target") is None:
@@ -67,6 +74,7 @@ def _sequence(doc: Doc) -> Doc:
 
 
 def _target(target: Doc, index: int, names: set[str], night: Doc) -> Doc:
+    _one_dither(target)
     for step in target["steps"]:
         _step(step, light=True)
     if target.get("catalog") is not None:
@@ -198,6 +206,11 @@ def _config(doc: Doc) -> Doc:
     for sink in sinks:
         if sink["kind"] == "webhook":
             sink["url"] = "http://127.0.0.1:1/" + sink["url"]
+    flip = doc.get("meridian_flip")
+    if flip:  # the limit after the flip time
+        a, b = flip.get("flip_after_min", 5.0), flip.get("limit_after_min", 15.0)
+        if b <= a:
+            flip["flip_after_min"], flip["limit_after_min"] = min(a, b) / 2.0, max(a, b, 1.0)
     simulator = doc.get("simulator") or {}
     camera = simulator.get("camera", {})
     _ordered(camera, "exposure_min_s", "exposure_max_s", 1e-5, 3600.0)
