@@ -568,7 +568,7 @@ class Sequencer:
         if dithered:
             return  # the frames move on purpose
         m = image.metadata
-        scale = 206.264806 * m.pixel_size_x_um * m.bin_x / self.config.telescope.focal_length_mm
+        scale = self._pixel_scale_arcsec(m.pixel_size_x_um * m.bin_x)
         night = night_of(self.clock.now(), self.config.site.longitude_deg)
         try:
             offset = await self.drift.after_light(
@@ -835,8 +835,7 @@ class Sequencer:
         if sequence.dither_px > 0:
             camera = self.devices.camera
             info = await self._attempt("camera info", camera, camera.info)
-            pixel_um = info.pixel_size_x_um * step.bin
-            scale = 206.264806 * pixel_um / self.config.telescope.focal_length_mm  # arcsec/px
+            scale = self._pixel_scale_arcsec(info.pixel_size_x_um * step.bin)
             amplitude, unit = sequence.dither_px, scale
         elif sequence.dither_arcsec > 0:
             amplitude, unit = sequence.dither_arcsec, None
@@ -847,6 +846,10 @@ class Sequencer:
         if unit is None:  # an amplitude on the sky: the offset is (east, north) arcsec
             return Dither(None, (dx, dy))
         return Dither((dx, dy), pixels_to_sky(dx, dy, unit))
+
+    def _pixel_scale_arcsec(self, pixel_um: float) -> float:
+        """Return the sky's arcseconds per (binned) pixel of `pixel_um` micrometres."""
+        return 206.264806 * pixel_um / self.config.telescope.focal_length_mm
 
     def _dither_header(self, sequence: Sequence, step: ExposureStep) -> dict[str, Any]:
         """Return the frame's dither for its header: a dithered visit's light frames only."""
