@@ -163,7 +163,7 @@ async def test_focus_is_kept_through_a_night_that_cools_by_five_degrees(tmp_path
     kept_sizes = np.array([median_size(p) for p in kept_files])
     drifted_sizes = np.array([median_size(p) for p in drifted_files])
     in_focus = kept_sizes[kept_abs * PX_PER_STEP < 0.25]
-    assert len(in_focus) >= 10
+    assert len(in_focus) >= 5
     reference = np.nanmedian(in_focus, axis=0)
     ratio_kept = np.nanmedian(kept_sizes, axis=0) / reference
     ratio_drifted = np.nanmedian(drifted_sizes, axis=0) / reference
