@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from obsctl.config import SimulatedMountConfig, SiteConfig
 from obsctl.devices import PierSide
 from obsctl.simulators.mount_model import MountModel
 
+from ..stepped_clock import SteppedClock
+
 SITE = SiteConfig(name="Test site", latitude_deg=48.0, longitude_deg=11.0, elevation_m=500.0)
 SIDEREAL_S_PER_DEG = 239.345
-
-
-class SteppedClock:
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def now(self) -> datetime:
-        return datetime(2026, 11, 25, 22, 0, tzinfo=UTC) + timedelta(seconds=self.seconds)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("not waited on")
 
 
 def mount(limit_deg: float | None) -> tuple[MountModel, SteppedClock]:

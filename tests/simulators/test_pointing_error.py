@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,8 @@ from obsctl.simulators.pointing_error import offset_radec_deg
 from obsctl.simulators.render import render_exposure
 from obsctl.simulators.scenes import exposure
 
+from ..stepped_clock import SteppedClock
+
 FOCAL_MM = 400.0
 PIXEL_UM = 5.8
 SCALE = 206264.806 * PIXEL_UM * 1e-3 / FOCAL_MM  # arcsec per pixel, ~2.99
@@ -46,25 +47,6 @@ EAST = (300.0, -120.0)  # (dRA cos Dec, dDec) arcsec, mount east of the pier
 WEST = (-150.0, 200.0)
 DEC = 40.0
 SITE = SiteConfig(name="Test site", latitude_deg=48.0, longitude_deg=11.0, elevation_m=500.0)
-
-
-class SteppedClock:
-    """Simulated time that moves only when the test sets or advances it."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def now(self) -> datetime:
-        return datetime(2026, 11, 25, 22, 0, tzinfo=UTC) + timedelta(seconds=self.seconds)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("nothing here waits on the simulated clock")
-
-    def advance(self, seconds: float) -> None:
-        self.seconds += seconds
 
 
 def observatory(**mount: Any) -> tuple[SimulatedObservatory, SteppedClock]:

@@ -7,7 +7,6 @@ The mount runs on a clock the test steps, so positions are exact. The contract s
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,30 +16,13 @@ from obsctl.simulators.models import AscomError
 from obsctl.simulators.mount_model import MountModel
 from obsctl.simulators.serial_lx200 import LX200Interpreter
 
+from ..stepped_clock import SteppedClock
+
 SITE = SiteConfig(name="Test site", latitude_deg=48.0, longitude_deg=11.0, elevation_m=500.0)
 DEC = 40.0
 DRIFT = (36.0, -18.0)  # arcsec per hour, (east, north)
 #: 0.5 x sidereal (15.0411 arcsec/s), computed here rather than taken from the model.
 RATE_ARCSEC_S = 0.5 * 360.98564736629 / 86400.0 * 3600.0
-
-
-class SteppedClock:
-    """Simulated time that moves only when the test advances it."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def now(self) -> datetime:
-        return datetime(2026, 11, 25, 22, 0, tzinfo=UTC) + timedelta(seconds=self.seconds)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("nothing here waits on the simulated clock")
-
-    def advance(self, seconds: float) -> None:
-        self.seconds += seconds
 
 
 def tracking_mount(**config: object) -> tuple[MountModel, SteppedClock, float]:
