@@ -22,7 +22,7 @@ import numpy as np
 from obsctl.clock import SystemClock, night_of, parse_night
 from obsctl.config import MAX_SPEED, Config, SimulatedSkyConfig, load_config, offset_ports
 from obsctl.devices import DeviceSet, ExposureSettings
-from obsctl.errors import ConfigError, DeviceError, ObsctlError
+from obsctl.errors import ConfigError, DeviceError, ObsctlError, ReferenceImageError
 from obsctl.operations import Operations
 from obsctl.store.datadir import DataDir
 
@@ -641,6 +641,47 @@ async def _calib(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reference(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.store.references import field_filters, references
+
+    data_dir = DataDir(config.data.directory)
+    db = data_dir.open_log(existing=True)
+    try:
+        if args.reference_command == "build":
+            from obsctl.pipeline.reference import build_reference
+
+            filters = [args.filter] if args.filter is not None else field_filters(db, args.field)
+            if not filters:
+                raise ReferenceImageError(f"no light frames of field {args.field!r}")
+            rows = [
+                await asyncio.to_thread(
+                    build_reference,
+                    data_dir,
+                    db,
+                    args.field,
+                    name,
+                    camera=args.camera,
+                    settings=config.difference,
+                )
+                for name in filters
+            ]
+        else:
+            rows = await asyncio.to_thread(references, db, args.field)
+    finally:
+        db.close()
+    for r in rows:
+        current = "" if r.get("current", 1) else "  (replaced)"
+        limit = "-" if r["limiting_mag"] is None else f"{r['limiting_mag']:.2f}"
+        fwhm = "-" if r["fwhm_px"] is None else f"{r['fwhm_px']:.2f}"
+        _out(
+            f"{r['id']:4d}  {r['field']}  {r['filter'] or '-'}  {r['n_frames']:3d} frames  "
+            f"FWHM {fwhm} px  limit {limit} mag  {r['path']}{current}"
+        )
+    if not rows:
+        _out("no reference images")
+    return 0
+
+
 async def _model(config: Config, args: argparse.Namespace) -> int:
     _bounded(args.seed, "--seed", 0, _MAX_SEED)
     try:
@@ -1227,6 +1268,16 @@ def _parser() -> argparse.ArgumentParser:
     calib_build.add_argument(
         "--method", choices=["median", "sigma"], default=None, help="default: from the config"
     )
+    ref = sub.add_parser("reference", help="reference images of fields (difference imaging)")
+    ref_sub = ref.add_subparsers(dest="reference_command", required=True)
+    ref_build = ref_sub.add_parser("build", help="combine a field's best frames into its reference")
+    ref_build.add_argument("field", type=_text, help="the frames' target (OBJECT)")
+    ref_build.add_argument(
+        "--filter", type=_text, default=None, help="default: each filter of the field's frames"
+    )
+    ref_build.add_argument("--camera", type=_text, default=None, help="default: the best frame's")
+    ref_list = ref_sub.add_parser("list", help="list the reference images")
+    ref_list.add_argument("field", type=_text, nargs="?", default=None, help="only this field")
     plan = sub.add_parser("plan", help="night plans")
     plan_sub = plan.add_subparsers(dest="plan_command", required=True)
     plan_check = plan_sub.add_parser("check", help="validate a plan and print its night")
@@ -1403,6 +1454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "expose": lambda config: _expose(config, args),
         "catalog": lambda config: _catalog(config, args),
         "calib": lambda config: _calib(config, args),
+        "reference": lambda config: _reference(config, args),
         "reduce": lambda config: _reduce(config, args),
         "plan": lambda config: _plan(config, args),
         "night": lambda config: _night(config, args),

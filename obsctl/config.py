@@ -45,6 +45,7 @@ __all__ = [
     "DataConfig",
     "DeviceConfig",
     "DevicesConfig",
+    "DifferenceConfig",
     "DomeConfig",
     "DriftCorrectionConfig",
     "HeaderText",
@@ -1849,6 +1850,36 @@ class CatalogsConfig(_Model):
     pixel_size_um: float | None = Field(default=None, gt=0, le=100)
 
 
+class DifferenceConfig(_Model):
+    """Difference imaging of monitored fields against their reference images.
+
+    A field's reference (per filter and camera) is combined from its best frames
+    (`obsctl.pipeline.reference`); ``obsctl reference build FIELD`` builds one on demand.
+    """
+
+    reference_frames: int = Field(
+        default=8, ge=1, le=1000, description="at most this many of the best frames combine"
+    )
+    min_reference_frames: int = Field(
+        default=4, ge=1, le=1000, description="fewest frames a reference is combined from"
+    )
+    reference_grades: tuple[Annotated[str, Field(min_length=1, max_length=8)], ...] = Field(
+        default=("A", "B"), min_length=1, max_length=26, description="frame quality grades used"
+    )
+    clip_sigma: float = Field(
+        default=4.0, gt=0, le=100, description="rejection, in sigma of each value's noise"
+    )
+
+    @model_validator(mode="after")
+    def _enough_frames(self) -> DifferenceConfig:
+        if self.min_reference_frames > self.reference_frames:
+            raise ValueError(
+                f"min_reference_frames ({self.min_reference_frames}) must not exceed "
+                f"reference_frames ({self.reference_frames})"
+            )
+        return self
+
+
 class Config(_Model):
     """A whole observatory."""
 
@@ -1870,6 +1901,7 @@ class Config(_Model):
     night: NightConfig = NightConfig()
     simulator: SimulatorConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
+    difference: DifferenceConfig = DifferenceConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     catalogs: CatalogsConfig = CatalogsConfig()
 

@@ -16,7 +16,8 @@ Every error obsctl raises on purpose derives from `ObsctlError`::
     │   ├── DeviceStateError
     │   └── ImageDownloadError
     ├── PipelineError
-    │   └── StageError
+    │   ├── StageError
+    │   └── ReferenceImageError
     ├── ScheduleError
     ├── StorageError
     └── CatalogError
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidDeviceValueError",
     "ObsctlError",
     "PipelineError",
+    "ReferenceImageError",
     "ScheduleError",
     "StageError",
     "StorageError",
@@ -201,6 +203,14 @@ class StageError(PipelineError):
         self.stage = stage
         self.frame_id = frame_id
         self.reason = message
+
+
+class ReferenceImageError(PipelineError):
+    """A field's reference image cannot be built or read.
+
+    Too few good frames, or a frame or the reference file unreadable. The field goes without
+    difference imaging until one is built.
+    """
 
 
 class ScheduleError(ObsctlError):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,6 +97,7 @@ def take_night(
     filter_name: str = "V",
     target: str = "Archive field",
     seed: int = 1,
+    offsets_arcsec: Sequence[tuple[float, float]] | None = None,
 ) -> list[int]:
     """Render ``n_frames`` light frames of the field into the data directory; return their ids.
 
@@ -112,6 +115,9 @@ def take_night(
         The frames' filter and target.
     seed : int
         Seed of the first frame's noise; frame k has ``seed + k``.
+    offsets_arcsec : sequence of (float, float), optional
+        Frame k points this far (east, north; arcsec) off the field, as a dither does; the
+        mount reports the same pointing for every frame. Default: no offsets.
     """
     assert config.simulator is not None
     camera = config.simulator.camera
@@ -149,8 +155,16 @@ def take_night(
                 electrons_per_adu=camera.electrons_per_adu,
                 seed=seed + k,
             )
+            seen = scene
+            if offsets_arcsec is not None:
+                d_east, d_north = offsets_arcsec[k]
+                seen = replace(
+                    scene,
+                    ra_deg=FIELD_RA_DEG + d_east / 3600.0 / math.cos(math.radians(FIELD_DEC_DEG)),
+                    dec_deg=FIELD_DEC_DEG + d_north / 3600.0,
+                )
             # The camera's 16-bit ADC: what the simulated camera hands over.
-            image = render_exposure(sensor, spec, scene).image.astype(np.uint16, copy=False)
+            image = render_exposure(sensor, spec, seen).image.astype(np.uint16, copy=False)
             start = START + timedelta(days=night, minutes=2 * k)
             meta = scenes.image_metadata(
                 spec, sensor, start_time=start, sensor_name=camera.sensor_name,

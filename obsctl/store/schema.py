@@ -406,6 +406,32 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (sequence_id, target)
     );
     """,
+    # reference images for difference imaging (obsctl.pipeline.reference): per field (the
+    # exposures' target), filter and camera, the combined image's file, the frames combined
+    # (JSON list of exposure ids: its provenance), the frame whose pixel grid it is on, its
+    # stellar FWHM (px), zero point (PHOTZP of that frame, whose flux scale the reference
+    # keeps) and 5-sigma point-source limiting magnitude, and whether it is the one in use
+    # (an older one is kept, not current)
+    """
+    CREATE TABLE reference_images (
+        id INTEGER PRIMARY KEY,
+        field TEXT NOT NULL,
+        filter TEXT,
+        camera TEXT,
+        path TEXT NOT NULL,
+        built_utc TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        exposure_ids TEXT NOT NULL,
+        n_frames INTEGER NOT NULL,
+        grid_exposure_id INTEGER NOT NULL,
+        fwhm_px REAL,
+        zero_point REAL,
+        limiting_mag REAL,
+        n_sources INTEGER,
+        current INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX reference_images_field ON reference_images (field, filter, camera, current);
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.

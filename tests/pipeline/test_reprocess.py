@@ -1,7 +1,7 @@
 """`obsctl reprocess` on a real Dask LocalCluster, and `obsctl export parquet`.
 
 A small simulated night (`obsctl.simulators.archive`) is processed by the live pipeline's
-code (`process_file` and `store_result`, frame after frame, as the runner does) once per
+code (`process_logged_frames`: frame after frame, as the runner does) once per
 module; each test works on a copy of it. The Dask tests share one LocalCluster of two worker
 processes on 127.0.0.1 (its start costs seconds); the command-line tests start their own.
 """
@@ -25,14 +25,13 @@ from astropy.io import fits
 
 from obsctl.cli import main
 from obsctl.embedded import reference_catalog
-from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.pipeline.reprocess import Selection, reprocess
-from obsctl.pipeline.runner import store_result
 from obsctl.pipeline.stages import build_stages
-from obsctl.pipeline.worker import process_file
 from obsctl.simulators.archive import take_night, write_config
 from obsctl.store.datadir import DataDir
 from obsctl.store.schema import FRAME_METRIC_COLUMNS
+
+from ..pipeline_helpers import process_logged_frames
 
 N_FRAMES = 8
 
@@ -46,30 +45,13 @@ def rows(data: Path, sql: str, args: tuple = ()) -> list[tuple]:
         con.close()
 
 
-def live(config) -> None:
-    """Process every logged light frame as the live pipeline's worker and writer do."""
-    data_dir = DataDir(config.data.directory)
-    stages = build_stages(config, data_dir, reference_catalog(config))
-    log_db = data_dir.open_log(existing=True)
-    queue = ProcessingQueue(log_db)
-    try:
-        for row in log_db.exposures(image_type="LIGHT"):
-            queue.enqueue(row["id"])
-            result = process_file(
-                str(data_dir.path(row["file_path"])), row["id"], stages=stages, data_dir=data_dir
-            )
-            store_result(log_db, queue, result, data_dir)
-    finally:
-        log_db.close()
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A night of N_FRAMES light frames, processed by the live path."""
     root = tmp_path_factory.mktemp("archive")
     config = write_config(root / "obsctl.toml", root / "data")
     take_night(config, N_FRAMES)
-    live(config)
+    process_logged_frames(config)
     return root
 
 

@@ -1,0 +1,32 @@
+"""Process a data directory's logged light frames as the live pipeline does (tests)."""
+
+from __future__ import annotations
+
+from obsctl.config import Config
+from obsctl.embedded import reference_catalog
+from obsctl.pipeline.queue import ProcessingQueue
+from obsctl.pipeline.runner import store_result
+from obsctl.pipeline.stages import build_stages
+from obsctl.pipeline.worker import process_file
+from obsctl.store.datadir import DataDir
+
+
+def process_logged_frames(config: Config) -> None:
+    """Process every logged light frame as the live pipeline's worker and writer do.
+
+    The stages read the simulators' synthetic sky as their reference catalog; results are
+    stored frame after frame (so each frame is graded against the ones before it).
+    """
+    data_dir = DataDir(config.data.directory)
+    stages = build_stages(config, data_dir, reference_catalog(config))
+    log_db = data_dir.open_log(existing=True)
+    queue = ProcessingQueue(log_db)
+    try:
+        for row in log_db.exposures(image_type="LIGHT"):
+            queue.enqueue(row["id"])
+            result = process_file(
+                str(data_dir.path(row["file_path"])), row["id"], stages=stages, data_dir=data_dir
+            )
+            store_result(log_db, queue, result, data_dir)
+    finally:
+        log_db.close()
