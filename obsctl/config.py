@@ -62,6 +62,7 @@ __all__ = [
     "SerialDeviceConfig",
     "SerialSimulatorConfig",
     "ServerConfig",
+    "SimulatedAsteroidConfig",
     "SimulatedCameraConfig",
     "SimulatedCloudsConfig",
     "SimulatedColourTermsConfig",
@@ -73,6 +74,7 @@ __all__ = [
     "SimulatedMountConfig",
     "SimulatedSkyColourConfig",
     "SimulatedSkyConfig",
+    "SimulatedTransientConfig",
     "SimulatedVariableConfig",
     "SimulatedWeatherConfig",
     "SimulatedZeroPointOffsetsConfig",
@@ -1138,6 +1140,88 @@ class SimulatedVariableConfig(_Model):
     fade_d: float = Field(default=5.0, gt=0, le=1e5)
 
 
+class SimulatedTransientConfig(_Model):
+    """A transient on a host of the simulated sky (see `obsctl.simulators.transients`).
+
+    A ``supernova`` sits on a galaxy of the simulated population, ``offset_arcsec`` from its
+    nucleus; a ``nova`` (one outburst) or ``flare`` (seeded flares) brightens a catalog star.
+    The host is given by its catalog id (``host_id``) or as the one nearest to ``ra_deg``,
+    ``dec_deg`` among those brighter than ``host_brighter_than_mag`` (R for a galaxy, V for
+    a star) within ``search_radius_arcsec``.
+    """
+
+    name: str = Field(min_length=1, max_length=68)
+    kind: Literal["supernova", "nova", "flare"]
+    host_id: int | None = Field(
+        default=None, ge=0, le=2**62, description="the host galaxy's or star's catalog id"
+    )
+    ra_deg: float | None = Field(default=None, ge=0, lt=360, description="host nearest here")
+    dec_deg: float | None = Field(default=None, ge=-90, le=90)
+    host_brighter_than_mag: float = Field(
+        default=40.0, ge=-30, le=40, description="host brighter than this (galaxy R, star V)"
+    )
+    search_radius_arcsec: float = Field(
+        default=600.0, gt=0, le=36_000, description="look for the host no further than this"
+    )
+    offset_arcsec: float = Field(
+        default=0.0, ge=0, le=3600, description="supernova: from the host's nucleus; 0 nuclear"
+    )
+    offset_pa_deg: float = Field(
+        default=0.0, ge=0, lt=360, description="supernova: direction of the offset, east of north"
+    )
+    mag_v: float | None = Field(default=None, ge=-30, le=40, description="supernova: V at peak")
+    b_v: float = Field(default=0.0, ge=-5, le=10, description="supernova: B-V colour")
+    amplitude_mag: float = Field(
+        default=0.0, ge=0, le=30, description="nova: brightening at peak; flare: typical peak"
+    )
+    epoch_mjd: float = Field(
+        default=0.0, ge=-1e6, le=1e6, description="peak (MJD); flare: the sequence's origin"
+    )
+    rise_d: float | None = Field(
+        default=None, gt=0, le=1e5, description="none: supernova 6, nova 1, flare 0.002 d"
+    )
+    fade_d: float | None = Field(
+        default=None, gt=0, le=1e5, description="none: supernova 20, nova 10, flare 0.01 d"
+    )
+    rate_per_d: float = Field(default=0.5, ge=0, le=2, description="flare: flares per day")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="flare: times and sizes")
+
+    @model_validator(mode="after")
+    def _placed(self) -> SimulatedTransientConfig:
+        if (self.ra_deg is None) != (self.dec_deg is None):
+            raise ValueError("give both ra_deg and dec_deg, or neither")
+        if (self.host_id is None) == (self.ra_deg is None):
+            raise ValueError("give the host as host_id or as ra_deg and dec_deg (one of them)")
+        if self.kind == "supernova" and self.mag_v is None:
+            raise ValueError("a supernova needs mag_v, its peak V magnitude")
+        if self.kind != "supernova":
+            if self.mag_v is not None or self.offset_arcsec != 0.0:
+                raise ValueError(
+                    f"a {self.kind} brightens its star: mag_v and offset_arcsec are for "
+                    "supernovae (give amplitude_mag)"
+                )
+            if self.amplitude_mag <= 0.0:
+                raise ValueError(f"a {self.kind} needs amplitude_mag > 0")
+        return self
+
+
+class SimulatedAsteroidConfig(_Model):
+    """A moving object of the simulated sky (see `obsctl.simulators.transients.Asteroid`).
+
+    It moves along a great circle at a constant rate and has a constant magnitude; the
+    camera integrates the motion over each exposure, so a fast one is trailed.
+    """
+
+    name: str = Field(min_length=1, max_length=68)
+    ra_deg: float = Field(ge=0, lt=360, description="position at epoch_mjd")
+    dec_deg: float = Field(ge=-90, le=90)
+    epoch_mjd: float = Field(ge=-1e6, le=1e6, description="time of ra_deg, dec_deg (MJD)")
+    rate_arcsec_min: float = Field(ge=0, le=36_000, description="angular rate (arcsec/min)")
+    pa_deg: float = Field(ge=0, lt=360, description="direction of motion, east of north")
+    mag_v: float = Field(ge=-30, le=40)
+    b_v: float = Field(default=0.7, ge=-5, le=10)
+
+
 class _SimulatedBandValues(_Model):
     """One number per band of the simulated sky (``B``, ``V``, ``R``, ``I``, ``L``).
 
@@ -1277,6 +1361,16 @@ class SimulatedSkyConfig(_Model):
     seeing_airmass_exponent: float = Field(
         default=0.6, ge=0, le=2, description="seeing grows as airmass**exponent; 0: constant"
     )
+    seeing_variation_rms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="the seeing wanders in time by this rms in its natural log (0.2 is "
+        "typical); 0: it follows the airmass only",
+    )
+    seeing_timescale_s: float = Field(
+        default=900.0, gt=0, le=86_400, description="correlation time of the seeing's wander"
+    )
     moffat_beta: float = Field(default=3.0, gt=1, le=100)
     star_density_per_deg2: float = Field(
         default=2500.0, ge=0, le=1e6, description="down to mag_limit"
@@ -1309,6 +1403,14 @@ class SimulatedSkyConfig(_Model):
         default=(),
         max_length=1000,
         description="variable stars and transients added to the synthetic sky",
+    )
+    transients: tuple[SimulatedTransientConfig, ...] = Field(
+        default=(),
+        max_length=1000,
+        description="supernovae on galaxies, novae and flares on stars of the synthetic sky",
+    )
+    asteroids: tuple[SimulatedAsteroidConfig, ...] = Field(
+        default=(), max_length=1000, description="moving objects, trailed when fast"
     )
     follow_sun_moon: bool = Field(
         default=False,

@@ -41,6 +41,7 @@ __all__ = [
     "exposure_transmission",
     "extinction_mag",
     "seeing_fwhm_arcsec",
+    "seeing_wander",
     "spell_transmission",
 ]
 
@@ -69,6 +70,7 @@ _SEEING_AIRMASS_CAP = 5.0
 # state, and the same for every caller with the same seed.
 _CLOUD_MODES = 256  # the spurious correlation at long lags is about 1/sqrt(2 * modes)
 _CLOUD_STREAM = 0xC10D
+_SEEING_STREAM = 0x5EE1  # the seeing's wander: the same process, its own draws
 # Cosine phases grow with time; counting from MJD 60000 keeps them small enough that float64
 # rounding stays far below a radian for centuries.
 _CLOUD_EPOCH_MJD = 60000.0
@@ -167,10 +169,52 @@ def seeing_fwhm_arcsec(zenith_fwhm_arcsec: float, airmass: float, exponent: floa
     return float(zenith_fwhm_arcsec * min(airmass, _SEEING_AIRMASS_CAP) ** exponent)
 
 
+def seeing_wander(
+    time_mjd: ArrayLike, *, rms: float, timescale_s: float, seed: int
+) -> NDArray[np.float64]:
+    """Return the factor the seeing changes by over the night: a seeded, smooth series.
+
+    The seeing wanders log-normally about its median, ``exp(rms * g(t))``, with ``g`` the
+    smooth, unit-variance random series of the clouds (`cloud_extinction_mag`) drawn from a
+    stream of its own, so that frames of one field taken minutes or hours apart have
+    different PSFs, as image subtraction meets them.
+
+    Parameters
+    ----------
+    time_mjd : array_like
+        Times (MJD, UTC).
+    rms : float
+        Standard deviation of the natural log of the seeing, >= 0 (0.2 is a typical site's
+        variation within a night); 0 gives a factor of 1.
+    timescale_s : float
+        Correlation time (s), > 0.
+    seed : int
+        Non-negative seed.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        The factor (dimensionless, > 0, median 1), the shape of `time_mjd`.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range.
+    """
+    if rms < 0.0 or timescale_s <= 0.0 or seed < 0:
+        raise ValueError("need rms >= 0, timescale_s > 0 and seed >= 0")
+    t = np.asarray(time_mjd, dtype=np.float64)
+    if rms == 0.0:
+        return np.ones(t.shape)
+    return np.asarray(np.exp(rms * _cloud_field(t, seed, timescale_s, _SEEING_STREAM)), np.float64)
+
+
 @lru_cache(maxsize=8)
-def _cloud_modes(seed: int, timescale_s: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Angular frequencies (rad/s) and phases (rad) of the cloud process."""
-    rng = np.random.default_rng([seed, _CLOUD_STREAM])
+def _cloud_modes(
+    seed: int, timescale_s: float, stream: int = _CLOUD_STREAM
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Angular frequencies (rad/s) and phases (rad) of the cloud (or seeing) process."""
+    rng = np.random.default_rng([seed, stream])
     # Frequencies of a squared-exponential covariance exp(-dt^2 / (2 tau^2)) are N(0, 1/tau^2).
     omega = rng.standard_normal(_CLOUD_MODES) / timescale_s
     phase = rng.uniform(0.0, 2.0 * math.pi, _CLOUD_MODES)
@@ -180,10 +224,10 @@ def _cloud_modes(seed: int, timescale_s: float) -> tuple[NDArray[np.float64], ND
 
 
 def _cloud_field(
-    time_mjd: NDArray[np.float64], seed: int, timescale_s: float
+    time_mjd: NDArray[np.float64], seed: int, timescale_s: float, stream: int = _CLOUD_STREAM
 ) -> NDArray[np.float64]:
     """Return a smooth, zero-mean, unit-variance, near-Gaussian random series at the times."""
-    omega, phase = _cloud_modes(seed, timescale_s)
+    omega, phase = _cloud_modes(seed, timescale_s, stream)
     t_s = (time_mjd - _CLOUD_EPOCH_MJD) * 86400.0
     field: NDArray[np.float64] = math.sqrt(2.0 / _CLOUD_MODES) * np.cos(
         t_s[..., None] * omega + phase

@@ -25,7 +25,12 @@ from obsctl.config import SimulatedCameraConfig, SimulatedSkyConfig
 from obsctl.coords import julian_date
 from obsctl.devices import CameraState
 from obsctl.night.horizon import site_horizon
-from obsctl.simulators.atmosphere import airmass, exposure_transmission, spell_transmission
+from obsctl.simulators.atmosphere import (
+    airmass,
+    exposure_transmission,
+    seeing_wander,
+    spell_transmission,
+)
 from obsctl.simulators.covercalibrator_model import CoverCalibratorModel
 from obsctl.simulators.dome_model import DomeModel
 from obsctl.simulators.filterwheel_model import FilterWheelModel
@@ -46,6 +51,12 @@ from obsctl.simulators.render import (
     render_exposure,
 )
 from obsctl.simulators.sky import BANDS, pixel_scale_arcsec
+from obsctl.simulators.transients import (
+    Asteroid,
+    Transient,
+    asteroids_from_config,
+    transients_from_config,
+)
 from obsctl.simulators.variables import VariableStar, variables_from_config
 
 __all__ = ["READOUT_MODES", "CameraModel", "ExposureRecord", "sensor_model", "sky_scene"]
@@ -154,13 +165,17 @@ def sky_scene(
     time_mjd: float | None = None,
     airmass: float = 1.0,
     transmission: float = 1.0,
+    transients: tuple[Transient, ...] = (),
+    asteroids: tuple[Asteroid, ...] = (),
 ) -> SkyScene:
     """Return the scene a simulated camera sees of the configured sky.
 
     The band's zero point, extinction, colour term and sky colour come from `sky`, each
     only when its switch is on (``band_zero_points``, ``extinction``, ``colour_terms``,
     ``band_sky``), as do the galaxies and satellite trails (``galaxies``,
-    ``satellite_trails``); the seeing grows with ``sky.seeing_airmass_exponent``.
+    ``satellite_trails``); the seeing grows with ``sky.seeing_airmass_exponent`` and, when
+    ``sky.seeing_variation_rms`` is set, wanders in time (`obsctl.simulators.atmosphere.
+    seeing_wander` at `time_mjd`).
 
     Parameters
     ----------
@@ -189,6 +204,12 @@ def sky_scene(
         zenith.
     transmission : float
         Grey cloud transmission over the exposure, in [0, 1].
+    transients : tuple of Transient
+        Supernovae and stellar outbursts, hosts resolved
+        (`obsctl.simulators.transients.transients_from_config` of `sky`).
+    asteroids : tuple of Asteroid
+        Moving objects (`obsctl.simulators.transients.asteroids_from_config` of
+        ``sky.asteroids``).
 
     Returns
     -------
@@ -206,12 +227,20 @@ def sky_scene(
     # The sky's electrons per second per pixel: its surface brightness over one pixel's area.
     # It is measured from the ground, so the extinction does not dim it again.
     area_arcsec2 = pixel_scale_arcsec * pixel_scale_arcsec
+    seeing = sky.seeing_arcsec
+    if sky.seeing_variation_rms > 0.0 and time_mjd is not None:
+        seeing *= float(
+            seeing_wander(
+                time_mjd, rms=sky.seeing_variation_rms, timescale_s=sky.seeing_timescale_s,
+                seed=sky.seed,
+            )
+        )  # fmt: skip
     return SkyScene(
         ra_deg=ra_deg,
         dec_deg=dec_deg,
         rotation_deg=rotation_deg,
         pixel_scale_arcsec=pixel_scale_arcsec,
-        seeing_arcsec=sky.seeing_arcsec,
+        seeing_arcsec=seeing,
         moffat_beta=sky.moffat_beta,
         sky_e_s_px=10.0 ** (-0.4 * (sky_mag_arcsec2 - zero_point)) * area_arcsec2,
         zero_point_mag=zero_point,
@@ -235,6 +264,8 @@ def sky_scene(
         galaxy_mag_limit=sky.galaxy_mag_limit,
         satellite_rate_per_hour=sky.satellite_rate_per_hour if sky.satellite_trails else 0.0,
         trail_mag_per_arcsec_range=sky.trail_mag_per_arcsec,
+        transients=transients,
+        asteroids=asteroids,
     )
 
 
@@ -279,6 +310,9 @@ class CameraModel(ConnectableModel):
         self.config = config
         self.sky = sky
         self._variables = variables_from_config(sky.variables)
+        # Hosts are looked up once: they are fixed objects of the seeded sky.
+        self._transients = transients_from_config(sky)
+        self._asteroids = asteroids_from_config(sky.asteroids)
         self.focal_length_mm = focal_length_mm
         self.clock = clock
         #: Sky brightness (mag/arcsec2) at ``(time, ra_deg, dec_deg)``; None keeps the
@@ -630,12 +664,16 @@ class CameraModel(ConnectableModel):
             time_mjd=mid_mjd,
             airmass=x,
             transmission=transmission,
+            transients=self._transients,
+            asteroids=self._asteroids,
         )
         if behind_horizon:
             scene = replace(
                 scene,
                 density_per_deg2=0.0,
                 variables=(),
+                transients=(),
+                asteroids=(),
                 galaxy_density_r21_per_deg2=0.0,
                 satellite_rate_per_hour=0.0,
             )

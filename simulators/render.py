@@ -53,6 +53,13 @@ from obsctl.simulators.atmosphere import (
     seeing_fwhm_arcsec,
 )
 from obsctl.simulators.sky import BANDS, field_wcs, synthetic_catalog
+from obsctl.simulators.transients import (
+    ASTEROID_TRUTH_DTYPE,
+    TRAILED_FWHM_FRACTION,
+    TRANSIENT_TRUTH_DTYPE,
+    Asteroid,
+    Transient,
+)
 from obsctl.simulators.variables import VariableStar, add_variable_stars
 
 log = logging.getLogger(__name__)
@@ -364,6 +371,12 @@ class SkyScene:
     obstruction : float, optional
         The central obstruction's diameter over the aperture's (0 to < 1): far from focus a
         star is a ring with a hole of this fraction of its radius (a doughnut).
+    transients : tuple of Transient, optional
+        Supernovae on galaxies and outbursts of stars (`obsctl.simulators.transients`),
+        evaluated at `time_mjd` and left out when it is None.
+    asteroids : tuple of Asteroid, optional
+        Moving objects, drawn along their track over the exposure, which is taken to span
+        ``time_mjd -+ exposure_s / 2``; left out when `time_mjd` is None.
 
     Notes
     -----
@@ -401,6 +414,8 @@ class SkyScene:
     trail_mag_per_arcsec_range: tuple[float, float] = (13.0, 17.0)
     defocus_px: float = 0.0
     obstruction: float = 0.0
+    transients: tuple[Transient, ...] = ()
+    asteroids: tuple[Asteroid, ...] = ()
 
     def __post_init__(self) -> None:
         if self.pixel_scale_arcsec <= 0.0 or self.seeing_arcsec <= 0.0:
@@ -460,6 +475,12 @@ class RenderResult:
     bad_columns : numpy.ndarray of BAD_COLUMN_DTYPE
         The sensor's bad columns inside the read area, in full-sensor coordinates (``x``
         unbinned; output column ``(x - start_x * bin_x) // bin_x``).
+    transients : numpy.ndarray of TRANSIENT_TRUTH_DTYPE
+        The scene's transients centred in the image, visible or not (``mag`` inf), at the
+        exposure's middle; ``x``, ``y`` as for `stars`.
+    asteroids : numpy.ndarray of ASTEROID_TRUTH_DTYPE
+        The scene's asteroids whose track over the exposure crosses the image, with their
+        positions at its start, middle and end.
     """
 
     image: NDArray[np.integer[Any]]
@@ -471,6 +492,8 @@ class RenderResult:
     trail: SatelliteTrail | None = None
     saturated_px: int = 0
     bad_columns: NDArray[np.void] = field(default_factory=lambda: np.empty(0, BAD_COLUMN_DTYPE))
+    transients: NDArray[np.void] = field(default_factory=lambda: np.empty(0, TRANSIENT_TRUTH_DTYPE))
+    asteroids: NDArray[np.void] = field(default_factory=lambda: np.empty(0, ASTEROID_TRUTH_DTYPE))
 
 
 @dataclass(frozen=True)
@@ -1521,6 +1544,125 @@ def _add_trail(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class _MovingTruth:
+    """Truth of an exposure's transients and asteroids (empty for darks and flats)."""
+
+    transients: NDArray[np.void] = field(default_factory=lambda: np.empty(0, TRANSIENT_TRUTH_DTYPE))
+    asteroids: NDArray[np.void] = field(default_factory=lambda: np.empty(0, ASTEROID_TRUTH_DTYPE))
+
+
+# An asteroid's track is drawn as point images this far apart at most (unbinned pixel): the
+# sum of PSFs then matches the PSF convolved with the segment to far below the noise.
+_TRACK_STEP_PX = 0.2
+_MAX_TRACK_POINTS = 20_000
+
+
+def _point_flux_e(
+    scene: SkyScene, exposure: ExposureSpec, mag: NDArray[np.float64], colour: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Return point sources' expected electrons, as `_star_truth` a star's (0 for mag inf)."""
+    dimming = extinction_mag(scene.extinction_mag_per_airmass, scene.airmass)
+    with np.errstate(over="ignore"):
+        scale = 10.0 ** (-0.4 * (mag + scene.colour_term * colour + dimming - scene.zero_point_mag))
+    return np.asarray(scale * scene.transmission * exposure.exposure_s, dtype=np.float64)
+
+
+def _add_transients(
+    charge: NDArray[np.float32],
+    scene: SkyScene,
+    exposure: ExposureSpec,
+    area: _ReadArea,
+    wcs: WCS,
+    fwhm_px: float,
+) -> _MovingTruth:
+    """Add the scene's transients and asteroids to the unbinned read area; return their truth.
+
+    They are point sources seen as the stars are (same atmosphere, seeing and focus). An
+    asteroid's track over the exposure is drawn as equal point images at the middles of
+    equal time steps, at most `_TRACK_STEP_PX` apart.
+    """
+    if scene.time_mjd is None or not (scene.transients or scene.asteroids):
+        return _MovingTruth()
+    band = scene.band
+    mid = scene.time_mjd
+
+    def read_area_xy(
+        ra: NDArray[np.float64], dec: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        xs, ys = wcs.wcs_world2pix(ra, dec, 0)
+        return np.asarray(xs, np.float64) - area.x0, np.asarray(ys, np.float64) - area.y0
+
+    reach = stamp_radius_px(fwhm_px, scene.moffat_beta) + blur_radius_px(scene.defocus_px) + 1
+
+    def draw(x: NDArray[np.float64], y: NDArray[np.float64], flux: NDArray[np.float64]) -> None:
+        # Only images whose stamp touches the read area: a fast asteroid far off the field
+        # would otherwise cost thousands of stamps that all fall outside.
+        lit = (
+            np.isfinite(x) & np.isfinite(y) & (flux > 0.0) & (x > -reach)
+            & (x < area.width + reach) & (y > -reach) & (y < area.height + reach)
+        )  # fmt: skip
+        add_stars(
+            charge, x[lit], y[lit], flux[lit], fwhm_px=fwhm_px, beta=scene.moffat_beta,
+            defocus_px=scene.defocus_px, obstruction=scene.obstruction,
+        )  # fmt: skip
+
+    transients = np.empty(0, dtype=TRANSIENT_TRUTH_DTYPE)
+    if scene.transients:
+        ts = scene.transients
+        mag = np.array([float(t.mag(band, mid)) for t in ts])
+        flux = _point_flux_e(scene, exposure, mag, np.array([t.colour(band) for t in ts]))
+        x, y = read_area_xy(np.array([t.ra_deg for t in ts]), np.array([t.dec_deg for t in ts]))
+        draw(x, y, flux)
+        hx, hy = read_area_xy(
+            np.array([t.host_ra_deg for t in ts]), np.array([t.host_dec_deg for t in ts])
+        )
+        x_out, y_out, centred = _output_xy(x, y, exposure)
+        hx_out, hy_out, _ = _output_xy(hx, hy, exposure)
+        transients = np.empty(len(ts), dtype=TRANSIENT_TRUTH_DTYPE)
+        for i, t in enumerate(ts):
+            transients[i] = (
+                t.name, t.kind, t.ra_deg, t.dec_deg, x_out[i], y_out[i], mag[i], flux[i],
+                float(t.total_mag(band, mid)), t.host_kind, t.host_id, t.host_ra_deg,
+                t.host_dec_deg, hx_out[i], hy_out[i], t.offset_arcsec, t.offset_pa_deg,
+            )  # fmt: skip
+        transients = transients[centred]
+
+    asteroids = np.empty(0, dtype=ASTEROID_TRUTH_DTYPE)
+    rows = []
+    half_d = 0.5 * exposure.exposure_s / 86400.0
+    for a in scene.asteroids:
+        ends_ra, ends_dec = a.position([mid - half_d, mid, mid + half_d])
+        ex, ey = read_area_xy(ends_ra, ends_dec)
+        if not (np.isfinite(ex).all() and np.isfinite(ey).all()):
+            continue  # behind the tangent plane: nowhere near this field
+        length_px = math.hypot(ex[2] - ex[0], ey[2] - ey[0])
+        n = min(_MAX_TRACK_POINTS, max(1, math.ceil(length_px / _TRACK_STEP_PX)))
+        times = mid - half_d + (np.arange(n) + 0.5) / n * (2.0 * half_d)
+        x, y = read_area_xy(*a.position(times))
+        total = float(_point_flux_e(scene, exposure, np.array([a.mag(band)]),
+                                    np.array([a.colour(band)]))[0])  # fmt: skip
+        draw(x, y, np.full(n, total / n))
+        x_out, y_out, centred = _output_xy(x, y, exposure)
+        if not centred.any():
+            continue
+        end_x, end_y, _ = _output_xy(ex, ey, exposure)
+        rows.append(
+            (
+                a.name, a.mag(band), total, a.rate_arcsec_min, a.pa_deg, mid - half_d,
+                mid + half_d, ends_ra[0], ends_dec[0], ends_ra[1], ends_dec[1], ends_ra[2],
+                ends_dec[2], end_x[0], end_y[0], end_x[1], end_y[1], end_x[2], end_y[2],
+                math.hypot(end_x[2] - end_x[0], end_y[2] - end_y[0]),
+                length_px >= TRAILED_FWHM_FRACTION * fwhm_px,
+            )
+        )  # fmt: skip
+    if rows:
+        asteroids = np.array(rows, dtype=ASTEROID_TRUTH_DTYPE)
+    transients.flags.writeable = False
+    asteroids.flags.writeable = False
+    return _MovingTruth(transients, asteroids)
+
+
 def _rendered_fwhm_px(scene: SkyScene) -> float:
     """Return the profile FWHM (pixel) at the scene's airmass, to 4 significant digits.
 
@@ -1540,6 +1682,8 @@ class _Photons:
     galaxies: NDArray[np.void]
     trail: SatelliteTrail | None
     conditions: SkyConditions | None
+    transients: NDArray[np.void] = field(default_factory=lambda: np.empty(0, TRANSIENT_TRUTH_DTYPE))
+    asteroids: NDArray[np.void] = field(default_factory=lambda: np.empty(0, ASTEROID_TRUTH_DTYPE))
 
 
 def _photon_charge(
@@ -1558,6 +1702,7 @@ def _photon_charge(
     conditions = None
     galaxy_truth = np.empty(0, dtype=GALAXY_TRUTH_DTYPE)
     trail = None
+    moving = _MovingTruth()
     if scene.flat_panel_e_s is not None:
         # The lamp lights the telescope from inside the dome: no air, no clouds.
         charge += np.float32(scene.flat_panel_e_s * exposure.exposure_s)
@@ -1572,6 +1717,7 @@ def _photon_charge(
             defocus_px=scene.defocus_px, obstruction=scene.obstruction,
         )  # fmt: skip
         galaxy_truth = _add_galaxies(charge, scene, sensor, exposure, area)
+        moving = _add_transients(charge, scene, exposure, area, wcs, fwhm_px)
         trail = _add_trail(charge, sensor, scene, exposure, area, fwhm_px)
         # Clouds dim the sky's light as they dim the stars' (grey: no added moonlight glow).
         sky_e_s_px = scene.sky_e_s_px * scene.transmission
@@ -1600,7 +1746,9 @@ def _photon_charge(
             x_offset=area.x0,
             y_offset=area.y0,
         )
-    return _Photons(charge, truth, galaxy_truth, trail, conditions)
+    return _Photons(
+        charge, truth, galaxy_truth, trail, conditions, moving.transients, moving.asteroids
+    )
 
 
 def _saturate(charge: NDArray[np.float32], sensor: SensorModel, dark_e: float) -> int:
@@ -1687,6 +1835,7 @@ def render_exposure(
     galaxy_truth = np.empty(0, dtype=GALAXY_TRUTH_DTYPE)
     trail = None
     saturated = 0
+    moving = _MovingTruth()
     if exposure.light and scene is not None:
         photons = _photon_charge(sensor, exposure, scene, area, columns)
         truth, galaxy_truth, trail, conditions = (
@@ -1695,6 +1844,7 @@ def render_exposure(
             photons.trail,
             photons.conditions,
         )
+        moving = _MovingTruth(photons.transients, photons.asteroids)
         charge = photons.charge
         del photons
         saturated = _saturate(charge, sensor, dark_e)
@@ -1765,4 +1915,6 @@ def render_exposure(
         trail=trail,
         saturated_px=saturated,
         bad_columns=columns,
+        transients=moving.transients,
+        asteroids=moving.asteroids,
     )
