@@ -393,7 +393,7 @@ class ServerConfig(_Model):
         return self
 
 
-StageName = Literal["calibrate", "photometry", "classify", "astrometry", "zeropoint"]
+StageName = Literal["calibrate", "photometry", "classify", "astrometry", "zeropoint", "difference"]
 #: Catalogue bands a filter can be calibrated in (`obsctl.store.refcat.BANDS`).
 BandName = Literal["U", "B", "V", "R", "I", "L", "u", "g", "r", "i", "z", "G", "BP", "RP"]
 FailureAction = Literal["abort", "skip", "mark"]
@@ -403,6 +403,7 @@ _DEFAULT_ON_FAILURE: dict[StageName, FailureAction] = {
     "classify": "mark",  # unclassified sources are still measured, flagged
     "astrometry": "mark",  # keep the approximate WCS
     "zeropoint": "mark",
+    "difference": "mark",  # the frame is measured; only its difference is missing
 }
 
 
@@ -413,8 +414,8 @@ class PipelineConfig(_Model):
     workers: int = Field(default=2, ge=1, le=64)
     # classify before astrometry and zeropoint: they must not fit cosmic rays and hot pixels.
     stages: tuple[StageName, ...] = Field(
-        default=("calibrate", "photometry", "classify", "astrometry", "zeropoint"),
-        max_length=5,
+        default=("calibrate", "photometry", "classify", "astrometry", "zeropoint", "difference"),
+        max_length=6,
     )
     on_failure: dict[StageName, FailureAction] = Field(
         default_factory=lambda: dict(_DEFAULT_ON_FAILURE),
@@ -1959,6 +1960,11 @@ class DifferenceConfig(_Model):
     (`obsctl.pipeline.reference`); ``obsctl reference build FIELD`` builds one on demand.
     """
 
+    auto_reference: bool = Field(
+        default=True,
+        description="build a monitored field's first reference once it has "
+        "min_reference_frames good frames",
+    )
     reference_frames: int = Field(
         default=8, ge=1, le=1000, description="at most this many of the best frames combine"
     )
@@ -1970,6 +1976,12 @@ class DifferenceConfig(_Model):
     )
     clip_sigma: float = Field(
         default=4.0, gt=0, le=100, description="rejection, in sigma of each value's noise"
+    )
+    threshold_sigma: float = Field(
+        default=5.0, gt=0, le=1000, description="candidates: score peaks beyond this (sigma)"
+    )
+    max_candidates: int = Field(
+        default=200, ge=1, le=100_000, description="at most this many per frame, the strongest"
     )
 
     @model_validator(mode="after")

@@ -590,10 +590,39 @@ class Daemon:
             workers=self.config.pipeline.workers,
             events=events,
             after_store=_in_turn(
-                self._light_curves(log_db, events), _feeding(transparency, log_db, events)
+                self._light_curves(log_db, events),
+                _feeding(transparency, log_db, events),
+                self._references(log_db, events),
             ),
         )
         return self.pipeline
+
+    def _references(
+        self, log_db: ExposureLog, events: EventBus
+    ) -> Callable[[int], Awaitable[None]] | None:
+        """Return the step that builds a monitored field's first reference image when due."""
+        cfg = self.config
+        monitoring = cfg.monitoring
+        if not (cfg.difference.auto_reference and "difference" in cfg.pipeline.stages):
+            return None
+        if not monitoring.enabled or not (monitoring.targets or monitoring.auto):
+            return None
+        from obsctl.pipeline.reference import build_if_due
+
+        fields = (
+            None if monitoring.auto else frozenset(t.field or t.name for t in monitoring.targets)
+        )
+        tried: dict[tuple[str, str | None, str | None], int] = {}
+
+        async def build(exposure_id: int) -> None:
+            row = await asyncio.to_thread(
+                build_if_due, self.data_dir, log_db, exposure_id,
+                settings=cfg.difference, fields=fields, tried=tried,
+            )  # fmt: skip
+            if row is not None:
+                events.publish("reference", reference=row)
+
+        return build
 
     def _light_curves(
         self, log_db: ExposureLog, events: EventBus

@@ -13,7 +13,40 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-__all__ = ["Frame"]
+__all__ = ["DifferenceOutcome", "Frame"]
+
+
+@dataclass(frozen=True, eq=False)
+class DifferenceOutcome:
+    """What difference imaging found on a frame (`obsctl.pipeline.difference`).
+
+    Attributes
+    ----------
+    reference_id : int
+        The reference image subtracted (``reference_images.id``).
+    candidates : numpy.ndarray
+        One row per candidate, then one per monitored target forced
+        (`obsctl.pipeline.difference.CANDIDATE_DTYPE`).
+    cutouts : numpy.ndarray of float32
+        Per row, the new frame, the reference (in the new frame's units) and the difference
+        around it, shape ``(n, 3, CUTOUT_PX, CUTOUT_PX)``; NaN beyond the frame.
+    detections : int
+        Rows that are detections (the first ones); the rest are forced targets.
+    truncated : int
+        Detections left out beyond the stage's ``max_candidates``.
+    flux_ratio : float
+        Reference flux per unit of new-frame flux.
+    sky_noise : float
+        Median background noise of a difference pixel (new-frame ADU).
+    """
+
+    reference_id: int
+    candidates: NDArray[Any]
+    cutouts: NDArray[np.float32]
+    detections: int
+    truncated: int
+    flux_ratio: float
+    sky_noise: float
 
 
 @dataclass(frozen=True)
@@ -61,6 +94,9 @@ class Frame:
     gain_e_per_adu : float or None
         Conversion gain (electrons per ADU) of ``data``, resolved once by photometry
         (configured, else 1 for images in electrons, else ``EGAIN``); None before it.
+    difference : DifferenceOutcome or None
+        Difference imaging's candidates and cutouts; None when the stage did not run or the
+        field has no reference image.
     """
 
     data: NDArray[Any]
@@ -78,6 +114,7 @@ class Frame:
     fwhm_px: float | None = None
     aperture_radius_px: float | None = None
     gain_e_per_adu: float | None = None
+    difference: DifferenceOutcome | None = None
 
     def with_stage(self, stage: str, **changes: Any) -> Frame:
         """Return a copy with ``changes`` applied and ``stage`` appended to the provenance."""

@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from astropy.time import Time
 
 from obsctl.config import Config, load_config
 from obsctl.devices import CameraImage, MountStatus, PierSide
@@ -28,6 +28,8 @@ from obsctl.simulators import scenes
 from obsctl.simulators.camera_model import sensor_model, sky_scene
 from obsctl.simulators.render import render_exposure
 from obsctl.simulators.sky import pixel_scale_arcsec
+from obsctl.simulators.transients import asteroids_from_config, transients_from_config
+from obsctl.simulators.variables import variables_from_config
 from obsctl.store.datadir import DataDir
 from obsctl.store.headers import FrameContext
 
@@ -42,7 +44,9 @@ START = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 POINTING_ERROR_ARCSEC = (20.0, -15.0)  # east, north
 
 
-def write_config(path: Path, data_dir: Path, *, size_px: int = 256, workers: int = 2) -> Config:
+def write_config(
+    path: Path, data_dir: Path, *, size_px: int = 256, workers: int = 2, extra: str = ""
+) -> Config:
     """Write a config of the simulated observatory to ``path`` and return it loaded.
 
     Parameters
@@ -55,6 +59,9 @@ def write_config(path: Path, data_dir: Path, *, size_px: int = 256, workers: int
         The camera's width and height (pixel).
     workers : int
         ``[pipeline] workers``.
+    extra : str
+        TOML appended to the file (more sections, or ``[[simulator.sky.transients]]`` and
+        the like, which go last).
     """
     path.write_text(
         f"""version = 1
@@ -82,7 +89,7 @@ seed = 2024
 star_density_per_deg2 = 20000.0
 mag_bright = 9.0
 mag_limit = 18.0
-""",
+{extra}""",
         encoding="utf-8",
     )
     return load_config(path)
@@ -123,14 +130,10 @@ def take_night(
     camera = config.simulator.camera
     sensor = sensor_model(camera)
     scale = pixel_scale_arcsec(camera.pixel_size_um, config.telescope.focal_length_mm)
-    scene = sky_scene(
-        config.simulator.sky,
-        ra_deg=FIELD_RA_DEG,
-        dec_deg=FIELD_DEC_DEG,
-        rotation_deg=0.0,
-        pixel_scale_arcsec=scale,
-        band=filter_name,
-    )
+    sky = config.simulator.sky
+    variables = variables_from_config(sky.variables)
+    transients = transients_from_config(sky)
+    asteroids = asteroids_from_config(sky.asteroids)
     data_dir = DataDir(config.data.directory)
     store = data_dir.raw_store()
     log_db = data_dir.open_log()
@@ -155,17 +158,23 @@ def take_night(
                 electrons_per_adu=camera.electrons_per_adu,
                 seed=seed + k,
             )
-            seen = scene
-            if offsets_arcsec is not None:
-                d_east, d_north = offsets_arcsec[k]
-                seen = replace(
-                    scene,
-                    ra_deg=FIELD_RA_DEG + d_east / 3600.0 / math.cos(math.radians(FIELD_DEC_DEG)),
-                    dec_deg=FIELD_DEC_DEG + d_north / 3600.0,
-                )
+            start = START + timedelta(days=night, minutes=2 * k)
+            d_east, d_north = (0.0, 0.0) if offsets_arcsec is None else offsets_arcsec[k]
+            # The variables, transients and asteroids at the exposure's middle.
+            seen = sky_scene(
+                sky,
+                ra_deg=FIELD_RA_DEG + d_east / 3600.0 / math.cos(math.radians(FIELD_DEC_DEG)),
+                dec_deg=FIELD_DEC_DEG + d_north / 3600.0,
+                rotation_deg=0.0,
+                pixel_scale_arcsec=scale,
+                band=filter_name,
+                time_mjd=Time(start).mjd + exposure_s / 2.0 / 86400.0,
+                variables=variables,
+                transients=transients,
+                asteroids=asteroids,
+            )
             # The camera's 16-bit ADC: what the simulated camera hands over.
             image = render_exposure(sensor, spec, seen).image.astype(np.uint16, copy=False)
-            start = START + timedelta(days=night, minutes=2 * k)
             meta = scenes.image_metadata(
                 spec, sensor, start_time=start, sensor_name=camera.sensor_name,
                 camera_name=camera.name,

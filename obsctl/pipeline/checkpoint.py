@@ -72,6 +72,8 @@ STAGE_PRODUCTS: dict[str, StageProducts] = {
         ("zero_point", "colour_term", "transparency", "limiting_mag"),
         warnings=("colour term", "limiting magnitude"),
     ),
+    # Its candidates and cutouts are stored apart (difference_candidates), not in the catalog.
+    "difference": StageProducts((), ()),
 }
 
 # Catalog columns in the FITS pixel convention (first pixel centred on 1), see `catalog_table`.

@@ -43,10 +43,10 @@ from obsctl.processing.reference_stack import flux_scale, stack_reference
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.fitsfile import write_fits_atomic
-from obsctl.store.references import add_reference, reference_frames
+from obsctl.store.references import add_reference, current_reference, reference_frames
 from obsctl.timeseries.matching import match_positions
 
-__all__ = ["ReferenceImage", "build_reference", "read_reference"]
+__all__ = ["ReferenceImage", "build_if_due", "build_reference", "read_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -401,3 +401,61 @@ def read_reference(path: str | Path) -> ReferenceImage:
             )
     except (OSError, ValueError, KeyError) as exc:
         raise ReferenceImageError(f"{path}: unreadable reference image ({exc})") from exc
+
+
+def build_if_due(
+    data_dir: DataDir,
+    log_db: ExposureLog,
+    exposure_id: int,
+    *,
+    settings: DifferenceConfig,
+    fields: frozenset[str] | None,
+    tried: dict[tuple[str, str | None, str | None], int],
+) -> dict[str, Any] | None:
+    """Build a field's first reference once it has enough good frames (after a frame is stored).
+
+    Parameters
+    ----------
+    data_dir, log_db
+        As for `build_reference`.
+    exposure_id : int
+        The frame just processed.
+    settings : DifferenceConfig
+        ``[difference]``.
+    fields : frozenset of str or None
+        The monitored fields; None for every field.
+    tried : dict
+        Frames that qualified when a build of a field, filter and camera last failed; a
+        build is tried again only once more qualify. The caller keeps it between frames.
+
+    Returns
+    -------
+    dict or None
+        The new reference's row, or None when none was due (or the build failed: logged).
+    """
+    rows = log_db.query(
+        "SELECT target, filter, camera, image_type FROM exposures WHERE id = ?", (exposure_id,)
+    )
+    if not rows or rows[0]["image_type"] != "LIGHT" or rows[0]["target"] is None:
+        return None
+    field, filter_name, camera = rows[0]["target"], rows[0]["filter"], rows[0]["camera"]
+    if fields is not None and field not in fields:
+        return None
+    if current_reference(log_db, field, filter_name, camera) is not None:
+        return None
+    good = len(
+        reference_frames(
+            log_db, field, filter_name, grades=settings.reference_grades, camera=camera
+        )
+    )
+    key = (field, filter_name, camera)
+    if good < settings.min_reference_frames or good <= tried.get(key, -1):
+        return None
+    try:
+        return build_reference(
+            data_dir, log_db, field, filter_name, camera=camera, settings=settings, trigger="auto"
+        )
+    except ReferenceImageError as exc:
+        tried[key] = good
+        log.warning("no reference for %s (%s) yet: %s", field, filter_name, exc)
+        return None

@@ -20,6 +20,7 @@ from obsctl.classify.quality import grade_frame
 from obsctl.events import EventBus
 from obsctl.pipeline.queue import ProcessingQueue
 from obsctl.pipeline.worker import FrameResult, StageList, finite_number, process_file, worker_pool
+from obsctl.store.candidates import save_difference
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 
@@ -48,6 +49,9 @@ def store_result(
         score, grade = grade_frame(log_db.best_metrics_of_field(eid), result.metrics)
         quality = (score if math.isfinite(score) else None, grade)
     queue.save_results(eid, result.metrics, result.flags, result.sources, quality)
+    if result.difference is not None and result.difference_path is not None:
+        where = data_dir.relative(result.difference_path) if data_dir else result.difference_path
+        save_difference(log_db, eid, result.difference, where)
     paths = [
         None if p is None else (data_dir.relative(p) if data_dir is not None else p)
         for p in (result.calibrated_path, result.catalog_path)

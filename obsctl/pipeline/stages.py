@@ -91,12 +91,30 @@ def _zeropoint(config: Config, data_dir: DataDir, reference: Reference | None) -
     )
 
 
+def _difference(config: Config, data_dir: DataDir, reference: Reference | None) -> Stage:
+    from obsctl.pipeline.difference import Difference, MonitoredPosition
+
+    targets = [
+        MonitoredPosition(t.name, t.field or t.name, t.ra_deg, t.dec_deg)
+        for t in config.monitoring.targets
+    ]
+    return Difference(
+        data_dir.log_path,
+        data_dir.root,
+        threshold_sigma=config.difference.threshold_sigma,
+        max_candidates=config.difference.max_candidates,
+        targets=targets,
+        saturation_adu=config.pipeline.saturation_adu,
+    )
+
+
 FACTORIES: dict[str, _Factory] = {
     "calibrate": _calibrate,
     "photometry": _photometry,
     "classify": _classify,
     "astrometry": _astrometry,
     "zeropoint": _zeropoint,
+    "difference": _difference,
 }
 
 

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from obsctl.errors import StageError
-from obsctl.frame import Frame
+from obsctl.frame import DifferenceOutcome, Frame
 from obsctl.pipeline.stage import FailurePolicy, Stage
 from obsctl.store.datadir import DataDir
 from obsctl.store.fitsfile import incomplete_fits, write_fits_atomic
@@ -42,6 +42,7 @@ __all__ = [
     "process_file",
     "run_stages",
     "worker_pool",
+    "write_difference",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class FrameResult:
     calibrated_path: str | None = None
     catalog_path: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Difference imaging's outcome, its cutouts left in `difference_path`'s file.
+    difference: DifferenceOutcome | None = None
+    difference_path: str | None = None
 
 
 def load_frame(path: str | Path, exposure_id: int | None = None) -> Frame:
@@ -250,7 +254,34 @@ def process_file(
             table.write(tmp, format="fits", overwrite=True)
             tmp.replace(catalog)
             result.catalog_path = str(catalog)
+        if frame.difference is not None:
+            path_out = DataDir(data_dir if data_dir is not None else Path(path).parent)
+            result.difference_path = str(
+                write_difference(path_out.difference_file(Path(path)), frame.difference)
+            )
+            result.difference = replace(frame.difference, cutouts=frame.difference.cutouts[:0])
     return result
+
+
+def write_difference(path: Path, outcome: DifferenceOutcome) -> Path:
+    """Write a frame's difference candidates (a table) and their cutouts (an image cube).
+
+    HDU ``CANDIDATES``: one row per candidate then per forced target, zero-based pixels
+    (``PIXORIGN`` 0: they index ``CUTOUTS``); ``CUTOUTS``: ``(n, 3, size, size)`` float32,
+    new frame, reference and difference around each row, in the new frame's ADU.
+    """
+    table = fits.BinTableHDU(Table(outcome.candidates), name="CANDIDATES")
+    table.header["PIXORIGN"] = (0, "x, y: zero-based, as the cutouts are indexed")
+    table.header["REFID"] = (outcome.reference_id, "reference image subtracted")
+    table.header["NDETECT"] = (outcome.detections, "rows that are detections")
+    table.header["NTRUNC"] = (outcome.truncated, "detections left out")
+    cube = fits.ImageHDU(outcome.cutouts, name="CUTOUTS")
+    cube.header["COMMENT"] = "planes: new frame, reference, difference"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fits.HDUList([fits.PrimaryHDU(), table, cube]).writeto(tmp, overwrite=True)
+    tmp.replace(path)
+    return path
 
 
 # Units of the catalog's columns by name (FITS TUNIT, in the FITS standard's spelling).

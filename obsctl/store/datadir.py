@@ -7,8 +7,9 @@
         obsctl.lock         held by the running daemon
         catalog.sqlite      the local reference catalog
         raw/<night>/        raw frames, as taken
-        reduced/<night>/    calibrated frames and source catalogs
+        reduced/<night>/    calibrated frames, source catalogs, difference candidates
         masters/<night>/    calibration masters
+        references/         reference images of fields (difference imaging)
         unstored/           frames that could not be stored yet, kept until they are
         quarantine/<night>/ raw files found damaged at start, set aside
 
@@ -111,6 +112,14 @@ class DataDir:
         if raw_frame.parent.parent == self.raw:
             folder = self.root / _REDUCED / raw_frame.parent.name
         return folder / f"{stem}_cal.fits", folder / f"{stem}_cat.fits"
+
+    def difference_file(self, raw_frame: Path) -> Path:
+        """Return where difference imaging's candidates and cutouts of a frame go.
+
+        Beside its calibrated frame (`reduced_files`): ``name_diff.fits``.
+        """
+        calibrated, _ = self.reduced_files(raw_frame)
+        return calibrated.with_name(calibrated.name.removesuffix("_cal.fits") + "_diff.fits")
 
     def path(self, relative: str) -> Path:
         """Return the file a logged path (relative to the root) names."""

@@ -432,6 +432,44 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reference_images_field ON reference_images (field, filter, camera, current);
     """,
+    # difference imaging (obsctl.pipeline.difference): per frame, the reference subtracted,
+    # the candidates' file (cutouts), how many detections were found and left out, the flux
+    # ratio and the difference's sky noise (ADU); per candidate (kind 'detection') or forced
+    # monitored target (kind 'target'), its position, peak score, forced PSF flux (ADU),
+    # S/N and magnitude, its row in the file's cutouts, and what later steps decide: the
+    # real/bogus score and the moving-object track it belongs to
+    """
+    CREATE TABLE difference_frames (
+        exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
+        reference_id INTEGER NOT NULL REFERENCES reference_images (id),
+        path TEXT NOT NULL,
+        detections INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        flux_ratio REAL NOT NULL,
+        sky_noise REAL NOT NULL
+    );
+    CREATE TABLE difference_candidates (
+        id INTEGER PRIMARY KEY,
+        exposure_id INTEGER NOT NULL REFERENCES exposures (id),
+        row INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT,
+        x REAL NOT NULL,
+        y REAL NOT NULL,
+        ra_deg REAL,
+        dec_deg REAL,
+        score REAL,
+        flux REAL,
+        flux_err REAL,
+        snr REAL,
+        mag REAL,
+        mag_err REAL,
+        real_bogus REAL,
+        track_id INTEGER
+    );
+    CREATE INDEX difference_candidates_frame ON difference_candidates (exposure_id);
+    CREATE INDEX difference_candidates_target ON difference_candidates (target);
+    """,
 )
 
 #: Frame metrics the pipeline stores per frame (``frame_metrics``), from its stages' metrics.

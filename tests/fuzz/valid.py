@@ -244,6 +244,21 @@ def _config(doc: Doc) -> Doc:
         spell["start"], spell["end"] = min(start, end), max(start, end)
         if start == end:
             spell["end"] = end + timedelta(hours=1)
+    for entry in sky.get("transients", []):  # its host one way; its kind's own fields
+        if entry.get("host_id") is not None:
+            entry.pop("ra_deg", None)
+            entry.pop("dec_deg", None)
+        else:
+            entry.pop("host_id", None)
+            entry["ra_deg"] = 150.0 if entry.get("ra_deg") is None else entry["ra_deg"]
+            entry["dec_deg"] = 20.0 if entry.get("dec_deg") is None else entry["dec_deg"]
+        if entry["kind"] == "supernova":
+            entry["mag_v"] = 15.0 if entry.get("mag_v") is None else entry["mag_v"]
+        else:
+            entry.pop("mag_v", None)
+            entry["offset_arcsec"] = 0.0
+            entry["amplitude_mag"] = entry.get("amplitude_mag") or 1.0
+    _ordered(doc.get("difference", {}), "min_reference_frames", "reference_frames", 4, 8)
     if "trail_mag_per_arcsec" in sky:
         sky["trail_mag_per_arcsec"] = sorted(sky["trail_mag_per_arcsec"])
     dome = doc.get("dome", {})  # the telescope stands inside the dome

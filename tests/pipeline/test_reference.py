@@ -19,7 +19,7 @@ from obsctl.cli import main
 from obsctl.config import DifferenceConfig
 from obsctl.embedded import reference_catalog
 from obsctl.errors import ReferenceImageError
-from obsctl.pipeline.reference import build_reference, read_reference
+from obsctl.pipeline.reference import build_if_due, build_reference, read_reference
 from obsctl.processing.reference_stack import flux_scale, stack_reference
 from obsctl.simulators.archive import FIELD_DEC_DEG, FIELD_RA_DEG, take_night, write_config
 from obsctl.store.datadir import DataDir
@@ -192,3 +192,29 @@ def test_flux_scale_is_the_median_ratio_of_stars_in_both() -> None:
     reference[0] = 10_000.0  # a variable star must not move it
     assert flux_scale(flux, reference) == pytest.approx(2.0)
     assert flux_scale(flux[:4], reference[:4]) is None
+
+
+def test_the_first_reference_of_a_monitored_field_is_built_when_due(field, tmp_path) -> None:
+    import shutil
+
+    # A copy of the field with no reference yet.
+    shutil.copytree(field.data.directory, tmp_path / "data")
+    data_dir = DataDir(tmp_path / "data")
+    log_db = data_dir.open_log(existing=True)
+    try:
+        log_db.execute("DELETE FROM reference_images")
+        last = max(r["id"] for r in log_db.exposures(image_type="LIGHT"))
+        tried: dict = {}
+        many = DifferenceConfig(reference_frames=12, min_reference_frames=10)
+        args = {"fields": frozenset({FIELD}), "tried": tried}
+        assert build_if_due(data_dir, log_db, last, settings=many, **args) is None
+        assert not tried  # too few frames is not a failure: nothing was tried
+        other = {"fields": frozenset({"another field"}), "tried": tried}
+        assert build_if_due(data_dir, log_db, last, settings=DifferenceConfig(), **other) is None
+        row = build_if_due(data_dir, log_db, last, settings=DifferenceConfig(), **args)
+        assert row is not None and row["trigger"] == "auto" and row["n_frames"] == 6
+        # Once there is one, it is not built again.
+        assert build_if_due(data_dir, log_db, last, settings=DifferenceConfig(), **args) is None
+        assert len(references(log_db)) == 1
+    finally:
+        log_db.close()
