@@ -1983,9 +1983,37 @@ class DifferenceConfig(_Model):
     max_candidates: int = Field(
         default=200, ge=1, le=100_000, description="at most this many per frame, the strongest"
     )
+    real_bogus_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="candidates scored below this are bogus"
+    )
+    transient_detections: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="a transient is alerted once seen on this many differences at one place",
+    )
+    match_radius_arcsec: float = Field(
+        default=1.5, gt=0, le=60, description="detections this close are one transient"
+    )
+    link_window_h: float = Field(
+        default=12.0, gt=0, le=240, description="moving objects are linked over this span"
+    )
+    min_rate_arcsec_min: float = Field(
+        default=0.5, gt=0, le=1000, description="slowest moving object linked (arcsec/min)"
+    )
+    max_rate_arcsec_min: float = Field(
+        default=90.0, gt=0, le=10_000, description="fastest moving object linked (arcsec/min)"
+    )
+    mpc_code: str = Field(
+        default="XXX",
+        pattern=r"^[0-9A-Z]{3}$",
+        description="the observatory's Minor Planet Center code (XXX: none assigned yet)",
+    )
 
     @model_validator(mode="after")
     def _enough_frames(self) -> DifferenceConfig:
+        if self.min_rate_arcsec_min >= self.max_rate_arcsec_min:
+            raise ValueError("min_rate_arcsec_min must be below max_rate_arcsec_min")
         if self.min_reference_frames > self.reference_frames:
             raise ValueError(
                 f"min_reference_frames ({self.min_reference_frames}) must not exceed "

@@ -593,6 +593,7 @@ class Daemon:
                 self._light_curves(log_db, events),
                 _feeding(transparency, log_db, events),
                 self._references(log_db, events),
+                self._transients(log_db, events),
             ),
         )
         return self.pipeline
@@ -623,6 +624,27 @@ class Daemon:
                 events.publish("reference", reference=row)
 
         return build
+
+    def _transients(
+        self, log_db: ExposureLog, events: EventBus
+    ) -> Callable[[int], Awaitable[None]] | None:
+        """Return the step that links moving objects and alerts transients (differences)."""
+        cfg = self.config
+        if "difference" not in cfg.pipeline.stages or not cfg.monitoring.enabled:
+            return None
+        from obsctl.timeseries.sinks import deliver_alerts
+        from obsctl.timeseries.transients import TransientWatch
+
+        watch = TransientWatch(log_db, cfg.difference, self.data_dir)
+
+        async def check(exposure_id: int) -> None:
+            alerts = await asyncio.to_thread(watch.process_exposure, exposure_id)
+            for alert in alerts:
+                events.publish("alert", alert=alert.to_dict())
+            if alerts and cfg.monitoring.sinks:
+                await deliver_alerts(alerts, cfg.monitoring.sinks, log_db)
+
+        return check
 
     def _light_curves(
         self, log_db: ExposureLog, events: EventBus

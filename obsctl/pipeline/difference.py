@@ -45,6 +45,7 @@ from obsctl.processing.subtraction import (
     forced_photometry,
     subtract_zogy,
 )
+from obsctl.store.candidates import field_transients
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.references import current_reference
 
@@ -58,7 +59,8 @@ CUTOUT_PX = 21
 #: One row per candidate or forced target: position (zero-based pixel and deg), the peak
 #: score (signed: negative for a source fainter than in the reference), the forced PSF flux
 #: on the difference (new-frame ADU) with its error and S/N, its magnitude (from PHOTZP;
-#: NaN when the flux is not positive), and the monitored target's name ("" for a detection).
+#: NaN when the flux is not positive), and the name of the monitored target or known
+#: transient forced ("" for a detection) with the transient's id (-1 for none).
 CANDIDATE_DTYPE = np.dtype(
     [
         ("x", np.float64),
@@ -72,6 +74,7 @@ CANDIDATE_DTYPE = np.dtype(
         ("mag", np.float64),
         ("mag_err", np.float64),
         ("target", "U68"),
+        ("transient_id", np.int64),
     ]
 )
 
@@ -98,12 +101,15 @@ class MonitoredPosition:
         The exposures' target (``OBJECT``) whose frames show it.
     ra_deg, dec_deg : float
         Its position (deg, ICRS).
+    transient_id : int or None, optional
+        For a known transient (`obsctl.timeseries.transients`), its id.
     """
 
     name: str
     field: str
     ra_deg: float
     dec_deg: float
+    transient_id: int | None = None
 
 
 def _wcs(frame: Frame) -> WCS:
@@ -293,6 +299,8 @@ def difference_frame(
     rows["flux"], rows["flux_err"], rows["snr"] = phot.flux, phot.flux_err, phot.snr
     rows["mag"], rows["mag_err"] = mag, mag_err
     rows["target"][forced] = [t.name for t in mine]
+    rows["transient_id"] = -1
+    rows["transient_id"][forced] = [-1 if t.transient_id is None else t.transient_id for t in mine]
     reference_in_new_units = aligned.image / np.float32(ratio)
     cutouts = _cutouts([new, reference_in_new_units, result.difference], xs, ys)
     outcome = DifferenceOutcome(
@@ -374,6 +382,18 @@ class Difference:
             self._reference = (record["id"], read_reference(self.data_dir / record["path"]))
         return {**record, "target": row["target"]}, self._reference[1]
 
+    def _transients(self, field: str) -> list[MonitoredPosition]:
+        """Return the field's alerted transients, forced on each of its differences.
+
+        Only alerted ones: a detection seen once (most of them bogus) is not followed.
+        """
+        assert self._log_db is not None
+        return [
+            MonitoredPosition(f"transient {t['id']}", field, t["ra_deg"], t["dec_deg"], t["id"])
+            for t in field_transients(self._log_db, field)
+            if t["alerted"]
+        ]
+
     def process(self, frame: Frame) -> Frame:
         """Return the frame with `Frame.difference` set, or unchanged without a reference.
 
@@ -399,7 +419,10 @@ class Difference:
         try:
             outcome = difference_frame(
                 frame, ref, reference_id=int(record["id"]),
-                targets=[t for t in self.targets if t.field == record["target"]],
+                targets=[
+                    *(t for t in self.targets if t.field == record["target"]),
+                    *self._transients(record["target"]),
+                ],
                 threshold_sigma=self.threshold_sigma, max_candidates=self.max_candidates,
                 saturation_adu=self.saturation_adu,
             )  # fmt: skip

@@ -7,16 +7,29 @@ stage's outcome, stored by the pipeline runner; read by alerts, tracks and the p
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from obsctl.frame import DifferenceOutcome
 from obsctl.store.exposure_log import ExposureLog
 
-__all__ = ["frame_candidates", "save_difference"]
+__all__ = [
+    "add_transient",
+    "field_detections",
+    "field_transients",
+    "frame_candidates",
+    "galaxies_near",
+    "link_candidates",
+    "moving_objects",
+    "put_moving_object",
+    "save_difference",
+    "track_detections",
+    "update_transient",
+]
 
 _CANDIDATE_COLUMNS = (
-    "exposure_id", "row", "kind", "target", "x", "y", "ra_deg", "dec_deg", "score", "flux",
-    "flux_err", "snr", "mag", "mag_err",
+    "exposure_id", "row", "kind", "target", "transient_id", "x", "y", "ra_deg", "dec_deg",
+    "score", "flux", "flux_err", "snr", "mag", "mag_err",
 )  # fmt: skip
 
 
@@ -44,11 +57,12 @@ def save_difference(
     """
     rows = []
     for i, c in enumerate(outcome.candidates):
-        target = str(c["target"]) or None
+        tid = int(c["transient_id"])
+        kind = "detection" if i < outcome.detections else "target" if tid < 0 else "transient"
         rows.append(
             (
-                exposure_id, i, "detection" if i < outcome.detections else "target", target,
-                float(c["x"]), float(c["y"]), *(_number(c[n]) for n in _CANDIDATE_COLUMNS[6:]),
+                exposure_id, i, kind, str(c["target"]) or None, None if tid < 0 else tid,
+                float(c["x"]), float(c["y"]), *(_number(c[n]) for n in _CANDIDATE_COLUMNS[7:]),
             )
         )  # fmt: skip
     with log_db.batch():
@@ -72,4 +86,130 @@ def frame_candidates(log_db: ExposureLog, exposure_id: int) -> list[dict[str, An
     """Return a frame's candidates and forced targets, in their file's row order."""
     return log_db.query(
         "SELECT * FROM difference_candidates WHERE exposure_id = ? ORDER BY row", (exposure_id,)
+    )
+
+
+def field_detections(
+    log_db: ExposureLog,
+    field: str,
+    *,
+    since_mjd: float,
+    until_mjd: float,
+    min_real_bogus: float | None,
+) -> list[dict[str, Any]]:
+    """Return a field's positive detections between two times, oldest first.
+
+    Parameters
+    ----------
+    log_db : ExposureLog
+        The exposure log.
+    field : str
+        The exposures' target.
+    since_mjd, until_mjd : float
+        Only frames whose middle is within these (MJD, both included).
+    min_real_bogus : float or None
+        Only candidates scored at least this real (those not scored pass); None: all.
+
+    Returns
+    -------
+    list of dict
+        The ``difference_candidates`` columns with the frame's ``mjd_mid``, ``night`` and
+        ``filter``.
+    """
+    sql = (
+        "SELECT c.*, e.mjd_mid, e.night, e.filter FROM difference_candidates c "
+        "JOIN exposures e ON e.id = c.exposure_id WHERE e.target = ? AND e.mjd_mid BETWEEN ? AND ? "
+        "AND c.kind = 'detection' AND c.score > 0 AND c.ra_deg IS NOT NULL"
+    )
+    args: list[Any] = [field, since_mjd, until_mjd]
+    if min_real_bogus is not None:
+        sql += " AND (c.real_bogus IS NULL OR c.real_bogus >= ?)"
+        args.append(min_real_bogus)
+    return log_db.query(sql + " ORDER BY e.mjd_mid, c.id", args)
+
+
+def field_transients(log_db: ExposureLog, field: str) -> list[dict[str, Any]]:
+    """Return a field's transients (``transients`` rows), oldest first."""
+    return log_db.query("SELECT * FROM transients WHERE field = ? ORDER BY id", (field,))
+
+
+def add_transient(log_db: ExposureLog, values: Mapping[str, Any]) -> int:
+    """Record a new transient (columns of ``transients``); return its id."""
+    names = list(values)
+    return log_db.execute(
+        f"INSERT INTO transients ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+        [values[n] for n in names],
+    )
+
+
+def update_transient(log_db: ExposureLog, transient_id: int, values: Mapping[str, Any]) -> None:
+    """Set columns of a transient."""
+    names = list(values)
+    log_db.execute(
+        f"UPDATE transients SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+        [*(values[n] for n in names), transient_id],
+    )
+
+
+def link_candidates(
+    log_db: ExposureLog,
+    *,
+    transient: Mapping[int, int] | None = None,
+    track: Mapping[int, int] | None = None,
+) -> None:
+    """Set candidates' transient and track ids (candidate id to transient or track id)."""
+    with log_db.batch():
+        for column, links in (("transient_id", transient or {}), ("track_id", track or {})):
+            for candidate, value in links.items():
+                log_db.execute(
+                    f"UPDATE difference_candidates SET {column} = ? WHERE id = ?",
+                    (value, candidate),
+                )
+
+
+def put_moving_object(log_db: ExposureLog, values: Mapping[str, Any], object_id: int | None) -> int:
+    """Record a moving object (columns of ``moving_objects``), or update one; return its id."""
+    names = list(values)
+    if object_id is None:
+        return log_db.execute(
+            f"INSERT INTO moving_objects ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' for _ in names)})",
+            [values[n] for n in names],
+        )
+    log_db.execute(
+        f"UPDATE moving_objects SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+        [*(values[n] for n in names), object_id],
+    )
+    return object_id
+
+
+def moving_objects(log_db: ExposureLog, night: str | None = None) -> list[dict[str, Any]]:
+    """Return the moving objects (of one night, or all), oldest first."""
+    if night is None:
+        return log_db.query("SELECT * FROM moving_objects ORDER BY id")
+    return log_db.query("SELECT * FROM moving_objects WHERE night = ? ORDER BY id", (night,))
+
+
+def track_detections(log_db: ExposureLog, track_id: int) -> list[dict[str, Any]]:
+    """Return a moving object's detections with their frames' times, oldest first."""
+    return log_db.query(
+        "SELECT c.*, e.mjd_mid, e.filter FROM difference_candidates c "
+        "JOIN exposures e ON e.id = c.exposure_id WHERE c.track_id = ? ORDER BY e.mjd_mid",
+        (track_id,),
+    )
+
+
+def galaxies_near(
+    log_db: ExposureLog, exposure_id: int, ra_deg: float, dec_deg: float, radius_arcsec: float
+) -> list[dict[str, Any]]:
+    """Return a frame's sources classified as galaxies within a box around a position."""
+    half = radius_arcsec / 3600.0
+    reach = min(180.0, half / max(1e-6, math.cos(math.radians(dec_deg))))
+    low, high = (ra_deg - reach) % 360.0, (ra_deg + reach) % 360.0
+    # A box across RA 0 is two ranges.
+    ra_test = "ra_deg BETWEEN ? AND ?" if low <= high else "(ra_deg >= ? OR ra_deg <= ?)"
+    return log_db.query(
+        "SELECT ra_deg, dec_deg, flux, mag FROM measurements WHERE exposure_id = ? "
+        f"AND source_class = 'galaxy' AND dec_deg BETWEEN ? AND ? AND {ra_test}",
+        (exposure_id, dec_deg - half, dec_deg + half, low, high),
     )

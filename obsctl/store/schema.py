@@ -434,10 +434,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # difference imaging (obsctl.pipeline.difference): per frame, the reference subtracted,
     # the candidates' file (cutouts), how many detections were found and left out, the flux
-    # ratio and the difference's sky noise (ADU); per candidate (kind 'detection') or forced
-    # monitored target (kind 'target'), its position, peak score, forced PSF flux (ADU),
-    # S/N and magnitude, its row in the file's cutouts, and what later steps decide: the
-    # real/bogus score and the moving-object track it belongs to
+    # ratio and the difference's sky noise (ADU); per candidate (kind 'detection'), forced
+    # monitored target ('target') or forced known transient ('transient'), its position,
+    # peak score, forced PSF flux (ADU), S/N and magnitude, its row in the file's cutouts,
+    # and what later steps decide: the real/bogus score, the transient and the moving-object
+    # track it belongs to (obsctl.timeseries.transients). A transient is a position that
+    # recurred on the differences (its host galaxy's offset when one is near); a moving object
+    # a track of detections linked in time (rate, direction). Alerts gain a position and
+    # details (JSON: cutouts, host, track).
     """
     CREATE TABLE difference_frames (
         exposure_id INTEGER PRIMARY KEY REFERENCES exposures (id),
@@ -465,10 +469,46 @@ MIGRATIONS: tuple[str, ...] = (
         mag REAL,
         mag_err REAL,
         real_bogus REAL,
+        transient_id INTEGER,
         track_id INTEGER
     );
     CREATE INDEX difference_candidates_frame ON difference_candidates (exposure_id);
     CREATE INDEX difference_candidates_target ON difference_candidates (target);
+    CREATE INDEX difference_candidates_transient ON difference_candidates (transient_id);
+    CREATE TABLE transients (
+        id INTEGER PRIMARY KEY,
+        field TEXT NOT NULL,
+        ra_deg REAL NOT NULL,
+        dec_deg REAL NOT NULL,
+        first_mjd REAL NOT NULL,
+        last_mjd REAL NOT NULL,
+        detections INTEGER NOT NULL,
+        peak_mag REAL,
+        host_ra_deg REAL,
+        host_dec_deg REAL,
+        host_offset_arcsec REAL,
+        host_pa_deg REAL,
+        alerted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX transients_field ON transients (field);
+    CREATE TABLE moving_objects (
+        id INTEGER PRIMARY KEY,
+        field TEXT NOT NULL,
+        night TEXT NOT NULL,
+        epoch_mjd REAL NOT NULL,
+        ra_deg REAL NOT NULL,
+        dec_deg REAL NOT NULL,
+        rate_arcsec_min REAL NOT NULL,
+        pa_deg REAL NOT NULL,
+        mag REAL,
+        mag_err REAL,
+        rms_arcsec REAL NOT NULL,
+        detections INTEGER NOT NULL
+    );
+    CREATE INDEX moving_objects_night ON moving_objects (night, field);
+    ALTER TABLE alerts ADD COLUMN ra_deg REAL;
+    ALTER TABLE alerts ADD COLUMN dec_deg REAL;
+    ALTER TABLE alerts ADD COLUMN details TEXT;
     """,
 )
 

@@ -23,7 +23,9 @@ __all__ = [
     "transit_dip",
 ]
 
-AlertKind = Literal["brighten", "fade", "dip", "new_source", "class", "anomaly"]
+AlertKind = Literal[
+    "brighten", "fade", "dip", "new_source", "class", "anomaly", "transient", "moving_object"
+]
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -34,9 +36,11 @@ class Alert:
 
     Parameters
     ----------
-    kind : {"brighten", "fade", "dip", "new_source", "class", "anomaly"}
+    kind : {"brighten", "fade", "dip", "new_source", "class", "anomaly", "transient", \
+            "moving_object"}
         What happened: a change of brightness, a transit-like dip, a new source, a variable
-        class found or changed with confidence, a light curve unlike every class.
+        class found or changed with confidence, a light curve unlike every class, a
+        transient on the difference images, a moving object linked over frames.
     field, target : str or None
         The monitored field and target.
     object_id, exposure_id : int or None
@@ -53,6 +57,11 @@ class Alert:
         One line for people.
     dedup_key : str
         Alerts with the same key are one alert (stored and sent once).
+    ra_deg, dec_deg : float or None, optional
+        Where it is (deg, ICRS), for alerts of a position (transients, moving objects).
+    details : dict or None, optional
+        More, JSON-ready: for a transient its candidate, real/bogus score, host galaxy and
+        the address of its cutouts; for a moving object its rate, direction and detections.
     """
 
     kind: AlertKind
@@ -66,6 +75,9 @@ class Alert:
     significance: float | None
     message: str
     dedup_key: str
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    details: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the alert as a JSON-ready mapping."""

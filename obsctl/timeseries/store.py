@@ -515,8 +515,8 @@ class LightCurveStore:
             return False
         self.db.execute(
             "INSERT OR IGNORE INTO alerts (created_utc, kind, field, target, object_id, "
-            "exposure_id, mjd, mag, delta_mag, significance, message, dedup_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "exposure_id, mjd, mag, delta_mag, significance, message, dedup_key, ra_deg, "
+            "dec_deg, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 _now("milliseconds"),
                 alert.kind,
@@ -530,6 +530,9 @@ class LightCurveStore:
                 alert.significance,
                 alert.message,
                 alert.dedup_key,
+                alert.ra_deg,
+                alert.dec_deg,
+                None if alert.details is None else json.dumps(alert.details),
             ),
         )
         return True
@@ -548,11 +551,15 @@ class LightCurveStore:
 
     def alerts(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Return the latest alerts, newest first."""
-        return self.db.query(
+        rows = self.db.query(
             "SELECT id, created_utc, kind, field, target, object_id, exposure_id, mjd, mag, "
-            "delta_mag, significance, message, delivered FROM alerts ORDER BY id DESC LIMIT ?",
+            "delta_mag, significance, message, delivered, ra_deg, dec_deg, details FROM alerts "
+            "ORDER BY id DESC LIMIT ?",
             (limit,),
         )
+        for row in rows:
+            row["details"] = None if row["details"] is None else json.loads(row["details"])
+        return rows
 
 
 def object_for_target(db: ExposureLog, target: str) -> dict[str, Any] | None:

@@ -258,7 +258,11 @@ def _config(doc: Doc) -> Doc:
             entry.pop("mag_v", None)
             entry["offset_arcsec"] = 0.0
             entry["amplitude_mag"] = entry.get("amplitude_mag") or 1.0
-    _ordered(doc.get("difference", {}), "min_reference_frames", "reference_frames", 4, 8)
+    difference = doc.get("difference", {})
+    _ordered(difference, "min_reference_frames", "reference_frames", 4, 8)
+    _ordered(difference, "min_rate_arcsec_min", "max_rate_arcsec_min", 0.5, 90.0)
+    if difference.get("min_rate_arcsec_min", 0.5) == difference.get("max_rate_arcsec_min", 90.0):
+        difference["max_rate_arcsec_min"] = difference.get("min_rate_arcsec_min", 0.5) * 2
     if "trail_mag_per_arcsec" in sky:
         sky["trail_mag_per_arcsec"] = sorted(sky["trail_mag_per_arcsec"])
     dome = doc.get("dome", {})  # the telescope stands inside the dome
