@@ -137,9 +137,11 @@ def _string(s: dict[str, Any]) -> st.SearchStrategy[Any]:
         # Python's "$" also matches before a final newline; pydantic's (Rust) regex does not.
         pattern = s["pattern"]
         return st.from_regex(pattern, alphabet=st.characters(codec="utf-8")).filter(
-            lambda text: low <= len(text) <= max(high, 200)
-            and "\x00" not in text
-            and not (pattern.endswith("$") and text.endswith("\n"))
+            lambda text: (
+                low <= len(text) <= max(high, 200)
+                and "\x00" not in text
+                and not (pattern.endswith("$") and text.endswith("\n"))
+            )
         )
     # Any Unicode but NUL, which no text field takes (the mutations bring it).
     letters = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
