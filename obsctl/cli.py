@@ -566,6 +566,67 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _transients(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.store.candidates import moving_objects, night_transients
+
+    night = None if args.night is None else _night_arg(args.night, "--night").isoformat()
+    db = DataDir(config.data.directory).open_log(existing=True)
+    try:
+        transients = night_transients(db, night, alerted_only=False)
+        objects = moving_objects(db, night)
+    finally:
+        db.close()
+    where = f" on {night}" if night else ""
+    for t in transients:
+        offset, pa = t["host_offset_arcsec"], t["host_pa_deg"]
+        host = "no host" if offset is None else f"host {offset:.1f} arcsec PA {pa or 0:.0f}"
+        _out(
+            f"transient {t['id']:<5d} {_text_cell(t['field'])}  RA {t['ra_deg']:.5f} "
+            f"Dec {t['dec_deg']:+.5f}  peak {_mag_cell(t['peak_mag'])}  "
+            f"{t['detections']} detection(s)  {host}{'  alerted' if t['alerted'] else ''}"
+        )
+    for m in objects:
+        _out(
+            f"moving    {m['id']:<5d} {_text_cell(m['field'])}  RA {m['ra_deg']:.5f} "
+            f"Dec {m['dec_deg']:+.5f}  {m['rate_arcsec_min']:.2f} arcsec/min PA {m['pa_deg']:.0f}  "
+            f"{_mag_cell(m['mag'])}  {m['detections']} detection(s)  night {m['night']}"
+        )
+    _out(f"{len(transients)} transient(s), {len(objects)} moving object(s){where}")
+    return 0
+
+
+def _text_cell(value: object) -> str:
+    """Return database text for a terminal: control characters (escapes) shown, not sent."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+
+
+def _mag_cell(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f} mag"
+
+
+async def _mpc(config: Config, args: argparse.Namespace) -> int:
+    from obsctl.timeseries.transients import night_mpc_report
+
+    night = _night_arg(args.night, "--night").isoformat()
+    code = config.difference.mpc_code if args.code is None else args.code
+    if not (len(code) == 3 and code.isascii() and code.isalnum() and code == code.upper()):
+        raise ConfigError(f"--code: expected three capitals or digits, got {code!r}")
+    db = DataDir(config.data.directory).open_log(existing=True)
+    try:
+        report, lines = night_mpc_report(db, night, observatory_code=code)
+    finally:
+        db.close()
+    if not lines:
+        sys.stderr.write(f"no moving objects on night {night}: no report written\n")
+        return 0
+    if args.out is None:
+        sys.stdout.write(report)
+    else:
+        args.out.write_text(report, encoding="ascii")
+        sys.stderr.write(f"{lines} observation(s) of night {night} written to {args.out}\n")
+    return 0
+
+
 async def _log(config: Config, args: argparse.Namespace) -> int:
     import csv
 
@@ -662,6 +723,7 @@ async def _reference(config: Config, args: argparse.Namespace) -> int:
                     name,
                     camera=args.camera,
                     settings=config.difference,
+                    saturation_adu=config.pipeline.saturation_adu,
                 )
                 for name in filters
             ]
@@ -687,6 +749,8 @@ async def _model(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.model == "variables":
             from obsctl.classify.training.variables import train_variable_model
+        elif args.model == "realbogus":
+            from obsctl.classify.training.realbogus import train_realbogus
         else:
             from obsctl.classify.training.train import train_model
     except ImportError as exc:  # torch, scikit-learn and onnx come with the extra only
@@ -701,6 +765,15 @@ async def _model(config: Config, args: argparse.Namespace) -> int:
             "and their card; "
             f"held-out macro-F1 (>= 50 points) {m['macro_f1_min50']}, by points "
             + ", ".join(f"{n}: {f1}" for n, f1 in m["f1_vs_points"].items())
+        )
+        return 0
+    if args.model == "realbogus":
+        card = await asyncio.to_thread(train_realbogus, args.out, seed=args.seed)
+        m = card["metrics_test"]
+        _out(
+            f"wrote {card['file']} ({card['size_bytes']} bytes, sha256 {card['sha256'][:12]}) and "
+            f"its card; held-out AUC {m['auc']}, at threshold {m['threshold']:.3g} completeness "
+            f"{m['completeness']} with {m['bogus_per_frame']} bogus per frame"
         )
         return 0
     card = await asyncio.to_thread(train_model, args.out, seed=args.seed)
@@ -1349,17 +1422,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     alerts = sub.add_parser("alerts", help="list the latest light-curve alerts")
     alerts.add_argument("--limit", type=int, default=50)
-    model = sub.add_parser("model", help="the ONNX source and variable-star classifiers")
+    transients = sub.add_parser(
+        "transients", help="list the transients and moving objects of the difference images"
+    )
+    transients.add_argument("--night", default=None, help="one night, YYYY-MM-DD (default: all)")
+    mpc = sub.add_parser("mpc", help="write a night's moving objects as an MPC 80-column report")
+    mpc.add_argument("--night", required=True, help="the night, YYYY-MM-DD")
+    mpc.add_argument(
+        "--code", default=None, help="MPC observatory code (default: [difference] mpc_code)"
+    )
+    mpc.add_argument("--out", type=Path, default=None, help="write to this file (default: stdout)")
+    model = sub.add_parser(
+        "model", help="the ONNX source, variable-star and real/bogus classifiers"
+    )
     model_sub = model.add_subparsers(dest="model_command", required=True)
     model_train = model_sub.add_parser(
         "train", help="train one on simulated data, export ONNX and its model card"
     )
     model_train.add_argument(
         "--model",
-        choices=("sources", "variables"),
+        choices=("sources", "variables", "realbogus"),
         default="sources",
-        help="the source classifier (simulated frames) or the light-curve classifier "
-        "(a simulated variable-star population)",
+        help="the source classifier (simulated frames), the light-curve classifier "
+        "(a simulated variable-star population) or the real/bogus classifier of "
+        "difference-imaging candidates (simulated fields through the pipeline)",
     )
     model_train.add_argument(
         "--out", type=Path, default=None, help="output folder (default: the shipped model's)"
@@ -1461,6 +1547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": lambda config: _model(config, args),
         "lightcurve": lambda config: _lightcurve(config, args),
         "alerts": lambda config: _alerts(config, args),
+        "transients": lambda config: _transients(config, args),
+        "mpc": lambda config: _mpc(config, args),
         "reprocess": lambda config: _reprocess(config, args),
         "export": lambda config: _export(config, args),
     }

@@ -619,6 +619,7 @@ class Daemon:
             row = await asyncio.to_thread(
                 build_if_due, self.data_dir, log_db, exposure_id,
                 settings=cfg.difference, fields=fields, tried=tried,
+                saturation_adu=cfg.pipeline.saturation_adu,
             )  # fmt: skip
             if row is not None:
                 events.publish("reference", reference=row)

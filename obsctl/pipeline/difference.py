@@ -36,20 +36,27 @@ from numpy.typing import NDArray
 
 from obsctl.errors import ReferenceImageError, StageError
 from obsctl.frame import DifferenceOutcome, Frame
-from obsctl.pipeline.reference import ReferenceImage, read_reference
+from obsctl.pipeline.reference import ReferenceImage, read_reference, zero_point_ratio
 from obsctl.processing.alignment import align_reference
 from obsctl.processing.reference_stack import flux_scale
 from obsctl.processing.subtraction import (
     detect_transients,
     estimate_psf,
     forced_photometry,
+    saturation_mask,
     subtract_zogy,
 )
 from obsctl.store.candidates import field_transients
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.references import current_reference
 
-__all__ = ["CANDIDATE_DTYPE", "CUTOUT_PX", "Difference", "MonitoredPosition", "difference_frame"]
+__all__ = [
+    "CANDIDATE_DTYPE",
+    "CUTOUT_PX",
+    "Difference",
+    "MonitoredPosition",
+    "difference_frame",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +87,13 @@ CANDIDATE_DTYPE = np.dtype(
 
 # PSF and flux-ratio stars: at least this S/N in the frame's catalog, and at most this many
 # (the brightest unsaturated ones).
-_PSF_MIN_SNR = 30.0
+_PSF_MIN_SNR = 20.0
 _PSF_MAX_STARS = 60
 # Stamps of the PSFs: four FWHM hold > 99.5 % of a Moffat profile. The widest stamp must
 # leave the subtraction's 512 px tiles an interior (`subtract_zogy`): a frame of seeing
 # broader than 10 px is not worth a difference.
 _PSF_RADIUS_FWHM = 4.0
+
 _MAX_FWHM_PX = 10.0
 
 
@@ -228,6 +236,8 @@ def difference_frame(
         raise ValueError(f"seeing FWHM {frame.fwhm_px:.1f} px is broader than {_MAX_FWHM_PX:g} px")
     data = np.ascontiguousarray(frame.data, dtype=np.float32)
     bad = ~np.isfinite(data) if frame.mask is None else (frame.mask | ~np.isfinite(data))
+    if saturation_adu is not None:
+        bad |= saturation_mask(data, saturation_adu)
     background = sep.Background(np.where(bad, 0.0, data).astype(np.float32), mask=bad)
     new = data - background.back()
     aligned = align_reference(
@@ -245,9 +255,15 @@ def difference_frame(
     aperture = 3.0 * frame.fwhm_px
     f_new, _, _ = sep.sum_circle(new, x, y, aperture, mask=bad)
     f_ref, _, _ = sep.sum_circle(aligned.image, x, y, aperture, mask=aligned.mask)
-    ratio = flux_scale(f_new, f_ref)
+    ratio = flux_scale(f_new, f_ref, min_stars=3)
+    if ratio is None:  # too few stars: the zero points say it (the reference's units are ADU)
+        ratio = zero_point_ratio(ref.header, frame.header)
+        ratio = None if ratio is None else 1.0 / ratio
     if ratio is None:
-        raise ValueError(f"flux ratio: fewer than 5 of {len(x)} stars measured in both images")
+        raise ValueError(
+            f"flux ratio: fewer than 3 of {len(x)} stars measured in both images, and no "
+            "zero points"
+        )
     gain = frame.gain_e_per_adu
     sigma_ref = (
         float(np.sqrt(np.median(aligned.variance[~aligned.mask])))
@@ -263,6 +279,9 @@ def difference_frame(
         new, aligned.image, psf_new=psf_new, psf_ref=psf_ref,
         sigma_new=float(background.globalrms), sigma_ref=sigma_ref, flux_ratio=ratio,
         gain_new=gain, gain_ref=gain_ref, mask=bad | aligned.mask,
+        # The mask holds cosmic rays, hot pixels and edges (saturated stars come grown):
+        # a FWHM around them, not the whole PSF stamp, which hid one source in three.
+        grow_px=max(2, math.ceil(frame.fwhm_px)),
     )  # fmt: skip
     found_rows = detect_transients(result.score, threshold=threshold_sigma, mask=result.mask)
     truncated = max(0, len(found_rows) - max_candidates)

@@ -40,13 +40,20 @@ from numpy.typing import NDArray
 from obsctl.config import DifferenceConfig
 from obsctl.errors import ReferenceImageError
 from obsctl.processing.reference_stack import flux_scale, stack_reference
+from obsctl.processing.subtraction import saturation_mask
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.fitsfile import write_fits_atomic
 from obsctl.store.references import add_reference, current_reference, reference_frames
 from obsctl.timeseries.matching import match_positions
 
-__all__ = ["ReferenceImage", "build_if_due", "build_reference", "read_reference"]
+__all__ = [
+    "ReferenceImage",
+    "build_if_due",
+    "build_reference",
+    "read_reference",
+    "zero_point_ratio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +100,8 @@ def _header_float(header: fits.Header, key: str) -> float | None:
     return None
 
 
-def _load(data_dir: DataDir, row: dict[str, Any]) -> _Input:
-    """Read a calibrated frame, subtract its background, mask its cosmic rays."""
+def _load(data_dir: DataDir, row: dict[str, Any], saturation_adu: float | None) -> _Input:
+    """Read a calibrated frame, subtract its background, mask cosmic rays and saturation."""
     path = data_dir.path(row["calibrated_path"])
     try:
         with fits.open(path, memmap=False) as hdul:
@@ -109,6 +116,8 @@ def _load(data_dir: DataDir, row: dict[str, Any]) -> _Input:
     bad = ~np.isfinite(data)
     if crmask is not None and crmask.shape == data.shape:
         bad |= crmask
+    if saturation_adu is not None:
+        bad |= saturation_mask(data, saturation_adu)
     background = sep.Background(np.where(bad, 0.0, data).astype(np.float32), mask=bad)
     image = data - background.back()
     gain = _header_float(header, "PHGAIN") or 1.0
@@ -166,17 +175,27 @@ def _scale(frame: _Input, grid: _Input) -> tuple[float, str]:
         if scale is not None:
             return scale, "stars"
     # Too few stars in common: the zero points (e-/s) and exposure times say it.
-    zp, zp_grid = _header_float(frame.header, "PHOTZP"), _header_float(grid.header, "PHOTZP")
-    t, t_grid = _header_float(frame.header, "EXPTIME"), _header_float(grid.header, "EXPTIME")
-    g, g_grid = _header_float(frame.header, "PHGAIN"), _header_float(grid.header, "PHGAIN")
-    if None in (zp, zp_grid, t, t_grid) or not (t and t_grid):
+    ratio = zero_point_ratio(frame.header, grid.header)
+    if ratio is None:
         raise ReferenceImageError(
             f"exposure {frame.exposure_id}: no stars in common with the grid frame and no "
             "zero point to scale it by"
         )
-    assert zp is not None and zp_grid is not None and t is not None and t_grid is not None
-    ratio = 10.0 ** (0.4 * (zp_grid - zp)) * (t_grid / t) * ((g or 1.0) / (g_grid or 1.0))
     return ratio, "zero points"
+
+
+def zero_point_ratio(header: fits.Header, onto: fits.Header) -> float | None:
+    """Return the factor putting one image's ADU on another's scale, by their zero points.
+
+    From ``PHOTZP`` (mag for 1 e-/s), ``EXPTIME`` (s) and ``PHGAIN`` (e-/ADU, 1 when
+    absent) of both headers; None when a zero point or an exposure time is missing.
+    """
+    zp, zp_onto = _header_float(header, "PHOTZP"), _header_float(onto, "PHOTZP")
+    t, t_onto = _header_float(header, "EXPTIME"), _header_float(onto, "EXPTIME")
+    if zp is None or zp_onto is None or not t or not t_onto:
+        return None
+    g, g_onto = _header_float(header, "PHGAIN") or 1.0, _header_float(onto, "PHGAIN") or 1.0
+    return float(10.0 ** (0.4 * (zp_onto - zp)) * (t_onto / t) * (g / g_onto))
 
 
 def _resample(
@@ -268,6 +287,7 @@ def build_reference(
     camera: str | None = None,
     settings: DifferenceConfig | None = None,
     trigger: str = "command",
+    saturation_adu: float | None = None,
 ) -> dict[str, Any]:
     """Build a field's reference from its best frames, write it and record it as current.
 
@@ -288,6 +308,9 @@ def build_reference(
         None.
     trigger : str, optional
         Why it was built (``"command"``, ``"auto"``), recorded.
+    saturation_adu : float or None, optional
+        The frames' saturation level (ADU, ``[pipeline] saturation_adu``): pixels near it
+        are masked, so that a saturated star is no value of the reference.
 
     Returns
     -------
@@ -316,7 +339,7 @@ def build_reference(
     rows = rows[: settings.reference_frames]
     # The sharpest frame gives the grid: resampling the others onto it blurs them, not it.
     rows.sort(key=lambda r: r["fwhm_px"] if r["fwhm_px"] is not None else math.inf)
-    inputs = [_load(data_dir, r) for r in rows]
+    inputs = [_load(data_dir, r, saturation_adu) for r in rows]
     grid = inputs[0]
     images, variances, sky = [], [], []
     for frame in inputs:
@@ -426,6 +449,7 @@ def build_if_due(
     settings: DifferenceConfig,
     fields: frozenset[str] | None,
     tried: dict[tuple[str, str | None, str | None], int],
+    saturation_adu: float | None = None,
 ) -> dict[str, Any] | None:
     """Build a field's first reference once it has enough good frames (after a frame is stored).
 
@@ -442,6 +466,8 @@ def build_if_due(
     tried : dict
         Frames that qualified when a build of a field, filter and camera last failed; a
         build is tried again only once more qualify. The caller keeps it between frames.
+    saturation_adu : float or None, optional
+        As for `build_reference`.
 
     Returns
     -------
@@ -468,8 +494,9 @@ def build_if_due(
         return None
     try:
         return build_reference(
-            data_dir, log_db, field, filter_name, camera=camera, settings=settings, trigger="auto"
-        )
+            data_dir, log_db, field, filter_name, camera=camera, settings=settings,
+            trigger="auto", saturation_adu=saturation_adu,
+        )  # fmt: skip
     except ReferenceImageError as exc:
         tried[key] = good
         log.warning("no reference for %s (%s) yet: %s", field, filter_name, exc)

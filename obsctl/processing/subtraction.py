@@ -60,6 +60,7 @@ __all__ = [
     "detect_transients",
     "estimate_psf",
     "forced_photometry",
+    "saturation_mask",
     "subtract_zogy",
 ]
 
@@ -71,6 +72,9 @@ source that faded) and pixels above the threshold."""
 
 _TINY = 1e-12  # keeps the ZOGY denominator finite where both PSFs' transforms vanish
 _FFT_WORKERS = 1  # one core per worker process (the pipeline scales with processes)
+# Pixels above this fraction of the saturation level are masked, and this many around them.
+_SATURATED_FRACTION = 0.9
+_SATURATED_GROW_PX = 4
 _MAX_PAINTED = 4_000_000  # above this many painted pixels, grow the mask with a filter
 
 
@@ -167,6 +171,31 @@ def estimate_psf(
         psf = ndimage.shift(psf, (radius_px - cy, radius_px - cx), order=3, mode="constant")
     psf = np.asarray(psf / psf.sum(), dtype=np.float64)
     return psf
+
+
+def saturation_mask(data: NDArray[np.floating], saturation_adu: float) -> NDArray[np.bool_]:
+    """Return the pixels at or near saturation, grown by a margin, to leave out of a difference.
+
+    A saturated star's core is flat and its wings are not where a PSF puts them: its whole
+    neighbourhood would subtract as a ring of residuals.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The image (ADU, as the saturation level).
+    saturation_adu : float
+        The level where the sensor saturates (ADU); pixels above 90 % of it are masked, and
+        4 pixels around them.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for the pixels to leave out.
+    """
+    core = np.asarray(data >= _SATURATED_FRACTION * saturation_adu, dtype=bool)
+    if not core.any():
+        return core
+    return np.asarray(ndimage.binary_dilation(core, iterations=_SATURATED_GROW_PX), dtype=bool)
 
 
 # ----------------------------------------------------------------------------- subtraction
@@ -404,6 +433,7 @@ def subtract_zogy(
     mask: NDArray[np.bool_] | None = None,
     tile_px: int = 512,
     overlap_px: int | None = None,
+    grow_px: int | None = None,
 ) -> DifferenceResult:
     """Subtract an aligned reference from a new frame with ZOGY.
 
@@ -437,6 +467,12 @@ def subtract_zogy(
         Margin transformed around each tile (pixel), so that the filters' wrap-around stays
         out of the interior: by default the larger PSF stamp's size plus 8 (33 px for
         25 px stamps left differences under 0.2 sigma against one whole-frame transform).
+
+    grow_px : int, optional
+        How far (pixel) the mask is grown in the result: by default the PSF stamp's radius,
+        which no residual of a masked pixel passes. A masked pixel of blank sky (a cosmic
+        ray, a hot pixel) leaves no residual to speak of: a caller whose mask is mostly
+        those grows it less, and keeps the sources near them.
 
     Returns
     -------
@@ -563,7 +599,7 @@ def subtract_zogy(
             sky_var.append(filters.var_d_sky)
 
     if bad.any():
-        bad = _grow(bad, stamp // 2)
+        bad = _grow(bad, stamp // 2 if grow_px is None else grow_px)
         difference[bad] = 0.0
         score[bad] = 0.0
         noise[bad] = np.inf
