@@ -572,7 +572,7 @@ async def _transients(config: Config, args: argparse.Namespace) -> int:
     night = None if args.night is None else _night_arg(args.night, "--night").isoformat()
     db = DataDir(config.data.directory).open_log(existing=True)
     try:
-        transients = night_transients(db, night, alerted_only=False)
+        transients = night_transients(db, night, alerted_only=not args.all)
         objects = moving_objects(db, night)
     finally:
         db.close()
@@ -591,7 +591,8 @@ async def _transients(config: Config, args: argparse.Namespace) -> int:
             f"Dec {m['dec_deg']:+.5f}  {m['rate_arcsec_min']:.2f} arcsec/min PA {m['pa_deg']:.0f}  "
             f"{_mag_cell(m['mag'])}  {m['detections']} detection(s)  night {m['night']}"
         )
-    _out(f"{len(transients)} transient(s), {len(objects)} moving object(s){where}")
+    alerted = "" if args.all else " alerted"
+    _out(f"{len(transients)}{alerted} transient(s), {len(objects)} moving object(s){where}")
     return 0
 
 
@@ -1426,6 +1427,9 @@ def _parser() -> argparse.ArgumentParser:
         "transients", help="list the transients and moving objects of the difference images"
     )
     transients.add_argument("--night", default=None, help="one night, YYYY-MM-DD (default: all)")
+    transients.add_argument(
+        "--all", action="store_true", help="also the transients not alerted (seen too few times)"
+    )
     mpc = sub.add_parser("mpc", help="write a night's moving objects as an MPC 80-column report")
     mpc.add_argument("--night", required=True, help="the night, YYYY-MM-DD")
     mpc.add_argument(

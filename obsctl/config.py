@@ -1983,8 +1983,18 @@ class DifferenceConfig(_Model):
     max_candidates: int = Field(
         default=200, ge=1, le=100_000, description="at most this many per frame, the strongest"
     )
-    real_bogus_threshold: float = Field(
-        default=0.5, ge=0, le=1, description="candidates scored below this are bogus"
+    real_bogus_model: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="the real/bogus classifier (ONNX, obsctl model train --model realbogus); "
+        "default: the shipped one",
+    )
+    real_bogus_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="candidates scored below this are bogus; default: the model's own "
+        "(95 % of real candidates above it)",
     )
     transient_detections: int = Field(
         default=2,
@@ -1999,7 +2009,11 @@ class DifferenceConfig(_Model):
         default=12.0, gt=0, le=240, description="moving objects are linked over this span"
     )
     min_rate_arcsec_min: float = Field(
-        default=0.5, gt=0, le=1000, description="slowest moving object linked (arcsec/min)"
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="slowest moving object linked (arcsec/min); a transient is alerted once "
+        "seen still for 2 * match_radius_arcsec / min_rate_arcsec_min (3 min)",
     )
     max_rate_arcsec_min: float = Field(
         default=90.0, gt=0, le=10_000, description="fastest moving object linked (arcsec/min)"

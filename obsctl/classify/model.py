@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from obsctl.classify.cutouts import CUTOUT_SIZE, N_CHANNELS, N_FEATURES
 from obsctl.classify.labels import CLASSES
-from obsctl.classify.onnx_session import cpu_session
+from obsctl.classify.onnx_session import checked_session
 from obsctl.errors import ConfigError
 
 __all__ = [
@@ -49,17 +49,6 @@ def load_model_card(path: str | Path = MODEL_CARD) -> dict[str, Any]:
     return card
 
 
-def _check_dims(path: Path, what: str, shape: list[Any], expected: tuple[int, ...]) -> None:
-    tail = list(shape[1:])
-    if len(shape) != len(expected) + 1 or any(
-        isinstance(d, int) and d != e for d, e in zip(tail, expected, strict=True)
-    ):
-        raise ModelInputError(
-            f"{path}: {what} has shape {shape}, expected [batch, {', '.join(map(str, expected))}]"
-            " (see obsctl.classify.cutouts for the input spec)"
-        )
-
-
 class SourceClassifier:
     """Batched classification of detections with an ONNX model run by onnxruntime.
 
@@ -85,24 +74,11 @@ class SourceClassifier:
 
     def __init__(self, path: str | Path | None = None, *, threads: int = 1) -> None:
         self.path = Path(path) if path is not None else SHIPPED_MODEL
-        self._session = cpu_session(self.path, threads, ModelInputError, "classifier model")
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        if set(inputs) != set(_INPUTS):
-            raise ModelInputError(
-                f"{self.path}: model inputs are {sorted(inputs)}, expected {sorted(_INPUTS)}"
-            )
-        for name, expected in _INPUTS.items():
-            if inputs[name].type != "tensor(float)":
-                raise ModelInputError(
-                    f"{self.path}: input {name!r} is {inputs[name].type}, expected tensor(float)"
-                )
-            _check_dims(self.path, f"input {name!r}", list(inputs[name].shape), expected)
-        outputs = {o.name: o for o in self._session.get_outputs()}
-        if _OUTPUT not in outputs:
-            raise ModelInputError(
-                f"{self.path}: no output {_OUTPUT!r} (outputs: {sorted(outputs)})"
-            )
-        _check_dims(self.path, f"output {_OUTPUT!r}", list(outputs[_OUTPUT].shape), (len(CLASSES),))
+        self._session = checked_session(
+            self.path, threads, ModelInputError, inputs=_INPUTS,
+            output=(_OUTPUT, (len(CLASSES),)), what="classifier model",
+            spec="obsctl.classify.cutouts for the input spec",
+        )  # fmt: skip
         meta = self._session.get_modelmeta().custom_metadata_map
         declared = meta.get("classes")
         if declared is not None and tuple(declared.split(",")) != CLASSES:

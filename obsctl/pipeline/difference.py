@@ -34,6 +34,7 @@ import sep
 from astropy.wcs import WCS, FITSFixedWarning
 from numpy.typing import NDArray
 
+from obsctl.classify.realbogus import RealBogusClassifier
 from obsctl.errors import ReferenceImageError, StageError
 from obsctl.frame import DifferenceOutcome, Frame
 from obsctl.pipeline.reference import ReferenceImage, read_reference, zero_point_ratio
@@ -66,8 +67,9 @@ CUTOUT_PX = 21
 #: One row per candidate or forced target: position (zero-based pixel and deg), the peak
 #: score (signed: negative for a source fainter than in the reference), the forced PSF flux
 #: on the difference (new-frame ADU) with its error and S/N, its magnitude (from PHOTZP;
-#: NaN when the flux is not positive), and the name of the monitored target or known
-#: transient forced ("" for a detection) with the transient's id (-1 for none).
+#: NaN when the flux is not positive), the name of the monitored target or known transient
+#: forced ("" for a detection) with the transient's id (-1 for none), and the real/bogus
+#: classifier's probability that a detection is real (NaN for forced rows, or without one).
 CANDIDATE_DTYPE = np.dtype(
     [
         ("x", np.float64),
@@ -82,6 +84,7 @@ CANDIDATE_DTYPE = np.dtype(
         ("mag_err", np.float64),
         ("target", "U68"),
         ("transient_id", np.int64),
+        ("real_bogus", np.float64),
     ]
 )
 
@@ -196,6 +199,7 @@ def difference_frame(
     threshold_sigma: float = 5.0,
     max_candidates: int = 200,
     saturation_adu: float | None = None,
+    real_bogus: RealBogusClassifier | None = None,
 ) -> DifferenceOutcome:
     """Subtract a reference from a measured, solved frame; find and measure candidates.
 
@@ -215,6 +219,8 @@ def difference_frame(
         Positions forced whether detected or not (those off the frame are left out).
     threshold_sigma, max_candidates, saturation_adu
         As for `Difference`.
+    real_bogus : RealBogusClassifier or None, optional
+        Scores the detections (`CANDIDATE_DTYPE` ``real_bogus``); None leaves them NaN.
 
     Returns
     -------
@@ -235,11 +241,21 @@ def difference_frame(
     if frame.fwhm_px > _MAX_FWHM_PX:
         raise ValueError(f"seeing FWHM {frame.fwhm_px:.1f} px is broader than {_MAX_FWHM_PX:g} px")
     data = np.ascontiguousarray(frame.data, dtype=np.float32)
-    bad = ~np.isfinite(data) if frame.mask is None else (frame.mask | ~np.isfinite(data))
-    if saturation_adu is not None:
-        bad |= saturation_mask(data, saturation_adu)
-    background = sep.Background(np.where(bad, 0.0, data).astype(np.float32), mask=bad)
-    new = data - background.back()
+    # Two kinds of bad pixels. Isolated ones (the classifier's cosmic rays and hot pixels,
+    # the calibration's bad pixels) are set to the sky: a pixel of sky leaves no residual,
+    # where masking it would blank the PSF stamp's width around it (a hot pixel within 10
+    # px hid a supernova on every other frame). Saturated stars are masked: their flat
+    # cores would subtract as rings.
+    isolated = ~np.isfinite(data) if frame.mask is None else (frame.mask | ~np.isfinite(data))
+    bad = (
+        saturation_mask(data, saturation_adu)
+        if saturation_adu is not None
+        else np.zeros(data.shape, dtype=bool)
+    )
+    background = sep.Background(
+        np.where(isolated | bad, 0.0, data).astype(np.float32), mask=isolated | bad
+    )
+    new = np.where(isolated, 0.0, data - background.back()).astype(np.float32)
     aligned = align_reference(
         ref.image, reference_wcs=ref.wcs, target_wcs=wcs, target_shape=data.shape,
         variance=np.square(ref.noise), mask=~np.isfinite(ref.image),
@@ -248,12 +264,12 @@ def difference_frame(
     stars = _psf_stars(frame.sources, saturation_adu, data.shape, radius + 4)
     x, y = stars["x"].astype(np.float64), stars["y"].astype(np.float64)
     try:
-        psf_new = estimate_psf(new, x, y, radius_px=radius, mask=bad)
+        psf_new = estimate_psf(new, x, y, radius_px=radius, mask=isolated | bad)
         psf_ref = estimate_psf(aligned.image, x, y, radius_px=radius, mask=aligned.mask)
     except ValueError as exc:
         raise ValueError(f"PSF: {exc} ({len(x)} stars of S/N >= {_PSF_MIN_SNR:g})") from exc
     aperture = 3.0 * frame.fwhm_px
-    f_new, _, _ = sep.sum_circle(new, x, y, aperture, mask=bad)
+    f_new, _, _ = sep.sum_circle(new, x, y, aperture, mask=isolated | bad)
     f_ref, _, _ = sep.sum_circle(aligned.image, x, y, aperture, mask=aligned.mask)
     ratio = flux_scale(f_new, f_ref, min_stars=3)
     if ratio is None:  # too few stars: the zero points say it (the reference's units are ADU)
@@ -279,9 +295,6 @@ def difference_frame(
         new, aligned.image, psf_new=psf_new, psf_ref=psf_ref,
         sigma_new=float(background.globalrms), sigma_ref=sigma_ref, flux_ratio=ratio,
         gain_new=gain, gain_ref=gain_ref, mask=bad | aligned.mask,
-        # The mask holds cosmic rays, hot pixels and edges (saturated stars come grown):
-        # a FWHM around them, not the whole PSF stamp, which hid one source in three.
-        grow_px=max(2, math.ceil(frame.fwhm_px)),
     )  # fmt: skip
     found_rows = detect_transients(result.score, threshold=threshold_sigma, mask=result.mask)
     truncated = max(0, len(found_rows) - max_candidates)
@@ -303,7 +316,7 @@ def difference_frame(
     # The aperture correction: the stars' catalog (main-aperture) flux over their PSF
     # flux measured the way the difference is.
     noise_new = np.full(data.shape, float(background.globalrms), dtype=np.float32)
-    psf_flux = forced_photometry(new, noise_new, psf_new, x, y, mask=bad).flux
+    psf_flux = forced_photometry(new, noise_new, psf_new, x, y, mask=isolated | bad).flux
     share = flux_scale(psf_flux, stars["flux"].astype(np.float64))
     mag, mag_err = _magnitudes(
         phot.flux, phot.flux_err, frame, share if share is not None else math.nan
@@ -322,6 +335,10 @@ def difference_frame(
     rows["transient_id"][forced] = [-1 if t.transient_id is None else t.transient_id for t in mine]
     reference_in_new_units = aligned.image / np.float32(ratio)
     cutouts = _cutouts([new, reference_in_new_units, result.difference], xs, ys)
+    rows["real_bogus"] = np.nan
+    n = len(found_rows)
+    if real_bogus is not None and n:
+        rows["real_bogus"][:n] = real_bogus.score(cutouts[:n], rows[:n], frame.fwhm_px)
     outcome = DifferenceOutcome(
         reference_id=reference_id,
         candidates=rows,
@@ -352,7 +369,11 @@ class Difference:
     targets : sequence of MonitoredPosition, optional
         Monitored targets, forced on the differences of their fields.
     saturation_adu : float or None, optional
-        Stars peaking above 70 % of it are not used for the PSFs.
+        Pixels near it are masked (saturated stars); stars peaking above 70 % of it are not
+        used for the PSFs.
+    real_bogus_model : str, pathlib.Path or None, optional
+        The real/bogus classifier's ONNX model (`obsctl.classify.realbogus`), loaded on first
+        use; None for the shipped one.
     """
 
     name = "difference"
@@ -366,6 +387,7 @@ class Difference:
         max_candidates: int = 200,
         targets: Sequence[MonitoredPosition] = (),
         saturation_adu: float | None = None,
+        real_bogus_model: str | Path | None = None,
     ) -> None:
         self.log_path = Path(log_path)
         self.data_dir = Path(data_dir)
@@ -373,8 +395,10 @@ class Difference:
         self.max_candidates = max_candidates
         self.targets = tuple(targets)
         self.saturation_adu = saturation_adu
+        self.real_bogus_model = real_bogus_model
         self._log_db: ExposureLog | None = None
         self._reference: tuple[int, ReferenceImage] | None = None
+        self._real_bogus: RealBogusClassifier | None = None
 
     def close(self) -> None:
         """Close the exposure log and drop the cached reference."""
@@ -400,6 +424,12 @@ class Difference:
         if self._reference is None or self._reference[0] != record["id"]:
             self._reference = (record["id"], read_reference(self.data_dir / record["path"]))
         return {**record, "target": row["target"]}, self._reference[1]
+
+    def _classifier(self) -> RealBogusClassifier:
+        """Return the real/bogus classifier, loaded once per worker."""
+        if self._real_bogus is None:
+            self._real_bogus = RealBogusClassifier(self.real_bogus_model)
+        return self._real_bogus
 
     def _transients(self, field: str) -> list[MonitoredPosition]:
         """Return the field's alerted transients, forced on each of its differences.
@@ -443,7 +473,7 @@ class Difference:
                     *self._transients(record["target"]),
                 ],
                 threshold_sigma=self.threshold_sigma, max_candidates=self.max_candidates,
-                saturation_adu=self.saturation_adu,
+                saturation_adu=self.saturation_adu, real_bogus=self._classifier(),
             )  # fmt: skip
         except ValueError as exc:
             raise fail(str(exc)) from exc

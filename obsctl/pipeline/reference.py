@@ -254,7 +254,9 @@ def _catalog(
     # galaxy (a transient's host), or a blend.
     ix = np.clip(np.round(sources["x"]).astype(int), 0, image.shape[1] - 1)
     iy = np.clip(np.round(sources["y"]).astype(int), 0, image.shape[0] - 1)
-    significant = sources["peak"] > _EXTENDED_PEAK_SIGMA * err[iy, ix]
+    # (A saturated star, masked in the reference, leaves a ring of wings that looks wide:
+    # its centre is no value of the reference.)
+    significant = (sources["peak"] > _EXTENDED_PEAK_SIGMA * err[iy, ix]) & ~bad[iy, ix]
     wide = size > _EXTENDED_FWHM * fwhm if math.isfinite(fwhm) else np.zeros(len(size), bool)
     table["extended"] = wide & significant
     return table, fwhm

@@ -105,6 +105,7 @@ def _difference(config: Config, data_dir: DataDir, reference: Reference | None) 
         max_candidates=config.difference.max_candidates,
         targets=targets,
         saturation_adu=config.pipeline.saturation_adu,
+        real_bogus_model=config.difference.real_bogus_model,
     )
 
 
@@ -145,19 +146,25 @@ def build_stages(
 
 
 def check_stages(config: Config) -> None:
-    """Check what the configured stages load before any frame is taken (the classifier model).
+    """Check what the configured stages load before any frame is taken (the ONNX models).
 
     Raises
     ------
     ConfigError
-        Naming ``pipeline.classifier_model`` when the model is missing or does not take the
-        classifier's input spec.
+        Naming ``pipeline.classifier_model`` or ``difference.real_bogus_model`` when the
+        model is missing or does not take its classifier's input spec.
     """
-    if "classify" not in config.pipeline.stages:
-        return
-    from obsctl.classify.model import SourceClassifier
+    if "classify" in config.pipeline.stages:
+        from obsctl.classify.model import SourceClassifier
 
-    try:
-        SourceClassifier(config.pipeline.classifier_model)
-    except ConfigError as exc:
-        raise ConfigError(f"pipeline.classifier_model: {exc}", path=exc.path) from exc
+        try:
+            SourceClassifier(config.pipeline.classifier_model)
+        except ConfigError as exc:
+            raise ConfigError(f"pipeline.classifier_model: {exc}", path=exc.path) from exc
+    if "difference" in config.pipeline.stages:
+        from obsctl.classify.realbogus import RealBogusClassifier
+
+        try:
+            RealBogusClassifier(config.difference.real_bogus_model)
+        except ConfigError as exc:
+            raise ConfigError(f"difference.real_bogus_model: {exc}", path=exc.path) from exc

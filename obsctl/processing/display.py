@@ -23,6 +23,8 @@ __all__ = [
     "asinh_to_uint8",
     "block_factor",
     "block_mean",
+    "cutout_strip",
+    "difference_limit",
     "display_limits",
     "encode_png",
     "linear_to_uint8",
@@ -365,3 +367,81 @@ def encode_png(image: NDArray[np.uint8], *, level: int = 1) -> bytes:
         + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
         + _chunk(b"IEND", b"")
     )
+
+
+#: Half the side of a difference cutout's core (pixel), where its candidate's peak is.
+_CORE_HALF_PX = 2
+#: A difference cutout's display range is at least this many times its noise (both signs).
+_MIN_DIFFERENCE_SIGMA = 5.0
+_MAD_TO_SIGMA = 1.4826
+
+
+def difference_limit(data: NDArray[Any]) -> float:
+    """Return the half range of a symmetric display of a difference cutout (its units).
+
+    The larger of the peak's magnitude in the central 5x5 pixels (the candidate, whichever
+    its sign) and five times the cutout's robust noise (scaled MAD): a faint candidate
+    shows over its noise, a bright one is not clipped to a block. Non-finite pixels (beyond
+    the frame's edge) are ignored; 1 when there is none.
+    """
+    finite = np.asarray(data, dtype=np.float64)
+    values = finite[np.isfinite(finite)]
+    if values.size == 0:
+        return 1.0
+    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
+    cy, cx = finite.shape[0] // 2, finite.shape[1] // 2
+    core = finite[
+        max(0, cy - _CORE_HALF_PX) : cy + _CORE_HALF_PX + 1,
+        max(0, cx - _CORE_HALF_PX) : cx + _CORE_HALF_PX + 1,
+    ]
+    peak = float(np.nanmax(np.abs(core))) if np.isfinite(core).any() else 0.0
+    limit = max(peak, _MIN_DIFFERENCE_SIGMA * sigma)
+    return limit if limit > 0.0 else 1.0
+
+
+def cutout_strip(planes: NDArray[Any], *, factor: int, gap_px: int = 2) -> NDArray[np.uint8]:
+    """Render a candidate's cutouts side by side: new frame, reference, difference.
+
+    The new frame and the reference share one asinh scale (`display_limits` of both), so a
+    source in one and not the other looks it; the difference is linear and symmetric about
+    zero (`difference_limit`): mid grey is no change, white new light, black light gone.
+    Pixels beyond the frame (NaN) are black. Each cutout is enlarged ``factor`` times by
+    repeating pixels (nearest neighbour: the pixels stay visible as pixels).
+
+    Parameters
+    ----------
+    planes : numpy.ndarray
+        ``(3, ny, nx)``: new frame, reference and difference, in one unit (ADU).
+    factor : int
+        Enlargement, at least 1.
+    gap_px : int
+        Black columns between the cutouts (pixel of the result), at least 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 image ``(ny * factor, 3 * nx * factor + 2 * gap_px)``, FITS row 0 at the bottom.
+
+    Raises
+    ------
+    ValueError
+        If ``planes`` is not three 2-D planes, or ``factor`` or ``gap_px`` is out of range.
+    """
+    if planes.ndim != 3 or planes.shape[0] != 3 or min(planes.shape[1:]) < 1:
+        raise ValueError(f"cutout_strip needs (3, ny, nx) planes, got shape {planes.shape}")
+    if factor < 1 or gap_px < 0:
+        raise ValueError(f"factor must be >= 1 and gap_px >= 0, got {factor} and {gap_px}")
+    data = np.asarray(planes, dtype=np.float32)
+    scale = display_limits(data[:2], "asinh")
+    limit = difference_limit(data[2])
+    shown = [
+        render(data[0], "asinh", scale),
+        render(data[1], "asinh", scale),
+        linear_to_uint8(data[2][::-1], -limit, limit),
+    ]
+    ny, nx = data.shape[1] * factor, data.shape[2] * factor
+    out = np.zeros((ny, 3 * nx + 2 * gap_px), dtype=np.uint8)
+    for i, image in enumerate(shown):
+        x0 = i * (nx + gap_px)
+        out[:, x0 : x0 + nx] = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    return out

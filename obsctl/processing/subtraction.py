@@ -433,7 +433,6 @@ def subtract_zogy(
     mask: NDArray[np.bool_] | None = None,
     tile_px: int = 512,
     overlap_px: int | None = None,
-    grow_px: int | None = None,
 ) -> DifferenceResult:
     """Subtract an aligned reference from a new frame with ZOGY.
 
@@ -467,12 +466,6 @@ def subtract_zogy(
         Margin transformed around each tile (pixel), so that the filters' wrap-around stays
         out of the interior: by default the larger PSF stamp's size plus 8 (33 px for
         25 px stamps left differences under 0.2 sigma against one whole-frame transform).
-
-    grow_px : int, optional
-        How far (pixel) the mask is grown in the result: by default the PSF stamp's radius,
-        which no residual of a masked pixel passes. A masked pixel of blank sky (a cosmic
-        ray, a hot pixel) leaves no residual to speak of: a caller whose mask is mostly
-        those grows it less, and keeps the sources near them.
 
     Returns
     -------
@@ -599,7 +592,7 @@ def subtract_zogy(
             sky_var.append(filters.var_d_sky)
 
     if bad.any():
-        bad = _grow(bad, stamp // 2 if grow_px is None else grow_px)
+        bad = _grow(bad, stamp // 2)
         difference[bad] = 0.0
         score[bad] = 0.0
         noise[bad] = np.inf

@@ -15,21 +15,28 @@ from obsctl.store.exposure_log import ExposureLog
 
 __all__ = [
     "add_transient",
+    "candidate_cutout",
     "field_detections",
     "field_transients",
     "frame_candidates",
     "galaxies_near",
+    "latest_difference_night",
     "link_candidates",
     "moving_objects",
+    "night_candidates",
+    "night_transients",
     "put_moving_object",
     "save_difference",
     "track_detections",
+    "track_latest_candidates",
+    "transient",
+    "transient_points",
     "update_transient",
 ]
 
 _CANDIDATE_COLUMNS = (
     "exposure_id", "row", "kind", "target", "transient_id", "x", "y", "ra_deg", "dec_deg",
-    "score", "flux", "flux_err", "snr", "mag", "mag_err",
+    "score", "flux", "flux_err", "snr", "mag", "mag_err", "real_bogus",
 )  # fmt: skip
 
 
@@ -212,4 +219,130 @@ def galaxies_near(
         "SELECT ra_deg, dec_deg, flux, mag FROM measurements WHERE exposure_id = ? "
         f"AND source_class = 'galaxy' AND dec_deg BETWEEN ? AND ? AND {ra_test}",
         (exposure_id, dec_deg - half, dec_deg + half, low, high),
+    )
+
+
+# -- reading for the page and the command line ----------------------------------------------
+
+
+def latest_difference_night(log_db: ExposureLog) -> str | None:
+    """Return the latest night with a difference, or None before the first."""
+    rows = log_db.query(
+        "SELECT MAX(e.night) AS night FROM difference_frames d "
+        "JOIN exposures e ON e.id = d.exposure_id"
+    )
+    return rows[0]["night"] if rows else None
+
+
+def night_candidates(
+    log_db: ExposureLog, night: str, *, limit: int, min_real_bogus: float | None
+) -> tuple[list[dict[str, Any]], int]:
+    """Return a night's latest detections, newest frames first, and how many it has.
+
+    Parameters
+    ----------
+    log_db : ExposureLog
+        The exposure log.
+    night : str
+        The night (``YYYY-MM-DD``).
+    limit : int
+        Detections returned, at most.
+    min_real_bogus : float or None
+        Only detections scored at least this real (those not scored pass); None: all.
+
+    Returns
+    -------
+    rows : list of dict
+        The ``difference_candidates`` columns with the frame's ``mjd_mid``, ``date_obs``,
+        ``night``, ``filter`` and ``field`` (its target); the strongest first within a frame.
+    total : int
+        The night's detections that pass ``min_real_bogus``, all of them.
+    """
+    where = "e.night = ? AND c.kind = 'detection'"
+    args: list[Any] = [night]
+    if min_real_bogus is not None:
+        where += " AND (c.real_bogus IS NULL OR c.real_bogus >= ?)"
+        args.append(min_real_bogus)
+    join = "FROM difference_candidates c JOIN exposures e ON e.id = c.exposure_id"
+    rows = log_db.query(
+        f"SELECT c.*, e.mjd_mid, e.date_obs, e.night, e.filter, e.target AS field {join} "
+        f"WHERE {where} ORDER BY e.mjd_mid DESC, c.exposure_id DESC, c.score DESC, c.id "
+        "LIMIT ?",
+        [*args, limit],
+    )
+    total = log_db.query(f"SELECT COUNT(*) AS n {join} WHERE {where}", args)[0]["n"]
+    return rows, int(total)
+
+
+def night_transients(
+    log_db: ExposureLog, night: str | None, *, alerted_only: bool = True
+) -> list[dict[str, Any]]:
+    """Return the transients sighted on a night (or all), newest sighting first.
+
+    Each row holds the ``transients`` columns, ``candidate_id`` (its newest detection, whose
+    cutouts show it) and ``real_bogus`` (that detection's score).
+    """
+    sql = (
+        "SELECT t.*, c.id AS candidate_id, c.real_bogus FROM transients t "
+        "LEFT JOIN difference_candidates c ON c.id = (SELECT c2.id FROM difference_candidates c2 "
+        "JOIN exposures e2 ON e2.id = c2.exposure_id WHERE c2.transient_id = t.id "
+        "AND c2.kind = 'detection' ORDER BY e2.mjd_mid DESC, c2.id DESC LIMIT 1)"
+    )
+    conditions, args = [], []
+    if alerted_only:
+        conditions.append("t.alerted = 1")
+    if night is not None:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM difference_candidates c3 JOIN exposures e3 "
+            "ON e3.id = c3.exposure_id WHERE c3.transient_id = t.id AND e3.night = ?)"
+        )
+        args.append(night)
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
+    return log_db.query(sql + " ORDER BY t.last_mjd DESC, t.id DESC", args)
+
+
+def track_latest_candidates(log_db: ExposureLog, track_ids: list[int]) -> dict[int, int]:
+    """Return each moving object's newest detection (track id to candidate id)."""
+    if not track_ids:
+        return {}
+    rows = log_db.query(
+        "SELECT c.track_id, c.id FROM difference_candidates c "
+        "JOIN exposures e ON e.id = c.exposure_id "
+        f"WHERE c.track_id IN ({', '.join('?' for _ in track_ids)}) ORDER BY e.mjd_mid, c.id",
+        track_ids,
+    )
+    # Oldest first: each track's newest detection is written last.
+    return {int(r["track_id"]): int(r["id"]) for r in rows}
+
+
+def candidate_cutout(log_db: ExposureLog, candidate_id: int) -> dict[str, Any] | None:
+    """Return where a candidate's cutouts are: its file (``path``) and ``row``; None if unknown."""
+    rows = log_db.query(
+        "SELECT c.id, c.exposure_id, c.row, c.kind, d.path FROM difference_candidates c "
+        "JOIN difference_frames d ON d.exposure_id = c.exposure_id WHERE c.id = ?",
+        (candidate_id,),
+    )
+    return rows[0] if rows else None
+
+
+def transient(log_db: ExposureLog, transient_id: int) -> dict[str, Any] | None:
+    """Return a transient's ``transients`` row, None if unknown."""
+    rows = log_db.query("SELECT * FROM transients WHERE id = ?", (transient_id,))
+    return rows[0] if rows else None
+
+
+def transient_points(log_db: ExposureLog, transient_id: int) -> list[dict[str, Any]]:
+    """Return a transient's detections and forced measurements, oldest first.
+
+    Each row: ``candidate_id``, ``exposure_id``, ``kind`` (``detection`` or ``transient``,
+    forced), ``mjd`` (the frame's middle), ``filter``, ``mag``, ``mag_err``, ``flux``,
+    ``flux_err``, ``snr``, ``score`` and ``real_bogus``.
+    """
+    return log_db.query(
+        "SELECT c.id AS candidate_id, c.exposure_id, c.kind, e.mjd_mid AS mjd, e.filter, "
+        "c.mag, c.mag_err, c.flux, c.flux_err, c.snr, c.score, c.real_bogus "
+        "FROM difference_candidates c JOIN exposures e ON e.id = c.exposure_id "
+        "WHERE c.transient_id = ? ORDER BY e.mjd_mid, c.id",
+        (transient_id,),
     )

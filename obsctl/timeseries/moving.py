@@ -522,7 +522,12 @@ def _field_area(frames: _Frames, usable: list[NDArray[np.intp]]) -> float:
 
 
 def _chance_tracks(
-    frames: _Frames, usable: list[NDArray[np.intp]], *, min_rate: float, max_rate: float
+    frames: _Frames,
+    usable: list[NDArray[np.intp]],
+    *,
+    min_rate: float,
+    max_rate: float,
+    area: float | None = None,
 ) -> NDArray[np.float64]:
     """Return the expected number of chance tracks of n detections in the field, by n.
 
@@ -534,7 +539,7 @@ def _chance_tracks(
     2-5 times the number of chance tracks found: an upper estimate.
     """
     k = len(usable)
-    area = _field_area(frames, usable)
+    area = _field_area(frames, usable) if area is None else area
     n = np.array([u.size for u in usable], dtype=np.float64)
     tol = np.array([np.median(frames.tol[u]) if u.size else 0.0 for u in usable])
     p = np.minimum(1.0, n * math.pi * (_GATE * tol) ** 2 / area)
@@ -562,6 +567,7 @@ def link_tracks(
     static_radius_arcsec: float = 1.5,
     static_min_frames: int = 3,
     max_trail_angle_deg: float = 20.0,
+    field_area_arcsec2: float | None = None,
 ) -> list[Track]:
     """Link detections of consecutive frames of one field into moving-object tracks.
 
@@ -601,6 +607,10 @@ def link_tracks(
     max_trail_angle_deg : float, optional
         A trailed detection (``elongation`` >= 1.5) whose axis is more than this (deg) off the
         track's direction is dropped from it.
+    field_area_arcsec2 : float or None, optional
+        The area the frames cover (arcsec^2), over which chance alignments are counted; by
+        default the candidates' convex hull, which is right only when bogus candidates
+        fill the frames (a few candidates left by a real/bogus cut cover little of it).
 
     Returns
     -------
@@ -639,8 +649,9 @@ def link_tracks(
     )  # fmt: skip
     usable = [m[~static[m]] for m in frames.members]
     chance = _chance_tracks(
-        frames, usable, min_rate=min_rate_arcsec_min, max_rate=max_rate_arcsec_min
-    )
+        frames, usable, min_rate=min_rate_arcsec_min, max_rate=max_rate_arcsec_min,
+        area=field_area_arcsec2,
+    )  # fmt: skip
     # The fewest detections a track needs in this field to be unlikely by chance.
     enough = [n for n in range(min_detections, chance.size) if chance[n] <= max_chance_tracks]
     if not enough:

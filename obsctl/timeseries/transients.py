@@ -6,12 +6,13 @@ After a frame's difference candidates are stored (`obsctl.pipeline.difference`),
    objects (`obsctl.timeseries.moving.link_tracks`); a new track is a ``moving_object``
    alert, and its detections are never a transient;
 2. gathers the frame's other real, positive detections into transients: a detection within
-   ``match_radius_arcsec`` of a known transient of the field, seen on an earlier frame, is
-   another sighting of it (within half the slowest linked motion over the frames' time apart,
-   so that a moving object never passes for a transient); otherwise it starts a new one;
-3. alerts a transient once it was seen on ``transient_detections`` frames and none of its
-   detections belongs to a moving object, with its position, magnitude, the nearest galaxy of
-   the reference's frame (the host's offset) and the address of its cutouts.
+   ``match_radius_arcsec`` of where a known transient of the field was first seen, on a later
+   frame, is another sighting of it; otherwise it starts a new one;
+3. alerts a transient once it was seen on ``transient_detections`` frames spanning at least
+   the time a moving object at the slowest linked rate takes to move twice the matching
+   radius (so that a slow asteroid never passes for a transient: by then it has left), and
+   none of its detections belongs to a moving object; with its position, magnitude, the
+   nearest galaxy (the host's offset) and the address of its cutouts.
 
 Known transients are forced on every later difference of their field by the difference
 stage: their forced fluxes and magnitudes make their light curves.
@@ -21,11 +22,15 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 from obsctl.config import DifferenceConfig
 from obsctl.store.candidates import (
@@ -34,22 +39,29 @@ from obsctl.store.candidates import (
     field_transients,
     galaxies_near,
     link_candidates,
+    moving_objects,
     put_moving_object,
+    track_detections,
     update_transient,
 )
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.timeseries.alerts import Alert
 from obsctl.timeseries.matching import separation_arcsec
-from obsctl.timeseries.moving import DETECTION_DTYPE, Track, link_tracks
+from obsctl.timeseries.moving import DETECTION_DTYPE, MPC_BANDS, Track, link_tracks, mpc_report
 from obsctl.timeseries.store import LightCurveStore
 
-__all__ = ["TransientWatch", "host_offset"]
+__all__ = ["TransientWatch", "host_offset", "night_mpc_report"]
 
 log = logging.getLogger(__name__)
 
 # A host galaxy is looked for this far from a transient (arcsec).
 _HOST_RADIUS_ARCSEC = 15.0
+# A moving object's temporary designation in the MPC report: this and its id, so that a
+# night's reports, written again, keep naming each object the same.
+_MPC_PREFIX = "M"
+# Columns 66-71 of an MPC line: the magnitude and its band.
+_MPC_MAG = slice(65, 71)
 
 
 def host_offset(
@@ -115,7 +127,14 @@ class TransientWatch:
         self.settings = settings
         self.data_dir = data_dir
         self.store = LightCurveStore(log_db)
+        threshold = settings.real_bogus_threshold
+        if threshold is None:  # the model's own: what it keeps 95 % of real candidates above
+            from obsctl.classify.realbogus import RealBogusClassifier
+
+            threshold = RealBogusClassifier(settings.real_bogus_model).threshold
+        self.real_bogus_threshold = threshold
         self._reference_catalog: tuple[int, Table] | None = None
+        self._areas: dict[int, float | None] = {}
 
     def process_exposure(self, exposure_id: int) -> list[Alert]:
         """Update the frame's field's moving objects and transients; return new alerts.
@@ -135,9 +154,11 @@ class TransientWatch:
         s = self.settings
         detections = field_detections(
             self.log_db, field, since_mjd=mjd - s.link_window_h / 24.0, until_mjd=mjd,
-            min_real_bogus=s.real_bogus_threshold,
+            min_real_bogus=self.real_bogus_threshold,
         )  # fmt: skip
-        alerts, tracked = self._moving_objects(field, frame["night"], exposure_id, detections)
+        alerts, tracked = self._moving_objects(
+            field, frame["night"], exposure_id, frame["reference_id"], detections
+        )
         # A frame seen before (a restart) adds no sightings twice.
         mine = [
             d for d in detections
@@ -151,7 +172,12 @@ class TransientWatch:
         return new
 
     def _moving_objects(
-        self, field: str, night: str, exposure_id: int, detections: list[dict[str, Any]]
+        self,
+        field: str,
+        night: str,
+        exposure_id: int,
+        reference_id: int,
+        detections: list[dict[str, Any]],
     ) -> tuple[list[Alert], set[int]]:
         """Link the window's detections; store tracks; alert new ones. Returns tracked ids."""
         s = self.settings
@@ -160,6 +186,7 @@ class TransientWatch:
             tracks = link_tracks(
                 _detections_array(detections), min_rate_arcsec_min=s.min_rate_arcsec_min,
                 max_rate_arcsec_min=s.max_rate_arcsec_min,
+                field_area_arcsec2=self._footprint(reference_id),
             )  # fmt: skip
         alerts: list[Alert] = []
         tracked: set[int] = set()
@@ -222,13 +249,10 @@ class TransientWatch:
         for d in detections:
             best = None
             for t in known:
-                dt_min = (float(d["mjd_mid"]) - t["last_mjd"]) * 1440.0
-                if dt_min <= 0.0:
+                if float(d["mjd_mid"]) <= t["last_mjd"]:
                     continue  # one sighting per frame
-                # Farther than half the slowest linked motion since: a moving object.
-                radius = min(s.match_radius_arcsec, 0.5 * s.min_rate_arcsec_min * dt_min)
                 sep = float(separation_arcsec(d["ra_deg"], d["dec_deg"], t["ra_deg"], t["dec_deg"]))
-                if sep <= radius and (best is None or sep < best[1]):
+                if sep <= s.match_radius_arcsec and (best is None or sep < best[1]):
                     best = (t, sep)
             mag = d["mag"]
             if best is None:
@@ -256,6 +280,12 @@ class TransientWatch:
             t = by_id[tid]
             if t["alerted"] or t["detections"] < s.transient_detections:
                 continue
+            # Still at its first position after a moving object at the slowest linked rate
+            # would have left it: frames a minute apart cannot tell a slow asteroid from a
+            # transient, minutes can.
+            span_min = (t["last_mjd"] - t["first_mjd"]) * 1440.0
+            if span_min < 2.0 * s.match_radius_arcsec / s.min_rate_arcsec_min:
+                continue
             sightings = self.log_db.query(
                 "SELECT id, track_id, mag, real_bogus, exposure_id FROM difference_candidates "
                 "WHERE transient_id = ? AND kind = 'detection' ORDER BY id",
@@ -267,6 +297,27 @@ class TransientWatch:
             alerts.append(self._transient_alert(t, field, host, exposure_id, sightings))
             update_transient(self.log_db, tid, {"alerted": 1, **host})
         return alerts
+
+    def _footprint(self, reference_id: int) -> float | None:
+        """Return the sky area of the field's reference (arcsec^2), None when unknown.
+
+        Chance alignments of candidates are counted over it (`link_tracks`).
+        """
+        if reference_id in self._areas:
+            return self._areas[reference_id]
+        rows = self.log_db.query("SELECT path FROM reference_images WHERE id = ?", (reference_id,))
+        area = None
+        if rows and self.data_dir is not None:
+            try:
+                header = fits.getheader(self.data_dir.path(rows[0]["path"]))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FITSFixedWarning)
+                    scale = proj_plane_pixel_scales(WCS(header).celestial) * 3600.0
+                area = float(header["NAXIS1"] * header["NAXIS2"] * scale[0] * scale[1])
+            except (OSError, KeyError, ValueError) as exc:
+                log.warning("reference %d: no footprint (%s)", reference_id, exc)
+        self._areas[reference_id] = area
+        return area
 
     def _host(self, transient: dict[str, Any], reference_id: int) -> dict[str, Any]:
         """Return the host's columns: the nearest galaxy near the transient, if any.
@@ -356,3 +407,67 @@ class TransientWatch:
             dec_deg=transient["dec_deg"],
             details=details,
         )
+
+
+def night_mpc_report(log_db: ExposureLog, night: str, *, observatory_code: str) -> tuple[str, int]:
+    """Return a night's moving objects as an MPC 80-column report.
+
+    Each stored moving object is one temporary designation (``M`` and its id, zero padded);
+    its lines are its linked detections' own times, positions and magnitudes
+    (`obsctl.timeseries.moving.mpc_report`), in time order, after a ``COD`` header line. A
+    detection through a filter the MPC has no band for (a clear filter) keeps its position
+    and leaves the magnitude and band blank.
+
+    Parameters
+    ----------
+    log_db : ExposureLog
+        The exposure log.
+    night : str
+        The night (``YYYY-MM-DD``).
+    observatory_code : str
+        The MPC observatory code, three letters or digits.
+
+    Returns
+    -------
+    report : str
+        The report (only the header when the night has no moving object).
+    observations : int
+        The lines of observations in it.
+
+    Raises
+    ------
+    ValueError
+        If the code is not three letters or digits.
+    """
+    blocks: list[str] = []
+    header = {"ACK": f"obsctl moving objects of {night}"}
+    head = mpc_report([], np.zeros(0, DETECTION_DTYPE), observatory_code=observatory_code,
+                      designation_prefix=_MPC_PREFIX, band="V", header=header)  # fmt: skip
+    for obj in moving_objects(log_db, night):
+        rows = [r for r in track_detections(log_db, int(obj["id"])) if r["ra_deg"] is not None]
+        if not rows:
+            continue
+        detections = _detections_array(rows)
+        lines: list[str] = []
+        # One band a call: a track seen through two filters is written as two runs of lines.
+        for band in sorted({str(r["filter"] or "") for r in rows}):
+            members = [i for i, r in enumerate(rows) if str(r["filter"] or "") == band]
+            known = band in MPC_BANDS and len(band) == 1
+            track = Track(
+                indices=tuple(members), epoch_mjd=float(obj["epoch_mjd"]),
+                ra_deg=float(obj["ra_deg"]), dec_deg=float(obj["dec_deg"]),
+                rate_arcsec_min=float(obj["rate_arcsec_min"]), pa_deg=float(obj["pa_deg"]),
+                mag=math.nan, mag_err=math.nan, rms_arcsec=float(obj["rms_arcsec"]),
+                chance_tracks=math.nan,
+            )  # fmt: skip
+            text = mpc_report(
+                [track], detections, observatory_code=observatory_code,
+                designation_prefix=_MPC_PREFIX, band=band if known else "V",
+                first_number=int(obj["id"]),
+            )  # fmt: skip
+            for line in text.splitlines():
+                lines.append(line if known else line[: _MPC_MAG.start] + " " * 6 + line[71:])
+        # Columns 16-32, the date, sort as text: the object's lines in time order.
+        lines.sort(key=lambda line: line[15:32])
+        blocks.extend(lines)
+    return head + "".join(f"{line}\n" for line in blocks), len(blocks)

@@ -2,7 +2,8 @@
 
 - `api`: status, sequences, exposures, metrics and server-sent events, driving the daemon
   through a protocol;
-- `quicklook`: the page's routes; `frames` and `focus`: what they read (frames, focus runs);
+- `quicklook`: the page's routes; `frames`, `focus` and `candidates`: what they read (frames,
+  focus runs, difference candidates, transients and moving objects);
   `previews`: the previews made on the server; `static/`: the page.
 """
 

@@ -526,6 +526,7 @@ def build_app(state: Observatory) -> web.Application:
             data_dir=state.data_dir,
             events=running.events,
             pipeline_enabled=state.config.pipeline.enabled,
+            mpc_code=state.config.difference.mpc_code,
         ),
     )
     return app

@@ -11,6 +11,10 @@
 | GET | /api/quicklook/frames/{id}/sources | the frame's measured sources and their classes |
 | GET | /api/quicklook/frames/{id}/pixel | one pixel's value (``x``, ``y``, 0-based) |
 | GET | /api/quicklook/focus | a night's focus runs, newest first, with points and fit |
+| GET | /api/quicklook/candidates | a night's difference detections, transients, moving objects |
+| GET | /api/candidates/{id}/cutouts.png | a candidate's new, reference and difference cutouts |
+| GET | /api/transients/{id}/lightcurve | a transient's detections and forced measurements |
+| GET | /api/moving/{night}/mpc | a night's moving objects as an MPC 80-column report (text) |
 | GET | /data/{path} | a FITS file of the data directory (anything else, or outside it: 404) |
 
 The log is paged like the control API's listings: ``limit`` rows (default 100, at most 1000)
@@ -19,6 +23,15 @@ from ``offset``, oldest first, and a ``Link: <...>; rel="next"`` header while mo
 The focus runs are those of ``night`` (``YYYY-MM-DD``; absent: the latest night with a run),
 the newest ``limit`` of them (default 20, at most 100), as `obsctl.web.focus.focus_runs`
 gives them; the page reloads them on each ``focus`` event.
+
+The candidates are those of ``night`` (absent: the latest night with a difference), the
+newest ``limit`` detections (default 50, at most 500) scored at least ``min_real_bogus``
+real (0 to 1; those not scored pass), with the night's alerted transients and moving
+objects, as `obsctl.web.candidates.night_candidates` gives them; the page reloads them on
+each ``alert`` and ``processed`` event. A candidate's cutouts are one PNG, new frame |
+reference | difference, each ``size`` pixels wide (21 to 420, default 105; rounded down to
+whole pixels of the cutout, enlarged nearest-neighbour). The MPC report names the
+observatory by ``code`` (three capitals or digits; default ``[difference] mpc_code``).
 
 A preview with ``x0, y0, x1, y1`` is that part of the frame only, sharper, for zooming in.
 Live updates reach the page through the control API's ``/api/events`` stream; when a frame's
@@ -46,10 +59,12 @@ from aiohttp import web
 
 from obsctl.events import EventBus
 from obsctl.processing.display import STRETCHES, Stretch
+from obsctl.store import candidates as store_candidates
 from obsctl.store.datadir import DataDir
 from obsctl.store.exposure_log import ExposureLog
 from obsctl.store.schema import FRAME_METRIC_COLUMNS
-from obsctl.web import frames
+from obsctl.timeseries.transients import night_mpc_report
+from obsctl.web import candidates, frames
 from obsctl.web._http import (
     BadRequestError,
     NotFoundError,
@@ -76,6 +91,17 @@ _MAX_COORDINATE = 2**31
 #: Focus runs in a reply: by default, and at most.
 _FOCUS_RUNS = 20
 _FOCUS_RUNS_MAX = 100
+#: Difference detections in a reply: by default, and at most.
+_CANDIDATES = 50
+_CANDIDATES_MAX = 500
+#: A cutout's side in the cutouts PNG (pixel): by default, at least and at most.
+_CUTOUT_SIZE_PX = 105
+_CUTOUT_MIN_PX = 21
+_CUTOUT_MAX_PX = 420
+#: A real/bogus score as a query writes it: ASCII, no exponent, sign or underscores.
+_SCORE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{0,12})?|\.[0-9]{1,12}")
+#: An MPC observatory code.
+_MPC_CODE = re.compile(r"[0-9A-Z]{3}")
 #: A night as the exposure log names it (DAY-OBS): ASCII digits only.
 _NIGHT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _LIMIT = re.compile(r"[0-9]{1,3}")
@@ -100,12 +126,15 @@ class QuickLook:
         The daemon's events (a ``processed`` event triggers the new frame's preview).
     pipeline_enabled : bool
         Whether frames get processed (else the page shows raw frames as they arrive).
+    mpc_code : str
+        The observatory's MPC code, for MPC reports that name none (``[difference]``).
     """
 
     log_db: ExposureLog
     data_dir: DataDir
     events: EventBus
     pipeline_enabled: bool = True
+    mpc_code: str = "XXX"
     cache: PreviewCache = field(default_factory=PreviewCache)
 
     def __post_init__(self) -> None:
@@ -298,16 +327,90 @@ async def _pixel(request: web.Request) -> web.Response:
 
 async def _focus(request: web.Request) -> web.Response:
     ql = request.app[QUICKLOOK]
+    night = _night(request)
+    limit = _limit(request, _FOCUS_RUNS, _FOCUS_RUNS_MAX)
+    return json_response(await asyncio.to_thread(focus_runs, ql.log_db, night, limit))
+
+
+def _night(request: web.Request) -> str | None:
     night = request.query.get("night") or None
     if night is not None and not _NIGHT.fullmatch(night):
         raise BadRequestError(f"night must be YYYY-MM-DD, got {night[:40]!r}")
-    raw = request.query.get("limit") or str(_FOCUS_RUNS)
+    return night
+
+
+def _limit(request: web.Request, default: int, maximum: int) -> int:
+    raw = request.query.get("limit") or str(default)
     limit = int(raw) if _LIMIT.fullmatch(raw) else 0
-    if not 1 <= limit <= _FOCUS_RUNS_MAX:
-        raise BadRequestError(
-            f"limit must be a whole number from 1 to {_FOCUS_RUNS_MAX}, got {raw[:40]!r}"
-        )
-    return json_response(await asyncio.to_thread(focus_runs, ql.log_db, night, limit))
+    if not 1 <= limit <= maximum:
+        raise BadRequestError(f"limit must be a whole number from 1 to {maximum}, got {raw[:40]!r}")
+    return limit
+
+
+async def _candidates(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    night = _night(request)
+    limit = _limit(request, _CANDIDATES, _CANDIDATES_MAX)
+    raw = request.query.get("min_real_bogus") or None
+    min_real_bogus = None
+    if raw is not None:
+        # Plain decimals only: float() would also take "inf", "nan", "1_0" and " 0.5".
+        min_real_bogus = float(raw) if _SCORE.fullmatch(raw) else -1.0
+        if not 0.0 <= min_real_bogus <= 1.0:
+            raise BadRequestError(f"min_real_bogus must be a number from 0 to 1, got {raw[:40]!r}")
+    reply = await asyncio.to_thread(
+        candidates.night_candidates, ql.log_db, night, limit=limit, min_real_bogus=min_real_bogus
+    )
+    return json_response(reply)
+
+
+async def _cutouts(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    cid = path_id(request, "candidate")
+    size = _int(request, "size", _CUTOUT_SIZE_PX)
+    size = min(_CUTOUT_MAX_PX, max(_CUTOUT_MIN_PX, size))
+    row = await asyncio.to_thread(store_candidates.candidate_cutout, ql.log_db, cid)
+    if row is None:
+        raise NotFoundError(f"no candidate {cid}")
+    path = ql.data_dir.path(str(row["path"]))
+    try:
+        planes = await asyncio.to_thread(candidates.read_cutouts, path, int(row["row"]))
+    except FrameFileError as exc:
+        return error_response(404 if exc.missing else 422, f"candidate {cid}: {exc}")
+    blob, factor = await asyncio.to_thread(candidates.render_cutouts, planes, size)
+    # Not cached for long: a frame processed again may reuse its candidates' ids (SQLite
+    # gives the highest ids again once they are deleted) for other cutouts.
+    headers = {"X-Factor": str(factor), "Cache-Control": "no-cache"}
+    return web.Response(body=blob, content_type="image/png", headers=headers)
+
+
+async def _transient_lightcurve(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    tid = path_id(request, "transient")
+    reply = await asyncio.to_thread(candidates.transient_lightcurve, ql.log_db, tid)
+    if reply is None:
+        raise NotFoundError(f"no transient {tid}")
+    return json_response(reply)
+
+
+async def _mpc(request: web.Request) -> web.Response:
+    ql = request.app[QUICKLOOK]
+    night = request.match_info["night"]
+    if not _NIGHT.fullmatch(night):
+        raise NotFoundError(f"no night {night[:40]!r} (nights are YYYY-MM-DD)")
+    code = request.query.get("code") or ql.mpc_code
+    if not _MPC_CODE.fullmatch(code):
+        raise BadRequestError(f"code must be three capitals or digits, got {code[:40]!r}")
+    report, lines = await asyncio.to_thread(
+        night_mpc_report, ql.log_db, night, observatory_code=code
+    )
+    if not lines:
+        raise NotFoundError(f"no moving objects on night {night}")
+    headers = {
+        "Content-Disposition": f'inline; filename="mpc_{night}.txt"',
+        "X-Observations": str(lines),
+    }
+    return web.Response(text=report, content_type="text/plain", charset="utf-8", headers=headers)
 
 
 async def _data_file(request: web.Request) -> web.StreamResponse:
@@ -366,5 +469,9 @@ def add_quicklook(app: web.Application, quicklook: QuickLook) -> None:
     app.router.add_get("/api/quicklook/frames/{id}/sources", _sources)
     app.router.add_get("/api/quicklook/frames/{id}/pixel", _pixel)
     app.router.add_get("/api/quicklook/focus", _focus)
+    app.router.add_get("/api/quicklook/candidates", _candidates)
+    app.router.add_get("/api/candidates/{id}/cutouts.png", _cutouts)
+    app.router.add_get("/api/transients/{id}/lightcurve", _transient_lightcurve)
+    app.router.add_get("/api/moving/{night}/mpc", _mpc)
     app.router.add_get("/data/{path:.+}", _data_file)
     app.cleanup_ctx.append(_watcher)

@@ -260,9 +260,9 @@ def _config(doc: Doc) -> Doc:
             entry["amplitude_mag"] = entry.get("amplitude_mag") or 1.0
     difference = doc.get("difference", {})
     _ordered(difference, "min_reference_frames", "reference_frames", 4, 8)
-    _ordered(difference, "min_rate_arcsec_min", "max_rate_arcsec_min", 0.5, 90.0)
-    if difference.get("min_rate_arcsec_min", 0.5) == difference.get("max_rate_arcsec_min", 90.0):
-        difference["max_rate_arcsec_min"] = difference.get("min_rate_arcsec_min", 0.5) * 2
+    _ordered(difference, "min_rate_arcsec_min", "max_rate_arcsec_min", 1.0, 90.0)
+    if difference.get("min_rate_arcsec_min", 1.0) == difference.get("max_rate_arcsec_min", 90.0):
+        difference["max_rate_arcsec_min"] = difference.get("min_rate_arcsec_min", 1.0) * 2
     if "trail_mag_per_arcsec" in sky:
         sky["trail_mag_per_arcsec"] = sorted(sky["trail_mag_per_arcsec"])
     dome = doc.get("dome", {})  # the telescope stands inside the dome

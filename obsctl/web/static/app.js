@@ -56,6 +56,8 @@
     focus: null, // the night's focus runs: {night, total, runs: [...]}, newest first
     focusRun: null, // the id of the run drawn; null: the newest
     focusToken: 0,
+    candidates: null, // the night's difference candidates, transients and moving objects
+    candidatesToken: 0,
     shown: [], // {exposure_id, latency_ms, processed_ms, shown_ms, sources}
     statusTimer: null,
     loadToken: 0,
@@ -1082,6 +1084,104 @@
   }
   const loadFocusSoon = debounce((night) => loadFocus(night).catch((err) => console.warn(err.message)), 250);
 
+  // -- difference imaging: candidates, transients, moving objects ------------------------
+
+  // Sizes of one cutout in the PNGs (px): a detection's, a transient's, a moving object's.
+  const CUTOUT_PX = { candidate: 63, transient: 84, moving: 42 };
+
+  function cutoutsImage(url, size, id) {
+    if (!url) return "";
+    return el("img", { class: "cutouts", src: `${url}?size=${size}`, alt: `cutouts of candidate ${id}`, title: "new | reference | difference" });
+  }
+
+  function signed(v, digits) {
+    return finite(v) ? `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(digits)}` : "—";
+  }
+
+  function magText(mag, err) {
+    return finite(mag) ? `${mag.toFixed(2)}${finite(err) ? ` ± ${err.toFixed(2)}` : ""} mag` : "no mag";
+  }
+
+  function realBogus(v) {
+    return finite(v) ? v.toFixed(2) : "—";
+  }
+
+  function candidateCard(c) {
+    const links = [];
+    if (c.transient_id !== null && c.transient_id !== undefined) links.push(`transient #${c.transient_id}`);
+    if (c.track_id !== null && c.track_id !== undefined) links.push(`moving object #${c.track_id}`);
+    return el(
+      "div",
+      { class: "candidate", dataset: { id: String(c.id), kind: String(c.kind) } },
+      cutoutsImage(c.cutouts, CUTOUT_PX.candidate, c.id),
+      el("div", { class: "line" }, el("b", {}, `#${c.id}`), " ", el("span", { class: "field" }, c.field ?? ""), ` · ${utcTime(c.date_obs).slice(11)} UT · ${c.filter ?? ""}`),
+      el("div", { class: "line" }, magText(c.mag, c.mag_err), ` · score ${signed(c.score, 1)}σ · real/bogus ${realBogus(c.real_bogus)}`),
+      links.length ? el("div", { class: "line label" }, links.join(" · ")) : "",
+    );
+  }
+
+  function transientCard(t) {
+    const host = finite(t.host_offset_arcsec)
+      ? `host galaxy ${t.host_offset_arcsec.toFixed(1)}″ away, PA ${finite(t.host_pa_deg) ? t.host_pa_deg.toFixed(0) : "—"}°`
+      : "no host galaxy within 15″";
+    return el(
+      "div",
+      { class: "candidate transient", dataset: { id: String(t.id), candidate: String(t.candidate_id ?? "") } },
+      cutoutsImage(t.cutouts, CUTOUT_PX.transient, t.candidate_id),
+      el("div", { class: "line" }, el("b", {}, `transient #${t.id}`), " ", el("span", { class: "field" }, t.field ?? "")),
+      el("div", { class: "line" }, `peak ${magText(t.peak_mag)} · ${t.detections} detection(s) · real/bogus ${realBogus(t.real_bogus)}`),
+      el("div", { class: "line host" }, host),
+      el("div", { class: "line label" }, `RA ${fixed(t.ra_deg, 5)}° Dec ${signed(t.dec_deg, 5)}°`),
+    );
+  }
+
+  function movingRow(m) {
+    return el(
+      "tr",
+      { dataset: { id: String(m.id) } },
+      el("td", { class: "num" }, m.id),
+      el("td", { class: "field" }, m.field ?? ""),
+      el("td", { class: "num" }, fixed(m.epoch_mjd, 5)),
+      el("td", { class: "num" }, fixed(m.ra_deg, 5)),
+      el("td", { class: "num" }, signed(m.dec_deg, 5)),
+      el("td", { class: "num rate" }, fixed(m.rate_arcsec_min, 2)),
+      el("td", { class: "num pa" }, fixed(m.pa_deg, 0)),
+      el("td", { class: "num" }, fixed(m.mag, 2)),
+      el("td", { class: "num" }, m.detections),
+      el("td", {}, cutoutsImage(m.cutouts, CUTOUT_PX.moving, m.candidate_id)),
+    );
+  }
+
+  function empty(text) {
+    return el("p", { class: "muted empty" }, text);
+  }
+
+  function drawCandidates() {
+    const reply = state.candidates || { night: null, total: 0, candidates: [], transients: [], moving_objects: [], mpc: null };
+    const panel = $("#candidates-panel");
+    panel.dataset.night = reply.night || "";
+    panel.dataset.count = String(reply.candidates.length);
+    $("#candidates-night").textContent = reply.night ? `night ${reply.night}` : "";
+    $("#transients").replaceChildren(...(reply.transients.length ? reply.transients.map(transientCard) : [empty("no transient alerted this night")]));
+    $("#moving-objects tbody").replaceChildren(...reply.moving_objects.map(movingRow));
+    const mpc = $("#mpc-link");
+    mpc.hidden = !reply.mpc;
+    if (reply.mpc) mpc.setAttribute("href", reply.mpc);
+    else mpc.removeAttribute("href");
+    $("#candidates").replaceChildren(...(reply.candidates.length ? reply.candidates.map(candidateCard) : [empty("no difference detections this night")]));
+    $("#candidates-count").textContent = reply.total > reply.candidates.length ? `the latest ${reply.candidates.length} of ${reply.total}` : reply.total ? `${reply.total}` : "";
+  }
+
+  // A night's candidates (null: the latest night with a difference).
+  async function loadCandidates(night) {
+    const token = ++state.candidatesToken;
+    const reply = await api(`/api/quicklook/candidates${night ? `?night=${encodeURIComponent(night)}` : ""}`);
+    if (token !== state.candidatesToken) return; // a newer request was made meanwhile
+    state.candidates = reply;
+    drawCandidates();
+  }
+  const loadCandidatesSoon = debounce(() => loadCandidates(state.night).catch((err) => console.warn(err.message)), 500);
+
   // -- live events -----------------------------------------------------------------------
 
   async function onProcessed(ev) {
@@ -1139,6 +1239,8 @@
         loadAlerts();
       });
     }
+    // A processed frame brings its differences' candidates; an alert a transient or a track.
+    for (const kind of ["alert", "processed"]) on(kind, loadCandidatesSoon);
     state.events = source;
   }
 
@@ -1146,6 +1248,7 @@
     refreshStatusSoon();
     if (state.night) await Promise.all([loadLog(), loadTrends(), loadExtinction().catch((err) => console.warn(err.message))]);
     await loadFocus(state.focus ? state.focus.night : state.night).catch((err) => console.warn(err.message));
+    await loadCandidates(state.night).catch((err) => console.warn(err.message));
     if (state.follow) {
       const latest = await api("/api/quicklook/latest");
       if (latest.exposure_id !== null) await showFrame(latest.exposure_id);
@@ -1166,6 +1269,7 @@
       loadTrends(),
       loadExtinction().catch((err) => console.warn(err.message)),
       loadFocus(night).catch((err) => console.warn(err.message)),
+      loadCandidates(night).catch((err) => console.warn(err.message)),
     ]);
   }
 
@@ -1177,6 +1281,7 @@
     drawTrends();
     drawExtinction();
     drawFocus();
+    drawCandidates();
     state.info = await api("/api/quicklook/info");
     connect();
     refreshStatus();
@@ -1193,6 +1298,7 @@
       drawTrends();
       // No frame yet, but perhaps a focus run already (the start of a night).
       await loadFocus(null).catch((err) => console.warn(err.message));
+      await loadCandidates(null).catch((err) => console.warn(err.message));
     }
     loadLightcurves();
     loadAlerts();
