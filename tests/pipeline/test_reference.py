@@ -175,7 +175,7 @@ def test_stack_rejects_an_outlier_against_its_own_noise() -> None:
     images[3][20:22, :] = np.nan  # rows a frame does not cover
     variances = [np.full((64, 64), s * s) for s in sigma]
     result = stack_reference(images, variances, sky_variances=sigma**2, block_rows=16)
-    assert result.image[10, 10] == pytest.approx(truth, abs=5 * result.noise[10, 10])
+    assert result.image[10, 10] == pytest.approx(truth, abs=5 * float(result.noise[10, 10]))
     assert result.count[10, 10] == 4 and result.count[20, 5] == 4 and result.count[0, 0] == 5
     # Inverse-variance weights per frame: the noise of the mean of all five.
     expected = 1.0 / math.sqrt(np.sum(1.0 / sigma**2))
