@@ -252,24 +252,24 @@ def difference_frame(
         if saturation_adu is not None
         else np.zeros(data.shape, dtype=bool)
     )
-    background = sep.Background(
-        np.where(isolated | bad, 0.0, data).astype(np.float32), mask=isolated | bad
-    )
-    new = np.where(isolated, 0.0, data - background.back()).astype(np.float32)
+    skip = isolated | bad
+    background = sep.Background(data, mask=skip)  # masked values, NaN included, unread
+    new = data - background.back(dtype=np.float32)
+    new[isolated] = 0.0
     aligned = align_reference(
         ref.image, reference_wcs=ref.wcs, target_wcs=wcs, target_shape=data.shape,
-        variance=np.square(ref.noise), mask=~np.isfinite(ref.image),
+        mask=~np.isfinite(ref.image),
     )  # fmt: skip
     radius = max(3, math.ceil(_PSF_RADIUS_FWHM * frame.fwhm_px))
     stars = _psf_stars(frame.sources, saturation_adu, data.shape, radius + 4)
     x, y = stars["x"].astype(np.float64), stars["y"].astype(np.float64)
     try:
-        psf_new = estimate_psf(new, x, y, radius_px=radius, mask=isolated | bad)
+        psf_new = estimate_psf(new, x, y, radius_px=radius, mask=skip)
         psf_ref = estimate_psf(aligned.image, x, y, radius_px=radius, mask=aligned.mask)
     except ValueError as exc:
         raise ValueError(f"PSF: {exc} ({len(x)} stars of S/N >= {_PSF_MIN_SNR:g})") from exc
     aperture = 3.0 * frame.fwhm_px
-    f_new, _, _ = sep.sum_circle(new, x, y, aperture, mask=isolated | bad)
+    f_new, _, _ = sep.sum_circle(new, x, y, aperture, mask=skip)
     f_ref, _, _ = sep.sum_circle(aligned.image, x, y, aperture, mask=aligned.mask)
     ratio = flux_scale(f_new, f_ref, min_stars=3)
     if ratio is None:  # too few stars: the zero points say it (the reference's units are ADU)
@@ -281,11 +281,9 @@ def difference_frame(
             "zero points"
         )
     gain = frame.gain_e_per_adu
-    sigma_ref = (
-        float(np.sqrt(np.median(aligned.variance[~aligned.mask])))
-        if aligned.variance is not None and (~aligned.mask).any()
-        else float(np.nanmedian(ref.noise))
-    )
+    # The reference's noise is nearly uniform (its frames cover it alike): its median is
+    # what ZOGY takes, and resampling a variance map for it would cost half the alignment.
+    sigma_ref = ref.sky_noise
     # The reference's electrons per unit: its unit is one frame's ADU, scaled by the flux
     # ratio, and it holds about NCOMBINE frames' electrons (its source noise is that much
     # smaller); an approximation good enough for ZOGY's source-noise term.
@@ -315,8 +313,8 @@ def difference_frame(
     )
     # The aperture correction: the stars' catalog (main-aperture) flux over their PSF
     # flux measured the way the difference is.
-    noise_new = np.full(data.shape, float(background.globalrms), dtype=np.float32)
-    psf_flux = forced_photometry(new, noise_new, psf_new, x, y, mask=isolated | bad).flux
+    noise_new = np.broadcast_to(np.float32(background.globalrms), data.shape)
+    psf_flux = forced_photometry(new, noise_new, psf_new, x, y, mask=skip).flux
     share = flux_scale(psf_flux, stars["flux"].astype(np.float64))
     mag, mag_err = _magnitudes(
         phot.flux, phot.flux_err, frame, share if share is not None else math.nan
@@ -333,8 +331,8 @@ def difference_frame(
     rows["target"][forced] = [t.name for t in mine]
     rows["transient_id"] = -1
     rows["transient_id"][forced] = [-1 if t.transient_id is None else t.transient_id for t in mine]
-    reference_in_new_units = aligned.image / np.float32(ratio)
-    cutouts = _cutouts([new, reference_in_new_units, result.difference], xs, ys)
+    cutouts = _cutouts([new, aligned.image, result.difference], xs, ys)
+    cutouts[:, 1] /= np.float32(ratio)  # the reference in the new frame's units
     rows["real_bogus"] = np.nan
     n = len(found_rows)
     if real_bogus is not None and n:

@@ -22,6 +22,7 @@ old one is kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -410,7 +411,22 @@ def build_reference(
 
 @dataclass(frozen=True)
 class ReferenceImage:
-    """A reference image as read back from its file."""
+    """A reference image as read back from its file.
+
+    Attributes
+    ----------
+    image, noise : numpy.ndarray of float32
+        The combined image (background-subtracted, the grid frame's ADU; NaN where no frame
+        gave a value) and its 1-sigma noise per pixel.
+    coverage : numpy.ndarray of uint16
+        Frames kept per pixel.
+    wcs : astropy.wcs.WCS
+        Its celestial WCS (the grid frame's).
+    header : astropy.io.fits.Header
+        Its header (``PHOTZP``, ``EXPTIME``, ``NCOMBINE``...).
+    catalog : astropy.table.Table
+        Its own sources.
+    """
 
     image: NDArray[np.float32]
     noise: NDArray[np.float32]
@@ -418,6 +434,11 @@ class ReferenceImage:
     wcs: WCS
     header: fits.Header
     catalog: Table
+
+    @functools.cached_property
+    def sky_noise(self) -> float:
+        """The median of `noise` (ADU): the sky's, as the frames cover it nearly alike."""
+        return float(np.nanmedian(self.noise))
 
 
 def read_reference(path: str | Path) -> ReferenceImage:

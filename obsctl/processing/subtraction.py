@@ -127,7 +127,7 @@ def estimate_psf(
     ValueError
         If no star has a complete, unmasked stamp with positive flux.
     """
-    data = np.asarray(image, dtype=np.float64)
+    data = np.asarray(image)  # stamps are converted one by one, not the whole frame
     xs = np.atleast_1d(np.asarray(x, dtype=np.float64))
     ys = np.atleast_1d(np.asarray(y, dtype=np.float64))
     if radius_px < 1 or xs.shape != ys.shape:
@@ -152,7 +152,7 @@ def estimate_psf(
         window = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
         if mask is not None and mask[window].any():
             continue
-        cut = data[window]
+        cut = data[window].astype(np.float64)
         if not np.all(np.isfinite(cut)):
             continue
         shifted = ndimage.shift(cut, (iy - yi, ix - xi), order=3, mode="nearest")
@@ -744,8 +744,9 @@ def forced_photometry(
     ForcedPhotometry
         Flux, error and S/N per position.
     """
-    d = np.asarray(difference, dtype=np.float64)
-    s = np.asarray(noise, dtype=np.float64)
+    # Only the stamps are converted: a whole 4096^2 frame to float64 cost a tenth of a second.
+    d = np.asarray(difference)
+    s = np.asarray(noise)
     xs = np.atleast_1d(np.asarray(x, dtype=np.float64))
     ys = np.atleast_1d(np.asarray(y, dtype=np.float64))
     flux = np.full(xs.shape, np.nan)
@@ -762,8 +763,9 @@ def forced_photometry(
         if ya >= yb or xa >= xb:
             continue
         p = model[ya - (iy - h) : yb - (iy - h), xa - (ix - h) : xb - (ix - h)]
-        weight = 1.0 / np.square(s[ya:yb, xa:xb])
-        valid = np.isfinite(weight) & np.isfinite(d[ya:yb, xa:xb])
+        weight = 1.0 / np.square(s[ya:yb, xa:xb].astype(np.float64))
+        cut = d[ya:yb, xa:xb].astype(np.float64)
+        valid = np.isfinite(weight) & np.isfinite(cut)
         if mask is not None:
             valid &= ~mask[ya:yb, xa:xb]
         if p[valid].sum() < 0.5:
@@ -773,6 +775,6 @@ def forced_photometry(
         norm = float(np.sum(p * pw))
         if norm <= 0.0:
             continue
-        flux[i] = float(np.sum(pw * np.where(valid, d[ya:yb, xa:xb], 0.0))) / norm
+        flux[i] = float(np.sum(pw * np.where(valid, cut, 0.0))) / norm
         error[i] = 1.0 / math.sqrt(norm)
     return ForcedPhotometry(flux=flux, flux_err=error, snr=flux / error)
