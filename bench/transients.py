@@ -70,7 +70,8 @@ from obsctl.processing.subtraction import (  # noqa: E402
 )
 from obsctl.simulators import scenes  # noqa: E402
 from obsctl.simulators.artefacts import galaxies  # noqa: E402
-from obsctl.simulators.pairs import FramePair, render_pair, scene_wcs  # noqa: E402
+from obsctl.simulators.pairs import FramePair, render_pair  # noqa: E402
+from obsctl.simulators.render import scene_wcs  # noqa: E402
 
 SEEING_NEW = 3.5
 SEEING_REF = 2.5

@@ -27,15 +27,14 @@ from obsctl.simulators import scenes
 from obsctl.simulators.render import (
     RenderResult,
     SensorModel,
-    SkyScene,
     column_bias,
     flat_response,
     render_exposure,
+    scene_wcs,
 )
-from obsctl.simulators.sky import field_wcs
 from obsctl.simulators.variables import VARIABLE_ID_BASE, VariableStar
 
-__all__ = ["FramePair", "calibrated", "render_pair", "scene_wcs"]
+__all__ = ["FramePair", "calibrated", "render_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +70,6 @@ class FramePair:
     sigma_new: float
     sigma_ref: float
     flux_ratio: float
-
-
-def scene_wcs(scene: SkyScene, sensor: SensorModel) -> WCS:
-    """Return the exact WCS of a scene rendered on a full sensor."""
-    return field_wcs(
-        scene.ra_deg,
-        scene.dec_deg,
-        width_px=sensor.width_px,
-        height_px=sensor.height_px,
-        pixel_scale_arcsec=scene.pixel_scale_arcsec,
-        rotation_deg=scene.rotation_deg,
-    )
 
 
 def calibrated(

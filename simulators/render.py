@@ -80,6 +80,7 @@ __all__ = [
     "hot_pixel_map",
     "moffat_stamp",
     "render_exposure",
+    "scene_wcs",
     "stamp_radius_px",
 ]
 
@@ -1223,7 +1224,7 @@ def _digitise(
 # ------------------------------------------------------------------------------ the frame
 
 
-def _scene_wcs(scene: SkyScene, sensor: SensorModel) -> WCS:
+def scene_wcs(scene: SkyScene, sensor: SensorModel) -> WCS:
     """Return the WCS of the full, unbinned sensor that stars and galaxies are projected with."""
     return field_wcs(
         scene.ra_deg,
@@ -1710,7 +1711,7 @@ def _photon_charge(
     else:
         fwhm_px = _rendered_fwhm_px(scene)
         radius = stamp_radius_px(fwhm_px, scene.moffat_beta) + blur_radius_px(scene.defocus_px)
-        wcs = _scene_wcs(scene, sensor)
+        wcs = scene_wcs(scene, sensor)
         truth, x, y, flux_e = _star_truth(scene, sensor, exposure, area, radius, wcs)
         add_stars(
             charge, x, y, flux_e, fwhm_px=fwhm_px, beta=scene.moffat_beta,

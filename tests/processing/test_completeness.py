@@ -19,8 +19,8 @@ from obsctl.processing.alignment import align_reference
 from obsctl.processing.subtraction import detect_transients, estimate_psf, subtract_zogy
 from obsctl.simulators import scenes
 from obsctl.simulators.artefacts import galaxies
-from obsctl.simulators.pairs import render_pair, scene_wcs
-from obsctl.simulators.render import moffat_stamp
+from obsctl.simulators.pairs import render_pair
+from obsctl.simulators.render import moffat_stamp, scene_wcs
 
 SIZE = 384
 SEEING_NEW = 3.5  # arcsec, at 1 arcsec per pixel: render_pair's default

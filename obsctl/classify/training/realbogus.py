@@ -59,6 +59,7 @@ from obsctl.classify.realbogus import (
     border_noise,
     model_inputs,
 )
+from obsctl.classify.training.onnx_export import export_onnx
 from obsctl.config import Config, SimulatedCameraConfig
 from obsctl.devices import CameraImage, MountStatus, PierSide
 from obsctl.embedded import reference_catalog
@@ -73,7 +74,13 @@ from obsctl.simulators import scenes
 from obsctl.simulators.archive import write_config
 from obsctl.simulators.artefacts import GALAXY_DTYPE, galaxies
 from obsctl.simulators.camera_model import sensor_model, sky_scene
-from obsctl.simulators.render import RenderResult, SensorModel, SkyScene, render_exposure
+from obsctl.simulators.render import (
+    RenderResult,
+    SensorModel,
+    SkyScene,
+    render_exposure,
+    scene_wcs,
+)
 from obsctl.simulators.sky import pixel_scale_arcsec, synthetic_catalog
 from obsctl.simulators.transients import (
     Asteroid,
@@ -552,7 +559,7 @@ def _new_frame(run: _FieldRun, rng: np.random.Generator, seed: int, j: int) -> C
     base = run.scene(k, when, t)
     base = replace(base, seeing_arcsec=base.seeing_arcsec * field.new_seeing_factor[j])
     transients, asteroids = _transients(
-        rng, base, _scene_wcs(base), _limiting_mag(base, field.sensor, t),
+        rng, base, scene_wcs(base, field.sensor), _limiting_mag(base, field.sensor, t),
         float(base.time_mjd or 0.0), f"f{seed}/{j}",
     )  # fmt: skip
     scene = replace(base, transients=transients, asteroids=asteroids)
@@ -607,15 +614,6 @@ def field_candidates(seed: int) -> CandidateSet:
             return _empty()
         parts = [_new_frame(run, rng, seed, j) for j in range(NEW_FRAMES)]
     return concatenate([p for p in parts if p is not None] or [_empty()])
-
-
-def _scene_wcs(scene: SkyScene) -> Any:
-    from obsctl.simulators.sky import field_wcs
-
-    return field_wcs(
-        scene.ra_deg, scene.dec_deg, width_px=_SIZE_PX, height_px=_SIZE_PX,
-        pixel_scale_arcsec=scene.pixel_scale_arcsec, rotation_deg=scene.rotation_deg,
-    )  # fmt: skip
 
 
 def generate(seeds: Iterable[int], *, workers: int = 1) -> CandidateSet:
@@ -733,7 +731,6 @@ def _fit(train: CandidateSet, *, seed: int, epochs: int) -> Any:
 
 
 def _export(net: Any, path: Path, threshold: float) -> None:
-    import onnx
     import torch
     from torch import nn
 
@@ -746,39 +743,20 @@ def _export(net: Any, path: Path, threshold: float) -> None:
             return torch.sigmoid(self.net(cutouts, features))
 
     example = (torch.zeros(2, N_PLANES, CUTOUT_PX, CUTOUT_PX), torch.zeros(2, N_FEATURES))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    # The TorchScript exporter (dynamo=False) needs only the onnx package; its deprecation
-    # warnings (its own and its internals') are no news here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            Probability().eval(),
-            example,
-            str(tmp),
-            input_names=["cutouts", "features"],
-            output_names=["real"],
-            dynamic_axes={
-                "cutouts": {0: "batch"},
-                "features": {0: "batch"},
-                "real": {0: "batch"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
-    model = onnx.load(str(tmp))
-    model.producer_name = "obsctl model train --model realbogus"
-    model.producer_version = MODEL_VERSION
-    model.doc_string = "obsctl real/bogus classifier of difference-imaging candidates"
-    for key, value in (
-        ("version", MODEL_VERSION),
-        ("input_spec", str(INPUT_SPEC_VERSION)),
-        ("threshold", repr(float(threshold))),
-    ):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    export_onnx(
+        Probability().eval(),
+        example,
+        path,
+        output="real",
+        producer="obsctl model train --model realbogus",
+        version=MODEL_VERSION,
+        doc="obsctl real/bogus classifier of difference-imaging candidates",
+        metadata=(
+            ("version", MODEL_VERSION),
+            ("input_spec", str(INPUT_SPEC_VERSION)),
+            ("threshold", repr(float(threshold))),
+        ),
+    )
 
 
 def _near_real(data: CandidateSet) -> NDArray[np.bool_]:

@@ -46,6 +46,7 @@ from obsctl.classify.training.dataset import (
     generate,
 )
 from obsctl.classify.training.evaluate import quality_report
+from obsctl.classify.training.onnx_export import export_onnx
 
 __all__ = ["MODEL_VERSION", "PRIOR_CORRECTION", "QUICK_TEST_FRAMES", "train_model"]
 
@@ -164,7 +165,6 @@ def _temperature(net: Any, valid: LabelledSet) -> float:
 
 
 def _export(net: Any, temperature: float, path: Path) -> None:
-    import onnx
     import torch
     from torch import nn
 
@@ -185,36 +185,20 @@ def _export(net: Any, temperature: float, path: Path) -> None:
         torch.zeros(2, N_CHANNELS, CUTOUT_SIZE, CUTOUT_SIZE),
         torch.zeros(2, N_FEATURES),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    # The TorchScript exporter (dynamo=False) needs only the onnx package.
-    torch.onnx.export(
+    export_onnx(
         Calibrated().eval(),
         example,
-        str(tmp),
-        input_names=["cutouts", "features"],
-        output_names=["probabilities"],
-        dynamic_axes={
-            "cutouts": {0: "batch"},
-            "features": {0: "batch"},
-            "probabilities": {0: "batch"},
-        },
-        opset_version=17,
-        dynamo=False,
+        path,
+        output="probabilities",
+        producer="obsctl model train",
+        version=MODEL_VERSION,
+        doc="obsctl source classifier: " + ", ".join(CLASSES),
+        metadata=(
+            ("classes", ",".join(CLASSES)),
+            ("version", MODEL_VERSION),
+            ("input_spec", str(INPUT_SPEC_VERSION)),
+        ),
     )
-    model = onnx.load(str(tmp))
-    model.producer_name = "obsctl model train"
-    model.producer_version = MODEL_VERSION
-    model.doc_string = "obsctl source classifier: " + ", ".join(CLASSES)
-    for key, value in (
-        ("classes", ",".join(CLASSES)),
-        ("version", MODEL_VERSION),
-        ("input_spec", str(INPUT_SPEC_VERSION)),
-    ):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
 
 
 def train_model(out_dir: str | Path | None = None, *, seed: int = 0) -> dict[str, Any]:
